@@ -1,0 +1,142 @@
+"""A direction in a layer's activation space and its `.npz` file, which holds plain arrays only.
+
+Keys: `direction` (float32, hidden size) is required; `layer`, `label_positive`,
+`label_negative`, `model_id`, `method`, `accuracy`, `separation`, `class_a_mean_projection`,
+`class_b_mean_projection`, `hidden_size`, `importance` (float32, hidden size), `ranking`
+(what `importance` measures) and `lazarus_version` are optional. Files are read with
+`allow_pickle=False`, always.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lazarus import __version__
+from lazarus.errors import LazarusError
+from lazarus.files import write_atomically
+
+_TEXT_KEYS = ("label_positive", "label_negative", "model_id", "method", "ranking")
+_NUMBER_KEYS = ("accuracy", "separation", "class_a_mean_projection", "class_b_mean_projection")
+
+
+@dataclass(frozen=True)
+class Direction:
+    """Unit vector in raw activation coordinates; positive means more like class A."""
+
+    direction: np.ndarray
+    layer: int | None = None
+    label_positive: str | None = None
+    label_negative: str | None = None
+    model_id: str | None = None
+    method: str | None = None
+    importance: np.ndarray | None = None  # per neuron, larger = separates the classes more
+    ranking: str | None = None  # what `importance` measures, shown to the user
+    metrics: dict[str, float] = field(default_factory=dict)  # accuracy, separation, ...
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.direction.shape[0])
+
+    def ranking_scores(self) -> np.ndarray:
+        """The per-neuron score that orders the top neurons: importance if stored, else |w|."""
+        if self.importance is not None:
+            return self.importance
+        return np.abs(self.direction)
+
+    def ranking_name(self) -> str:
+        if self.importance is not None:
+            return self.ranking or "importance stored in the file"
+        return "|weight|"
+
+    def top_neurons(self, k: int) -> list[int]:
+        """The k highest-scoring neurons, best first; ties go to the lower id."""
+        scores = self.ranking_scores()
+        order = np.lexsort((np.arange(scores.shape[0]), -scores))
+        return [int(i) for i in order[:k]]
+
+    def weights_of(self, neurons: list[int]) -> dict[int, float]:
+        return {n: float(self.direction[n]) for n in neurons}
+
+
+def save_direction(path: str, direction: Direction) -> None:
+    arrays: dict[str, np.ndarray] = {
+        "direction": np.asarray(direction.direction, dtype=np.float32),
+        "hidden_size": np.array(direction.hidden_size, dtype=np.int64),
+        "lazarus_version": np.array(__version__),
+    }
+    if direction.layer is not None:
+        arrays["layer"] = np.array(direction.layer, dtype=np.int64)
+    for key in _TEXT_KEYS:
+        value = getattr(direction, key)
+        if value is not None:
+            arrays[key] = np.array(str(value))
+    if direction.importance is not None:
+        arrays["importance"] = np.asarray(direction.importance, dtype=np.float32)
+    for key, value in direction.metrics.items():
+        arrays[key] = np.array(float(value), dtype=np.float64)
+
+    def write(temp: Path) -> None:
+        with open(temp, "wb") as handle:
+            np.savez(handle, **arrays)
+
+    write_atomically(path, write)
+
+
+def load_direction(path: str) -> Direction:
+    """Read and validate a direction file; every problem is a one-line `LazarusError`."""
+    file = Path(path)
+    if not file.is_file():
+        raise LazarusError(f"direction file not found: {path} (run 'lazarus introspect probe "
+                           "--save-direction FILE' first, or check the path)")
+    if not zipfile.is_zipfile(file):
+        raise LazarusError(f"{path} is not an .npz file (give a file saved by "
+                           "'lazarus introspect probe --save-direction')")
+    try:
+        with np.load(file, allow_pickle=False) as archive:
+            if "direction" not in archive.files:
+                raise LazarusError(f"{path} has no 'direction' array (keys: "
+                                   f"{', '.join(archive.files) or 'none'}; save one under "
+                                   "the key 'direction')")
+            arrays = {key: archive[key] for key in archive.files}
+    except LazarusError:
+        raise
+    except ValueError as err:
+        if "pickle" in str(err).lower():
+            raise LazarusError(f"{path} holds pickled objects, which lazarus never loads "
+                               "(save plain numeric and text arrays only)") from None
+        raise LazarusError(f"{path} is not a readable .npz file ({err})") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as err:
+        raise LazarusError(f"{path} is not a readable .npz file ({err})") from None
+
+    vector = arrays["direction"]
+    if vector.ndim != 1 or vector.size == 0 or not np.issubdtype(vector.dtype, np.number):
+        raise LazarusError(f"{path}: 'direction' must be a non-empty 1-D numeric array "
+                           f"(got shape {vector.shape}, dtype {vector.dtype})")
+    if not np.all(np.isfinite(vector)):
+        raise LazarusError(f"{path}: 'direction' holds NaN or infinite values "
+                           "(re-run the probe that made it)")
+    importance = arrays.get("importance")
+    if importance is not None and (importance.shape != vector.shape
+                                   or not np.all(np.isfinite(importance))):
+        raise LazarusError(f"{path}: 'importance' must be finite and as long as 'direction' "
+                           "(re-save the file, or drop that key)")
+
+    def text(key: str) -> str | None:
+        return str(arrays[key]) if key in arrays else None
+
+    layer = int(arrays["layer"]) if "layer" in arrays else None
+    return Direction(
+        direction=vector.astype(np.float32),
+        layer=layer,
+        label_positive=text("label_positive"),
+        label_negative=text("label_negative"),
+        model_id=text("model_id"),
+        method=text("method"),
+        importance=None if importance is None else importance.astype(np.float32),
+        ranking=text("ranking"),
+        metrics={key: float(arrays[key]) for key in _NUMBER_KEYS if key in arrays},
+    )

@@ -1,0 +1,60 @@
+"""Reading `@file` lists and writing output files atomically."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from lazarus.errors import LazarusError
+
+
+def read_lines(path: str) -> list[str]:
+    """Lines of a text file, blank lines skipped; trailing newline characters removed."""
+    file = Path(path)
+    if not file.is_file():
+        raise LazarusError(f"file not found: {path} (check the path after '@')")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise LazarusError(f"{path} is not UTF-8 text (save it as UTF-8, one item per line)") from None
+    except OSError as err:
+        raise LazarusError(f"cannot read {path}: {err.strerror} (check its permissions)") from None
+    return [line.rstrip("\r") for line in text.split("\n") if line.strip()]
+
+
+def check_writable(path: str) -> None:
+    """Fail now, before any model loads, if `path` could not be written later."""
+    target = Path(path)
+    if target.is_dir():
+        raise LazarusError(f"output path {path} is a folder (give a file name)")
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise LazarusError(f"cannot write {path}: folder {folder} does not exist (create it first)")
+    if not os.access(folder, os.W_OK):
+        raise LazarusError(f"cannot write {path}: folder {folder} is not writable (choose another)")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise LazarusError(f"cannot write {path}: the file is read-only (choose another path)")
+
+
+def write_atomically(path: str, write: Callable[[Path], None]) -> None:
+    """Let `write` fill a temporary file beside `path`, then rename it into place.
+
+    A crash or an error mid-write leaves no half-written file behind.
+    """
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    temp = Path(temp_name)
+    try:
+        write(temp)
+        os.replace(temp, target)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomically(path: str, text: str) -> None:
+    write_atomically(path, lambda temp: temp.write_text(text, encoding="utf-8"))

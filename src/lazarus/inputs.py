@@ -1,0 +1,80 @@
+"""Parsing the command line's lists: prompts, labels, neuron ids.
+
+Everything here is cheap and runs before a model loads, so that mistakes fail fast.
+"""
+
+from __future__ import annotations
+
+from lazarus.errors import LazarusError
+from lazarus.files import read_lines
+
+
+def parse_list(value: str, what: str) -> list[str]:
+    """`a|b|c` or `@file.txt` (one item per line, blank lines skipped)."""
+    if value.startswith("@"):
+        items = read_lines(value[1:])
+        source = f"file {value[1:]}"
+    else:
+        items = value.split("|")
+        source = f"--{what}"
+    if not items or all(not item.strip() for item in items):
+        raise LazarusError(f"{source} holds no {what} (give at least one, e.g. 'a|b')")
+    for position, item in enumerate(items, start=1):
+        if not item.strip():
+            raise LazarusError(
+                f"{what} {position} of {len(items)} in {source} is empty "
+                "(remove the extra '|' or fill it in)"
+            )
+    return items
+
+
+def parse_prompts(value: str, option: str = "prompts") -> list[str]:
+    return parse_list(value, option)
+
+
+def parse_labels(value: str, prompt_count: int) -> list[str]:
+    labels = parse_list(value, "labels")
+    if len(labels) != prompt_count:
+        raise LazarusError(
+            f"got {len(labels)} labels for {prompt_count} prompts "
+            "(give one label per prompt, in the same order)"
+        )
+    return [label.strip() for label in labels]
+
+
+def parse_neurons(value: str) -> list[int]:
+    """Comma-separated neuron ids, e.g. `808,1190`; duplicates are an error."""
+    ids: list[int] = []
+    for part in value.split(","):
+        text = part.strip()
+        try:
+            neuron = int(text)
+        except ValueError:
+            raise LazarusError(
+                f"neuron id {text!r} is not a whole number (use e.g. --neurons 808,1190)"
+            ) from None
+        if neuron < 0:
+            raise LazarusError(f"neuron id {neuron} is negative (ids count from 0)")
+        if neuron in ids:
+            raise LazarusError(f"neuron {neuron} is listed twice in --neurons (list each once)")
+        ids.append(neuron)
+    return ids
+
+
+def check_neurons_in_range(neurons: list[int], hidden_size: int) -> None:
+    for neuron in neurons:
+        if neuron >= hidden_size:
+            raise LazarusError(
+                f"neuron {neuron} is out of range: this model's hidden size is {hidden_size} "
+                f"(use ids 0 to {hidden_size - 1})"
+            )
+
+
+def resolve_layer(layer: int, layer_count: int) -> int:
+    """A layer index, negative counting from the end, checked against the model's depth."""
+    if not -layer_count <= layer < layer_count:
+        raise LazarusError(
+            f"layer {layer} is out of range: this model has {layer_count} layers "
+            f"(use 0 to {layer_count - 1}, or -1 to -{layer_count} from the end)"
+        )
+    return layer % layer_count
