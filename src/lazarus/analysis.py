@@ -1,0 +1,119 @@
+"""Per-neuron statistics and how each neuron tracks the prompt labels (numpy only, never prints).
+
+Everything is computed in float64 from the float32 activations and returned as frozen
+dataclasses, which `dataclasses.asdict` turns into JSON-friendly dicts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lazarus.activations import ActivationMatrix
+
+MARK_THRESHOLD = 0.5
+"""|r| at or above which a neuron is marked as tracking a label ("large" by Cohen's convention)."""
+
+
+@dataclass(frozen=True)
+class NeuronStats:
+    """One neuron across all prompts; `std` is the population std (ddof=0)."""
+
+    neuron: int
+    min: float
+    max: float
+    mean: float
+    std: float
+
+
+@dataclass(frozen=True)
+class LabelEffect:
+    """One neuron on the prompts of one label.
+
+    `r` is the point-biserial correlation of the activation with "prompt has this label":
+    None when undefined (every prompt has the label, or the neuron never changes).
+    `verdict` is "high" or "low" when |r| >= MARK_THRESHOLD, else None.
+    """
+
+    neuron: int
+    mean: float
+    rest_mean: float | None  # mean over the prompts without the label
+    r: float | None
+    verdict: str | None
+
+
+@dataclass(frozen=True)
+class LabelSummary:
+    label: str
+    count: int  # prompts with this label
+    effects: tuple[LabelEffect, ...]  # one per neuron, in matrix order
+
+
+def neuron_stats(matrix: ActivationMatrix) -> list[NeuronStats]:
+    """min, max, mean and population std of each neuron, in matrix order."""
+    values = matrix.values.astype(np.float64)
+    return [
+        NeuronStats(
+            neuron=neuron,
+            min=float(column.min()),
+            max=float(column.max()),
+            mean=float(column.mean()),
+            std=float(column.std(ddof=0)),
+        )
+        for neuron, column in zip(matrix.neurons, values.T)
+    ]
+
+
+def point_biserial(values: np.ndarray, member: np.ndarray) -> float | None:
+    """Pearson r between `values` and the 0/1 indicator `member`, by the point-biserial formula.
+
+    r = (mean_in - mean_out) * sqrt(p * (1 - p)) / std, with p the share of members and the
+    population std of all values. None when the indicator or the values are constant
+    (or not finite).
+    """
+    values = values.astype(np.float64)
+    share = float(member.mean())
+    if share in (0.0, 1.0) or values.max() == values.min():
+        return None
+    gap = values[member].mean() - values[~member].mean()
+    r = gap * np.sqrt(share * (1.0 - share)) / values.std(ddof=0)
+    if not np.isfinite(r):  # NaN or inf activations
+        return None
+    return float(np.clip(r, -1.0, 1.0))
+
+
+def _verdict(r: float | None) -> str | None:
+    if r is None:
+        return None
+    if r >= MARK_THRESHOLD:
+        return "high"
+    if r <= -MARK_THRESHOLD:
+        return "low"
+    return None
+
+
+def label_correlation(matrix: ActivationMatrix) -> list[LabelSummary]:
+    """For each label (sorted), each neuron's mean on its prompts and its correlation with it."""
+    if matrix.labels is None:
+        raise ValueError("label correlation needs labels, and this matrix has none")
+    labels = np.array(matrix.labels, dtype=object)
+    values = matrix.values.astype(np.float64)
+    summaries = []
+    for label in sorted(set(matrix.labels)):
+        member = labels == label
+        effects = []
+        for neuron, column in zip(matrix.neurons, values.T):
+            r = point_biserial(column, member)
+            rest = column[~member]
+            effects.append(
+                LabelEffect(
+                    neuron=neuron,
+                    mean=float(column[member].mean()),
+                    rest_mean=float(rest.mean()) if rest.size else None,
+                    r=r,
+                    verdict=_verdict(r),
+                )
+            )
+        summaries.append(LabelSummary(label, int(member.sum()), tuple(effects)))
+    return summaries

@@ -1,0 +1,217 @@
+"""`lazarus introspect …`: argv → library calls → rendered text on stdout.
+
+The only module that prints or exits. User mistakes (`LazarusError`, bad arguments) become one
+line on stderr and exit status 2, with no traceback. torch and transformers are imported only
+once a command needs a model, so `--help` and argument errors answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+
+from lazarus import __version__
+from lazarus.errors import LazarusError
+from lazarus.loading import DEMO_MODEL, DEVICES, DTYPES
+
+DEFINITIONS = f"""\
+definitions:
+  neuron   one coordinate of the residual stream output by decoder block L, at the prompt's
+           last token, before the final norm
+  layer    0 is the first block's output (not the embeddings); layer L equals Hugging Face's
+           output_hidden_states[L + 1]; negative layers count from the end (-1 = last block)
+  prompts  tokenized as the model's tokenizer does by default (its own special tokens, no chat
+           template)
+  std      population standard deviation (ddof=0)
+
+models:
+  a Hugging Face Hub ID (org/name; the local cache is used first, so cached models work
+  offline), a local folder saved with save_pretrained, or '{DEMO_MODEL}', the small arithmetic
+  model that ships with lazarus
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one stderr line, like every other user error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-m", "--model", required=True,
+                        help=f"Hugging Face model ID, local folder, or {DEMO_MODEL}")
+    parser.add_argument("--device", choices=DEVICES, default="auto",
+                        help="where to run (default auto: cuda, then mps, then cpu)")
+    parser.add_argument("--dtype", choices=DTYPES, default="auto",
+                        help="weights' precision (default auto: the checkpoint's on a GPU, "
+                             "float32 on CPU)")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="allow a model's own Python code from the Hub (off by default)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="lazarus", description="Neuron-level introspection of transformer "
+                     "language models.")
+    parser.add_argument("--version", action="version", version=f"lazarus {__version__}")
+    groups = parser.add_subparsers(dest="group", required=True, parser_class=_Parser)
+    introspect = groups.add_parser("introspect", help="look inside a model",
+                                   description="Look inside a model.")
+    commands = introspect.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    neurons = commands.add_parser(
+        "neurons",
+        help="how individual neurons fire across prompts",
+        description="Show how individual neurons fire across prompts: an activation map, an "
+                    "ASCII heatmap, per-neuron statistics and, with --labels, per-label means.",
+        epilog=DEFINITIONS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_model_options(neurons)
+    neurons.add_argument("-l", "--layer", type=int, required=True,
+                         help="layer to analyze (0-based; negative counts from the end)")
+    neurons.add_argument("-p", "--prompts", required=True,
+                         help="prompts, pipe-separated ('2+2=|47*47=') or @file.txt "
+                              "(one per line, blank lines skipped)")
+    neurons.add_argument("-n", "--neurons", help="neuron indices, comma-separated (e.g. 808,1190)")
+    neurons.add_argument("--from-direction", metavar="FILE",
+                        help="take the top neurons of a direction .npz saved by "
+                             "'lazarus introspect probe --save-direction'")
+    neurons.add_argument("--top-k", type=int, default=10,
+                         help="how many neurons to take from --from-direction (default: 10); "
+                              "without --neurons or --from-direction, the top-k neurons with the "
+                              "largest spread across the prompts are shown")
+    neurons.add_argument("--labels", help="a label per prompt, pipe-separated, same order "
+                                          "(or @file.txt)")
+    neurons.add_argument("-o", "--output", metavar="FILE", help="also save the results as JSON")
+    neurons.set_defaults(run=run_neurons)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except LazarusError as err:
+        print(f"lazarus: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lazarus: interrupted", file=sys.stderr)
+        return 130
+
+
+def warn(message: str) -> None:
+    print(f"lazarus: warning: {message}", file=sys.stderr)
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr, drawn only when stderr is a terminal."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.enabled = sys.stderr.isatty()
+        self.started = time.monotonic()
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        filled = int(30 * done / max(total, 1))
+        elapsed = time.monotonic() - self.started
+        sys.stderr.write(f"\r{self.what} [{'#' * filled}{'.' * (30 - filled)}] "
+                         f"{done}/{total} {elapsed:.1f}s")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _quiet_transformers() -> None:
+    """transformers' own bars and notices would bury ours; lazarus reports what matters."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+
+
+def run_neurons(args: argparse.Namespace) -> int:
+    from lazarus import analysis, inputs, render
+    from lazarus.activations import ActivationMatrix
+    from lazarus.directions import load_direction
+    from lazarus.files import check_writable, write_text_atomically
+    from lazarus.loading import read_model_info
+
+    # Cheap checks first: nothing heavy has happened yet.
+    if args.neurons and args.from_direction:
+        raise LazarusError("--neurons and --from-direction were both given (choose one)")
+    prompts = inputs.parse_prompts(args.prompts)
+    labels = inputs.parse_labels(args.labels, len(prompts)) if args.labels else None
+    neurons = inputs.parse_neurons(args.neurons) if args.neurons else None
+    if args.top_k < 1:
+        raise LazarusError(f"--top-k must be at least 1 (got {args.top_k})")
+    if args.output:
+        check_writable(args.output)
+    direction = load_direction(args.from_direction) if args.from_direction else None
+
+    info = read_model_info(args.model)
+    layer = inputs.resolve_layer(args.layer, info.layer_count)
+    if neurons is not None:
+        inputs.check_neurons_in_range(neurons, info.hidden_size)
+    if direction is not None:
+        if direction.hidden_size != info.hidden_size:
+            raise LazarusError(
+                f"{args.from_direction} has {direction.hidden_size} weights but {args.model} "
+                f"has hidden size {info.hidden_size} (use a direction made for this model)")
+        if direction.layer is not None and direction.layer != layer:
+            warn(f"{args.from_direction} was made at layer {direction.layer}, "
+                 f"you are analysing layer {layer}")
+        if direction.model_id and direction.model_id != args.model:
+            warn(f"{args.from_direction} was made for {direction.model_id}, "
+                 f"you are analysing {args.model}")
+        neurons = direction.top_neurons(args.top_k)
+
+    from lazarus.capture import CaptureRequest, capture
+    from lazarus.loading import load_model
+
+    _quiet_transformers()
+    loaded = load_model(info, args.device, args.dtype, args.trust_remote_code)
+    rows = capture(loaded, prompts, CaptureRequest(layers=(layer,)),
+                   progress=ProgressBar("capturing"))[layer]
+    full = ActivationMatrix.from_rows(rows, prompts, layer, labels, model_id=args.model)
+    selection = "--neurons"
+    if neurons is None:
+        neurons = analysis.most_variable(full, args.top_k)
+        selection = f"the {len(neurons)} neurons with the largest std across these prompts"
+    elif direction is not None:
+        selection = f"top {len(neurons)} of {args.from_direction} by {direction.ranking_name()}"
+    matrix = full.select(neurons)
+
+    stats = analysis.neuron_stats(matrix)
+    summaries = analysis.label_correlation(matrix) if labels else None
+    weights = direction.weights_of(neurons) if direction is not None else None
+    direction_labels = ((direction.label_positive, direction.label_negative)
+                        if direction is not None else None)
+    print(render.render_neurons_report(
+        matrix, stats, summaries, weights=weights, direction_labels=direction_labels,
+        ranking=direction.ranking_name() if direction is not None else None,
+        selection=selection))
+    if args.output:
+        extra = {
+            "lazarus_version": __version__,
+            "site": "residual",
+            "position": "last",
+            "layer_count": info.layer_count,
+            "hidden_size": info.hidden_size,
+            "dtype": loaded.dtype,
+            "device": loaded.device,
+            "neuron_selection": selection,
+        }
+        document = render.neurons_json(matrix, stats, summaries, weights, extra)
+        write_text_atomically(args.output, json.dumps(document, indent=2) + "\n")
+        print(f"lazarus: saved {args.output}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

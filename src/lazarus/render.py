@@ -1,0 +1,307 @@
+"""Text and JSON for `lazarus introspect neurons` (docs/introspect-neurons.md); never prints.
+
+The activation map and the heatmap share one grid: a 20-cell prompt column, then one column
+per neuron whose header and cells have the same width, so that every `|` lines up.
+"""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+
+import numpy as np
+
+from lazarus.activations import ActivationMatrix
+from lazarus.analysis import MARK_THRESHOLD, LabelSummary, NeuronStats
+
+RULE = "=" * 80
+PROMPT_WIDTH = 20
+MIN_CELL = 6  # fits the spec's `  -156` and centres the 4-glyph heat block with a space each side
+GLYPHS = (" ", "░", "▒", "▓", "█")  # heat levels 0..4
+
+
+# --- text helpers -------------------------------------------------------------------------------
+
+
+def _banner(title: str) -> list[str]:
+    return [RULE, title, RULE]
+
+
+def _escape(text: str) -> str:
+    """Show newlines, tabs and other control characters as escapes, so a row stays one line."""
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
+    )
+
+
+def _char_width(ch: str) -> int:
+    """Terminal cells of one character: wide East Asian = 2, combining marks = 0."""
+    if unicodedata.combining(ch):
+        return 0
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+def _width(text: str) -> int:
+    return sum(_char_width(ch) for ch in text)
+
+
+def _fit(text: str, width: int) -> str:
+    """Escape, cut to `width` cells with a trailing '…' if longer, pad to exactly `width`."""
+    text = _escape(text)
+    if _width(text) > width:
+        kept, used = [], 0
+        for ch in text:
+            used += _char_width(ch)
+            if used > width - 1:
+                break
+            kept.append(ch)
+        text = "".join(kept) + "…"
+    return text + " " * (width - _width(text))
+
+
+# --- numbers ------------------------------------------------------------------------------------
+
+
+def map_decimals(values: np.ndarray) -> int:
+    """Decimals that show the largest |value| with 3 significant digits (none for >= 100).
+
+    326 -> 0, 45.3 -> 1, 5.2 -> 2, 0.0312 -> 4; an all-zero (or empty) map -> 0.
+    Non-finite values are ignored.
+    """
+    finite = np.abs(np.asarray(values, dtype=np.float64))
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0 or finite.max() == 0:
+        return 0
+    exponent = int(f"{float(finite.max()):.2e}".split("e")[1])  # after rounding to 3 digits
+    return max(0, 2 - exponent)
+
+
+def _signed(value: float | None, decimals: int) -> str:
+    return "n/a" if value is None else f"{value:+.{decimals}f}"
+
+
+def _json_number(value: float | None) -> float | None:
+    """A plain float for JSON; NaN and infinities become null."""
+    if value is None or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+# --- the grid shared by the map and the heatmap -------------------------------------------------
+
+
+def _column_widths(matrix: ActivationMatrix, cells: list[list[str]]) -> list[int]:
+    headers = [f"N{neuron:4d}" for neuron in matrix.neurons]
+    return [
+        max([MIN_CELL, len(header)] + [len(row[j]) for row in cells])
+        for j, header in enumerate(headers)
+    ]
+
+
+def _grid(matrix: ActivationMatrix, cells: list[list[str]], widths: list[int]) -> list[str]:
+    """Header, dashes and one row per prompt; the label follows the closing `|`."""
+    headers = [f"N{neuron:4d}".rjust(width) for neuron, width in zip(matrix.neurons, widths)]
+    header = f"{_fit('Prompt', PROMPT_WIDTH)} | {' | '.join(headers)} |"
+    if matrix.labels is not None:
+        header += " Label"
+    rows = []
+    for i, prompt in enumerate(matrix.prompts):
+        row = f"{_fit(prompt, PROMPT_WIDTH)} | {' | '.join(cells[i])} |"
+        if matrix.labels is not None:
+            row += f" {_escape(matrix.labels[i])}"
+        rows.append(row)
+    dashes = "-" * max(_width(line) for line in [header, *rows])
+    return [header, dashes, *rows]
+
+
+def _value_cells(matrix: ActivationMatrix, decimals: int) -> list[list[str]]:
+    return [[_signed(v, decimals) for v in row] for row in matrix.values.tolist()]
+
+
+def heat_levels(values: np.ndarray) -> np.ndarray:
+    """Heat level 0..4 of each value: floor(4 * (v - min) / (max - min)) over the whole map.
+
+    When every value is the same there is no low or high, so every cell gets the middle
+    level 2 ('▒'). Non-finite values get -1 (shown as '?') and do not set the scale.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(values)
+    levels = np.full(values.shape, -1, dtype=np.int64)
+    if not finite.any():
+        return levels
+    low, high = values[finite].min(), values[finite].max()
+    if high == low:
+        levels[finite] = 2
+        return levels
+    scaled = np.floor(4.0 * (values[finite] - low) / (high - low))
+    levels[finite] = np.clip(scaled, 0, 4).astype(np.int64)
+    return levels
+
+
+def render_activation_map(matrix: ActivationMatrix, decimals: int) -> str:
+    cells = _value_cells(matrix, decimals)
+    widths = _column_widths(matrix, cells)
+    aligned = [[cell.rjust(width) for cell, width in zip(row, widths)] for row in cells]
+    title = f"NEURON ACTIVATION MAP AT LAYER {matrix.layer}"
+    return "\n".join(_banner(title) + _grid(matrix, aligned, widths))
+
+
+def render_heatmap(matrix: ActivationMatrix, decimals: int) -> str:
+    """The map as glyph blocks, on the same grid, with one line saying what the scale spans."""
+    widths = _column_widths(matrix, _value_cells(matrix, decimals))
+    levels = heat_levels(matrix.values)
+    cells = []
+    for row in levels.tolist():
+        line = []
+        for level, width in zip(row, widths):
+            block = "????" if level < 0 else GLYPHS[level] * 4
+            left = (width - 4) // 2
+            line.append(" " * left + block + " " * (width - 4 - left))
+        cells.append(line)
+    values = matrix.values[np.isfinite(matrix.values)]
+    if values.size and values.min() != values.max():
+        low, high = (_signed(float(v), decimals) for v in (values.min(), values.max()))
+        scale = f"(scale: all cells, {low} to {high}, in quarters; blank = lowest quarter)"
+    else:
+        scale = "(every cell has the same value, so all are shown as ▒)"
+    title = "ASCII HEATMAP (░ = low, ▒ = medium, ▓ = high, █ = max)"
+    return "\n".join([*_banner(title), scale, *_grid(matrix, cells, widths)])
+
+
+# --- statistics and labels ----------------------------------------------------------------------
+
+
+def _neuron_ids(neurons: list[int]) -> list[str]:
+    width = max([4] + [len(str(n)) for n in neurons])
+    return [f"Neuron {n:>{width}}" for n in neurons]
+
+
+def _aligned(texts: list[str]) -> list[str]:
+    width = max((len(t) for t in texts), default=0)
+    return [t.rjust(width) for t in texts]
+
+
+def render_stats(
+    stats: list[NeuronStats],
+    decimals: int,
+    weights: dict[int, float] | None = None,
+    direction_labels: tuple[str | None, str | None] | None = None,
+    ranking: str | None = None,
+) -> str:
+    """One line per neuron; with direction weights, a closing note on what their sign means."""
+    names = _neuron_ids([s.neuron for s in stats])
+    mins = _aligned([_signed(s.min, decimals) for s in stats])
+    maxes = _aligned([_signed(s.max, decimals) for s in stats])
+    means = _aligned([_signed(s.mean, decimals) for s in stats])
+    stds = _aligned([f"{s.std:.{decimals}f}" for s in stats])
+    lines = [
+        f"{name}: min= {mn}, max= {mx}, mean= {me}, std= {sd}"
+        for name, mn, mx, me, sd in zip(names, mins, maxes, means, stds)
+    ]
+    if weights is not None:
+        found = [weights.get(s.neuron) for s in stats]
+        digits = max(4, map_decimals(np.array([w for w in found if w is not None])))
+        texts = _aligned([_signed(w, digits) for w in found])
+        lines = [f"{line}, weight={text}" for line, text in zip(lines, texts)]
+        positive, negative = direction_labels or (None, None)
+        lines += [
+            "",
+            f"Positive weight: higher activation = more like {positive or 'class A'}; "
+            f"negative: more like {negative or 'class B'}.",
+        ]
+        if ranking:
+            lines.append(f"Neurons ranked by {ranking}.")
+    return "\n".join(_banner("NEURON STATISTICS") + lines)
+
+
+def render_label_correlation(summaries: list[LabelSummary], decimals: int) -> str:
+    """Per label: each neuron's mean on its prompts, r, and an arrow when |r| is large."""
+    rule = (f"(r = point-biserial correlation of the neuron with the label; "
+            f"← marks |r| ≥ {MARK_THRESHOLD:g})")
+    effects = [e for s in summaries for e in s.effects]
+    names = iter(_neuron_ids([e.neuron for e in effects]))
+    means = iter(_aligned([_signed(e.mean, decimals) for e in effects]))
+    lines = _banner("LABEL CORRELATION") + [rule]
+    for summary in summaries:
+        label = _escape(summary.label)
+        noun = "prompt" if summary.count == 1 else "prompts"
+        lines += ["", f"{label} ({summary.count} {noun}):"]
+        for effect in summary.effects:
+            r = "n/a" if effect.r is None else f"{effect.r:+.2f}"
+            line = f"  {next(names)}: mean= {next(means)}  r={r:>5}"
+            if effect.verdict is not None:
+                line += f"  ← fires {effect.verdict} for {label}"
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def render_neurons_report(
+    matrix: ActivationMatrix,
+    stats: list[NeuronStats],
+    label_summaries: list[LabelSummary] | None,
+    weights: dict[int, float] | None = None,
+    direction_labels: tuple[str | None, str | None] | None = None,
+    ranking: str | None = None,
+) -> str:
+    """The spec's sections in order, a blank line apart, without a trailing newline.
+
+    Statistics and label means show one more decimal than the map.
+    """
+    decimals = map_decimals(matrix.values)
+    sections = [
+        render_activation_map(matrix, decimals),
+        render_heatmap(matrix, decimals),
+        render_stats(stats, decimals + 1, weights, direction_labels, ranking),
+    ]
+    if label_summaries is not None:
+        sections.append(render_label_correlation(label_summaries, decimals + 1))
+    return "\n\n".join(sections)
+
+
+# --- JSON ---------------------------------------------------------------------------------------
+
+
+def neurons_json(
+    matrix: ActivationMatrix,
+    stats: list[NeuronStats],
+    label_summaries: list[LabelSummary] | None,
+    weights: dict[int, float] | None,
+    extra: dict,
+) -> dict:
+    """The spec's saved format; `neuron_weights` only with weights, `label_correlation` only
+    with labels, then the keys of `extra` (which may not replace any of these)."""
+    result: dict = {
+        "model_id": matrix.model_id,
+        "layer": int(matrix.layer),
+        "neurons": [int(n) for n in matrix.neurons],
+        "prompts": list(matrix.prompts),
+        "labels": None if matrix.labels is None else list(matrix.labels),
+        "activations": [[_json_number(v) for v in row] for row in matrix.values.tolist()],
+    }
+    if weights is not None:
+        result["neuron_weights"] = {str(n): _json_number(weights.get(n)) for n in matrix.neurons}
+    result["stats"] = {
+        str(s.neuron): {key: _json_number(getattr(s, key)) for key in ("min", "max", "mean", "std")}
+        for s in stats
+    }
+    if label_summaries is not None:
+        result["label_correlation"] = {
+            s.label: {
+                "count": s.count,
+                "neurons": {
+                    str(e.neuron): {
+                        "mean": _json_number(e.mean),
+                        "rest_mean": _json_number(e.rest_mean),
+                        "r": _json_number(e.r),
+                        "verdict": e.verdict,
+                    }
+                    for e in s.effects
+                },
+            }
+            for s in label_summaries
+        }
+    clash = sorted(result.keys() & extra.keys())
+    if clash:
+        raise ValueError(f"extra keys would replace the report's own: {', '.join(clash)}")
+    result.update(extra)
+    return result

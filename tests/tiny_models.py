@@ -1,0 +1,103 @@
+"""Tiny seeded random models of real architectures, saved like Hub checkpoints.
+
+Each is a `transformers` config with small sizes, random weights from a fixed seed, and a
+character-level tokenizer built here, written with `save_pretrained` so that lazarus loads it
+through the same `from_pretrained` path as a model from the Hub.
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from transformers import (
+    Gemma2Config,
+    GPT2Config,
+    GptOssConfig,
+    LlamaConfig,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+)
+
+SPECIALS = ["<pad>", "<unk>", "<s>", "</s>"]
+CHARACTERS = sorted(set(string.printable) - set("\x0b\x0c"))
+VOCAB_SIZE = len(SPECIALS) + len(CHARACTERS)
+HIDDEN = 64
+LAYERS = 4
+
+
+def build_tokenizer(add_bos: bool) -> PreTrainedTokenizerFast:
+    """One token per character; optionally a BOS token first, as Llama-style tokenizers do."""
+    vocab = {token: i for i, token in enumerate(SPECIALS + CHARACTERS)}
+    tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
+    if add_bos:
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", vocab["<s>"])]
+        )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        pad_token="<pad>",
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
+    )
+
+
+def _common() -> dict:
+    return {"vocab_size": VOCAB_SIZE, "pad_token_id": 0, "bos_token_id": 2, "eos_token_id": 3}
+
+
+def configs() -> dict:
+    """One small config per architecture family the tool must support."""
+    attention = {
+        "hidden_size": HIDDEN,
+        "intermediate_size": 128,
+        "num_hidden_layers": LAYERS,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 256,
+    }
+    return {
+        "llama": LlamaConfig(**attention, **_common()),
+        "qwen2": Qwen2Config(**attention, **_common()),
+        "gemma2": Gemma2Config(**attention, head_dim=16, **_common()),
+        "gpt2": GPT2Config(n_embd=HIDDEN, n_layer=LAYERS, n_head=4, n_positions=256, **_common()),
+        "gpt_oss": GptOssConfig(
+            **{**attention, "max_position_embeddings": 131072},  # YaRN expects a long context
+            head_dim=16,
+            num_local_experts=4,
+            num_experts_per_tok=2,
+            sliding_window=8,
+            **_common(),
+        ),
+    }
+
+
+ARCHITECTURES = tuple(configs())
+
+
+def build(architecture: str, folder: Path, seed: int = 0) -> Path:
+    """Save a seeded random model and its tokenizer to `folder`; return the folder."""
+    from transformers import AutoModelForCausalLM
+
+    config = configs()[architecture]
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    _spread_weights(model, seed)
+    model.save_pretrained(folder)
+    build_tokenizer(add_bos=architecture != "gpt2").save_pretrained(folder)
+    return folder
+
+
+def _spread_weights(model: torch.nn.Module, seed: int) -> None:
+    """HF's default init (std 0.02) makes tiny models nearly linear; wider weights exercise
+    attention and the MLP non-linearity, so a capture bug cannot hide behind small values."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "norm" not in name and ".ln_" not in name:  # norms keep their own init
+                noise = torch.randn(parameter.shape, generator=generator) * 0.1
+                parameter.copy_(noise.to(parameter.dtype))
