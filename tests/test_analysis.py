@@ -60,7 +60,7 @@ def test_label_correlation_matches_corrcoef_per_label_and_neuron():
     summaries = label_correlation(matrix(columns, labels, neurons=[5, 7, 9]))
     for summary in summaries:
         indicator = np.array([label == summary.label for label in labels], dtype=np.float64)
-        for effect, column in zip(summary.effects, columns):
+        for effect, column in zip(summary.effects, columns, strict=True):
             column = column.astype(np.float32).astype(np.float64)
             expected = np.corrcoef(column, indicator)[0, 1]
             assert effect.r == pytest.approx(expected, abs=1e-12)

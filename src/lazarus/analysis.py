@@ -61,7 +61,7 @@ def neuron_stats(matrix: ActivationMatrix) -> list[NeuronStats]:
             mean=float(column.mean()),
             std=float(column.std(ddof=0)),
         )
-        for neuron, column in zip(matrix.neurons, values.T)
+        for neuron, column in zip(matrix.neurons, values.T, strict=True)
     ]
 
 
@@ -103,7 +103,7 @@ def label_correlation(matrix: ActivationMatrix) -> list[LabelSummary]:
     for label in sorted(set(matrix.labels)):
         member = labels == label
         effects = []
-        for neuron, column in zip(matrix.neurons, values.T):
+        for neuron, column in zip(matrix.neurons, values.T, strict=True):
             r = point_biserial(column, member)
             rest = column[~member]
             effects.append(
@@ -117,3 +117,11 @@ def label_correlation(matrix: ActivationMatrix) -> list[LabelSummary]:
             )
         summaries.append(LabelSummary(label, int(member.sum()), tuple(effects)))
     return summaries
+
+
+def most_variable(matrix: ActivationMatrix, k: int) -> list[int]:
+    """The k neurons whose activations spread most across the prompts (population std), ties to
+    the lower id: a starting point when the user has not chosen neurons."""
+    spread = matrix.values.astype(np.float64).std(axis=0)
+    order = np.lexsort((np.arange(spread.shape[0]), -spread))
+    return [matrix.neurons[i] for i in order[:k]]

@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 
 from lazarus import __version__
+from lazarus.collect import ModelSettings
 from lazarus.errors import LazarusError
 from lazarus.loading import DEMO_MODEL, DEVICES, DTYPES
 
@@ -51,6 +52,17 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                              "float32 on CPU)")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="allow a model's own Python code from the Hub (off by default)")
+    parser.add_argument("--device-map", choices=("auto",), default=None,
+                        help="spread a big model over the GPUs / offload to CPU (needs "
+                             "accelerate)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="neither read nor write the activation cache")
+
+
+def _settings(args: argparse.Namespace) -> ModelSettings:
+    return ModelSettings(device=args.device, dtype=args.dtype,
+                         trust_remote_code=args.trust_remote_code,
+                         device_map=args.device_map, use_cache=not args.no_cache)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,7 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # --help, --version, or a usage error already printed
+        return int(stop.code or 0)
     try:
         return args.run(args)
     except LazarusError as err:
@@ -105,6 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def warn(message: str) -> None:
     print(f"lazarus: warning: {message}", file=sys.stderr)
+
+
+def note(message: str) -> None:
+    print(f"lazarus: {message}", file=sys.stderr)
 
 
 class ProgressBar:
@@ -127,17 +146,11 @@ class ProgressBar:
         sys.stderr.flush()
 
 
-def _quiet_transformers() -> None:
-    """transformers' own bars and notices would bury ours; lazarus reports what matters."""
-    from transformers.utils import logging
-
-    logging.disable_progress_bar()
-    logging.set_verbosity_error()
-
-
 def run_neurons(args: argparse.Namespace) -> int:
     from lazarus import analysis, inputs, render
     from lazarus.activations import ActivationMatrix
+    from lazarus.capture import CaptureRequest
+    from lazarus.collect import collect
     from lazarus.directions import load_direction
     from lazarus.files import check_writable, write_text_atomically
     from lazarus.loading import read_model_info
@@ -171,18 +184,15 @@ def run_neurons(args: argparse.Namespace) -> int:
                  f"you are analysing {args.model}")
         neurons = direction.top_neurons(args.top_k)
 
-    from lazarus.capture import CaptureRequest, capture
-    from lazarus.loading import load_model
-
-    _quiet_transformers()
-    loaded = load_model(info, args.device, args.dtype, args.trust_remote_code)
-    rows = capture(loaded, prompts, CaptureRequest(layers=(layer,)),
-                   progress=ProgressBar("capturing"))[layer]
+    collected = collect(info, prompts, CaptureRequest(layers=(layer,)), _settings(args),
+                        progress=ProgressBar("capturing"), notify=note)
+    rows = collected.rows[layer]
     full = ActivationMatrix.from_rows(rows, prompts, layer, labels, model_id=args.model)
-    selection = "--neurons"
+    selection = None
     if neurons is None:
         neurons = analysis.most_variable(full, args.top_k)
-        selection = f"the {len(neurons)} neurons with the largest std across these prompts"
+        selection = (f"no neurons given: the {len(neurons)} with the largest std across these "
+                     "prompts")
     elif direction is not None:
         selection = f"top {len(neurons)} of {args.from_direction} by {direction.ranking_name()}"
     matrix = full.select(neurons)
@@ -194,7 +204,6 @@ def run_neurons(args: argparse.Namespace) -> int:
                         if direction is not None else None)
     print(render.render_neurons_report(
         matrix, stats, summaries, weights=weights, direction_labels=direction_labels,
-        ranking=direction.ranking_name() if direction is not None else None,
         selection=selection))
     if args.output:
         extra = {
@@ -203,9 +212,9 @@ def run_neurons(args: argparse.Namespace) -> int:
             "position": "last",
             "layer_count": info.layer_count,
             "hidden_size": info.hidden_size,
-            "dtype": loaded.dtype,
-            "device": loaded.device,
-            "neuron_selection": selection,
+            "dtype": collected.dtype,
+            "device": collected.device,
+            "neuron_selection": selection or "--neurons",
         }
         document = render.neurons_json(matrix, stats, summaries, weights, extra)
         write_text_atomically(args.output, json.dumps(document, indent=2) + "\n")

@@ -18,7 +18,9 @@ def read_lines(path: str) -> list[str]:
     try:
         text = file.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise LazarusError(f"{path} is not UTF-8 text (save it as UTF-8, one item per line)") from None
+        raise LazarusError(
+            f"{path} is not UTF-8 text (save it as UTF-8, one item per line)"
+        ) from None
     except OSError as err:
         raise LazarusError(f"cannot read {path}: {err.strerror} (check its permissions)") from None
     return [line.rstrip("\r") for line in text.split("\n") if line.strip()]

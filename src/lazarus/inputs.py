@@ -9,31 +9,31 @@ from lazarus.errors import LazarusError
 from lazarus.files import read_lines
 
 
-def parse_list(value: str, what: str) -> list[str]:
+def parse_list(value: str, option: str, noun: str) -> list[str]:
     """`a|b|c` or `@file.txt` (one item per line, blank lines skipped)."""
     if value.startswith("@"):
         items = read_lines(value[1:])
         source = f"file {value[1:]}"
     else:
         items = value.split("|")
-        source = f"--{what}"
+        source = f"--{option}"
     if not items or all(not item.strip() for item in items):
-        raise LazarusError(f"{source} holds no {what} (give at least one, e.g. 'a|b')")
+        raise LazarusError(f"{source} holds no {noun}s (give at least one, e.g. 'a|b')")
     for position, item in enumerate(items, start=1):
         if not item.strip():
             raise LazarusError(
-                f"{what} {position} of {len(items)} in {source} is empty "
+                f"{noun} {position} of {len(items)} in {source} is empty "
                 "(remove the extra '|' or fill it in)"
             )
     return items
 
 
 def parse_prompts(value: str, option: str = "prompts") -> list[str]:
-    return parse_list(value, option)
+    return parse_list(value, option, "prompt")
 
 
 def parse_labels(value: str, prompt_count: int) -> list[str]:
-    labels = parse_list(value, "labels")
+    labels = parse_list(value, "labels", "label")
     if len(labels) != prompt_count:
         raise LazarusError(
             f"got {len(labels)} labels for {prompt_count} prompts "

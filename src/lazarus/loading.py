@@ -155,7 +155,11 @@ def load_model(
     """`from_pretrained` for model and tokenizer; the local cache first, then the Hub."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging
 
+    # transformers' own bars and notices would bury lazarus's; errors still surface as such.
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
     device = pick_device(device)
     if dtype == "auto":
         torch_dtype: Any = torch.float32 if device == "cpu" else "auto"

@@ -1,4 +1,4 @@
-"""Text and JSON for `lazarus introspect neurons` (docs/introspect-neurons.md); never prints.
+"""Text and JSON for `lazarus introspect neurons`, as its spec lays them out; never prints.
 
 The activation map and the heatmap share one grid: a 20-cell prompt column, then one column
 per neuron whose header and cells have the same width, so that every `|` lines up.
@@ -90,8 +90,12 @@ def _json_number(value: float | None) -> float | None:
 # --- the grid shared by the map and the heatmap -------------------------------------------------
 
 
+def _headers(matrix: ActivationMatrix) -> list[str]:
+    return [f"N{neuron:4d}" for neuron in matrix.neurons]  # `N 808`; 5+ digits just widen
+
+
 def _column_widths(matrix: ActivationMatrix, cells: list[list[str]]) -> list[int]:
-    headers = [f"N{neuron:4d}" for neuron in matrix.neurons]
+    headers = _headers(matrix)
     return [
         max([MIN_CELL, len(header)] + [len(row[j]) for row in cells])
         for j, header in enumerate(headers)
@@ -100,7 +104,7 @@ def _column_widths(matrix: ActivationMatrix, cells: list[list[str]]) -> list[int
 
 def _grid(matrix: ActivationMatrix, cells: list[list[str]], widths: list[int]) -> list[str]:
     """Header, dashes and one row per prompt; the label follows the closing `|`."""
-    headers = [f"N{neuron:4d}".rjust(width) for neuron, width in zip(matrix.neurons, widths)]
+    headers = [text.rjust(width) for text, width in zip(_headers(matrix), widths, strict=True)]
     header = f"{_fit('Prompt', PROMPT_WIDTH)} | {' | '.join(headers)} |"
     if matrix.labels is not None:
         header += " Label"
@@ -141,7 +145,7 @@ def heat_levels(values: np.ndarray) -> np.ndarray:
 def render_activation_map(matrix: ActivationMatrix, decimals: int) -> str:
     cells = _value_cells(matrix, decimals)
     widths = _column_widths(matrix, cells)
-    aligned = [[cell.rjust(width) for cell, width in zip(row, widths)] for row in cells]
+    aligned = [[c.rjust(width) for c, width in zip(row, widths, strict=True)] for row in cells]
     title = f"NEURON ACTIVATION MAP AT LAYER {matrix.layer}"
     return "\n".join(_banner(title) + _grid(matrix, aligned, widths))
 
@@ -153,7 +157,7 @@ def render_heatmap(matrix: ActivationMatrix, decimals: int) -> str:
     cells = []
     for row in levels.tolist():
         line = []
-        for level, width in zip(row, widths):
+        for level, width in zip(row, widths, strict=True):
             block = "????" if level < 0 else GLYPHS[level] * 4
             left = (width - 4) // 2
             line.append(" " * left + block + " " * (width - 4 - left))
@@ -162,8 +166,10 @@ def render_heatmap(matrix: ActivationMatrix, decimals: int) -> str:
     if values.size and values.min() != values.max():
         low, high = (_signed(float(v), decimals) for v in (values.min(), values.max()))
         scale = f"(scale: all cells, {low} to {high}, in quarters; blank = lowest quarter)"
-    else:
+    elif values.size:
         scale = "(every cell has the same value, so all are shown as ▒)"
+    else:
+        scale = "(no finite values to scale)"
     title = "ASCII HEATMAP (░ = low, ▒ = medium, ▓ = high, █ = max)"
     return "\n".join([*_banner(title), scale, *_grid(matrix, cells, widths)])
 
@@ -187,8 +193,12 @@ def render_stats(
     weights: dict[int, float] | None = None,
     direction_labels: tuple[str | None, str | None] | None = None,
     ranking: str | None = None,
+    selection: str | None = None,
 ) -> str:
-    """One line per neuron; with direction weights, a closing note on what their sign means."""
+    """One line per neuron; with direction weights, a closing note on what their sign means.
+
+    `selection` says where the neurons came from when the user did not list them.
+    """
     names = _neuron_ids([s.neuron for s in stats])
     mins = _aligned([_signed(s.min, decimals) for s in stats])
     maxes = _aligned([_signed(s.max, decimals) for s in stats])
@@ -196,13 +206,13 @@ def render_stats(
     stds = _aligned([f"{s.std:.{decimals}f}" for s in stats])
     lines = [
         f"{name}: min= {mn}, max= {mx}, mean= {me}, std= {sd}"
-        for name, mn, mx, me, sd in zip(names, mins, maxes, means, stds)
+        for name, mn, mx, me, sd in zip(names, mins, maxes, means, stds, strict=True)
     ]
     if weights is not None:
         found = [weights.get(s.neuron) for s in stats]
         digits = max(4, map_decimals(np.array([w for w in found if w is not None])))
         texts = _aligned([_signed(w, digits) for w in found])
-        lines = [f"{line}, weight={text}" for line, text in zip(lines, texts)]
+        lines = [f"{line}, weight={text}" for line, text in zip(lines, texts, strict=True)]
         positive, negative = direction_labels or (None, None)
         lines += [
             "",
@@ -211,7 +221,8 @@ def render_stats(
         ]
         if ranking:
             lines.append(f"Neurons ranked by {ranking}.")
-    return "\n".join(_banner("NEURON STATISTICS") + lines)
+    heading = _banner("NEURON STATISTICS") + ([f"({selection})"] if selection else [])
+    return "\n".join(heading + lines)
 
 
 def render_label_correlation(summaries: list[LabelSummary], decimals: int) -> str:
@@ -242,6 +253,7 @@ def render_neurons_report(
     weights: dict[int, float] | None = None,
     direction_labels: tuple[str | None, str | None] | None = None,
     ranking: str | None = None,
+    selection: str | None = None,
 ) -> str:
     """The spec's sections in order, a blank line apart, without a trailing newline.
 
@@ -251,7 +263,7 @@ def render_neurons_report(
     sections = [
         render_activation_map(matrix, decimals),
         render_heatmap(matrix, decimals),
-        render_stats(stats, decimals + 1, weights, direction_labels, ranking),
+        render_stats(stats, decimals + 1, weights, direction_labels, ranking, selection),
     ]
     if label_summaries is not None:
         sections.append(render_label_correlation(label_summaries, decimals + 1))

@@ -1,0 +1,144 @@
+"""Bad input: one line on stderr naming problem and fix, exit 2, no traceback, no output file."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lazarus.cli import main
+
+MISSING_MODEL = "/nonexistent/model"  # were it loaded, the error would name the model instead
+
+
+def run_failing(capsys, tmp_path: Path, *argv: str) -> str:
+    output = tmp_path / "never.json"
+    code = main([str(a) for a in argv] + ["-o", str(output)] if "-o" not in argv
+                else [str(a) for a in argv])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert "Traceback" not in captured.err
+    assert not output.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".never")] == []
+    return lines[0]
+
+
+def neurons(model: str | Path, *extra: str) -> list[str]:
+    return ["introspect", "neurons", "-m", str(model), *extra]
+
+
+@pytest.fixture
+def direction_files(tmp_path):
+    folder = tmp_path / "directions"
+    folder.mkdir()
+    files = {}
+    files["not_npz"] = folder / "notes.npz"
+    files["not_npz"].write_text("just text")
+    files["no_direction"] = folder / "no_direction.npz"
+    np.savez(files["no_direction"], weights=np.ones(64))
+    files["wrong_length"] = folder / "short.npz"
+    np.savez(files["wrong_length"], direction=np.ones(10))
+    files["non_finite"] = folder / "nan.npz"
+    np.savez(files["non_finite"], direction=np.array([1.0, np.nan] + [0.0] * 62))
+    files["pickled"] = folder / "pickled.npz"
+    np.savez(files["pickled"], direction=np.array([{"a": 1}, None], dtype=object))
+    files["raw_pickle"] = folder / "raw.npz"
+    files["raw_pickle"].write_bytes(pickle.dumps({"direction": [1.0] * 64}))
+    return files
+
+
+# (arguments after the command, words the message must contain). The model is missing on
+# purpose for the cheap checks: they must fire before any model is looked at.
+CHEAP_CASES = {
+    "label count": (["-l", "0", "-p", "a|b", "--labels", "x", "-n", "1"],
+                    ["1 labels", "2 prompts"]),
+    "empty prompt list": (["-l", "0", "-p", "", "-n", "1"], ["no prompts"]),
+    "empty prompt": (["-l", "0", "-p", "a||b", "-n", "1"], ["prompt 2 of 3", "empty"]),
+    "missing @file": (["-l", "0", "-p", "@/nonexistent/prompts.txt", "-n", "1"], ["not found"]),
+    "negative neuron": (["-l", "0", "-p", "a", "-n", "5,-3"], ["negative"]),
+    "bad neuron id": (["-l", "0", "-p", "a", "-n", "5,x"], ["'x'", "whole number"]),
+    "top-k below 1": (["-l", "0", "-p", "a", "--top-k", "0"], ["--top-k", "at least 1"]),
+    "both neuron choices": (["-l", "0", "-p", "a", "-n", "1", "--from-direction", "d.npz"],
+                            ["choose one"]),
+    "missing direction": (["-l", "0", "-p", "a", "--from-direction", "/nonexistent/d.npz"],
+                          ["direction file not found"]),
+}
+
+
+@pytest.mark.parametrize("case", CHEAP_CASES)
+def test_cheap_checks_fire_before_the_model_loads(capsys, tmp_path, case):
+    arguments, words = CHEAP_CASES[case]
+    message = run_failing(capsys, tmp_path, *neurons(MISSING_MODEL, *arguments))
+    for word in words:
+        assert word in message
+
+
+@pytest.mark.parametrize("kind,words", [
+    ("not_npz", ["not an .npz"]),
+    ("raw_pickle", ["not an .npz"]),
+    ("no_direction", ["no 'direction'"]),
+    ("non_finite", ["NaN"]),
+    ("pickled", ["pickled"]),
+])
+def test_bad_direction_files(capsys, tmp_path, direction_files, kind, words):
+    message = run_failing(capsys, tmp_path, *neurons(MISSING_MODEL, "-l", "0", "-p", "a",
+                                                     "--from-direction", direction_files[kind]))
+    for word in words:
+        assert word in message
+
+
+def test_direction_of_the_wrong_length(capsys, tmp_path, llama_dir, direction_files):
+    message = run_failing(capsys, tmp_path, *neurons(llama_dir, "-l", "0", "-p", "a",
+                                                     "--from-direction",
+                                                     direction_files["wrong_length"]))
+    assert "10 weights" in message
+    assert "hidden size 64" in message
+
+
+def test_unwritable_output_is_caught_before_the_model(capsys, tmp_path):
+    message = run_failing(capsys, tmp_path, *neurons(MISSING_MODEL, "-l", "0", "-p", "a",
+                                                     "-n", "1", "-o", "/nonexistent/dir/o.json"))
+    assert "does not exist" in message
+    message = run_failing(capsys, tmp_path, *neurons(MISSING_MODEL, "-l", "0", "-p", "a",
+                                                     "-n", "1", "-o", str(tmp_path)))
+    assert "is a folder" in message
+
+
+def test_unknown_model_path(capsys, tmp_path):
+    message = run_failing(capsys, tmp_path, *neurons(MISSING_MODEL, "-l", "0", "-p", "a",
+                                                     "-n", "1"))
+    assert "model not found" in message
+    assert MISSING_MODEL in message
+
+
+def test_unknown_hub_id_offline(capsys, tmp_path):
+    message = run_failing(capsys, tmp_path, *neurons("nobody-at-all/no-such-model", "-l", "0",
+                                                     "-p", "a", "-n", "1"))
+    assert "model not found" in message
+    assert "nobody-at-all/no-such-model" in message
+
+
+def test_layer_out_of_range_names_the_valid_range(capsys, tmp_path, llama_dir):
+    message = run_failing(capsys, tmp_path, *neurons(llama_dir, "-l", "4", "-p", "a", "-n", "1"))
+    assert "layer 4 is out of range" in message
+    assert "0 to 3" in message
+    message = run_failing(capsys, tmp_path, *neurons(llama_dir, "-l", "-5", "-p", "a", "-n", "1"))
+    assert "layer -5 is out of range" in message
+
+
+def test_neuron_out_of_range_names_the_hidden_size(capsys, tmp_path, llama_dir):
+    message = run_failing(capsys, tmp_path, *neurons(llama_dir, "-l", "0", "-p", "a",
+                                                     "-n", "3,64"))
+    assert "neuron 64" in message
+    assert "hidden size is 64" in message
+
+
+def test_missing_required_option_is_one_line(capsys, tmp_path):
+    message = run_failing(capsys, tmp_path, "introspect", "neurons", "-l", "0", "-p", "a")
+    assert "-m/--model" in message
+    assert "--help" in message
