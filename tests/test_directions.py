@@ -1,0 +1,58 @@
+"""The direction file: plain arrays in, plain arrays out, never a pickle."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lazarus.directions import Direction, load_direction, save_direction
+from lazarus.errors import LazarusError
+
+
+def test_round_trip_keeps_every_field(tmp_path):
+    vector = np.array([0.6, -0.8, 0.0], dtype=np.float32)
+    original = Direction(direction=vector, layer=5, label_positive="hard", label_negative="easy",
+                         model_id="org/model", method="logistic",
+                         importance=np.array([0.1, 0.7, 0.2], np.float32),
+                         ranking="share of the logit gap",
+                         metrics={"accuracy": 1.0, "separation": 3.5})
+    path = tmp_path / "d.npz"
+    save_direction(str(path), original)
+    with np.load(path, allow_pickle=False) as archive:  # readable by plain numpy, no pickle
+        assert archive["direction"].dtype == np.float32
+        assert int(archive["hidden_size"]) == 3
+        assert str(archive["label_positive"]) == "hard"
+    loaded = load_direction(str(path))
+    np.testing.assert_array_equal(loaded.direction, vector)
+    assert (loaded.layer, loaded.label_positive, loaded.label_negative) == (5, "hard", "easy")
+    assert (loaded.model_id, loaded.method) == ("org/model", "logistic")
+    assert loaded.metrics == {"accuracy": 1.0, "separation": 3.5}
+    assert loaded.ranking_name() == "share of the logit gap"
+
+
+def test_top_neurons_use_importance_when_stored():
+    direction = Direction(direction=np.array([0.9, 0.1, -0.3, 0.2], np.float32),
+                          importance=np.array([0.0, 5.0, 1.0, 3.0], np.float32))
+    assert direction.top_neurons(3) == [1, 3, 2]
+
+
+def test_top_neurons_fall_back_to_absolute_weight_with_ties_to_lower_id():
+    direction = Direction(direction=np.array([0.1, -0.5, 0.5, 0.05], np.float32))
+    assert direction.top_neurons(2) == [1, 2]
+    assert direction.top_neurons(10) == [1, 2, 0, 3]  # k larger than the size: all of them
+    assert direction.ranking_name() == "|weight|"
+
+
+def test_save_leaves_no_file_when_writing_fails(tmp_path):
+    path = tmp_path / "d.npz"
+    bad = Direction(direction=np.ones(3, np.float32), metrics={"accuracy": "not a number"})
+    with pytest.raises(ValueError):
+        save_direction(str(path), bad)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_importance_of_the_wrong_length_is_refused(tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, direction=np.ones(4), importance=np.ones(3))
+    with pytest.raises(LazarusError, match="importance"):
+        load_direction(str(path))

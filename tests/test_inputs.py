@@ -1,0 +1,54 @@
+"""Parsing prompts, labels and neuron ids, and writing files atomically."""
+
+from __future__ import annotations
+
+import pytest
+
+from lazarus.errors import LazarusError
+from lazarus.files import check_writable, write_text_atomically
+from lazarus.inputs import parse_labels, parse_neurons, parse_prompts, resolve_layer
+
+
+def test_pipe_separated_prompts_keep_their_spaces():
+    assert parse_prompts("2+2=| hello |x") == ["2+2=", " hello ", "x"]
+
+
+def test_prompt_file_skips_blank_lines(tmp_path):
+    path = tmp_path / "p.txt"
+    path.write_text("2+2=\r\n\n   \n47*47=\nlast line without newline")
+    assert parse_prompts(f"@{path}") == ["2+2=", "47*47=", "last line without newline"]
+
+
+def test_labels_must_match_prompt_count():
+    assert parse_labels("a| b", 2) == ["a", "b"]
+    with pytest.raises(LazarusError, match="3 labels for 2 prompts"):
+        parse_labels("a|b|c", 2)
+
+
+def test_neuron_ids():
+    assert parse_neurons("808, 1190") == [808, 1190]
+    with pytest.raises(LazarusError, match="twice"):
+        parse_neurons("1,1")
+
+
+@pytest.mark.parametrize("layer,expected", [(0, 0), (3, 3), (-1, 3), (-4, 0)])
+def test_layers_resolve_from_either_end(layer, expected):
+    assert resolve_layer(layer, 4) == expected
+
+
+def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
+    path = tmp_path / "out.json"
+    write_text_atomically(str(path), "first")
+    assert path.read_text() == "first"
+
+    def failing(temp):
+        temp.write_text("half")
+        raise RuntimeError("disk full")
+
+    from lazarus.files import write_atomically
+
+    with pytest.raises(RuntimeError):
+        write_atomically(str(path), failing)
+    assert path.read_text() == "first"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+    check_writable(str(path))  # an existing writable file is fine
