@@ -101,3 +101,32 @@ def _spread_weights(model: torch.nn.Module, seed: int) -> None:
             if "norm" not in name and ".ln_" not in name:  # norms keep their own init
                 noise = torch.randn(parameter.shape, generator=generator) * 0.1
                 parameter.copy_(noise.to(parameter.dtype))
+
+
+PLANTED_DIM = 17
+PLANTED_A = "abcdefgh"  # class-A prompts end in one of these characters
+PLANTED_B = "stuvwxyz"  # class-B prompts in one of these
+
+
+def build_planted(folder: Path, seed: int = 0) -> Path:
+    """A Llama whose residual stream carries a known feature: the embeddings of the characters in
+    PLANTED_A hold +8 in dimension PLANTED_DIM, those in PLANTED_B hold -8, and every other weight
+    is small and random, so the last token's class shows in that one dimension at every layer."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(configs()["llama"], dtype=torch.float32)
+    tokenizer = build_tokenizer(add_bos=True)
+    with torch.no_grad():
+        embedding = model.get_input_embeddings().weight
+        embedding.normal_(0.0, 0.5)
+        for characters, value in ((PLANTED_A, 8.0), (PLANTED_B, -8.0)):
+            for character in characters:
+                embedding[tokenizer.convert_tokens_to_ids(character), PLANTED_DIM] = value
+        embedding[:, PLANTED_DIM] *= torch.isin(
+            torch.arange(embedding.shape[0]),
+            torch.tensor(tokenizer.convert_tokens_to_ids(list(PLANTED_A + PLANTED_B))),
+        ).float()
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

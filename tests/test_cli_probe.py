@@ -1,0 +1,121 @@
+"""`lazarus introspect probe` through the real entry point, and the loop back into `neurons`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from tiny_models import PLANTED_A, PLANTED_B, PLANTED_DIM, build_planted
+
+from lazarus.cli import main
+
+# Words of varied length whose last character decides the class; the rest is shared noise.
+STEMS = ["the cat ", "a long stem ", "hi ", "one two three ", "x", "what is ", "7*8=", "so "]
+
+
+@pytest.fixture(scope="module")
+def planted_dir(tmp_path_factory):
+    return build_planted(tmp_path_factory.mktemp("planted") / "llama")
+
+
+def class_prompts(endings: str) -> list[str]:
+    return [stem + ending for stem, ending in zip(STEMS, endings, strict=True)]
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("method", ["logistic", "difference"])
+def test_planted_feature_is_found(capsys, tmp_path, planted_dir, method):
+    saved = tmp_path / "planted.npz"
+    output = tmp_path / "probe.json"
+    code, out, err = run(capsys, "introspect", "probe", "-m", planted_dir,
+                         "--class-a", "|".join(class_prompts(PLANTED_A)), "--label-a", "first",
+                         "--class-b", "|".join(class_prompts(PLANTED_B)), "--label-b", "last",
+                         "--method", method, "--save-direction", saved, "-o", output)
+    assert code == 0, err
+    assert "PROBE ACCURACY BY LAYER" in out
+    document = json.loads(output.read_text())
+    for row in document["layers"]:  # the signal survives every block of this model
+        assert row["accuracy"] == 1.0, row
+        assert 0.2 <= row["baseline"] <= 0.8, row  # shuffled labels: near chance
+    with np.load(saved, allow_pickle=False) as archive:
+        direction = archive["direction"]
+        importance = archive["importance"]
+        assert int(np.argmax(np.abs(direction))) == PLANTED_DIM
+        assert direction[PLANTED_DIM] > 0  # positive means class A
+        assert int(np.argmax(importance)) == PLANTED_DIM
+        assert np.linalg.norm(direction) == pytest.approx(1.0, abs=1e-5)
+        assert str(archive["method"]) == method
+        assert int(archive["layer"]) == document["best_layer"]
+        assert float(archive["accuracy"]) == 1.0
+    assert document["top_neurons"][0]["neuron"] == PLANTED_DIM
+
+
+def test_probe_then_neurons_from_direction(capsys, tmp_path, planted_dir):
+    saved = tmp_path / "difficulty.npz"
+    code, out, err = run(capsys, "introspect", "probe", "-m", planted_dir,
+                         "--class-a", "47*47a|67*83b|53*59c", "--label-a", "hard",
+                         "--class-b", "2+2=s|5+5=t|3*3=u", "--label-b", "easy",
+                         "--layer", "2", "--save-direction", saved, "-t", "99*99d|1+1=z")
+    assert code == 0, err
+    assert "TEST PREDICTIONS" in out
+    with np.load(saved, allow_pickle=False) as archive:
+        importance = archive["importance"]
+    expected_top = [int(i) for i in np.argsort(-importance, kind="stable")[:6]]
+
+    output = tmp_path / "neurons.json"
+    code, out, err = run(capsys, "introspect", "neurons", "-m", planted_dir, "-l", "2",
+                         "--prompts", "2+2=s|10*10=t|45*45=a|47*47=b|67*83=c|97*89=d",
+                         "--from-direction", saved, "--top-k", "6",
+                         "--labels", "trivial|trivial|medium|hard|hard|hard", "-o", output)
+    assert code == 0, err
+    document = json.loads(output.read_text())
+    assert document["neurons"] == expected_top
+    assert list(document["neuron_weights"]) == [str(n) for n in expected_top]
+    assert "fires high for hard" in out  # the planted dimension, on the hard prompts
+    assert "warning" not in err
+
+
+def test_three_prompts_per_class_work_and_one_fails(capsys, tmp_path, planted_dir):
+    code, _, err = run(capsys, "introspect", "probe", "-m", planted_dir,
+                       "--class-a", "abc|dea|fgb", "--class-b", "stu|vwx|yzs")
+    assert code == 0, err
+    output = tmp_path / "never.npz"
+    code, out, err = run(capsys, "introspect", "probe", "-m", planted_dir,
+                         "--class-a", "abc", "--class-b", "stu", "--save-direction", output)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert "at least 2" in err
+    assert not output.exists()
+
+
+@pytest.mark.parametrize("arguments,words", [
+    (["--class-a", "a|b", "--class-b", "c"], ["class_b", "at least 2"]),
+    (["--class-a", "", "--class-b", "c|d"], ["no prompts"]),
+    (["--class-a", "a|b", "--class-b", "c|d", "--method", "svm"], ["--method", "svm"]),
+    (["--class-a", "a|b", "--class-b", "c|d", "-o", "/nonexistent/x.json"], ["does not exist"]),
+    (["--class-a", "a|b", "--class-b", "c|d", "--save-direction", "/nonexistent/d.npz"],
+     ["does not exist"]),
+    (["--class-a", "a|b", "--class-b", "c|d", "--label-a", "x", "--label-b", "x"],
+     ["different names"]),
+])
+def test_probe_bad_input_before_the_model_loads(capsys, arguments, words):
+    code, out, err = run(capsys, "introspect", "probe", "-m", "/nonexistent/model", *arguments)
+    assert code == 2
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+    for word in words:
+        assert word in err
+
+
+def test_probe_layer_out_of_range(capsys, planted_dir):
+    code, _, err = run(capsys, "introspect", "probe", "-m", planted_dir, "--class-a", "a|b",
+                       "--class-b", "s|t", "--layer", "9")
+    assert code == 2
+    assert "0 to 3" in err
