@@ -6,57 +6,14 @@ per neuron whose header and cells have the same width, so that every `|` lines u
 
 from __future__ import annotations
 
-import math
-import unicodedata
-
 import numpy as np
 
 from lazarus.activations import ActivationMatrix
 from lazarus.analysis import MARK_THRESHOLD, LabelSummary, NeuronStats
+from lazarus.text import PROMPT_WIDTH, banner, display_width, escape, fit_cell, json_number
 
-RULE = "=" * 80
-PROMPT_WIDTH = 20
 MIN_CELL = 6  # fits the spec's `  -156` and centres the 4-glyph heat block with a space each side
 GLYPHS = (" ", "░", "▒", "▓", "█")  # heat levels 0..4
-
-
-# --- text helpers -------------------------------------------------------------------------------
-
-
-def _banner(title: str) -> list[str]:
-    return [RULE, title, RULE]
-
-
-def _escape(text: str) -> str:
-    """Show newlines, tabs and other control characters as escapes, so a row stays one line."""
-    return "".join(
-        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
-    )
-
-
-def _char_width(ch: str) -> int:
-    """Terminal cells of one character: wide East Asian = 2, combining marks = 0."""
-    if unicodedata.combining(ch):
-        return 0
-    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
-
-
-def _width(text: str) -> int:
-    return sum(_char_width(ch) for ch in text)
-
-
-def _fit(text: str, width: int) -> str:
-    """Escape, cut to `width` cells with a trailing '…' if longer, pad to exactly `width`."""
-    text = _escape(text)
-    if _width(text) > width:
-        kept, used = [], 0
-        for ch in text:
-            used += _char_width(ch)
-            if used > width - 1:
-                break
-            kept.append(ch)
-        text = "".join(kept) + "…"
-    return text + " " * (width - _width(text))
 
 
 # --- numbers ------------------------------------------------------------------------------------
@@ -80,13 +37,6 @@ def _signed(value: float | None, decimals: int) -> str:
     return "n/a" if value is None else f"{value:+.{decimals}f}"
 
 
-def _json_number(value: float | None) -> float | None:
-    """A plain float for JSON; NaN and infinities become null."""
-    if value is None or not math.isfinite(value):
-        return None
-    return float(value)
-
-
 # --- the grid shared by the map and the heatmap -------------------------------------------------
 
 
@@ -105,16 +55,16 @@ def _column_widths(matrix: ActivationMatrix, cells: list[list[str]]) -> list[int
 def _grid(matrix: ActivationMatrix, cells: list[list[str]], widths: list[int]) -> list[str]:
     """Header, dashes and one row per prompt; the label follows the closing `|`."""
     headers = [text.rjust(width) for text, width in zip(_headers(matrix), widths, strict=True)]
-    header = f"{_fit('Prompt', PROMPT_WIDTH)} | {' | '.join(headers)} |"
+    header = f"{fit_cell('Prompt', PROMPT_WIDTH)} | {' | '.join(headers)} |"
     if matrix.labels is not None:
         header += " Label"
     rows = []
     for i, prompt in enumerate(matrix.prompts):
-        row = f"{_fit(prompt, PROMPT_WIDTH)} | {' | '.join(cells[i])} |"
+        row = f"{fit_cell(prompt, PROMPT_WIDTH)} | {' | '.join(cells[i])} |"
         if matrix.labels is not None:
-            row += f" {_escape(matrix.labels[i])}"
+            row += f" {escape(matrix.labels[i])}"
         rows.append(row)
-    dashes = "-" * max(_width(line) for line in [header, *rows])
+    dashes = "-" * max(display_width(line) for line in [header, *rows])
     return [header, dashes, *rows]
 
 
@@ -147,7 +97,7 @@ def render_activation_map(matrix: ActivationMatrix, decimals: int) -> str:
     widths = _column_widths(matrix, cells)
     aligned = [[c.rjust(width) for c, width in zip(row, widths, strict=True)] for row in cells]
     title = f"NEURON ACTIVATION MAP AT LAYER {matrix.layer}"
-    return "\n".join(_banner(title) + _grid(matrix, aligned, widths))
+    return "\n".join(banner(title) + _grid(matrix, aligned, widths))
 
 
 def render_heatmap(matrix: ActivationMatrix, decimals: int) -> str:
@@ -171,7 +121,7 @@ def render_heatmap(matrix: ActivationMatrix, decimals: int) -> str:
     else:
         scale = "(no finite values to scale)"
     title = "ASCII HEATMAP (░ = low, ▒ = medium, ▓ = high, █ = max)"
-    return "\n".join([*_banner(title), scale, *_grid(matrix, cells, widths)])
+    return "\n".join([*banner(title), scale, *_grid(matrix, cells, widths)])
 
 
 # --- statistics and labels ----------------------------------------------------------------------
@@ -221,7 +171,7 @@ def render_stats(
         ]
         if ranking:
             lines.append(f"Neurons ranked by {ranking}.")
-    heading = _banner("NEURON STATISTICS") + ([f"({selection})"] if selection else [])
+    heading = banner("NEURON STATISTICS") + ([f"({selection})"] if selection else [])
     return "\n".join(heading + lines)
 
 
@@ -232,9 +182,9 @@ def render_label_correlation(summaries: list[LabelSummary], decimals: int) -> st
     effects = [e for s in summaries for e in s.effects]
     names = iter(_neuron_ids([e.neuron for e in effects]))
     means = iter(_aligned([_signed(e.mean, decimals) for e in effects]))
-    lines = _banner("LABEL CORRELATION") + [rule]
+    lines = banner("LABEL CORRELATION") + [rule]
     for summary in summaries:
-        label = _escape(summary.label)
+        label = escape(summary.label)
         noun = "prompt" if summary.count == 1 else "prompts"
         lines += ["", f"{label} ({summary.count} {noun}):"]
         for effect in summary.effects:
@@ -288,12 +238,12 @@ def neurons_json(
         "neurons": [int(n) for n in matrix.neurons],
         "prompts": list(matrix.prompts),
         "labels": None if matrix.labels is None else list(matrix.labels),
-        "activations": [[_json_number(v) for v in row] for row in matrix.values.tolist()],
+        "activations": [[json_number(v) for v in row] for row in matrix.values.tolist()],
     }
     if weights is not None:
-        result["neuron_weights"] = {str(n): _json_number(weights.get(n)) for n in matrix.neurons}
+        result["neuron_weights"] = {str(n): json_number(weights.get(n)) for n in matrix.neurons}
     result["stats"] = {
-        str(s.neuron): {key: _json_number(getattr(s, key)) for key in ("min", "max", "mean", "std")}
+        str(s.neuron): {key: json_number(getattr(s, key)) for key in ("min", "max", "mean", "std")}
         for s in stats
     }
     if label_summaries is not None:
@@ -302,9 +252,9 @@ def neurons_json(
                 "count": s.count,
                 "neurons": {
                     str(e.neuron): {
-                        "mean": _json_number(e.mean),
-                        "rest_mean": _json_number(e.rest_mean),
-                        "r": _json_number(e.r),
+                        "mean": json_number(e.mean),
+                        "rest_mean": json_number(e.rest_mean),
+                        "r": json_number(e.r),
                         "verdict": e.verdict,
                     }
                     for e in s.effects

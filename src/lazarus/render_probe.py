@@ -10,55 +10,22 @@ from __future__ import annotations
 
 import math
 import textwrap
-import unicodedata
 from collections.abc import Sequence
 
 from lazarus.probe import METHOD_SUMMARY, Prediction, ProbeReport
+from lazarus.text import PROMPT_WIDTH, RULE, banner, escape, fit_cell, json_number
 
-RULE = "=" * 80
 BAR_WIDTH = 20  # cells of '█' for 100% accuracy
-PROMPT_WIDTH = 20
 BEST_MARK = "← best"
 
 
 # --- text helpers -------------------------------------------------------------------------------
 
 
-def _banner(title: str) -> list[str]:
-    return [RULE, title, RULE]
-
-
 def _wrap(text: str) -> list[str]:
     """Prose lines wrapped at the rule's width, continuation lines indented."""
     return textwrap.wrap(text, width=len(RULE), subsequent_indent="  ",
                          break_long_words=False, break_on_hyphens=False)
-
-
-def _escape(text: str) -> str:
-    """Control characters as escapes, so that one prompt or label stays on one line."""
-    return "".join(
-        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
-    )
-
-
-def _char_width(ch: str) -> int:
-    if unicodedata.combining(ch):
-        return 0
-    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
-
-
-def _fit(text: str, width: int) -> str:
-    """Escape, cut to `width` terminal cells with a trailing '…', pad to exactly `width`."""
-    text = _escape(text)
-    if sum(map(_char_width, text)) > width:
-        kept, used = [], 0
-        for ch in text:
-            used += _char_width(ch)
-            if used > width - 1:
-                break
-            kept.append(ch)
-        text = "".join(kept) + "…"
-    return text + " " * (width - sum(map(_char_width, text)))
 
 
 def _percent(value: float) -> str:
@@ -84,10 +51,6 @@ def decimals_for(scale: float, digits: int = 2, most: int = 6) -> int:
     return min(most, max(0, digits - 1 - exponent))
 
 
-def _json_number(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
-
-
 # --- sections -----------------------------------------------------------------------------------
 
 
@@ -96,7 +59,7 @@ def render_accuracy_table(report: ProbeReport) -> str:
     separation that breaks ties, and a bar proportional to accuracy."""
     runs = f"{report.permutations} shuffled-label run{'s' if report.permutations != 1 else ''}"
     title = f"PROBE ACCURACY BY LAYER ({report.method}, {report.folds} folds, {runs})"
-    lines = _banner(title)
+    lines = banner(title)
     header = f"{'Layer':>5} | {'Accuracy':^15} | {'Shuffled':^15} | {'Held-out d':>10} |"
     lines += [header, "-" * (len(header) + 1 + BAR_WIDTH + 1 + len(BEST_MARK))]
     for row in report.layers:
@@ -109,8 +72,8 @@ def render_accuracy_table(report: ProbeReport) -> str:
         lines.append(line.rstrip())
     notes = [
         f"Accuracy: mean ± std over {report.folds} stratified folds "
-        f"({report.count_a} {_escape(report.label_a)}, {report.count_b} "
-        f"{_escape(report.label_b)} prompts).",
+        f"({report.count_a} {escape(report.label_a)}, {report.count_b} "
+        f"{escape(report.label_b)} prompts).",
         "Shuffled: the same cross-validation with the labels shuffled, mean ± std over runs; "
         "an accuracy near it means no signal.",
         "Held-out d: separation (Cohen's d) of the held-out prompts' projections.",
@@ -134,9 +97,9 @@ def render_projection(report: ProbeReport) -> str:
     scale = [abs(fit.class_a.mean - fit.class_b.mean), fit.class_a.std, fit.class_b.std]
     positive = [s for s in scale if math.isfinite(s) and s > 0]
     decimals = decimals_for(min(positive)) if positive else 0
-    names = [_escape(c.label) for c in (fit.class_a, fit.class_b)]
+    names = [escape(c.label) for c in (fit.class_a, fit.class_b)]
     width = max(len(name) for name in names)
-    lines = _banner(f"PROJECTION ON THE DIRECTION AT LAYER {fit.layer}")
+    lines = banner(f"PROJECTION ON THE DIRECTION AT LAYER {fit.layer}")
     for name, cls in zip(names, (fit.class_a, fit.class_b), strict=True):
         lines.append(f"{name.ljust(width)} ({cls.count:>3} prompts): "
                      f"{_number(cls.mean, decimals)} ± {abs(cls.std):.{decimals}f}")
@@ -149,10 +112,10 @@ def render_projection(report: ProbeReport) -> str:
 def render_top_neurons(report: ProbeReport, k: int = 10) -> str:
     fit = report.fit
     top = fit.top_neurons(k)
-    lines = _banner(f"TOP {len(top)} NEURONS AT LAYER {fit.layer}")
+    lines = banner(f"TOP {len(top)} NEURONS AT LAYER {fit.layer}")
     lines += _wrap(f"Ranked by importance: {report.ranking}.")
-    lines += _wrap(f"Weight > 0: higher activation = more like {_escape(report.label_a)}; "
-                   f"< 0: more like {_escape(report.label_b)}.")
+    lines += _wrap(f"Weight > 0: higher activation = more like {escape(report.label_a)}; "
+                   f"< 0: more like {escape(report.label_b)}.")
     largest = max((abs(n.importance) for n in top), default=0.0)
     decimals = decimals_for(largest, digits=4)
     id_width = max([4] + [len(str(n.neuron)) for n in top])
@@ -166,13 +129,13 @@ def render_top_neurons(report: ProbeReport, k: int = 10) -> str:
 def render_predictions(prompts: Sequence[str], predictions: Sequence[Prediction]) -> str:
     if len(prompts) != len(predictions):
         raise ValueError("one prediction per test prompt is needed")
-    labels = [_escape(p.label) for p in predictions]
+    labels = [escape(p.label) for p in predictions]
     width = max([len("Prediction")] + [len(label) for label in labels])
-    header = f"{_fit('Prompt', PROMPT_WIDTH)} | {'Prediction'.ljust(width)} | Probability"
-    lines = _banner("TEST PREDICTIONS")
+    header = f"{fit_cell('Prompt', PROMPT_WIDTH)} | {'Prediction'.ljust(width)} | Probability"
+    lines = banner("TEST PREDICTIONS")
     lines += [header, "-" * len(header)]
     for prompt, label, prediction in zip(prompts, labels, predictions, strict=True):
-        lines.append(f"{_fit(prompt, PROMPT_WIDTH)} | {label.ljust(width)} | "
+        lines.append(f"{fit_cell(prompt, PROMPT_WIDTH)} | {label.ljust(width)} | "
                      f"{_percent(prediction.probability).strip():>11}")
     return "\n".join(lines)
 
@@ -218,11 +181,11 @@ def probe_json(
         "layers": [
             {
                 "layer": row.layer,
-                "accuracy": _json_number(row.accuracy),
-                "accuracy_std": _json_number(row.accuracy_std),
-                "baseline": _json_number(row.baseline),
-                "baseline_std": _json_number(row.baseline_std),
-                "heldout_separation": _json_number(row.heldout_separation),
+                "accuracy": json_number(row.accuracy),
+                "accuracy_std": json_number(row.accuracy_std),
+                "baseline": json_number(row.baseline),
+                "baseline_std": json_number(row.baseline_std),
+                "heldout_separation": json_number(row.heldout_separation),
             }
             for row in report.layers
         ],
@@ -230,22 +193,22 @@ def probe_json(
         "tie_break": report.tie_break,
         "hidden_size": fit.hidden_size,
         "projection": {
-            key: {"label": cls.label, "count": cls.count, "mean": _json_number(cls.mean),
-                  "std": _json_number(cls.std)}
+            key: {"label": cls.label, "count": cls.count, "mean": json_number(cls.mean),
+                  "std": json_number(cls.std)}
             for key, cls in (("class_a", fit.class_a), ("class_b", fit.class_b))
         },
-        "separation": _json_number(fit.separation),
+        "separation": json_number(fit.separation),
         "ranking": report.ranking,
         "top_neurons": [
-            {"neuron": n.neuron, "weight": _json_number(n.weight),
-             "importance": _json_number(n.importance)}
+            {"neuron": n.neuron, "weight": json_number(n.weight),
+             "importance": json_number(n.importance)}
             for n in fit.top_neurons(top_k)
         ],
     }
     if test_prompts:
         result["predictions"] = [
-            {"prompt": prompt, "label": p.label, "probability": _json_number(p.probability),
-             "probability_a": _json_number(p.probability_a)}
+            {"prompt": prompt, "label": p.label, "probability": json_number(p.probability),
+             "probability_a": json_number(p.probability_a)}
             for prompt, p in zip(test_prompts, predictions or (), strict=True)
         ]
     return result

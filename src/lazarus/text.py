@@ -1,0 +1,52 @@
+"""Small text helpers shared by the renderers: banners, one-line prompts, terminal widths."""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+
+RULE = "=" * 80
+PROMPT_WIDTH = 20
+
+
+def banner(title: str) -> list[str]:
+    return [RULE, title, RULE]
+
+
+def escape(text: str) -> str:
+    """Show newlines, tabs and other control characters as escapes, so a row stays one line."""
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
+    )
+
+
+def char_width(ch: str) -> int:
+    """Terminal cells of one character: wide East Asian = 2, combining marks = 0."""
+    if unicodedata.combining(ch):
+        return 0
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+def display_width(text: str) -> int:
+    return sum(char_width(ch) for ch in text)
+
+
+def fit_cell(text: str, width: int) -> str:
+    """Escape, cut to `width` cells with a trailing '…' if longer, pad to exactly `width`."""
+    text = escape(text)
+    if display_width(text) > width:
+        kept, used = [], 0
+        for ch in text:
+            used += char_width(ch)
+            if used > width - 1:
+                break
+            kept.append(ch)
+        text = "".join(kept) + "…"
+    return text + " " * (width - display_width(text))
+
+
+def json_number(value: float | None) -> float | None:
+    """A plain float for JSON; NaN and infinities become null."""
+    if value is None or not math.isfinite(value):
+        return None
+    return float(value)
