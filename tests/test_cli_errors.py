@@ -142,3 +142,26 @@ def test_missing_required_option_is_one_line(capsys, tmp_path):
     message = run_failing(capsys, tmp_path, "introspect", "neurons", "-l", "0", "-p", "a")
     assert "-m/--model" in message
     assert "--help" in message
+
+
+@pytest.mark.parametrize("arguments,words", [
+    (["-n", ""], ["''", "whole number"]),
+    (["-n", "1", "--labels", ""], ["no labels"]),
+    (["--from-direction", ""], ["not found"]),
+    (["-n", "1", "-o", ""], ["output path is empty"]),
+])
+def test_empty_option_values_are_errors(capsys, arguments, words):
+    code = main(neurons(MISSING_MODEL, "-l", "0", "-p", "a", *arguments))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    for word in words:
+        assert word in err
+
+
+def test_config_that_is_not_an_object(capsys, tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("[1, 2]")
+    message = run_failing(capsys, tmp_path, *neurons(folder, "-l", "0", "-p", "a", "-n", "1"))
+    assert "not a JSON object" in message

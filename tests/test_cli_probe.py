@@ -119,3 +119,20 @@ def test_probe_layer_out_of_range(capsys, planted_dir):
                        "--class-b", "s|t", "--layer", "9")
     assert code == 2
     assert "0 to 3" in err
+
+
+@pytest.mark.parametrize("class_a,class_b", [
+    ("a|b", "a|b"),  # the same prompts in both classes: nothing to separate
+    ("a|b|x", "a|c"),  # some shared
+    ("a|a", "s|s"),  # no spread inside either class
+])
+def test_degenerate_classes_never_crash(capsys, planted_dir, class_a, class_b):
+    for layer in ("0", "2"):
+        code, out, err = run(capsys, "introspect", "probe", "-m", planted_dir,
+                             "--class-a", class_a, "--class-b", class_b, "--layer", layer)
+        assert "Traceback" not in err
+        assert code in (0, 2), err
+        if code == 2:
+            assert len(err.strip().splitlines()) <= 2  # a warning, then the error
+        if set(class_a.split("|")) & set(class_b.split("|")):
+            assert "in both classes" in err

@@ -56,3 +56,35 @@ def test_importance_of_the_wrong_length_is_refused(tmp_path):
     np.savez(path, direction=np.ones(4), importance=np.ones(3))
     with pytest.raises(LazarusError, match="importance"):
         load_direction(str(path))
+
+
+def _zip_with_fake_member(path):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("direction.npy", b"not an npy file at all")
+
+
+@pytest.mark.parametrize("arrays,key", [
+    ({"direction": np.ones(4, np.complex64)}, "direction"),
+    ({"direction": np.full(4, 1e300)}, "direction"),  # finite in float64, not in float32
+    ({"direction": np.zeros(4)}, "direction"),
+    ({"direction": np.ones(4), "layer": np.array("abc")}, "layer"),
+    ({"direction": np.ones(4), "layer": np.arange(3)}, "layer"),
+    ({"direction": np.ones(4), "layer": np.array(1.7)}, "layer"),
+    ({"direction": np.ones(4), "accuracy": np.array("high")}, "accuracy"),
+    ({"direction": np.ones(4), "importance": np.array(["a", "b", "c", "d"])}, "importance"),
+    ({"direction": np.ones(4), "model_id": np.array([1, 2])}, "model_id"),
+])
+def test_malformed_fields_are_one_line_errors_naming_the_key(tmp_path, arrays, key):
+    path = tmp_path / "d.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(LazarusError, match=f"'{key}'"):
+        load_direction(str(path))
+
+
+def test_zip_that_is_not_an_npz(tmp_path):
+    path = tmp_path / "d.npz"
+    _zip_with_fake_member(path)
+    with pytest.raises(LazarusError, match="direction"):
+        load_direction(str(path))

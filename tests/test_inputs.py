@@ -52,3 +52,48 @@ def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
     assert path.read_text() == "first"
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
     check_writable(str(path))  # an existing writable file is fine
+
+
+def test_bom_and_folders_and_literal_at(tmp_path):
+    path = tmp_path / "bom.txt"
+    path.write_bytes("\ufeff2+2=\r\n10*10=\r\n".encode())
+    assert parse_prompts(f"@{path}") == ["2+2=", "10*10="]
+    with pytest.raises(LazarusError, match="is a folder"):
+        parse_prompts(f"@{tmp_path}")
+    assert parse_prompts("@@home|x") == ["@home", "x"]
+
+
+def test_neuron_ids_are_ascii_digits():
+    with pytest.raises(LazarusError, match="whole number"):
+        parse_neurons("\u0663")  # an Arabic-Indic three
+
+
+def test_writes_go_through_symlinks_and_keep_permissions(tmp_path):
+    import os
+    import stat
+
+    real = tmp_path / "real.json"
+    real.write_text("old")
+    real.chmod(0o640)
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    write_text_atomically(str(link), "new")
+    assert link.is_symlink()
+    assert real.read_text() == "new"
+    assert stat.S_IMODE(real.stat().st_mode) == 0o640
+    fresh = tmp_path / "fresh.json"
+    write_text_atomically(str(fresh), "x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o666 & ~umask
+
+
+def test_special_files_are_refused(tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(LazarusError, match="not a regular file"):
+        check_writable(str(fifo))
+    with pytest.raises(LazarusError, match="empty"):
+        check_writable("")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -23,7 +24,8 @@ definitions:
   neuron   one coordinate of the residual stream output by decoder block L, at the prompt's
            last token, before the final norm
   layer    0 is the first block's output (not the embeddings); layer L equals Hugging Face's
-           output_hidden_states[L + 1]; negative layers count from the end (-1 = last block)
+           output_hidden_states[L + 1], except that for the last block HF applies the final
+           norm and lazarus does not; negative layers count from the end (-1 = last block)
   prompts  tokenized as the model's tokenizer does by default (its own special tokens, no chat
            template)
   std      population standard deviation (ddof=0)
@@ -85,10 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="lazarus", description="Neuron-level introspection of transformer "
                      "language models.")
     parser.add_argument("--version", action="version", version=f"lazarus {__version__}")
-    groups = parser.add_subparsers(dest="group", required=True, parser_class=_Parser)
+    groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True,
+                                   parser_class=_Parser)
     introspect = groups.add_parser("introspect", help="look inside a model",
                                    description="Look inside a model.")
-    commands = introspect.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands = introspect.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                         parser_class=_Parser)
 
     neurons = commands.add_parser(
         "neurons",
@@ -108,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     neurons.add_argument("--from-direction", metavar="FILE",
                         help="take the top neurons of a direction .npz saved by "
                              "'lazarus introspect probe --save-direction'")
-    neurons.add_argument("--top-k", type=int, default=10,
+    neurons.add_argument("--top-k", type=int, default=None,
                          help="how many neurons to take from --from-direction (default: 10); "
                               "without --neurons or --from-direction, the top-k neurons with the "
                               "largest spread across the prompts are shown")
@@ -162,6 +166,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _same_model(recorded: str, given: str) -> bool:
+    """Equal IDs, or two spellings of the same local folder."""
+    if recorded == given:
+        return True
+    return os.path.isdir(given) and os.path.realpath(recorded) == os.path.realpath(given)
+
+
 def warn(message: str) -> None:
     print(f"lazarus: warning: {message}", file=sys.stderr)
 
@@ -191,6 +202,8 @@ class ProgressBar:
 
 
 def run_neurons(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from lazarus import analysis, inputs, render
     from lazarus.activations import ActivationMatrix
     from lazarus.capture import CaptureRequest
@@ -200,16 +213,20 @@ def run_neurons(args: argparse.Namespace) -> int:
     from lazarus.loading import read_model_info
 
     # Cheap checks first: nothing heavy has happened yet.
-    if args.neurons and args.from_direction:
+    if args.neurons is not None and args.from_direction is not None:
         raise LazarusError("--neurons and --from-direction were both given (choose one)")
     prompts = inputs.parse_prompts(args.prompts)
-    labels = inputs.parse_labels(args.labels, len(prompts)) if args.labels else None
-    neurons = inputs.parse_neurons(args.neurons) if args.neurons else None
-    if args.top_k < 1:
+    labels = None if args.labels is None else inputs.parse_labels(args.labels, len(prompts))
+    neurons = None if args.neurons is None else inputs.parse_neurons(args.neurons)
+    if args.top_k is not None and args.top_k < 1:
         raise LazarusError(f"--top-k must be at least 1 (got {args.top_k})")
-    if args.output:
+    if args.top_k is not None and neurons is not None:
+        warn("--top-k is ignored with --neurons (it applies to --from-direction, or to the "
+             "default choice of neurons)")
+    top_k = 10 if args.top_k is None else args.top_k
+    if args.output is not None:
         check_writable(args.output)
-    direction = load_direction(args.from_direction) if args.from_direction else None
+    direction = None if args.from_direction is None else load_direction(args.from_direction)
 
     info = read_model_info(args.model)
     layer = inputs.resolve_layer(args.layer, info.layer_count)
@@ -223,10 +240,10 @@ def run_neurons(args: argparse.Namespace) -> int:
         if direction.layer is not None and direction.layer != layer:
             warn(f"{args.from_direction} was made at layer {direction.layer}, "
                  f"you are analysing layer {layer}")
-        if direction.model_id and direction.model_id != args.model:
+        if direction.model_id and not _same_model(direction.model_id, args.model):
             warn(f"{args.from_direction} was made for {direction.model_id}, "
                  f"you are analysing {args.model}")
-        neurons = direction.top_neurons(args.top_k)
+        neurons = direction.top_neurons(top_k)
 
     collected = collect(info, prompts, CaptureRequest(layers=(layer,)), _settings(args),
                         progress=ProgressBar("capturing"), notify=note)
@@ -234,9 +251,12 @@ def run_neurons(args: argparse.Namespace) -> int:
     full = ActivationMatrix.from_rows(rows, prompts, layer, labels, model_id=args.model)
     selection = None
     if neurons is None:
-        neurons = analysis.most_variable(full, args.top_k)
+        neurons = analysis.most_variable(full, top_k)
         selection = (f"no neurons given: the {len(neurons)} with the largest std across these "
                      "prompts")
+        if not np.any(full.values.std(axis=0)):
+            selection = (f"no neurons given, and every neuron is constant across these prompts: "
+                         f"showing neurons {neurons[0]} to {neurons[-1]}")
     elif direction is not None:
         selection = f"top {len(neurons)} of {args.from_direction} by {direction.ranking_name()}"
     matrix = full.select(neurons)
@@ -249,7 +269,7 @@ def run_neurons(args: argparse.Namespace) -> int:
     print(render.render_neurons_report(
         matrix, stats, summaries, weights=weights, direction_labels=direction_labels,
         selection=selection))
-    if args.output:
+    if args.output is not None:
         extra = {
             "lazarus_version": __version__,
             "site": "residual",
@@ -277,14 +297,24 @@ def run_probe(args: argparse.Namespace) -> int:
 
     class_a = inputs.parse_prompts(args.class_a, "class-a")
     class_b = inputs.parse_prompts(args.class_b, "class-b")
+    for option, label in (("--label-a", args.label_a), ("--label-b", args.label_b)):
+        if not label.strip():
+            raise LazarusError(f"{option} is empty (give the class a name)")
     probe.check_classes(len(class_a), len(class_b), args.label_a, args.label_b)
     if args.label_a == args.label_b:
         raise LazarusError(f"both classes are labelled {args.label_a!r} "
                            "(give --label-a and --label-b different names)")
-    tests = inputs.parse_prompts(args.test, "test") if args.test else []
-    for path in (args.save_direction, args.output):
-        if path:
-            check_writable(path)
+    shared = sorted(set(class_a) & set(class_b))
+    if shared:
+        warn(f"{len(shared)} prompt(s) are in both classes, e.g. {shared[0]!r}; "
+             "no probe can tell those apart")
+    tests = [] if args.test is None else inputs.parse_prompts(args.test, "test")
+    outputs = [path for path in (args.save_direction, args.output) if path is not None]
+    for path in outputs:
+        check_writable(path)
+    if len(outputs) == 2 and os.path.realpath(outputs[0]) == os.path.realpath(outputs[1]):
+        raise LazarusError("--save-direction and --output name the same file "
+                           "(give them different names)")
 
     info = read_model_info(args.model)
     if args.layer is None:
@@ -300,10 +330,10 @@ def run_probe(args: argparse.Namespace) -> int:
         method=args.method, label_a=args.label_a, label_b=args.label_b)
     predictions = probe.predict_rows(report.fit, collected.rows[report.best_layer][trained:])
     print(render_probe_report(report, test_prompts=tests, predictions=predictions), end="")
-    if args.save_direction:
+    if args.save_direction is not None:
         save_direction(args.save_direction, probe.to_direction(report, args.model))
         note(f"saved the layer {report.best_layer} direction to {args.save_direction}")
-    if args.output:
+    if args.output is not None:
         document = probe_json(report, model_id=args.model, test_prompts=tests,
                               predictions=predictions)
         document.update(lazarus_version=__version__, dtype=collected.dtype,

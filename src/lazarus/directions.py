@@ -102,6 +102,10 @@ def load_direction(path: str) -> Direction:
                                    f"{', '.join(archive.files) or 'none'}; save one under "
                                    "the key 'direction')")
             arrays = {key: archive[key] for key in archive.files}
+        broken = [key for key, value in arrays.items() if not isinstance(value, np.ndarray)]
+        if broken:
+            raise LazarusError(f"{path}: '{broken[0]}' is not a numpy array (save the file with "
+                               "numpy.savez)")
     except LazarusError:
         raise
     except ValueError as err:
@@ -112,31 +116,61 @@ def load_direction(path: str) -> Direction:
     except (OSError, zipfile.BadZipFile, EOFError) as err:
         raise LazarusError(f"{path} is not a readable .npz file ({err})") from None
 
-    vector = arrays["direction"]
-    if vector.ndim != 1 or vector.size == 0 or not np.issubdtype(vector.dtype, np.number):
-        raise LazarusError(f"{path}: 'direction' must be a non-empty 1-D numeric array "
-                           f"(got shape {vector.shape}, dtype {vector.dtype})")
-    if not np.all(np.isfinite(vector)):
-        raise LazarusError(f"{path}: 'direction' holds NaN or infinite values "
+    vector = _real_vector(path, arrays, "direction")
+    if not np.any(vector):
+        raise LazarusError(f"{path}: 'direction' is all zeros, so it ranks no neuron "
                            "(re-run the probe that made it)")
-    importance = arrays.get("importance")
-    if importance is not None and (importance.shape != vector.shape
-                                   or not np.all(np.isfinite(importance))):
-        raise LazarusError(f"{path}: 'importance' must be finite and as long as 'direction' "
-                           "(re-save the file, or drop that key)")
+    importance = None
+    if "importance" in arrays:
+        importance = _real_vector(path, arrays, "importance")
+        if importance.shape != vector.shape:
+            raise LazarusError(f"{path}: 'importance' must be as long as 'direction' "
+                               "(re-save the file, or drop that key)")
 
     def text(key: str) -> str | None:
-        return str(arrays[key]) if key in arrays else None
+        if key not in arrays:
+            return None
+        value = arrays[key]
+        if value.ndim != 0 or value.dtype.kind not in "US":
+            raise LazarusError(f"{path}: '{key}' must be a single text value (re-save it as "
+                               f"np.array('...'), or drop that key)")
+        return str(value)
 
-    layer = int(arrays["layer"]) if "layer" in arrays else None
+    def number(key: str, whole: bool) -> float | None:
+        if key not in arrays:
+            return None
+        value = arrays[key]
+        kinds = "iu" if whole else "iuf"
+        if value.ndim != 0 or value.dtype.kind not in kinds or not np.isfinite(value):
+            kind = "whole number" if whole else "finite number"
+            raise LazarusError(f"{path}: '{key}' must be a single {kind} (re-save it, or drop "
+                               "that key)")
+        return float(value)
+
+    layer = number("layer", whole=True)
+    metrics = {key: number(key, whole=False) for key in _NUMBER_KEYS if key in arrays}
     return Direction(
-        direction=vector.astype(np.float32),
-        layer=layer,
+        direction=vector,
+        layer=None if layer is None else int(layer),
         label_positive=text("label_positive"),
         label_negative=text("label_negative"),
         model_id=text("model_id"),
         method=text("method"),
-        importance=None if importance is None else importance.astype(np.float32),
+        importance=importance,
         ranking=text("ranking"),
-        metrics={key: float(arrays[key]) for key in _NUMBER_KEYS if key in arrays},
+        metrics={key: value for key, value in metrics.items() if value is not None},
     )
+
+
+def _real_vector(path: str, arrays: dict[str, np.ndarray], key: str) -> np.ndarray:
+    """A 1-D, non-empty, real, finite float32 vector, or a one-line error naming the key."""
+    value = arrays[key]
+    if value.ndim != 1 or value.size == 0 or value.dtype.kind not in "iuf":
+        raise LazarusError(f"{path}: '{key}' must be a non-empty 1-D array of real numbers "
+                           f"(got shape {value.shape}, dtype {value.dtype})")
+    with np.errstate(over="ignore"):
+        vector = value.astype(np.float32)
+    if not np.all(np.isfinite(vector)):
+        raise LazarusError(f"{path}: '{key}' holds NaN, infinite or float32-overflowing values "
+                           "(re-run the probe that made it)")
+    return vector

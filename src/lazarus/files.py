@@ -11,12 +11,15 @@ from lazarus.errors import LazarusError
 
 
 def read_lines(path: str) -> list[str]:
-    """Lines of a text file, blank lines skipped; trailing newline characters removed."""
+    """Lines of a text file (or a pipe), blank lines skipped, a UTF-8 BOM and CRs removed."""
     file = Path(path)
-    if not file.is_file():
+    if file.is_dir():
+        raise LazarusError(f"{path} is a folder, not a file (give a text file after '@')")
+    if not file.exists():
         raise LazarusError(f"file not found: {path} (check the path after '@')")
     try:
-        text = file.read_text(encoding="utf-8")
+        with open(file, encoding="utf-8-sig") as handle:  # also reads pipes and /dev/stdin
+            text = handle.read()
     except UnicodeDecodeError:
         raise LazarusError(
             f"{path} is not UTF-8 text (save it as UTF-8, one item per line)"
@@ -28,9 +31,13 @@ def read_lines(path: str) -> list[str]:
 
 def check_writable(path: str) -> None:
     """Fail now, before any model loads, if `path` could not be written later."""
-    target = Path(path)
+    if not path:
+        raise LazarusError("the output path is empty (give a file name)")
+    target = Path(os.path.realpath(path))  # a symlink is written through, to its target
     if target.is_dir():
         raise LazarusError(f"output path {path} is a folder (give a file name)")
+    if target.exists() and not target.is_file():
+        raise LazarusError(f"output path {path} is not a regular file (give a file name)")
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise LazarusError(f"cannot write {path}: folder {folder} does not exist (create it first)")
@@ -43,15 +50,17 @@ def check_writable(path: str) -> None:
 def write_atomically(path: str, write: Callable[[Path], None]) -> None:
     """Let `write` fill a temporary file beside `path`, then rename it into place.
 
-    A crash or an error mid-write leaves no half-written file behind.
+    A crash or an error mid-write leaves no half-written file behind. A symlink is written
+    through; the file keeps its permissions, or gets the usual ones (0666 less the umask).
     """
-    target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    check_writable(path)
+    target = Path(os.path.realpath(path))
+    fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     temp = Path(temp_name)
     try:
         write(temp)
+        os.chmod(temp, _mode_for(target))
         os.replace(temp, target)
     except BaseException:
         temp.unlink(missing_ok=True)
@@ -60,3 +69,11 @@ def write_atomically(path: str, write: Callable[[Path], None]) -> None:
 
 def write_text_atomically(path: str, text: str) -> None:
     write_atomically(path, lambda temp: temp.write_text(text, encoding="utf-8"))
+
+
+def _mode_for(target: Path) -> int:
+    if target.exists():
+        return target.stat().st_mode & 0o7777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask

@@ -10,8 +10,11 @@ from lazarus.files import read_lines
 
 
 def parse_list(value: str, option: str, noun: str) -> list[str]:
-    """`a|b|c` or `@file.txt` (one item per line, blank lines skipped)."""
-    if value.startswith("@"):
+    """`a|b|c` or `@file.txt` (one item per line, blank lines skipped); `@@…` is a literal `@…`."""
+    if value.startswith("@@"):
+        items = value[1:].split("|")
+        source = f"--{option}"
+    elif value.startswith("@"):
         items = read_lines(value[1:])
         source = f"file {value[1:]}"
     else:
@@ -48,6 +51,8 @@ def parse_neurons(value: str) -> list[int]:
     for part in value.split(","):
         text = part.strip()
         try:
+            if not text.lstrip("+-").isascii():
+                raise ValueError(text)
             neuron = int(text)
         except ValueError:
             raise LazarusError(

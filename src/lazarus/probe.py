@@ -78,6 +78,7 @@ TIE_BREAK = ("highest mean accuracy; ties go to the larger held-out separation, 
 RANKING = ("separation lost when the neuron is left out of the direction "
            "(neurons' spreads taken as independent)")
 
+_NO_SPREAD = 1e-6  # relative to the values' size: float32 rounding, not signal
 _SPAN_TOLERANCE = 1e-10  # components with variance below this share of the largest are dropped
 _NEWTON_STEPS = 100
 _NEWTON_TOLERANCE = 1e-18  # Newton decrement, in nats: stop when quadratic convergence is done
@@ -299,7 +300,10 @@ def _newton_dual(gram: np.ndarray, y: np.ndarray,
         system[:, m, m] = np.maximum(w.sum(axis=1), 1e-12)
         gradient = residual + lam[:, None] * alpha[active]  # the primal gradient is z.T @ this
         rhs = np.concatenate([gradient, residual.sum(axis=1)[:, None]], axis=1)
-        step = np.linalg.solve(system, rhs[..., None])[..., 0]
+        try:
+            step = np.linalg.solve(system, rhs[..., None])[..., 0]
+        except np.linalg.LinAlgError:  # duplicate prompts can make the system singular
+            step = (np.linalg.pinv(system) @ rhs[..., None])[..., 0]
         decrement = (np.einsum("km,kmj,kj->k", gradient, g, step[:, :m])
                      + residual.sum(axis=1) * step[:, m])  # primal gradient . primal step
         moving = decrement > _NEWTON_TOLERANCE
@@ -365,8 +369,10 @@ def _cohens_d(a: np.ndarray, b: np.ndarray) -> float:
         sd = _pooled_std(a, b)
     if not np.isfinite(gap) or not np.isfinite(sd):
         return float("nan")
-    if sd == 0:
-        return 0.0 if gap == 0 else float(np.copysign(np.inf, gap))
+    # A spread at the level of float32 rounding is no spread: d would be noise over noise.
+    scale = max(float(np.max(np.abs(a))), float(np.max(np.abs(b))))
+    if sd <= _NO_SPREAD * scale:
+        return 0.0 if abs(gap) <= _NO_SPREAD * scale else float(np.copysign(np.inf, gap))
     return gap / sd
 
 

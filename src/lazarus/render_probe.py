@@ -13,7 +13,16 @@ import textwrap
 from collections.abc import Sequence
 
 from lazarus.probe import METHOD_SUMMARY, Prediction, ProbeReport
-from lazarus.text import PROMPT_WIDTH, RULE, banner, escape, fit_cell, json_number
+from lazarus.text import (
+    PROMPT_WIDTH,
+    RULE,
+    banner,
+    display_width,
+    escape,
+    fit_cell,
+    json_number,
+    pad,
+)
 
 BAR_WIDTH = 20  # cells of '█' for 100% accuracy
 BEST_MARK = "← best"
@@ -98,10 +107,10 @@ def render_projection(report: ProbeReport) -> str:
     positive = [s for s in scale if math.isfinite(s) and s > 0]
     decimals = decimals_for(min(positive)) if positive else 0
     names = [escape(c.label) for c in (fit.class_a, fit.class_b)]
-    width = max(len(name) for name in names)
+    width = max(display_width(name) for name in names)
     lines = banner(f"PROJECTION ON THE DIRECTION AT LAYER {fit.layer}")
     for name, cls in zip(names, (fit.class_a, fit.class_b), strict=True):
-        lines.append(f"{name.ljust(width)} ({cls.count:>3} prompts): "
+        lines.append(f"{pad(name, width)} ({cls.count:>3} prompts): "
                      f"{_number(cls.mean, decimals)} ± {abs(cls.std):.{decimals}f}")
     lines += _wrap(f"Separation: {_number(fit.separation, 2)} (Cohen's d: difference of the "
                    "class means over their pooled std)")
@@ -130,12 +139,12 @@ def render_predictions(prompts: Sequence[str], predictions: Sequence[Prediction]
     if len(prompts) != len(predictions):
         raise ValueError("one prediction per test prompt is needed")
     labels = [escape(p.label) for p in predictions]
-    width = max([len("Prediction")] + [len(label) for label in labels])
+    width = max([len("Prediction")] + [display_width(label) for label in labels])
     header = f"{fit_cell('Prompt', PROMPT_WIDTH)} | {'Prediction'.ljust(width)} | Probability"
     lines = banner("TEST PREDICTIONS")
     lines += [header, "-" * len(header)]
     for prompt, label, prediction in zip(prompts, labels, predictions, strict=True):
-        lines.append(f"{fit_cell(prompt, PROMPT_WIDTH)} | {label.ljust(width)} | "
+        lines.append(f"{fit_cell(prompt, PROMPT_WIDTH)} | {pad(label, width)} | "
                      f"{_percent(prediction.probability).strip():>11}")
     return "\n".join(lines)
 

@@ -31,6 +31,11 @@ def display_width(text: str) -> int:
     return sum(char_width(ch) for ch in text)
 
 
+def pad(text: str, width: int) -> str:
+    """Left-align `text` in `width` terminal cells."""
+    return text + " " * max(0, width - display_width(text))
+
+
 def fit_cell(text: str, width: int) -> str:
     """Escape, cut to `width` cells with a trailing '…' if longer, pad to exactly `width`."""
     text = escape(text)
