@@ -11,7 +11,14 @@ import pytest
 import torch
 from tiny_models import ARCHITECTURES, LAYERS
 
-from lazarus.capture import CaptureRequest, capture, plan_batches
+from lazarus.capture import (
+    CPU_TOKEN_BUDGET,
+    CaptureRequest,
+    batch_limits,
+    capture,
+    plan_batches,
+)
+from lazarus.errors import LazarusError
 from lazarus.loading import load_model, read_model_info
 
 PROMPTS = ["2+2=", "47*47=", "The capital of France is", "x", "67*83=", "  padded  prompt\n"]
@@ -117,3 +124,102 @@ def test_plan_batches_groups_by_length_within_budget():
         assert max(lengths[i] for i in batch) * len(batch) <= 12
         assert len(batch) <= 3
     assert batches[0] == [1, 3, 5]  # the shortest prompts come first, together
+
+
+def brute_force_cost(lengths, token_budget, max_batch, overhead):
+    """The least cost over every way to cut the length-sorted prompts into batches."""
+    ordered = sorted(lengths)
+    best = [0.0] + [float("inf")] * len(ordered)
+    for end in range(1, len(ordered) + 1):
+        for begin in range(end):
+            rows, longest = end - begin, ordered[end - 1]
+            if rows == 1 or (rows <= max_batch and rows * longest <= token_budget):
+                best[end] = min(best[end], best[begin] + overhead + rows * longest)
+    return best[-1]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_plan_batches_computes_the_least_padding_plus_calls(seed):
+    rng = np.random.default_rng(seed)
+    lengths = [int(n) for n in rng.integers(1, 12, size=int(rng.integers(1, 14)))]
+    budget, max_batch, overhead = int(rng.integers(8, 40)), int(rng.integers(1, 6)), 3
+    batches = plan_batches(lengths, budget, max_batch, overhead)
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+    cost = 0
+    for batch in batches:
+        longest = max(lengths[i] for i in batch)
+        assert len(batch) == 1 or (len(batch) <= max_batch and len(batch) * longest <= budget)
+        cost += overhead + len(batch) * longest
+    assert cost == brute_force_cost(lengths, budget, max_batch, overhead)
+
+
+def test_plan_batches_keeps_equal_lengths_together_without_padding():
+    lengths = [7] * 40 + [8] * 40
+    batches = plan_batches(lengths, token_budget=10_000, max_batch=64, overhead_tokens=8)
+    assert [sorted({lengths[i] for i in batch}) for batch in batches] == [[7], [8]]
+
+
+GROUPINGS = [  # (token_budget, max_batch): one batch, one by one, and mixes between
+    (100_000, 64), (10_000, 1), (40, 64), (60, 3), (25, 2), (None, None)]
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_every_batch_grouping_gives_the_same_values(loaded_models, arch):
+    loaded = loaded_models[arch]
+    request = CaptureRequest(layers=(0, 2))
+    prompts = PROMPTS + ["2+2=", "a longer prompt than the others, by far", "47*47="]
+    reference = capture(loaded, prompts, request, max_batch=1)
+    for budget, max_batch in GROUPINGS:
+        got = capture(loaded, prompts, request, token_budget=budget, max_batch=max_batch)
+        for layer in request.layers:
+            assert_close(got[layer], reference[layer], f"{arch} {budget}/{max_batch} L{layer}")
+
+
+def oom_above(loaded, rows: int):
+    """A hook of the test's own on the embeddings: batches of more than `rows` prompts fail as
+    if the device's memory ran out."""
+    seen: list[int] = []
+
+    def hook(module, args):
+        seen.append(args[0].shape[0])
+        if args[0].shape[0] > rows:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated by the test)")
+
+    handle = loaded.model.get_input_embeddings().register_forward_pre_hook(hook)
+    return handle, seen
+
+
+def test_out_of_memory_halves_the_batch_instead_of_failing(loaded_models):
+    loaded = loaded_models["llama"]
+    prompts = [f"{a}*{b}=" for a in range(10, 22) for b in (11, 12)]  # 24 of 6 tokens
+    request = CaptureRequest(layers=(1,))
+    reference = capture(loaded, prompts, request, max_batch=1)
+    handle, seen = oom_above(loaded, 5)
+    notes: list[str] = []
+    try:
+        got = capture(loaded, prompts, request, token_budget=10_000, max_batch=24,
+                      notify=notes.append)
+    finally:
+        handle.remove()
+    assert seen[:3] == [24, 12, 6], "halved after each failure"
+    assert max(seen[3:]) <= 3
+    assert sum(seen[3:]) == len(prompts), "then each prompt ran once"
+    assert notes[0] == "out of memory with 24 prompts in a batch; continuing with at most 12"
+    assert_close(got[1], reference[1], "after out-of-memory retries")
+
+
+def test_out_of_memory_with_one_prompt_is_a_user_error(loaded_models):
+    loaded = loaded_models["llama"]
+    handle, _ = oom_above(loaded, 0)
+    try:
+        with pytest.raises(LazarusError, match="out of memory running one prompt of 5 tokens"):
+            capture(loaded, ["2+2="], CaptureRequest(layers=(1,)))
+    finally:
+        handle.remove()
+
+
+def test_default_batch_limits_fit_the_memory_and_the_cpu(loaded_models):
+    loaded = loaded_models["llama"]
+    budget, max_batch = batch_limits(loaded, longest=12)
+    assert 12 <= budget <= CPU_TOKEN_BUDGET
+    assert max_batch >= 1

@@ -148,6 +148,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="prompts to classify with the fitted probe (pipe-separated or @file)")
     probe.add_argument("-o", "--output", metavar="FILE.json", help="also save the results as JSON")
     probe.set_defaults(run=run_probe)
+
+    cache = groups.add_parser(
+        "cache", help="the activation cache: what it holds, and clearing it",
+        description="Captured rows are cached per model (identified by its files on disk), "
+                    "layer, site, token position, dtype, device type and prompt, so re-runs on "
+                    "the same prompts load no model. Folder: $LAZARUS_CACHE_DIR, else "
+                    "$XDG_CACHE_HOME/lazarus, else ~/.cache/lazarus. Skip it with --no-cache.")
+    actions = cache.add_subparsers(dest="action", metavar="ACTION", required=True,
+                                   parser_class=_Parser)
+    actions.add_parser("info", help="show the cache folder and what it holds"
+                       ).set_defaults(run=run_cache_info)
+    actions.add_parser("clear", help="delete every cached row"
+                       ).set_defaults(run=run_cache_clear)
     return parser
 
 
@@ -340,6 +353,33 @@ def run_probe(args: argparse.Namespace) -> int:
                         device=collected.device, site="residual", position="last")
         write_text_atomically(args.output, json.dumps(document, indent=2) + "\n")
         note(f"saved {args.output}")
+    return 0
+
+
+def _size(count: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1024 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count} B"
+
+
+def run_cache_info(args: argparse.Namespace) -> int:
+    from lazarus import cache
+
+    summary = cache.describe()
+    print(f"cache folder: {summary.folder}")
+    print(f"{summary.rows} cached rows, {_size(summary.bytes)}")
+    for model in summary.models:
+        print(f"  {model.model_id}: {model.rows} rows, {_size(model.bytes)} ({model.source})")
+    return 0
+
+
+def run_cache_clear(args: argparse.Namespace) -> int:
+    from lazarus import cache
+
+    removed = cache.clear()
+    print(f"removed {removed.rows} cached rows ({_size(removed.bytes)}) from {removed.folder}")
     return 0
 
 

@@ -1,18 +1,25 @@
 """From (model, prompts, layers) to activation rows: the path every command takes.
 
-Today: load the model, run the capture engine. This is the one place where caching and partial
-loading plug in, so that commands never re-implement any of it.
+1. Rows already in the activation cache (`cache.py`) are read; when every prompt is there,
+   nothing else happens: neither torch nor the model is loaded.
+2. Otherwise the model is loaded up to the deepest asked-for layer only (`load_model`'s
+   `up_to_layer`), and the capture engine runs on the missing prompts alone (each distinct
+   prompt once), writing each batch's rows to the cache as it goes, so an interrupted run keeps
+   what it computed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy, torch and the cache are imported only when `collect` runs
+    import numpy as np
 
-from lazarus.capture import CaptureRequest, Progress
-from lazarus.loading import ModelInfo
+    from lazarus.cache import ActivationCache, Target
+    from lazarus.capture import CaptureRequest, Progress
+    from lazarus.loading import ModelInfo
 
 Notify = Callable[[str], None]  # a note for the user (the CLI shows it on stderr)
 
@@ -23,15 +30,15 @@ class ModelSettings:
     dtype: str = "auto"
     trust_remote_code: bool = False
     device_map: str | None = None
-    use_cache: bool = True
+    use_cache: bool = True  # read and write the activation cache
 
 
 @dataclass(frozen=True)
 class Collected:
     rows: dict[int, np.ndarray]  # {layer: float32 [prompts, width]}
-    device: str
+    device: str  # device type the rows were computed on
     dtype: str
-    prompts_from_cache: int = 0
+    prompts_from_cache: int = 0  # how many of the prompts (counting repeats) were all cached
 
 
 def collect(
@@ -42,9 +49,95 @@ def collect(
     progress: Progress | None = None,
     notify: Notify | None = None,
 ) -> Collected:
-    from lazarus.capture import capture
-    from lazarus.loading import load_model
+    """Rows {layer: [prompts, width]} at the request's site, from the cache where possible."""
+    import numpy as np
 
-    loaded = load_model(info, settings.device, settings.dtype, settings.trust_remote_code)
-    rows = capture(loaded, prompts, request, progress=progress)
-    return Collected(rows=rows, device=loaded.device, dtype=loaded.dtype)
+    from lazarus.cache import ActivationCache, Target, predict_target
+
+    say = notify or (lambda _message: None)
+    if not request.layers:
+        raise ValueError("collect needs at least one layer")
+    distinct = list(dict.fromkeys(prompts))
+    store: ActivationCache | None = None
+    if settings.use_cache:
+        store = ActivationCache(info, request.site)
+        if not store.enabled:
+            say(f"no activation cache for {info.model_id}: its files cannot be identified")
+            store = None
+    asked = f"{settings.device}|{settings.dtype}|{settings.device_map}"
+    target = guess = predict_target(info, settings.device, settings.dtype, settings.device_map)
+    if store is not None:
+        target = store.recall_target(asked, guess)
+    found = _read(store, target, info, request, distinct)
+    missing = _missing(distinct, found)
+
+    if missing:
+        from lazarus.capture import capture
+        from lazarus.loading import load_model
+
+        loaded = load_model(info, settings.device, settings.dtype, settings.trust_remote_code,
+                            up_to_layer=max(request.layers), device_map=settings.device_map,
+                            notify=say)
+        actual = Target(device=loaded.device, dtype=loaded.dtype)
+        if store is not None and actual != target:
+            # The rows found were computed elsewhere than this run: use those of `actual`.
+            store.remember_target(asked, guess, actual)
+            target = actual
+            found = _read(store, target, info, request, distinct)
+            missing = _missing(distinct, found)
+        computed = capture(loaded, missing, request, progress=progress,
+                           on_rows=_writer(store, target, missing, say), notify=say)
+        for layer, values in computed.items():
+            found[layer].update(zip(missing, values, strict=True))
+        target = actual
+    cached_prompts = sum(p not in missing for p in prompts)
+    if store is not None and cached_prompts:
+        say(f"{cached_prompts} of {len(prompts)} prompts from the activation cache "
+            f"({store.root})")
+    rows = {layer: np.stack([found[layer][p] for p in prompts]) for layer in request.layers}
+    return Collected(rows=rows, device=target.device, dtype=target.dtype,
+                     prompts_from_cache=cached_prompts if store is not None else 0)
+
+
+def _read(store: ActivationCache | None, target: Target, info: ModelInfo,
+          request: CaptureRequest, prompts: Sequence[str]) -> dict[int, dict[str, np.ndarray]]:
+    """{layer: {prompt: cached row}} at `target`. Rows of a wrong width are ignored: the hidden
+    size for the residual stream, else the width of the layer's first row."""
+    found: dict[int, dict[str, np.ndarray]] = {layer: {} for layer in request.layers}
+    if store is None:
+        return found
+    for layer, rows in found.items():
+        width = info.hidden_size if request.site == "residual" else None
+        for prompt in prompts:
+            row = store.get(target, layer, prompt)
+            if row is not None and width in (None, row.size):
+                rows[prompt] = row
+                width = row.size
+    return found
+
+
+def _missing(prompts: Sequence[str], found: dict[int, dict[str, np.ndarray]]) -> list[str]:
+    return [p for p in prompts if any(p not in rows for rows in found.values())]
+
+
+def _writer(store: ActivationCache | None, target: Target, prompts: Sequence[str],
+            say: Notify) -> Callable[[list[int], dict[int, np.ndarray]], None] | None:
+    """The capture's per-batch callback that stores rows in the cache (best effort: a cache
+    that cannot be written is reported once, and the run goes on without it)."""
+    if store is None:
+        return None
+    failed: list[OSError] = []
+
+    def write(indices: list[int], rows: dict[int, np.ndarray]) -> None:
+        if failed:
+            return
+        try:
+            for layer, values in rows.items():
+                for index, row in zip(indices, values, strict=True):
+                    store.put(target, layer, prompts[index], row)
+        except OSError as err:
+            failed.append(err)
+            say(f"cannot write the activation cache in {store.root} ({err.strerror or err}); "
+                "going on without it")
+
+    return write

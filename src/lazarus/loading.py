@@ -3,12 +3,19 @@
 `read_model_info` only reads `config.json` (no torch), so that layer and neuron ranges are checked
 before anything heavy happens. `load_model` then runs `from_pretrained` like any Hugging Face user
 would, preferring the local cache so a cached model loads offline without a network round trip.
+Asked for layers 0..L only, it builds the base model with L+1 blocks (a copy of the config with a
+smaller layer count), so that `from_pretrained` reads only the embeddings' and those blocks'
+tensors from the safetensors files and never builds the later blocks or the LM head.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import re
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -40,6 +47,11 @@ class LoadedModel:
     info: ModelInfo
     device: str  # "cpu", "cuda", ... (device of the input embeddings)
     dtype: str  # "float32", ...
+    block_count: int | None = None  # decoder blocks loaded: all (None), or the first few
+
+    @property
+    def blocks_loaded(self) -> int:
+        return self.info.layer_count if self.block_count is None else self.block_count
 
 
 def demo_model_folder() -> Path:
@@ -67,7 +79,8 @@ def resolve_source(model_id: str) -> str:
 
 
 def _looks_like_path(text: str) -> bool:
-    return text.startswith((".", "/", "~")) or text.count("/") > 1 or os.sep != "/" and os.sep in text
+    return (text.startswith((".", "/", "~")) or text.count("/") > 1
+            or os.sep != "/" and os.sep in text)
 
 
 def _valid_hub_id(text: str) -> bool:
@@ -105,6 +118,8 @@ def read_model_info(model_id: str) -> ModelInfo:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise LazarusError(f"cannot read {path}: {err} (is it a valid config.json?)") from None
+    if not isinstance(config, dict):
+        raise LazarusError(f"{path} is not a JSON object (is it a valid config.json?)")
     text = config.get("text_config") or config
     layer_count = _first_int(text, "num_hidden_layers", "n_layer", "num_layers")
     hidden_size = _first_int(text, "hidden_size", "n_embd", "d_model")
@@ -151,20 +166,39 @@ def load_model(
     device: str = "auto",
     dtype: str = "auto",
     trust_remote_code: bool = False,
+    *,
+    up_to_layer: int | None = None,
+    device_map: str | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> LoadedModel:
-    """`from_pretrained` for model and tokenizer; the local cache first, then the Hub."""
+    """`from_pretrained` for model and tokenizer; the local cache first, then the Hub.
+
+    `up_to_layer=L` loads only what layers 0..L need: the embeddings and decoder blocks 0..L of
+    the base model (no later blocks, no LM head), and reads only those tensors from the
+    safetensors files. Where that is not possible the whole model is loaded, with a note.
+    `device_map="auto"` lets accelerate spread the model over the GPUs and CPU memory.
+    """
+    # Let the disk read the blocks' weights while Python imports torch and transformers.
+    threading.Thread(target=prefetch_blocks, args=(info, up_to_layer), daemon=True).start()
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging
 
     # transformers' own bars and notices would bury lazarus's; errors still surface as such.
     logging.disable_progress_bar()
     logging.set_verbosity_error()
-    device = pick_device(device)
+    if device_map is not None:
+        if importlib.util.find_spec("accelerate") is None:
+            raise LazarusError("--device-map auto needs the accelerate package "
+                               "(pip install 'lazarus[big]' or pip install accelerate)")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    else:
+        device = pick_device(device)
     if dtype == "auto":
         torch_dtype: Any = torch.float32 if device == "cpu" else "auto"
     else:
         torch_dtype = getattr(torch, dtype)
+    placement = {"device_map": device_map} if device_map is not None else {}
 
     def from_pretrained(loader: Any, **kwargs: Any) -> Any:
         common = {"trust_remote_code": trust_remote_code, **kwargs}
@@ -177,14 +211,26 @@ def load_model(
 
     try:
         tokenizer = from_pretrained(AutoTokenizer)
-        model = from_pretrained(AutoModelForCausalLM, dtype=torch_dtype)
+        model = None
+        if up_to_layer is not None:
+            obstacle = partial_load_obstacle(info, trust_remote_code)
+            if obstacle is None:
+                model, obstacle = _load_blocks(info, up_to_layer, from_pretrained,
+                                               AutoModel, dtype=torch_dtype, **placement)
+            if obstacle is not None and notify is not None:
+                notify(f"loading the whole model ({obstacle})")
+        if model is None:
+            model = from_pretrained(AutoModelForCausalLM, dtype=torch_dtype, **placement)
     except LazarusError:
         raise
     except (OSError, ValueError, KeyError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        hint = "" if trust_remote_code else "; if it needs custom code, add --trust-remote-code"
+        needs_code = "trust_remote_code" in str(err) or "does not recognize" in str(err)
+        hint = ("; if it needs its own code, add --trust-remote-code"
+                if needs_code and not trust_remote_code else "")
         raise LazarusError(f"cannot load {info.model_id}: {first_line}{hint}") from None
-    model.to(device)
+    if device_map is None:
+        model.to(device)
     model.eval()
     weight = model.get_input_embeddings().weight
     return LoadedModel(
@@ -193,4 +239,152 @@ def load_model(
         info=info,
         device=weight.device.type,
         dtype=str(weight.dtype).removeprefix("torch."),
+        block_count=_block_count(model.config, info.layer_count),
     )
+
+
+_LAYER_COUNT_KEYS = ("num_hidden_layers", "n_layer", "num_layers")
+
+
+def partial_load_obstacle(info: ModelInfo, trust_remote_code: bool = False) -> str | None:
+    """Why only the whole model can be loaded, or None when its first blocks can be loaded alone."""
+    if "text_config" in info.config:
+        return "partial loading covers text-only checkpoints, this one has sub-models"
+    if trust_remote_code and "auto_map" in info.config:
+        return "the model's own code decides what its layers are"
+    if not any(isinstance(info.config.get(key), int) for key in _LAYER_COUNT_KEYS):
+        return "its config names its layer count in a way lazarus does not know"
+    weights = weight_files(info)
+    if weights and not any(name.endswith(".safetensors") for name in weights):
+        return ("its weights are pickle (.bin) files, which are read whole; safetensors files "
+                "can be read in part")
+    return None
+
+
+def weight_files(info: ModelInfo) -> list[str]:
+    """Names of the weight files found on disk (a local folder, or the Hub cache's snapshot)."""
+    folder = Path(info.source)
+    if not folder.is_dir():
+        folder = config_path(info.source).parent  # the snapshot holding the cached files
+    suffixes = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack")
+    return sorted(p.name for p in folder.glob("*") if p.name.endswith(suffixes))
+
+
+def truncated_config_overrides(info: ModelInfo, up_to_layer: int) -> dict[str, Any]:
+    """Config values for a model of blocks 0..up_to_layer: the layer count, and every per-layer
+    list (such as Gemma's and gpt-oss's `layer_types`) cut to the same length."""
+    if not 0 <= up_to_layer < info.layer_count:
+        raise ValueError(f"layer {up_to_layer} is outside 0..{info.layer_count - 1}")
+    kept = up_to_layer + 1
+    overrides: dict[str, Any] = {}
+    for key, value in info.config.items():
+        if key in _LAYER_COUNT_KEYS and value == info.layer_count:
+            overrides[key] = kept
+        elif isinstance(value, list) and len(value) == info.layer_count:
+            overrides[key] = value[:kept]
+    return overrides
+
+
+def _load_blocks(
+    info: ModelInfo, up_to_layer: int, from_pretrained: Callable[..., Any], auto_model: Any,
+    **kwargs: Any,
+) -> tuple[Any, str | None]:
+    """The base model cut after block `up_to_layer`, or (None, why not)."""
+    from transformers import AutoConfig
+
+    config = from_pretrained(AutoConfig, **truncated_config_overrides(info, up_to_layer))
+    if _block_count(config, -1) != up_to_layer + 1:
+        return None, "its config did not accept a smaller layer count"
+    try:
+        model, loading = from_pretrained(auto_model, config=config, output_loading_info=True,
+                                         **kwargs)
+    except ValueError as err:  # e.g. no base-model class is registered for this config
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else "ValueError"
+        return None, f"its first blocks cannot be loaded alone: {first_line}"
+    missing = sorted(loading.get("missing_keys") or ())
+    if missing:  # e.g. embeddings stored only under the LM head's name
+        return None, f"the base model lacks {len(missing)} weight(s), such as {missing[0]}"
+    return model, None
+
+
+def _block_count(config: Any, default: int) -> int:
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for key in _LAYER_COUNT_KEYS:
+        value = getattr(text, key, None)
+        if isinstance(value, int):
+            return value
+    return default
+
+
+_PREFETCH_STEP = 2 << 20
+_BLOCK_INDEX = re.compile(r"(?:^|\.)(?:layers|h|blocks)\.(\d+)\.")
+
+
+def prefetch_blocks(info: ModelInfo, up_to_layer: int | None = None) -> int:
+    """Ask the kernel to read the tensors of decoder blocks 0..up_to_layer (all blocks if None)
+    from the safetensors files into the page cache, in the background (`posix_fadvise`
+    WILLNEED), so that the disk works while Python imports torch. Only those byte ranges are
+    asked for, so the kernel's read-ahead does not pull in the blocks around them. Returns the
+    bytes asked for: 0 where this is not possible, or when they would fill half the free RAM.
+    """
+    if not hasattr(os, "posix_fadvise"):
+        return 0
+    try:
+        folder = Path(info.source) if Path(info.source).is_dir() else \
+            config_path(info.source).parent
+        ranges = [(path, start, end) for path in sorted(folder.glob("*.safetensors"))
+                  for start, end in _block_ranges(path, up_to_layer)]
+        total = sum(end - start for _, start, end in ranges)
+        if not ranges or total > available_ram_bytes() // 2:
+            return 0
+        for path in {path for path, _, _ in ranges}:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                for _, start, end in (r for r in ranges if r[0] == path):
+                    # Linux reads at most one read-ahead window per call: ask in steps.
+                    for offset in range(start, end, _PREFETCH_STEP):
+                        length = min(_PREFETCH_STEP, end - offset)
+                        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_WILLNEED)
+            finally:
+                os.close(fd)
+        return total
+    except (OSError, ValueError, LazarusError):
+        return 0  # only a head start: loading reads what it needs anyway
+
+
+def _block_ranges(path: Path, up_to_layer: int | None) -> list[tuple[int, int]]:
+    """Byte ranges in a safetensors file of the blocks' tensors, adjacent ones merged."""
+    with open(path, "rb") as file:
+        size = int.from_bytes(file.read(8), "little")
+        if not 0 < size < 100_000_000:
+            raise ValueError(f"{path} has no safetensors header")
+        header = json.loads(file.read(size))
+    base = 8 + size
+    spans = []
+    for name, entry in header.items():
+        match = _BLOCK_INDEX.search(name)
+        if match and (up_to_layer is None or int(match.group(1)) <= up_to_layer):
+            start, end = entry["data_offsets"]
+            spans.append((base + start, base + end))
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def available_ram_bytes() -> int:
+    """MemAvailable from /proc/meminfo on Linux; else the physical memory's size; else 4 GiB."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30

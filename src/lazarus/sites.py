@@ -22,6 +22,8 @@ _BLOCK_PATHS = (
     "model.decoder.layers",  # OPT
     "model.language_model.layers",  # multimodal wrappers (Gemma 3, Llava, ...)
     "transformer.blocks",  # MPT
+    "layers",  # base models without an LM head (LlamaModel, ...): lazarus's partial loads
+    "h",  # GPT2Model and kin, likewise
 )
 # Names of the MLP's output projection inside a block, per family.
 _MLP_OUT_PATHS = ("mlp.down_proj", "mlp.c_proj", "mlp.dense_4h_to_h", "fc2", "mlp.fc2")
