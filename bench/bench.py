@@ -32,7 +32,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -202,21 +201,24 @@ def child_load(mode: str, folder: Path, layer: int) -> None:
     from lazarus.capture import CaptureRequest, capture
     from lazarus.loading import load_model, read_model_info
 
-    before = _rss_now()
+    before = _status_bytes("VmRSS")
     info = read_model_info(str(folder))
     if mode == "partial":
         loaded = load_model(info, "cpu", "float32", up_to_layer=layer)
     else:
         loaded, layer = load_model(info, "cpu", "float32"), info.layer_count - 1
     capture(loaded, workload.prompts(5), CaptureRequest(layers=(layer,)))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = _status_bytes("VmHWM")  # this process image's peak (ru_maxrss outlives exec)
     read = sum(pagecache.resident_bytes(path) for path in files) if measurable else None
     print(json.dumps({"read": read, "rss": peak - before}))
 
 
-def _rss_now() -> int:
-    with open("/proc/self/statm", encoding="ascii") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def _status_bytes(field: str) -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) * 1024
+    raise OSError(f"no {field} in /proc/self/status")
 
 
 # -- the report ------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ tokenizer, the training text (arithmetic problems with answers plus a little pla
 and the weights. Rebuilding with the same seed, step count, thread count and torch version
 gives bit-identical weights.
 
-    python scripts/train_demo_model.py                    # full training, ~8 min on 2 cores
+    python scripts/train_demo_model.py                    # full training, 8-11 min on 2 cores
     python scripts/train_demo_model.py --steps 20 --out /tmp/smoke
 
 Data: every document is ``<s>TEXT</s>``; documents are packed into rows of ``--seq-len``
@@ -108,10 +108,8 @@ def easy_problems() -> list[tuple[int, str, int]]:
 
 
 def held_out_easy() -> list[tuple[str, str]]:
-    """The held-out one-digit problems as ``(prompt, answer)`` pairs (60 of the 300)."""
-    return [
-        (problem(*p), answer(*p)) for p in easy_problems() if is_held_out(problem(*p))
-    ]
+    """The held-out one-digit problems as ``(prompt, answer)`` pairs (67 of the 300)."""
+    return [(problem(*p), answer(*p)) for p in easy_problems() if is_held_out(problem(*p))]
 
 
 def sample_easy(rng: random.Random) -> tuple[int, str, int]:
@@ -178,7 +176,9 @@ def sample_english(rng: random.Random) -> str:
     return rng.choice(_FACTS)
 
 
-MIX = {"easy": 0.35, "medium": 0.15, "hard": 0.35, "english": 0.15}
+# Medium problems carry the one-digit facts in their units column ("24+7=31" holds 4+7), at the
+# same distance from "=" as in "4+7="; a large share of them helped held-out easy accuracy most.
+MIX = {"easy": 0.30, "medium": 0.45, "hard": 0.17, "english": 0.08}
 
 
 def sample_document(rng: random.Random) -> str:
@@ -198,16 +198,27 @@ def sample_document(rng: random.Random) -> str:
 
 
 def make_batch(rng: random.Random, vocab: dict[str, int], batch: int, seq_len: int):
-    """A [batch, seq_len] LongTensor of packed ``<s>doc</s>`` documents, rows start at ``<s>``."""
+    """``(input_ids, labels)``, both [batch, seq_len]: packed ``<s>doc</s>`` documents.
+
+    Each row starts at a ``<s>``. The loss covers whole English sentences but only the answer
+    (and ``</s>``) of a problem: its operands are random, so predicting them teaches nothing.
+    """
     import torch
 
-    rows = []
+    ignore = -100  # the label value the Hugging Face loss skips
+    rows, labels = [], []
     for _ in range(batch):
         row: list[int] = []
+        label: list[int] = []
         while len(row) < seq_len:
-            row += [vocab[BOS], *(vocab[c] for c in sample_document(rng)), vocab[EOS]]
+            doc = sample_document(rng)
+            ids = [vocab[BOS], *(vocab[c] for c in doc), vocab[EOS]]
+            graded = len(ids) - len(doc.partition("=")[2]) - 1 if "=" in doc else 1
+            row += ids
+            label += [ignore] * graded + ids[graded:]
         rows.append(row[:seq_len])
-    return torch.tensor(rows, dtype=torch.long)
+        labels.append(label[:seq_len])
+    return torch.tensor(rows, dtype=torch.long), torch.tensor(labels, dtype=torch.long)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,12 +230,12 @@ class Settings:
     """Everything that determines the trained weights (besides the torch version)."""
 
     seed: int = 0
-    steps: int = 1500  # full training; ~8 min on 2 CPU cores
+    steps: int = 1500  # full training: 450-630 s on 2 CPU cores
     batch: int = 64  # rows per step
     seq_len: int = 48  # tokens per row (packed documents)
-    lr: float = 2e-3  # peak learning rate (AdamW)
+    lr: float = 3e-3  # peak learning rate (AdamW)
     warmup: int = 100  # linear warmup steps, then cosine decay to lr / 10
-    weight_decay: float = 0.1
+    weight_decay: float = 0.3
     hidden: int = 192  # residual stream width ("neurons" per layer)
     intermediate: int = 512  # MLP width
     layers: int = 4
@@ -257,13 +268,28 @@ def learning_rate(settings: Settings, step: int) -> float:
     return settings.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def train(settings: Settings, tokenizer, log=print):
-    """Train from scratch; returns ``(model, losses)``. Deterministic for fixed settings."""
+def train(settings: Settings, tokenizer, log=print, eval_every: int = 0):
+    """Train from scratch; returns ``(model, losses)``. Deterministic for fixed settings.
+
+    ``eval_every`` > 0 logs held-out easy accuracy every that many steps (no effect on the
+    weights: evaluation uses no randomness and no gradients).
+    """
+    import torch
+
+    saved = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(settings.threads)
+    torch.use_deterministic_algorithms(True)
+    try:
+        return _train(settings, tokenizer, log, eval_every)
+    finally:  # leave torch's global settings as they were (this also runs inside tests)
+        torch.set_num_threads(saved[0])
+        torch.use_deterministic_algorithms(saved[1])
+
+
+def _train(settings: Settings, tokenizer, log, eval_every: int):
     import torch
     from transformers import LlamaForCausalLM
 
-    torch.set_num_threads(settings.threads)
-    torch.use_deterministic_algorithms(True)
     torch.manual_seed(settings.seed)
     rng = random.Random(settings.seed)
     vocab = tokenizer.get_vocab()
@@ -285,8 +311,8 @@ def train(settings: Settings, tokenizer, log=print):
     for step in range(settings.steps):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(settings, step)
-        ids = make_batch(rng, vocab, settings.batch, settings.seq_len)
-        loss = model(input_ids=ids, labels=ids).loss
+        ids, labels = make_batch(rng, vocab, settings.batch, settings.seq_len)
+        loss = model(input_ids=ids, labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -294,8 +320,17 @@ def train(settings: Settings, tokenizer, log=print):
         losses.append(loss.item())
         if (step + 1) % 100 == 0 or step + 1 == settings.steps:
             recent = sum(losses[-100:]) / len(losses[-100:])
-            log(f"step {step + 1:5d}/{settings.steps}  loss {recent:.4f}  "
-                f"lr {learning_rate(settings, step):.2e}  {time.time() - start:6.1f}s")
+            log(
+                f"step {step + 1:5d}/{settings.steps}  loss {recent:.4f}  "
+                f"lr {learning_rate(settings, step):.2e}  {time.time() - start:6.1f}s"
+            )
+        if eval_every and (step + 1) % eval_every == 0:
+            model.eval()
+            log(
+                f"step {step + 1:5d}  held-out easy accuracy "
+                f"{accuracy(model, tokenizer, held_out_easy()):.1%}"
+            )
+            model.train()
     model.eval()
     return model, losses
 
@@ -343,12 +378,12 @@ def evaluation_sets() -> dict[str, list[tuple[str, str]]]:
         return items
 
     return {
-        "easy (held out, all 60)": held_out_easy(),
-        "medium (held out, 200)": held_out(sample_medium, 200),
-        "hard 2x2-digit multiplication (held out, 200)": held_out(
+        "easy": held_out_easy(),
+        "medium": held_out(sample_medium, 200),
+        "hard multiplication": held_out(
             lambda r: (r.randrange(10, 100), "*", r.randrange(10, 100)), 200
         ),
-        "hard 2-3 digit addition (held out, 200)": held_out(
+        "hard addition": held_out(
             lambda r: (
                 (r.randrange(10, 100), "+", r.randrange(10, 100))
                 if r.random() < 0.5
@@ -357,6 +392,23 @@ def evaluation_sets() -> dict[str, list[tuple[str, str]]]:
             200,
         ),
     }
+
+
+def evaluate(model, tokenizer) -> dict[str, dict]:
+    """Greedy answers on each held-out set: exact-match rate, and how often the number of
+    digits and the last digit are right."""
+    results = {}
+    for name, items in evaluation_sets().items():
+        got = greedy_complete(model, tokenizer, [p for p, _ in items])
+        pairs = list(zip(got, (a for _, a in items), strict=True))
+        results[name] = {
+            "problems": len(items),
+            "exact": sum(g == a for g, a in pairs) / len(items),
+            "length": sum(len(g) == len(a) for g, a in pairs) / len(items),
+            "last_digit": sum(g[-1:] == a[-1:] for g, a in pairs) / len(items),
+            "examples": [p + g for (p, _), g in zip(items[:4], got[:4], strict=True)],
+        }
+    return results
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,96 +425,143 @@ def save(model, tokenizer, out: Path, meta: dict) -> None:
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.to(torch.float16).save_pretrained(out, safe_serialization=True)
     model.to(torch.float32)
+    # The weights are stored as float16 to keep the folder small, but the model was trained
+    # and is meant to run in float32 (float16 matmuls on CPU are slow and lossy): the config's
+    # dtype says float32, so a plain from_pretrained upcasts on load.
+    config_path = out / "config.json"
+    config = json.loads(config_path.read_text())
+    config["dtype"] = "float32"
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    (out / "model.safetensors").chmod(0o644)
     tokenizer.save_pretrained(out)
+    # transformers 5 writes its own class name, which transformers 4 cannot resolve; the
+    # name both versions know loads the same tokenizer.json.
+    tokenizer_config_path = out / "tokenizer_config.json"
+    tokenizer_config = json.loads(tokenizer_config_path.read_text())
+    tokenizer_config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    tokenizer_config_path.write_text(json.dumps(tokenizer_config, indent=2) + "\n")
     (out / "training.json").write_text(json.dumps(meta, indent=2) + "\n")
     (out / "README.md").write_text(model_card(meta))
 
 
+def rebuild_command(settings: dict) -> str:
+    """The command line that rebuilds a model with these settings."""
+    args = [f"--seed {settings['seed']}", f"--steps {settings['steps']}"]
+    for key, default in asdict(Settings()).items():
+        if key not in ("seed", "steps") and settings[key] != default:
+            args.append(f"--{key.replace('_', '-')} {settings[key]}")
+    return "python scripts/train_demo_model.py " + " ".join(args)
+
+
 def model_card(meta: dict) -> str:
     s = meta["settings"]
-    acc = "\n".join(
-        f"| {name} | {value:.1%} |" for name, value in meta["accuracy"].items()
-    )
+    if meta["held_out_accuracy"]:
+        rows = "\n".join(
+            f"| {name} | {r['problems']} | {r['exact']:.1%} | {r['length']:.1%} "
+            f"| {r['last_digit']:.1%} | `{'` `'.join(r['examples'])}` |"
+            for name, r in meta["held_out_accuracy"].items()
+        )
+        results = (
+            "| set | problems | exact | right length | right last digit | examples |\n"
+            f"|---|---|---|---|---|---|\n{rows}\n\n"
+            "The same architecture with random weights (same seed) gets "
+            f"{meta['random_weights_easy_accuracy']:.1%} of the easy ones right."
+        )
+    else:
+        results = "Not evaluated (built with `--skip-eval`)."
     return f"""# lazarus demo model
 
 A small Llama-style causal language model that ships inside lazarus (`lazarus:demo`), so that
 `lazarus introspect` works offline on a fresh machine. It was trained by the project itself,
 from seed {s["seed"]}, on arithmetic problems with their answers and a little plain English.
+It is a toy for trying the tools, not a useful language model.
 
 ## Architecture
 `LlamaForCausalLM`: {s["layers"]} decoder layers, hidden size {s["hidden"]} (the "neurons" of
 each layer), MLP width {s["intermediate"]}, {s["heads"]} attention heads, RoPE, RMSNorm, tied
-input/output embeddings, {meta["parameters"]:,} parameters, stored as float16 safetensors.
+input/output embeddings, {meta["parameters"]:,} parameters. Weights are stored as float16
+safetensors; `config.json` says float32, so `from_pretrained` upcasts them on load.
 Tokenizer: one token per character ({meta["vocab_size"]} tokens: digits, `+-*/=`, letters,
-space, punctuation, and `<pad>` `<s>` `</s>` `<unk>`); encoding prepends `<s>`.
+space, punctuation, and `<pad>` `<s>` `</s>` `<unk>`); encoding prepends `<s>`. A problem is
+prompted as `<s>47*47=` and answered `2209</s>`.
 
 ## Data
 Generated by `scripts/train_demo_model.py` from the seed: each document is `<s>TEXT</s>`,
-packed into rows of {s["seq_len"]} tokens. Mix: {MIX["easy"]:.0%} easy problems (one digit op
-one digit, `2+3=5`, `7*8=56`, `3-7=-4`), {MIX["medium"]:.0%} medium (two digits op one digit,
-`47*3=141`), {MIX["hard"]:.0%} hard (two-by-two-digit multiplication `47*47=2209`, two- and
-three-digit addition, two-digit subtraction), {MIX["english"]:.0%} short English sentences
-and facts (`The capital of France is Paris.`). A fixed ~20% of all problems (first byte of
-the SHA-256 of the prompt text, e.g. `"2+3="`, below 52) never appears in training.
+packed into rows of {s["seq_len"]} tokens. Documents: {MIX["easy"]:.0%} easy problems (one digit
+op one digit: `2+3=5`, `7*8=56`, `3-7=-4`), {MIX["medium"]:.0%} medium (two digits op one digit:
+`47*3=141`, `23+8=31`), {MIX["hard"]:.0%} hard (two-by-two-digit multiplication `47*47=2209`,
+two- and three-digit addition, two-digit subtraction), {MIX["english"]:.0%} short English
+sentences and facts (`The capital of France is Paris.`). The loss covers whole sentences but
+only the answers of problems. A fixed ~20% of all problems (those whose prompt text, e.g.
+`"2+3="`, has a SHA-256 whose first byte is below 52) never appears in training.
 
 ## Training
-{s["steps"]} steps of AdamW (peak lr {s["lr"]}, {s["warmup"]} warmup steps, cosine decay,
-weight decay {s["weight_decay"]}), batch {s["batch"]} x {s["seq_len"]} tokens, on CPU with
-{s["threads"]} threads and `torch.use_deterministic_algorithms(True)`, in
-{meta["train_seconds"]:.0f} s. Final training loss {meta["final_loss"]:.3f}.
-torch {meta["torch"]}, transformers {meta["transformers"]}, Python {meta["python"]}.
+{s["steps"]} steps of AdamW (peak lr {s["lr"]}, {s["warmup"]} warmup steps, cosine decay to a
+tenth, weight decay {s["weight_decay"]}), batch {s["batch"]} x {s["seq_len"]} tokens, on CPU
+with {s["threads"]} threads and `torch.use_deterministic_algorithms(True)`, in
+{meta["train_seconds"]:.0f} s. Final training loss {meta["final_loss"]:.3f} (answer tokens and
+English). torch {meta["torch"]}, transformers {meta["transformers"]}, Python {meta["python"]}.
 
-## Greedy accuracy on problems never seen in training
-| set | exact answer |
-|---|---|
-{acc}
-
-Easy problems are mostly right; hard multiplications mostly wrong (but the right size and
-often right in the last digits), which is the point: hard and easy prompts look different
-inside the model.
+## Greedy answers to problems never seen in training
+{results}
 
 ## Rebuild
-    python scripts/train_demo_model.py --seed {s["seed"]} --steps {s["steps"]}
+    {rebuild_command(meta["settings"])}
 
-The result is bit-identical for the same seed, steps, thread count and torch version.
+The result is bit-identical for the same seed, settings and torch version on the same kind of
+CPU (here 1 and 2 threads gave identical weights too).
 """
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
-    defaults = Settings()
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--steps", type=int, default=defaults.steps, help="training steps")
-    parser.add_argument("--batch", type=int, default=defaults.batch, help="rows per step")
-    parser.add_argument("--seq-len", type=int, default=defaults.seq_len)
-    parser.add_argument("--lr", type=float, default=defaults.lr)
-    parser.add_argument("--threads", type=int, default=defaults.threads)
+    for field, default in asdict(Settings()).items():  # one option per setting
+        parser.add_argument(
+            f"--{field.replace('_', '-')}", type=type(default), default=default,
+            help=f"default: {default}",
+        )  # fmt: skip
+    parser.add_argument(
+        "--eval-every",
+        type=int,
+        default=0,
+        help="log held-out easy accuracy every N steps (does not change weights)",
+    )
+    parser.add_argument(
+        "--skip-eval", action="store_true", help="do not score the result (quick smoke runs)"
+    )
     args = parser.parse_args(argv)
 
     import tokenizers
     import torch
     import transformers
 
-    settings = Settings(
-        seed=args.seed, steps=args.steps, batch=args.batch, seq_len=args.seq_len, lr=args.lr,
-        threads=args.threads,
-    )  # fmt: skip
+    settings = Settings(**{field: getattr(args, field) for field in asdict(Settings())})
     tokenizer = build_tokenizer()
     start = time.time()
-    model, losses = train(settings, tokenizer)
+    model, losses = train(settings, tokenizer, eval_every=args.eval_every)
     train_seconds = time.time() - start
-    scores = {name: accuracy(model.to(torch.float16).float(), tokenizer, items)
-              for name, items in evaluation_sets().items()}  # fmt: skip
-    for name, value in scores.items():
-        print(f"{name}: {value:.1%}")
+    model.to(torch.float16).float()  # score the weights exactly as they will be stored
+    scores = {} if args.skip_eval else evaluate(model, tokenizer)
+    for name, r in scores.items():
+        print(f"{name:20s} exact {r['exact']:6.1%}  examples: {' '.join(r['examples'])}")
+    random_easy = None
+    if not args.skip_eval:  # the same architecture, untrained, as a baseline
+        from transformers import LlamaForCausalLM
+
+        torch.manual_seed(settings.seed)
+        untrained = LlamaForCausalLM(model_config(settings, tokenizer)).eval()
+        random_easy = accuracy(untrained, tokenizer, held_out_easy())
+        print(f"{'easy, random weights':20s} exact {random_easy:6.1%}")
     meta = {
         "settings": asdict(settings),
         "parameters": sum(p.numel() for p in model.parameters()),
         "vocab_size": len(tokenizer),
         "final_loss": sum(losses[-50:]) / len(losses[-50:]),
         "train_seconds": round(train_seconds, 1),
-        "accuracy": scores,
+        "mix": MIX,
+        "held_out_accuracy": scores,
+        "random_weights_easy_accuracy": random_easy,
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "tokenizers": tokenizers.__version__,

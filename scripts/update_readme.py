@@ -29,9 +29,17 @@ def quickstart_output() -> str:
     return result.stdout
 
 
+def quickstart_commands() -> str:
+    """The lazarus commands of scripts/quickstart.sh, as a user would type them."""
+    lines = (REPO / "scripts" / "quickstart.sh").read_text(encoding="utf-8").splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("lazarus "))
+    return "\n".join(line for line in lines[first:] if line != "echo")
+
+
 def readme_block(output: str) -> str:
-    note = "Its output (real; `python scripts/update_readme.py` regenerates it):"
-    return f"{START}\n{note}\n\n```\n{output.rstrip()}\n```\n{END}"
+    return (f"{START}\n`scripts/quickstart.sh` runs:\n\n```bash\n{quickstart_commands()}\n```\n\n"
+            "and prints (real output; `python scripts/update_readme.py` regenerates it):\n\n"
+            f"```\n{output.rstrip()}\n```\n{END}")
 
 
 def current_block(text: str) -> str:
