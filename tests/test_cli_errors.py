@@ -165,3 +165,11 @@ def test_config_that_is_not_an_object(capsys, tmp_path):
     (folder / "config.json").write_text("[1, 2]")
     message = run_failing(capsys, tmp_path, *neurons(folder, "-l", "0", "-p", "a", "-n", "1"))
     assert "not a JSON object" in message
+
+
+def test_prompt_longer_than_the_context(capsys, tmp_path, tiny_model_dirs):
+    too_long = "y" * 300  # the tiny GPT-2 has 256 positions
+    message = run_failing(capsys, tmp_path, *neurons(tiny_model_dirs["gpt2"], "-l", "0",
+                                                     "-p", f"ok|{too_long}", "-n", "1"))
+    assert "prompt 2 has 300 tokens" in message
+    assert "at most 256" in message

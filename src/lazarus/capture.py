@@ -47,10 +47,23 @@ class CaptureRequest:
 
 def tokenize(loaded: LoadedModel, prompts: Sequence[str]) -> list[list[int]]:
     ids = [list(loaded.tokenizer(prompt)["input_ids"]) for prompt in prompts]
-    for prompt, row in zip(prompts, ids, strict=True):
+    limit = context_length(loaded.info.config)
+    for number, (prompt, row) in enumerate(zip(prompts, ids, strict=True), start=1):
         if not row:
             raise LazarusError(f"prompt {prompt!r} tokenizes to nothing (give it some text)")
+        if limit is not None and len(row) > limit:
+            raise LazarusError(f"prompt {number} has {len(row)} tokens but this model takes at "
+                               f"most {limit} (shorten it)")
     return ids
+
+
+def context_length(config: dict) -> int | None:
+    """The longest input the model was built for; past it, positions are out of its range."""
+    text = config.get("text_config") or config
+    for key in ("n_positions", "max_position_embeddings", "n_ctx"):
+        if isinstance(text.get(key), int) and text[key] > 0:
+            return int(text[key])
+    return None
 
 
 def plan_batches(
