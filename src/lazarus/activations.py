@@ -66,6 +66,3 @@ class ActivationMatrix:
             site=self.site,
             model_id=self.model_id,
         )
-
-    def column(self, neuron: int) -> np.ndarray:
-        return self.values[:, self.neurons.index(neuron)]

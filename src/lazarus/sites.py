@@ -8,7 +8,6 @@ Adding a site means adding an entry here; the capture engine and the commands do
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,16 +80,3 @@ def locate(model: Any, layer_count: int, layer: int, site: str) -> Site:
         raise LazarusError(f"{type(block).__name__} has no dense MLP output projection "
                            "(the mlp site is not available for this model; use residual)")
     raise LazarusError(f"unknown site {site!r} (choose one of: {', '.join(SITES)})")
-
-
-def site_width(model: Any, layer_count: int, site: str, hidden_size: int) -> int:
-    """Neurons at a site: the hidden size for the residual stream, else the projection's input."""
-    if site == "residual":
-        return hidden_size
-    module = locate(model, layer_count, 0, site).module
-    weight = module.weight
-    # nn.Linear stores [out, in]; GPT-2's Conv1D stores [in, out].
-    return int(weight.shape[0] if type(module).__name__ == "Conv1D" else weight.shape[1])
-
-
-Hook = Callable[[Any, tuple[Any, ...], Any], None]
