@@ -295,7 +295,7 @@ def run_neurons(args: argparse.Namespace) -> int:
         }
         document = render.neurons_json(matrix, stats, summaries, weights, extra)
         write_text_atomically(args.output, json.dumps(document, indent=2) + "\n")
-        print(f"lazarus: saved {args.output}", file=sys.stderr)
+        note(f"saved {args.output}")
     return 0
 
 
