@@ -30,13 +30,13 @@ import json
 import os
 import platform
 import shutil
-import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
+from lazarus.files import replace_atomically
 from lazarus.loading import ModelInfo, config_path
 
 FORMAT = "v1"  # bump when captured values would change for the same model and prompt
@@ -155,7 +155,7 @@ class ActivationCache:
         text = json.dumps(known, indent=2, sort_keys=True).encode()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomically(path, lambda file: file.write(text))
+            replace_atomically(path, lambda temp: temp.write_bytes(text))
         except OSError:
             pass  # a cache that cannot be written is reported when rows are written
 
@@ -182,23 +182,16 @@ class ActivationCache:
             return
         path = self.path(target, layer, prompt)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomically(path, lambda file: np.save(file, np.ascontiguousarray(row, np.float32),
-                                                     allow_pickle=False))
+        replace_atomically(path, lambda temp: _save_row(temp, row))
         if not self._described_written:
             text = json.dumps(self._described, indent=2, sort_keys=True).encode()
-            _write_atomically(self.folder / "model.json", lambda file: file.write(text))
+            replace_atomically(self.folder / "model.json", lambda temp: temp.write_bytes(text))
             self._described_written = True
 
 
-def _write_atomically(path: Path, write) -> None:  # noqa: ANN001 - write(file object)
-    fd, temp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            write(file)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+def _save_row(temp: Path, row: np.ndarray) -> None:
+    with open(temp, "wb") as file:  # a file object: np.save would add ".npy" to a path
+        np.save(file, np.ascontiguousarray(row, np.float32), allow_pickle=False)
 
 
 @dataclass(frozen=True)

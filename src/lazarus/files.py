@@ -48,13 +48,17 @@ def check_writable(path: str) -> None:
 
 
 def write_atomically(path: str, write: Callable[[Path], None]) -> None:
-    """Let `write` fill a temporary file beside `path`, then rename it into place.
-
-    A crash or an error mid-write leaves no half-written file behind. A symlink is written
-    through; the file keeps its permissions, or gets the usual ones (0666 less the umask).
-    """
+    """Check `path` as the user gave it, then `replace_atomically` (through a symlink)."""
     check_writable(path)
-    target = Path(os.path.realpath(path))
+    replace_atomically(Path(os.path.realpath(path)), write)
+
+
+def replace_atomically(target: Path, write: Callable[[Path], None]) -> None:
+    """Let `write` fill a temporary file beside `target`, then rename it into place.
+
+    A crash or an error mid-write leaves no half-written file behind. The file keeps its
+    permissions, or gets the usual ones (0666 less the umask). OSError when it cannot be done.
+    """
     fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     temp = Path(temp_name)

@@ -121,7 +121,7 @@ def read_model_info(model_id: str) -> ModelInfo:
     if not isinstance(config, dict):
         raise LazarusError(f"{path} is not a JSON object (is it a valid config.json?)")
     text = config.get("text_config") or config
-    layer_count = _first_int(text, "num_hidden_layers", "n_layer", "num_layers")
+    layer_count = _first_int(text, *_LAYER_COUNT_KEYS)
     hidden_size = _first_int(text, "hidden_size", "n_embd", "d_model")
     if layer_count is None or hidden_size is None:
         raise LazarusError(f"{path} names no layer count or hidden size (is {model_id} a "
