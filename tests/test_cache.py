@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from safetensors.torch import load_file, save_file
 
 from lazarus import cache
 from lazarus.cache import ActivationCache, Target, predict_target
@@ -143,14 +144,57 @@ def test_changed_weights_never_hit_an_old_entry(model_copy, tiny_model_dirs):
     assert not np.array_equal(after.rows[3], before.rows[3])
 
 
-def test_touching_the_weights_file_is_a_change(model_copy):
-    run(model_copy)
-    weights = model_copy / "model.safetensors"
-    stat = weights.stat()
-    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
-    again, totals, _ = run(model_copy)
-    assert again.prompts_from_cache == 0
+def other_weights_same_size_and_times(folder: Path) -> None:
+    """Replace the weights with different values of the same shapes (so the same file size),
+    then put the old modification time back, as `cp -p`, `rsync -a` or unpacking would."""
+    weights = folder / "model.safetensors"
+    before = weights.stat()
+    state = load_file(weights)
+    save_file({name: tensor + 0.5 for name, tensor in state.items()}, weights,
+              metadata={"format": "pt"})
+    os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = weights.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+
+@pytest.mark.parametrize("route", ["content hash", "change time"])
+def test_new_weights_with_the_old_name_size_and_time_are_a_miss(model_copy, route, monkeypatch):
+    if route == "change time":  # weights larger than HASHED_BYTES are identified by stat
+        monkeypatch.setattr(cache, "HASHED_BYTES", 0)
+    before, _, _ = run(model_copy)
+    other_weights_same_size_and_times(model_copy)
+    after, totals, _ = run(model_copy)
+    fresh, _, _ = run(model_copy, settings=NO_CACHE)
+    assert after.prompts_from_cache == 0
     assert totals == {len(PROMPTS)}
+    assert np.array_equal(after.rows[3], fresh.rows[3])
+    assert not np.allclose(after.rows[3], before.rows[3], atol=1e-3)
+
+
+def test_a_config_edited_in_place_with_the_old_size_and_time_is_a_miss(model_copy):
+    before, _, _ = run(model_copy)
+    config_file = model_copy / "config.json"
+    stat = config_file.stat()
+    text = config_file.read_text()
+    assert text.count('"rms_norm_eps": 1e-06') == 1
+    edited = text.replace('"rms_norm_eps": 1e-06', '"rms_norm_eps": 0.100')  # same length
+    assert len(edited) == len(text)
+    config_file.write_text(edited)
+    os.utime(config_file, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    after, totals, _ = run(model_copy)
+    fresh, _, _ = run(model_copy, settings=NO_CACHE)
+    assert totals == {len(PROMPTS)}
+    assert np.array_equal(after.rows[3], fresh.rows[3])
+    assert not np.allclose(after.rows[3], before.rows[3], atol=1e-4)
+
+
+def test_settings_that_change_what_runs_are_part_of_the_key(llama_dir):
+    run(llama_dir)
+    remote, totals, _ = run(llama_dir, settings=ModelSettings(trust_remote_code=True))
+    assert remote.prompts_from_cache == 0
+    assert totals == {len(PROMPTS)}
+    again, totals, _ = run(llama_dir, settings=ModelSettings(trust_remote_code=True))
+    assert again.prompts_from_cache == len(PROMPTS)
 
 
 def test_a_corrupt_entry_is_ignored_and_rewritten(llama_dir, cache_root):
@@ -233,7 +277,9 @@ def test_hub_models_are_told_apart_by_their_snapshot_revision(tmp_path, monkeypa
         (repo / "refs").mkdir(exist_ok=True)
         (repo / "refs" / "main").write_text(revision)
         info = read_model_info("org/tiny")
-        assert cache.model_identity(info) == {"hub": "org/tiny", "revision": revision}
+        identity = cache.model_identity(info)
+        assert (identity["hub"], identity["revision"]) == ("org/tiny", revision)
+        assert [name for name, *_ in identity["files"]] == ["config.json"]
         folders.append(ActivationCache(info, "residual").folder)
     assert folders[0] != folders[1]
     assert predict_target(info, "cuda", "auto") == Target("cuda", "bfloat16")

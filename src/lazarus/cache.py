@@ -1,19 +1,29 @@
 """The activation cache: captured rows kept on disk, so that a re-run on the same prompts is free.
 
-One `.npy` file (float32, the site's full width, loaded with `allow_pickle=False`) per model,
+One `.npy` file (float32, the site's full width, read without pickle) per model, settings,
 device type, dtype, site, token position, layer and prompt:
 
     <folder>/v1/<model>-<identity>/<device>-<dtype>/<site>-<position>/layer-<L>/<xx>/<sha256>.npy
 
 `<folder>` is `$LAZARUS_CACHE_DIR`, else `$XDG_CACHE_HOME/lazarus`, else `~/.cache/lazarus`.
-`<identity>` is a hash of what is on disk: for a local folder the names, sizes and modification
-times of its config, tokenizer and weight files; for a Hub model the revision (commit) of the
-Hub cache's snapshot. It also covers the versions of lazarus's capture format, torch and
-transformers. Changed weights thus never hit an old entry. Finding a row imports neither torch
-nor transformers.
+`<identity>` is a hash of everything that decides the values (see `model_identity`): the model's
+files, the settings that change what is computed (`--trust-remote-code`, `--device-map`), and
+the versions of lazarus's capture format, torch and transformers. Finding a row imports neither
+torch nor transformers.
+
+Why the files' identity cannot go stale: a file of at most `HASHED_BYTES` (config, tokenizer,
+small checkpoints) is identified by a hash of its content. A larger one (weights) is identified by
+its size, inode, device, modification time and *change time* (ctime): the kernel sets the ctime
+to "now" whenever a file's content or metadata changes, and no system call lets a user set it
+back, so replacing or rewriting weights is a new identity even when `cp -p`, `rsync -a` or an
+archive restores the old name, size and modification time. (A chmod or a new hard link also
+changes it: a needless recomputation, never a wrong row.) Hub snapshots are folders of links to
+content-addressed blobs, identified the same way, plus the snapshot's revision.
 
 Rows are written atomically (a temporary file, then a rename), so concurrent or interrupted runs
-never leave a half-written entry; an entry that cannot be read is ignored and rewritten.
+never leave a half-written entry. Rows read back are checked before use (a regular file, a
+1-D little-endian float32 array whose header matches the file's size, every value finite); an
+entry that fails is ignored and rewritten.
 
 `device="auto"` and `dtype="auto"` are resolved without torch by `predict_target`: the device is
 cuda when a GPU is visible (an NVIDIA or AMD driver, `CUDA_VISIBLE_DEVICES` not empty, and not a
@@ -25,11 +35,12 @@ and the cache remembers what the guess turned out to be, so it costs that only o
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import platform
-import shutil
+import stat
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -41,8 +52,6 @@ from lazarus.loading import ModelInfo, config_path
 
 FORMAT = "v1"  # bump when captured values would change for the same model and prompt
 POSITION = "last"
-_WEIGHT_AND_TOKENIZER_SUFFIXES = (".json", ".safetensors", ".bin", ".pt", ".pth", ".model",
-                                  ".txt", ".tiktoken", ".py", ".msgpack", ".h5", ".gguf")
 
 
 def cache_dir() -> Path:
@@ -94,19 +103,42 @@ def checkpoint_dtype(info: ModelInfo) -> str:
     return "float32"
 
 
+HASHED_BYTES = 16 << 20  # files up to this size are identified by their content's hash
+_MAX_ROW_BYTES = 64 << 20  # a cache entry larger than this is not one of ours
+
+
 def model_identity(info: ModelInfo) -> dict[str, object] | None:
-    """What identifies the model's files on disk, or None when it cannot be told (no caching)."""
+    """What identifies the model's files on disk, or None when it cannot be told (no caching).
+
+    Every regular, non-hidden file at the top of the model's folder (or Hub snapshot) counts,
+    whatever its name: a file that `from_pretrained` reads can never be left out by mistake.
+    """
     folder = Path(info.source)
-    if folder.is_dir():
-        files = sorted(p for p in folder.iterdir()
-                       if p.is_file() and not p.name.startswith(".")
-                       and p.name.endswith(_WEIGHT_AND_TOKENIZER_SUFFIXES))
-        stats = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
-        return {"files": stats}
-    snapshot = config_path(info.source).parent
-    if snapshot.parent.name != "snapshots":
+    identity: dict[str, object] = {}
+    if not folder.is_dir():
+        folder = config_path(info.source).parent
+        if folder.parent.name != "snapshots":
+            return None
+        identity = {"hub": info.source, "revision": folder.name}
+    try:
+        files = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+        identity["files"] = [_file_identity(p) for p in files if p.is_file()]
+    except OSError:
         return None
-    return {"hub": info.source, "revision": snapshot.name}
+    return identity
+
+
+def _file_identity(path: Path) -> list[object]:
+    """[name, content hash] for a small file; [name, size, inode, device, mtime, ctime] else."""
+    stat = path.stat()  # through a link, as from_pretrained reads it
+    if stat.st_size <= HASHED_BYTES:
+        digest = hashlib.sha256()
+        with open(path, "rb") as file:
+            for chunk in iter(lambda: file.read(1 << 20), b""):
+                digest.update(chunk)
+        return [path.name, digest.hexdigest()]
+    return [path.name, stat.st_size, stat.st_ino, stat.st_dev, stat.st_mtime_ns,
+            stat.st_ctime_ns]
 
 
 def _versions() -> dict[str, str]:
@@ -122,13 +154,15 @@ def _versions() -> dict[str, str]:
 class ActivationCache:
     """The cached rows of one model: `get` and `put` one (layer, prompt) row at a time."""
 
-    def __init__(self, info: ModelInfo, site: str, root: Path | None = None) -> None:
+    def __init__(self, info: ModelInfo, site: str, root: Path | None = None, *,
+                 trust_remote_code: bool = False, device_map: str | None = None) -> None:
         identity = model_identity(info)
         self.enabled = identity is not None
         self.root = root or cache_dir()
         self.site = site
         self.info = info
-        described = {"format": FORMAT, "identity": identity, **_versions()}
+        described = {"format": FORMAT, "identity": identity, **_versions(),
+                     "trust_remote_code": trust_remote_code, "device_map": device_map}
         digest = hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
         slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in info.model_id)
         self.folder = self.root / FORMAT / f"{slug[-60:].strip('-.') or 'model'}-{digest[:20]}"
@@ -137,19 +171,17 @@ class ActivationCache:
 
     def recall_target(self, asked: str, guess: Target) -> Target:
         """What `asked` (the settings, as text) resolved to last time, else `guess`."""
-        try:
-            known = json.loads((self.folder / "targets.json").read_text(encoding="utf-8"))
-            return Target(**known[f"{asked}|{guess.device}|{guess.dtype}"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return guess
+        known = _read_json_object(self.folder / "targets.json")
+        entry = known.get(f"{asked}|{guess.device}|{guess.dtype}")
+        if (isinstance(entry, dict) and isinstance(entry.get("device"), str)
+                and isinstance(entry.get("dtype"), str)):
+            return Target(device=entry["device"], dtype=entry["dtype"])
+        return guess
 
     def remember_target(self, asked: str, guess: Target, actual: Target) -> None:
         """Note that `asked`, guessed as `guess`, ran as `actual` (best effort)."""
         path = self.folder / "targets.json"
-        try:
-            known = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            known = {}
+        known = _read_json_object(path)
         known[f"{asked}|{guess.device}|{guess.dtype}"] = {"device": actual.device,
                                                           "dtype": actual.dtype}
         text = json.dumps(known, indent=2, sort_keys=True).encode()
@@ -165,16 +197,10 @@ class ActivationCache:
                 / f"layer-{layer}" / digest[:2] / f"{digest}.npy")
 
     def get(self, target: Target, layer: int, prompt: str) -> np.ndarray | None:
-        """The cached row, or None when it is missing or unreadable."""
+        """The cached row, or None when it is missing or is not a sound row (see module doc)."""
         if not self.enabled:
             return None
-        try:
-            row = np.load(self.path(target, layer, prompt), allow_pickle=False)
-        except (OSError, ValueError, EOFError):
-            return None
-        if row.ndim != 1 or row.dtype != np.float32 or row.size == 0:
-            return None
-        return row
+        return read_row(self.path(target, layer, prompt))
 
     def put(self, target: Target, layer: int, prompt: str, row: np.ndarray) -> None:
         """Store one row atomically. Raises OSError when the cache folder cannot be written."""
@@ -192,6 +218,48 @@ class ActivationCache:
 def _save_row(temp: Path, row: np.ndarray) -> None:
     with open(temp, "wb") as file:  # a file object: np.save would add ".npy" to a path
         np.save(file, np.ascontiguousarray(row, np.float32), allow_pickle=False)
+
+
+def read_row(path: Path) -> np.ndarray | None:
+    """A 1-D float32 row written by `_save_row`, or None for anything else.
+
+    The file is opened without blocking (a FIFO put in an entry's place cannot hang the run),
+    must be a regular file of a plausible size, and its header must declare exactly the number
+    of values the file holds, so a forged header cannot make numpy allocate a huge array.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as file:
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_ROW_BYTES:
+                return None
+            version = np.lib.format.read_magic(file)
+            if version not in ((1, 0), (2, 0)):
+                return None
+            header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                      else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = header(file, max_header_size=1024)
+            if (len(shape) != 1 or shape[0] == 0 or dtype != np.dtype("<f4")
+                    or info.st_size - file.tell() != 4 * shape[0]):
+                return None
+            row = np.frombuffer(file.read(4 * shape[0]), dtype="<f4").astype(np.float32)
+        except (OSError, ValueError, EOFError, TypeError):
+            return None
+    return row if row.size == shape[0] and np.all(np.isfinite(row)) else None
+
+
+def _read_json_object(path: Path) -> dict:
+    """A JSON object from a small file of ours, or {} when it is missing or is anything else."""
+    try:
+        if not path.is_file() or path.stat().st_size > 1 << 20:
+            return {}
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -214,33 +282,72 @@ class CacheSummary:
 
 
 def describe(root: Path | None = None) -> CacheSummary:
-    """What the cache holds: its folder, and rows and bytes per model."""
+    """What the cache holds: its folder, and rows and bytes per model. Never fails on what it
+    finds there: unreadable or foreign files are counted as bytes, never as rows."""
     root = root or cache_dir()
     models = []
     versioned = root / FORMAT
-    for folder in sorted(versioned.iterdir()) if versioned.is_dir() else ():
-        if not folder.is_dir():
-            continue
-        try:
-            about = json.loads((folder / "model.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            about = {}
+    for folder in _subfolders(versioned):
+        about = _read_json_object(folder / "model.json")
         rows, size = _count(folder)
         models.append(CachedModel(model_id=str(about.get("model_id", folder.name)),
                                   source=str(about.get("source", "?")), folder=folder,
                                   rows=rows, bytes=size))
-    rows, size = _count(root / FORMAT) if versioned.is_dir() else (0, 0)
+    _, size = _count(versioned)
     return CacheSummary(folder=root, rows=sum(m.rows for m in models), bytes=size,
                         models=tuple(models))
 
 
-def clear(root: Path | None = None) -> CacheSummary:
-    """Delete every cached row; returns what was there. Only lazarus's own subfolder is removed,
-    so a cache folder pointed at a folder holding other files leaves those files alone."""
+@dataclass(frozen=True)
+class Cleared:
+    """What `clear` really removed, and what it could not."""
+
+    folder: Path
+    rows: int
+    bytes: int
+    left: int  # files that could not be removed
+
+
+def clear(root: Path | None = None) -> Cleared:
+    """Delete every file under lazarus's own subfolder (files beside it are left alone), and
+    count what was really removed."""
     root = root or cache_dir()
-    before = describe(root)
-    shutil.rmtree(root / FORMAT, ignore_errors=True)
-    return before
+    rows = size = left = 0
+    versioned = root / FORMAT
+    for directory, folders, names in os.walk(versioned, topdown=False):
+        for name in names:
+            path = os.path.join(directory, name)
+            try:
+                length = os.lstat(path).st_size
+                os.unlink(path)
+            except OSError:
+                left += 1
+                continue
+            size += length
+            rows += _is_row(name)
+        for name in folders:
+            path = os.path.join(directory, name)
+            try:
+                if os.path.islink(path):
+                    os.unlink(path)
+                else:
+                    os.rmdir(path)
+            except OSError:
+                pass  # a folder holding files that could not be removed
+    with contextlib.suppress(OSError):
+        versioned.rmdir()
+    return Cleared(folder=root, rows=rows, bytes=size, left=left)
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        return sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink())
+    except OSError:
+        return []
+
+
+def _is_row(name: str) -> bool:
+    return name.endswith(".npy") and not name.startswith(".")
 
 
 def _count(folder: Path) -> tuple[int, int]:
@@ -248,8 +355,8 @@ def _count(folder: Path) -> tuple[int, int]:
     for directory, _, names in os.walk(folder):
         for name in names:
             try:
-                size += os.stat(os.path.join(directory, name)).st_size
+                size += os.lstat(os.path.join(directory, name)).st_size
             except OSError:
                 continue
-            rows += name.endswith(".npy") and not name.startswith(".")
+            rows += _is_row(name)
     return rows, size

@@ -380,6 +380,9 @@ def run_cache_clear(args: argparse.Namespace) -> int:
 
     removed = cache.clear()
     print(f"removed {removed.rows} cached rows ({_size(removed.bytes)}) from {removed.folder}")
+    if removed.left:
+        raise LazarusError(f"{removed.left} file(s) under {removed.folder} could not be removed "
+                           "(check their permissions, then run 'lazarus cache clear' again)")
     return 0
 
 

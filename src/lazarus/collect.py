@@ -52,7 +52,7 @@ def collect(
     """Rows {layer: [prompts, width]} at the request's site, from the cache where possible."""
     import numpy as np
 
-    from lazarus.cache import ActivationCache, Target, predict_target
+    from lazarus.cache import Target, predict_target
 
     say = notify or (lambda _message: None)
     if not request.layers:
@@ -60,7 +60,7 @@ def collect(
     distinct = list(dict.fromkeys(prompts))
     store: ActivationCache | None = None
     if settings.use_cache:
-        store = ActivationCache(info, request.site)
+        store = _open_cache(info, request, settings)
         if not store.enabled:
             say(f"no activation cache for {info.model_id}: its files cannot be identified")
             store = None
@@ -79,24 +79,37 @@ def collect(
                             up_to_layer=max(request.layers), device_map=settings.device_map,
                             notify=say)
         actual = Target(device=loaded.device, dtype=loaded.dtype)
-        if store is not None and actual != target:
-            # The rows found were computed elsewhere than this run: use those of `actual`.
-            store.remember_target(asked, guess, actual)
-            target = actual
-            found = _read(store, target, info, request, distinct)
-            missing = _missing(distinct, found)
+        if store is not None:
+            # Identify the files as loaded (a Hub model may only now have all its files), and
+            # use the rows of the device and dtype the model really runs with.
+            loaded_store = _open_cache(info, request, settings)
+            if actual != target:
+                loaded_store.remember_target(asked, guess, actual)
+            if actual != target or loaded_store.folder != store.folder:
+                store = loaded_store if loaded_store.enabled else None
+                found = _read(store, actual, info, request, distinct)
+                missing = _missing(distinct, found)
+        target = actual
         computed = capture(loaded, missing, request, progress=progress,
                            on_rows=_writer(store, target, missing, say), notify=say)
         for layer, values in computed.items():
             found[layer].update(zip(missing, values, strict=True))
-        target = actual
-    cached_prompts = sum(p not in missing for p in prompts)
+    computed_prompts = set(missing)
+    cached_prompts = sum(p not in computed_prompts for p in prompts)
     if store is not None and cached_prompts:
         say(f"{cached_prompts} of {len(prompts)} prompts from the activation cache "
             f"({store.root})")
     rows = {layer: np.stack([found[layer][p] for p in prompts]) for layer in request.layers}
     return Collected(rows=rows, device=target.device, dtype=target.dtype,
                      prompts_from_cache=cached_prompts if store is not None else 0)
+
+
+def _open_cache(info: ModelInfo, request: CaptureRequest,
+                settings: ModelSettings) -> ActivationCache:
+    from lazarus.cache import ActivationCache
+
+    return ActivationCache(info, request.site, trust_remote_code=settings.trust_remote_code,
+                           device_map=settings.device_map)
 
 
 def _read(store: ActivationCache | None, target: Target, info: ModelInfo,

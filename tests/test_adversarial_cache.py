@@ -1,0 +1,170 @@
+"""The activation cache survives whatever it finds on disk: forged, hostile or broken entries are
+recomputed, never trusted, never hang the run, and `cache info`/`cache clear` always work.
+
+Oracle: a run without the cache (`use_cache=False`), and the files on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lazarus import cache
+from lazarus.cache import ActivationCache, Target
+from lazarus.capture import CaptureRequest
+from lazarus.collect import ModelSettings, collect
+from lazarus.loading import read_model_info
+
+PROMPTS = ["2+2=", "47*47="]
+REQUEST = CaptureRequest(layers=(1,))
+CPU = Target("cpu", "float32")
+CACHED = ModelSettings()
+
+
+def run(folder: Path, settings: ModelSettings = CACHED):
+    totals: list[int] = []
+    result = collect(read_model_info(str(folder)), PROMPTS, REQUEST, settings,
+                     progress=lambda done, total: totals.append(total))
+    return result, set(totals)
+
+
+def close(actual: np.ndarray, expected: np.ndarray) -> bool:
+    worst = float(np.max(np.abs(actual - expected)))
+    print(f"max |difference| {worst:.2g}")
+    return worst <= 1e-5  # one prompt alone vs two in a batch: float32 rounding
+
+
+def entry(folder: Path, prompt: str) -> Path:
+    return ActivationCache(read_model_info(str(folder)), "residual").path(CPU, 1, prompt)
+
+
+def npy_header(shape: tuple[int, ...], descr: str = "<f4") -> bytes:
+    """A valid .npy version 1.0 magic and header declaring `shape`, as numpy writes it."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buffer, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buffer.getvalue()
+
+
+def test_an_entry_declaring_a_huge_shape_is_recomputed_without_allocating_it(llama_dir):
+    fresh, _ = run(llama_dir, ModelSettings(use_cache=False))
+    run(llama_dir)
+    forged = entry(llama_dir, PROMPTS[0])
+    # 2**40 float32 values declared, 64 present: numpy would try to allocate 4 TiB.
+    forged.write_bytes(npy_header((1 << 40,)) + np.ones(64, np.float32).tobytes())
+    again, totals = run(llama_dir)
+    assert totals == {1}, "only the forged prompt is computed"
+    assert close(again.rows[1], fresh.rows[1])
+
+
+@pytest.mark.parametrize("spoil", ["nan", "big-endian", "float64", "2-D", "pickle"])
+def test_rows_that_are_not_finite_float32_vectors_are_recomputed(llama_dir, spoil):
+    fresh, _ = run(llama_dir, ModelSettings(use_cache=False))
+    run(llama_dir)
+    path = entry(llama_dir, PROMPTS[1])
+    good = np.load(path, allow_pickle=False)
+    bad = {"nan": np.where(np.arange(64) == 3, np.nan, good).astype(np.float32),
+           "big-endian": good.astype(">f4"),
+           "float64": good.astype(np.float64),
+           "2-D": good.reshape(8, 8),
+           "pickle": np.array([good], dtype=object)}[spoil]
+    with open(path, "wb") as file:
+        np.save(file, bad, allow_pickle=True)
+    again, totals = run(llama_dir)
+    assert totals == {1}
+    assert close(again.rows[1], fresh.rows[1])
+    assert close(np.load(path, allow_pickle=False), fresh.rows[1][1])
+
+
+def test_a_fifo_in_place_of_an_entry_does_not_hang_the_run(llama_dir):
+    run(llama_dir)
+    path = entry(llama_dir, PROMPTS[0])
+    path.unlink()
+    os.mkfifo(path)
+    finished: list[object] = []
+    worker = threading.Thread(target=lambda: finished.append(run(llama_dir)), daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    if worker.is_alive():  # unblock the reader so the test process can end
+        with open(path, "wb"):
+            pass
+    assert finished, "the run hung on the FIFO"
+    _, totals = finished[0]
+    assert totals == {1}
+
+
+@pytest.mark.parametrize("index", ["[1, 2, 3]", '"text"', "null", "{broken", ""])
+def test_cache_info_and_clear_survive_any_index_file(llama_dir, index):
+    run(llama_dir)
+    store = ActivationCache(read_model_info(str(llama_dir)), "residual")
+    for name in ("model.json", "targets.json"):
+        (store.folder / name).write_text(index)
+    env = {**os.environ}
+    info = subprocess.run([sys.executable, "-m", "lazarus.cli", "cache", "info"],
+                          capture_output=True, text=True, env=env)
+    assert info.returncode == 0, info.stderr
+    assert "2 cached rows" in info.stdout
+    again, totals = run(llama_dir)  # targets.json is read by every run
+    assert again.prompts_from_cache == 2
+    assert totals == set()
+    cleared = subprocess.run([sys.executable, "-m", "lazarus.cli", "cache", "clear"],
+                             capture_output=True, text=True, env=env)
+    assert cleared.returncode == 0, cleared.stderr
+    assert cleared.stdout.startswith("removed 2 cached rows")
+    assert list(cache.cache_dir().rglob("*.npy")) == []
+
+
+@contextlib.contextmanager
+def undeletable(path: Path):
+    """`path` cannot be removed while inside: immutable for root, a read-only folder else."""
+    if os.geteuid() == 0:
+        made = subprocess.run(["chattr", "+i", str(path)], capture_output=True)
+        if made.returncode != 0:
+            pytest.skip(f"cannot make a file immutable here: {made.stderr.decode().strip()}")
+        try:
+            yield
+        finally:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+    else:
+        path.parent.chmod(stat.S_IRUSR | stat.S_IXUSR)
+        try:
+            yield
+        finally:
+            path.parent.chmod(stat.S_IRWXU)
+
+
+def test_clear_reports_what_it_really_removed(llama_dir):
+    run(llama_dir)
+    kept = entry(llama_dir, PROMPTS[0])
+    with undeletable(kept):
+        removed = cache.clear()
+        result = subprocess.run([sys.executable, "-m", "lazarus.cli", "cache", "clear"],
+                                capture_output=True, text=True)
+    assert (removed.rows, removed.left) == (1, 1)
+    assert kept.exists()
+    assert result.stdout.startswith("removed 0 cached rows")
+    assert result.returncode == 2
+    assert result.stderr.startswith("lazarus: error: 1 file(s) under ")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_clear_counts_only_what_it_removed_and_never_follows_links(llama_dir, tmp_path):
+    run(llama_dir)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious.npy").write_bytes(b"not ours")
+    store = ActivationCache(read_model_info(str(llama_dir)), "residual")
+    (store.folder / "link").symlink_to(outside, target_is_directory=True)
+    removed = cache.clear()
+    assert (removed.rows, removed.left) == (2, 0)
+    assert (outside / "precious.npy").read_bytes() == b"not ours"
+    assert not store.folder.exists()
