@@ -21,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from lazarus.checkpoint import check_safetensors, refuse_chance
 from lazarus.errors import LazarusError
 
 DEMO_MODEL = "lazarus:demo"
@@ -209,6 +210,8 @@ def load_model(
                 raise
             return loader.from_pretrained(info.source, **common)
 
+    deepest = info.layer_count - 1 if up_to_layer is None else up_to_layer
+    check_safetensors(_local_files(info, ".safetensors"))
     try:
         tokenizer = from_pretrained(AutoTokenizer)
         model = None
@@ -220,15 +223,14 @@ def load_model(
             if obstacle is not None and notify is not None:
                 notify(f"loading the whole model ({obstacle})")
         if model is None:
-            model = from_pretrained(AutoModelForCausalLM, dtype=torch_dtype, **placement)
+            model, loading = from_pretrained(AutoModelForCausalLM, dtype=torch_dtype,
+                                             output_loading_info=True,
+                                             ignore_mismatched_sizes=True, **placement)
+            refuse_chance(info.source, loading, deepest)
     except LazarusError:
         raise
-    except (OSError, ValueError, KeyError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        needs_code = "trust_remote_code" in str(err) or "does not recognize" in str(err)
-        hint = ("; if it needs its own code, add --trust-remote-code"
-                if needs_code and not trust_remote_code else "")
-        raise LazarusError(f"cannot load {info.model_id}: {first_line}{hint}") from None
+    except Exception as err:  # noqa: BLE001 - any failure inside from_pretrained is "cannot load"
+        raise LazarusError(_load_failure(info, err, trust_remote_code)) from None
     if device_map is None:
         model.to(device)
     model.eval()
@@ -297,14 +299,52 @@ def _load_blocks(
         return None, "its config did not accept a smaller layer count"
     try:
         model, loading = from_pretrained(auto_model, config=config, output_loading_info=True,
-                                         **kwargs)
+                                         ignore_mismatched_sizes=True, **kwargs)
     except ValueError as err:  # e.g. no base-model class is registered for this config
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else "ValueError"
         return None, f"its first blocks cannot be loaded alone: {first_line}"
-    missing = sorted(loading.get("missing_keys") or ())
+    refuse_chance(info.source, loading, up_to_layer, missing_outside_blocks=False)
+    missing = loading.get("missing_keys") or ()
     if missing:  # e.g. embeddings stored only under the LM head's name
-        return None, f"the base model lacks {len(missing)} weight(s), such as {missing[0]}"
+        first = sorted(missing)[0]
+        return None, f"the base model lacks {len(missing)} weight(s), such as {first}"
     return model, None
+
+
+def _load_failure(info: ModelInfo, err: BaseException, trust_remote_code: bool) -> str:
+    """One line for a failed `from_pretrained`: the innermost cause's first line, and a fix."""
+    import pickle
+
+    if isinstance(err, pickle.UnpicklingError):
+        files = ", ".join(map(str, _local_files(info, ".bin"))) or "its .bin file"
+        return (f"cannot load {info.model_id}: {files} is a pickle holding more than plain "
+                "tensors, which lazarus never unpickles (convert the checkpoint to safetensors "
+                "where you trust it)")
+    cause = err
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    first = lines[0] if lines else type(cause).__name__
+    if isinstance(cause, KeyError):
+        first = f"its config names something this transformers does not know: {first}"
+    if len(first) > 200:
+        first = first[:197] + "..."
+    text = str(err)
+    if ("trust_remote_code" in text or "does not recognize" in text) and not trust_remote_code:
+        return (f"cannot load {info.model_id}: {first}; if it needs its own code, add "
+                "--trust-remote-code")
+    return f"cannot load {info.model_id}: {first} (check its config.json and weight files)"
+
+
+def _local_files(info: ModelInfo, suffix: str) -> list[Path]:
+    """The model's files with this suffix that are on disk (a folder, or the Hub snapshot)."""
+    folder = Path(info.source)
+    if not folder.is_dir():
+        try:
+            folder = config_path(info.source).parent
+        except LazarusError:
+            return []
+    return sorted(p for p in folder.glob(f"*{suffix}") if p.is_file())
 
 
 def _block_count(config: Any, default: int) -> int:
