@@ -48,6 +48,7 @@ def parse_labels(value: str, prompt_count: int) -> list[str]:
 def parse_neurons(value: str) -> list[int]:
     """Comma-separated neuron ids, e.g. `808,1190`; duplicates are an error."""
     ids: list[int] = []
+    seen: set[int] = set()
     for part in value.split(","):
         text = part.strip()
         try:
@@ -60,9 +61,10 @@ def parse_neurons(value: str) -> list[int]:
             ) from None
         if neuron < 0:
             raise LazarusError(f"neuron id {neuron} is negative (ids count from 0)")
-        if neuron in ids:
+        if neuron in seen:
             raise LazarusError(f"neuron {neuron} is listed twice in --neurons (list each once)")
         ids.append(neuron)
+        seen.add(neuron)
     return ids
 
 
