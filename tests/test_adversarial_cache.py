@@ -44,7 +44,7 @@ def close(actual: np.ndarray, expected: np.ndarray) -> bool:
 
 
 def entry(folder: Path, prompt: str) -> Path:
-    return ActivationCache(read_model_info(str(folder)), "residual").path(CPU, 1, prompt)
+    return ActivationCache(read_model_info(str(folder)), "resid_post").path(CPU, 1, prompt)
 
 
 def npy_header(shape: tuple[int, ...], descr: str = "<f4") -> bytes:
@@ -105,7 +105,7 @@ def test_a_fifo_in_place_of_an_entry_does_not_hang_the_run(llama_dir):
 @pytest.mark.parametrize("index", ["[1, 2, 3]", '"text"', "null", "{broken", ""])
 def test_cache_info_and_clear_survive_any_index_file(llama_dir, index):
     run(llama_dir)
-    store = ActivationCache(read_model_info(str(llama_dir)), "residual")
+    store = ActivationCache(read_model_info(str(llama_dir)), "resid_post")
     for name in ("model.json", "targets.json"):
         (store.folder / name).write_text(index)
     env = {**os.environ}
@@ -162,7 +162,7 @@ def test_clear_counts_only_what_it_removed_and_never_follows_links(llama_dir, tm
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "precious.npy").write_bytes(b"not ours")
-    store = ActivationCache(read_model_info(str(llama_dir)), "residual")
+    store = ActivationCache(read_model_info(str(llama_dir)), "resid_post")
     (store.folder / "link").symlink_to(outside, target_is_directory=True)
     removed = cache.clear()
     assert (removed.rows, removed.left) == (2, 0)

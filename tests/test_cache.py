@@ -114,7 +114,7 @@ def test_no_cache_neither_reads_nor_writes(llama_dir, cache_root):
     fresh, _, _ = run(llama_dir, settings=NO_CACHE)
     assert not cache_root.exists() or cached_files(cache_root) == []
     # Plant wrong rows: a run with the cache returns them, one without does not.
-    store = ActivationCache(read_model_info(str(llama_dir)), "residual")
+    store = ActivationCache(read_model_info(str(llama_dir)), "resid_post")
     for layer in REQUEST.layers:
         for prompt in PROMPTS:
             store.put(Target("cpu", "float32"), layer, prompt, np.full(64, 7.0, np.float32))
@@ -185,7 +185,7 @@ def test_settings_that_change_what_runs_are_part_of_the_key(llama_dir):
 def test_a_corrupt_entry_is_ignored_and_rewritten(llama_dir, cache_root):
     fresh, _, _ = run(llama_dir, settings=NO_CACHE)
     run(llama_dir)
-    store = ActivationCache(read_model_info(str(llama_dir)), "residual")
+    store = ActivationCache(read_model_info(str(llama_dir)), "resid_post")
     spoilt = [store.path(Target("cpu", "float32"), 1, PROMPTS[0]),
               store.path(Target("cpu", "float32"), 3, PROMPTS[2])]
     spoilt[0].write_bytes(b"\x93NUMPY garbage")
@@ -265,7 +265,7 @@ def test_hub_models_are_told_apart_by_their_snapshot_revision(tmp_path, monkeypa
         identity = cache.model_identity(info)
         assert (identity["hub"], identity["revision"]) == ("org/tiny", revision)
         assert [name for name, *_ in identity["files"]] == ["config.json"]
-        folders.append(ActivationCache(info, "residual").folder)
+        folders.append(ActivationCache(info, "resid_post").folder)
     assert folders[0] != folders[1]
     assert predict_target(info, "cuda", "auto") == Target("cuda", "bfloat16")
 

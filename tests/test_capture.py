@@ -11,13 +11,8 @@ import pytest
 import torch
 from tiny_models import ARCHITECTURES, LAYERS
 
-from lazarus.capture import (
-    CPU_TOKEN_BUDGET,
-    CaptureRequest,
-    batch_limits,
-    capture,
-    plan_batches,
-)
+from lazarus.budget import CPU_TOKEN_BUDGET, batch_limits, plan_batches
+from lazarus.capture import CaptureRequest, capture
 from lazarus.errors import LazarusError
 from lazarus.loading import load_model, read_model_info
 
@@ -108,7 +103,7 @@ def test_mlp_site_equals_the_input_of_the_output_projection(loaded_models):
     try:
         for index, prompt in enumerate(PROMPTS):
             hidden_states_alone(loaded, prompt)
-            captured = capture(loaded, [prompt], CaptureRequest(layers=(layer,), site="mlp"))
+            captured = capture(loaded, [prompt], CaptureRequest(layers=(layer,), site="mlp_post"))
             expected = seen["x"][0, -1].numpy()
             assert captured[layer].shape == (1, 128), "the MLP's hidden width, not the model's"
             assert_close(captured[layer][0], expected, f"mlp site, prompt {index}")

@@ -20,7 +20,7 @@ class ActivationMatrix:
     neurons: tuple[int, ...]
     layer: int
     labels: tuple[str, ...] | None = None
-    site: str = "residual"
+    site: str = "resid_post"
     model_id: str = ""
 
     def __post_init__(self) -> None:
@@ -39,7 +39,7 @@ class ActivationMatrix:
         prompts: Sequence[str],
         layer: int,
         labels: Sequence[str] | None = None,
-        site: str = "residual",
+        site: str = "resid_post",
         model_id: str = "",
     ) -> ActivationMatrix:
         """Wrap full-width rows (every neuron of the layer) as a matrix."""

@@ -22,7 +22,8 @@ content-addressed blobs, identified the same way, plus the snapshot's revision.
 
 Rows are written atomically (a temporary file, then a rename), so concurrent or interrupted runs
 never leave a half-written entry. Rows read back are checked before use (a regular file, a
-1-D little-endian float32 array whose header matches the file's size, every value finite); an
+little-endian float32 array of the expected rank whose header matches the file's size, every
+value finite, or NaN for MoE expert units a token was not routed to); an
 entry that fails is ignored and rewritten.
 
 `device="auto"` and `dtype="auto"` are resolved without torch by `predict_target`: the device is
@@ -51,7 +52,6 @@ from lazarus.files import replace_atomically
 from lazarus.loading import ModelInfo, config_path
 
 FORMAT = "v1"  # bump when captured values would change for the same model and prompt
-POSITION = "last"
 
 
 def cache_dir() -> Path:
@@ -155,11 +155,16 @@ class ActivationCache:
     """The cached rows of one model: `get` and `put` one (layer, prompt) row at a time."""
 
     def __init__(self, info: ModelInfo, site: str, root: Path | None = None, *,
-                 trust_remote_code: bool = False, device_map: str | None = None) -> None:
+                 position: str | int = "last", trust_remote_code: bool = False,
+                 device_map: str | None = None) -> None:
         identity = model_identity(info)
         self.enabled = identity is not None
         self.root = root or cache_dir()
         self.site = site
+        self.position = str(position)
+        self.ndim = 2 if self.position == "all" else 1  # [tokens, width] or [width]
+        # NaN means "not routed to this expert" in MoE expert units; anywhere else it is damage.
+        self.allows_nan = site == "mlp_post" and _has_experts(info.config)
         self.info = info
         described = {"format": FORMAT, "identity": identity, **_versions(),
                      "trust_remote_code": trust_remote_code, "device_map": device_map}
@@ -193,14 +198,14 @@ class ActivationCache:
 
     def path(self, target: Target, layer: int, prompt: str) -> Path:
         digest = hashlib.sha256(prompt.encode("utf-8")).hexdigest()
-        return (self.folder / f"{target.device}-{target.dtype}" / f"{self.site}-{POSITION}"
+        return (self.folder / f"{target.device}-{target.dtype}" / f"{self.site}-{self.position}"
                 / f"layer-{layer}" / digest[:2] / f"{digest}.npy")
 
     def get(self, target: Target, layer: int, prompt: str) -> np.ndarray | None:
         """The cached row, or None when it is missing or is not a sound row (see module doc)."""
         if not self.enabled:
             return None
-        return read_row(self.path(target, layer, prompt))
+        return read_row(self.path(target, layer, prompt), self.ndim, self.allows_nan)
 
     def put(self, target: Target, layer: int, prompt: str, row: np.ndarray) -> None:
         """Store one row atomically. Raises OSError when the cache folder cannot be written."""
@@ -220,8 +225,8 @@ def _save_row(temp: Path, row: np.ndarray) -> None:
         np.save(file, np.ascontiguousarray(row, np.float32), allow_pickle=False)
 
 
-def read_row(path: Path) -> np.ndarray | None:
-    """A 1-D float32 row written by `_save_row`, or None for anything else.
+def read_row(path: Path, ndim: int = 1, allows_nan: bool = False) -> np.ndarray | None:
+    """A float32 row of `ndim` dimensions written by `_save_row`, or None for anything else.
 
     The file is opened without blocking (a FIFO put in an entry's place cannot hang the run),
     must be a regular file of a plausible size, and its header must declare exactly the number
@@ -242,13 +247,23 @@ def read_row(path: Path) -> np.ndarray | None:
             header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                       else np.lib.format.read_array_header_2_0)
             shape, fortran, dtype = header(file, max_header_size=1024)
-            if (len(shape) != 1 or shape[0] == 0 or dtype != np.dtype("<f4")
-                    or info.st_size - file.tell() != 4 * shape[0]):
+            count = int(np.prod(shape)) if shape else 0
+            if (len(shape) != ndim or count == 0 or fortran or dtype != np.dtype("<f4")
+                    or info.st_size - file.tell() != 4 * count):
                 return None
-            row = np.frombuffer(file.read(4 * shape[0]), dtype="<f4").astype(np.float32)
+            row = np.frombuffer(file.read(4 * count), dtype="<f4").astype(np.float32)
         except (OSError, ValueError, EOFError, TypeError):
             return None
-    return row if row.size == shape[0] and np.all(np.isfinite(row)) else None
+    finite = np.isfinite(row)
+    if row.size != count or not np.all(finite | np.isnan(row) if allows_nan else finite):
+        return None
+    return row.reshape(shape)
+
+
+def _has_experts(config: dict) -> bool:
+    text = config.get("text_config") or config
+    return any(isinstance(text.get(key), int) and text[key] > 0
+               for key in ("num_local_experts", "num_experts", "n_routed_experts"))
 
 
 def _read_json_object(path: Path) -> dict:

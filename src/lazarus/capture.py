@@ -1,38 +1,37 @@
 """The one capture engine: run the model's own forward with hooks, keep only what was asked for.
 
 Prompts are tokenized one by one (the tokenizer's default special tokens, no chat template),
-sorted by length and batched so that little or no padding is computed (`plan_batches`), within
-a budget of tokens per forward chosen from the free memory (`batch_limits`); a batch that runs
-out of memory is halved and retried. Each batch is right-padded with an attention mask, so every
-real token sees exactly what it would see alone. Hooks read the
-asked-for sites, gather the last real token of each row (index = mask.sum(-1) - 1) and move it
-to float32 numpy at once. A hook on the deepest asked-for layer ends the forward by raising
-`_StopForward`: later blocks, the final norm and the LM head never run.
+sorted by length and batched so that little or no padding is computed (`budget.plan_batches`),
+within a budget of tokens per forward chosen from the free memory (`budget.batch_limits`); a
+batch that runs out of memory is halved and retried. Each batch is right-padded with an
+attention mask, so every real token sees exactly what it would see alone.
+
+`Trace` owns the hooks: one per asked-for (layer, site). Each hook gathers the asked-for token
+position of every row at once (`positions.gather`), keeps only the asked-for columns, and drops
+the rest of the [batch, tokens, width] tensor, so what is held while the forward goes on does
+not grow with the tokens (except for `--position all`) and is counted in the batch budget. The
+hook on the deepest layer ends the forward by raising `_StopForward`: later blocks, the final
+norm and the LM head never run.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from lazarus.budget import BATCH_OVERHEAD_TOKENS, batch_limits, plan_batches
 from lazarus.errors import LazarusError
-from lazarus.loading import LoadedModel, available_ram_bytes
-from lazarus.sites import locate
+from lazarus.loading import LoadedModel
+from lazarus.positions import Position, check_lengths, gather
+from lazarus.sites import check_site, locate
 
 Progress = Callable[[int, int], None]  # (prompts done, prompts total)
-RowsSink = Callable[[list[int], dict[int, np.ndarray]], None]  # (prompt indices, rows per layer)
-
-CPU_TOKEN_BUDGET = 2048  # on CPU, larger batches are no faster
-MAX_BATCH = 256  # prompts per forward pass on CPU
-GPU_MAX_BATCH = 512
-# The fixed cost of one forward call, in tokens' worth of compute: {on CPU?: tokens}. On a CPU
-# a token costs much and a call little, so padding is avoided; a GPU computes padding ~for free.
-BATCH_OVERHEAD_TOKENS = {True: 8, False: 256}
+Rows = Any  # per layer: float32 [prompts, width], or for position "all" a list of [tokens, width]
+RowsSink = Callable[[list[int], dict[int, Rows]], None]  # (prompt indices, rows per layer)
 
 
 class _StopForward(Exception):
@@ -41,8 +40,68 @@ class _StopForward(Exception):
 
 @dataclass(frozen=True)
 class CaptureRequest:
-    layers: tuple[int, ...]  # 0-based, already resolved (non-negative)
-    site: str = "residual"
+    """What to read: layers (0-based, resolved), a site (`sites.SITES`), a token position
+    (`positions`), and optionally only some columns of the site (None: its full width)."""
+
+    layers: tuple[int, ...]
+    site: str = "resid_post"
+    position: Position = "last"
+    columns: tuple[int, ...] | None = None
+
+
+class Trace:
+    """A `with` block that hooks every (layer, site) of a request; `kept[layer]` holds, after a
+    forward, the gathered values of the batch. Hooks are removed on exit, whatever happened."""
+
+    def __init__(self, loaded: LoadedModel, request: CaptureRequest) -> None:
+        check_site(request.site)
+        self.loaded = loaded
+        self.request = request
+        self.lengths: Any = None  # [batch] real tokens per row, set before each forward
+        self.kept: dict[int, Any] = {}
+        self._handles: list[Any] = []
+
+    def __enter__(self) -> Trace:
+        try:
+            for layer in self.request.layers:
+                site = locate(self.loaded.model, self.loaded.blocks_loaded, layer,
+                              self.request.site)
+                hook = self._hook(layer, site)
+                if site.reads_input:
+                    handle = site.module.register_forward_pre_hook(hook, with_kwargs=True)
+                else:
+                    handle = site.module.register_forward_hook(hook, with_kwargs=True)
+                self._handles.append(handle)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self.kept.clear()
+
+    def _hook(self, layer: int, site: Any) -> Callable[..., None]:
+        deepest = max(self.request.layers)
+        columns = self.request.columns
+
+        def hook(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                 output: Any = None) -> None:
+            value = site.extract(args, kwargs, output)
+            batch, tokens = self.lengths.shape[0], int(self.lengths.max())
+            if value.dim() == 2:  # [batch * tokens, width]: MoE modules see tokens flat
+                value = value.reshape(batch, -1, value.shape[-1])
+            value = value[:, :tokens]  # [batch, tokens, width]
+            kept = gather(value, self.lengths, self.request.position)
+            if columns is not None:
+                kept = kept[..., list(columns)]
+            self.kept[layer] = kept
+            if layer == deepest:
+                raise _StopForward
+
+        return hook
 
 
 def tokenize(loaded: LoadedModel, prompts: Sequence[str]) -> list[list[int]]:
@@ -66,42 +125,6 @@ def context_length(config: dict) -> int | None:
     return None
 
 
-def plan_batches(
-    lengths: Sequence[int],
-    token_budget: int,
-    max_batch: int,
-    overhead_tokens: int = 8,
-) -> list[list[int]]:
-    """Prompt indices in batches of similar length, shortest first.
-
-    Among the ways to cut the prompts, sorted by length, into batches of at most `max_batch`
-    rows whose padded size (rows x longest) stays within `token_budget`, this picks the one that
-    computes the least: padded tokens, plus `overhead_tokens` for each forward call (its fixed
-    cost, in tokens' worth of compute). Prompts of equal length thus share batches, and a batch
-    mixes lengths only where padding costs less than another call. A prompt longer than the
-    budget gets a batch of its own.
-    """
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
-    ordered = np.array([lengths[i] for i in order], dtype=np.int64)
-    count = len(order)
-    best = np.zeros(count + 1)  # best[j]: least cost of batching the first j prompts
-    start = np.zeros(count + 1, dtype=np.int64)  # where the last batch of that best way starts
-    for end in range(1, count + 1):
-        longest = int(ordered[end - 1])
-        most = max(1, min(max_batch, token_budget // longest, end))
-        rows = np.arange(1, most + 1)
-        costs = best[end - rows] + overhead_tokens + longest * rows
-        pick = int(np.argmin(costs))
-        best[end] = costs[pick]
-        start[end] = end - rows[pick]
-    batches: list[list[int]] = []
-    end = count
-    while end > 0:
-        batches.append(order[start[end]:end])
-        end = int(start[end])
-    return batches[::-1]
-
-
 def pad_id_of(tokenizer: Any) -> int:
     """Any valid id will do: padded positions are masked and come after every real token."""
     for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id):
@@ -110,32 +133,19 @@ def pad_id_of(tokenizer: Any) -> int:
     return 0
 
 
-@contextmanager
-def _hooks(loaded: LoadedModel, request: CaptureRequest, sink: dict[int, Any]):
-    """Register one hook per asked-for layer; they store the batch's site tensor in `sink`."""
-    deepest = max(request.layers)
-    handles = []
+def kept_bytes_per_token(loaded: LoadedModel, request: CaptureRequest) -> int:
+    """What the hooks keep per padded token: only `all` keeps anything that grows with tokens."""
+    if request.position != "all":
+        return 0
+    width = len(request.columns) if request.columns is not None else site_width_guess(loaded)
+    return 4 * width * len(request.layers)
 
-    def make_hook(layer: int, site: Any) -> Callable[..., None]:
-        def hook(module: Any, args: tuple[Any, ...], output: Any = None) -> None:
-            sink[layer] = site.extract(args, output)
-            if layer == deepest:
-                raise _StopForward
 
-        return hook
-
-    try:
-        for layer in request.layers:
-            site = locate(loaded.model, loaded.blocks_loaded, layer, request.site)
-            hook = make_hook(layer, site)
-            if site.reads_input:
-                handles.append(site.module.register_forward_pre_hook(hook))
-            else:
-                handles.append(site.module.register_forward_hook(hook))
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
+def site_width_guess(loaded: LoadedModel) -> int:
+    text = loaded.model.config
+    text = text.get_text_config() if hasattr(text, "get_text_config") else text
+    hidden = int(getattr(text, "hidden_size", 0) or 0)
+    return max(hidden, int(getattr(text, "intermediate_size", 0) or 0))
 
 
 def capture(
@@ -147,13 +157,14 @@ def capture(
     progress: Progress | None = None,
     on_rows: RowsSink | None = None,
     notify: Callable[[str], None] | None = None,
-) -> dict[int, np.ndarray]:
-    """Last-token activations per asked-for layer: {layer: float32 array [prompts, width]}.
+) -> dict[int, Rows]:
+    """Values per asked-for layer at the request's site and position.
 
-    `token_budget` (padded tokens per forward) and `max_batch` default to what the device's free
-    memory allows (see `batch_limits`). A batch that runs out of memory is split in half and
+    {layer: float32 [prompts, width]}, or for position "all" {layer: [float32 [tokens, width]
+    per prompt]}. `token_budget` (padded tokens per forward) and `max_batch` default to what
+    the device's free memory allows. A batch that runs out of memory is split in half and
     retried, and the limits are halved for the batches after it. `on_rows(indices, rows)` is
-    called after every batch with the prompts' indices and their rows {layer: [len, width]}.
+    called after every batch with the prompts' indices and their rows per layer.
     """
     import torch
 
@@ -162,21 +173,26 @@ def capture(
     deepest = max(request.layers)
     if deepest >= loaded.blocks_loaded:
         raise ValueError(f"layer {deepest} is beyond the {loaded.blocks_loaded} loaded blocks")
+    every = request.position == "all"
+    if not prompts:
+        return {layer: [] if every else np.empty((0, 0), np.float32) for layer in request.layers}
     token_ids = tokenize(loaded, prompts)
     lengths = [len(row) for row in token_ids]
+    check_lengths(request.position, lengths, list(prompts))
     if token_budget is None or max_batch is None:
-        default_budget, default_batch = batch_limits(loaded, max(lengths, default=1))
+        default_budget, default_batch = batch_limits(loaded, max(lengths, default=1),
+                                                     kept_bytes_per_token(loaded, request))
         token_budget = token_budget or default_budget
         max_batch = max_batch or default_batch
     overhead = BATCH_OVERHEAD_TOKENS[loaded.device == "cpu"]
     pad_id = pad_id_of(loaded.tokenizer)
     input_device = loaded.model.get_input_embeddings().weight.device
-    results: dict[int, np.ndarray] = {}
-    sink: dict[int, Any] = {}
+    results: dict[int, Any] = {layer: [None] * len(prompts) if every else None
+                               for layer in request.layers}
     done = 0
     queue = deque(plan_batches(lengths, token_budget, max_batch, overhead))
 
-    with torch.inference_mode(), _hooks(loaded, request, sink):
+    with torch.inference_mode(), Trace(loaded, request) as trace:
         while queue:
             batch = queue.popleft()
             width = max(lengths[i] for i in batch)
@@ -185,8 +201,8 @@ def capture(
             for row, index in enumerate(batch):
                 input_ids[row, : lengths[index]] = torch.tensor(token_ids[index])
                 mask[row, : lengths[index]] = 1
-            last = mask.sum(dim=-1) - 1  # [batch]: the last real token of each row
-            sink.clear()
+            trace.lengths = mask.sum(dim=-1)  # [batch]
+            trace.kept.clear()
             try:
                 loaded.model(
                     input_ids=input_ids.to(input_device),
@@ -198,7 +214,7 @@ def capture(
             except Exception as err:
                 if not is_out_of_memory(err):
                     raise
-                sink.clear()
+                trace.kept.clear()
                 del err  # its traceback holds the batch's tensors
                 _release_memory()
                 if len(batch) == 1:
@@ -216,20 +232,23 @@ def capture(
                                          max_batch, overhead)
                 queue = deque([[remaining[i] for i in part] for part in replanned])
                 continue
-            missing = [layer for layer in request.layers if layer not in sink]
+            missing = [layer for layer in request.layers if layer not in trace.kept]
             if missing:
                 raise RuntimeError(f"the forward pass never reached layer(s) {missing}")
-            rows = torch.arange(len(batch))
-            batch_rows: dict[int, np.ndarray] = {}
+            batch_rows: dict[int, Rows] = {}
             for layer in request.layers:
-                hidden = sink[layer]  # [batch, tokens, width]
-                gathered = hidden[rows.to(hidden.device), last.to(hidden.device)]
-                values = gathered.float().cpu().numpy()  # [batch, width]
-                if layer not in results:
-                    results[layer] = np.empty((len(prompts), values.shape[1]), np.float32)
-                results[layer][batch] = values
-                batch_rows[layer] = values
-            sink.clear()
+                values = trace.kept[layer].cpu().numpy()  # float32 [batch, (tokens,) width]
+                if every:
+                    rows = [values[row, : lengths[index]] for row, index in enumerate(batch)]
+                    for index, value in zip(batch, rows, strict=True):
+                        results[layer][index] = value
+                else:
+                    if results[layer] is None:
+                        results[layer] = np.empty((len(prompts), values.shape[1]), np.float32)
+                    results[layer][batch] = values
+                    rows = values
+                batch_rows[layer] = rows
+            trace.kept.clear()
             if on_rows is not None:
                 on_rows(batch, batch_rows)
             done += len(batch)
@@ -260,41 +279,3 @@ def _release_memory() -> None:
         torch.cuda.empty_cache()
     if hasattr(torch, "mps") and torch.backends.mps.is_available():
         torch.mps.empty_cache()
-
-
-def batch_limits(loaded: LoadedModel, longest: int) -> tuple[int, int]:
-    """(padded tokens per forward, prompts per forward) for this model on its device.
-
-    A padded token holds, at its peak inside a block, a few hidden-size vectors, the MLP's
-    intermediate vectors (for each expert a token is routed to) and a row of attention scores
-    per head: `activation_bytes_per_token` counts them, doubled for safety. The budget is the
-    memory to spare divided by that: half the free memory of the fullest GPU the model is on,
-    or a quarter of the available RAM on CPU, where it is also capped at `CPU_TOKEN_BUDGET`
-    because larger batches are no faster there.
-    """
-    per_token = 2 * activation_bytes_per_token(loaded.model.config, loaded.dtype, longest)
-    on_cpu = loaded.device == "cpu"
-    spare = free_memory_bytes(loaded)
-    budget = max(longest, int(spare // per_token))
-    if on_cpu:
-        budget = min(budget, CPU_TOKEN_BUDGET)
-    return budget, MAX_BATCH if on_cpu else GPU_MAX_BATCH
-
-
-def activation_bytes_per_token(config: Any, dtype: str, longest: int) -> int:
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    hidden = int(getattr(text, "hidden_size", 0) or 0)
-    intermediate = int(getattr(text, "intermediate_size", 0) or 0) or 4 * hidden
-    heads = int(getattr(text, "num_attention_heads", 0) or 0) or 1
-    routed = int(getattr(text, "num_experts_per_tok", 0) or 0) or 1
-    width = {"float32": 4, "float64": 8}.get(dtype, 2)
-    return width * (10 * hidden + 4 * intermediate * routed) + 4 * heads * longest
-
-
-def free_memory_bytes(loaded: LoadedModel) -> int:
-    import torch
-
-    if loaded.device == "cuda":
-        devices = {p.device for p in loaded.model.parameters() if p.device.type == "cuda"}
-        return min(torch.cuda.mem_get_info(d)[0] for d in devices) // 2
-    return available_ram_bytes() // 4

@@ -285,7 +285,7 @@ def run_neurons(args: argparse.Namespace) -> int:
     if args.output is not None:
         extra = {
             "lazarus_version": __version__,
-            "site": "residual",
+            "site": "resid_post",
             "position": "last",
             "layer_count": info.layer_count,
             "hidden_size": info.hidden_size,
@@ -350,7 +350,7 @@ def run_probe(args: argparse.Namespace) -> int:
         document = probe_json(report, model_id=args.model, test_prompts=tests,
                               predictions=predictions)
         document.update(lazarus_version=__version__, dtype=collected.dtype,
-                        device=collected.device, site="residual", position="last")
+                        device=collected.device, site="resid_post", position="last")
         write_text_atomically(args.output, json.dumps(document, indent=2) + "\n")
         note(f"saved {args.output}")
     return 0

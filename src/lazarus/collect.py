@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # numpy, torch and the cache are imported only when `collect` runs
     import numpy as np
@@ -35,7 +35,8 @@ class ModelSettings:
 
 @dataclass(frozen=True)
 class Collected:
-    rows: dict[int, np.ndarray]  # {layer: float32 [prompts, width]}
+    rows: dict[int, Any]  # {layer: float32 [prompts, width]}, or for position "all"
+    # {layer: [float32 [tokens, width] per prompt]}
     device: str  # device type the rows were computed on
     dtype: str
     prompts_from_cache: int = 0  # how many of the prompts (counting repeats) were all cached
@@ -59,7 +60,7 @@ def collect(
         raise ValueError("collect needs at least one layer")
     distinct = list(dict.fromkeys(prompts))
     store: ActivationCache | None = None
-    if settings.use_cache:
+    if settings.use_cache and request.columns is None:  # the cache holds full-width rows only
         store = _open_cache(info, request, settings)
         if not store.enabled:
             say(f"no activation cache for {info.model_id}: its files cannot be identified")
@@ -99,7 +100,10 @@ def collect(
     if store is not None and cached_prompts:
         say(f"{cached_prompts} of {len(prompts)} prompts from the activation cache "
             f"({store.root})")
-    rows = {layer: np.stack([found[layer][p] for p in prompts]) for layer in request.layers}
+    if request.position == "all":
+        rows = {layer: [found[layer][p] for p in prompts] for layer in request.layers}
+    else:
+        rows = {layer: np.stack([found[layer][p] for p in prompts]) for layer in request.layers}
     return Collected(rows=rows, device=target.device, dtype=target.dtype,
                      prompts_from_cache=cached_prompts if store is not None else 0)
 
@@ -108,24 +112,26 @@ def _open_cache(info: ModelInfo, request: CaptureRequest,
                 settings: ModelSettings) -> ActivationCache:
     from lazarus.cache import ActivationCache
 
-    return ActivationCache(info, request.site, trust_remote_code=settings.trust_remote_code,
+    return ActivationCache(info, request.site, position=request.position,
+                           trust_remote_code=settings.trust_remote_code,
                            device_map=settings.device_map)
 
 
 def _read(store: ActivationCache | None, target: Target, info: ModelInfo,
           request: CaptureRequest, prompts: Sequence[str]) -> dict[int, dict[str, np.ndarray]]:
     """{layer: {prompt: cached row}} at `target`. Rows of a wrong width are ignored: the hidden
-    size for the residual stream, else the width of the layer's first row."""
+    size for sites on the residual stream, else the width of the layer's first row."""
     found: dict[int, dict[str, np.ndarray]] = {layer: {} for layer in request.layers}
     if store is None:
         return found
+    residual = request.site in ("resid_post", "attn_out", "mlp_out")
     for layer, rows in found.items():
-        width = info.hidden_size if request.site == "residual" else None
+        width = info.hidden_size if residual else None
         for prompt in prompts:
             row = store.get(target, layer, prompt)
-            if row is not None and width in (None, row.size):
+            if row is not None and width in (None, row.shape[-1]):
                 rows[prompt] = row
-                width = row.size
+                width = row.shape[-1]
     return found
 
 

@@ -1,17 +1,33 @@
-"""Where each activation site lives inside a Hugging Face model, and how to read it off a hook.
+"""The vocabulary of activation sites, and where each lives inside a Hugging Face decoder block.
 
-A site is a named place in a decoder block whose value is a vector per token:
-- `residual`: the block's output, i.e. the residual stream after block L (HF hidden_states[L+1]).
-- `mlp`: the input to the MLP's output projection (the MLP's hidden neurons), for dense MLPs.
-Adding a site means adding an entry here; the capture engine and the commands do not change.
+Site names follow TransformerLens. Each is a vector per token, read by a hook on one module:
+- `resid_post`: the residual stream after block L (the block's output; HF hidden_states[L+1]).
+- `mlp_post`: the MLP's neurons, i.e. the input of its down projection: act(gate)·up for gated
+  MLPs, act(fc) for GPT-2-style ones. At MoE layers, a neuron is (expert, unit) (`moe.py`).
+- `attn_out`, `mlp_out`: what the attention and MLP sub-blocks add to the residual stream, so
+  that resid_post = resid_pre + attn_out + mlp_out (for sequential and parallel blocks alike).
+  For blocks that normalise a sub-block's output before adding it (Gemma 2/3, OLMo 2: a
+  `post_feedforward_layernorm`), that norm's output is what is added, so it is what is read.
+- `router`: at MoE layers, the weight each expert got for the token (0 when not chosen).
+Adding a site means adding an entry here; the engine and the commands do not change.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from lazarus.errors import LazarusError
+
+SITES = ("resid_post", "mlp_post", "attn_out", "mlp_out", "router")
+SITE_HELP = {
+    "resid_post": "residual stream after the block (default)",
+    "mlp_post": "MLP neurons: input of the MLP's down projection (MoE: expert x unit)",
+    "attn_out": "what the attention sub-block adds to the residual stream",
+    "mlp_out": "what the MLP sub-block adds to the residual stream",
+    "router": "MoE layers: each expert's routing weight for the token (0 if not chosen)",
+}
 
 # Attribute paths from the model to its list of decoder blocks, most common first.
 _BLOCK_PATHS = (
@@ -24,26 +40,39 @@ _BLOCK_PATHS = (
     "layers",  # base models without an LM head (LlamaModel, ...): lazarus's partial loads
     "h",  # GPT2Model and kin, likewise
 )
-# Names of the MLP's output projection inside a block, per family.
-_MLP_OUT_PATHS = ("mlp.down_proj", "mlp.c_proj", "mlp.dense_4h_to_h", "fc2", "mlp.fc2")
+# Inside a block, per family, most common first.
+_MLP_DOWN = ("mlp.down_proj", "mlp.c_proj", "mlp.dense_4h_to_h", "mlp.fc2", "fc2",
+             "feed_forward.down_proj", "mlp.w2", "ffn.down_proj")
+_ATTENTION = ("self_attn", "attn", "attention", "self_attention")
+_MLP = ("mlp", "feed_forward", "block_sparse_moe", "ffn")
+_POST_NORMS = {"attn_out": "post_attention_layernorm", "mlp_out": "post_feedforward_layernorm"}
 
-SITES = ("residual", "mlp")
+Extract = Callable[[tuple[Any, ...], dict[str, Any], Any], Any]
 
 
 @dataclass(frozen=True)
 class Site:
-    """How to hook one site: the module to hook, and whether to read its input or output."""
+    """How to hook one site: the module, whether its input (pre-hook) or output is read, and
+    how to turn the hook's arguments into a [batch, tokens, width] tensor."""
 
     module: Any
     reads_input: bool
-
-    def extract(self, args: tuple[Any, ...], output: Any) -> Any:
-        """The [batch, tokens, width] tensor at this site, from a hook's arguments."""
-        value = args[0] if self.reads_input else output
-        return value[0] if isinstance(value, tuple) else value
+    extract: Extract
 
 
-def _get_path(root: Any, path: str) -> Any | None:
+def _first(value: Any) -> Any:
+    return value[0] if isinstance(value, tuple) else value
+
+
+def _input(args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> Any:
+    return _first(args[0] if args else kwargs["hidden_states"])
+
+
+def _output(args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> Any:
+    return _first(output)
+
+
+def get_path(root: Any, path: str) -> Any | None:
     node = root
     for name in path.split("."):
         node = getattr(node, name, None)
@@ -55,7 +84,7 @@ def _get_path(root: Any, path: str) -> Any | None:
 def decoder_blocks(model: Any, layer_count: int) -> list[Any]:
     """The model's decoder blocks, in order; checked against the config's layer count."""
     for path in _BLOCK_PATHS:
-        blocks = _get_path(model, path)
+        blocks = get_path(model, path)
         if blocks is not None and len(blocks) == layer_count:
             return list(blocks)
     import torch
@@ -68,15 +97,41 @@ def decoder_blocks(model: Any, layer_count: int) -> list[Any]:
                        f"{type(model).__name__} (this architecture is not supported yet)")
 
 
+def check_site(site: str) -> str:
+    if site not in SITES:
+        raise LazarusError(f"unknown site {site!r} (choose one of: {', '.join(SITES)})")
+    return site
+
+
 def locate(model: Any, layer_count: int, layer: int, site: str) -> Site:
+    """Where `site` of block `layer` is read; a one-line error when this block has no such
+    site (a dense block has no router, an unknown layout no attn_out)."""
+    check_site(site)
     block = decoder_blocks(model, layer_count)[layer]
-    if site == "residual":
-        return Site(module=block, reads_input=False)
-    if site == "mlp":
-        for path in _MLP_OUT_PATHS:
-            projection = _get_path(block, path)
+    name = type(block).__name__
+    if site == "resid_post":
+        return Site(module=block, reads_input=False, extract=_output)
+    if site in ("mlp_post", "router"):
+        from lazarus import moe
+
+        parts = moe.find_moe(block)
+        if parts is not None:
+            return moe.site(parts, site)
+        if site == "router":
+            raise LazarusError(f"layer {layer} ({name}) has no MoE router (the router site "
+                               "exists only at MoE layers)")
+        for path in _MLP_DOWN:
+            projection = get_path(block, path)
             if projection is not None:
-                return Site(module=projection, reads_input=True)
-        raise LazarusError(f"{type(block).__name__} has no dense MLP output projection "
-                           "(the mlp site is not available for this model; use residual)")
-    raise LazarusError(f"unknown site {site!r} (choose one of: {', '.join(SITES)})")
+                return Site(module=projection, reads_input=True, extract=_input)
+        raise LazarusError(f"{name} has no MLP down projection that lazarus knows (the "
+                           "mlp_post site is not available for this model; use resid_post)")
+    post_norm = get_path(block, _POST_NORMS[site])
+    if get_path(block, "post_feedforward_layernorm") is not None and post_norm is not None:
+        return Site(module=post_norm, reads_input=False, extract=_output)
+    for path in _ATTENTION if site == "attn_out" else _MLP:
+        module = get_path(block, path)
+        if module is not None:
+            return Site(module=module, reads_input=False, extract=_output)
+    raise LazarusError(f"{name} has no {'attention' if site == 'attn_out' else 'MLP'} module "
+                       f"that lazarus knows (the {site} site is not available for this model)")

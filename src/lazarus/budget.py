@@ -1,0 +1,98 @@
+"""How many padded tokens and prompts one forward pass may take: memory budgeting and the
+batch plan, apart from the engine that runs them.
+
+A padded token holds, at its peak inside a block, a few hidden-size vectors, the MLP's
+intermediate vectors (for each expert a token is routed to) and a row of attention scores per
+head; and what the hooks keep of it (every layer's values for `--position all`, nothing that
+grows with the tokens otherwise). `batch_limits` divides the memory to spare by that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from lazarus.loading import LoadedModel, available_ram_bytes
+
+CPU_TOKEN_BUDGET = 2048  # on CPU, larger batches are no faster
+MAX_BATCH = 256  # prompts per forward pass on CPU
+GPU_MAX_BATCH = 512
+# The fixed cost of one forward call, in tokens' worth of compute: {on CPU?: tokens}. On a CPU
+# a token costs much and a call little, so padding is avoided; a GPU computes padding ~for free.
+BATCH_OVERHEAD_TOKENS = {True: 8, False: 256}
+
+
+def plan_batches(
+    lengths: Sequence[int],
+    token_budget: int,
+    max_batch: int,
+    overhead_tokens: int = 8,
+) -> list[list[int]]:
+    """Prompt indices in batches of similar length, shortest first.
+
+    Among the ways to cut the prompts, sorted by length, into batches of at most `max_batch`
+    rows whose padded size (rows x longest) stays within `token_budget`, this picks the one that
+    computes the least: padded tokens, plus `overhead_tokens` for each forward call (its fixed
+    cost, in tokens' worth of compute). Prompts of equal length thus share batches, and a batch
+    mixes lengths only where padding costs less than another call. A prompt longer than the
+    budget gets a batch of its own.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    ordered = np.array([lengths[i] for i in order], dtype=np.int64)
+    count = len(order)
+    best = np.zeros(count + 1)  # best[j]: least cost of batching the first j prompts
+    start = np.zeros(count + 1, dtype=np.int64)  # where the last batch of that best way starts
+    for end in range(1, count + 1):
+        longest = int(ordered[end - 1])
+        most = max(1, min(max_batch, token_budget // longest, end))
+        rows = np.arange(1, most + 1)
+        costs = best[end - rows] + overhead_tokens + longest * rows
+        pick = int(np.argmin(costs))
+        best[end] = costs[pick]
+        start[end] = end - rows[pick]
+    batches: list[list[int]] = []
+    end = count
+    while end > 0:
+        batches.append(order[start[end]:end])
+        end = int(start[end])
+    return batches[::-1]
+
+
+def batch_limits(loaded: LoadedModel, longest: int, kept_bytes_per_token: int = 0,
+                 ) -> tuple[int, int]:
+    """(padded tokens per forward, prompts per forward) for this model on its device.
+
+    Per token: `activation_bytes_per_token`, doubled for safety, plus what the hooks keep of
+    it. The budget is the memory to spare divided by that: half the free memory of the
+    fullest GPU the model is on, or a quarter of the available RAM on CPU, where it is also
+    capped at `CPU_TOKEN_BUDGET` because larger batches are no faster there.
+    """
+    per_token = (2 * activation_bytes_per_token(loaded.model.config, loaded.dtype, longest)
+                 + kept_bytes_per_token)
+    on_cpu = loaded.device == "cpu"
+    spare = free_memory_bytes(loaded)
+    budget = max(longest, int(spare // per_token))
+    if on_cpu:
+        budget = min(budget, CPU_TOKEN_BUDGET)
+    return budget, MAX_BATCH if on_cpu else GPU_MAX_BATCH
+
+
+def activation_bytes_per_token(config: Any, dtype: str, longest: int) -> int:
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    hidden = int(getattr(text, "hidden_size", 0) or 0)
+    intermediate = int(getattr(text, "intermediate_size", 0) or 0) or 4 * hidden
+    heads = int(getattr(text, "num_attention_heads", 0) or 0) or 1
+    routed = int(getattr(text, "num_experts_per_tok", 0) or 0) or 1
+    width = {"float32": 4, "float64": 8}.get(dtype, 2)
+    return width * (10 * hidden + 4 * intermediate * routed) + 4 * heads * longest
+
+
+def free_memory_bytes(loaded: LoadedModel) -> int:
+    import torch
+
+    if loaded.device == "cuda":
+        devices = {p.device for p in loaded.model.parameters() if p.device.type == "cuda"}
+        return min(torch.cuda.mem_get_info(d)[0] for d in devices) // 2
+    return available_ram_bytes() // 4

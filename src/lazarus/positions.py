@@ -1,0 +1,70 @@
+"""Token positions: which of a prompt's real tokens a site is read at.
+
+`last` (default), `first`, an index (0-based; negative counts from the end), `all` (every real
+token), or `mean` (the mean over the real tokens). Batches are right-padded, so a row's real
+tokens are 0..length-1, and padding is never read. Gathering happens inside the hook, so only
+the asked-for positions are ever kept.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lazarus.errors import LazarusError
+
+NAMES = ("last", "first", "all", "mean")
+Position = str | int
+
+
+def parse_position(text: str) -> Position:
+    """`last`, `first`, `all`, `mean` or a whole number."""
+    value = text.strip()
+    if value in NAMES:
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise LazarusError(f"position {text!r} is not one of {', '.join(NAMES)} or a token "
+                           "index (e.g. --position 0, or -2 for the second last)") from None
+
+
+def position_key(position: Position) -> str:
+    """The position as it is written in cache paths and JSON."""
+    return str(position)
+
+
+def check_lengths(position: Position, lengths: list[int], prompts: list[str]) -> None:
+    """Every prompt has the token an index asks for."""
+    if not isinstance(position, int):
+        return
+    for prompt, length in zip(prompts, lengths, strict=True):
+        if not -length <= position < length:
+            raise LazarusError(f"prompt {prompt!r} has {length} tokens, so it has no token at "
+                               f"position {position} (use a position within every prompt, "
+                               "or last/first/mean/all)")
+
+
+def gather(hidden: Any, lengths: Any, position: Position) -> Any:
+    """[batch, tokens, width] -> [batch, width] at the position (float32), or, for `all`,
+    the float32 [batch, tokens, width] itself (the caller cuts each row at its length)."""
+    import torch
+
+    rows = torch.arange(hidden.shape[0], device=hidden.device)
+    lengths = lengths.to(hidden.device)
+    if position == "all":
+        return hidden.float()
+    if position == "mean":  # over real tokens with a value (MoE units: the routed ones)
+        values = hidden.float()
+        real = torch.arange(hidden.shape[1], device=hidden.device)[None, :] < lengths[:, None]
+        valid = real[..., None] & ~torch.isnan(values)  # [batch, tokens, width]
+        summed = torch.where(valid, values, 0.0).sum(dim=1)  # [batch, width]
+        return summed / valid.sum(dim=1)  # NaN where no token has a value
+    if position == "last":
+        index = lengths - 1
+    elif position == "first":
+        index = torch.zeros_like(lengths)
+    elif position >= 0:
+        index = torch.full_like(lengths, position)
+    else:
+        index = lengths + position
+    return hidden[rows, index].float()
