@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lazarus.cli import main
+from lazarus.cli import Terminated, main, sigterm_raises
 from lazarus.directions import Direction, save_direction
+from lazarus.files import write_atomically
 
 MISSING_MODEL = "/nonexistent/model"  # a check that fires before loading never names it
 _SCRIPT = Path(sys.executable).with_name("lazarus")
@@ -242,6 +243,23 @@ def test_sigterm_and_sigint_are_one_line(tmp_path, sent, status):
     assert out == ""
     assert err == "lazarus: interrupted\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prompts.fifo"]
+
+
+def test_sigterm_in_the_middle_of_a_write_leaves_no_file(tmp_path):
+    output = tmp_path / "out.json"
+
+    def write(temp: Path) -> None:
+        temp.write_text("half")
+        os.kill(os.getpid(), signal.SIGTERM)  # a real signal, to the real handler
+        time.sleep(10)  # the handler raises in this frame before the sleep ends
+
+    before = signal.getsignal(signal.SIGTERM)
+    started = time.monotonic()
+    with sigterm_raises(), pytest.raises(Terminated):
+        write_atomically(str(output), write)
+    assert time.monotonic() - started < 5
+    assert list(tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) == before  # restored afterwards
 
 
 def test_a_killed_runs_temporary_file_is_removed_by_the_next_write(capsys, tmp_path, warm_run):

@@ -207,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     they are complete all the same. Ctrl-C exits 130 and SIGTERM 143, with one line on stderr
     and no temporary files left.
     """
-    with _sigterm_raises():
+    with sigterm_raises():
         try:
             return _run(argv)
         except LazarusError as err:
@@ -247,7 +247,7 @@ def _run(argv: Sequence[str] | None) -> int:
 
 
 @contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
+def sigterm_raises() -> Iterator[None]:
     """Turn SIGTERM into `Terminated` while a command runs (only the main thread can)."""
 
     def terminate(signum: int, frame: object) -> None:
