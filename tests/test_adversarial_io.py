@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lazarus.cli import Terminated, main, sigterm_raises
+from lazarus.cli import main
 from lazarus.directions import Direction, save_direction
 from lazarus.files import write_atomically
+from lazarus.signals import Terminated, sigterm_raises
 
 MISSING_MODEL = "/nonexistent/model"  # a check that fires before loading never names it
 _SCRIPT = Path(sys.executable).with_name("lazarus")
@@ -150,7 +151,7 @@ def _cache_note(stderr: str) -> list[str]:
 
 def test_a_closed_pipe_ends_the_run_quietly_and_keeps_the_output_file(warm_run, tmp_path):
     output = tmp_path / "out.json"
-    process = subprocess.Popen([*LAZARUS, *warm_run[:], "-o", str(output)],
+    process = subprocess.Popen([*LAZARUS, *warm_run, "-o", str(output)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     process.stdout.close()  # like `| head -0`: gone before the first line is written
     stderr = process.stderr.read()

@@ -12,15 +12,15 @@ import contextlib
 import io
 import json
 import os
-import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from lazarus import __version__
 from lazarus.collect import ModelSettings
 from lazarus.errors import LazarusError
 from lazarus.loading import DEMO_MODEL, DEVICES, DTYPES
+from lazarus.signals import Terminated, sigterm_raises
 from lazarus.text import escape, terminal_safe
 
 DEFINITIONS = f"""\
@@ -179,12 +179,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class Terminated(BaseException):
-    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt, so that `finally`
-    blocks and the atomic writer remove their temporary files (a BaseException, so that no
-    `except Exception` swallows it)."""
-
-
 class _StdoutFailed(Exception):
     """Standard output cannot take the report: a closed pipe, a full disk."""
 
@@ -246,24 +240,6 @@ def _run(argv: Sequence[str] | None) -> int:
     return code
 
 
-@contextlib.contextmanager
-def sigterm_raises() -> Iterator[None]:
-    """Turn SIGTERM into `Terminated` while a command runs (only the main thread can)."""
-
-    def terminate(signum: int, frame: object) -> None:
-        raise Terminated
-
-    try:
-        previous = signal.signal(signal.SIGTERM, terminate)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def out(text: str) -> None:
     """Print `text` (control characters escaped) and a newline on stdout, now."""
     try:
@@ -299,15 +275,23 @@ def _stderr(line: str) -> None:
         print(escape(line), file=sys.stderr, flush=True)
 
 
+def error(message: str) -> None:
+    _stderr(f"lazarus: error: {message}")
+
+
+def warn(message: str) -> None:
+    _stderr(f"lazarus: warning: {message}")
+
+
+def note(message: str) -> None:
+    _stderr(f"lazarus: {message}")
+
+
 def _same_model(recorded: str, given: str) -> bool:
     """Equal IDs, or two spellings of the same local folder."""
     if recorded == given:
         return True
     return os.path.isdir(given) and os.path.realpath(recorded) == os.path.realpath(given)
-
-
-def error(message: str) -> None:
-    _stderr(f"lazarus: error: {message}")
 
 
 def _inputs_of(args: argparse.Namespace, *names: str) -> list[tuple[str, str]]:
@@ -326,14 +310,6 @@ def _inputs_of(args: argparse.Namespace, *names: str) -> list[tuple[str, str]]:
             found += [("--model", entry.path) for entry in os.scandir(args.model)
                       if entry.is_file()]
     return found
-
-
-def warn(message: str) -> None:
-    _stderr(f"lazarus: warning: {message}")
-
-
-def note(message: str) -> None:
-    _stderr(f"lazarus: {message}")
 
 
 class ProgressBar:
