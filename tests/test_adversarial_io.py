@@ -121,6 +121,18 @@ def test_an_output_onto_an_input_is_refused_before_any_work(capsys, tmp_path, ca
     assert temp_files(tmp_path) == []
 
 
+def test_other_files_in_the_model_folder_may_be_replaced(capsys, tmp_path, llama_dir):
+    model = shutil.copytree(llama_dir, tmp_path / "model")
+    results = model / "results.json"  # from an earlier run: not something the model reads
+    results.write_text("old")
+    assert main(neurons(model, "-l", "0", "-p", "x", "-n", "1", "-o", results)) == 0
+    assert json.loads(results.read_text())["neurons"] == [1]
+    capsys.readouterr()
+    message = fail_in_process(capsys, *neurons(model, "-l", "0", "-p", "x", "-n", "1", "-o",
+                                               model / "model.safetensors"))
+    assert "the same file as the --model input" in message
+
+
 def test_save_direction_and_output_hard_linked_are_refused(capsys, tmp_path):
     first = tmp_path / "out.json"
     first.write_text("keep")

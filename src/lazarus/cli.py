@@ -294,9 +294,19 @@ def _same_model(recorded: str, given: str) -> bool:
     return os.path.isdir(given) and os.path.realpath(recorded) == os.path.realpath(given)
 
 
+# What a Hugging Face model folder's loader may read; other files there (a results.json from a
+# previous run, say) are not inputs.
+MODEL_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+               "special_tokens_map.json", "added_tokens.json", "vocab.json", "vocab.txt",
+               "merges.txt", "chat_template.json", "*.jinja", "*.index.json", "*.safetensors",
+               "*.bin", "*.pt", "*.pth", "*.gguf", "*.model", "*.tiktoken", "*.py")
+
+
 def _inputs_of(args: argparse.Namespace, *names: str) -> list[tuple[str, str]]:
-    """(option, path) of every file this run reads: `@file` lists, a direction file, and the
-    files of a local model folder (whose config or weights an output must not replace)."""
+    """(option, path) of every file this run reads: `@file` lists, a direction file, and a local
+    model folder's config, tokenizer and weights (`MODEL_FILES`)."""
+    from fnmatch import fnmatch
+
     from lazarus.inputs import file_of
 
     found = []
@@ -308,7 +318,7 @@ def _inputs_of(args: argparse.Namespace, *names: str) -> list[tuple[str, str]]:
     if os.path.isdir(args.model):
         with contextlib.suppress(OSError):
             found += [("--model", entry.path) for entry in os.scandir(args.model)
-                      if entry.is_file()]
+                      if entry.is_file() and any(fnmatch(entry.name, p) for p in MODEL_FILES)]
     return found
 
 
