@@ -171,3 +171,16 @@ def test_hostile_direction_files_are_one_line_errors(capsys, tmp_path, case):
     assert message.startswith(f"lazarus: error: {path}")
     assert words in message
     assert not output.exists()
+
+
+@pytest.mark.parametrize("save", [np.savez, np.savez_compressed])
+def test_valid_files_written_by_plain_numpy_still_load(tmp_path, save):
+    path = tmp_path / "d.npz"
+    vector = np.linspace(-1, 1, 64)  # float64, as numpy makes it
+    save(path, direction=vector, importance=np.asfortranarray(np.abs(vector)),
+         label_positive=np.array("hard"), layer=np.array(2), accuracy=np.array(0.75),
+         extra_notes=np.arange(10))
+    loaded = load_direction(str(path))
+    np.testing.assert_array_equal(loaded.direction, vector.astype(np.float32))
+    np.testing.assert_array_equal(loaded.importance, np.abs(vector).astype(np.float32))
+    assert (loaded.label_positive, loaded.layer, loaded.metrics) == ("hard", 2, {"accuracy": 0.75})
