@@ -8,6 +8,8 @@ once a command needs a model, so `--help` and argument errors answer at once.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import sys
@@ -18,6 +20,8 @@ from lazarus import __version__
 from lazarus.collect import ModelSettings
 from lazarus.errors import LazarusError
 from lazarus.loading import DEMO_MODEL, DEVICES, DTYPES
+from lazarus.signals import Terminated, sigterm_raises
+from lazarus.text import escape, terminal_safe
 
 DEFINITIONS = f"""\
 definitions:
@@ -53,11 +57,21 @@ statistics:
 """
 
 
+EXIT_STATUS = """\
+exit status:
+  0    done
+  2    a mistake in the input: one line on stderr says what and how to fix it
+  130  interrupted by Ctrl-C (SIGINT); 143 by SIGTERM; no temporary file is left
+  141  the reader of stdout went away (e.g. '| head'): the run ends quietly, output files
+       already written
+"""
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one stderr line, like every other user error."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {escape(message)} (see {self.prog} --help)\n")
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -85,7 +99,8 @@ def _settings(args: argparse.Namespace) -> ModelSettings:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="lazarus", description="Neuron-level introspection of transformer "
-                     "language models.")
+                     "language models.", epilog=EXIT_STATUS,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"lazarus {__version__}")
     groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True,
                                    parser_class=_Parser)
@@ -164,19 +179,112 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StdoutFailed(Exception):
+    """Standard output cannot take the report: a closed pipe, a full disk."""
+
+    def __init__(self, err: OSError) -> None:
+        super().__init__(err.strerror or str(err))
+        self.broken_pipe = isinstance(err, BrokenPipeError)
+
+
+EXIT_USER_ERROR = 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for `cat big | head -1`'s cat
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; user errors are one stderr line and exit status 2.
+
+    A reader that goes away (`lazarus … | head -1`) ends the run quietly with status 141, as
+    SIGPIPE ends other Unix tools; output files are written before the report is printed, so
+    they are complete all the same. Ctrl-C exits 130 and SIGTERM 143, with one line on stderr
+    and no temporary files left.
+    """
+    with sigterm_raises():
+        try:
+            return _run(argv)
+        except LazarusError as err:
+            error(str(err))
+            return EXIT_USER_ERROR
+        except _StdoutFailed as err:
+            _silence_stdout()
+            if err.broken_pipe:
+                return EXIT_BROKEN_PIPE
+            error(f"cannot write to standard output: {err} (free some space, or send the "
+                  "output elsewhere)")
+            return EXIT_USER_ERROR
+        except KeyboardInterrupt:
+            note("interrupted")
+            return EXIT_INTERRUPTED
+        except Terminated:
+            note("interrupted")
+            return EXIT_TERMINATED
+
+
+def _run(argv: Sequence[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as stop:  # --help, --version, or a usage error already printed
+        _flush_stdout()
         return int(stop.code or 0)
+    except OSError as err:  # parse_args reads no file: it failed to print --help
+        raise _StdoutFailed(err) from None
+    from lazarus.inputs import check_utf8
+
+    for name, value in vars(args).items():
+        if isinstance(value, str):
+            check_utf8(value, f"--{name.replace('_', '-')}")
+    code = args.run(args)
+    _flush_stdout()
+    return code
+
+
+def out(text: str) -> None:
+    """Print `text` (control characters escaped) and a newline on stdout, now."""
     try:
-        return args.run(args)
-    except LazarusError as err:
-        print(f"lazarus: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("lazarus: interrupted", file=sys.stderr)
-        return 130
+        sys.stdout.write(terminal_safe(text) + "\n")
+    except OSError as err:
+        raise _StdoutFailed(err) from None
+    _flush_stdout()
+
+
+def _flush_stdout() -> None:
+    try:
+        sys.stdout.flush()
+    except OSError as err:
+        raise _StdoutFailed(err) from None
+
+
+def _silence_stdout() -> None:
+    """Point file descriptor 1 at /dev/null, so that the interpreter's final flush of the
+    output that could not be written neither fails nor prints "Exception ignored"."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass  # stdout is not a file (captured in tests): nothing will flush it at exit
+
+
+def _stderr(line: str) -> None:
+    """One line on stderr, control characters escaped, so a message is always one line."""
+    with contextlib.suppress(OSError):  # else there is nowhere left to report to
+        print(escape(line), file=sys.stderr, flush=True)
+
+
+def error(message: str) -> None:
+    _stderr(f"lazarus: error: {message}")
+
+
+def warn(message: str) -> None:
+    _stderr(f"lazarus: warning: {message}")
+
+
+def note(message: str) -> None:
+    _stderr(f"lazarus: {message}")
 
 
 def _same_model(recorded: str, given: str) -> bool:
@@ -186,12 +294,32 @@ def _same_model(recorded: str, given: str) -> bool:
     return os.path.isdir(given) and os.path.realpath(recorded) == os.path.realpath(given)
 
 
-def warn(message: str) -> None:
-    print(f"lazarus: warning: {message}", file=sys.stderr)
+# What a Hugging Face model folder's loader may read; other files there (a results.json from a
+# previous run, say) are not inputs.
+MODEL_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+               "special_tokens_map.json", "added_tokens.json", "vocab.json", "vocab.txt",
+               "merges.txt", "chat_template.json", "*.jinja", "*.index.json", "*.safetensors",
+               "*.bin", "*.pt", "*.pth", "*.gguf", "*.model", "*.tiktoken", "*.py")
 
 
-def note(message: str) -> None:
-    print(f"lazarus: {message}", file=sys.stderr)
+def _inputs_of(args: argparse.Namespace, *names: str) -> list[tuple[str, str]]:
+    """(option, path) of every file this run reads: `@file` lists, a direction file, and a local
+    model folder's config, tokenizer and weights (`MODEL_FILES`)."""
+    from fnmatch import fnmatch
+
+    from lazarus.inputs import file_of
+
+    found = []
+    for name in names:
+        value = getattr(args, name)
+        path = value if name == "from_direction" else (value and file_of(value))
+        if path:
+            found.append((f"--{name.replace('_', '-')}", path))
+    if os.path.isdir(args.model):
+        with contextlib.suppress(OSError):
+            found += [("--model", entry.path) for entry in os.scandir(args.model)
+                      if entry.is_file() and any(fnmatch(entry.name, p) for p in MODEL_FILES)]
+    return found
 
 
 class ProgressBar:
@@ -222,7 +350,7 @@ def run_neurons(args: argparse.Namespace) -> int:
     from lazarus.capture import CaptureRequest
     from lazarus.collect import collect
     from lazarus.directions import load_direction
-    from lazarus.files import check_writable, write_text_atomically
+    from lazarus.files import check_outputs_apart, check_writable, write_text_atomically
     from lazarus.loading import read_model_info
 
     # Cheap checks first: nothing heavy has happened yet.
@@ -239,6 +367,8 @@ def run_neurons(args: argparse.Namespace) -> int:
     top_k = 10 if args.top_k is None else args.top_k
     if args.output is not None:
         check_writable(args.output)
+    check_outputs_apart({"--output": args.output},
+                        _inputs_of(args, "prompts", "labels", "from_direction"))
     direction = None if args.from_direction is None else load_direction(args.from_direction)
 
     info = read_model_info(args.model)
@@ -279,10 +409,10 @@ def run_neurons(args: argparse.Namespace) -> int:
     weights = direction.weights_of(neurons) if direction is not None else None
     direction_labels = ((direction.label_positive, direction.label_negative)
                         if direction is not None else None)
-    print(render.render_neurons_report(
+    report = render.render_neurons_report(
         matrix, stats, summaries, weights=weights, direction_labels=direction_labels,
-        selection=selection))
-    if args.output is not None:
+        selection=selection)
+    if args.output is not None:  # before the report, so that a closed pipe cannot lose it
         extra = {
             "lazarus_version": __version__,
             "site": "resid_post",
@@ -295,6 +425,8 @@ def run_neurons(args: argparse.Namespace) -> int:
         }
         document = render.neurons_json(matrix, stats, summaries, weights, extra)
         write_text_atomically(args.output, json.dumps(document, indent=2) + "\n")
+    out(report)
+    if args.output is not None:
         note(f"saved {args.output}")
     return 0
 
@@ -304,7 +436,7 @@ def run_probe(args: argparse.Namespace) -> int:
     from lazarus.capture import CaptureRequest
     from lazarus.collect import collect
     from lazarus.directions import save_direction
-    from lazarus.files import check_writable, write_text_atomically
+    from lazarus.files import check_outputs_apart, check_writable, write_text_atomically
     from lazarus.loading import read_model_info
     from lazarus.render_probe import probe_json, render_probe_report
 
@@ -325,9 +457,8 @@ def run_probe(args: argparse.Namespace) -> int:
     outputs = [path for path in (args.save_direction, args.output) if path is not None]
     for path in outputs:
         check_writable(path)
-    if len(outputs) == 2 and os.path.realpath(outputs[0]) == os.path.realpath(outputs[1]):
-        raise LazarusError("--save-direction and --output name the same file "
-                           "(give them different names)")
+    check_outputs_apart({"--save-direction": args.save_direction, "--output": args.output},
+                        _inputs_of(args, "class_a", "class_b", "test"))
 
     info = read_model_info(args.model)
     if args.layer is None:
@@ -342,16 +473,19 @@ def run_probe(args: argparse.Namespace) -> int:
         {layer: rows[:trained] for layer, rows in collected.rows.items()}, len(class_a),
         method=args.method, label_a=args.label_a, label_b=args.label_b)
     predictions = probe.predict_rows(report.fit, collected.rows[report.best_layer][trained:])
-    print(render_probe_report(report, test_prompts=tests, predictions=predictions), end="")
+    # Files first, so that a closed pipe on stdout cannot lose them.
     if args.save_direction is not None:
         save_direction(args.save_direction, probe.to_direction(report, args.model))
-        note(f"saved the layer {report.best_layer} direction to {args.save_direction}")
     if args.output is not None:
         document = probe_json(report, model_id=args.model, test_prompts=tests,
                               predictions=predictions)
         document.update(lazarus_version=__version__, dtype=collected.dtype,
                         device=collected.device, site="resid_post", position="last")
         write_text_atomically(args.output, json.dumps(document, indent=2) + "\n")
+    out(render_probe_report(report, test_prompts=tests, predictions=predictions).rstrip("\n"))
+    if args.save_direction is not None:
+        note(f"saved the layer {report.best_layer} direction to {args.save_direction}")
+    if args.output is not None:
         note(f"saved {args.output}")
     return 0
 
@@ -368,10 +502,11 @@ def run_cache_info(args: argparse.Namespace) -> int:
     from lazarus import cache
 
     summary = cache.describe()
-    print(f"cache folder: {summary.folder}")
-    print(f"{summary.rows} cached rows, {_size(summary.bytes)}")
-    for model in summary.models:
-        print(f"  {model.model_id}: {model.rows} rows, {_size(model.bytes)} ({model.source})")
+    lines = [f"cache folder: {summary.folder}",
+             f"{summary.rows} cached rows, {_size(summary.bytes)}"]
+    lines += [f"  {model.model_id}: {model.rows} rows, {_size(model.bytes)} ({model.source})"
+              for model in summary.models]
+    out("\n".join(lines))
     return 0
 
 
@@ -379,7 +514,7 @@ def run_cache_clear(args: argparse.Namespace) -> int:
     from lazarus import cache
 
     removed = cache.clear()
-    print(f"removed {removed.rows} cached rows ({_size(removed.bytes)}) from {removed.folder}")
+    out(f"removed {removed.rows} cached rows ({_size(removed.bytes)}) from {removed.folder}")
     if removed.left:
         raise LazarusError(f"{removed.left} file(s) under {removed.folder} could not be removed "
                            "(check their permissions, then run 'lazarus cache clear' again)")

@@ -3,8 +3,9 @@
 Keys: `direction` (float32, hidden size) is required; `layer`, `label_positive`,
 `label_negative`, `model_id`, `method`, `accuracy`, `separation`, `class_a_mean_projection`,
 `class_b_mean_projection`, `hidden_size`, `importance` (float32, hidden size), `ranking`
-(what `importance` measures) and `lazarus_version` are optional. Files are read with
-`allow_pickle=False`, always.
+(what `importance` measures) and `lazarus_version` are optional. Nothing is ever unpickled:
+only the keys above are read, each within a size cap checked before it is inflated
+(`lazarus.npz`), so a hostile file costs no more memory than a real one.
 """
 
 from __future__ import annotations
@@ -18,9 +19,18 @@ import numpy as np
 from lazarus import __version__
 from lazarus.errors import LazarusError
 from lazarus.files import write_atomically
+from lazarus.npz import NpzError, read_arrays
 
 _TEXT_KEYS = ("label_positive", "label_negative", "model_id", "method", "ranking")
 _NUMBER_KEYS = ("accuracy", "separation", "class_a_mean_projection", "class_b_mean_projection")
+MAX_ELEMENTS = 1 << 24  # per vector: far above any model's hidden size, bounds the memory used
+_VECTOR_BYTES = MAX_ELEMENTS * 8  # float64 is fine too
+_TEXT_BYTES = 1 << 16  # a label or model ID of up to 16384 characters
+_SCALAR_BYTES = 16
+# Only these keys are ever read; anything else in the file is never inflated.
+_CAPS = {"direction": _VECTOR_BYTES, "importance": _VECTOR_BYTES, "layer": _SCALAR_BYTES,
+         **{key: _TEXT_BYTES for key in _TEXT_KEYS},
+         **{key: _SCALAR_BYTES for key in _NUMBER_KEYS}}
 
 
 @dataclass(frozen=True)
@@ -96,25 +106,14 @@ def load_direction(path: str) -> Direction:
         raise LazarusError(f"{path} is not an .npz file (give a file saved by "
                            "'lazarus introspect probe --save-direction')")
     try:
-        with np.load(file, allow_pickle=False) as archive:
-            if "direction" not in archive.files:
-                raise LazarusError(f"{path} has no 'direction' array (keys: "
-                                   f"{', '.join(archive.files) or 'none'}; save one under "
-                                   "the key 'direction')")
-            arrays = {key: archive[key] for key in archive.files}
-        broken = [key for key, value in arrays.items() if not isinstance(value, np.ndarray)]
-        if broken:
-            raise LazarusError(f"{path}: '{broken[0]}' is not a numpy array (save the file with "
-                               "numpy.savez)")
-    except LazarusError:
-        raise
-    except ValueError as err:
-        if "pickle" in str(err).lower():
-            raise LazarusError(f"{path} holds pickled objects, which lazarus never loads "
-                               "(save plain numeric and text arrays only)") from None
-        raise LazarusError(f"{path} is not a readable .npz file ({err})") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as err:
-        raise LazarusError(f"{path} is not a readable .npz file ({err})") from None
+        arrays, keys = read_arrays(file, _CAPS)
+    except NpzError as err:
+        raise LazarusError(f"{path}: {err} (give a file saved by 'lazarus introspect probe "
+                           "--save-direction')") from None
+    if "direction" not in arrays:
+        shown = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+        raise LazarusError(f"{path} has no 'direction' array (keys: {shown or 'none'}; save "
+                           "one under the key 'direction')")
 
     vector = _real_vector(path, arrays, "direction")
     if not np.any(vector):
@@ -165,7 +164,7 @@ def load_direction(path: str) -> Direction:
 def _real_vector(path: str, arrays: dict[str, np.ndarray], key: str) -> np.ndarray:
     """A 1-D, non-empty, real, finite float32 vector, or a one-line error naming the key."""
     value = arrays[key]
-    if value.ndim != 1 or value.size == 0 or value.dtype.kind not in "iuf":
+    if value.ndim != 1 or not 0 < value.size <= MAX_ELEMENTS or value.dtype.kind not in "iuf":
         raise LazarusError(f"{path}: '{key}' must be a non-empty 1-D array of real numbers "
                            f"(got shape {value.shape}, dtype {value.dtype})")
     with np.errstate(over="ignore"):

@@ -1,13 +1,20 @@
-"""Reading `@file` lists and writing output files atomically."""
+"""Reading `@file` lists and writing output files atomically, never over one of the run's inputs."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import re
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from lazarus.errors import LazarusError
+
+STALE_AFTER = 60.0  # seconds without a write before a dead process's temporary file is stale
+ABANDONED_AFTER = 24 * 3600.0  # seconds after which any of our temporary files is stale
 
 
 def read_lines(path: str) -> list[str]:
@@ -47,10 +54,51 @@ def check_writable(path: str) -> None:
         raise LazarusError(f"cannot write {path}: the file is read-only (choose another path)")
 
 
+def same_file(first: str, second: str) -> bool:
+    """Whether two paths name one file: the same resolved path (symlinks followed), or the same
+    device and inode (hard links, bind mounts)."""
+    if os.path.realpath(first) == os.path.realpath(second):
+        return True
+    try:
+        return os.path.samestat(os.stat(first), os.stat(second))
+    except (OSError, ValueError):
+        return False  # one of them does not exist yet, so they cannot share an inode
+
+
+def check_outputs_apart(outputs: Mapping[str, str | None],
+                        inputs: Iterable[tuple[str, str]]) -> None:
+    """Refuse a run whose output would replace one of its own inputs, or another output.
+
+    Outputs map options as the user typed them (`--output`) to paths (None: not asked for);
+    inputs are (option, path) pairs. Called before any work, so that nothing is lost.
+    """
+    inputs = list(inputs)
+    written = [(option, path) for option, path in outputs.items() if path]
+    for i, (option, path) in enumerate(written):
+        for source, read in inputs:
+            if read and same_file(path, read):
+                raise LazarusError(f"{option} {path} is the same file as the {source} input; "
+                                   f"writing it would destroy that input (give {option} "
+                                   "another path)")
+        for other, other_path in written[i + 1:]:
+            if same_file(path, other_path):
+                raise LazarusError(f"{option} and {other} name the same file "
+                                   "(give them different names)")
+
+
 def write_atomically(path: str, write: Callable[[Path], None]) -> None:
-    """Check `path` as the user gave it, then `replace_atomically` (through a symlink)."""
+    """Check `path` as the user gave it, then `replace_atomically` (through a symlink).
+
+    A full disk or another failure to write is a one-line `LazarusError`; no file is left.
+    """
     check_writable(path)
-    replace_atomically(Path(os.path.realpath(path)), write)
+    try:
+        replace_atomically(Path(os.path.realpath(path)), write)
+    except OSError as err:
+        reason = err.strerror or str(err)
+        fix = ("free some space or choose another folder"
+               if err.errno in (errno.ENOSPC, errno.EDQUOT) else "choose another path")
+        raise LazarusError(f"cannot write {path}: {reason} (nothing was written; {fix})") from None
 
 
 def replace_atomically(target: Path, write: Callable[[Path], None]) -> None:
@@ -58,17 +106,72 @@ def replace_atomically(target: Path, write: Callable[[Path], None]) -> None:
 
     A crash or an error mid-write leaves no half-written file behind. The file keeps its
     permissions, or gets the usual ones (0666 less the umask). OSError when it cannot be done.
+    The temporary file's name carries our process id, so that a later write can tell the
+    leftovers of a killed run from a concurrent run's file in progress (`remove_stale_temps`).
     """
-    fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    remove_stale_temps(target)
+    fd, temp_name = tempfile.mkstemp(prefix=f"{_temp_prefix(target)}{os.getpid()}.",
+                                     suffix=".tmp", dir=target.parent)
     temp = Path(temp_name)
     try:
+        os.close(fd)
         write(temp)
         os.chmod(temp, _mode_for(target))
         os.replace(temp, target)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temps(target: Path, now: float | None = None) -> list[Path]:
+    """Delete the temporary files that killed runs left beside `target`; return them.
+
+    A run killed outright (SIGKILL, power loss) cannot clean up after itself, so the next write
+    to the same target does it. Only our own names for this target are touched
+    (`.NAME.PID.XXXXXXXX.tmp`), and only stale ones: the process that made the file is gone and
+    the file has not changed for `STALE_AFTER` seconds (a writer in another PID namespace
+    sharing the folder is still writing), or nobody has touched it for `ABANDONED_AFTER`
+    (the PID may have been reused). A file that vanishes meanwhile was another cleaner's.
+    """
+    now = time.time() if now is None else now
+    pattern = re.compile(re.escape(_temp_prefix(target)) + r"(\d+)\.[A-Za-z0-9_]{8}\.tmp")
+    removed = []
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match is None:
+            continue
+        try:
+            age = now - entry.stat(follow_symlinks=False).st_mtime
+            if not entry.is_file(follow_symlinks=False):
+                continue
+        except OSError:
+            continue
+        dead = not _alive(int(match.group(1)))
+        if (dead and age >= STALE_AFTER) or age >= ABANDONED_AFTER:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
+
+
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name}."
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # someone else's process, or a number we cannot ask about: assume alive
+    return True
 
 
 def write_text_atomically(path: str, text: str) -> None:

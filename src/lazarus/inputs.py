@@ -9,12 +9,34 @@ from lazarus.errors import LazarusError
 from lazarus.files import read_lines
 
 
+def check_utf8(value: str, option: str) -> None:
+    """Refuse an argument that is not UTF-8 text.
+
+    Python hands undecodable argv bytes over as lone surrogates ('\\udcff'), which no
+    tokenizer, JSON file or terminal can take; a non-UTF-8 file name is refused the same way.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise LazarusError(
+            f"{option} is not valid UTF-8 (character {err.start + 1} is a byte of another "
+            "encoding; give UTF-8 text, or rename the file to a UTF-8 name)"
+        ) from None
+
+
+def file_of(value: str) -> str | None:
+    """The file an `@file` list argument reads, else None (`a|b` and `@@literal` read none)."""
+    if value.startswith("@") and not value.startswith("@@"):
+        return value[1:]
+    return None
+
+
 def parse_list(value: str, option: str, noun: str) -> list[str]:
     """`a|b|c` or `@file.txt` (one item per line, blank lines skipped); `@@…` is a literal `@…`."""
     if value.startswith("@@"):
         items = value[1:].split("|")
         source = f"--{option}"
-    elif value.startswith("@"):
+    elif file_of(value) is not None:
         items = read_lines(value[1:])
         source = f"file {value[1:]}"
     else:

@@ -14,10 +14,21 @@ def banner(title: str) -> list[str]:
 
 
 def escape(text: str) -> str:
-    """Show newlines, tabs and other control characters as escapes, so a row stays one line."""
+    """Show newlines, tabs and other non-printable characters (terminal escape sequences, bidi
+    overrides, lone surrogates) as `\\x1b`-style escapes, so a row stays one harmless line."""
     return "".join(
         ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
     )
+
+
+def terminal_safe(text: str) -> str:
+    """`escape` every line of `text`, keeping its line breaks.
+
+    The last step before anything reaches a terminal: prompts, labels and a direction file's
+    texts come from files, and an escape sequence in them must never reach the terminal raw.
+    Printable Unicode is kept as it is.
+    """
+    return "\n".join(escape(line) for line in text.split("\n"))
 
 
 def char_width(ch: str) -> int:
