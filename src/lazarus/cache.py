@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lazarus.files import replace_atomically
+from lazarus.files import remove_stale_temps, replace_atomically
 from lazarus.loading import ModelInfo, config_path
 
 FORMAT = "v1"  # bump when captured values would change for the same model and prompt
@@ -173,6 +173,7 @@ class ActivationCache:
         self.folder = self.root / FORMAT / f"{slug[-60:].strip('-.') or 'model'}-{digest[:20]}"
         self._described = {"model_id": info.model_id, "source": info.source, **described}
         self._described_written = False
+        self._cleaned: set[Path] = set()
 
     def recall_target(self, asked: str, guess: Target) -> Target:
         """What `asked` (the settings, as text) resolved to last time, else `guess`."""
@@ -212,8 +213,11 @@ class ActivationCache:
         if not self.enabled:
             return
         path = self.path(target, layer, prompt)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        replace_atomically(path, lambda temp: _save_row(temp, row))
+        if path.parent not in self._cleaned:  # a killed run's leftovers, once per folder
+            path.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_temps(path, any_target=True)
+            self._cleaned.add(path.parent)
+        replace_atomically(path, lambda temp: _save_row(temp, row), clean_stale=False)
         if not self._described_written:
             text = json.dumps(self._described, indent=2, sort_keys=True).encode()
             replace_atomically(self.folder / "model.json", lambda temp: temp.write_bytes(text))

@@ -101,7 +101,8 @@ def write_atomically(path: str, write: Callable[[Path], None]) -> None:
         raise LazarusError(f"cannot write {path}: {reason} (nothing was written; {fix})") from None
 
 
-def replace_atomically(target: Path, write: Callable[[Path], None]) -> None:
+def replace_atomically(target: Path, write: Callable[[Path], None],
+                       clean_stale: bool = True) -> None:
     """Let `write` fill a temporary file beside `target`, then rename it into place.
 
     A crash or an error mid-write leaves no half-written file behind. The file keeps its
@@ -109,7 +110,8 @@ def replace_atomically(target: Path, write: Callable[[Path], None]) -> None:
     The temporary file's name carries our process id, so that a later write can tell the
     leftovers of a killed run from a concurrent run's file in progress (`remove_stale_temps`).
     """
-    remove_stale_temps(target)
+    if clean_stale:  # callers writing many files to one folder clean it once instead
+        remove_stale_temps(target)
     fd, temp_name = tempfile.mkstemp(prefix=f"{_temp_prefix(target)}{os.getpid()}.",
                                      suffix=".tmp", dir=target.parent)
     temp = Path(temp_name)
@@ -123,7 +125,8 @@ def replace_atomically(target: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
-def remove_stale_temps(target: Path, now: float | None = None) -> list[Path]:
+def remove_stale_temps(target: Path, now: float | None = None,
+                       any_target: bool = False) -> list[Path]:
     """Delete the temporary files that killed runs left beside `target`; return them.
 
     A run killed outright (SIGKILL, power loss) cannot clean up after itself, so the next write
@@ -132,9 +135,11 @@ def remove_stale_temps(target: Path, now: float | None = None) -> list[Path]:
     the file has not changed for `STALE_AFTER` seconds (a writer in another PID namespace
     sharing the folder is still writing), or nobody has touched it for `ABANDONED_AFTER`
     (the PID may have been reused). A file that vanishes meanwhile was another cleaner's.
+    `any_target=True` cleans the leftovers of every target in `target`'s folder.
     """
     now = time.time() if now is None else now
-    pattern = re.compile(re.escape(_temp_prefix(target)) + r"(\d+)\.[A-Za-z0-9_]{8}\.tmp")
+    prefix = r"\..+\." if any_target else re.escape(_temp_prefix(target))
+    pattern = re.compile(prefix + r"(\d+)\.[A-Za-z0-9_]{8}\.tmp")
     removed = []
     try:
         entries = list(os.scandir(target.parent))
