@@ -9,12 +9,13 @@ down projection. Batched, right-padded runs are compared with each prompt alone.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-from tiny_models import VOCAB_SIZE, _spread_weights, build, build_tokenizer
+from tiny_models import VOCAB_SIZE, _spread_weights, build, build_tokenizer, configs
 from transformers import AutoModelForCausalLM, MixtralConfig, Qwen3MoeConfig
 
 from lazarus.errors import LazarusError
@@ -43,9 +44,16 @@ def _common() -> dict:
             "num_key_value_heads": 2, "max_position_embeddings": 256}
 
 
+GPT_OSS_LIMIT = 2.0  # low enough that gpt-oss's clamps engage on these weights
+
+
 def moe_configs() -> dict:
-    """Mixtral (all layers MoE, renormalised top-k) and Qwen3-MoE (layer 1 dense, raw top-k)."""
+    """Mixtral (all layers MoE, renormalised top-k), Qwen3-MoE (layer 1 dense, raw top-k) and
+    gpt-oss (4 layers, 64 wide, 4 experts, top-2) with a SwiGLU limit its values cross."""
+    gpt_oss = configs()["gpt_oss"]
+    gpt_oss.swiglu_limit = GPT_OSS_LIMIT
     return {
+        "gpt_oss": gpt_oss,
         "mixtral": MixtralConfig(**_common(), intermediate_size=24, num_hidden_layers=2,
                                  num_local_experts=EXPERTS, num_experts_per_tok=TOP_K),
         "qwen3_moe": Qwen3MoeConfig(**_common(), intermediate_size=40, moe_intermediate_size=24,
@@ -76,7 +84,6 @@ def no_grad():
 def loaded(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("moe_models")
     folders = {family: build_moe(family, root / family) for family in moe_configs()}
-    folders["gpt_oss"] = build("gpt_oss", root / "gpt_oss")  # 4 experts, top-2, 64 wide
     folders["llama"] = build("llama", root / "llama")  # dense
     return {family: load_model(read_model_info(str(path))) for family, path in folders.items()}
 
@@ -198,6 +205,11 @@ def test_units_equal_hand_computation_for_routed_tokens_only(loaded, family):
             assert difference <= TOLERANCE
             assert bool(torch.isnan(block[~routed]).all())
             assert not bool(torch.isnan(block[routed]).any())
+        if family == "gpt_oss":  # the clamps of the formula were exercised, not just written
+            gate_up = torch.einsum("th,ehi->tei", record["x"], experts.gate_up_proj)
+            gate_up = gate_up + experts.gate_up_proj_bias
+            assert bool((gate_up[..., 0::2] > GPT_OSS_LIMIT).any())
+            assert bool((gate_up[..., 1::2].abs() > GPT_OSS_LIMIT).any())
         live_experts = (~torch.isnan(units)).reshape(units.shape[0], EXPERTS, -1).all(-1)
         assert live_experts.sum(dim=-1).tolist() == [TOP_K] * units.shape[0]
         assert torch.equal(live_experts, record["routed"])
@@ -319,3 +331,51 @@ class _UnflaggedExperts(torch.nn.Module):
 def test_unknown_expert_layouts_are_refused(block):
     with pytest.raises(LazarusError, match="use the residual site"):
         find_moe(block)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_keyword_calls_read_like_positional_ones(loaded, family):
+    """The families name the routing arguments differently; a keyword call must not confuse."""
+    parts = find_moe(blocks(loaded[family].model)[0])
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(6, loaded[family].model.config.hidden_size, generator=generator)
+    index = torch.stack([torch.randperm(EXPERTS, generator=generator)[:TOP_K] for _ in range(6)])
+    weights = torch.rand(6, TOP_K, generator=generator)
+    names = list(inspect.signature(parts.experts.forward).parameters)[:3]
+    seen = []
+
+    def hook(module, args, kwargs):
+        seen.append((units_from_hook(parts, args, kwargs), router_from_hook(parts, args, kwargs)))
+
+    model = loaded[family].model
+    before = model.get_experts_implementation()
+    model.set_experts_implementation("eager")  # the fused kernels take positional routing only
+    handle = parts.experts.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        parts.experts(x, index, weights)
+        parts.experts(**dict(zip(names, (x, index, weights), strict=True)))
+    finally:
+        handle.remove()
+        model.set_experts_implementation(before)
+    (units, router), (units_kw, router_kw) = seen
+    assert torch.equal(units.isnan(), units_kw.isnan())
+    assert torch.equal(units.nan_to_num(), units_kw.nan_to_num())
+    assert torch.equal(router, router_kw)
+    expected = torch.zeros(6, EXPERTS).scatter_(1, index, weights)
+    assert torch.equal(router, expected)
+
+
+def test_bfloat16_model_gives_float32_units_of_its_own_precision(tmp_path):
+    folder = build_moe("mixtral", tmp_path / "mixtral")
+    loaded = load_model(read_model_info(str(folder)), dtype="bfloat16")
+    seen = run(loaded.model, "mixtral", PROMPTS[:2], loaded.tokenizer)
+    experts = blocks(loaded.model)[0].mlp.experts
+    record = seen[0]
+    assert record["units"].dtype == torch.float32
+    assert record["router"].dtype == torch.float32
+    for expert in range(EXPERTS):
+        routed = (record["index"] == expert).any(dim=-1)
+        expected = hand_units("mixtral", experts, expert, record["x"][routed]).float()
+        difference = worst(expert_block(record["units"], expert)[routed], expected)
+        scale = float(expected.abs().max()) if expected.numel() else 1.0
+        assert difference <= 2**-7 * scale  # bfloat16 rounding of the same operations

@@ -125,9 +125,14 @@ def hook_inputs(parts: MoeParts, args: tuple[Any, ...], kwargs: dict[str, Any]) 
     Families name the last two differently (gpt-oss: router_indices, routing_weights) and may
     pass them by keyword, so they are taken by position in the forward's own signature.
     """
-    signature = inspect.signature(parts.experts.forward)
-    bound = signature.bind(*args, **kwargs)
-    values = list(bound.arguments.values())
+    named = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    try:
+        bound = inspect.signature(parts.experts.forward).bind(*args, **kwargs)
+        values = [bound.arguments[p.name] for p in bound.signature.parameters.values()
+                  if p.kind in named and p.name in bound.arguments]
+    except (TypeError, ValueError):  # a signature that cannot be read or bound
+        values = []
+    values = values if len(values) >= 3 else list(args)
     if len(values) < 3:
         raise LazarusError(f"{type(parts.experts).__name__} was called without the routing "
                            "(expected hidden states, expert indices and weights)")
@@ -185,7 +190,7 @@ def router_weights(parts: MoeParts, top_k_index: Any, top_k_weights: Any) -> Any
     valid = (index >= 0) & (index < parts.num_experts)
     out = torch.zeros((index.shape[0], parts.num_experts + 1), dtype=torch.float32,
                       device=index.device)
-    slot = torch.where(valid, index, parts.num_experts)  # sentinels land in a spare column
+    slot = torch.where(valid, index, parts.num_experts).long()  # sentinels: a spare column
     out.scatter_(1, slot, weights.to(out.device))
     return out[:, : parts.num_experts]
 
