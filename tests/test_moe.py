@@ -379,3 +379,68 @@ def test_bfloat16_model_gives_float32_units_of_its_own_precision(tmp_path):
         difference = worst(expert_block(record["units"], expert)[routed], expected)
         scale = float(expected.abs().max()) if expected.numel() else 1.0
         assert difference <= 2**-7 * scale  # bfloat16 rounding of the same operations
+
+
+OTHER_FAMILIES = {  # more users of transformers' fused experts, each with its own twist
+    "DeepseekV3Config": {  # grouped routing with a scaling factor, shared expert, dense layer 0
+        "n_routed_experts": 8, "num_experts_per_tok": 2, "n_group": 2, "topk_group": 1,
+        "first_k_dense_replace": 1, "n_shared_experts": 1, "num_key_value_heads": 4,
+        "q_lora_rank": 16, "kv_lora_rank": 16, "qk_rope_head_dim": 8, "qk_nope_head_dim": 8,
+        "v_head_dim": 8},
+    "Qwen2MoeConfig": {"num_experts": 4, "num_experts_per_tok": 2,  # plus a shared expert
+                       "shared_expert_intermediate_size": 24},
+    "OlmoeConfig": {"num_experts": 4, "num_experts_per_tok": 2},
+    "AriaTextConfig": {"moe_num_experts": 4, "moe_topk": 2},  # transposed weights, no bias
+}
+
+
+@pytest.mark.parametrize("name", OTHER_FAMILIES)
+def test_other_fused_families_rebuild_the_experts_output(name):
+    """Built in memory from a config (no tokenizer needed): find_moe reads each layout by its
+    flags, and the units through the down projections, weighted, give the experts' output."""
+    import transformers
+
+    small = {"hidden_size": 32, "num_attention_heads": 4, "num_key_value_heads": 2,
+             "num_hidden_layers": 2, "vocab_size": 100, "intermediate_size": 48,
+             "moe_intermediate_size": 16, "head_dim": 8, "pad_token_id": 0,
+             "bos_token_id": 1, "eos_token_id": 2}
+    config = getattr(transformers, name)(**{**small, **OTHER_FAMILIES[name]})
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    _spread_weights(model, 0)
+    found = [find_moe(block) for block in blocks(model)]
+    assert found[-1] is not None
+    seen: dict = {}
+    handles = []
+    for layer, parts in enumerate(found):
+        if parts is None:
+            continue
+
+        def before(module, args, kwargs, layer=layer, parts=parts):
+            seen[layer] = {"units": units_from_hook(parts, args, kwargs),
+                           "router": router_from_hook(parts, args, kwargs)}
+
+        def after(module, args, output, layer=layer):
+            seen[layer]["out"] = output
+
+        handles += [parts.experts.register_forward_pre_hook(before, with_kwargs=True),
+                    parts.experts.register_forward_hook(after)]
+    try:
+        model(torch.randint(3, 100, (2, 9), generator=torch.Generator().manual_seed(0)),
+              use_cache=False)
+    finally:
+        for handle in handles:
+            handle.remove()
+    for layer, parts in enumerate(found):
+        if parts is None:
+            continue
+        record = seen[layer]
+        units = record["units"].reshape(-1, parts.num_experts, parts.units)  # [tokens, E, I]
+        rebuilt = torch.zeros_like(record["out"])
+        for expert in range(parts.num_experts):
+            routed = ~units[:, expert, 0].isnan()
+            down = parts.experts.down_proj[expert]
+            values = units[routed, expert] @ (down if parts.transposed else down.T)
+            rebuilt[routed] += record["router"][routed, expert, None] * values
+        assert (~units[:, :, 0].isnan()).sum(-1).tolist() == [parts.top_k] * units.shape[0]
+        assert worst(rebuilt, record["out"]) <= TOLERANCE

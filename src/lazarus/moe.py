@@ -88,8 +88,8 @@ def _parts(block: Any, name: str, experts: Any) -> MoeParts:
     missing = [flag for flag in _LAYOUT_FLAGS if not hasattr(experts, flag)]
     if missing:
         raise LazarusError(f"{type(experts).__name__} stores fused experts without transformers' "
-                           "layout flags (is_transposed, has_bias, has_gate), so lazarus cannot "
-                           "tell how its weights are used (use the residual site)")
+                           f"layout flags ({', '.join(missing)}), so lazarus cannot tell how its "
+                           "weights are used (use the residual site)")
     parent = block.get_submodule(name.rsplit(".", 1)[0]) if "." in name else block
     router = next((getattr(parent, n) for n in _ROUTER_NAMES if hasattr(parent, n)), None)
     down = experts.down_proj  # [E, I, H] if transposed, else [E, H, I]
@@ -149,7 +149,8 @@ def expert_units(
 
     Computed per expert over the tokens routed to it (as the model's own loop does), in the
     weights' dtype, then cast to float32 on the hidden states' device. `tokens` (an index into
-    the flattened tokens) keeps only those rows, so only they cost E*I floats.
+    the flattened tokens, row-major: row * sequence length + position, e.g. each row's last real
+    token) keeps only those rows, so only they cost E*I floats.
     """
     import torch
 
