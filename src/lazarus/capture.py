@@ -26,7 +26,7 @@ import numpy as np
 from lazarus.budget import BATCH_OVERHEAD_TOKENS, batch_limits, plan_batches
 from lazarus.errors import LazarusError
 from lazarus.loading import LoadedModel
-from lazarus.positions import Position, check_lengths, gather
+from lazarus.positions import Position, check_lengths, gather, token_index
 from lazarus.sites import check_site, locate
 
 Progress = Callable[[int, int], None]  # (prompts done, prompts total)
@@ -89,12 +89,17 @@ class Trace:
 
         def hook(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
                  output: Any = None) -> None:
-            value = site.extract(args, kwargs, output)
             batch, tokens = self.lengths.shape[0], int(self.lengths.max())
-            if value.dim() == 2:  # [batch * tokens, width]: MoE modules see tokens flat
-                value = value.reshape(batch, -1, value.shape[-1])
-            value = value[:, :tokens]  # [batch, tokens, width]
-            kept = gather(value, self.lengths, self.request.position)
+            flat = token_index(self.lengths, tokens, self.request.position) if site.flat \
+                else None
+            if flat is not None:  # only the kept tokens are computed: [batch, width]
+                kept = site.extract(args, kwargs, output, tokens=flat.to(_device(args, kwargs)))
+            else:
+                value = site.extract(args, kwargs, output)
+                if site.flat:  # [batch * tokens, width]: MoE modules see tokens flat
+                    value = value.reshape(batch, tokens, value.shape[-1])
+                value = value[:, :tokens]  # [batch, tokens, width]
+                kept = gather(value, self.lengths, self.request.position)
             if columns is not None:
                 kept = kept[..., list(columns)]
             self.kept[layer] = kept
@@ -102,6 +107,11 @@ class Trace:
                 raise _StopForward
 
         return hook
+
+
+def _device(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    first = args[0] if args else next(iter(kwargs.values()))
+    return first.device
 
 
 def tokenize(loaded: LoadedModel, prompts: Sequence[str]) -> list[list[int]]:

@@ -218,3 +218,17 @@ def router_from_hook(parts: MoeParts, args: tuple[Any, ...], kwargs: dict[str, A
     _, top_k_index, top_k_weights = hook_inputs(parts, args, kwargs)
     weights = router_weights(parts, top_k_index, top_k_weights)
     return weights if tokens is None else weights[tokens]
+
+
+def site(parts: MoeParts, name: str) -> Any:
+    """The engine's `sites.Site` for `mlp_post` (expert units) or `router` at this MoE block:
+    a pre-hook on the experts, whose values come per flattened token."""
+    from lazarus.sites import Site
+
+    read = units_from_hook if name == "mlp_post" else router_from_hook
+
+    def extract(args: tuple[Any, ...], kwargs: dict[str, Any], output: Any,
+                tokens: Any | None = None) -> Any:
+        return read(parts, args, kwargs, tokens)
+
+    return Site(module=parts.experts, reads_input=True, extract=extract, flat=True)

@@ -59,12 +59,27 @@ def gather(hidden: Any, lengths: Any, position: Position) -> Any:
         valid = real[..., None] & ~torch.isnan(values)  # [batch, tokens, width]
         summed = torch.where(valid, values, 0.0).sum(dim=1)  # [batch, width]
         return summed / valid.sum(dim=1)  # NaN where no token has a value
+    return hidden[rows, _index(lengths, position)].float()
+
+
+def token_index(lengths: Any, tokens: int, position: Position) -> Any | None:
+    """For one-token positions, each row's token as an index into the flattened [batch *
+    tokens] (row-major); None for `all` and `mean`, which need every token."""
+    import torch
+
+    if position in ("all", "mean"):
+        return None
+    return torch.arange(lengths.shape[0]) * tokens + _index(lengths, position)  # [batch]
+
+
+def _index(lengths: Any, position: Position) -> Any:
+    """[batch]: the token each row is read at, for one-token positions."""
+    import torch
+
     if position == "last":
-        index = lengths - 1
-    elif position == "first":
-        index = torch.zeros_like(lengths)
-    elif position >= 0:
-        index = torch.full_like(lengths, position)
-    else:
-        index = lengths + position
-    return hidden[rows, index].float()
+        return lengths - 1
+    if position == "first":
+        return torch.zeros_like(lengths)
+    if position >= 0:
+        return torch.full_like(lengths, position)
+    return lengths + position

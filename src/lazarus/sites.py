@@ -58,6 +58,9 @@ class Site:
     module: Any
     reads_input: bool
     extract: Extract
+    # Values come per flattened token ([batch * tokens, width]), and `extract` takes `tokens=`,
+    # an index of the flattened tokens to compute (MoE units cost E*I floats per token).
+    flat: bool = False
 
 
 def _first(value: Any) -> Any:

@@ -1,0 +1,219 @@
+"""Every site and position equals an independent route, on every test architecture, batched with
+padding, one layer and several at once.
+
+Oracles, none of them lazarus's hooks: the model's own `output_hidden_states` of each prompt run
+alone (resid_pre = hidden_states[L], resid_post = hidden_states[L+1]); a forward pre-hook on the
+MLP's down projection; a hand-run MLP; for MoE, each expert's formula written out in
+tests/test_moe.py and the router module's own forward; and the identity
+resid_post = resid_pre + attn_out + mlp_out, which pins what the two sub-blocks add.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+from test_moe import hand_units
+from tiny_models import ARCHITECTURES, LAYERS
+
+from lazarus.capture import CaptureRequest, capture
+from lazarus.collect import ModelSettings, collect
+from lazarus.errors import LazarusError
+from lazarus.loading import load_model, read_model_info
+from lazarus.positions import parse_position
+from lazarus.sites import decoder_blocks
+
+PROMPTS = ["2+2=", "The capital of France is", "x y", "47*47=2209", "  padded  prompt\n"]
+LAYERS_READ = (0, 2)  # several at once, and not the last (HF applies the final norm there)
+TOLERANCE = 2e-5
+POSITIONS = ("last", "first", "1", "-2", "mean", "all")
+
+
+@pytest.fixture(scope="module")
+def loaded_models(tiny_model_dirs):
+    return {arch: load_model(read_model_info(str(path))) for arch, path in tiny_model_dirs.items()}
+
+
+def alone(loaded, prompt: str) -> dict:
+    """One prompt, no padding, the whole model: hidden states and the down projections' inputs."""
+    blocks = decoder_blocks(loaded.model, LAYERS)
+    down = {}
+    handles = []
+    for layer, block in enumerate(blocks):
+        projection = next((getattr(getattr(block, "mlp", None), name, None)
+                           for name in ("down_proj", "c_proj")
+                           if isinstance(getattr(getattr(block, "mlp", None), name, None),
+                                         torch.nn.Module)), None)
+        if projection is not None:
+            handles.append(projection.register_forward_pre_hook(
+                lambda module, args, layer=layer: down.__setitem__(layer, args[0][0].float())))
+    try:
+        with torch.inference_mode():
+            ids = loaded.tokenizer(prompt, return_tensors="pt")
+            hidden = loaded.model(**ids, output_hidden_states=True).hidden_states
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {"hidden": [h[0].float() for h in hidden], "down": down}
+
+
+def worst(actual, expected) -> float:
+    difference = float(np.nanmax(np.abs(np.asarray(actual) - np.asarray(expected))))
+    print(f"max |difference| {difference:.2g}")
+    return difference
+
+
+def at(values: torch.Tensor, position: str) -> torch.Tensor:
+    """The oracle's reading of [tokens, width] at a position."""
+    parsed = parse_position(position)
+    if parsed == "all":
+        return values
+    if parsed == "mean":
+        return values.mean(dim=0)
+    index = {"last": -1, "first": 0}.get(parsed, parsed)
+    return values[index]
+
+
+@pytest.mark.parametrize("position", POSITIONS)
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_resid_post_at_every_position_equals_the_prompt_alone(loaded_models, arch, position):
+    loaded = loaded_models[arch]
+    request = CaptureRequest(layers=LAYERS_READ, position=parse_position(position))
+    captured = capture(loaded, PROMPTS, request, token_budget=40, max_batch=3)
+    for index, prompt in enumerate(PROMPTS):
+        hidden = alone(loaded, prompt)["hidden"]
+        for layer in LAYERS_READ:
+            assert worst(captured[layer][index], at(hidden[layer + 1], position)) <= TOLERANCE
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_attn_out_plus_mlp_out_is_what_the_block_adds(loaded_models, arch):
+    loaded = loaded_models[arch]
+    attn = capture(loaded, PROMPTS, CaptureRequest(LAYERS_READ, "attn_out", "all"),
+                   token_budget=40, max_batch=3)
+    mlp = capture(loaded, PROMPTS, CaptureRequest(LAYERS_READ, "mlp_out", "all"),
+                  token_budget=40, max_batch=3)
+    for index, prompt in enumerate(PROMPTS):
+        hidden = alone(loaded, prompt)["hidden"]
+        for layer in LAYERS_READ:
+            added = attn[layer][index] + mlp[layer][index]
+            assert worst(added, hidden[layer + 1] - hidden[layer]) <= TOLERANCE
+            assert np.abs(attn[layer][index]).max() > 1e-3  # neither part is trivially zero
+            assert np.abs(mlp[layer][index]).max() > 1e-3
+
+
+def test_mlp_out_of_llama_equals_a_hand_run_mlp(loaded_models):
+    loaded = loaded_models["llama"]
+    attn = capture(loaded, PROMPTS, CaptureRequest((1,), "attn_out", "all"))
+    mlp = capture(loaded, PROMPTS, CaptureRequest((1,), "mlp_out", "all"))
+    block = decoder_blocks(loaded.model, LAYERS)[1]
+    for index, prompt in enumerate(PROMPTS):
+        middle = alone(loaded, prompt)["hidden"][1] + torch.from_numpy(attn[1][index])
+        with torch.inference_mode():
+            expected = block.mlp(block.post_attention_layernorm(middle))
+        assert worst(mlp[1][index], expected) <= TOLERANCE
+
+
+@pytest.mark.parametrize("position", ["last", "all", "mean"])
+@pytest.mark.parametrize("arch", [a for a in ARCHITECTURES if a != "gpt_oss"])
+def test_dense_mlp_post_equals_a_hook_on_the_down_projection(loaded_models, arch, position):
+    loaded = loaded_models[arch]
+    request = CaptureRequest(LAYERS_READ, "mlp_post", parse_position(position))
+    captured = capture(loaded, PROMPTS, request, token_budget=40, max_batch=3)
+    for index, prompt in enumerate(PROMPTS):
+        down = alone(loaded, prompt)["down"]
+        for layer in LAYERS_READ:
+            assert worst(captured[layer][index], at(down[layer], position)) <= TOLERANCE
+
+
+def routing_alone(loaded, prompt: str, layer: int) -> dict:
+    """The router module's own forward and the experts' input, for one prompt alone."""
+    mlp = decoder_blocks(loaded.model, LAYERS)[layer].mlp
+    seen = {}
+
+    def on_router(module, args, output):
+        seen["logits"], seen["weights"], seen["index"] = output
+        seen["x"] = args[0].reshape(-1, args[0].shape[-1])
+
+    handle = mlp.router.register_forward_hook(on_router)
+    try:
+        with torch.inference_mode():
+            loaded.model(**loaded.tokenizer(prompt, return_tensors="pt"))
+    finally:
+        handle.remove()
+    return seen
+
+
+def test_moe_units_are_the_experts_own_for_routed_tokens_and_nan_elsewhere(loaded_models):
+    loaded = loaded_models["gpt_oss"]
+    experts_count, units = loaded.model.config.num_local_experts, \
+        loaded.model.config.intermediate_size
+    every = capture(loaded, PROMPTS, CaptureRequest(LAYERS_READ, "mlp_post", "all"),
+                    token_budget=40, max_batch=3)
+    last = capture(loaded, PROMPTS, CaptureRequest(LAYERS_READ, "mlp_post", "last"))
+    for layer in LAYERS_READ:
+        experts = decoder_blocks(loaded.model, LAYERS)[layer].mlp.experts
+        for index, prompt in enumerate(PROMPTS):
+            seen = routing_alone(loaded, prompt, layer)
+            values = every[layer][index].reshape(-1, experts_count, units)  # [tokens, E, I]
+            routed = ~np.isnan(values).all(axis=-1)  # [tokens, E]
+            chosen = np.zeros_like(routed)
+            np.put_along_axis(chosen, seen["index"].numpy(), True, axis=-1)
+            assert np.array_equal(routed, chosen)
+            assert not np.isnan(values[routed]).any()
+            for expert in range(experts_count):
+                tokens = np.flatnonzero(chosen[:, expert])
+                if tokens.size:
+                    with torch.no_grad():
+                        expected = hand_units("gpt_oss", experts, expert, seen["x"][tokens])
+                    assert worst(values[tokens, expert], expected) <= TOLERANCE
+            assert np.array_equal(np.isnan(last[layer][index]), np.isnan(every[layer][index][-1]))
+            assert worst(last[layer][index], every[layer][index][-1]) <= TOLERANCE
+
+
+def test_router_site_is_the_routers_own_top_k(loaded_models):
+    loaded = loaded_models["gpt_oss"]
+    captured = capture(loaded, PROMPTS, CaptureRequest(LAYERS_READ, "router", "all"),
+                       token_budget=40, max_batch=3)
+    for layer in LAYERS_READ:
+        for index, prompt in enumerate(PROMPTS):
+            seen = routing_alone(loaded, prompt, layer)
+            expected = np.zeros(captured[layer][index].shape, np.float32)
+            np.put_along_axis(expected, seen["index"].numpy(), seen["weights"].numpy(), axis=-1)
+            assert worst(captured[layer][index], expected) <= TOLERANCE
+            assert np.array_equal(captured[layer][index] > 0, expected > 0)
+
+
+@pytest.mark.parametrize("site", ["router"])
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_a_site_the_block_does_not_have_is_one_line(loaded_models, arch, site):
+    with pytest.raises(LazarusError, match="has no MoE router"):
+        capture(loaded_models[arch], PROMPTS, CaptureRequest((0,), site))
+
+
+def test_an_index_beyond_a_prompt_is_refused(loaded_models):
+    with pytest.raises(LazarusError, match=re.escape("'2+2=' has 5 tokens, so it has no token "
+                                                     "at position 5")):
+        capture(loaded_models["llama"], PROMPTS, CaptureRequest((0,), position=5))
+
+
+@pytest.mark.parametrize(("site", "position"), [("mlp_post", "all"), ("attn_out", "mean"),
+                                                ("resid_post", "-2")])
+def test_several_layers_in_one_pass_equal_one_at_a_time_and_cached_equals_fresh(
+        tiny_model_dirs, site, position):
+    info = read_model_info(str(tiny_model_dirs["gpt_oss"]))
+    request = CaptureRequest((0, 1, 3), site, parse_position(position))
+    together = collect(info, PROMPTS, request, ModelSettings(use_cache=False)).rows
+    first = collect(info, PROMPTS, request).rows  # computes and writes the cache
+    cached = collect(info, PROMPTS, request)
+    assert cached.prompts_from_cache == len(PROMPTS)
+    for layer in request.layers:
+        single = collect(info, PROMPTS, CaptureRequest((layer,), site, request.position),
+                         ModelSettings(use_cache=False)).rows[layer]
+        for index in range(len(PROMPTS)):
+            expected = single[index]
+            for rows in (together, first, cached.rows):
+                assert np.array_equal(np.isnan(rows[layer][index]), np.isnan(expected))
+                assert worst(rows[layer][index], expected) <= TOLERANCE
