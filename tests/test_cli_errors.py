@@ -97,7 +97,7 @@ def test_direction_of_the_wrong_length(capsys, tmp_path, llama_dir, direction_fi
                                                      "--from-direction",
                                                      direction_files["wrong_length"]))
     assert "10 weights" in message
-    assert "hidden size 64" in message
+    assert "the resid_post site has 64 neurons" in message
 
 
 def test_unwritable_output_is_caught_before_the_model(capsys, tmp_path):
@@ -135,7 +135,7 @@ def test_neuron_out_of_range_names_the_hidden_size(capsys, tmp_path, llama_dir):
     message = run_failing(capsys, tmp_path, *neurons(llama_dir, "-l", "0", "-p", "a",
                                                      "-n", "3,64"))
     assert "neuron 64" in message
-    assert "hidden size is 64" in message
+    assert "the resid_post site has 64 neurons at layer 0" in message
 
 
 def test_missing_required_option_is_one_line(capsys, tmp_path):

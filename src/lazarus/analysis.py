@@ -6,6 +6,7 @@ dataclasses, which `dataclasses.asdict` turns into JSON-friendly dicts.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,13 +19,19 @@ MARK_THRESHOLD = 0.5
 
 @dataclass(frozen=True)
 class NeuronStats:
-    """One neuron across all prompts; `std` is the population std (ddof=0)."""
+    """One neuron across the prompts where it has a value; `std` is the population std (ddof=0).
+
+    `count` is how many values entered: all of them, except for MoE expert units, which exist
+    only where the token was routed to their expert (NaN elsewhere). With no value at all, the
+    figures are NaN.
+    """
 
     neuron: int
     min: float
     max: float
     mean: float
     std: float
+    count: int | None = None  # None: not counted (every value present)
 
 
 @dataclass(frozen=True)
@@ -53,16 +60,16 @@ class LabelSummary:
 def neuron_stats(matrix: ActivationMatrix) -> list[NeuronStats]:
     """min, max, mean and population std of each neuron, in matrix order."""
     values = matrix.values.astype(np.float64)
-    return [
-        NeuronStats(
-            neuron=neuron,
-            min=float(column.min()),
-            max=float(column.max()),
-            mean=float(column.mean()),
-            std=float(column.std(ddof=0)),
-        )
-        for neuron, column in zip(matrix.neurons, values.T, strict=True)
-    ]
+    stats = []
+    for neuron, column in zip(matrix.neurons, values.T, strict=True):
+        present = column[~np.isnan(column)]
+        if present.size == 0:
+            stats.append(NeuronStats(neuron, *([float("nan")] * 4), count=0))
+            continue
+        stats.append(NeuronStats(neuron=neuron, min=float(present.min()),
+                                 max=float(present.max()), mean=float(present.mean()),
+                                 std=float(present.std(ddof=0)), count=int(present.size)))
+    return stats
 
 
 def point_biserial(values: np.ndarray, member: np.ndarray) -> float | None:
@@ -73,6 +80,10 @@ def point_biserial(values: np.ndarray, member: np.ndarray) -> float | None:
     (or not finite).
     """
     values = values.astype(np.float64)
+    present = ~np.isnan(values)  # MoE units: only the routed tokens count
+    values, member = values[present], member[present]
+    if values.size == 0:
+        return None
     share = float(member.mean())
     if share in (0.0, 1.0) or values.max() == values.min():
         return None
@@ -105,11 +116,12 @@ def label_correlation(matrix: ActivationMatrix) -> list[LabelSummary]:
         effects = []
         for neuron, column in zip(matrix.neurons, values.T, strict=True):
             r = point_biserial(column, member)
-            rest = column[~member]
+            inside, rest = column[member], column[~member]
+            inside, rest = inside[~np.isnan(inside)], rest[~np.isnan(rest)]
             effects.append(
                 LabelEffect(
                     neuron=neuron,
-                    mean=float(column[member].mean()),
+                    mean=float(inside.mean()) if inside.size else float("nan"),
                     rest_mean=float(rest.mean()) if rest.size else None,
                     r=r,
                     verdict=_verdict(r),
@@ -122,6 +134,22 @@ def label_correlation(matrix: ActivationMatrix) -> list[LabelSummary]:
 def most_variable(matrix: ActivationMatrix, k: int) -> list[int]:
     """The k neurons whose activations spread most across the prompts (population std), ties to
     the lower id: a starting point when the user has not chosen neurons."""
-    spread = matrix.values.astype(np.float64).std(axis=0)
-    order = np.lexsort((np.arange(spread.shape[0]), -spread))
-    return [matrix.neurons[i] for i in order[:k]]
+    return top_by_spread(matrix.values, k, matrix.neurons)
+
+
+def spread(values: np.ndarray) -> np.ndarray:
+    """Population std per column over its values (NaN ignored); -inf for a column with none."""
+    values = np.asarray(values, dtype=np.float64)
+    present = ~np.isnan(values)
+    counts = present.sum(axis=0)
+    filled = np.where(present, values, 0.0)
+    mean = filled.sum(axis=0) / np.maximum(counts, 1)
+    var = (np.where(present, values - mean, 0.0) ** 2).sum(axis=0) / np.maximum(counts, 1)
+    return np.where(counts > 0, np.sqrt(var), -np.inf)
+
+
+def top_by_spread(values: np.ndarray, k: int, neurons: Sequence[int]) -> list[int]:
+    """The k columns of largest `spread`, ties to the lower id."""
+    spread_of = spread(values)
+    order = np.lexsort((np.arange(spread_of.shape[0]), -spread_of))
+    return [int(neurons[i]) for i in order[:k]]

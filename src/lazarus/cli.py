@@ -74,6 +74,29 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {escape(message)} (see {self.prog} --help)\n")
 
 
+class _Once(argparse.Action):
+    """An option that may be given once: a second -l is a mistake, not a silent override."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[override]
+        if getattr(namespace, f"_{self.dest}_seen", False):
+            parser.error(f"{option_string} was given twice (give all layers in one, e.g. "
+                         "-l 0,2,5-7)")
+        setattr(namespace, f"_{self.dest}_seen", True)
+        setattr(namespace, self.dest, values)
+
+
+def _add_site_options(parser: argparse.ArgumentParser, probe: bool = False) -> None:
+    from lazarus.sites import SITE_HELP
+
+    sites = "; ".join(f"{name}: {text}" for name, text in SITE_HELP.items())
+    parser.add_argument("--site", choices=tuple(SITE_HELP), default="resid_post",
+                        help=f"what to read in each block ({sites})")
+    positions = "last (default), first, an index (negative from the end), mean"
+    parser.add_argument("--position", default="last",
+                        help=f"which token of each prompt: {positions}"
+                             + ("" if probe else ", or all (every token, shown as strips)"))
+
+
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-m", "--model", required=True,
                         help=f"Hugging Face model ID, local folder, or {DEMO_MODEL}")
@@ -118,8 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_model_options(neurons)
-    neurons.add_argument("-l", "--layer", type=int, required=True,
-                         help="layer to analyze (0-based; negative counts from the end)")
+    neurons.add_argument("-l", "--layer", required=True, action=_Once,
+                         help="layer(s) to analyze: one (0-based; negative counts from the "
+                              "end), a list and ranges (0,2,5-7), or all; several layers are "
+                              "read in one pass")
+    _add_site_options(neurons)
     neurons.add_argument("-p", "--prompts", required=True,
                          help="prompts, pipe-separated ('2+2=|47*47=') or @file.txt "
                               "(one per line, blank lines skipped)")
@@ -153,8 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="class B prompts, pipe-separated or @file.txt")
     probe.add_argument("--label-a", default="class_a", help="name of class A (default: class_a)")
     probe.add_argument("--label-b", default="class_b", help="name of class B (default: class_b)")
-    probe.add_argument("-l", "--layer", type=int,
-                       help="probe only this layer (default: every layer, and pick the best)")
+    probe.add_argument("-l", "--layer", action=_Once,
+                       help="probe only these layers (one, a list and ranges such as 0,2,5-7, "
+                            "or all; default: every layer, and pick the best)")
+    _add_site_options(probe, probe=True)
     probe.add_argument("--method", choices=("logistic", "difference"), default="logistic",
                        help="how the direction is fitted (default: logistic)")
     probe.add_argument("--save-direction", metavar="FILE.npz",
@@ -343,15 +371,13 @@ class ProgressBar:
 
 
 def run_neurons(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from lazarus import analysis, inputs, render
-    from lazarus.activations import ActivationMatrix
-    from lazarus.capture import CaptureRequest
-    from lazarus.collect import collect
+    from lazarus import inputs
     from lazarus.directions import load_direction
     from lazarus.files import check_outputs_apart, check_writable, write_text_atomically
     from lazarus.loading import read_model_info
+    from lazarus.neurons import analyse_neurons
+    from lazarus.positions import parse_position
+    from lazarus.render_layers import render_result, result_json
 
     # Cheap checks first: nothing heavy has happened yet.
     if args.neurons is not None and args.from_direction is not None:
@@ -371,59 +397,36 @@ def run_neurons(args: argparse.Namespace) -> int:
                         _inputs_of(args, "prompts", "labels", "from_direction"))
     direction = None if args.from_direction is None else load_direction(args.from_direction)
 
+    position = parse_position(args.position)
     info = read_model_info(args.model)
-    layer = inputs.resolve_layer(args.layer, info.layer_count)
-    if neurons is not None:
-        inputs.check_neurons_in_range(neurons, info.hidden_size)
+    layers = inputs.parse_layers(args.layer, info.layer_count)
     if direction is not None:
-        if direction.hidden_size != info.hidden_size:
-            raise LazarusError(
-                f"{args.from_direction} has {direction.hidden_size} weights but {args.model} "
-                f"has hidden size {info.hidden_size} (use a direction made for this model)")
-        if direction.layer is not None and direction.layer != layer:
+        if direction.layer is not None and direction.layer not in layers:
             warn(f"{args.from_direction} was made at layer {direction.layer}, "
-                 f"you are analysing layer {layer}")
+                 f"you are analysing layer {', '.join(map(str, layers))}")
         if direction.model_id and not _same_model(direction.model_id, args.model):
             warn(f"{args.from_direction} was made for {direction.model_id}, "
                  f"you are analysing {args.model}")
-        neurons = direction.top_neurons(top_k)
 
-    collected = collect(info, prompts, CaptureRequest(layers=(layer,)), _settings(args),
-                        progress=ProgressBar("capturing"), notify=note)
-    rows = collected.rows[layer]
-    full = ActivationMatrix.from_rows(rows, prompts, layer, labels, model_id=args.model)
-    selection = None
-    if neurons is None:
-        neurons = analysis.most_variable(full, top_k)
-        selection = (f"no neurons given: the {len(neurons)} with the largest std across these "
-                     "prompts")
-        if not np.any(full.values.std(axis=0)):
-            selection = (f"no neurons given, and every neuron is constant across these prompts: "
-                         f"showing neurons {neurons[0]} to {neurons[-1]}")
-    elif direction is not None:
-        selection = f"top {len(neurons)} of {args.from_direction} by {direction.ranking_name()}"
-    matrix = full.select(neurons)
-
-    stats = analysis.neuron_stats(matrix)
-    summaries = analysis.label_correlation(matrix) if labels else None
-    weights = direction.weights_of(neurons) if direction is not None else None
-    direction_labels = ((direction.label_positive, direction.label_negative)
-                        if direction is not None else None)
-    report = render.render_neurons_report(
-        matrix, stats, summaries, weights=weights, direction_labels=direction_labels,
-        selection=selection)
+    result = analyse_neurons(
+        info, prompts, layers, site=args.site, position=position, neurons=neurons,
+        direction=direction, direction_name=args.from_direction or "", top_k=top_k,
+        labels=labels, settings=_settings(args), progress=ProgressBar("capturing"), notify=note)
+    report = render_result(result)
     if args.output is not None:  # before the report, so that a closed pipe cannot lose it
+        collected = result.collected
         extra = {
             "lazarus_version": __version__,
-            "site": "resid_post",
-            "position": "last",
+            "site": args.site,
+            "position": position,
             "layer_count": info.layer_count,
             "hidden_size": info.hidden_size,
+            "site_width": result.layers[0].width,
             "dtype": collected.dtype,
             "device": collected.device,
-            "neuron_selection": selection or "--neurons",
+            "neuron_selection": result.selection or "--neurons",
         }
-        document = render.neurons_json(matrix, stats, summaries, weights, extra)
+        document = result_json(result, extra)
         write_text_atomically(args.output, json.dumps(document, indent=2) + "\n")
     out(report)
     if args.output is not None:
@@ -432,12 +435,15 @@ def run_neurons(args: argparse.Namespace) -> int:
 
 
 def run_probe(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from lazarus import inputs, probe
     from lazarus.capture import CaptureRequest
     from lazarus.collect import collect
     from lazarus.directions import save_direction
     from lazarus.files import check_outputs_apart, check_writable, write_text_atomically
     from lazarus.loading import read_model_info
+    from lazarus.positions import parse_position
     from lazarus.render_probe import probe_json, render_probe_report
 
     class_a = inputs.parse_prompts(args.class_a, "class-a")
@@ -460,14 +466,22 @@ def run_probe(args: argparse.Namespace) -> int:
     check_outputs_apart({"--save-direction": args.save_direction, "--output": args.output},
                         _inputs_of(args, "class_a", "class_b", "test"))
 
+    position = parse_position(args.position)
+    if position == "all":
+        raise LazarusError("the probe classifies prompts, so it needs one vector per prompt "
+                           "(use --position last, first, an index, or mean)")
     info = read_model_info(args.model)
     if args.layer is None:
         layers = tuple(range(info.layer_count))
     else:
-        layers = (inputs.resolve_layer(args.layer, info.layer_count),)
+        layers = inputs.parse_layers(args.layer, info.layer_count)
     prompts = class_a + class_b + tests  # one pass for everything
-    collected = collect(info, prompts, CaptureRequest(layers=layers), _settings(args),
-                        progress=ProgressBar("capturing"), notify=note)
+    collected = collect(info, prompts, CaptureRequest(layers, args.site, position),
+                        _settings(args), progress=ProgressBar("capturing"), notify=note)
+    if any(np.isnan(rows).any() for rows in collected.rows.values()):
+        raise LazarusError(f"the {args.site} values of this MoE model exist only for the experts "
+                           "each token was routed to, so a probe cannot use them (probe "
+                           "--site router, resid_post or mlp_out)")
     trained = len(class_a) + len(class_b)
     report = probe.probe_layers(
         {layer: rows[:trained] for layer, rows in collected.rows.items()}, len(class_a),
@@ -475,12 +489,13 @@ def run_probe(args: argparse.Namespace) -> int:
     predictions = probe.predict_rows(report.fit, collected.rows[report.best_layer][trained:])
     # Files first, so that a closed pipe on stdout cannot lose them.
     if args.save_direction is not None:
-        save_direction(args.save_direction, probe.to_direction(report, args.model))
+        save_direction(args.save_direction, probe.to_direction(report, args.model, args.site,
+                                                               str(position)))
     if args.output is not None:
         document = probe_json(report, model_id=args.model, test_prompts=tests,
                               predictions=predictions)
         document.update(lazarus_version=__version__, dtype=collected.dtype,
-                        device=collected.device, site="resid_post", position="last")
+                        device=collected.device, site=args.site, position=position)
         write_text_atomically(args.output, json.dumps(document, indent=2) + "\n")
     out(render_probe_report(report, test_prompts=tests, predictions=predictions).rstrip("\n"))
     if args.save_direction is not None:

@@ -21,7 +21,8 @@ from lazarus.errors import LazarusError
 from lazarus.files import write_atomically
 from lazarus.npz import NpzError, read_arrays
 
-_TEXT_KEYS = ("label_positive", "label_negative", "model_id", "method", "ranking")
+_TEXT_KEYS = ("label_positive", "label_negative", "model_id", "method", "ranking", "site",
+              "position")
 _NUMBER_KEYS = ("accuracy", "separation", "class_a_mean_projection", "class_b_mean_projection")
 MAX_ELEMENTS = 1 << 24  # per vector: far above any model's hidden size, bounds the memory used
 _VECTOR_BYTES = MAX_ELEMENTS * 8  # float64 is fine too
@@ -46,6 +47,8 @@ class Direction:
     importance: np.ndarray | None = None  # per neuron, larger = separates the classes more
     ranking: str | None = None  # what `importance` measures, shown to the user
     metrics: dict[str, float] = field(default_factory=dict)  # accuracy, separation, ...
+    site: str | None = None  # where it was read (`sites.SITES`); None: resid_post
+    position: str | None = None  # which token (`positions`); None: last
 
     @property
     def hidden_size(self) -> int:
@@ -157,6 +160,8 @@ def load_direction(path: str) -> Direction:
         method=text("method"),
         importance=importance,
         ranking=text("ranking"),
+        site=text("site"),
+        position=text("position"),
         metrics={key: value for key, value in metrics.items() if value is not None},
     )
 

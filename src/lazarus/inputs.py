@@ -90,15 +90,6 @@ def parse_neurons(value: str) -> list[int]:
     return ids
 
 
-def check_neurons_in_range(neurons: list[int], hidden_size: int) -> None:
-    for neuron in neurons:
-        if neuron >= hidden_size:
-            raise LazarusError(
-                f"neuron {neuron} is out of range: this model's hidden size is {hidden_size} "
-                f"(use ids 0 to {hidden_size - 1})"
-            )
-
-
 def resolve_layer(layer: int, layer_count: int) -> int:
     """A layer index, negative counting from the end, checked against the model's depth."""
     if not -layer_count <= layer < layer_count:
@@ -107,3 +98,35 @@ def resolve_layer(layer: int, layer_count: int) -> int:
             f"(use 0 to {layer_count - 1}, or -1 to -{layer_count} from the end)"
         )
     return layer % layer_count
+
+
+def parse_layers(text: str, layer_count: int) -> tuple[int, ...]:
+    """`3`, `-1`, `0,2,5-7` or `all`: layers in the order given, each resolved and listed once.
+
+    A range `a-b` includes both ends; negative layers count from the end (a range of them is
+    written with spaces or commas around it, e.g. `-2`, or `0,-1`)."""
+    value = text.strip()
+    if value == "all":
+        return tuple(range(layer_count))
+    layers: list[int] = []
+    for part in value.split(","):
+        item = part.strip()
+        try:
+            if "-" in item[1:]:
+                cut = item.index("-", 1)
+                first, last = int(item[:cut]), int(item[cut + 1:])
+                if first > last:
+                    raise LazarusError(f"layer range {item!r} runs backwards (write it low-high, "
+                                       "e.g. 2-5)")
+                numbers = list(range(first, last + 1))
+            else:
+                numbers = [int(item)]
+        except ValueError:
+            raise LazarusError(f"layer {item!r} is not a layer number, a range or 'all' "
+                               "(e.g. -l 3, -l 0,2,5-7, -l all)") from None
+        for number in numbers:
+            layer = resolve_layer(number, layer_count)
+            if layer in layers:
+                raise LazarusError(f"layer {layer} is listed twice in -l (list each once)")
+            layers.append(layer)
+    return tuple(layers)

@@ -202,13 +202,7 @@ def load_model(
     placement = {"device_map": device_map} if device_map is not None else {}
 
     def from_pretrained(loader: Any, **kwargs: Any) -> Any:
-        common = {"trust_remote_code": trust_remote_code, **kwargs}
-        try:
-            return loader.from_pretrained(info.source, local_files_only=True, **common)
-        except OSError:
-            if Path(info.source).is_dir():
-                raise
-            return loader.from_pretrained(info.source, **common)
+        return _from_pretrained(info, loader, trust_remote_code, **kwargs)
 
     deepest = info.layer_count - 1 if up_to_layer is None else up_to_layer
     check_safetensors(_local_files(info, ".safetensors"))
@@ -243,6 +237,31 @@ def load_model(
         dtype=str(weight.dtype).removeprefix("torch."),
         block_count=_block_count(model.config, info.layer_count),
     )
+
+
+def _from_pretrained(info: ModelInfo, loader: Any, trust_remote_code: bool, **kwargs: Any) -> Any:
+    """`loader.from_pretrained`, from the local cache first, then the Hub."""
+    common = {"trust_remote_code": trust_remote_code, **kwargs}
+    try:
+        return loader.from_pretrained(info.source, local_files_only=True, **common)
+    except OSError:
+        if Path(info.source).is_dir():
+            raise
+        return loader.from_pretrained(info.source, **common)
+
+
+def token_texts(info: ModelInfo, prompts: list[str], trust_remote_code: bool = False,
+                ) -> list[list[str]]:
+    """Each prompt's tokens as text, as the capture engine tokenizes it (the tokenizer alone
+    is loaded, not the model)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = _from_pretrained(info, AutoTokenizer, trust_remote_code)
+    except Exception as err:  # noqa: BLE001 - any failure inside from_pretrained
+        raise LazarusError(_load_failure(info, err, trust_remote_code)) from None
+    return [[tokenizer.decode([token]) for token in tokenizer(prompt)["input_ids"]]
+            for prompt in prompts]
 
 
 _LAYER_COUNT_KEYS = ("num_hidden_layers", "n_layer", "num_layers")

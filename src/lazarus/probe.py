@@ -595,7 +595,8 @@ def predict_rows(fit: ProbeFit, rows: np.ndarray) -> tuple[Prediction, ...]:
     return tuple(predict(fit, row) for row in np.asarray(rows))
 
 
-def to_direction(report: ProbeReport, model_id: str | None = None) -> Direction:
+def to_direction(report: ProbeReport, model_id: str | None = None, site: str = "resid_post",
+                 position: str = "last") -> Direction:
     """The chosen layer's direction, ready for `lazarus.directions.save_direction`."""
     fit, best = report.fit, report.best
     return Direction(
@@ -607,6 +608,8 @@ def to_direction(report: ProbeReport, model_id: str | None = None) -> Direction:
         method=report.method,
         importance=fit.importance.astype(np.float32),
         ranking=report.ranking,
+        site=site,
+        position=position,
         metrics={
             "accuracy": best.accuracy,
             "accuracy_std": best.accuracy_std,

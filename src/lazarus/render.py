@@ -34,7 +34,11 @@ def map_decimals(values: np.ndarray) -> int:
 
 
 def _signed(value: float | None, decimals: int) -> str:
-    return "n/a" if value is None else f"{value:+.{decimals}f}"
+    if value is None:
+        return "n/a"
+    if np.isnan(value):  # MoE expert units: the token was not routed to the expert
+        return "·"
+    return f"{value:+.{decimals}f}"
 
 
 # --- the grid shared by the map and the heatmap -------------------------------------------------
@@ -76,11 +80,12 @@ def heat_levels(values: np.ndarray) -> np.ndarray:
     """Heat level 0..4 of each value: floor(4 * (v - min) / (max - min)) over the whole map.
 
     When every value is the same there is no low or high, so every cell gets the middle
-    level 2 ('▒'). Non-finite values get -1 (shown as '?') and do not set the scale.
+    level 2 ('▒'). Infinities get -1 (shown as '?'), NaN (no value: an MoE unit whose expert
+    the token was not routed to) gets -2 (shown as '·'); neither sets the scale.
     """
     values = np.asarray(values, dtype=np.float64)
     finite = np.isfinite(values)
-    levels = np.full(values.shape, -1, dtype=np.int64)
+    levels = np.where(np.isnan(values), -2, -1).astype(np.int64)
     if not finite.any():
         return levels
     low, high = values[finite].min(), values[finite].max()
@@ -97,7 +102,12 @@ def render_activation_map(matrix: ActivationMatrix, decimals: int) -> str:
     widths = _column_widths(matrix, cells)
     aligned = [[c.rjust(width) for c, width in zip(row, widths, strict=True)] for row in cells]
     title = f"NEURON ACTIVATION MAP AT LAYER {matrix.layer}"
-    return "\n".join(banner(title) + _grid(matrix, aligned, widths))
+    return "\n".join(banner(title) + _reading(matrix) + _grid(matrix, aligned, widths))
+
+
+def _reading(matrix: ActivationMatrix) -> list[str]:
+    """A line saying which site is shown, unless it is the spec's (the residual stream)."""
+    return [] if matrix.site == "resid_post" else [f"(site: {matrix.site})"]
 
 
 def render_heatmap(matrix: ActivationMatrix, decimals: int) -> str:
@@ -108,7 +118,7 @@ def render_heatmap(matrix: ActivationMatrix, decimals: int) -> str:
     for row in levels.tolist():
         line = []
         for level, width in zip(row, widths, strict=True):
-            block = "????" if level < 0 else GLYPHS[level] * 4
+            block = {-2: " ·· ", -1: "????"}.get(level) or GLYPHS[level] * 4
             left = (width - 4) // 2
             line.append(" " * left + block + " " * (width - 4 - left))
         cells.append(line)
@@ -144,20 +154,26 @@ def render_stats(
     direction_labels: tuple[str | None, str | None] | None = None,
     ranking: str | None = None,
     selection: str | None = None,
+    title: str = "NEURON STATISTICS",
+    samples: int | None = None,
 ) -> str:
     """One line per neuron; with direction weights, a closing note on what their sign means.
 
-    `selection` says where the neurons came from when the user did not list them.
+    `selection` says where the neurons came from when the user did not list them. A neuron
+    with values on fewer than `samples` rows (MoE units) says on how many (`n=`).
     """
     names = _neuron_ids([s.neuron for s in stats])
     mins = _aligned([_signed(s.min, decimals) for s in stats])
     maxes = _aligned([_signed(s.max, decimals) for s in stats])
     means = _aligned([_signed(s.mean, decimals) for s in stats])
-    stds = _aligned([f"{s.std:.{decimals}f}" for s in stats])
+    stds = _aligned(["·" if np.isnan(s.std) else f"{s.std:.{decimals}f}" for s in stats])
     lines = [
         f"{name}: min= {mn}, max= {mx}, mean= {me}, std= {sd}"
         for name, mn, mx, me, sd in zip(names, mins, maxes, means, stds, strict=True)
     ]
+    if samples is not None and any(s.count is not None and s.count < samples for s in stats):
+        lines = [f"{line}, n={s.count} of {samples}" for line, s in zip(lines, stats,
+                                                                       strict=True)]
     if weights is not None:
         found = [weights.get(s.neuron) for s in stats]
         digits = max(4, map_decimals(np.array([w for w in found if w is not None])))
@@ -171,18 +187,19 @@ def render_stats(
         ]
         if ranking:
             lines.append(f"Neurons ranked by {ranking}.")
-    heading = banner("NEURON STATISTICS") + ([f"({selection})"] if selection else [])
+    heading = banner(title) + ([f"({selection})"] if selection else [])
     return "\n".join(heading + lines)
 
 
-def render_label_correlation(summaries: list[LabelSummary], decimals: int) -> str:
+def render_label_correlation(summaries: list[LabelSummary], decimals: int,
+                             title: str = "LABEL CORRELATION") -> str:
     """Per label: each neuron's mean on its prompts, r, and an arrow when |r| is large."""
     rule = (f"(r = point-biserial correlation of the neuron with the label; "
             f"← marks |r| ≥ {MARK_THRESHOLD:g})")
     effects = [e for s in summaries for e in s.effects]
     names = iter(_neuron_ids([e.neuron for e in effects]))
     means = iter(_aligned([_signed(e.mean, decimals) for e in effects]))
-    lines = banner("LABEL CORRELATION") + [rule]
+    lines = banner(title) + [rule]
     for summary in summaries:
         label = escape(summary.label)
         noun = "prompt" if summary.count == 1 else "prompts"
@@ -204,19 +221,26 @@ def render_neurons_report(
     direction_labels: tuple[str | None, str | None] | None = None,
     ranking: str | None = None,
     selection: str | None = None,
+    at_layer: bool = False,
+    grids: bool = True,
 ) -> str:
     """The spec's sections in order, a blank line apart, without a trailing newline.
 
-    Statistics and label means show one more decimal than the map.
+    Statistics and label means show one more decimal than the map. `at_layer` names the layer
+    in every title (several layers are shown); `grids=False` leaves out the map and heatmap
+    (per-token views show strips instead).
     """
     decimals = map_decimals(matrix.values)
-    sections = [
-        render_activation_map(matrix, decimals),
-        render_heatmap(matrix, decimals),
-        render_stats(stats, decimals + 1, weights, direction_labels, ranking, selection),
-    ]
+    at = f" AT LAYER {matrix.layer}" if at_layer else ""
+    sections = []
+    if grids:
+        sections += [render_activation_map(matrix, decimals), render_heatmap(matrix, decimals)]
+    sections.append(render_stats(stats, decimals + 1, weights, direction_labels, ranking,
+                                 selection, title=f"NEURON STATISTICS{at}",
+                                 samples=matrix.values.shape[0]))
     if label_summaries is not None:
-        sections.append(render_label_correlation(label_summaries, decimals + 1))
+        sections.append(render_label_correlation(label_summaries, decimals + 1,
+                                                 title=f"LABEL CORRELATION{at}"))
     return "\n\n".join(sections)
 
 

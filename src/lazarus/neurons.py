@@ -1,0 +1,166 @@
+"""How chosen neurons fire across prompts, at one or several layers, at any site and token
+position: the analysis behind `lazarus introspect neurons`, as plain results (never prints).
+
+One capture pass (`collect`) reads every asked-for layer. The neurons are the same ids at every
+layer, so that one neuron can be followed across layers: the ones given, the top-k of a
+direction file, or else the k with the largest spread (population std) across the prompts,
+averaged over the layers. With `position="all"` every real token of every prompt is a sample:
+statistics and label means are over tokens, and each prompt's per-token values are kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from lazarus import analysis
+from lazarus.activations import ActivationMatrix
+from lazarus.analysis import LabelSummary, NeuronStats
+from lazarus.capture import CaptureRequest, Progress
+from lazarus.collect import Collected, ModelSettings, collect
+from lazarus.directions import Direction
+from lazarus.errors import LazarusError
+from lazarus.loading import ModelInfo, token_texts
+from lazarus.positions import Position
+
+RESIDUAL_SITES = ("resid_post", "attn_out", "mlp_out")  # one width: the hidden size
+
+
+@dataclass(frozen=True)
+class LayerResult:
+    """One layer: values of the chosen neurons (a row per prompt, or per token for "all"),
+    their statistics and, with labels, their per-label means."""
+
+    matrix: ActivationMatrix
+    stats: list[NeuronStats]
+    label_summaries: list[LabelSummary] | None
+    per_token: tuple[np.ndarray, ...] | None = None  # "all": [tokens, neurons] per prompt
+    width: int = 0  # neurons the site has at this layer
+
+
+@dataclass(frozen=True)
+class NeuronsResult:
+    layers: tuple[LayerResult, ...]
+    neurons: tuple[int, ...]
+    prompts: tuple[str, ...]
+    labels: tuple[str, ...] | None
+    site: str
+    position: Position
+    selection: str | None  # where the neurons came from, said to the user (None: --neurons)
+    tokens: tuple[tuple[str, ...], ...] | None = None  # "all": each prompt's token texts
+    weights: dict[int, float] | None = None  # the direction's weights of the neurons
+    direction_labels: tuple[str | None, str | None] | None = None
+    collected: Collected | None = None
+
+    @property
+    def layer_ids(self) -> list[int]:
+        return [result.matrix.layer for result in self.layers]
+
+
+def analyse_neurons(
+    info: ModelInfo,
+    prompts: Sequence[str],
+    layers: Sequence[int],
+    *,
+    site: str = "resid_post",
+    position: Position = "last",
+    neurons: Sequence[int] | None = None,
+    direction: Direction | None = None,
+    direction_name: str = "the direction",
+    top_k: int = 10,
+    labels: Sequence[str] | None = None,
+    settings: ModelSettings | None = None,
+    progress: Progress | None = None,
+    notify: Callable[[str], None] | None = None,
+) -> NeuronsResult:
+    """Capture `layers` at `site` and `position` for `prompts` in one pass, choose the neurons,
+    and compute their statistics per layer."""
+    if neurons is not None and site in RESIDUAL_SITES:
+        check_neurons(neurons, info.hidden_size, site, layers[0])
+    if direction is not None and site in RESIDUAL_SITES:
+        check_direction_width(direction, info.hidden_size, direction_name, site)
+    request = CaptureRequest(layers=tuple(layers), site=site, position=position)
+    collected = collect(info, prompts, request, settings or ModelSettings(), progress=progress,
+                        notify=notify)
+    every = position == "all"
+    per_prompt = collected.rows  # {layer: [prompts, width]} or {layer: [[tokens, width], ...]}
+    samples = {layer: np.concatenate(rows) if every else rows  # [samples, width]
+               for layer, rows in per_prompt.items()}
+    widths = {layer: values.shape[-1] for layer, values in samples.items()}
+    for layer, width in widths.items():
+        if neurons is not None:
+            check_neurons(neurons, width, site, layer)
+        if direction is not None:
+            check_direction_width(direction, width, direction_name, site)
+
+    if direction is not None:
+        chosen = direction.top_neurons(top_k)
+        selection = f"top {len(chosen)} of {direction_name} by {direction.ranking_name()}"
+    elif neurons is not None:
+        chosen, selection = list(neurons), None
+    else:
+        chosen, selection = _most_variable(samples, top_k, every)
+
+    sample_labels = None
+    if labels is not None:
+        counts = [len(rows) for rows in per_prompt[layers[0]]] if every else [1] * len(prompts)
+        sample_labels = [label for label, n in zip(labels, counts, strict=True)
+                         for _ in range(n)]
+    names = _sample_names(prompts, per_prompt[layers[0]]) if every else list(prompts)
+    results = []
+    for layer in layers:
+        matrix = ActivationMatrix(values=samples[layer][:, chosen], prompts=tuple(names),
+                                  neurons=tuple(chosen), layer=layer,
+                                  labels=None if sample_labels is None else tuple(sample_labels),
+                                  site=site, model_id=info.model_id)
+        per_token = (tuple(rows[:, chosen] for rows in per_prompt[layer]) if every else None)
+        results.append(LayerResult(
+            matrix=matrix, stats=analysis.neuron_stats(matrix),
+            label_summaries=analysis.label_correlation(matrix) if labels else None,
+            per_token=per_token, width=widths[layer]))
+    tokens = None
+    if every:
+        texts = token_texts(info, list(prompts), (settings or ModelSettings()).trust_remote_code)
+        tokens = tuple(tuple(row) for row in texts)
+    return NeuronsResult(
+        layers=tuple(results), neurons=tuple(chosen), prompts=tuple(prompts),
+        labels=None if labels is None else tuple(labels), site=site, position=position,
+        selection=selection, tokens=tokens,
+        weights=direction.weights_of(chosen) if direction is not None else None,
+        direction_labels=((direction.label_positive, direction.label_negative)
+                          if direction is not None else None),
+        collected=collected)
+
+
+def _most_variable(samples: dict[int, np.ndarray], k: int, every: bool) -> tuple[list[int], str]:
+    spreads = np.mean([analysis.spread(values) for values in samples.values()], axis=0)
+    order = np.lexsort((np.arange(spreads.shape[0]), -spreads))
+    chosen = [int(i) for i in order[:k]]
+    across = "tokens" if every else "prompts"
+    over = "" if len(samples) == 1 else ", averaged over the layers"
+    if not np.any(spreads[np.isfinite(spreads)] > 0):
+        return chosen, (f"no neurons given, and every neuron is constant across these {across}: "
+                        f"showing neurons {chosen[0]} to {chosen[-1]}")
+    return chosen, (f"no neurons given: the {len(chosen)} with the largest std across these "
+                    f"{across}{over}")
+
+
+def _sample_names(prompts: Sequence[str], rows: list[np.ndarray]) -> list[str]:
+    return [f"{prompt}[{j}]" for prompt, values in zip(prompts, rows, strict=True)
+            for j in range(values.shape[0])]
+
+
+def check_neurons(neurons: Sequence[int], width: int, site: str, layer: int) -> None:
+    for neuron in neurons:
+        if neuron >= width:
+            raise LazarusError(
+                f"neuron {neuron} is out of range: the {site} site has {width} neurons at layer "
+                f"{layer} (use ids 0 to {width - 1})")
+
+
+def check_direction_width(direction: Direction, width: int, name: str, site: str) -> None:
+    if direction.hidden_size != width:
+        raise LazarusError(f"{name} has {direction.hidden_size} weights but the {site} site has "
+                           f"{width} neurons (use a direction made for this model and site)")
