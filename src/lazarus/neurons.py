@@ -38,6 +38,7 @@ class LayerResult:
     label_summaries: list[LabelSummary] | None
     per_token: tuple[np.ndarray, ...] | None = None  # "all": [tokens, neurons] per prompt
     width: int = 0  # neurons the site has at this layer
+    experts: int | None = None  # MoE mlp_post: neuron n is unit n % (width / E) of expert n // ..
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,8 @@ def analyse_neurons(
         results.append(LayerResult(
             matrix=matrix, stats=analysis.neuron_stats(matrix),
             label_summaries=analysis.label_correlation(matrix) if labels else None,
-            per_token=per_token, width=widths[layer]))
+            per_token=per_token, width=widths[layer],
+            experts=moe_experts(info, site, widths[layer])))
     tokens = None
     if every:
         texts = token_texts(info, list(prompts), (settings or ModelSettings()).trust_remote_code)
@@ -164,3 +166,14 @@ def check_direction_width(direction: Direction, width: int, name: str, site: str
     if direction.hidden_size != width:
         raise LazarusError(f"{name} has {direction.hidden_size} weights but the {site} site has "
                            f"{width} neurons (use a direction made for this model and site)")
+
+
+def moe_experts(info: ModelInfo, site: str, width: int) -> int | None:
+    """E when the mlp_post site of this layer is MoE units (E experts x I units), else None."""
+    text = info.config.get("text_config") or info.config
+    experts = next((text[key] for key in ("num_local_experts", "num_experts", "n_routed_experts")
+                    if isinstance(text.get(key), int) and text[key] > 0), None)
+    units = text.get("moe_intermediate_size") or text.get("intermediate_size")
+    if site != "mlp_post" or experts is None or not isinstance(units, int):
+        return None
+    return experts if width == experts * units else None

@@ -31,6 +31,11 @@ def render_result(result: NeuronsResult, ranking: str | None = None) -> str:
     for layer in result.layers:
         if every:
             parts.append(render_strips(result, layer))
+        if layer.experts:
+            units = layer.width // layer.experts
+            parts.append(f"(layer {layer.matrix.layer} is an MoE layer: neuron n is unit "
+                         f"n % {units} of expert n // {units}; · = the token was not routed to "
+                         "that expert, and statistics count only the routed ones)")
         parts.append(render_neurons_report(
             layer.matrix, layer.stats, layer.label_summaries, weights=result.weights,
             direction_labels=result.direction_labels, ranking=ranking,
@@ -46,7 +51,7 @@ def render_strips(result: NeuronsResult, layer: LayerResult) -> str:
     columns = np.concatenate(layer.per_token)  # [every token, neurons]
     levels = [heat_levels(column) for column in columns.T]  # per neuron, over every token
     decimals = map_decimals(columns)
-    names = [f"N{neuron:>5}" for neuron in result.neurons]
+    names = [f"N{neuron}" for neuron in result.neurons]
     label_width = max(len("tokens"), *(len(n) for n in names))
     lines = banner(f"PER-TOKEN VALUES AT LAYER {layer.matrix.layer} "
                    "(░ = low, ▒ = medium, ▓ = high, █ = max; · = no value)")
@@ -55,7 +60,7 @@ def render_strips(result: NeuronsResult, layer: LayerResult) -> str:
         present = column[np.isfinite(column)]
         low, high = ((f"{present.min():+.{decimals}f}", f"{present.max():+.{decimals}f}")
                      if present.size else ("·", "·"))
-        scales.append(f"{name.strip()} {low} to {high}")
+        scales.append(f"{name} {low} to {high}")
     lines.append(f"(each neuron on its own scale over every token: {'; '.join(scales)})")
     start = 0
     for index, (prompt, tokens) in enumerate(zip(result.prompts, result.tokens, strict=True)):
@@ -138,6 +143,11 @@ def _layer_json(result: NeuronsResult, layer: LayerResult) -> dict:
         matrix = replace(matrix, prompts=result.prompts, labels=result.labels,
                          values=np.zeros((len(result.prompts), len(result.neurons)), np.float32))
     document = neurons_json(matrix, layer.stats, layer.label_summaries, result.weights, {})
+    if layer.experts:
+        units = layer.width // layer.experts
+        document["moe"] = {"experts": layer.experts, "units_per_expert": units,
+                           "expert_unit": {str(n): list(divmod(n, units))
+                                           for n in result.neurons}}
     samples = layer.matrix.values.shape[0]
     for stat in layer.stats:
         if stat.count is not None and stat.count < samples:
