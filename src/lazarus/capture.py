@@ -223,6 +223,7 @@ def capture(
             batch_rows: dict[int, np.ndarray] = {}
             for layer in request.layers:
                 hidden = sink[layer]  # [batch, tokens, width]
+                _check_site_shape(loaded, request, layer, hidden, tuple(input_ids.shape))
                 gathered = hidden[rows.to(hidden.device), last.to(hidden.device)]
                 values = gathered.float().cpu().numpy()  # [batch, width]
                 if layer not in results:
@@ -236,6 +237,23 @@ def capture(
             if progress is not None:
                 progress(done, len(prompts))
     return results
+
+
+def _check_site_shape(loaded: LoadedModel, request: CaptureRequest, layer: int, hidden: Any,
+                      batch_shape: tuple[int, int]) -> None:
+    """Refuse a site that is not one vector per token (Gemma 3n's blocks, for one, output four
+    parallel streams): there is no single row to read, and guessing would be silently wrong."""
+    shape = tuple(getattr(hidden, "shape", ()))
+    if len(shape) != 3 or shape[:2] != batch_shape:
+        raise LazarusError(
+            f"the {request.site} site of layer {layer} of this {loaded.info.model_type} model is "
+            f"a tensor of shape {list(shape)}, not one vector per token of the "
+            f"{list(batch_shape)} batch (this architecture is not supported)")
+    if request.site == "residual" and shape[2] != loaded.info.hidden_size:
+        raise LazarusError(
+            f"the residual stream of this {loaded.info.model_type} model is {shape[2]} wide but "
+            f"its config says {loaded.info.hidden_size} (several parallel streams?); this "
+            "architecture is not supported")
 
 
 def is_out_of_memory(err: BaseException) -> bool:
