@@ -84,6 +84,15 @@ REFUSED: dict[str, str] = {
 }
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Models this small run fastest on one thread; more only spin against each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def build(family: str, folder: Path) -> Path:
     config = tiny_config(family)
     torch.manual_seed(0)
