@@ -26,7 +26,7 @@ from lazarus.errors import LazarusError
 from lazarus.loading import load_model, read_model_info
 
 PROMPTS = ["The capital of France is", "2+2="]  # of different lengths: the batch is padded
-LOADS = ((0, 1), (LAYERS - 1,))  # layers read per partial load: up to a middle layer; the last
+LOADS = ((0,), (0, 1), (LAYERS - 1,))  # layers read per partial load: first, middle, last
 TOLERANCE = 1e-4  # relative to the largest value of the oracle's row
 
 FAMILIES = sorted(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
