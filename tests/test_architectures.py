@@ -18,7 +18,7 @@ import pytest
 import torch
 from tiny_configs import LAYERS, tiny_config
 from tiny_models import build_tokenizer
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
 from lazarus.capture import CaptureRequest, capture
@@ -195,3 +195,19 @@ def test_family_is_read_exactly_or_refused_in_one_line(family, tmp_path):
             difference = relative_difference(values, expected[layer])
             print(f"{family} layer {layer}: relative difference {difference:.2g}")
             assert difference <= TOLERANCE, f"{family} layer {layer} differs by {difference:.2g}"
+
+
+@pytest.mark.parametrize("family", ["t5", "bart"])
+def test_encoder_decoder_models_are_refused_at_every_layer(family, tmp_path):
+    """Their decoder blocks need the encoder's output; reading the encoder's blocks instead, or
+    the decoder's without it, would be silently something else."""
+    config = tiny_config(family)
+    torch.manual_seed(0)
+    folder = tmp_path / family
+    AutoModelForSeq2SeqLM.from_config(config, dtype=torch.float32).save_pretrained(folder)
+    build_tokenizer(add_bos=False).save_pretrained(folder)
+    outcomes = lazarus_reads(folder)
+    assert all(isinstance(outcome, LazarusError) for outcome in outcomes)
+    for outcome in outcomes:
+        assert "\n" not in str(outcome)
+        assert f"is an encoder-decoder model ({family})" in str(outcome)
