@@ -79,8 +79,8 @@ REFUSED: dict[str, str] = {
     "dory": "cannot find the",  # its blocks are not one list
     "git": "cannot find the",  # image encoder and text blocks of the same count
     "hrm_text": "cannot find the",  # two nested recurrent stacks
-    "nemotron_h": "names no layer count or hidden size",
-    "xlm": "names no layer count or hidden size",  # emb_dim
+    "nemotron_h": "names no layer count or hidden size",  # a pattern string, no count
+    "xlm": "cannot find the",  # attention and MLP in separate lists, no block modules
 }
 
 

@@ -17,7 +17,7 @@ WIDTH = 32
 
 SIZES: dict[str, Any] = {
     # widths
-    "hidden_size": WIDTH, "n_embd": WIDTH, "d_model": WIDTH,
+    "hidden_size": WIDTH, "n_embd": WIDTH, "d_model": WIDTH, "emb_dim": WIDTH,
     "intermediate_size": 64, "ffn_dim": 64, "encoder_ffn_dim": 64, "decoder_ffn_dim": 64,
     "d_ff": 64, "n_inner": 64, "ffn_hidden_size": 64, "dff": 64, "intermediate_size_mlp": 64,
     "moe_intermediate_size": 32, "shared_expert_intermediate_size": 32,

@@ -128,7 +128,7 @@ def read_model_info(model_id: str) -> ModelInfo:
                            "language models, whose blocks see the prompt alone")
     text = config.get("text_config") or config
     layer_count = _first_int(text, *_LAYER_COUNT_KEYS)
-    hidden_size = _first_int(text, "hidden_size", "n_embd", "d_model")
+    hidden_size = _first_int(text, "hidden_size", "n_embd", "d_model", "emb_dim")
     if layer_count is None or hidden_size is None:
         raise LazarusError(f"{path} names no layer count or hidden size (is {model_id} a "
                            "transformer language model?)")
