@@ -48,7 +48,8 @@ SIZES: dict[str, Any] = {
 _MLA = ({"num_key_value_heads": 4}, "multi-head latent attention has one key per query head")
 EXTRA: dict[str, tuple[dict[str, Any], str]] = {
     family: _MLA for family in ("axk1", "axk2", "deepseek_v2", "deepseek_v3", "deepseek_v32",
-                                "glm4_moe_lite", "glm_moe_dsa", "minicpm3", "sarvam_mla", "youtu")
+                                "glm4_moe_lite", "glm_moe_dsa", "minicpm3", "sarvam_mla", "youtu",
+                                "longcat_flash")
 }
 EXTRA["gptj"] = ({"rotary_dim": 4}, "rotary dimensions within the tiny head")
 EXTRA["codegen"] = ({"rotary_dim": 4}, "rotary dimensions within the tiny head")
