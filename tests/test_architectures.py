@@ -213,3 +213,10 @@ def test_encoder_decoder_models_are_refused_at_every_layer(family, tmp_path):
     for outcome in outcomes:
         assert "\n" not in str(outcome)
         assert f"is an encoder-decoder model ({family})" in str(outcome)
+
+
+def test_the_tables_name_only_families_transformers_offers():
+    """A family that leaves transformers must leave the tables too (no stale skips)."""
+    assert set(SKIPPED) <= set(FAMILIES)
+    assert set(REFUSED) <= set(FAMILIES)
+    assert set(SKIPPED).isdisjoint(REFUSED)

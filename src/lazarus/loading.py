@@ -302,8 +302,9 @@ def _load_blocks(
     cut = first_blocks_only(model_class, info.layer_count, up_to_layer + 1)
     try:
         model, loading = from_pretrained(cut, config=config, output_loading_info=True, **kwargs)
-    except LazarusError as err:  # its blocks are not where the checkpoint's are
-        return None, f"its base model's blocks cannot be told apart: {err}"
+    except LazarusError:  # e.g. BartModel for a BartForCausalLM checkpoint: encoder and decoder
+        return None, (f"its base model, {model_class.__name__}, has no single list of "
+                      f"{info.layer_count} blocks")
     except ValueError as err:  # e.g. the checkpoint does not fit this base-model class
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else "ValueError"
         return None, f"its first blocks cannot be loaded alone: {first_line}"
