@@ -54,6 +54,15 @@ EXTRA: dict[str, tuple[dict[str, Any], str]] = {
 EXTRA["gptj"] = ({"rotary_dim": 4}, "rotary dimensions within the tiny head")
 EXTRA["codegen"] = ({"rotary_dim": 4}, "rotary dimensions within the tiny head")
 EXTRA["mamba2"] = ({"head_dim": 16}, "heads x head size = width x expansion")
+EXTRA["zaya"] = ({"num_experts_per_tok": 1}, "it routes each token to one expert")
+EXTRA["dots3_note_text"] = ({"num_key_value_heads": 4}, "as many key heads as query heads")
+EXTRA["falcon_h1"] = ({"mamba_d_ssm": 64, "mamba_n_heads": 4, "mamba_d_head": 16},
+                      "Mamba heads x head size = the Mamba width")
+EXTRA["reformer"] = ({
+    "is_decoder": True, "axial_pos_shape": [8, 16], "axial_pos_embds_dim": [16, 16],
+    "attn_layers": ["local"] * LAYERS, "local_attn_chunk_length": 8,
+    "lsh_attn_chunk_length": 8}, "a causal LM only as a decoder; axial positions that sum to "
+                                 "the width; one attention kind per layer")
 _S, _F = "sliding_attention", "full_attention"
 # Gemma 3n and Gemma 4: the last block reuses the KV cache of an earlier one of its type.
 EXTRA["gemma3n_text"] = ({
