@@ -74,7 +74,7 @@ REFUSED: dict[str, str] = {
     "reformer": _NOT_ONE_STREAM,  # pads the tokens up to its chunk length
     "qwen4_exp": "model is 128 wide but its config says 32",  # hyper-connections
     "qwen4_exp_text": "model is 128 wide but its config says 32",
-    "dory": "cannot find the",  # its blocks are not one list
+    "dory": "cannot find the",  # num_hidden_layers counts attention and MLP apart; blocks loop
     "git": "cannot find the",  # image encoder and text blocks of the same count
     "hrm_text": "cannot find the",  # two nested recurrent stacks
     "prophetnet": "names no layer count or hidden size",  # num_decoder_layers, of n-gram streams
