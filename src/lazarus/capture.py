@@ -27,7 +27,7 @@ from lazarus.budget import BATCH_OVERHEAD_TOKENS, batch_limits, plan_batches
 from lazarus.errors import LazarusError
 from lazarus.loading import LoadedModel
 from lazarus.positions import Position, check_lengths, gather, token_index
-from lazarus.sites import check_site, locate
+from lazarus.sites import RESIDUAL_WIDTH, check_site, locate
 
 Progress = Callable[[int, int], None]  # (prompts done, prompts total)
 Rows = Any  # per layer: float32 [prompts, width], or for position "all" a list of [tokens, width]
@@ -98,7 +98,7 @@ class Trace:
                 value = site.extract(args, kwargs, output)
                 if site.flat:  # [batch * tokens, width]: MoE modules see tokens flat
                     value = value.reshape(batch, tokens, value.shape[-1])
-                value = value[:, :tokens]  # [batch, tokens, width]
+                self._check_shape(layer, value, (batch, tokens))
                 kept = gather(value, self.lengths, self.request.position)
             if columns is not None:
                 kept = kept[..., list(columns)]
@@ -107,6 +107,23 @@ class Trace:
                 raise _StopForward
 
         return hook
+
+    def _check_shape(self, layer: int, value: Any, batch_shape: tuple[int, int]) -> None:
+        """Refuse a site that is not one vector per token (Gemma 3n's blocks, for one, output
+        four parallel streams): there is no single row to read, and a guess would be silently
+        wrong. A residual-stream site must also be as wide as the config's hidden size."""
+        info = self.loaded.info
+        shape = tuple(getattr(value, "shape", ()))
+        if len(shape) != 3 or shape[:2] != batch_shape:
+            raise LazarusError(
+                f"the {self.request.site} site of layer {layer} of this {info.model_type} model "
+                f"is a tensor of shape {list(shape)}, not one vector per token of the "
+                f"{list(batch_shape)} batch (this architecture is not supported)")
+        if self.request.site in RESIDUAL_WIDTH and shape[2] != info.hidden_size:
+            raise LazarusError(
+                f"the residual stream of this {info.model_type} model is {shape[2]} wide but its "
+                f"config says {info.hidden_size} (several parallel streams?); this architecture "
+                "is not supported")
 
 
 def _device(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

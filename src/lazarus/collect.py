@@ -124,7 +124,9 @@ def _read(store: ActivationCache | None, target: Target, info: ModelInfo,
     found: dict[int, dict[str, np.ndarray]] = {layer: {} for layer in request.layers}
     if store is None:
         return found
-    residual = request.site in ("resid_post", "attn_out", "mlp_out")
+    from lazarus.sites import RESIDUAL_WIDTH
+
+    residual = request.site in RESIDUAL_WIDTH
     for layer, rows in found.items():
         width = info.hidden_size if residual else None
         for prompt in prompts:

@@ -3,9 +3,10 @@
 `read_model_info` only reads `config.json` (no torch), so that layer and neuron ranges are checked
 before anything heavy happens. `load_model` then runs `from_pretrained` like any Hugging Face user
 would, preferring the local cache so a cached model loads offline without a network round trip.
-Asked for layers 0..L only, it builds the base model with L+1 blocks (a copy of the config with a
-smaller layer count), so that `from_pretrained` reads only the embeddings' and those blocks'
-tensors from the safetensors files and never builds the later blocks or the LM head.
+Asked for layers 0..L only, it builds the base model with the whole model's config and drops
+blocks L+1.. as soon as they are built on the meta device, so that `from_pretrained` reads only
+the embeddings' and blocks 0..L's tensors from the safetensors files, never the LM head, and
+whatever depends on the layer count is computed as in the whole model.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from lazarus.checkpoint import check_safetensors, refuse_chance
 from lazarus.errors import LazarusError
+from lazarus.sites import first_blocks_only
 
 DEMO_MODEL = "lazarus:demo"
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -121,9 +123,13 @@ def read_model_info(model_id: str) -> ModelInfo:
         raise LazarusError(f"cannot read {path}: {err} (is it a valid config.json?)") from None
     if not isinstance(config, dict):
         raise LazarusError(f"{path} is not a JSON object (is it a valid config.json?)")
+    if config.get("is_encoder_decoder") is True:
+        raise LazarusError(f"{model_id} is an encoder-decoder model "
+                           f"({config.get('model_type', 'unknown')}); lazarus reads decoder-only "
+                           "language models, whose blocks see the prompt alone")
     text = config.get("text_config") or config
     layer_count = _first_int(text, *_LAYER_COUNT_KEYS)
-    hidden_size = _first_int(text, "hidden_size", "n_embd", "d_model")
+    hidden_size = _first_int(text, "hidden_size", "n_embd", "d_model", "emb_dim")
     if layer_count is None or hidden_size is None:
         raise LazarusError(f"{path} names no layer count or hidden size (is {model_id} a "
                            "transformer language model?)")
@@ -209,11 +215,13 @@ def load_model(
     try:
         tokenizer = from_pretrained(AutoTokenizer)
         model = None
+        block_count = None
         if up_to_layer is not None:
             obstacle = partial_load_obstacle(info, trust_remote_code)
             if obstacle is None:
                 model, obstacle = _load_blocks(info, up_to_layer, from_pretrained,
                                                AutoModel, dtype=torch_dtype, **placement)
+                block_count = None if model is None else up_to_layer + 1
             if obstacle is not None and notify is not None:
                 notify(f"loading the whole model ({obstacle})")
         if model is None:
@@ -235,7 +243,7 @@ def load_model(
         info=info,
         device=weight.device.type,
         dtype=str(weight.dtype).removeprefix("torch."),
-        block_count=_block_count(model.config, info.layer_count),
+        block_count=block_count,
     )
 
 
@@ -264,7 +272,9 @@ def token_texts(info: ModelInfo, prompts: list[str], trust_remote_code: bool = F
             for prompt in prompts]
 
 
-_LAYER_COUNT_KEYS = ("num_hidden_layers", "n_layer", "num_layers")
+# Names of the decoder's layer count in config.json: transformers' own, then GPT-2's, MPT's,
+# and the decoder's of BART-like causal LMs (whose configs also name an encoder's).
+_LAYER_COUNT_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers", "decoder_layers")
 
 
 def partial_load_obstacle(info: ModelInfo, trust_remote_code: bool = False) -> str | None:
@@ -291,35 +301,33 @@ def weight_files(info: ModelInfo) -> list[str]:
     return sorted(p.name for p in folder.glob("*") if p.name.endswith(suffixes))
 
 
-def truncated_config_overrides(info: ModelInfo, up_to_layer: int) -> dict[str, Any]:
-    """Config values for a model of blocks 0..up_to_layer: the layer count, and every per-layer
-    list (such as Gemma's and gpt-oss's `layer_types`) cut to the same length."""
-    if not 0 <= up_to_layer < info.layer_count:
-        raise ValueError(f"layer {up_to_layer} is outside 0..{info.layer_count - 1}")
-    kept = up_to_layer + 1
-    overrides: dict[str, Any] = {}
-    for key, value in info.config.items():
-        if key in _LAYER_COUNT_KEYS and value == info.layer_count:
-            overrides[key] = kept
-        elif isinstance(value, list) and len(value) == info.layer_count:
-            overrides[key] = value[:kept]
-    return overrides
-
-
 def _load_blocks(
     info: ModelInfo, up_to_layer: int, from_pretrained: Callable[..., Any], auto_model: Any,
     **kwargs: Any,
 ) -> tuple[Any, str | None]:
-    """The base model cut after block `up_to_layer`, or (None, why not)."""
-    from transformers import AutoConfig
+    """The base model with decoder blocks 0..up_to_layer only, or (None, why not).
 
-    config = from_pretrained(AutoConfig, **truncated_config_overrides(info, up_to_layer))
-    if _block_count(config, -1) != up_to_layer + 1:
-        return None, "its config did not accept a smaller layer count"
+    The config is the whole model's: values that depend on the layer count (MiniCPM's residual
+    scaled by depth, Gemma 3n's and Gemma 4's KV cache shared with earlier layers, their
+    per-layer inputs) are those of the whole model, so blocks 0..up_to_layer compute the same.
+    """
+    from transformers import AutoConfig
+    from transformers.models.auto.auto_factory import _get_model_class
+
+    if not 0 <= up_to_layer < info.layer_count:
+        raise ValueError(f"layer {up_to_layer} is outside 0..{info.layer_count - 1}")
+    config = from_pretrained(AutoConfig)
+    if type(config) not in auto_model._model_mapping:
+        return None, "no base-model class is registered for its config"
+    model_class = _get_model_class(config, auto_model._model_mapping)
+    cut = first_blocks_only(model_class, info.layer_count, up_to_layer + 1)
     try:
-        model, loading = from_pretrained(auto_model, config=config, output_loading_info=True,
+        model, loading = from_pretrained(cut, config=config, output_loading_info=True,
                                          ignore_mismatched_sizes=True, **kwargs)
-    except ValueError as err:  # e.g. no base-model class is registered for this config
+    except LazarusError:  # e.g. BartModel for a BartForCausalLM checkpoint: encoder and decoder
+        return None, (f"its base model, {model_class.__name__}, has no single list of "
+                      f"{info.layer_count} blocks")
+    except ValueError as err:  # e.g. the checkpoint does not fit this base-model class
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else "ValueError"
         return None, f"its first blocks cannot be loaded alone: {first_line}"
     refuse_chance(info.source, loading, up_to_layer, missing_outside_blocks=False)
@@ -364,15 +372,6 @@ def _local_files(info: ModelInfo, suffix: str) -> list[Path]:
         except LazarusError:
             return []
     return sorted(p for p in folder.glob(f"*{suffix}") if p.is_file())
-
-
-def _block_count(config: Any, default: int) -> int:
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    for key in _LAYER_COUNT_KEYS:
-        value = getattr(text, key, None)
-        if isinstance(value, int):
-            return value
-    return default
 
 
 _PREFETCH_STEP = 2 << 20

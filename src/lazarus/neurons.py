@@ -24,8 +24,7 @@ from lazarus.directions import Direction
 from lazarus.errors import LazarusError
 from lazarus.loading import ModelInfo, token_texts
 from lazarus.positions import Position
-
-RESIDUAL_SITES = ("resid_post", "attn_out", "mlp_out")  # one width: the hidden size
+from lazarus.sites import RESIDUAL_WIDTH
 
 
 @dataclass(frozen=True)
@@ -78,9 +77,9 @@ def analyse_neurons(
 ) -> NeuronsResult:
     """Capture `layers` at `site` and `position` for `prompts` in one pass, choose the neurons,
     and compute their statistics per layer."""
-    if neurons is not None and site in RESIDUAL_SITES:
+    if neurons is not None and site in RESIDUAL_WIDTH:
         check_neurons(neurons, info.hidden_size, site, layers[0])
-    if direction is not None and site in RESIDUAL_SITES:
+    if direction is not None and site in RESIDUAL_WIDTH:
         check_direction_width(direction, info.hidden_size, direction_name, site)
     request = CaptureRequest(layers=tuple(layers), site=site, position=position)
     collected = collect(info, prompts, request, settings or ModelSettings(), progress=progress,

@@ -21,6 +21,7 @@ from typing import Any
 from lazarus.errors import LazarusError
 
 SITES = ("resid_post", "mlp_post", "attn_out", "mlp_out", "router")
+RESIDUAL_WIDTH = ("resid_post", "attn_out", "mlp_out")  # as wide as the hidden size
 SITE_HELP = {
     "resid_post": "residual stream after the block (default)",
     "mlp_post": "MLP neurons: input of the MLP's down projection (MoE: expert x unit)",
@@ -37,6 +38,7 @@ _BLOCK_PATHS = (
     "model.decoder.layers",  # OPT
     "model.language_model.layers",  # multimodal wrappers (Gemma 3, Llava, ...)
     "transformer.blocks",  # MPT
+    "blocks",  # MptModel
     "layers",  # base models without an LM head (LlamaModel, ...): lazarus's partial loads
     "h",  # GPT2Model and kin, likewise
 )
@@ -64,7 +66,7 @@ class Site:
 
 
 def _first(value: Any) -> Any:
-    return value[0] if isinstance(value, tuple) else value
+    return value[0] if isinstance(value, (tuple, list)) else value
 
 
 def _input(args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> Any:
@@ -86,16 +88,21 @@ def get_path(root: Any, path: str) -> Any | None:
 
 def decoder_blocks(model: Any, layer_count: int) -> list[Any]:
     """The model's decoder blocks, in order; checked against the config's layer count."""
+    return list(_block_list(model, layer_count)[1])
+
+
+def _block_list(model: Any, layer_count: int) -> tuple[str, Any]:
+    """(attribute path, ModuleList) of the decoder blocks."""
     for path in _BLOCK_PATHS:
         blocks = get_path(model, path)
         if blocks is not None and len(blocks) == layer_count:
-            return list(blocks)
+            return path, blocks
     import torch
 
-    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
-    matching = [m for m in lists if len(m) == layer_count]
-    if len(matching) == 1:
-        return list(matching[0])
+    lists = [(name, m) for name, m in model.named_modules()
+             if isinstance(m, torch.nn.ModuleList) and len(m) == layer_count]
+    if len(lists) == 1:
+        return lists[0]
     raise LazarusError(f"cannot find the {layer_count} decoder blocks of this "
                        f"{type(model).__name__} (this architecture is not supported yet)")
 
@@ -104,6 +111,26 @@ def check_site(site: str) -> str:
     if site not in SITES:
         raise LazarusError(f"unknown site {site!r} (choose one of: {', '.join(SITES)})")
     return site
+
+
+def first_blocks_only(model_class: type, layer_count: int, kept: int) -> type:
+    """A subclass of a transformers model class whose instances keep only their first `kept`
+    decoder blocks: the later ones are dropped as soon as the model is built (by
+    `from_pretrained`, on the meta device), so their weights are never read. The config stays
+    whole, so whatever depends on the layer count is computed as in the whole model."""
+
+    def __init__(self: Any, config: Any, *args: Any, **kwargs: Any) -> None:
+        model_class.__init__(self, config, *args, **kwargs)
+        import torch
+
+        path, blocks = _block_list(self, layer_count)
+        owner, _, name = path.rpartition(".")
+        parent = get_path(self, owner) if owner else self
+        setattr(parent, name, torch.nn.ModuleList(list(blocks)[:kept]))
+
+    return type(model_class.__name__, (model_class,), {
+        "__init__": __init__, "__module__": model_class.__module__,
+        "__qualname__": model_class.__qualname__})
 
 
 def locate(model: Any, layer_count: int, layer: int, site: str) -> Site:

@@ -1,0 +1,97 @@
+"""A tiny config of any causal-LM family the installed transformers offers.
+
+Each family's default config is shrunk by setting every size-like key it has (widths, layer and
+head counts, expert counts, low-rank sizes, vocabularies) to a small value, in its sub-configs
+too; `EXTRA` holds the few families that need more than that to build, with the reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tiny_models import VOCAB_SIZE
+from transformers import CONFIG_MAPPING, PretrainedConfig
+
+LAYERS = 3
+WIDTH = 32
+
+SIZES: dict[str, Any] = {
+    # widths
+    "hidden_size": WIDTH, "n_embd": WIDTH, "d_model": WIDTH, "emb_dim": WIDTH,
+    "intermediate_size": 64, "ffn_dim": 64, "encoder_ffn_dim": 64, "decoder_ffn_dim": 64,
+    "d_ff": 64, "n_inner": 64, "ffn_hidden_size": 64, "dff": 64, "intermediate_size_mlp": 64,
+    "moe_intermediate_size": 32, "shared_expert_intermediate_size": 32,
+    # layer counts
+    "num_hidden_layers": LAYERS, "n_layer": LAYERS, "n_layers": LAYERS, "num_layers": LAYERS,
+    "encoder_layers": LAYERS, "decoder_layers": LAYERS, "num_decoder_layers": LAYERS,
+    # attention
+    "num_attention_heads": 4, "n_head": 4, "n_heads": 4, "num_heads": 4,
+    "encoder_attention_heads": 4, "decoder_attention_heads": 4, "num_key_value_heads": 2,
+    "head_dim": 8, "d_kv": 8, "q_lora_rank": 16, "kv_lora_rank": 16, "qk_nope_head_dim": 8,
+    "qk_rope_head_dim": 8, "v_head_dim": 8, "qk_head_dim": 16, "index_head_dim": 8,
+    "index_n_heads": 2, "linear_key_head_dim": 8, "linear_value_head_dim": 8,
+    "linear_num_key_heads": 2, "linear_num_value_heads": 4,
+    # experts
+    "num_experts": 4, "num_local_experts": 4, "n_routed_experts": 4, "num_experts_per_tok": 2,
+    "n_shared_experts": 1,
+    # state-space layers
+    "state_size": 8, "expand": 2, "mamba_d_state": 8, "mamba_n_heads": 4, "mamba_d_head": 16,
+    "mamba_expand": 2, "n_groups": 1,
+    # per-layer inputs (Gemma 3n, Gemma 4)
+    "hidden_size_per_layer_input": 8, "vocab_size_per_layer_input": VOCAB_SIZE,
+    # vocabulary and positions, matching tiny_models' character tokenizer
+    "vocab_size": VOCAB_SIZE, "max_position_embeddings": 128, "n_positions": 128, "n_ctx": 128,
+    "pad_token_id": 0, "bos_token_id": 2, "eos_token_id": 3,
+}
+
+# Families whose config needs more than SIZES to build tinily: {model_type: (overrides, why)}.
+_MLA = ({"num_key_value_heads": 4}, "multi-head latent attention has one key per query head")
+EXTRA: dict[str, tuple[dict[str, Any], str]] = {
+    family: _MLA for family in ("axk1", "axk2", "deepseek_v2", "deepseek_v3", "deepseek_v32",
+                                "glm4_moe_lite", "glm_moe_dsa", "minicpm3", "sarvam_mla", "youtu",
+                                "longcat_flash")
+}
+EXTRA["gptj"] = ({"rotary_dim": 4}, "rotary dimensions within the tiny head")
+EXTRA["codegen"] = ({"rotary_dim": 4}, "rotary dimensions within the tiny head")
+EXTRA["mamba2"] = ({"head_dim": 16}, "heads x head size = width x expansion")
+EXTRA["zaya"] = ({"num_experts_per_tok": 1}, "it routes each token to one expert")
+EXTRA["dots3_note_text"] = ({"num_key_value_heads": 4}, "as many key heads as query heads")
+EXTRA["falcon_h1"] = ({"mamba_d_ssm": 64, "mamba_n_heads": 4, "mamba_d_head": 16},
+                      "Mamba heads x head size = the Mamba width")
+EXTRA["reformer"] = ({
+    "is_decoder": True, "axial_pos_shape": [8, 16], "axial_pos_embds_dim": [16, 16],
+    "attn_layers": ["local"] * LAYERS, "local_attn_chunk_length": 8,
+    "lsh_attn_chunk_length": 8}, "a causal LM only as a decoder; axial positions that sum to "
+                                 "the width; one attention kind per layer")
+_S, _F = "sliding_attention", "full_attention"
+# Gemma 3n and Gemma 4: the last block reuses the KV cache of an earlier one of its type.
+EXTRA["gemma3n_text"] = ({
+    "layer_types": [_S, _F, _S], "num_kv_shared_layers": 1, "intermediate_size": [64] * LAYERS,
+    "activation_sparsity_pattern": [0.95, 0.0, 0.0], "laurel_rank": 4,
+}, "per-layer lists of its own, and a KV-sharing layer whose type an earlier layer has")
+EXTRA["gemma4_text"] = ({"layer_types": [_S, _F, _S], "num_kv_shared_layers": 1},
+                        "a KV-sharing layer whose type an earlier layer has")
+
+
+def tiny_config(model_type: str) -> PretrainedConfig:
+    """The family's config with every known size key small and LAYERS decoder blocks."""
+    config_class = CONFIG_MAPPING[model_type]
+    known = config_class().to_dict()
+    sizes = {**SIZES, **EXTRA.get(model_type, ({}, ""))[0]}
+    return _shrink(config_class(**{k: v for k, v in sizes.items() if k in known}), sizes)
+
+
+def _shrink(config: PretrainedConfig, sizes: dict[str, Any]) -> PretrainedConfig:
+    """Set the size keys on the config and its sub-configs; cut per-layer lists to LAYERS."""
+    stored = config.to_dict()
+    for key, value in sizes.items():
+        read_only = getattr(getattr(type(config), key, None), "fset", 0) is None
+        if stored.get(key) is not None and not isinstance(stored[key], dict) and not read_only:
+            setattr(config, key, value)
+    for value in list(vars(config).values()):
+        if isinstance(value, PretrainedConfig):
+            _shrink(value, sizes)
+    layer_types = getattr(config, "layer_types", None)
+    if isinstance(layer_types, list) and len(layer_types) != LAYERS:
+        config.layer_types = (layer_types * LAYERS)[:LAYERS]
+    return config
