@@ -173,3 +173,16 @@ def test_probe_positions_it_cannot_use_are_one_line(capsys, llama_dir, extra, wo
     assert code == 2
     assert len(err.strip().splitlines()) == 1
     assert words in err
+
+
+def test_per_token_columns_beyond_the_sites_width_are_one_line(capsys, llama_dir, tmp_path):
+    output = tmp_path / "never.json"
+    code, out, err = run(capsys, "introspect", "neurons", "-m", llama_dir, "-l", "1", "--site",
+                         "mlp_post", "--position", "all", "-p", "ab|c", "-n", "5,200", "-o",
+                         output)
+    assert code == 2
+    assert out == ""
+    assert err.strip().splitlines() == [
+        "lazarus: error: neuron 200 is out of range: the mlp_post site has 128 neurons at "
+        "layer 1 (use ids 0 to 127)"]
+    assert not output.exists()

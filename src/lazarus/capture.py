@@ -59,6 +59,7 @@ class Trace:
         self.request = request
         self.lengths: Any = None  # [batch] real tokens per row, set before each forward
         self.kept: dict[int, Any] = {}
+        self.widths: dict[int, int] = {}  # the site's full width per layer, once seen
         self._handles: list[Any] = []
 
     def __enter__(self) -> Trace:
@@ -100,7 +101,13 @@ class Trace:
                     value = value.reshape(batch, tokens, value.shape[-1])
                 self._check_shape(layer, value, (batch, tokens))
                 kept = gather(value, self.lengths, self.request.position)
+            self.widths[layer] = int(kept.shape[-1])
             if columns is not None:
+                if max(columns) >= kept.shape[-1]:
+                    raise LazarusError(
+                        f"neuron {max(columns)} is out of range: the {self.request.site} site has "
+                        f"{kept.shape[-1]} neurons at layer {layer} (use ids 0 to "
+                        f"{kept.shape[-1] - 1})")
                 kept = kept[..., list(columns)]
             self.kept[layer] = kept
             if layer == deepest:
@@ -184,6 +191,7 @@ def capture(
     progress: Progress | None = None,
     on_rows: RowsSink | None = None,
     notify: Callable[[str], None] | None = None,
+    widths: dict[int, int] | None = None,
 ) -> dict[int, Rows]:
     """Values per asked-for layer at the request's site and position.
 
@@ -191,7 +199,8 @@ def capture(
     per prompt]}. `token_budget` (padded tokens per forward) and `max_batch` default to what
     the device's free memory allows. A batch that runs out of memory is split in half and
     retried, and the limits are halved for the batches after it. `on_rows(indices, rows)` is
-    called after every batch with the prompts' indices and their rows per layer.
+    called after every batch with the prompts' indices and their rows per layer. `widths`, if
+    given, receives each layer's full site width (useful when only some columns are kept).
     """
     import torch
 
@@ -276,6 +285,8 @@ def capture(
                     rows = values
                 batch_rows[layer] = rows
             trace.kept.clear()
+            if widths is not None:
+                widths.update(trace.widths)
             if on_rows is not None:
                 on_rows(batch, batch_rows)
             done += len(batch)

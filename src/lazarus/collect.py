@@ -39,6 +39,7 @@ class Collected:
     # {layer: [float32 [tokens, width] per prompt]}
     device: str  # device type the rows were computed on
     dtype: str
+    widths: dict[int, int]  # the site's full width per layer (rows may hold only some columns)
     prompts_from_cache: int = 0  # how many of the prompts (counting repeats) were all cached
 
 
@@ -71,6 +72,7 @@ def collect(
         target = store.recall_target(asked, guess)
     found = _read(store, target, info, request, distinct)
     missing = _missing(distinct, found)
+    widths: dict[int, int] = {}
 
     if missing:
         from lazarus.capture import capture
@@ -92,7 +94,8 @@ def collect(
                 missing = _missing(distinct, found)
         target = actual
         computed = capture(loaded, missing, request, progress=progress,
-                           on_rows=_writer(store, target, missing, say), notify=say)
+                           on_rows=_writer(store, target, missing, say), notify=say,
+                           widths=widths)
         for layer, values in computed.items():
             found[layer].update(zip(missing, values, strict=True))
     computed_prompts = set(missing)
@@ -104,7 +107,9 @@ def collect(
         rows = {layer: [found[layer][p] for p in prompts] for layer in request.layers}
     else:
         rows = {layer: np.stack([found[layer][p] for p in prompts]) for layer in request.layers}
-    return Collected(rows=rows, device=target.device, dtype=target.dtype,
+    if request.columns is None:  # full-width rows, cached or computed
+        widths = {layer: found[layer][prompts[0]].shape[-1] for layer in request.layers}
+    return Collected(rows=rows, device=target.device, dtype=target.dtype, widths=widths,
                      prompts_from_cache=cached_prompts if store is not None else 0)
 
 

@@ -81,14 +81,19 @@ def analyse_neurons(
         check_neurons(neurons, info.hidden_size, site, layers[0])
     if direction is not None and site in RESIDUAL_WIDTH:
         check_direction_width(direction, info.hidden_size, direction_name, site)
-    request = CaptureRequest(layers=tuple(layers), site=site, position=position)
+    every = position == "all"
+    known = (direction.top_neurons(top_k) if direction is not None
+             else None if neurons is None else list(neurons))
+    # Per token, only the known neurons' columns are kept (memory), at the cost of the cache.
+    columns = tuple(known) if every and known is not None else None
+    request = CaptureRequest(layers=tuple(layers), site=site, position=position,
+                             columns=columns)
     collected = collect(info, prompts, request, settings or ModelSettings(), progress=progress,
                         notify=notify)
-    every = position == "all"
     per_prompt = collected.rows  # {layer: [prompts, width]} or {layer: [[tokens, width], ...]}
     samples = {layer: np.concatenate(rows) if every else rows  # [samples, width]
                for layer, rows in per_prompt.items()}
-    widths = {layer: values.shape[-1] for layer, values in samples.items()}
+    widths = collected.widths
     for layer, width in widths.items():
         if neurons is not None:
             check_neurons(neurons, width, site, layer)
@@ -96,12 +101,13 @@ def analyse_neurons(
             check_direction_width(direction, width, direction_name, site)
 
     if direction is not None:
-        chosen = direction.top_neurons(top_k)
+        chosen = known
         selection = f"top {len(chosen)} of {direction_name} by {direction.ranking_name()}"
     elif neurons is not None:
-        chosen, selection = list(neurons), None
+        chosen, selection = known, None
     else:
         chosen, selection = _most_variable(samples, top_k, every)
+    picked = list(range(len(chosen))) if columns is not None else chosen  # columns of samples
 
     sample_labels = None
     if labels is not None:
@@ -111,11 +117,11 @@ def analyse_neurons(
     names = _sample_names(prompts, per_prompt[layers[0]]) if every else list(prompts)
     results = []
     for layer in layers:
-        matrix = ActivationMatrix(values=samples[layer][:, chosen], prompts=tuple(names),
+        matrix = ActivationMatrix(values=samples[layer][:, picked], prompts=tuple(names),
                                   neurons=tuple(chosen), layer=layer,
                                   labels=None if sample_labels is None else tuple(sample_labels),
                                   site=site, model_id=info.model_id)
-        per_token = (tuple(rows[:, chosen] for rows in per_prompt[layer]) if every else None)
+        per_token = (tuple(rows[:, picked] for rows in per_prompt[layer]) if every else None)
         results.append(LayerResult(
             matrix=matrix, stats=analysis.neuron_stats(matrix),
             label_summaries=analysis.label_correlation(matrix) if labels else None,
