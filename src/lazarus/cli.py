@@ -25,8 +25,10 @@ from lazarus.text import escape, terminal_safe
 
 DEFINITIONS = f"""\
 definitions:
-  neuron   one coordinate of the residual stream output by decoder block L, at the prompt's
-           last token, before the final norm
+  neuron   one coordinate of a site of decoder block L at one token position; by default the
+           residual stream output by the block (resid_post) at the prompt's last token, before
+           the final norm. At MoE layers, mlp_post neuron e*I+u is unit u of expert e, with a
+           value only for tokens routed to that expert
   layer    0 is the first block's output (not the embeddings); layer L equals Hugging Face's
            output_hidden_states[L + 1], except that for the last block HF applies the final
            norm and lazarus does not; negative layers count from the end (-1 = last block)
