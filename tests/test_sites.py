@@ -15,7 +15,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from test_moe import hand_units
+from test_moe import MOE_LAYERS, ROUTER_NAME, build_moe, hand_units
 from tiny_models import ARCHITECTURES, LAYERS
 
 from lazarus.capture import CaptureRequest, capture
@@ -128,16 +128,26 @@ def test_dense_mlp_post_equals_a_hook_on_the_down_projection(loaded_models, arch
             assert worst(captured[layer][index], at(down[layer], position)) <= TOLERANCE
 
 
-def routing_alone(loaded, prompt: str, layer: int) -> dict:
+@pytest.fixture(scope="module")
+def moe_models(tmp_path_factory, loaded_models):
+    """gpt-oss from the shared tiny models; Mixtral and Qwen3-MoE (layer 1 dense) built here."""
+    root = tmp_path_factory.mktemp("moe")
+    models = {family: load_model(read_model_info(str(build_moe(family, root / family))))
+              for family in ("mixtral", "qwen3_moe")}
+    return {"gpt_oss": loaded_models["gpt_oss"], **models}
+
+
+def routing_alone(loaded, family: str, prompt: str, layer: int) -> dict:
     """The router module's own forward and the experts' input, for one prompt alone."""
-    mlp = decoder_blocks(loaded.model, LAYERS)[layer].mlp
+    blocks = decoder_blocks(loaded.model, loaded.model.config.num_hidden_layers)
+    mlp = blocks[layer].mlp
     seen = {}
 
     def on_router(module, args, output):
         seen["logits"], seen["weights"], seen["index"] = output
         seen["x"] = args[0].reshape(-1, args[0].shape[-1])
 
-    handle = mlp.router.register_forward_hook(on_router)
+    handle = getattr(mlp, ROUTER_NAME[family]).register_forward_hook(on_router)
     try:
         with torch.inference_mode():
             loaded.model(**loaded.tokenizer(prompt, return_tensors="pt"))
@@ -146,44 +156,59 @@ def routing_alone(loaded, prompt: str, layer: int) -> dict:
     return seen
 
 
-def test_moe_units_are_the_experts_own_for_routed_tokens_and_nan_elsewhere(loaded_models):
-    loaded = loaded_models["gpt_oss"]
-    experts_count, units = loaded.model.config.num_local_experts, \
-        loaded.model.config.intermediate_size
-    every = capture(loaded, PROMPTS, CaptureRequest(LAYERS_READ, "mlp_post", "all"),
+@pytest.mark.parametrize("family", ["gpt_oss", "mixtral", "qwen3_moe"])
+def test_moe_units_are_the_experts_own_for_routed_tokens_and_nan_elsewhere(moe_models, family):
+    loaded = moe_models[family]
+    parts_layer = MOE_LAYERS[family][0]
+    blocks = decoder_blocks(loaded.model, loaded.model.config.num_hidden_layers)
+    experts = blocks[parts_layer].mlp.experts
+    experts_count = experts.num_experts
+    layers = (parts_layer,)
+    every = capture(loaded, PROMPTS, CaptureRequest(layers, "mlp_post", "all"),
                     token_budget=40, max_batch=3)
-    last = capture(loaded, PROMPTS, CaptureRequest(LAYERS_READ, "mlp_post", "last"))
-    for layer in LAYERS_READ:
-        experts = decoder_blocks(loaded.model, LAYERS)[layer].mlp.experts
-        for index, prompt in enumerate(PROMPTS):
-            seen = routing_alone(loaded, prompt, layer)
-            values = every[layer][index].reshape(-1, experts_count, units)  # [tokens, E, I]
-            routed = ~np.isnan(values).all(axis=-1)  # [tokens, E]
-            chosen = np.zeros_like(routed)
-            np.put_along_axis(chosen, seen["index"].numpy(), True, axis=-1)
-            assert np.array_equal(routed, chosen)
-            assert not np.isnan(values[routed]).any()
-            for expert in range(experts_count):
-                tokens = np.flatnonzero(chosen[:, expert])
-                if tokens.size:
-                    with torch.no_grad():
-                        expected = hand_units("gpt_oss", experts, expert, seen["x"][tokens])
-                    assert worst(values[tokens, expert], expected) <= TOLERANCE
-            assert np.array_equal(np.isnan(last[layer][index]), np.isnan(every[layer][index][-1]))
-            assert worst(last[layer][index], every[layer][index][-1]) <= TOLERANCE
+    last = capture(loaded, PROMPTS, CaptureRequest(layers, "mlp_post", "last"))
+    for index, prompt in enumerate(PROMPTS):
+        seen = routing_alone(loaded, family, prompt, parts_layer)
+        values = every[parts_layer][index]  # [tokens, E * I]
+        values = values.reshape(values.shape[0], experts_count, -1)  # [tokens, E, I]
+        routed = ~np.isnan(values).all(axis=-1)  # [tokens, E]
+        chosen = np.zeros_like(routed)
+        np.put_along_axis(chosen, seen["index"].numpy(), True, axis=-1)
+        assert np.array_equal(routed, chosen)
+        assert not np.isnan(values[routed]).any()
+        for expert in range(experts_count):
+            tokens = np.flatnonzero(chosen[:, expert])
+            if tokens.size:
+                with torch.no_grad():
+                    expected = hand_units(family, experts, expert, seen["x"][tokens])
+                assert worst(values[tokens, expert], expected) <= TOLERANCE
+        assert np.array_equal(np.isnan(last[parts_layer][index]),
+                              np.isnan(every[parts_layer][index][-1]))
+        assert worst(last[parts_layer][index], every[parts_layer][index][-1]) <= TOLERANCE
 
 
-def test_router_site_is_the_routers_own_top_k(loaded_models):
-    loaded = loaded_models["gpt_oss"]
-    captured = capture(loaded, PROMPTS, CaptureRequest(LAYERS_READ, "router", "all"),
+@pytest.mark.parametrize("family", ["gpt_oss", "mixtral", "qwen3_moe"])
+def test_router_site_is_the_routers_own_top_k(moe_models, family):
+    loaded = moe_models[family]
+    layer = MOE_LAYERS[family][0]
+    captured = capture(loaded, PROMPTS, CaptureRequest((layer,), "router", "all"),
                        token_budget=40, max_batch=3)
-    for layer in LAYERS_READ:
-        for index, prompt in enumerate(PROMPTS):
-            seen = routing_alone(loaded, prompt, layer)
-            expected = np.zeros(captured[layer][index].shape, np.float32)
-            np.put_along_axis(expected, seen["index"].numpy(), seen["weights"].numpy(), axis=-1)
-            assert worst(captured[layer][index], expected) <= TOLERANCE
-            assert np.array_equal(captured[layer][index] > 0, expected > 0)
+    for index, prompt in enumerate(PROMPTS):
+        seen = routing_alone(loaded, family, prompt, layer)
+        expected = np.zeros(captured[layer][index].shape, np.float32)
+        np.put_along_axis(expected, seen["index"].numpy(), seen["weights"].float().numpy(),
+                          axis=-1)
+        assert worst(captured[layer][index], expected) <= TOLERANCE
+        assert np.array_equal(captured[layer][index] > 0, expected > 0)
+
+
+def test_dense_layers_of_a_moe_model_read_their_dense_mlp(moe_models):
+    loaded = moe_models["qwen3_moe"]  # layer 1 is dense (mlp_only_layers)
+    captured = capture(loaded, PROMPTS, CaptureRequest((1,), "mlp_post"))
+    assert captured[1].shape == (len(PROMPTS), loaded.model.config.intermediate_size)
+    assert not np.isnan(captured[1]).any()
+    with pytest.raises(LazarusError, match="has no MoE router"):
+        capture(loaded, PROMPTS, CaptureRequest((1,), "router"))
 
 
 @pytest.mark.parametrize("site", ["router"])

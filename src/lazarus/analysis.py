@@ -6,7 +6,6 @@ dataclasses, which `dataclasses.asdict` turns into JSON-friendly dicts.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,12 +130,6 @@ def label_correlation(matrix: ActivationMatrix) -> list[LabelSummary]:
     return summaries
 
 
-def most_variable(matrix: ActivationMatrix, k: int) -> list[int]:
-    """The k neurons whose activations spread most across the prompts (population std), ties to
-    the lower id: a starting point when the user has not chosen neurons."""
-    return top_by_spread(matrix.values, k, matrix.neurons)
-
-
 def spread(values: np.ndarray) -> np.ndarray:
     """Population std per column over its values (NaN ignored); -inf for a column with none."""
     values = np.asarray(values, dtype=np.float64)
@@ -146,10 +139,3 @@ def spread(values: np.ndarray) -> np.ndarray:
     mean = filled.sum(axis=0) / np.maximum(counts, 1)
     var = (np.where(present, values - mean, 0.0) ** 2).sum(axis=0) / np.maximum(counts, 1)
     return np.where(counts > 0, np.sqrt(var), -np.inf)
-
-
-def top_by_spread(values: np.ndarray, k: int, neurons: Sequence[int]) -> list[int]:
-    """The k columns of largest `spread`, ties to the lower id."""
-    spread_of = spread(values)
-    order = np.lexsort((np.arange(spread_of.shape[0]), -spread_of))
-    return [int(neurons[i]) for i in order[:k]]

@@ -28,11 +28,6 @@ def parse_position(text: str) -> Position:
                            "index (e.g. --position 0, or -2 for the second last)") from None
 
 
-def position_key(position: Position) -> str:
-    """The position as it is written in cache paths and JSON."""
-    return str(position)
-
-
 def check_lengths(position: Position, lengths: list[int], prompts: list[str]) -> None:
     """Every prompt has the token an index asks for."""
     if not isinstance(position, int):
