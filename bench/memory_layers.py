@@ -11,6 +11,13 @@ batch's asked-for position at once, so the growth of "all layers" should exceed 
 "one layer" by about the extra rows alone; an engine that held every hooked layer's
 [batch, tokens, hidden] tensor until the forward ended would add that per layer as well.
 Goal: extra growth <= extra rows + 25%.
+
+Peak RSS also depends on how glibc's malloc places blocks: its mmap threshold moves with the
+sizes freed, so the same allocations can fragment the heap differently. The goal is judged with
+the threshold fixed (MALLOC_MMAP_THRESHOLD_=65536), which measures what the code holds; the
+default allocator's figures are printed beside it. (Measured once against the engine before
+issue #9, which kept every hooked layer's whole tensor: default allocator +148 MB extra for
++34 MB of rows, fixed threshold +82 MB.)
 """
 
 from __future__ import annotations
@@ -55,10 +62,12 @@ def child(folder: Path, layers: str, count: int) -> None:
     print(json.dumps({"growth": growth, "rows": kept}))
 
 
-def measure(folder: Path, layers: str, count: int) -> dict:
+def measure(folder: Path, layers: str, count: int, fixed: bool) -> dict:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    if fixed:
+        env["MALLOC_MMAP_THRESHOLD_"] = "65536"
     done = subprocess.run([sys.executable, __file__, "--child", layers, "--folder", str(folder),
-                           "--count", str(count)], capture_output=True, text=True,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                           "--count", str(count)], capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise RuntimeError(done.stderr)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -78,16 +87,21 @@ def main() -> int:
     count = 64 if args.smoke else 512
     folder = Path(tempfile.gettempdir()) / "lazarus-bench" / ("smoke" if args.smoke else "full")
     workload.build_model(folder, shape)
-    one, every = measure(folder, "one", count), measure(folder, "all", count)
     mb = 1 << 20
-    extra_growth, extra_rows = every["growth"] - one["growth"], every["rows"] - one["rows"]
-    ok = extra_growth <= 1.25 * extra_rows + 8 * mb
     print(f"peak RSS growth while capturing {count} prompts, {shape['num_hidden_layers']} "
           f"blocks, hidden {shape['hidden_size']}:")
-    print(f"  one layer  +{one['growth'] / mb:7.1f} MB (rows {one['rows'] / mb:6.1f} MB)")
-    print(f"  all layers +{every['growth'] / mb:7.1f} MB (rows {every['rows'] / mb:6.1f} MB)")
-    print(f"  extra      +{extra_growth / mb:7.1f} MB for +{extra_rows / mb:.1f} MB of rows; "
-          f"goal <= rows + 25% (+8 MB slack): {'ok' if ok else 'MISSED'}")
+    ok = True
+    for fixed in (True, False):
+        one, every = (measure(folder, layers, count, fixed) for layers in ("one", "all"))
+        extra_growth, extra_rows = every["growth"] - one["growth"], every["rows"] - one["rows"]
+        print(f"{'fixed mmap threshold' if fixed else 'default allocator'}:")
+        print(f"  one layer  +{one['growth'] / mb:7.1f} MB (rows {one['rows'] / mb:6.1f} MB)")
+        print(f"  all layers +{every['growth'] / mb:7.1f} MB (rows {every['rows'] / mb:6.1f} MB)")
+        line = f"  extra      +{extra_growth / mb:7.1f} MB for +{extra_rows / mb:.1f} MB of rows"
+        if fixed:
+            ok = extra_growth <= 1.25 * extra_rows + 8 * mb
+            line += f"; goal <= rows + 25% (+8 MB slack): {'ok' if ok else 'MISSED'}"
+        print(line)
     return 0 if ok or args.smoke else 1
 
 
