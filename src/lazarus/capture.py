@@ -50,15 +50,18 @@ class CaptureRequest:
 
 
 class Trace:
-    """A `with` block that hooks every (layer, site) of a request; `kept[layer]` holds, after a
-    forward, the gathered values of the batch. Hooks are removed on exit, whatever happened."""
+    """A `with` block that hooks every (layer, site) of a request. Each hook hands the batch's
+    gathered values to `on_kept(layer, values)` at once (so no layer's tensor outlives its hook)
+    or, without it, leaves them in `kept[layer]`. Hooks are removed on exit, whatever happened."""
 
-    def __init__(self, loaded: LoadedModel, request: CaptureRequest) -> None:
+    def __init__(self, loaded: LoadedModel, request: CaptureRequest,
+                 on_kept: Callable[[int, Any], None] | None = None) -> None:
         check_site(request.site)
         self.loaded = loaded
         self.request = request
+        self.on_kept = on_kept
         self.lengths: Any = None  # [batch] real tokens per row, set before each forward
-        self.kept: dict[int, Any] = {}
+        self.kept: dict[int, Any] = {}  # layer -> values, or None once handed to on_kept
         self.widths: dict[int, int] = {}  # the site's full width per layer, once seen
         self._handles: list[Any] = []
 
@@ -109,6 +112,9 @@ class Trace:
                         f"{kept.shape[-1]} neurons at layer {layer} (use ids 0 to "
                         f"{kept.shape[-1] - 1})")
                 kept = kept[..., list(columns)]
+            if self.on_kept is not None:
+                self.on_kept(layer, kept)
+                kept = None
             self.kept[layer] = kept
             if layer == deepest:
                 raise _StopForward
@@ -228,9 +234,27 @@ def capture(
     done = 0
     queue = deque(plan_batches(lengths, token_budget, max_batch, overhead))
 
-    with torch.inference_mode(), Trace(loaded, request) as trace:
+    batch: list[int] = []
+    batch_rows: dict[int, Rows] = {}
+
+    def store(layer: int, kept: Any) -> None:
+        """Copy a layer's values out of torch as soon as its hook has gathered them."""
+        values = kept.cpu().numpy()  # float32 [batch, (tokens,) width]
+        if every:
+            rows = [values[row, : lengths[index]].copy() for row, index in enumerate(batch)]
+            for index, value in zip(batch, rows, strict=True):
+                results[layer][index] = value
+        else:
+            if results[layer] is None:
+                results[layer] = np.empty((len(prompts), values.shape[1]), np.float32)
+            results[layer][batch] = values
+            rows = results[layer][batch]
+        batch_rows[layer] = rows
+
+    with torch.inference_mode(), Trace(loaded, request, on_kept=store) as trace:
         while queue:
             batch = queue.popleft()
+            batch_rows.clear()
             width = max(lengths[i] for i in batch)
             input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -271,19 +295,6 @@ def capture(
             missing = [layer for layer in request.layers if layer not in trace.kept]
             if missing:
                 raise RuntimeError(f"the forward pass never reached layer(s) {missing}")
-            batch_rows: dict[int, Rows] = {}
-            for layer in request.layers:
-                values = trace.kept[layer].cpu().numpy()  # float32 [batch, (tokens,) width]
-                if every:
-                    rows = [values[row, : lengths[index]] for row, index in enumerate(batch)]
-                    for index, value in zip(batch, rows, strict=True):
-                        results[layer][index] = value
-                else:
-                    if results[layer] is None:
-                        results[layer] = np.empty((len(prompts), values.shape[1]), np.float32)
-                    results[layer][batch] = values
-                    rows = values
-                batch_rows[layer] = rows
             trace.kept.clear()
             if widths is not None:
                 widths.update(trace.widths)
