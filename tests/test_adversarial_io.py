@@ -389,3 +389,69 @@ def test_probe_class_names_are_escaped(capsys, llama_dir):
     assert ESC not in captured.out
     assert "hard\\x1b[8m" in captured.out
     assert "\\x1b]52;c;ev" in captured.out  # the test prompt, cut to the prompt column
+
+
+@pytest.fixture
+def big_report(llama_dir, capsys) -> list[str]:
+    """A cached run whose report (every token, every neuron) is far larger than a pipe's buffer
+    or one write to a nearly full disk."""
+    prompts = "|".join(f"prompt number {i} with some tokens" for i in range(40))
+    arguments = neurons(llama_dir, "-l", "0,1", "-p", prompts, "--position", "all", "--top-k",
+                        "64")
+    assert main(arguments) == 0
+    size = len(capsys.readouterr().out.encode())
+    assert size > 200_000
+    return arguments
+
+
+def test_a_large_report_on_a_small_disk_is_never_cut_silently(big_report, tmp_path):
+    folder = tmp_path / "small"
+    folder.mkdir()
+    if shutil.which("mount") is None or os.geteuid() != 0:
+        pytest.skip("needs root and mount(8) to make a small tmpfs")
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=100k", "tmpfs", str(folder)],
+                          capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {made.stderr.strip()}")
+    try:
+        with open(folder / "report.txt", "w") as report:
+            done = subprocess.run([*LAZARUS, *big_report], stdout=report,
+                                  stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+    assert done.returncode == 2
+    assert _cache_note(done.stderr) == [
+        "lazarus: error: cannot write to standard output: No space left on device (free some "
+        "space, or send the output elsewhere)"]
+
+
+def test_a_large_report_into_head_ends_as_a_closed_pipe(big_report):
+    process = subprocess.Popen([*LAZARUS, *big_report], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    first = process.stdout.readline()
+    process.stdout.close()
+    stderr = process.stderr.read()
+    assert first.startswith("=" * 80)
+    assert process.wait(timeout=120) == 141
+    assert _cache_note(stderr) == []
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["introspect", "neurons", "--help"]])
+def test_help_on_a_full_device_is_one_line(argv):
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([*LAZARUS, *argv], stdout=full, stderr=subprocess.PIPE, text=True,
+                              timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "lazarus: error: cannot write to standard output: No space left on device (free some "
+        "space, or send the output elsewhere)"]
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["introspect", "neurons", "-m", "x", "-l", "0",
+                                               "-p", "a"]])
+def test_a_closed_stdout_is_one_line(argv):
+    done = subprocess.run([*LAZARUS, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True, timeout=60, preexec_fn=lambda: os.close(1))
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "lazarus: error: standard output is closed (run with it open, e.g. > /dev/null)"]

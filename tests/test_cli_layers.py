@@ -47,8 +47,10 @@ def test_a_repeated_layer_option_is_an_error(capsys, llama_dir):
 
 
 @pytest.mark.parametrize(("given", "words"), [("5", "layer 5 is out of range"),
+                                              ("0-99", "layer 99 is out of range"),
                                               ("0,0", "layer 0 is listed twice"),
                                               ("3-1", "runs backwards"),
+                                              ("all,1", "'all' stands alone"),
                                               ("one", "is not a layer number")])
 def test_bad_layer_lists_are_one_line(capsys, llama_dir, given, words):
     code, _, err = run(capsys, "introspect", "neurons", "-m", llama_dir, "-l", given, "-p", "a")
@@ -186,3 +188,32 @@ def test_per_token_columns_beyond_the_sites_width_are_one_line(capsys, llama_dir
         "lazarus: error: neuron 200 is out of range: the mlp_post site has 128 neurons at "
         "layer 1 (use ids 0 to 127)"]
     assert not output.exists()
+
+
+def test_negative_layer_lists_are_values_not_options(capsys, llama_dir, tmp_path):
+    negative, _ = neurons_json(capsys, tmp_path, llama_dir, "-l", "-1,-3", "-n", "3")
+    positive, _ = neurons_json(capsys, tmp_path, llama_dir, "-l", "3,1", "-n", "3")
+    assert negative["layers"] == positive["layers"] == [3, 1]
+    assert negative["by_layer"] == positive["by_layer"]
+
+
+def test_labels_over_tokens_count_tokens(capsys, llama_dir, tmp_path):
+    document, out = neurons_json(capsys, tmp_path, llama_dir, "-l", "1", "--position", "all",
+                                 "-n", "3", "--labels", "|".join(LABELS))
+    tokens = {label: sum(len(t) for t, lab in zip(document["tokens"], LABELS, strict=True)
+                         if lab == label) for label in set(LABELS)}
+    assert document["label_correlation"]["hard"]["count"] == tokens["hard"]
+    assert f"hard ({tokens['hard']} tokens):" in out
+
+
+def test_a_direction_from_another_site_is_named(capsys, llama_dir, tmp_path):
+    saved = tmp_path / "mlp.npz"
+    code, _, err = run(capsys, "introspect", "probe", "-m", llama_dir, "--class-a",
+                       "2+2=|3+3=|4+4=", "--class-b", "abc|xyz|qrs", "-l", "1", "--site",
+                       "mlp_post", "--save-direction", saved)
+    assert code == 0, err
+    code, _, err = run(capsys, "introspect", "neurons", "-m", llama_dir, "-l", "1", "-p", "a|b",
+                       "--from-direction", saved, "--site", "mlp_post", "--position", "mean")
+    assert code == 0, err
+    assert (f"lazarus: warning: {saved} was made at site mlp_post, position last; you are "
+            "analysing site mlp_post, position mean") in err

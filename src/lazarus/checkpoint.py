@@ -47,7 +47,10 @@ def check_safetensors(paths: Iterable[Path]) -> None:
             header, start = safetensors_header(path)
             ends = [entry["data_offsets"][1] for entry in header.values()]
             expected = start + max(ends, default=0)
-        except (OSError, ValueError, KeyError, TypeError, IndexError) as err:
+        except (KeyError, TypeError, IndexError):
+            raise LazarusError(f"{path} is not a readable safetensors file (its header does not "
+                               "describe tensors; download or save it again)") from None
+        except (OSError, ValueError) as err:
             raise LazarusError(f"{path} is not a readable safetensors file ({err}; download "
                                "or save it again)") from None
         actual = path.stat().st_size

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import io
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -72,8 +74,19 @@ exit status:
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one stderr line, like every other user error."""
 
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        # `-l -1,-2` is a value, not an option: let argparse read lists of negative numbers.
+        self._negative_number_matcher = re.compile(r"^-\d[\d,\-]*$")
+
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {escape(message)} (see {self.prog} --help)\n")
+
+    def _print_message(self, message: str, file=None) -> None:  # type: ignore[no-untyped-def]
+        if message and file in (None, sys.stdout):  # --help, --version: a failed write counts
+            _write_stdout(message)
+        else:
+            super()._print_message(message, file)
 
 
 class _Once(argparse.Action):
@@ -231,6 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     they are complete all the same. Ctrl-C exits 130 and SIGTERM 143, with one line on stderr
     and no temporary files left.
     """
+    if sys.stdout is None:  # started with `>&-`: nowhere to put the report
+        error("standard output is closed (run with it open, e.g. > /dev/null)")
+        return EXIT_USER_ERROR
     with sigterm_raises():
         try:
             return _run(argv)
@@ -272,16 +288,37 @@ def _run(argv: Sequence[str] | None) -> int:
 
 def out(text: str) -> None:
     """Print `text` (control characters escaped) and a newline on stdout, now."""
+    _write_stdout(terminal_safe(text) + "\n")
+
+
+def _write_stdout(text: str) -> None:
+    """All of `text` on stdout, or `_StdoutFailed`: a large report is written in a loop on the
+    file descriptor, since one write to a pipe or a nearly full disk may take only part of it."""
+    stream = sys.stdout
+    if stream is None:
+        raise _StdoutFailed(OSError(errno.EBADF, "standard output is closed"))
     try:
-        sys.stdout.write(terminal_safe(text) + "\n")
+        fd = stream.fileno()
+    except (OSError, ValueError, io.UnsupportedOperation):
+        fd = None  # not a file (captured in tests): its own write is all there is
+    try:
+        if fd is None:
+            stream.write(text)
+            stream.flush()
+            return
+        stream.flush()
+        encoding = getattr(stream, "encoding", None) or "utf-8"
+        view = memoryview(text.encode(encoding, errors="backslashreplace"))
+        while view:
+            view = view[os.write(fd, view):]
     except OSError as err:
         raise _StdoutFailed(err) from None
-    _flush_stdout()
 
 
 def _flush_stdout() -> None:
     try:
-        sys.stdout.flush()
+        if sys.stdout is not None:
+            sys.stdout.flush()
     except OSError as err:
         raise _StdoutFailed(err) from None
 
@@ -289,6 +326,8 @@ def _flush_stdout() -> None:
 def _silence_stdout() -> None:
     """Point file descriptor 1 at /dev/null, so that the interpreter's final flush of the
     output that could not be written neither fails nor prints "Exception ignored"."""
+    if sys.stdout is None:
+        return
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         try:
@@ -409,6 +448,11 @@ def run_neurons(args: argparse.Namespace) -> int:
         if direction.model_id and not _same_model(direction.model_id, args.model):
             warn(f"{args.from_direction} was made for {direction.model_id}, "
                  f"you are analysing {args.model}")
+        made = (direction.site or "resid_post", direction.position or "last")
+        if made != (args.site, str(position)):
+            warn(f"{args.from_direction} was made at site {made[0]}, position {made[1]}; you "
+                 f"are analysing site {args.site}, position {position} (add --site {made[0]} "
+                 f"--position {made[1]} to match)")
 
     result = analyse_neurons(
         info, prompts, layers, site=args.site, position=position, neurons=neurons,
@@ -423,7 +467,6 @@ def run_neurons(args: argparse.Namespace) -> int:
             "position": position,
             "layer_count": info.layer_count,
             "hidden_size": info.hidden_size,
-            "site_width": result.layers[0].width,
             "dtype": collected.dtype,
             "device": collected.device,
             "neuron_selection": result.selection or "--neurons",
@@ -468,7 +511,7 @@ def run_probe(args: argparse.Namespace) -> int:
     check_outputs_apart({"--save-direction": args.save_direction, "--output": args.output},
                         _inputs_of(args, "class_a", "class_b", "test"))
 
-    position = parse_position(args.position)
+    position = parse_position(args.position, allow_all=False)
     if position == "all":
         raise LazarusError("the probe classifies prompts, so it needs one vector per prompt "
                            "(use --position last, first, an index, or mean)")
@@ -499,7 +542,10 @@ def run_probe(args: argparse.Namespace) -> int:
         document.update(lazarus_version=__version__, dtype=collected.dtype,
                         device=collected.device, site=args.site, position=position)
         write_text_atomically(args.output, json.dumps(document, indent=2) + "\n")
-    out(render_probe_report(report, test_prompts=tests, predictions=predictions).rstrip("\n"))
+    text = render_probe_report(report, test_prompts=tests, predictions=predictions).rstrip("\n")
+    if (args.site, position) != ("resid_post", "last"):
+        text = f"(site: {args.site}, position: {position})\n{text}"
+    out(text)
     if args.save_direction is not None:
         note(f"saved the layer {report.best_layer} direction to {args.save_direction}")
     if args.output is not None:
@@ -521,8 +567,8 @@ def run_cache_info(args: argparse.Namespace) -> int:
     summary = cache.describe()
     lines = [f"cache folder: {summary.folder}",
              f"{summary.rows} cached rows, {_size(summary.bytes)}"]
-    lines += [f"  {model.model_id}: {model.rows} rows, {_size(model.bytes)} ({model.source})"
-              for model in summary.models]
+    lines += [f"  {model.model_id}: {model.rows} rows, {_size(model.bytes)} ({model.source}; "
+              f"{model.folder.name})" for model in summary.models]
     out("\n".join(lines))
     return 0
 

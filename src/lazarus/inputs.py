@@ -111,10 +111,13 @@ def parse_layers(text: str, layer_count: int) -> tuple[int, ...]:
     layers: list[int] = []
     for part in value.split(","):
         item = part.strip()
+        if item == "all":
+            raise LazarusError("'all' stands alone in -l (give -l all, or a list such as 0,2)")
         try:
             if "-" in item[1:]:
                 cut = item.index("-", 1)
-                first, last = int(item[:cut]), int(item[cut + 1:])
+                first = resolve_layer(int(item[:cut]), layer_count)
+                last = resolve_layer(int(item[cut + 1:]), layer_count)
                 if first > last:
                     raise LazarusError(f"layer range {item!r} runs backwards (write it low-high, "
                                        "e.g. 2-5)")

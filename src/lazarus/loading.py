@@ -101,6 +101,9 @@ def config_path(source: str) -> Path:
                                "save_pretrained, or a Hub ID)")
         return local
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.utils import logging as hub_logging
+
+    hub_logging.set_verbosity_error()  # its retry warnings would bury the one-line error
 
     cached = try_to_load_from_cache(source, "config.json")
     if isinstance(cached, str):

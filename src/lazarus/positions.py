@@ -16,15 +16,16 @@ NAMES = ("last", "first", "all", "mean")
 Position = str | int
 
 
-def parse_position(text: str) -> Position:
-    """`last`, `first`, `all`, `mean` or a whole number."""
+def parse_position(text: str, allow_all: bool = True) -> Position:
+    """`last`, `first`, `all` (unless not allowed), `mean` or a whole number."""
     value = text.strip()
+    names = NAMES if allow_all else tuple(n for n in NAMES if n != "all")
     if value in NAMES:
         return value
     try:
         return int(value)
     except ValueError:
-        raise LazarusError(f"position {text!r} is not one of {', '.join(NAMES)} or a token "
+        raise LazarusError(f"position {text!r} is not one of {', '.join(names)} or a token "
                            "index (e.g. --position 0, or -2 for the second last)") from None
 
 

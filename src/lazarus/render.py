@@ -192,7 +192,7 @@ def render_stats(
 
 
 def render_label_correlation(summaries: list[LabelSummary], decimals: int,
-                             title: str = "LABEL CORRELATION") -> str:
+                             title: str = "LABEL CORRELATION", noun: str = "prompt") -> str:
     """Per label: each neuron's mean on its prompts, r, and an arrow when |r| is large."""
     rule = (f"(r = point-biserial correlation of the neuron with the label; "
             f"← marks |r| ≥ {MARK_THRESHOLD:g})")
@@ -202,8 +202,7 @@ def render_label_correlation(summaries: list[LabelSummary], decimals: int,
     lines = banner(title) + [rule]
     for summary in summaries:
         label = escape(summary.label)
-        noun = "prompt" if summary.count == 1 else "prompts"
-        lines += ["", f"{label} ({summary.count} {noun}):"]
+        lines += ["", f"{label} ({summary.count} {noun}{'' if summary.count == 1 else 's'}):"]
         for effect in summary.effects:
             r = "n/a" if effect.r is None else f"{effect.r:+.2f}"
             line = f"  {next(names)}: mean= {next(means)}  r={r:>5}"
@@ -223,6 +222,7 @@ def render_neurons_report(
     selection: str | None = None,
     at_layer: bool = False,
     grids: bool = True,
+    sample_noun: str = "prompt",
 ) -> str:
     """The spec's sections in order, a blank line apart, without a trailing newline.
 
@@ -240,7 +240,8 @@ def render_neurons_report(
                                  samples=matrix.values.shape[0]))
     if label_summaries is not None:
         sections.append(render_label_correlation(label_summaries, decimals + 1,
-                                                 title=f"LABEL CORRELATION{at}"))
+                                                 title=f"LABEL CORRELATION{at}",
+                                                 noun=sample_noun))
     return "\n\n".join(sections)
 
 

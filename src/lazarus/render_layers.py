@@ -29,17 +29,18 @@ def render_result(result: NeuronsResult, ranking: str | None = None) -> str:
     every = result.position == "all"
     parts = []
     for layer in result.layers:
-        if every:
-            parts.append(render_strips(result, layer))
         if layer.experts:
             units = layer.width // layer.experts
             parts.append(f"(layer {layer.matrix.layer} is an MoE layer: neuron n is unit "
                          f"n % {units} of expert n // {units}; · = the token was not routed to "
                          "that expert, and statistics count only the routed ones)")
+        if every:
+            parts.append(render_strips(result, layer))
         parts.append(render_neurons_report(
             layer.matrix, layer.stats, layer.label_summaries, weights=result.weights,
             direction_labels=result.direction_labels, ranking=ranking,
-            selection=result.selection, at_layer=several or every, grids=not every))
+            selection=result.selection, at_layer=several or every, grids=not every,
+            sample_noun="token" if every else "prompt"))
     if several:
         parts.append(render_across_layers(result))
     return "\n\n".join(parts)
@@ -86,16 +87,18 @@ def render_across_layers(result: NeuronsResult) -> str:
     means = np.array([[s.mean for s in layer.stats] for layer in result.layers])  # [layers, n]
     decimals = map_decimals(means) + 1
     header = ["Neuron", *(f"L{layer}" for layer in layer_ids)]
-    rows = [[f"N{neuron}", *(_cell(means[i, j], decimals) for i in range(len(layer_ids)))]
+    rows = [[f"N{neuron:4d}", *(_cell(means[i, j], decimals) for i in range(len(layer_ids)))]
             for j, neuron in enumerate(result.neurons)]
+    routed = " (MoE units: the routed ones)" if any(layer.experts for layer in result.layers) \
+        else ""
     lines = banner("NEURONS ACROSS LAYERS") + [
-        "(mean over every " + ("token" if result.position == "all" else "prompt") +
+        "(mean over every " + ("token" if result.position == "all" else "prompt") + routed +
         " at each layer" + ("; then each label's mean" if result.labels else "") + ")"]
     lines += _table(header, rows)
     if result.layers[0].label_summaries is not None:
         for k, summary in enumerate(result.layers[0].label_summaries):
             lines += ["", f"{escape(summary.label)}:"]
-            label_rows = [[f"N{neuron}", *(_cell(layer.label_summaries[k].effects[j].mean,
+            label_rows = [[f"N{neuron:4d}", *(_cell(layer.label_summaries[k].effects[j].mean,
                                                  decimals) for layer in result.layers)]
                           for j, neuron in enumerate(result.neurons)]
             lines += _table(header, label_rows)
@@ -116,6 +119,8 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def result_json(result: NeuronsResult, extra: dict) -> dict:
     """The saved format (see the module doc)."""
     documents = [_layer_json(result, layer) for layer in result.layers]
+    for layer, document in zip(result.layers, documents, strict=True):
+        document["site_width"] = layer.width  # MoE models mix dense and expert layers
     if len(documents) == 1:
         return {**documents[0], **extra}
     keep = ("model_id", "neurons", "prompts", "labels", "tokens")
