@@ -168,3 +168,29 @@ def test_clear_counts_only_what_it_removed_and_never_follows_links(llama_dir, tm
     assert (removed.rows, removed.left) == (2, 0)
     assert (outside / "precious.npy").read_bytes() == b"not ours"
     assert not store.folder.exists()
+
+
+THREE = ["2+2=", "47*47=", "x"]  # a majority of sound rows
+
+
+@pytest.mark.parametrize("position", ["last", "all"])
+def test_a_damaged_first_row_cannot_set_the_width(llama_dir, position):
+    """At a site whose width lazarus cannot know in advance, the first row read must not decide
+    it; and per token, a row must have one value per token of its prompt."""
+    from lazarus.positions import parse_position
+
+    request = CaptureRequest(layers=(1,), site="mlp_post", position=parse_position(position))
+    info = read_model_info(str(llama_dir))
+    fresh = collect(info, THREE, request, ModelSettings(use_cache=False)).rows[1]
+    collect(info, THREE, request)
+    store = ActivationCache(info, "mlp_post", position=position)
+    first = store.path(CPU, 1, THREE[0])
+    good = np.load(first, allow_pickle=False)
+    damaged = good[..., :7] if position == "last" else good[:2]  # other width / fewer tokens
+    with open(first, "wb") as file:
+        np.save(file, np.ascontiguousarray(damaged))
+    totals: list[int] = []
+    again = collect(info, THREE, request, progress=lambda done, total: totals.append(total))
+    assert set(totals) == {1}, "only the damaged prompt is computed again"
+    for index in range(len(THREE)):
+        assert close(again.rows[1][index], fresh[index])

@@ -166,7 +166,7 @@ def test_probe_on_mlp_neurons_at_the_mean_saves_where_it_read(capsys, llama_dir,
 
 
 @pytest.mark.parametrize(("extra", "words"), [
-    (["--position", "all"], "needs one vector per prompt"),
+    (["--position", "all"], "this command needs one per prompt"),
     (["--position", "middle"], "position 'middle' is not one of"),
 ])
 def test_probe_positions_it_cannot_use_are_one_line(capsys, llama_dir, extra, words):

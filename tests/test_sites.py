@@ -242,3 +242,25 @@ def test_several_layers_in_one_pass_equal_one_at_a_time_and_cached_equals_fresh(
             for rows in (together, first, cached.rows):
                 assert np.array_equal(np.isnan(rows[layer][index]), np.isnan(expected))
                 assert worst(rows[layer][index], expected) <= TOLERANCE
+
+
+def test_mixed_widths_without_neurons_are_one_line(moe_models, tiny_model_dirs, tmp_path):
+    from lazarus.neurons import analyse_neurons
+
+    folder = build_moe("qwen3_moe", tmp_path / "qwen3_moe")  # layer 0 MoE (96), layer 1 dense
+    with pytest.raises(LazarusError, match="these layers have different widths at this site "
+                                           r"\(96 at layer 0, 40 at layer 1\)"):
+        analyse_neurons(read_model_info(str(folder)), PROMPTS, (0, 1), site="mlp_post",
+                        settings=ModelSettings(use_cache=False))
+
+
+def test_mean_keeps_the_models_own_nan_but_skips_missing_units():
+    from lazarus.positions import gather
+
+    values = torch.tensor([[[1.0, 2.0], [float("nan"), 4.0], [5.0, 6.0], [9.0, 9.0]]])
+    lengths = torch.tensor([3])  # the fourth token is padding
+    dense = gather(values, lengths, "mean")
+    units = gather(values, lengths, "mean", skip_missing=True)
+    assert torch.isnan(dense[0, 0])
+    assert dense[0, 1] == 4.0
+    assert units[0].tolist() == [3.0, 4.0]

@@ -30,7 +30,7 @@ class NeuronStats:
     max: float
     mean: float
     std: float
-    count: int | None = None  # None: not counted (every value present)
+    count: int | None = None  # values that entered; None for hand-made stats
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ class LabelEffect:
     rest_mean: float | None  # mean over the prompts without the label
     r: float | None
     verdict: str | None
+    count: int | None = None  # values with the label that entered (MoE units: the routed ones)
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ def label_correlation(matrix: ActivationMatrix) -> list[LabelSummary]:
                     rest_mean=float(rest.mean()) if rest.size else None,
                     r=r,
                     verdict=_verdict(r),
+                    count=int(inside.size),
                 )
             )
         summaries.append(LabelSummary(label, int(member.sum()), tuple(effects)))

@@ -50,6 +50,7 @@ import numpy as np
 
 from lazarus.files import remove_stale_temps, replace_atomically
 from lazarus.loading import ModelInfo, config_path
+from lazarus.moe import moe_shape
 
 FORMAT = "v1"  # bump when captured values would change for the same model and prompt
 
@@ -164,7 +165,7 @@ class ActivationCache:
         self.position = str(position)
         self.ndim = 2 if self.position == "all" else 1  # [tokens, width] or [width]
         # NaN means "not routed to this expert" in MoE expert units; anywhere else it is damage.
-        self.allows_nan = site == "mlp_post" and _has_experts(info.config)
+        self.allows_nan = site == "mlp_post" and moe_shape(info.config) is not None
         self.info = info
         described = {"format": FORMAT, "identity": identity, **_versions(),
                      "trust_remote_code": trust_remote_code, "device_map": device_map}
@@ -262,12 +263,6 @@ def read_row(path: Path, ndim: int = 1, allows_nan: bool = False) -> np.ndarray 
     if row.size != count or not np.all(finite | np.isnan(row) if allows_nan else finite):
         return None
     return row.reshape(shape)
-
-
-def _has_experts(config: dict) -> bool:
-    text = config.get("text_config") or config
-    return any(isinstance(text.get(key), int) and text[key] > 0
-               for key in ("num_local_experts", "num_experts", "n_routed_experts"))
 
 
 def _read_json_object(path: Path) -> dict:

@@ -7,11 +7,11 @@ batch that runs out of memory is halved and retried. Each batch is right-padded 
 attention mask, so every real token sees exactly what it would see alone.
 
 `Trace` owns the hooks: one per asked-for (layer, site). Each hook gathers the asked-for token
-position of every row at once (`positions.gather`), keeps only the asked-for columns, and drops
-the rest of the [batch, tokens, width] tensor, so what is held while the forward goes on does
-not grow with the tokens (except for `--position all`) and is counted in the batch budget. The
-hook on the deepest layer ends the forward by raising `_StopForward`: later blocks, the final
-norm and the LM head never run.
+position of every row at once (`positions.gather`), keeps only the asked-for columns, and hands
+the values to numpy before the next block runs, so what is held while the forward goes on is
+the rows themselves (for `--position all`, every token's; counted in the batch budget, as are
+the MoE units computed for `all` and `mean`). The hook on the deepest layer ends the forward by
+raising `_StopForward`: later blocks, the final norm and the LM head never run.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ import numpy as np
 from lazarus.budget import BATCH_OVERHEAD_TOKENS, batch_limits, plan_batches
 from lazarus.errors import LazarusError
 from lazarus.loading import LoadedModel
+from lazarus.moe import moe_shape
 from lazarus.positions import Position, check_lengths, gather, token_index
-from lazarus.sites import RESIDUAL_WIDTH, check_site, locate
+from lazarus.sites import RESIDUAL_WIDTH, check_site, locate, neuron_out_of_range
 
 Progress = Callable[[int, int], None]  # (prompts done, prompts total)
 Rows = Any  # per layer: float32 [prompts, width], or for position "all" a list of [tokens, width]
@@ -51,17 +52,17 @@ class CaptureRequest:
 
 class Trace:
     """A `with` block that hooks every (layer, site) of a request. Each hook hands the batch's
-    gathered values to `on_kept(layer, values)` at once (so no layer's tensor outlives its hook)
-    or, without it, leaves them in `kept[layer]`. Hooks are removed on exit, whatever happened."""
+    gathered values to `on_kept(layer, values)` at once, so no layer's tensor outlives its hook,
+    and notes the layer in `reached`. Hooks are removed on exit, whatever happened."""
 
     def __init__(self, loaded: LoadedModel, request: CaptureRequest,
-                 on_kept: Callable[[int, Any], None] | None = None) -> None:
+                 on_kept: Callable[[int, Any], None]) -> None:
         check_site(request.site)
         self.loaded = loaded
         self.request = request
         self.on_kept = on_kept
         self.lengths: Any = None  # [batch] real tokens per row, set before each forward
-        self.kept: dict[int, Any] = {}  # layer -> values, or None once handed to on_kept
+        self.reached: set[int] = set()  # layers whose hook ran in this forward
         self.widths: dict[int, int] = {}  # the site's full width per layer, once seen
         self._handles: list[Any] = []
 
@@ -85,7 +86,7 @@ class Trace:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        self.kept.clear()
+        self.reached.clear()
 
     def _hook(self, layer: int, site: Any) -> Callable[..., None]:
         deepest = max(self.request.layers)
@@ -103,19 +104,16 @@ class Trace:
                 if site.flat:  # [batch * tokens, width]: MoE modules see tokens flat
                     value = value.reshape(batch, tokens, value.shape[-1])
                 self._check_shape(layer, value, (batch, tokens))
-                kept = gather(value, self.lengths, self.request.position)
+                kept = gather(value, self.lengths, self.request.position,
+                              skip_missing=site.flat)
             self.widths[layer] = int(kept.shape[-1])
             if columns is not None:
                 if max(columns) >= kept.shape[-1]:
-                    raise LazarusError(
-                        f"neuron {max(columns)} is out of range: the {self.request.site} site has "
-                        f"{kept.shape[-1]} neurons at layer {layer} (use ids 0 to "
-                        f"{kept.shape[-1] - 1})")
+                    raise neuron_out_of_range(max(columns), int(kept.shape[-1]),
+                                              self.request.site, layer)
                 kept = kept[..., list(columns)]
-            if self.on_kept is not None:
-                self.on_kept(layer, kept)
-                kept = None
-            self.kept[layer] = kept
+            self.on_kept(layer, kept)
+            self.reached.add(layer)
             if layer == deepest:
                 raise _StopForward
 
@@ -174,18 +172,22 @@ def pad_id_of(tokenizer: Any) -> int:
 
 
 def kept_bytes_per_token(loaded: LoadedModel, request: CaptureRequest) -> int:
-    """What the hooks keep per padded token: only `all` keeps anything that grows with tokens."""
+    """What the hooks hold per padded token beyond the forward's own needs: every layer's
+    values for `all`, and the MoE units computed for every token for `all` and `mean` (E*I
+    floats per token, while one layer's hook runs)."""
+    shape = moe_shape(loaded.info.config) if request.site == "mlp_post" else None
+    units = 4 * shape[0] * shape[1] if shape and request.position in ("all", "mean") else 0
     if request.position != "all":
-        return 0
+        return units
     width = len(request.columns) if request.columns is not None else site_width_guess(loaded)
-    return 4 * width * len(request.layers)
+    return units + 4 * width * len(request.layers)
 
 
 def site_width_guess(loaded: LoadedModel) -> int:
-    text = loaded.model.config
-    text = text.get_text_config() if hasattr(text, "get_text_config") else text
-    hidden = int(getattr(text, "hidden_size", 0) or 0)
-    return max(hidden, int(getattr(text, "intermediate_size", 0) or 0))
+    shape = moe_shape(loaded.info.config)
+    text = loaded.info.config.get("text_config") or loaded.info.config
+    widths = [loaded.info.hidden_size, int(text.get("intermediate_size") or 0)]
+    return max(widths + ([shape[0] * shape[1]] if shape else []))
 
 
 def capture(
@@ -262,7 +264,7 @@ def capture(
                 input_ids[row, : lengths[index]] = torch.tensor(token_ids[index])
                 mask[row, : lengths[index]] = 1
             trace.lengths = mask.sum(dim=-1)  # [batch]
-            trace.kept.clear()
+            trace.reached.clear()
             try:
                 loaded.model(
                     input_ids=input_ids.to(input_device),
@@ -274,7 +276,7 @@ def capture(
             except Exception as err:
                 if not is_out_of_memory(err):
                     raise
-                trace.kept.clear()
+                trace.reached.clear()
                 del err  # its traceback holds the batch's tensors
                 _release_memory()
                 if len(batch) == 1:
@@ -292,10 +294,10 @@ def capture(
                                          max_batch, overhead)
                 queue = deque([[remaining[i] for i in part] for part in replanned])
                 continue
-            missing = [layer for layer in request.layers if layer not in trace.kept]
+            missing = [layer for layer in request.layers if layer not in trace.reached]
             if missing:
                 raise RuntimeError(f"the forward pass never reached layer(s) {missing}")
-            trace.kept.clear()
+            trace.reached.clear()
             if widths is not None:
                 widths.update(trace.widths)
             if on_rows is not None:

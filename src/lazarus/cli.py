@@ -512,9 +512,6 @@ def run_probe(args: argparse.Namespace) -> int:
                         _inputs_of(args, "class_a", "class_b", "test"))
 
     position = parse_position(args.position, allow_all=False)
-    if position == "all":
-        raise LazarusError("the probe classifies prompts, so it needs one vector per prompt "
-                           "(use --position last, first, an index, or mean)")
     info = read_model_info(args.model)
     if args.layer is None:
         layers = tuple(range(info.layer_count))

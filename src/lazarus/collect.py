@@ -70,7 +70,7 @@ def collect(
     target = guess = predict_target(info, settings.device, settings.dtype, settings.device_map)
     if store is not None:
         target = store.recall_target(asked, guess)
-    found = _read(store, target, info, request, distinct)
+    found = _read(store, target, info, request, distinct, settings)
     missing = _missing(distinct, found)
     widths: dict[int, int] = {}
 
@@ -90,7 +90,7 @@ def collect(
                 loaded_store.remember_target(asked, guess, actual)
             if actual != target or loaded_store.folder != store.folder:
                 store = loaded_store if loaded_store.enabled else None
-                found = _read(store, actual, info, request, distinct)
+                found = _read(store, actual, info, request, distinct, settings)
                 missing = _missing(distinct, found)
         target = actual
         computed = capture(loaded, missing, request, progress=progress,
@@ -123,22 +123,31 @@ def _open_cache(info: ModelInfo, request: CaptureRequest,
 
 
 def _read(store: ActivationCache | None, target: Target, info: ModelInfo,
-          request: CaptureRequest, prompts: Sequence[str]) -> dict[int, dict[str, np.ndarray]]:
-    """{layer: {prompt: cached row}} at `target`. Rows of a wrong width are ignored: the hidden
-    size for sites on the residual stream, else the width of the layer's first row."""
+          request: CaptureRequest, prompts: Sequence[str],
+          settings: ModelSettings) -> dict[int, dict[str, np.ndarray]]:
+    """{layer: {prompt: cached row}} at `target`, keeping only rows of the right shape: as wide
+    as the hidden size on the residual stream, else as most rows of the layer (so one damaged
+    row cannot set the width), and for position "all" one row per token of the prompt."""
+    from collections import Counter
+
+    from lazarus.sites import RESIDUAL_WIDTH
+
     found: dict[int, dict[str, np.ndarray]] = {layer: {} for layer in request.layers}
     if store is None:
         return found
-    from lazarus.sites import RESIDUAL_WIDTH
-
-    residual = request.site in RESIDUAL_WIDTH
+    counts = None
     for layer, rows in found.items():
-        width = info.hidden_size if residual else None
-        for prompt in prompts:
-            row = store.get(target, layer, prompt)
-            if row is not None and width in (None, row.shape[-1]):
-                rows[prompt] = row
-                width = row.shape[-1]
+        got = {p: row for p in prompts if (row := store.get(target, layer, p)) is not None}
+        if not got:
+            continue
+        if request.position == "all" and counts is None:
+            from lazarus.loading import token_counts
+
+            counts = token_counts(info, list(prompts), settings.trust_remote_code)
+        widths = Counter(row.shape[-1] for row in got.values())
+        width = info.hidden_size if request.site in RESIDUAL_WIDTH else widths.most_common(1)[0][0]
+        rows.update({p: row for p, row in got.items() if row.shape[-1] == width
+                     and (counts is None or row.shape[0] == counts[p])})
     return found
 
 

@@ -265,14 +265,25 @@ def token_texts(info: ModelInfo, prompts: list[str], trust_remote_code: bool = F
                 ) -> list[list[str]]:
     """Each prompt's tokens as text, as the capture engine tokenizes it (the tokenizer alone
     is loaded, not the model)."""
+    tokenizer = _tokenizer(info, trust_remote_code)
+    return [[tokenizer.decode([token]) for token in tokenizer(prompt)["input_ids"]]
+            for prompt in prompts]
+
+
+def token_counts(info: ModelInfo, prompts: list[str], trust_remote_code: bool = False,
+                 ) -> dict[str, int]:
+    """How many tokens each prompt has, as the capture engine tokenizes it."""
+    tokenizer = _tokenizer(info, trust_remote_code)
+    return {prompt: len(tokenizer(prompt)["input_ids"]) for prompt in prompts}
+
+
+def _tokenizer(info: ModelInfo, trust_remote_code: bool) -> Any:
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = _from_pretrained(info, AutoTokenizer, trust_remote_code)
+        return _from_pretrained(info, AutoTokenizer, trust_remote_code)
     except Exception as err:  # noqa: BLE001 - any failure inside from_pretrained
         raise LazarusError(_load_failure(info, err, trust_remote_code)) from None
-    return [[tokenizer.decode([token]) for token in tokenizer(prompt)["input_ids"]]
-            for prompt in prompts]
 
 
 # Names of the decoder's layer count in config.json: transformers' own, then GPT-2's, MPT's,

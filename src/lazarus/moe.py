@@ -39,7 +39,7 @@ class MoeParts:
     router: Any | None  # the module that picks the experts (None if it has an unknown name)
     num_experts: int  # E
     units: int  # I: units per expert (width of each expert's down projection input)
-    top_k: int  # experts per token
+    top_k: int  # experts per token (0 when the model does not say)
     transposed: bool  # weights stored [E, in, out] (x @ W) instead of [E, out, in] (x @ W.T)
     has_bias: bool  # *_proj_bias parameters [E, out]
     has_gate: bool  # gate_up_proj through `_apply_gate`; else up_proj through `act_fn`
@@ -115,8 +115,7 @@ def _top_k(experts: Any, parent: Any, router: Any) -> int:
     value = getattr(getattr(experts, "config", None), "num_experts_per_tok", None)
     if isinstance(value, int) and value > 0:
         return value
-    raise LazarusError(f"cannot tell how many experts {type(parent).__name__} routes each token "
-                       "to (no top_k and no num_experts_per_tok in the config)")
+    return 0  # unknown; nothing lazarus reads depends on it
 
 
 def hook_inputs(parts: MoeParts, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
@@ -229,6 +228,23 @@ def site(parts: MoeParts, name: str) -> Any:
 
     def extract(args: tuple[Any, ...], kwargs: dict[str, Any], output: Any,
                 tokens: Any | None = None) -> Any:
+        if name == "mlp_post" and parts.experts.down_proj.device.type == "meta":
+            raise LazarusError("the experts' weights are offloaded (--device-map put them off "
+                               "the device), so their units cannot be read before the model "
+                               "loads them (use a device with room for the experts, or "
+                               "--site router or resid_post)")
         return read(parts, args, kwargs, tokens)
 
     return Site(module=parts.experts, reads_input=True, extract=extract, flat=True)
+
+
+def moe_shape(config: dict) -> tuple[int, int] | None:
+    """(experts, units per expert) that a config.json describes, or None for a dense model;
+    read without torch (the cache and the reports need it before any model loads)."""
+    text = config.get("text_config") or config
+    experts = next((text[key] for key in ("num_local_experts", "num_experts", "n_routed_experts")
+                    if isinstance(text.get(key), int) and text[key] > 0), None)
+    units = text.get("moe_intermediate_size") or text.get("intermediate_size")
+    if experts is None or not isinstance(units, int):
+        return None
+    return experts, units

@@ -23,8 +23,9 @@ from lazarus.collect import Collected, ModelSettings, collect
 from lazarus.directions import Direction
 from lazarus.errors import LazarusError
 from lazarus.loading import ModelInfo, token_texts
+from lazarus.moe import moe_shape
 from lazarus.positions import Position
-from lazarus.sites import RESIDUAL_WIDTH
+from lazarus.sites import RESIDUAL_WIDTH, neuron_out_of_range
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,12 @@ def analyse_neurons(
 
 
 def _most_variable(samples: dict[int, np.ndarray], k: int, every: bool) -> tuple[list[int], str]:
+    widths = {layer: values.shape[-1] for layer, values in samples.items()}
+    if len(set(widths.values())) > 1:
+        told = ", ".join(f"{width} at layer {layer}" for layer, width in widths.items())
+        raise LazarusError(f"these layers have different widths at this site ({told}), so no "
+                           "neuron id means the same at all of them (give --neurons, or layers "
+                           "of one kind)")
     spreads = np.mean([analysis.spread(values) for values in samples.values()], axis=0)
     order = np.lexsort((np.arange(spreads.shape[0]), -spreads))
     chosen = [int(i) for i in order[:k]]
@@ -162,9 +169,7 @@ def _sample_names(prompts: Sequence[str], rows: list[np.ndarray]) -> list[str]:
 def check_neurons(neurons: Sequence[int], width: int, site: str, layer: int) -> None:
     for neuron in neurons:
         if neuron >= width:
-            raise LazarusError(
-                f"neuron {neuron} is out of range: the {site} site has {width} neurons at layer "
-                f"{layer} (use ids 0 to {width - 1})")
+            raise neuron_out_of_range(neuron, width, site, layer)
 
 
 def check_direction_width(direction: Direction, width: int, name: str, site: str) -> None:
@@ -175,10 +180,8 @@ def check_direction_width(direction: Direction, width: int, name: str, site: str
 
 def moe_experts(info: ModelInfo, site: str, width: int) -> int | None:
     """E when the mlp_post site of this layer is MoE units (E experts x I units), else None."""
-    text = info.config.get("text_config") or info.config
-    experts = next((text[key] for key in ("num_local_experts", "num_experts", "n_routed_experts")
-                    if isinstance(text.get(key), int) and text[key] > 0), None)
-    units = text.get("moe_intermediate_size") or text.get("intermediate_size")
-    if site != "mlp_post" or experts is None or not isinstance(units, int):
+    shape = moe_shape(info.config)
+    if site != "mlp_post" or shape is None:
         return None
+    experts, units = shape
     return experts if width == experts * units else None

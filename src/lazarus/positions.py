@@ -20,7 +20,10 @@ def parse_position(text: str, allow_all: bool = True) -> Position:
     """`last`, `first`, `all` (unless not allowed), `mean` or a whole number."""
     value = text.strip()
     names = NAMES if allow_all else tuple(n for n in NAMES if n != "all")
-    if value in NAMES:
+    if value == "all" and not allow_all:
+        raise LazarusError("--position all gives one vector per token, and this command needs "
+                           "one per prompt (use last, first, an index, or mean)")
+    if value in names:
         return value
     try:
         return int(value)
@@ -40,9 +43,11 @@ def check_lengths(position: Position, lengths: list[int], prompts: list[str]) ->
                                "or last/first/mean/all)")
 
 
-def gather(hidden: Any, lengths: Any, position: Position) -> Any:
+def gather(hidden: Any, lengths: Any, position: Position, skip_missing: bool = False) -> Any:
     """[batch, tokens, width] -> [batch, width] at the position (float32), or, for `all`,
-    the float32 [batch, tokens, width] itself (the caller cuts each row at its length)."""
+    the float32 [batch, tokens, width] itself (the caller cuts each row at its length).
+    `skip_missing`: NaN marks a value that does not exist (MoE units of experts a token was not
+    routed to), and `mean` is over the tokens that have one; elsewhere a NaN is the model's."""
     import torch
 
     rows = torch.arange(hidden.shape[0], device=hidden.device)
@@ -52,7 +57,9 @@ def gather(hidden: Any, lengths: Any, position: Position) -> Any:
     if position == "mean":  # over real tokens with a value (MoE units: the routed ones)
         values = hidden.float()
         real = torch.arange(hidden.shape[1], device=hidden.device)[None, :] < lengths[:, None]
-        valid = real[..., None] & ~torch.isnan(values)  # [batch, tokens, width]
+        valid = real[..., None].expand(values.shape)  # [batch, tokens, width]
+        if skip_missing:
+            valid = valid & ~torch.isnan(values)
         summed = torch.where(valid, values, 0.0).sum(dim=1)  # [batch, width]
         return summed / valid.sum(dim=1)  # NaN where no token has a value
     return hidden[rows, _index(lengths, position)].float()

@@ -206,6 +206,8 @@ def render_label_correlation(summaries: list[LabelSummary], decimals: int,
         for effect in summary.effects:
             r = "n/a" if effect.r is None else f"{effect.r:+.2f}"
             line = f"  {next(names)}: mean= {next(means)}  r={r:>5}"
+            if effect.count is not None and effect.count < summary.count:
+                line += f"  (n={effect.count} of {summary.count})"
             if effect.verdict is not None:
                 line += f"  ← fires {effect.verdict} for {label}"
             lines.append(line)

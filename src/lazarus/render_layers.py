@@ -31,9 +31,11 @@ def render_result(result: NeuronsResult, ranking: str | None = None) -> str:
     for layer in result.layers:
         if layer.experts:
             units = layer.width // layer.experts
+            mean = ("; --position mean averages each prompt's routed tokens only"
+                    if result.position == "mean" else "")
             parts.append(f"(layer {layer.matrix.layer} is an MoE layer: neuron n is unit "
                          f"n % {units} of expert n // {units}; · = the token was not routed to "
-                         "that expert, and statistics count only the routed ones)")
+                         f"that expert, and statistics count only the routed ones{mean})")
         if every:
             parts.append(render_strips(result, layer))
         parts.append(render_neurons_report(
@@ -153,6 +155,11 @@ def _layer_json(result: NeuronsResult, layer: LayerResult) -> dict:
         document["moe"] = {"experts": layer.experts, "units_per_expert": units,
                            "expert_unit": {str(n): list(divmod(n, units))
                                            for n in result.neurons}}
+        for summary in layer.label_summaries or ():
+            for effect in summary.effects:
+                if effect.count is not None and effect.count < summary.count:
+                    label = document["label_correlation"][summary.label]["neurons"]
+                    label[str(effect.neuron)]["count"] = effect.count
     samples = layer.matrix.values.shape[0]
     for stat in layer.stats:
         if stat.count is not None and stat.count < samples:

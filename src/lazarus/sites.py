@@ -107,6 +107,11 @@ def _block_list(model: Any, layer_count: int) -> tuple[str, Any]:
                        f"{type(model).__name__} (this architecture is not supported yet)")
 
 
+def neuron_out_of_range(neuron: int, width: int, site: str, layer: int) -> LazarusError:
+    return LazarusError(f"neuron {neuron} is out of range: the {site} site has {width} neurons "
+                        f"at layer {layer} (use ids 0 to {width - 1})")
+
+
 def check_site(site: str) -> str:
     if site not in SITES:
         raise LazarusError(f"unknown site {site!r} (choose one of: {', '.join(SITES)})")
