@@ -16,6 +16,7 @@ import json
 import os
 import re
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -215,6 +216,8 @@ def load_model(
 
     deepest = info.layer_count - 1 if up_to_layer is None else up_to_layer
     check_safetensors(_local_files(info, ".safetensors"))
+    # torch's weights-only unpickler warns about what it then refuses, in several lines.
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\._weights_only")
     try:
         tokenizer = from_pretrained(AutoTokenizer)
         model = None
