@@ -45,7 +45,6 @@ SKIPPED: dict[str, str] = {
     "gemma4_assistant": _CONFIG + "it must have no per-layer inputs",
     "gemma4_unified_assistant": _CONFIG + "KV-sharing layers whose types no earlier layer has",
     "cohere_compass_text": _CONFIG + "layer-type names of its own",
-    "gpt_neo": _CONFIG + "a list of attention kinds per layer, in its own format",
     "inkling2_text": _CONFIG + "vocabulary splits larger than the tiny vocabulary",
     "inkling2_loop_text": _CONFIG + "vocabulary splits larger than the tiny vocabulary",
     "kimi_linear": _CONFIG + "top-k routing over more experts than it keeps",

@@ -63,6 +63,9 @@ EXTRA["reformer"] = ({
     "attn_layers": ["local"] * LAYERS, "local_attn_chunk_length": 8,
     "lsh_attn_chunk_length": 8}, "a causal LM only as a decoder; axial positions that sum to "
                                  "the width; one attention kind per layer")
+EXTRA["gpt_neo"] = ({"attention_types": [[["global", "local", "global"], 1]], "window_size": 4},
+                    "one attention kind per layer, in its own [[kinds], repeats] format; a "
+                    "window shorter than the prompts")
 _S, _F = "sliding_attention", "full_attention"
 # Gemma 3n and Gemma 4: the last block reuses the KV cache of an earlier one of its type.
 EXTRA["gemma3n_text"] = ({
