@@ -66,6 +66,8 @@ EXTRA["reformer"] = ({
 EXTRA["gpt_neo"] = ({"attention_types": [[["global", "local", "global"], 1]], "window_size": 4},
                     "one attention kind per layer, in its own [[kinds], repeats] format; a "
                     "window shorter than the prompts")
+EXTRA["zamba"] = ({"layers_block_type": ["hybrid", "linear_attention", "hybrid"]},
+                  "two hybrid blocks, which share one attention block's weights")
 _S, _F = "sliding_attention", "full_attention"
 # Gemma 3n and Gemma 4: the last block reuses the KV cache of an earlier one of its type.
 EXTRA["gemma3n_text"] = ({
