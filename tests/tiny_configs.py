@@ -68,6 +68,12 @@ EXTRA["gpt_neo"] = ({"attention_types": [[["global", "local", "global"], 1]], "w
                     "window shorter than the prompts")
 EXTRA["zamba"] = ({"layers_block_type": ["hybrid", "linear_attention", "hybrid"]},
                   "two hybrid blocks, which share one attention block's weights")
+EXTRA["zamba2"] = ({"layers_block_type": ["hybrid", "linear_attention", "hybrid"],
+                    "use_shared_attention_adapter": True, "adapter_rank": 4,
+                    "num_key_value_heads": 4},
+                   "a layer pattern of its own length (hybrid layers read from it at init); two "
+                   "hybrid blocks sharing one attention block, each with its own adapters, "
+                   "which need as many key heads as query heads")
 _S, _F = "sliding_attention", "full_attention"
 # Gemma 3n and Gemma 4: the last block reuses the KV cache of an earlier one of its type.
 EXTRA["gemma3n_text"] = ({
