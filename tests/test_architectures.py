@@ -38,7 +38,6 @@ SKIPPED: dict[str, str] = {
     "axk1": _CONFIG + "a head size left at 0",
     "bailing_hybrid": _CONFIG + "a head size left at 0",
     "blt": _CONFIG + "byte-patch sub-models without a plain layer count",
-    "dbrx": _CONFIG + "its attention sub-config fails to build",
     "dots3_note": _CONFIG + "per-layer configs that must agree with the head counts",
     "gemma4": _CONFIG + "per-layer configs for 30 layers (gemma4_text is swept)",
     "gemma4_unified": _CONFIG + "per-layer configs for 30 layers (gemma4_text is swept)",

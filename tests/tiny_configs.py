@@ -74,6 +74,10 @@ EXTRA["zamba2"] = ({"layers_block_type": ["hybrid", "linear_attention", "hybrid"
                    "a layer pattern of its own length (hybrid layers read from it at init); two "
                    "hybrid blocks sharing one attention block, each with its own adapters, "
                    "which need as many key heads as query heads")
+EXTRA["dbrx"] = ({"attn_config": {"kv_n_heads": 2, "rope_theta": 10000.0, "clip_qkv": 0.2},
+                  "ffn_config": {"moe_num_experts": 4, "moe_top_k": 2}},
+                 "its attention reads rope_theta and clip_qkv from the attention sub-config, "
+                 "which only checkpoints' configs fill; two of four experts per token")
 _S, _F = "sliding_attention", "full_attention"
 # Gemma 3n and Gemma 4: the last block reuses the KV cache of an earlier one of its type.
 EXTRA["gemma3n_text"] = ({
