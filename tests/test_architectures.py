@@ -47,7 +47,6 @@ SKIPPED: dict[str, str] = {
     "inkling2_text": _CONFIG + "vocabulary splits larger than the tiny vocabulary",
     "inkling2_loop_text": _CONFIG + "vocabulary splits larger than the tiny vocabulary",
     "kimi_linear": _CONFIG + "top-k routing over more experts than it keeps",
-    "lfm2_moe": _CONFIG + "a per-layer list it derives from the default depth",
     "gemma3n": "needs timm and Pillow for its vision tower (gemma3n_text is swept)",
     "emu3": "not a causal LM: its text config has no causal-LM class",
     "mllama": "not a causal LM: its text config has no causal-LM class",

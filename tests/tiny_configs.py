@@ -78,6 +78,9 @@ EXTRA["dbrx"] = ({"attn_config": {"kv_n_heads": 2, "rope_theta": 10000.0, "clip_
                   "ffn_config": {"moe_num_experts": 4, "moe_top_k": 2}},
                  "its attention reads rope_theta and clip_qkv from the attention sub-config, "
                  "which only checkpoints' configs fill; two of four experts per token")
+EXTRA["lfm2_moe"] = ({"layer_types": ["conv", "full_attention", "conv"], "num_dense_layers": 1},
+                     "no default layer kinds (checkpoints list them); one dense block before "
+                     "the MoE ones")
 _S, _F = "sliding_attention", "full_attention"
 # Gemma 3n and Gemma 4: the last block reuses the KV cache of an earlier one of its type.
 EXTRA["gemma3n_text"] = ({
