@@ -46,7 +46,6 @@ SKIPPED: dict[str, str] = {
     "cohere_compass_text": _CONFIG + "layer-type names of its own",
     "inkling2_text": _CONFIG + "vocabulary splits larger than the tiny vocabulary",
     "inkling2_loop_text": _CONFIG + "vocabulary splits larger than the tiny vocabulary",
-    "kimi_linear": _CONFIG + "top-k routing over more experts than it keeps",
     "gemma3n": "needs timm and Pillow for its vision tower (gemma3n_text is swept)",
     "emu3": "not a causal LM: its text config has no causal-LM class",
     "mllama": "not a causal LM: its text config has no causal-LM class",

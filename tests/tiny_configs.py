@@ -81,6 +81,12 @@ EXTRA["dbrx"] = ({"attn_config": {"kv_n_heads": 2, "rope_theta": 10000.0, "clip_
 EXTRA["lfm2_moe"] = ({"layer_types": ["conv", "full_attention", "conv"], "num_dense_layers": 1},
                      "no default layer kinds (checkpoints list them); one dense block before "
                      "the MoE ones")
+EXTRA["kimi_linear"] = ({"num_experts_per_token": 2, "linear_head_dim": 8, "linear_num_heads": 4,
+                         "layer_types": ["linear_attention", "full_attention", "linear_attention"],
+                         "num_key_value_heads": 4},
+                        "expert, linear-attention head and layer-kind keys of its own names; "
+                        "a full-attention (MLA: one key per query head) block among the linear "
+                        "ones")
 _S, _F = "sliding_attention", "full_attention"
 # Gemma 3n and Gemma 4: the last block reuses the KV cache of an earlier one of its type.
 EXTRA["gemma3n_text"] = ({
