@@ -35,8 +35,6 @@ FAMILIES = sorted(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
 # exactly or refused.
 _CONFIG = "its default config cannot be shrunk by tiny_configs' keys alone: "
 SKIPPED: dict[str, str] = {
-    "axk1": _CONFIG + "a head size left at 0",
-    "bailing_hybrid": _CONFIG + "a head size left at 0",
     "blt": _CONFIG + "byte-patch sub-models without a plain layer count",
     "dots3_note": _CONFIG + "per-layer configs that must agree with the head counts",
     "gemma4": _CONFIG + "per-layer configs for 30 layers (gemma4_text is swept)",

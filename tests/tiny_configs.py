@@ -87,6 +87,15 @@ EXTRA["kimi_linear"] = ({"num_experts_per_token": 2, "linear_head_dim": 8, "line
                         "expert, linear-attention head and layer-kind keys of its own names; "
                         "a full-attention (MLA: one key per query head) block among the linear "
                         "ones")
+# Group-limited routing: the experts split into as many groups as it names (8 by default).
+EXTRA["axk1"] = ({**_MLA[0], "n_group": 2, "topk_group": 1},
+                 "MLA (one key per query head); two groups of two experts, one group chosen")
+EXTRA["bailing_hybrid"] = ({"num_key_value_heads": 4, "num_expert_group": 2, "topk_group": 1,
+                            "num_experts_per_token": 2,
+                            "layer_types": ["linear_attention", "full_attention",
+                                            "linear_attention"]},
+                           "two groups of two experts, two chosen (keys of its own names); an "
+                           "MLA block (one key per query head) among the linear ones")
 _S, _F = "sliding_attention", "full_attention"
 # Gemma 3n and Gemma 4: the last block reuses the KV cache of an earlier one of its type.
 EXTRA["gemma3n_text"] = ({
