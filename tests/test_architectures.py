@@ -36,7 +36,6 @@ FAMILIES = sorted(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
 _CONFIG = "its default config cannot be shrunk by tiny_configs' keys alone: "
 SKIPPED: dict[str, str] = {
     "blt": _CONFIG + "byte-patch sub-models without a plain layer count",
-    "dots3_note": _CONFIG + "per-layer configs that must agree with the head counts",
     "gemma4": _CONFIG + "per-layer configs for 30 layers (gemma4_text is swept)",
     "gemma4_unified": _CONFIG + "per-layer configs for 30 layers (gemma4_text is swept)",
     "gemma4_assistant": _CONFIG + "it must have no per-layer inputs",

@@ -55,7 +55,12 @@ EXTRA["gptj"] = ({"rotary_dim": 4}, "rotary dimensions within the tiny head")
 EXTRA["codegen"] = ({"rotary_dim": 4}, "rotary dimensions within the tiny head")
 EXTRA["mamba2"] = ({"head_dim": 16}, "heads x head size = width x expansion")
 EXTRA["zaya"] = ({"num_experts_per_tok": 1}, "it routes each token to one expert")
-EXTRA["dots3_note_text"] = ({"num_key_value_heads": 4}, "as many key heads as query heads")
+EXTRA["dots3_note_text"] = ({"num_key_value_heads": 4, "sliding_window": 4,
+                             "per_layer_config": {2: {
+    "num_attention_heads": 4, "num_key_value_heads": 4, "q_lora_rank": 16, "kv_lora_rank": 16,
+    "head_dim": 16, "qk_nope_head_dim": 8, "v_head_dim": 8, "qk_rope_head_dim": 8}}},
+    "as many key heads as query heads; its sliding layer (the last) has a per-layer config of "
+    "its own sizes, and a window shorter than the prompts")
 EXTRA["falcon_h1"] = ({"mamba_d_ssm": 64, "mamba_n_heads": 4, "mamba_d_head": 16},
                       "Mamba heads x head size = the Mamba width")
 EXTRA["reformer"] = ({
@@ -128,3 +133,15 @@ def _shrink(config: PretrainedConfig, sizes: dict[str, Any]) -> PretrainedConfig
     if isinstance(layer_types, list) and len(layer_types) != LAYERS:
         config.layer_types = (layer_types * LAYERS)[:LAYERS]
     return config
+
+
+# Multimodal families whose text config, left default, does not shrink by SIZES: that of their
+# text family, built tinily as above.
+_ADAPTER = {"hidden_size": WIDTH, "num_attention_heads": 4, "adapter_in_dim": WIDTH,
+            "adapter_input_size": WIDTH, "adapter_out_dim": WIDTH}
+EXTRA["dots3_note"] = ({"text_config": tiny_config("dots3_note_text").to_dict(),
+                        "vision_config": _ADAPTER, "audio_config": _ADAPTER,
+                        **EXTRA["dots3_note_text"][0]},
+                       "the text config of dots3_note_text (its own, at 46 layers, has "
+                       "per-layer configs for sliding layers that no tiny key reaches); vision "
+                       "and audio adapters as wide as the tiny towers and text")
