@@ -36,8 +36,6 @@ FAMILIES = sorted(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
 _CONFIG = "its default config cannot be shrunk by tiny_configs' keys alone: "
 SKIPPED: dict[str, str] = {
     "blt": _CONFIG + "byte-patch sub-models without a plain layer count",
-    "gemma4": _CONFIG + "per-layer configs for 30 layers (gemma4_text is swept)",
-    "gemma4_unified": _CONFIG + "per-layer configs for 30 layers (gemma4_text is swept)",
     "gemma4_assistant": _CONFIG + "it must have no per-layer inputs",
     "gemma4_unified_assistant": _CONFIG + "KV-sharing layers whose types no earlier layer has",
     "cohere_compass_text": _CONFIG + "layer-type names of its own",

@@ -145,3 +145,7 @@ EXTRA["dots3_note"] = ({"text_config": tiny_config("dots3_note_text").to_dict(),
                        "the text config of dots3_note_text (its own, at 46 layers, has "
                        "per-layer configs for sliding layers that no tiny key reaches); vision "
                        "and audio adapters as wide as the tiny towers and text")
+for _family in ("gemma4", "gemma4_unified"):
+    EXTRA[_family] = ({"text_config": tiny_config(f"{_family}_text").to_dict()},
+                      f"the text config of {_family}_text (its own has per-layer configs for "
+                      "30 layers)")
