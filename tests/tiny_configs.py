@@ -149,3 +149,14 @@ for _family in ("gemma4", "gemma4_unified"):
     EXTRA[_family] = ({"text_config": tiny_config(f"{_family}_text").to_dict()},
                       f"the text config of {_family}_text (its own has per-layer configs for "
                       "30 layers)")
+_INKLING = {"unpadded_vocab_size": VOCAB_SIZE, "swa_num_attention_heads": 4,
+            "swa_num_key_value_heads": 2, "swa_head_dim": 8, "sliding_window_size": 4,
+            "rel_extent": 8, "n_layers_per_attn_res_block": 2}
+EXTRA["inkling2_text"] = (_INKLING, "an LM head as wide as the unpadded vocabulary; sliding "
+                          "heads of their own keys; a window shorter than the prompts; two "
+                          "layers per attention-residual block")
+EXTRA["inkling2_loop_text"] = ({**_INKLING, "n_layers_per_attn_res_block": 1,
+                                "loop_layer_index_start": 1, "loop_layer_index_end": 2,
+                                "loop_gate_rank": 4},
+                               EXTRA["inkling2_text"][1] + "; a loop over layer 1 (one layer per "
+                               "attention-residual block, of which a loop's ends are multiples)")
