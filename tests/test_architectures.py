@@ -38,7 +38,6 @@ SKIPPED: dict[str, str] = {
     "blt": _CONFIG + "byte-patch sub-models without a plain layer count",
     "gemma4_assistant": _CONFIG + "it must have no per-layer inputs",
     "gemma4_unified_assistant": _CONFIG + "KV-sharing layers whose types no earlier layer has",
-    "cohere_compass_text": _CONFIG + "layer-type names of its own",
     "gemma3n": "needs timm and Pillow for its vision tower (gemma3n_text is swept)",
     "emu3": "not a causal LM: its text config has no causal-LM class",
     "mllama": "not a causal LM: its text config has no causal-LM class",

@@ -160,3 +160,9 @@ EXTRA["inkling2_loop_text"] = ({**_INKLING, "n_layers_per_attn_res_block": 1,
                                 "loop_gate_rank": 4},
                                EXTRA["inkling2_text"][1] + "; a loop over layer 1 (one layer per "
                                "attention-residual block, of which a loop's ends are multiples)")
+_ROPE = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 1, 1]}
+EXTRA["cohere_compass_text"] = ({"layer_types": [_S, _F, _S], "sliding_window": 4,
+                                 "rope_parameters": {_S: _ROPE, _F: _ROPE}},
+                                "RoPE parameters per layer kind, which only checkpoints' configs "
+                                "fill, with rotary sections within the tiny head; a window "
+                                "shorter than the prompts")
