@@ -35,7 +35,6 @@ FAMILIES = sorted(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
 # exactly or refused.
 _CONFIG = "its default config cannot be shrunk by tiny_configs' keys alone: "
 SKIPPED: dict[str, str] = {
-    "blt": _CONFIG + "byte-patch sub-models without a plain layer count",
     "gemma4_assistant": _CONFIG + "it must have no per-layer inputs",
     "gemma4_unified_assistant": _CONFIG + "KV-sharing layers whose types no earlier layer has",
     "gemma3n": "needs timm and Pillow for its vision tower (gemma3n_text is swept)",
@@ -65,6 +64,7 @@ REFUSED: dict[str, str] = {
     "hrm_text": "cannot find the",  # two nested recurrent stacks
     "prophetnet": "names no layer count or hidden size",  # num_decoder_layers, of n-gram streams
     "nemotron_h": "names no layer count or hidden size",  # a pattern string, no count
+    "blt": "names no layer count or hidden size",  # byte models around one over patches
     "xlm": "cannot find the",  # attention and MLP in separate lists, no block modules
     "inkling2_loop_text": "times per forward",  # a loop runs some blocks several times
 }

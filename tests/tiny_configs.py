@@ -166,3 +166,6 @@ EXTRA["cohere_compass_text"] = ({"layer_types": [_S, _F, _S], "sliding_window": 
                                 "RoPE parameters per layer kind, which only checkpoints' configs "
                                 "fill, with rotary sections within the tiny head; a window "
                                 "shorter than the prompts")
+EXTRA["blt"] = ({"encoder_hash_byte_group_vocab": 64, "hidden_size_global": WIDTH},
+                "hash-embedding vocabularies of 500,002 rows; its local models' view of the "
+                "global width")
