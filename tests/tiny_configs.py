@@ -114,8 +114,12 @@ EXTRA["gemma4_text"] = ({"layer_types": [_S, _F, _S], "num_kv_shared_layers": 1}
 def tiny_config(model_type: str) -> PretrainedConfig:
     """The family's config with every known size key small and LAYERS decoder blocks."""
     config_class = CONFIG_MAPPING[model_type]
-    known = config_class().to_dict()
-    sizes = {**SIZES, **EXTRA.get(model_type, ({}, ""))[0]}
+    extra = EXTRA.get(model_type, ({}, ""))[0]
+    try:
+        known = config_class().to_dict()
+    except Exception:  # noqa: BLE001 - a default that does not validate (Gemma 4 assistants)
+        known = config_class(**extra).to_dict()
+    sizes = {**SIZES, **extra}
     return _shrink(config_class(**{k: v for k, v in sizes.items() if k in known}), sizes)
 
 
@@ -169,3 +173,14 @@ EXTRA["cohere_compass_text"] = ({"layer_types": [_S, _F, _S], "sliding_window": 
 EXTRA["blt"] = ({"encoder_hash_byte_group_vocab": 64, "hidden_size_global": WIDTH},
                 "hash-embedding vocabularies of 500,002 rows; its local models' view of the "
                 "global width")
+# Gemma 4's assistants: a text config without per-layer inputs, MoE or wide MLPs, all of whose
+# layers read the key-value states of the model they draft for.
+for _family in ("gemma4", "gemma4_unified"):
+    _text = {**EXTRA[_family][0]["text_config"], "hidden_size_per_layer_input": 0,
+             "vocab_size_per_layer_input": 0, "enable_moe_block": False,
+             "use_double_wide_mlp": False, "num_kv_shared_layers": LAYERS}
+    EXTRA[f"{_family}_assistant"] = (
+        {"text_config": _text, "backbone_hidden_size": WIDTH, "num_centroids": 8,
+         "centroid_intermediate_top_k": 2, "hidden_size_per_layer_input": 0,
+         "vocab_size_per_layer_input": 0},
+        "a text config that validates for an assistant (its default one does not)")
