@@ -33,7 +33,6 @@ FAMILIES = sorted(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
 
 # Families this sweep cannot build or run tinily here, and why. Everything else must be read
 # exactly or refused.
-_CONFIG = "its default config cannot be shrunk by tiny_configs' keys alone: "
 SKIPPED: dict[str, str] = {
     "gemma3n": "needs timm and Pillow for its vision tower (gemma3n_text is swept)",
     "emu3": "not a causal LM: its text config has no causal-LM class",
