@@ -137,6 +137,16 @@ def read_model_info(model_id: str) -> ModelInfo:
     if layer_count is None or hidden_size is None:
         raise LazarusError(f"{path} names no layer count or hidden size (is {model_id} a "
                            "transformer language model?)")
+    if isinstance(config.get("backbone_hidden_size"), int):  # Gemma 4's assistants
+        raise LazarusError(f"{model_id} is an assistant (draft) model: its forward takes the "
+                           "embeddings and key-value states of the model it drafts for, not a "
+                           "prompt; lazarus reads language models that run on a prompt alone")
+    passes = text.get("loop_num_passes")
+    if isinstance(passes, int) and passes > 1:  # Inkling 2 Loop: a block's last pass is not
+        # what a hook stopping the forward at its first pass reads
+        raise LazarusError(f"{model_id} runs some of its decoder blocks {passes} times per "
+                           "forward (a loop over layers), so such a block has no single output; "
+                           "this architecture is not supported")
     return ModelInfo(
         model_id=model_id,
         source=source,

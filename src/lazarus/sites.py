@@ -132,10 +132,25 @@ def first_blocks_only(model_class: type, layer_count: int, kept: int) -> type:
         owner, _, name = path.rpartition(".")
         parent = get_path(self, owner) if owner else self
         setattr(parent, name, torch.nn.ModuleList(list(blocks)[:kept]))
+        _forget_dropped_ties(self)
 
     return type(model_class.__name__, (model_class,), {
         "__init__": __init__, "__module__": model_class.__module__,
         "__qualname__": model_class.__qualname__})
+
+
+def _forget_dropped_ties(model: Any) -> None:
+    """Drop the weight ties (computed by `post_init`, before the blocks were dropped) that name
+    a dropped block's weight: Zamba ties every hybrid block's shared attention to the first's.
+    A kept weight tied to a dropped one is then missing from the load, and lazarus loads the
+    whole model instead."""
+    ties = getattr(model, "all_tied_weights_keys", None)
+    if not ties:
+        return
+    names = {name for name, _ in model.named_parameters(remove_duplicate=False)}
+    names |= {name for name, _ in model.named_buffers(remove_duplicate=False)}
+    model.all_tied_weights_keys = {target: source for target, source in ties.items()
+                                   if target in names and source in names}
 
 
 def locate(model: Any, layer_count: int, layer: int, site: str) -> Site:
