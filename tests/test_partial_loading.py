@@ -18,7 +18,8 @@ from tiny_models import ARCHITECTURES, LAYERS
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lazarus.capture import CaptureRequest, capture
-from lazarus.loading import load_model, prefetch_blocks, read_model_info
+from lazarus.loading import load_model, read_model_info
+from lazarus.prefetch import prefetch_blocks
 from lazarus.sites import decoder_blocks
 
 PROMPTS = ["2+2=", "47*47=", "The capital of France is", "x", "  padded  prompt\n"]

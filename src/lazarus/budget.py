@@ -9,12 +9,15 @@ grows with the tokens otherwise). `batch_limits` divides the memory to spare by 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lazarus.loading import LoadedModel, available_ram_bytes
+if TYPE_CHECKING:
+    from lazarus.loading import LoadedModel
+
 
 CPU_TOKEN_BUDGET = 2048  # on CPU, larger batches are no faster
 MAX_BATCH = 256  # prompts per forward pass on CPU
@@ -96,3 +99,18 @@ def free_memory_bytes(loaded: LoadedModel) -> int:
         devices = {p.device for p in loaded.model.parameters() if p.device.type == "cuda"}
         return min(torch.cuda.mem_get_info(d)[0] for d in devices) // 2
     return available_ram_bytes() // 4
+
+
+def available_ram_bytes() -> int:
+    """MemAvailable from /proc/meminfo on Linux; else the physical memory's size; else 4 GiB."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30

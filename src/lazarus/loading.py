@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import re
 import threading
 import warnings
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from typing import Any
 
 from lazarus.checkpoint import check_safetensors, refuse_chance
 from lazarus.errors import LazarusError
+from lazarus.prefetch import prefetch_blocks
 from lazarus.sites import first_blocks_only
 
 DEMO_MODEL = "lazarus:demo"
@@ -399,77 +399,3 @@ def _local_files(info: ModelInfo, suffix: str) -> list[Path]:
         except LazarusError:
             return []
     return sorted(p for p in folder.glob(f"*{suffix}") if p.is_file())
-
-
-_PREFETCH_STEP = 2 << 20
-_BLOCK_INDEX = re.compile(r"(?:^|\.)(?:layers|h|blocks)\.(\d+)\.")
-
-
-def prefetch_blocks(info: ModelInfo, up_to_layer: int | None = None) -> int:
-    """Ask the kernel to read the tensors of decoder blocks 0..up_to_layer (all blocks if None)
-    from the safetensors files into the page cache, in the background (`posix_fadvise`
-    WILLNEED), so that the disk works while Python imports torch. Only those byte ranges are
-    asked for, so the kernel's read-ahead does not pull in the blocks around them. Returns the
-    bytes asked for: 0 where this is not possible, or when they would fill half the free RAM.
-    """
-    if not hasattr(os, "posix_fadvise"):
-        return 0
-    try:
-        folder = Path(info.source) if Path(info.source).is_dir() else \
-            config_path(info.source).parent
-        ranges = [(path, start, end) for path in sorted(folder.glob("*.safetensors"))
-                  for start, end in _block_ranges(path, up_to_layer)]
-        total = sum(end - start for _, start, end in ranges)
-        if not ranges or total > available_ram_bytes() // 2:
-            return 0
-        for path in {path for path, _, _ in ranges}:
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                for _, start, end in (r for r in ranges if r[0] == path):
-                    # Linux reads at most one read-ahead window per call: ask in steps.
-                    for offset in range(start, end, _PREFETCH_STEP):
-                        length = min(_PREFETCH_STEP, end - offset)
-                        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_WILLNEED)
-            finally:
-                os.close(fd)
-        return total
-    except (OSError, ValueError, LazarusError):
-        return 0  # only a head start: loading reads what it needs anyway
-
-
-def _block_ranges(path: Path, up_to_layer: int | None) -> list[tuple[int, int]]:
-    """Byte ranges in a safetensors file of the blocks' tensors, adjacent ones merged."""
-    with open(path, "rb") as file:
-        size = int.from_bytes(file.read(8), "little")
-        if not 0 < size < 100_000_000:
-            raise ValueError(f"{path} has no safetensors header")
-        header = json.loads(file.read(size))
-    base = 8 + size
-    spans = []
-    for name, entry in header.items():
-        match = _BLOCK_INDEX.search(name)
-        if match and (up_to_layer is None or int(match.group(1)) <= up_to_layer):
-            start, end = entry["data_offsets"]
-            spans.append((base + start, base + end))
-    merged: list[tuple[int, int]] = []
-    for start, end in sorted(spans):
-        if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
-        else:
-            merged.append((start, end))
-    return merged
-
-
-def available_ram_bytes() -> int:
-    """MemAvailable from /proc/meminfo on Linux; else the physical memory's size; else 4 GiB."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 4 << 30
