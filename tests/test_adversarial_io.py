@@ -182,26 +182,32 @@ def test_stdout_on_a_full_device_is_one_line(warm_run):
         "space, or send the output elsewhere)"]
 
 
-@pytest.fixture
-def full_disk(tmp_path):
-    """A 64 KiB tmpfs filled to the last byte, or a skip where mounting is not allowed."""
-    folder = tmp_path / "small"
+@contextlib.contextmanager
+def small_tmpfs(folder: Path, size: str):
+    """A tmpfs of `size` mounted on `folder` while inside, or a skip where that is not allowed."""
     folder.mkdir()
     if shutil.which("mount") is None or os.geteuid() != 0:
         pytest.skip("needs root and mount(8) to make a small tmpfs")
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)],
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
                           capture_output=True, text=True)
     if made.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here: {made.stderr.strip()}")
     try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 64 KiB tmpfs filled to the last byte, or a skip where mounting is not allowed."""
+    with small_tmpfs(tmp_path / "small", "64k") as folder:
         filler = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT)
         with contextlib.suppress(OSError):
             while True:
                 os.write(filler, bytes(4096))
         os.close(filler)
         yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
 
 
 def test_a_full_disk_while_writing_output_is_one_line_and_leaves_nothing(
@@ -405,20 +411,10 @@ def big_report(llama_dir, capsys) -> list[str]:
 
 
 def test_a_large_report_on_a_small_disk_is_never_cut_silently(big_report, tmp_path):
-    folder = tmp_path / "small"
-    folder.mkdir()
-    if shutil.which("mount") is None or os.geteuid() != 0:
-        pytest.skip("needs root and mount(8) to make a small tmpfs")
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=100k", "tmpfs", str(folder)],
-                          capture_output=True, text=True)
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {made.stderr.strip()}")
-    try:
-        with open(folder / "report.txt", "w") as report:
-            done = subprocess.run([*LAZARUS, *big_report], stdout=report,
-                                  stderr=subprocess.PIPE, text=True, timeout=120)
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
+    with small_tmpfs(tmp_path / "small", "100k") as folder, \
+            open(folder / "report.txt", "w") as report:
+        done = subprocess.run([*LAZARUS, *big_report], stdout=report, stderr=subprocess.PIPE,
+                              text=True, timeout=120)
     assert done.returncode == 2
     assert _cache_note(done.stderr) == [
         "lazarus: error: cannot write to standard output: No space left on device (free some "

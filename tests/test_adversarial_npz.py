@@ -14,25 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from numpy.lib import format as npy_format
+from test_adversarial_io import fail_in_process
 
-from lazarus.cli import main
 from lazarus.directions import load_direction
 from lazarus.errors import LazarusError
 
 MISSING_MODEL = "/nonexistent/model"  # a check that fires before loading never names it
-
-
-def fail_in_process(capsys, *argv: str) -> str:
-    """Run the CLI expecting a user error: exit 2, nothing on stdout, one stderr line."""
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    assert code == 2
-    assert captured.out == ""
-    lines = captured.err.splitlines()
-    assert len(lines) == 1, captured.err
-    assert lines[0].startswith("lazarus: error: ")
-    return lines[0]
-
 
 def _zero_member(archive: zipfile.ZipFile, name: str, data_bytes: int) -> None:
     """A deflated .npy member of `data_bytes` zero bytes that compresses to ~1/1000 of that."""
