@@ -3,8 +3,9 @@ batch plan, apart from the engine that runs them.
 
 A padded token holds, at its peak inside a block, a few hidden-size vectors, the MLP's
 intermediate vectors (for each expert a token is routed to) and a row of attention scores per
-head; and what the hooks keep of it (every layer's values for `--position all`, nothing that
-grows with the tokens otherwise). `batch_limits` divides the memory to spare by that.
+head; and what the hooks hold of it (`kept_bytes_per_token`: every layer's values for
+`--position all`, and the MoE units computed for every token for `all` and `mean`).
+`batch_limits` divides the memory to spare by that.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lazarus.moe import moe_shape
+
 if TYPE_CHECKING:
+    from lazarus.capture import CaptureRequest
     from lazarus.loading import LoadedModel
 
 
@@ -80,6 +84,25 @@ def batch_limits(loaded: LoadedModel, longest: int, kept_bytes_per_token: int = 
     if on_cpu:
         budget = min(budget, CPU_TOKEN_BUDGET)
     return budget, MAX_BATCH if on_cpu else GPU_MAX_BATCH
+
+
+def kept_bytes_per_token(loaded: LoadedModel, request: CaptureRequest) -> int:
+    """What the hooks hold per padded token beyond the forward's own needs: every layer's
+    values for `all`, and the MoE units computed for every token for `all` and `mean` (E*I
+    floats per token, while one layer's hook runs)."""
+    shape = moe_shape(loaded.info.config) if request.site == "mlp_post" else None
+    units = 4 * shape[0] * shape[1] if shape and request.position in ("all", "mean") else 0
+    if request.position != "all":
+        return units
+    width = len(request.columns) if request.columns is not None else site_width_guess(loaded)
+    return units + 4 * width * len(request.layers)
+
+
+def site_width_guess(loaded: LoadedModel) -> int:
+    shape = moe_shape(loaded.info.config)
+    text = loaded.info.config.get("text_config") or loaded.info.config
+    widths = [loaded.info.hidden_size, int(text.get("intermediate_size") or 0)]
+    return max(widths + ([shape[0] * shape[1]] if shape else []))
 
 
 def activation_bytes_per_token(config: Any, dtype: str, longest: int) -> int:

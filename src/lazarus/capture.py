@@ -23,10 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from lazarus.budget import BATCH_OVERHEAD_TOKENS, batch_limits, plan_batches
+from lazarus.budget import BATCH_OVERHEAD_TOKENS, batch_limits, kept_bytes_per_token, plan_batches
 from lazarus.errors import LazarusError
 from lazarus.loading import LoadedModel
-from lazarus.moe import moe_shape
 from lazarus.positions import Position, check_lengths, gather, token_index
 from lazarus.sites import RESIDUAL_WIDTH, check_site, locate, neuron_out_of_range
 
@@ -171,25 +170,6 @@ def pad_id_of(tokenizer: Any) -> int:
     return 0
 
 
-def kept_bytes_per_token(loaded: LoadedModel, request: CaptureRequest) -> int:
-    """What the hooks hold per padded token beyond the forward's own needs: every layer's
-    values for `all`, and the MoE units computed for every token for `all` and `mean` (E*I
-    floats per token, while one layer's hook runs)."""
-    shape = moe_shape(loaded.info.config) if request.site == "mlp_post" else None
-    units = 4 * shape[0] * shape[1] if shape and request.position in ("all", "mean") else 0
-    if request.position != "all":
-        return units
-    width = len(request.columns) if request.columns is not None else site_width_guess(loaded)
-    return units + 4 * width * len(request.layers)
-
-
-def site_width_guess(loaded: LoadedModel) -> int:
-    shape = moe_shape(loaded.info.config)
-    text = loaded.info.config.get("text_config") or loaded.info.config
-    widths = [loaded.info.hidden_size, int(text.get("intermediate_size") or 0)]
-    return max(widths + ([shape[0] * shape[1]] if shape else []))
-
-
 def capture(
     loaded: LoadedModel,
     prompts: Sequence[str],
@@ -276,7 +256,6 @@ def capture(
             except Exception as err:
                 if not is_out_of_memory(err):
                     raise
-                trace.reached.clear()
                 del err  # its traceback holds the batch's tensors
                 _release_memory()
                 if len(batch) == 1:
@@ -297,7 +276,6 @@ def capture(
             missing = [layer for layer in request.layers if layer not in trace.reached]
             if missing:
                 raise RuntimeError(f"the forward pass never reached layer(s) {missing}")
-            trace.reached.clear()
             if widths is not None:
                 widths.update(trace.widths)
             if on_rows is not None:
