@@ -225,7 +225,7 @@ def load_model(
         return _from_pretrained(info, loader, trust_remote_code, **kwargs)
 
     deepest = info.layer_count - 1 if up_to_layer is None else up_to_layer
-    check_safetensors(_local_files(info, ".safetensors"))
+    check_safetensors(local_files(info, ".safetensors"))
     # torch's weights-only unpickler warns about what it then refuses, in several lines.
     warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\._weights_only")
     try:
@@ -321,11 +321,8 @@ def partial_load_obstacle(info: ModelInfo, trust_remote_code: bool = False) -> s
 
 def weight_files(info: ModelInfo) -> list[str]:
     """Names of the weight files found on disk (a local folder, or the Hub cache's snapshot)."""
-    folder = Path(info.source)
-    if not folder.is_dir():
-        folder = config_path(info.source).parent  # the snapshot holding the cached files
     suffixes = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack")
-    return sorted(p.name for p in folder.glob("*") if p.name.endswith(suffixes))
+    return [path.name for path in local_files(info, *suffixes)]
 
 
 def _load_blocks(
@@ -370,7 +367,7 @@ def _load_failure(info: ModelInfo, err: BaseException, trust_remote_code: bool) 
     import pickle
 
     if isinstance(err, pickle.UnpicklingError):
-        files = ", ".join(map(str, _local_files(info, ".bin"))) or "its .bin file"
+        files = ", ".join(map(str, local_files(info, ".bin"))) or "its .bin file"
         return (f"cannot load {info.model_id}: {files} is a pickle holding more than plain "
                 "tensors, which lazarus never unpickles (convert the checkpoint to safetensors "
                 "where you trust it)")
@@ -390,12 +387,20 @@ def _load_failure(info: ModelInfo, err: BaseException, trust_remote_code: bool) 
     return f"cannot load {info.model_id}: {first} (check its config.json and weight files)"
 
 
-def _local_files(info: ModelInfo, suffix: str) -> list[Path]:
-    """The model's files with this suffix that are on disk (a folder, or the Hub snapshot)."""
-    folder = Path(info.source)
-    if not folder.is_dir():
-        try:
-            folder = config_path(info.source).parent
-        except LazarusError:
-            return []
-    return sorted(p for p in folder.glob(f"*{suffix}") if p.is_file())
+def model_folder(info: ModelInfo) -> Path | None:
+    """The folder holding the model's files: a local folder, or the Hub cache's snapshot (None
+    when the Hub model is not in the cache)."""
+    if Path(info.source).is_dir():
+        return Path(info.source)
+    try:
+        return config_path(info.source).parent
+    except LazarusError:
+        return None
+
+
+def local_files(info: ModelInfo, *suffixes: str) -> list[Path]:
+    """The model's files with these suffixes that are on disk, sorted."""
+    folder = model_folder(info)
+    if folder is None:
+        return []
+    return sorted(p for p in folder.iterdir() if p.name.endswith(suffixes) and p.is_file())

@@ -23,14 +23,12 @@ def prefetch_blocks(info: ModelInfo, up_to_layer: int | None = None) -> int:
     bytes asked for: 0 where this is not possible, or when they would fill half the free RAM.
     """
     from lazarus.budget import available_ram_bytes
-    from lazarus.loading import config_path
+    from lazarus.loading import local_files
 
     if not hasattr(os, "posix_fadvise"):
         return 0
     try:
-        folder = Path(info.source) if Path(info.source).is_dir() else \
-            config_path(info.source).parent
-        ranges = [(path, start, end) for path in sorted(folder.glob("*.safetensors"))
+        ranges = [(path, start, end) for path in local_files(info, ".safetensors")
                   for start, end in _block_ranges(path, up_to_layer)]
         total = sum(end - start for _, start, end in ranges)
         if not ranges or total > available_ram_bytes() // 2:
