@@ -206,7 +206,7 @@ def test_labels_over_tokens_count_tokens(capsys, llama_dir, tmp_path):
     assert f"hard ({tokens['hard']} tokens):" in out
 
 
-def test_a_direction_from_another_site_is_named(capsys, llama_dir, tmp_path):
+def test_a_direction_from_another_site_or_position_is_named(capsys, llama_dir, tmp_path):
     saved = tmp_path / "mlp.npz"
     code, _, err = run(capsys, "introspect", "probe", "-m", llama_dir, "--class-a",
                        "2+2=|3+3=|4+4=", "--class-b", "abc|xyz|qrs", "-l", "1", "--site",
@@ -215,5 +215,38 @@ def test_a_direction_from_another_site_is_named(capsys, llama_dir, tmp_path):
     code, _, err = run(capsys, "introspect", "neurons", "-m", llama_dir, "-l", "1", "-p", "a|b",
                        "--from-direction", saved, "--site", "mlp_post", "--position", "mean")
     assert code == 0, err
-    assert (f"lazarus: warning: {saved} was made at site mlp_post, position last; you are "
-            "analysing site mlp_post, position mean") in err
+    assert (f"lazarus: warning: {saved} was made at position last, you are reading position "
+            "mean (add --position last to match)") in err
+    code, _, err = run(capsys, "introspect", "neurons", "-m", llama_dir, "-l", "1", "-p", "a|b",
+                       "--from-direction", saved, "--position", "-1")
+    assert code == 2
+    assert err.splitlines() == [f"lazarus: error: {saved} was made at site mlp_post, not "
+                                "resid_post (add --site mlp_post)"]
+    code, _, err = run(capsys, "introspect", "neurons", "-m", llama_dir, "-l", "1", "-p", "a|b",
+                       "--from-direction", saved, "--site", "mlp_post", "--position", "-1")
+    assert code == 0, err
+    assert "position" not in err  # -1 is the last token
+
+
+@pytest.mark.parametrize("option", [["-n", "1", "-n", "2"], ["--site", "mlp_post", "--site",
+                                                              "attn_out"],
+                                    ["--position", "last", "--position", "first"]])
+def test_options_given_twice_are_an_error(capsys, llama_dir, option):
+    code, out, err = run(capsys, "introspect", "neurons", "-m", llama_dir, "-l", "0", "-p", "a",
+                         *option)
+    assert code == 2
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert f"{option[0]} was given twice" in err
+
+
+def test_a_direction_used_at_more_layers_than_its_own_is_a_warning(capsys, llama_dir, tmp_path):
+    saved = tmp_path / "resid.npz"
+    code, _, err = run(capsys, "introspect", "probe", "-m", llama_dir, "--class-a",
+                       "2+2=|3+3=|4+4=", "--class-b", "abc|xyz|qrs", "-l", "1",
+                       "--save-direction", saved)
+    assert code == 0, err
+    code, _, err = run(capsys, "introspect", "neurons", "-m", llama_dir, "-l", "1,3", "-p",
+                       "a|b", "--from-direction", saved)
+    assert code == 0, err
+    assert f"lazarus: warning: {saved} was made at layer 1, you are analysing layer 1, 3" in err

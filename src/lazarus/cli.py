@@ -94,8 +94,9 @@ class _Once(argparse.Action):
 
     def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[override]
         if getattr(namespace, f"_{self.dest}_seen", False):
-            parser.error(f"{option_string} was given twice (give all layers in one, e.g. "
-                         "-l 0,2,5-7)")
+            example = {"layer": "-l 0,2,5-7", "neurons": "-n 808,1190"}.get(self.dest)
+            parser.error(f"{option_string} was given twice (give it once"
+                         + (f", with every value in it, e.g. {example})" if example else ")"))
         setattr(namespace, f"_{self.dest}_seen", True)
         setattr(namespace, self.dest, values)
 
@@ -104,10 +105,10 @@ def _add_site_options(parser: argparse.ArgumentParser, probe: bool = False) -> N
     from lazarus.sites import SITE_HELP
 
     sites = "; ".join(f"{name}: {text}" for name, text in SITE_HELP.items())
-    parser.add_argument("--site", choices=tuple(SITE_HELP), default="resid_post",
+    parser.add_argument("--site", choices=tuple(SITE_HELP), default="resid_post", action=_Once,
                         help=f"what to read in each block ({sites})")
     positions = "last (default), first, an index (negative from the end), mean"
-    parser.add_argument("--position", default="last",
+    parser.add_argument("--position", default="last", action=_Once,
                         help=f"which token of each prompt: {positions}"
                              + ("" if probe else ", or all (every token, shown as strips)"))
 
@@ -164,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     neurons.add_argument("-p", "--prompts", required=True,
                          help="prompts, pipe-separated ('2+2=|47*47=') or @file.txt "
                               "(one per line, blank lines skipped)")
-    neurons.add_argument("-n", "--neurons", help="neuron indices, comma-separated (e.g. 808,1190)")
+    neurons.add_argument("-n", "--neurons", action=_Once,
+                         help="neuron indices, comma-separated (e.g. 808,1190)")
     neurons.add_argument("--from-direction", metavar="FILE",
                         help="take the top neurons of a direction .npz saved by "
                              "'lazarus introspect probe --save-direction'")
@@ -417,7 +419,7 @@ def run_neurons(args: argparse.Namespace) -> int:
     from lazarus.files import check_outputs_apart, check_writable, write_text_atomically
     from lazarus.loading import read_model_info
     from lazarus.neurons import analyse_neurons
-    from lazarus.positions import parse_position
+    from lazarus.positions import parse_position, same_token
     from lazarus.render_layers import render_result, result_json
 
     # Cheap checks first: nothing heavy has happened yet.
@@ -442,17 +444,20 @@ def run_neurons(args: argparse.Namespace) -> int:
     info = read_model_info(args.model)
     layers = inputs.parse_layers(args.layer, info.layer_count)
     if direction is not None:
-        if direction.layer is not None and direction.layer not in layers:
+        made_site = direction.site or "resid_post"
+        if made_site != args.site:  # other neurons, even where the widths agree
+            raise LazarusError(f"{args.from_direction} was made at site {made_site}, not "
+                               f"{args.site} (add --site {made_site})")
+        if direction.layer is not None and layers != (direction.layer,):
             warn(f"{args.from_direction} was made at layer {direction.layer}, "
                  f"you are analysing layer {', '.join(map(str, layers))}")
         if direction.model_id and not _same_model(direction.model_id, args.model):
             warn(f"{args.from_direction} was made for {direction.model_id}, "
                  f"you are analysing {args.model}")
-        made = (direction.site or "resid_post", direction.position or "last")
-        if made != (args.site, str(position)):
-            warn(f"{args.from_direction} was made at site {made[0]}, position {made[1]}; you "
-                 f"are analysing site {args.site}, position {position} (add --site {made[0]} "
-                 f"--position {made[1]} to match)")
+        made_position = parse_position(direction.position or "last")
+        if same_token(made_position) != same_token(position):
+            warn(f"{args.from_direction} was made at position {made_position}, you are reading "
+                 f"position {position} (add --position {made_position} to match)")
 
     result = analyse_neurons(
         info, prompts, layers, site=args.site, position=position, neurons=neurons,

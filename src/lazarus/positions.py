@@ -32,6 +32,12 @@ def parse_position(text: str, allow_all: bool = True) -> Position:
                            "index (e.g. --position 0, or -2 for the second last)") from None
 
 
+def same_token(position: Position) -> Position:
+    """`-1` reads the same token as `last`, and `0` as `first`."""
+    return {-1: "last", 0: "first"}.get(position, position) if isinstance(position, int) \
+        else position
+
+
 def check_lengths(position: Position, lengths: list[int], prompts: list[str]) -> None:
     """Every prompt has the token an index asks for."""
     if not isinstance(position, int):
@@ -40,7 +46,7 @@ def check_lengths(position: Position, lengths: list[int], prompts: list[str]) ->
         if not -length <= position < length:
             raise LazarusError(f"prompt {prompt!r} has {length} tokens, so it has no token at "
                                f"position {position} (use a position within every prompt, "
-                               "or last/first/mean/all)")
+                               "or last, first or mean)")
 
 
 def gather(hidden: Any, lengths: Any, position: Position, skip_missing: bool = False) -> Any:

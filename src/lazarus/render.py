@@ -102,12 +102,7 @@ def render_activation_map(matrix: ActivationMatrix, decimals: int) -> str:
     widths = _column_widths(matrix, cells)
     aligned = [[c.rjust(width) for c, width in zip(row, widths, strict=True)] for row in cells]
     title = f"NEURON ACTIVATION MAP AT LAYER {matrix.layer}"
-    return "\n".join(banner(title) + _reading(matrix) + _grid(matrix, aligned, widths))
-
-
-def _reading(matrix: ActivationMatrix) -> list[str]:
-    """A line saying which site is shown, unless it is the spec's (the residual stream)."""
-    return [] if matrix.site == "resid_post" else [f"(site: {matrix.site})"]
+    return "\n".join(banner(title) + _grid(matrix, aligned, widths))
 
 
 def render_heatmap(matrix: ActivationMatrix, decimals: int) -> str:

@@ -28,6 +28,8 @@ def render_result(result: NeuronsResult, ranking: str | None = None) -> str:
     several = len(result.layers) > 1
     every = result.position == "all"
     parts = []
+    if (result.site, result.position) != ("resid_post", "last"):  # else exactly the spec's
+        parts.append(f"(site: {result.site}, position: {result.position})")
     for layer in result.layers:
         if layer.experts:
             units = layer.width // layer.experts
