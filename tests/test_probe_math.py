@@ -17,6 +17,7 @@ from lazarus.directions import load_direction, save_direction
 from lazarus.errors import LazarusError
 from lazarus.probe import (
     METHODS,
+    PERMUTATIONS,
     RANKING,
     TIE_BREAK,
     fit_logistic,
@@ -24,6 +25,7 @@ from lazarus.probe import (
     predict,
     predict_rows,
     probe_layers,
+    score_test,
     stratified_folds,
     to_direction,
 )
@@ -64,8 +66,8 @@ def test_planted_layer_is_found_and_its_direction_is_the_signal(method):
     print(f"{method}: accuracies {[row.accuracy for row in report.layers]}")
 
     assert report.best_layer == 1
-    assert report.best.accuracy == 1.0
-    assert report.best.accuracy_std == 0.0
+    assert report.top.accuracy == 1.0
+    assert report.top.accuracy_std == 0.0
     assert fit.layer == 1
     assert int(np.argmax(np.abs(fit.direction))) == SIGNAL
     assert fit.direction[SIGNAL] > 0  # positive means class A, which has +8
@@ -135,7 +137,9 @@ def test_shuffled_baseline_is_near_chance_and_far_below_the_real_accuracy():
     assert row.accuracy == 1.0
     assert 0.2 <= row.baseline <= 0.8
     assert row.baseline_std > 0
-    assert report.permutations == 20
+    assert report.permutations == PERMUTATIONS
+    assert report.significant
+    assert report.p_value < 0.01
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -169,7 +173,7 @@ def test_report_uses_three_folds_for_three_prompts_per_class():
     x = planted(5, count_a=3, count_b=3)
     report = probe_layers({0: x}, 3)
     assert report.folds == 3
-    assert report.best.accuracy == 1.0
+    assert report.top.accuracy == 1.0
     assert report.count_a == 3
     assert report.count_b == 3
 
@@ -201,17 +205,18 @@ def test_same_seed_same_report(method):
     first = probe_layers(acts, 3, method=method, seed=11)
     second = probe_layers(acts, 3, method=method, seed=11)
     assert first.layers == second.layers
-    assert first.best_layer == second.best_layer
+    assert first.top_layer == second.top_layer
+    assert first.p_value == second.p_value
     np.testing.assert_array_equal(first.fit.direction, second.fit.direction)
     np.testing.assert_array_equal(first.fit.importance, second.fit.importance)
 
 
 def test_ties_go_to_the_larger_heldout_separation_then_to_the_earlier_layer():
     weak, strong = planted(0, signal=4.0), planted(0, signal=8.0)
-    assert probe_layers({0: weak, 1: strong}, 3, permutations=0).best_layer == 1
-    assert probe_layers({0: strong, 1: weak}, 3, permutations=0).best_layer == 0
+    assert probe_layers({0: weak, 1: strong}, 3, permutations=0).top_layer == 1
+    assert probe_layers({0: strong, 1: weak}, 3, permutations=0).top_layer == 0
     same = probe_layers({3: strong, 4: strong.copy()}, 3, permutations=0)
-    assert same.best_layer == 3
+    assert same.top_layer == 3
     assert "earlier layer" in TIE_BREAK
 
 
@@ -267,7 +272,8 @@ def test_scaling_all_activations_changes_nothing(method, factor):
     scaled = {layer: (x * np.float32(factor)).astype(np.float32) for layer, x in acts.items()}
     plain = probe_layers(acts, 3, method=method)
     other = probe_layers(scaled, 3, method=method)
-    assert other.best_layer == plain.best_layer
+    assert other.top_layer == plain.top_layer
+    assert other.p_value == plain.p_value
     for a, b in zip(plain.layers, other.layers, strict=True):
         assert b.accuracy == a.accuracy
         assert b.accuracy_std == a.accuracy_std
@@ -277,7 +283,7 @@ def test_scaling_all_activations_changes_nothing(method, factor):
     np.testing.assert_allclose(other.fit.importance, plain.fit.importance, rtol=1e-4, atol=1e-6)
     assert other.fit.separation == pytest.approx(plain.fit.separation, rel=1e-4)
     assert other.fit.class_a.mean == pytest.approx(plain.fit.class_a.mean * factor, rel=1e-4)
-    row = acts[plain.best_layer][0]
+    row = acts[plain.top_layer][0]
     assert predict(other.fit, row * factor).probability_a == pytest.approx(
         predict(plain.fit, row).probability_a, abs=1e-5)
 
@@ -348,7 +354,7 @@ def test_direction_file_round_trips_with_importance_and_plain_arrays(tmp_path):
     assert loaded.model_id == "tiny/model"
     assert loaded.method == "logistic"
     assert loaded.ranking == RANKING
-    assert loaded.metrics["accuracy"] == report.best.accuracy
+    assert loaded.metrics["accuracy"] == report.top.accuracy
     assert loaded.metrics["separation"] == pytest.approx(report.fit.separation)
     assert loaded.metrics["class_a_mean_projection"] == pytest.approx(report.fit.class_a.mean)
     np.testing.assert_allclose(loaded.direction, report.fit.direction, atol=1e-7)
@@ -363,7 +369,7 @@ def test_report_sections_bars_and_best_mark():
     report = probe_layers({0: noise(22, 11), 1: planted(23), 2: noise(24, 11)}, 3,
                           label_a="hard", label_b="easy")
     text = render_probe_report(report, test_prompts=["47*47=", "2+2="],
-                               predictions=predict_rows(report.fit, planted(23)[[0, 5]]))
+                               test=score_test(report.fit, planted(23)[[0, 5]]))
     titles = ["PROBE ACCURACY BY LAYER", "PROJECTION ON THE DIRECTION AT LAYER 1",
               "TOP 10 NEURONS AT LAYER 1", "TEST PREDICTIONS"]
     positions = [text.index(title) for title in titles]
@@ -377,7 +383,7 @@ def test_report_sections_bars_and_best_mark():
     assert marked[0].lstrip().startswith("1 |")
     for line, row in zip(rows, report.layers, strict=True):
         assert line.count("█") == round(BAR_WIDTH * row.accuracy)
-    assert f"Ranked by importance: {RANKING}" in " ".join(text.split())
+    assert f"Ranked by importance (in-sample): {RANKING}" in " ".join(text.split())
     assert f"Neuron   {SIGNAL}: weight=+" in text
     assert "47*47=" in text
 
@@ -385,7 +391,7 @@ def test_report_sections_bars_and_best_mark():
 def test_json_is_strict_json_with_the_report_fields():
     report = probe_layers({0: planted(25), 1: planted(25)}, 3, label_a="hard", label_b="easy")
     data = probe_json(report, model_id="tiny/model", top_k=3, test_prompts=["q"],
-                      predictions=[predict(report.fit, planted(25)[0])])
+                      test=score_test(report.fit, planted(25)[:1]))
     text = json.dumps(data, allow_nan=False)
     back = json.loads(text)
     assert back["best_layer"] == 0

@@ -47,15 +47,20 @@ models:
 
 PROBE_NOTES = """\
 statistics:
-  accuracy   mean ± std over stratified folds (as many as the smaller class holds, at most 5;
-             one prompt of the smaller class held out per fold for tiny sets)
-  baseline   the same cross-validation on 20 shuffled labellings: accuracy that means nothing
-  best layer highest mean accuracy; ties go to the larger held-out separation, then the earlier
-             layer
+  accuracy   held out: mean ± std over stratified folds (as many as the smaller class holds,
+             at most 5; one prompt of the smaller class held out per fold for tiny sets)
+  baseline   the same cross-validation on shuffled labellings (--permutations, default 200),
+             per layer: accuracy that means nothing
+  p          permutation test of the whole layer search: the share of shuffled labellings
+             whose best layer did at least as well as the real labels' best layer,
+             (1 + count) / (1 + shuffles)
+  best layer highest mean accuracy (ties go to the larger held-out separation, then the
+             earlier layer), marked only when p < --alpha (default 0.05); otherwise no layer
+             beats chance, no direction is saved without --force-save, and the exit status is 3
   direction  unit length in raw activation coordinates, positive = more like class A;
              logistic: L2-penalised logistic regression on centred raw activations;
              difference: mean(A) - mean(B)
-  separation Cohen's d of the prompts' projections on the direction
+  separation in-sample: Cohen's d of the training prompts' projections on the direction
   ranking    top neurons are ranked by the separation lost when the neuron is left out of the
              direction (stored in the file as 'importance')
 """
@@ -65,6 +70,8 @@ EXIT_STATUS = """\
 exit status:
   0    done
   2    a mistake in the input: one line on stderr says what and how to fix it
+  3    ran fine, found nothing: probe found no layer that beats chance (p >= --alpha); the
+       report says why, and no direction was saved unless --force-save
   130  interrupted by Ctrl-C (SIGINT); 143 by SIGTERM; no temporary file is left
   141  the reader of stdout went away (e.g. '| head'): the run ends quietly, output files
        already written
@@ -206,6 +213,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="save the best layer's direction for 'neurons --from-direction'")
     probe.add_argument("-t", "--test", metavar="PROMPTS",
                        help="prompts to classify with the fitted probe (pipe-separated or @file)")
+    probe.add_argument("--test-labels", metavar="LABELS",
+                       help="the true class of each --test prompt (--label-a or --label-b), "
+                            "pipe-separated or @file, for a held-out test accuracy")
+    probe.add_argument("--permutations", type=int, default=None, metavar="N",
+                       help="shuffled labellings for the baseline and the p-value (default: "
+                            "200; the smallest p is 1/(N+1))")
+    probe.add_argument("--alpha", type=float, default=None,
+                       help="significance level: a layer is marked best only when p < alpha "
+                            "(default: 0.05)")
+    probe.add_argument("--force-save", action="store_true",
+                       help="write --save-direction even when no layer beats chance")
     probe.add_argument("-o", "--output", metavar="FILE.json", help="also save the results as JSON")
     probe.set_defaults(run=run_probe)
 
@@ -233,6 +251,7 @@ class _StdoutFailed(Exception):
 
 
 EXIT_USER_ERROR = 2
+EXIT_NOTHING_FOUND = 3  # ran fine, but found nothing (probe: no layer beats chance)
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for `cat big | head -1`'s cat
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_TERMINATED = 143  # 128 + SIGTERM
@@ -510,11 +529,20 @@ def run_probe(args: argparse.Namespace) -> int:
         warn(f"{len(shared)} prompt(s) are in both classes, e.g. {shared[0]!r}; "
              "no probe can tell those apart")
     tests = [] if args.test is None else inputs.parse_prompts(args.test, "test")
+    test_labels = None
+    if args.test_labels is not None:
+        if not tests:
+            raise LazarusError("--test-labels needs --test (the prompts they label)")
+        test_labels = inputs.parse_labels(args.test_labels, len(tests), "test-labels")
+        probe.check_test_labels(test_labels, args.label_a, args.label_b)
+    permutations = probe.PERMUTATIONS if args.permutations is None else args.permutations
+    alpha = probe.ALPHA if args.alpha is None else args.alpha
+    probe.check_settings(args.method, permutations, alpha)
     outputs = [path for path in (args.save_direction, args.output) if path is not None]
     for path in outputs:
         check_writable(path)
     check_outputs_apart({"--save-direction": args.save_direction, "--output": args.output},
-                        _inputs_of(args, "class_a", "class_b", "test"))
+                        _inputs_of(args, "class_a", "class_b", "test", "test_labels"))
 
     position = parse_position(args.position, allow_all=False)
     info = read_model_info(args.model)
@@ -532,27 +560,37 @@ def run_probe(args: argparse.Namespace) -> int:
     trained = len(class_a) + len(class_b)
     report = probe.probe_layers(
         {layer: rows[:trained] for layer, rows in collected.rows.items()}, len(class_a),
-        method=args.method, label_a=args.label_a, label_b=args.label_b)
-    predictions = probe.predict_rows(report.fit, collected.rows[report.best_layer][trained:])
+        method=args.method, label_a=args.label_a, label_b=args.label_b,
+        permutations=permutations, alpha=alpha)
+    test = probe.score_test(report.fit, collected.rows[report.top_layer][trained:], test_labels)
+    save = args.save_direction is not None and (report.significant or args.force_save)
     # Files first, so that a closed pipe on stdout cannot lose them.
-    if args.save_direction is not None:
-        save_direction(args.save_direction, probe.to_direction(report, args.model, args.site,
-                                                               str(position)))
+    if save:
+        save_direction(args.save_direction, probe.to_direction(
+            report, args.model, args.site, str(position), force=args.force_save))
     if args.output is not None:
-        document = probe_json(report, model_id=args.model, test_prompts=tests,
-                              predictions=predictions)
+        document = probe_json(report, model_id=args.model, prompts=class_a + class_b,
+                              test_prompts=tests, test=test)
         document.update(lazarus_version=__version__, dtype=collected.dtype,
                         device=collected.device, site=args.site, position=position)
         write_text_atomically(args.output, json.dumps(document, indent=2) + "\n")
-    text = render_probe_report(report, test_prompts=tests, predictions=predictions).rstrip("\n")
+    text = render_probe_report(report, test_prompts=tests, test=test).rstrip("\n")
     if (args.site, position) != ("resid_post", "last"):
         text = f"(site: {args.site}, position: {position})\n{text}"
     out(text)
-    if args.save_direction is not None:
-        note(f"saved the layer {report.best_layer} direction to {args.save_direction}")
+    if report.hopeless:
+        warn(f"with {report.count_a} and {report.count_b} prompts and {report.permutations} "
+             f"shuffles no result can reach p < {report.alpha:g} (smallest possible p = "
+             f"{report.smallest_p:.2g}); add prompts")
+    if save:
+        note(f"saved the layer {report.top_layer} direction to {args.save_direction}"
+             + ("" if report.significant else " (forced: no layer beats chance)"))
+    elif args.save_direction is not None:
+        note(f"no layer beats chance (p = {report.p_value:.2g} >= {report.alpha:g}), so "
+             f"{args.save_direction} was not written (add --force-save to write it anyway)")
     if args.output is not None:
         note(f"saved {args.output}")
-    return 0
+    return 0 if report.significant else EXIT_NOTHING_FOUND
 
 
 def _size(count: int) -> str:

@@ -1,9 +1,10 @@
 """Text and JSON for `lazarus introspect probe`; never prints.
 
 Sections, in order: PROBE ACCURACY BY LAYER (a row and a bar per layer, the chosen layer
-marked), the chosen layer with its rule and the method, PROJECTION ON THE DIRECTION (per class
-mean +- std and the separation), TOP N NEURONS (signed weight, importance, how they are ranked)
-and, when test prompts were given, TEST PREDICTIONS.
+marked when it beats chance), the verdict of the permutation test of the whole layer search,
+PROJECTION ON THE DIRECTION (per class mean +- std and the separation), TOP N NEURONS (signed
+weight, importance, how they are ranked) and, when test prompts were given, TEST PREDICTIONS.
+Every figure says whether it is held out or in-sample.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 import textwrap
 from collections.abc import Sequence
 
-from lazarus.probe import METHOD_SUMMARY, Prediction, ProbeReport
+from lazarus.probe import METHOD_SUMMARY, ProbeReport, TestScore
 from lazarus.text import (
     PROMPT_WIDTH,
     RULE,
@@ -26,6 +27,18 @@ from lazarus.text import (
 
 BAR_WIDTH = 20  # cells of '█' for 100% accuracy
 BEST_MARK = "← best"
+FIGURES = {  # which figures the fit saw the prompts of
+    "accuracy": "held out (cross-validated)",
+    "baseline": "held out (cross-validated, shuffled labels)",
+    "heldout_separation": "held out (cross-validated)",
+    "p_value": "held out (permutation test of the whole layer search)",
+    "projection": "in-sample (the final fit on all training prompts)",
+    "separation": "in-sample (the final fit on all training prompts)",
+    "training_projections": "in-sample",
+    "top_neurons": "in-sample",
+    "predictions": "held out (test prompts)",
+    "test_accuracy": "held out (test prompts)",
+}
 
 
 # --- text helpers -------------------------------------------------------------------------------
@@ -63,11 +76,51 @@ def decimals_for(scale: float, digits: int = 2, most: int = 6) -> int:
 # --- sections -----------------------------------------------------------------------------------
 
 
+def _p(value: float) -> str:
+    """A p-value with two significant digits: 0.005, 0.048, 0.33, 1."""
+    return f"{value:.2g}" if value < 1 else "1"
+
+
+def verdict(report: ProbeReport) -> str:
+    """One sentence: does a layer beat chance, and why (not)."""
+    top = report.top
+    count = f"{report.permutations} shuffled labelling{'s' if report.permutations != 1 else ''}"
+    if report.significant:
+        return (f"Best layer: {report.top_layer}, p = {_p(report.p_value)} < {report.alpha:g}: "
+                f"the best layer of {report.exceeding} of {count} did as well as its "
+                f"{_percent(top.accuracy).strip()} held out.")
+    if report.permutations == 0:
+        why = "no shuffled labellings were run to compare with"
+    else:
+        why = (f"the best layer of {report.exceeding} of {count} did as well "
+               f"(p = {_p(report.p_value)}, not below {report.alpha:g})")
+    return (f"No layer beats chance: the top layer, {report.top_layer}, scores "
+            f"{_percent(top.accuracy).strip()} held out, and {why}; no layer is marked best.")
+
+
+def hopeless_warning(report: ProbeReport) -> str | None:
+    """Why no result could be significant with these class sizes and shuffles, if so."""
+    if not report.hopeless:
+        return None
+    floor = f"smallest possible p = {_p(report.smallest_p)}"
+    if report.smallest_p > 1.0 / (1 + report.permutations):
+        splits = round(1.0 / report.smallest_p)
+        reason = (f"{report.count_a} and {report.count_b} prompts can be split into the two "
+                  f"classes in only {splits} distinct way{'s' if splits != 1 else ''}")
+        fix = "add prompts to both classes"
+    else:
+        reason = f"{report.permutations} shuffled labellings cannot give a smaller p"
+        fix = "raise --permutations"
+    return (f"Warning: {reason}, so no result can reach p < {report.alpha:g} ({floor}); "
+            f"{fix}.")
+
+
 def render_accuracy_table(report: ProbeReport) -> str:
-    """One row per layer: accuracy and the shuffled-label baseline (mean ± std), the held-out
-    separation that breaks ties, and a bar proportional to accuracy."""
-    runs = f"{report.permutations} shuffled-label run{'s' if report.permutations != 1 else ''}"
-    title = f"PROBE ACCURACY BY LAYER ({report.method}, {report.folds} folds, {runs})"
+    """One row per layer: held-out accuracy and the shuffled-label baseline (mean ± std), the
+    held-out separation that breaks ties, and a bar proportional to accuracy; then the
+    permutation test of the whole layer search."""
+    runs = f"{report.permutations} shuffle{'s' if report.permutations != 1 else ''}"
+    title = f"PROBE ACCURACY BY LAYER ({report.method}, {report.folds} folds held out, {runs})"
     lines = banner(title)
     header = f"{'Layer':>5} | {'Accuracy':^15} | {'Shuffled':^15} | {'Held-out d':>10} |"
     lines += [header, "-" * (len(header) + 1 + BAR_WIDTH + 1 + len(BEST_MARK))]
@@ -80,15 +133,28 @@ def render_accuracy_table(report: ProbeReport) -> str:
             line += f" {BEST_MARK}"
         lines.append(line.rstrip())
     notes = [
-        f"Accuracy: mean ± std over {report.folds} stratified folds "
+        f"Accuracy: held out, mean ± std over {report.folds} stratified folds "
         f"({report.count_a} {escape(report.label_a)}, {report.count_b} "
         f"{escape(report.label_b)} prompts).",
-        "Shuffled: the same cross-validation with the labels shuffled, mean ± std over runs; "
-        "an accuracy near it means no signal.",
+        "Shuffled: held out, the same cross-validation with the labels shuffled, at that layer "
+        "alone, mean ± std over the shuffles.",
         "Held-out d: separation (Cohen's d) of the held-out prompts' projections.",
     ]
-    summary = [
-        f"Best layer: {report.best_layer} ({report.tie_break})",
+    if report.shuffled_best:
+        chance = sorted(report.shuffled_best)
+        high = chance[min(len(chance) - 1, math.ceil(0.95 * len(chance)) - 1)]
+        notes.append(
+            f"Whole search: the best of the {len(report.layers)} layers scores "
+            f"{_percent(sum(chance) / len(chance)).strip()} held out on average with shuffled "
+            f"labels (95th percentile {_percent(high).strip()}); p is the share of shuffles "
+            "whose best layer did at least as well as the real one, (1 + count) / (1 + "
+            "shuffles): how often label noise alone would give a result this good.")
+    summary = [verdict(report)]
+    warning = hopeless_warning(report)
+    if warning:
+        summary.append(warning)
+    summary += [
+        f"Layer rule: {report.tie_break}.",
         f"Method: {report.method} ({METHOD_SUMMARY.get(report.method, report.method)})",
     ]
     lines.append("")
@@ -100,20 +166,27 @@ def render_accuracy_table(report: ProbeReport) -> str:
     return "\n".join(lines)
 
 
+def _layer_title(report: ProbeReport) -> str:
+    kind = "" if report.significant else "TOP LAYER, NOT SIGNIFICANT; "
+    return f"AT LAYER {report.fit.layer} ({kind}IN-SAMPLE)"
+
+
 def render_projection(report: ProbeReport) -> str:
-    """mean ± std of x·direction per class, and the separation."""
+    """mean ± std of x·direction per class, and the separation: all in-sample."""
     fit = report.fit
     scale = [abs(fit.class_a.mean - fit.class_b.mean), fit.class_a.std, fit.class_b.std]
     positive = [s for s in scale if math.isfinite(s) and s > 0]
     decimals = decimals_for(min(positive)) if positive else 0
     names = [escape(c.label) for c in (fit.class_a, fit.class_b)]
     width = max(display_width(name) for name in names)
-    lines = banner(f"PROJECTION ON THE DIRECTION AT LAYER {fit.layer}")
+    lines = banner(f"PROJECTION ON THE DIRECTION {_layer_title(report)}")
+    lines += _wrap(f"In-sample: the direction was fitted on these {report.count_a + report.count_b}"
+                   " prompts, so they separate better than new prompts would.")
     for name, cls in zip(names, (fit.class_a, fit.class_b), strict=True):
         lines.append(f"{pad(name, width)} ({cls.count:>3} prompts): "
                      f"{_number(cls.mean, decimals)} ± {abs(cls.std):.{decimals}f}")
-    lines += _wrap(f"Separation: {_number(fit.separation, 2)} (Cohen's d: difference of the "
-                   "class means over their pooled std)")
+    lines += _wrap(f"Separation (in-sample): {_number(fit.separation, 2)} (Cohen's d: "
+                   "difference of the class means over their pooled std)")
     lines += _wrap(f"Direction: unit length, raw activation coordinates; positive = {names[0]}.")
     return "\n".join(lines)
 
@@ -121,8 +194,8 @@ def render_projection(report: ProbeReport) -> str:
 def render_top_neurons(report: ProbeReport, k: int = 10) -> str:
     fit = report.fit
     top = fit.top_neurons(k)
-    lines = banner(f"TOP {len(top)} NEURONS AT LAYER {fit.layer}")
-    lines += _wrap(f"Ranked by importance: {report.ranking}.")
+    lines = banner(f"TOP {len(top)} NEURONS {_layer_title(report)}")
+    lines += _wrap(f"Ranked by importance (in-sample): {report.ranking}.")
     lines += _wrap(f"Weight > 0: higher activation = more like {escape(report.label_a)}; "
                    f"< 0: more like {escape(report.label_b)}.")
     largest = max((abs(n.importance) for n in top), default=0.0)
@@ -135,17 +208,34 @@ def render_top_neurons(report: ProbeReport, k: int = 10) -> str:
     return "\n".join(lines)
 
 
-def render_predictions(prompts: Sequence[str], predictions: Sequence[Prediction]) -> str:
+def render_predictions(prompts: Sequence[str], test: TestScore) -> str:
+    """Each test prompt's prediction, probability and projection (held out), with its true
+    label and the held-out accuracy when the labels were given."""
+    predictions = test.predictions
     if len(prompts) != len(predictions):
         raise ValueError("one prediction per test prompt is needed")
     labels = [escape(p.label) for p in predictions]
     width = max([len("Prediction")] + [display_width(label) for label in labels])
-    header = f"{fit_cell('Prompt', PROMPT_WIDTH)} | {'Prediction'.ljust(width)} | Probability"
-    lines = banner("TEST PREDICTIONS")
+    truth = [escape(label) for label in test.labels] if test.labels is not None else None
+    true_width = max([len("Label")] + [display_width(t) for t in truth or []])
+    header = f"{fit_cell('Prompt', PROMPT_WIDTH)} | "
+    if truth is not None:
+        header += f"{'Label'.ljust(true_width)} | "
+    header += f"{'Prediction'.ljust(width)} | Probability | Projection"
+    lines = banner("TEST PREDICTIONS (HELD OUT)")
     lines += [header, "-" * len(header)]
-    for prompt, label, prediction in zip(prompts, labels, predictions, strict=True):
-        lines.append(f"{fit_cell(prompt, PROMPT_WIDTH)} | {pad(label, width)} | "
-                     f"{_percent(prediction.probability).strip():>11}")
+    for index, (prompt, label, prediction) in enumerate(
+            zip(prompts, labels, predictions, strict=True)):
+        line = f"{fit_cell(prompt, PROMPT_WIDTH)} | "
+        if truth is not None:
+            line += f"{pad(truth[index], true_width)} | "
+        line += (f"{pad(label, width)} | {_percent(prediction.probability).strip():>11} | "
+                 f"{_number(float(test.projections[index]), 4):>10}")
+        lines.append(line)
+    if test.accuracy is not None:
+        lines.append("")
+        lines += _wrap(f"Test accuracy (held out): {test.correct} of {len(predictions)} "
+                       f"({_percent(test.accuracy).strip()}).")
     return "\n".join(lines)
 
 
@@ -154,13 +244,15 @@ def render_probe_report(
     *,
     top_k: int = 10,
     test_prompts: Sequence[str] | None = None,
-    predictions: Sequence[Prediction] | None = None,
+    test: TestScore | None = None,
 ) -> str:
     """Every section, separated by blank lines, ending with a newline."""
     sections = [render_accuracy_table(report), render_projection(report),
                 render_top_neurons(report, top_k)]
     if test_prompts:
-        sections.append(render_predictions(test_prompts, predictions or ()))
+        if test is None:
+            raise ValueError("test prompts need their TestScore")
+        sections.append(render_predictions(test_prompts, test))
     return "\n\n".join(sections) + "\n"
 
 
@@ -172,11 +264,14 @@ def probe_json(
     *,
     model_id: str | None = None,
     top_k: int = 10,
+    prompts: Sequence[str] | None = None,
     test_prompts: Sequence[str] | None = None,
-    predictions: Sequence[Prediction] | None = None,
+    test: TestScore | None = None,
 ) -> dict:
-    """The report as plain JSON types; NaN and infinities become null."""
+    """The report as plain JSON types; NaN and infinities become null. `prompts` are the
+    training prompts (class A first), named beside their in-sample projections."""
     fit = report.fit
+    labels = [report.label_a] * report.count_a + [report.label_b] * report.count_b
     result: dict = {
         "model_id": model_id,
         "method": report.method,
@@ -187,6 +282,7 @@ def probe_json(
         "folds": report.folds,
         "permutations": report.permutations,
         "seed": report.seed,
+        "figures": FIGURES,
         "layers": [
             {
                 "layer": row.layer,
@@ -199,6 +295,15 @@ def probe_json(
             for row in report.layers
         ],
         "best_layer": report.best_layer,
+        "top_layer": report.top_layer,
+        "significant": report.significant,
+        "p_value": json_number(report.p_value),
+        "alpha": report.alpha,
+        "exceeding": report.exceeding,
+        "smallest_p": json_number(report.smallest_p),
+        "verdict": verdict(report),
+        "warning": hopeless_warning(report),
+        "shuffled_best": [json_number(a) for a in report.shuffled_best],
         "tie_break": report.tie_break,
         "hidden_size": fit.hidden_size,
         "projection": {
@@ -207,6 +312,11 @@ def probe_json(
             for key, cls in (("class_a", fit.class_a), ("class_b", fit.class_b))
         },
         "separation": json_number(fit.separation),
+        "training_projections": [
+            {"prompt": prompts[i] if prompts is not None else None, "label": labels[i],
+             "projection": json_number(float(value)), "in_sample": True}
+            for i, value in enumerate(fit.projections)
+        ],
         "ranking": report.ranking,
         "top_neurons": [
             {"neuron": n.neuron, "weight": json_number(n.weight),
@@ -215,9 +325,15 @@ def probe_json(
         ],
     }
     if test_prompts:
+        if test is None:
+            raise ValueError("test prompts need their TestScore")
         result["predictions"] = [
             {"prompt": prompt, "label": p.label, "probability": json_number(p.probability),
-             "probability_a": json_number(p.probability_a)}
-            for prompt, p in zip(test_prompts, predictions or (), strict=True)
+             "probability_a": json_number(p.probability_a),
+             "projection": json_number(float(test.projections[i])),
+             "true_label": None if test.labels is None else test.labels[i],
+             "in_sample": False}
+            for i, (prompt, p) in enumerate(zip(test_prompts, test.predictions, strict=True))
         ]
+        result["test_accuracy"] = json_number(test.accuracy)
     return result

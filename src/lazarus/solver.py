@@ -1,0 +1,341 @@
+"""The probe's exact solver: many penalised logistic regressions sharing one matrix of rows.
+
+numpy only. A problem is a subset of the rows (`train`), a labelling `y` (1 = class A) and a
+penalty `lam`; it minimises
+
+    sum over its rows of log(1 + exp(f_i)) - y_i f_i  +  (lam / 2) |beta|^2,   f_i = z_i.beta + b,
+
+which is strictly convex, so the answer is unique and both forms below reach it (to rounding).
+The coordinates z are either the centred rows themselves or their coordinates in an orthonormal
+basis of the rows' span (`coordinates` picks by shape); the penalty is rotation invariant, so
+the fit is the same either way.
+
+Two forms, chosen by shape (m training rows, r columns of z):
+
+* dual, m <= r: the weights lie in the span of the training rows, beta = z_train.T alpha, so
+  Newton's method runs on (alpha, b): one (m + 1)-square solve per step, problems with the same
+  m batched together. Its cost grows with m^3, so it serves few prompts in a wide layer.
+* primal, m > r: Newton's method on (beta, b) itself, r + 1 unknowns. Forming one problem's
+  Hessian costs m r^2, so it is formed only when needed: every step first uses a Hessian that is
+  shared by all problems of the layer, (mean weight) * (rows' Gram matrix) * m / n + lam I, with
+  the bias row and column exact, solved through one eigendecomposition per layer. A problem whose
+  step then fails to cut its Newton decrement by `_CONTRACTION` gets its own exact Hessian at the
+  current point, kept (and refreshed on the same rule) for its later steps. With many prompts
+  and shuffled labels the shared matrix is nearly exact, so the shuffles cost a few matrix
+  products over all problems at once, and the cost grows linearly with the prompts. The
+  gradient is always exact, so the fixed point is the exact optimum whatever Hessian is used.
+
+Both forms use a backtracking line search per problem and stop when the Newton decrement falls
+below `_NEWTON_TOLERANCE` nats.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+_SPAN_TOLERANCE = 1e-10  # components with variance below this share of the largest are dropped
+_NEWTON_STEPS = 100  # dual; the primal form allows `_PRIMAL_STEPS`
+_PRIMAL_STEPS = 300
+_NEWTON_TOLERANCE = 1e-18  # Newton decrement, in nats: stop when quadratic convergence is done
+_FULL_STEP = 1e-8  # below this decrement a full Newton step is safe; rounding rules the
+# objective's last digits, so a line search there would only stall
+_CONTRACTION = 0.6  # primal: a step must cut the decrement at least this much, else refresh
+BATCH_ELEMENTS = 4_000_000  # float64 elements per batch of problems (32 MB per array)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * logits))  # no overflow warnings
+
+
+def coordinates(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Centre the rows [n, d] and choose the coordinates the fits run in.
+
+    Returns (mean [d], z [n, r], basis [d, r] or None): a direction u in z coordinates is
+    `basis @ u` in raw coordinates (None: z are the centred rows, u is already raw). With fewer
+    rows than columns, z are coordinates in an orthonormal basis of the rows' span, built from
+    the n x n Gram matrix, which is far cheaper than an SVD when d >> n.
+    """
+    x = np.asarray(rows, dtype=np.float64)
+    mean = x.mean(axis=0)
+    centred = x - mean
+    if x.shape[0] > x.shape[1]:
+        return mean, centred, None
+    values, vectors = np.linalg.eigh(centred @ centred.T)  # [n], [n, n]
+    top = values[-1] if values.size else 0.0
+    keep = values > top * _SPAN_TOLERANCE if top > 0 else np.zeros(values.shape, dtype=bool)
+    singular = np.sqrt(values[keep])
+    return mean, vectors[:, keep] * singular, centred.T @ (vectors[:, keep] / singular)
+
+
+def penalties(z: np.ndarray, train: np.ndarray, hidden: int) -> np.ndarray:
+    """The mean neuron variance (ddof 0) of each problem's training rows [P]."""
+    m = train.sum(axis=1)
+    weights = train / m[:, None]
+    centre = weights @ z  # [P, r]
+    spread = weights @ np.sum(z * z, axis=1) - np.sum(centre * centre, axis=1)
+    return np.maximum(spread, 0.0) / hidden
+
+
+def logistic_batch(z: np.ndarray, y: np.ndarray, train: np.ndarray, hidden: int,
+                   form: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Many penalised logistic regressions sharing the features z [n, r].
+
+    Problem p is fitted on the rows where train[p] is True with labels y[p] (both [P, n]); its
+    penalty is the mean neuron variance of those rows (`hidden` neurons). Returns beta [P, r]
+    and bias [P]: logit = z.beta + bias. `form` ("primal" or "dual") overrides the choice by
+    shape, for tests and benchmarks.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    beta = np.zeros((y.shape[0], z.shape[1]))
+    bias = np.zeros(y.shape[0])
+    counts = train.sum(axis=1)
+    lam = penalties(z, train, hidden)
+    use_primal = counts > z.shape[1] if form is None else np.full(counts.shape, form == "primal")
+    primal = np.flatnonzero(use_primal)
+    if primal.size:
+        beta[primal], bias[primal] = _primal(z, y[primal], train[primal], lam[primal])
+    gram = z @ z.T if primal.size < y.shape[0] else None  # [n, n]
+    for m in np.unique(counts[~use_primal]):
+        group = np.flatnonzero((counts == m) & ~use_primal)
+        chunk = max(1, BATCH_ELEMENTS // (m + 1) ** 2)
+        for start in range(0, group.size, chunk):
+            part = group[start:start + chunk]
+            rows = np.nonzero(train[part])[1].reshape(part.size, m)  # [k, m] training rows
+            sub = gram[rows[:, :, None], rows[:, None, :]]  # [k, m, m]
+            alpha, bias[part] = _newton_dual(sub, np.take_along_axis(y[part], rows, 1),
+                                             lam[part])
+            beta[part] = np.einsum("km,kmr->kr", alpha, z[rows])
+    return beta, bias
+
+
+def _newton_dual(gram: np.ndarray, y: np.ndarray,
+                 penalty: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """k penalised logistic regressions given their Gram matrices [k, m, m] and labels [k, m].
+
+    At the optimum the weights are a combination of the training rows, beta = z.T @ alpha, so
+    Newton's method runs on (alpha, bias): each step solves an (m + 1)-square system, with a
+    backtracking line search per problem. Returns alpha [k, m] and bias [k].
+    """
+    k, m = y.shape
+    share = y.mean(axis=1)
+    alpha = np.zeros((k, m))
+    bias = np.log(share / (1.0 - share))
+
+    def objective(a_: np.ndarray, c_: np.ndarray, which: np.ndarray) -> np.ndarray:
+        f = np.einsum("km,kmj->kj", a_, gram[which])
+        logit = f + c_[:, None]
+        loss = np.logaddexp(0.0, logit) - y[which] * logit
+        return loss.sum(axis=1) + 0.5 * penalty[which] * np.sum(a_ * f, axis=1)
+
+    active = np.flatnonzero(penalty > 0)  # no spread: nothing to fit, keep the prior
+    current = np.zeros(k)
+    current[active] = objective(alpha[active], bias[active], active)
+    diagonal = np.arange(m)
+    for _ in range(_NEWTON_STEPS):
+        if active.size == 0:
+            break
+        g, lam = gram[active], penalty[active]
+        f = np.einsum("km,kmj->kj", alpha[active], g)
+        p = sigmoid(f + bias[active, None])
+        w = p * (1.0 - p)  # [a, m]
+        residual = p - y[active]
+        # [lam I + W K, W 1; 1'W K, 1'W 1] [d_alpha; d_bias] = [residual + lam alpha; sum residual]
+        system = np.empty((active.size, m + 1, m + 1))
+        system[:, :m, :m] = w[:, :, None] * g
+        system[:, diagonal, diagonal] += lam[:, None]
+        system[:, :m, m] = w
+        system[:, m, :m] = np.einsum("km,kmj->kj", w, g)
+        system[:, m, m] = np.maximum(w.sum(axis=1), 1e-12)
+        gradient = residual + lam[:, None] * alpha[active]  # the primal gradient is z.T @ this
+        rhs = np.concatenate([gradient, residual.sum(axis=1)[:, None]], axis=1)
+        try:
+            step = np.linalg.solve(system, rhs[..., None])[..., 0]
+        except np.linalg.LinAlgError:  # duplicate prompts can make the system singular
+            step = (np.linalg.pinv(system) @ rhs[..., None])[..., 0]
+        decrement = (np.einsum("km,kmj,kj->k", gradient, g, step[:, :m])
+                     + residual.sum(axis=1) * step[:, m])  # primal gradient . primal step
+        moving = decrement > _NEWTON_TOLERANCE
+        active, step, decrement = active[moving], step[moving], decrement[moving]
+        t = np.ones(active.size)
+        for _ in range(40):  # backtracking, per problem, until the step is already quadratic
+            new_alpha = alpha[active] - t[:, None] * step[:, :m]
+            new_bias = bias[active] - t * step[:, m]
+            new = objective(new_alpha, new_bias, active)
+            short = (new > current[active] - 0.25 * t * decrement) & (decrement > _FULL_STEP)
+            if not short.any():
+                break
+            t[short] *= 0.5
+        alpha[active], bias[active], current[active] = new_alpha, new_bias, new
+    return alpha, bias
+
+
+def _primal(z: np.ndarray, y: np.ndarray, train: np.ndarray,
+            lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The primal form for P problems, in chunks that bound the memory; see the docstring."""
+    n = z.shape[0]
+    values, vectors = np.linalg.eigh(z.T @ z)  # the shared Hessian's eigenbasis, once
+    beta = np.zeros((y.shape[0], z.shape[1]))
+    bias = np.zeros(y.shape[0])
+    chunk = max(1, BATCH_ELEMENTS // n)
+    for start in range(0, y.shape[0], chunk):
+        part = slice(start, start + chunk)
+        beta[part], bias[part] = _newton_primal(z, y[part], train[part], lam[part],
+                                                (np.maximum(values, 0.0) / n, vectors))
+    return beta, bias
+
+
+def _newton_primal(z: np.ndarray, y: np.ndarray, train: np.ndarray, lam: np.ndarray,
+                   shared: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Newton's method on (beta [k, r], bias [k]) with shared or own Hessians (see above)."""
+    k, r = y.shape[0], z.shape[1]
+    eig, basis = shared  # eigenvalues of z'z / n, and its eigenvectors [r, r]
+    mask = train.astype(np.float64)
+    share = (mask * y).sum(axis=1) / mask.sum(axis=1)
+    beta = np.zeros((k, r))
+    bias = np.log(share / (1.0 - share))
+    logit = np.repeat(bias[:, None], z.shape[0], axis=1)  # [k, n], kept up to date
+
+    def loss(f: np.ndarray, b_: np.ndarray, which: np.ndarray) -> np.ndarray:
+        per_row = np.logaddexp(0.0, f) - y[which] * f
+        return (mask[which] * per_row).sum(axis=1) + 0.5 * lam[which] * np.sum(b_ * b_, axis=1)
+
+    active = np.flatnonzero(lam > 0)  # no spread: nothing to fit, keep the prior
+    current = np.zeros(k)
+    current[active] = loss(logit[active], beta[active], active)
+    own: dict[int, np.ndarray] = {}  # problem -> inverse of its own Hessian
+    refresh = np.zeros(k, dtype=bool)
+    previous = np.full(k, np.inf)
+    for iteration in range(_PRIMAL_STEPS):
+        if active.size == 0:
+            break
+        f, b_ = logit[active], beta[active]
+        p = sigmoid(f)
+        w = mask[active] * p * (1.0 - p)  # [a, n]
+        residual = mask[active] * (p - y[active])
+        gradient = np.concatenate([residual @ z + lam[active, None] * b_,
+                                   residual.sum(axis=1)[:, None]], axis=1)  # [a, r + 1]
+        step = _shared_step(gradient, w, z, lam[active], eig, basis)
+        if iteration > _PRIMAL_STEPS // 2:
+            refresh[active] = True  # slow to converge: exact Newton from here on
+        for i, problem in enumerate(active):
+            if refresh[problem]:
+                own[problem] = _own_inverse(z, w[i], lam[problem])
+                refresh[problem] = False
+            if problem in own:
+                step[i] = own[problem] @ gradient[i]
+        decrement = np.einsum("kj,kj->k", gradient, step)
+        moving = decrement > _NEWTON_TOLERANCE
+        slow = moving & (decrement > _CONTRACTION * previous[active])
+        refresh[active[slow]] = True
+        previous[active] = decrement
+        active, step, decrement = active[moving], step[moving], decrement[moving]
+        if active.size == 0:
+            break
+        change = step[:, :r] @ z.T + step[:, r:]  # [a, n]: logits move by -t * change
+        t = np.ones(active.size)
+        for _ in range(40):  # backtracking, per problem
+            new_logit = logit[active] - t[:, None] * change
+            new_beta = beta[active] - t[:, None] * step[:, :r]
+            new = loss(new_logit, new_beta, active)
+            short = (new > current[active] - 0.25 * t * decrement) & (decrement > _FULL_STEP)
+            if not short.any():
+                break
+            t[short] *= 0.5
+        logit[active], beta[active], current[active] = new_logit, new_beta, new
+        bias[active] -= t * step[:, r]
+    return beta, bias
+
+
+def _shared_step(gradient: np.ndarray, w: np.ndarray, z: np.ndarray, lam: np.ndarray,
+                 eig: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """Solve H~ step = gradient for every problem, H~ = [c G + lam I, v; v', s] with
+    c G (c = the problem's total weight, G = z'z / n) standing in for z' W z, and the bias
+    row v = z' w, s = sum w exact; block elimination of the bias, G through its eigenbasis."""
+    r = z.shape[1]
+    s = np.maximum(w.sum(axis=1), 1e-12)  # [a]
+    v = w @ z  # [a, r]
+    scale = 1.0 / (s[:, None] * eig[None, :] + lam[:, None])  # [a, r], in the eigenbasis
+
+    def solve(rhs: np.ndarray) -> np.ndarray:  # (c G + lam I)^-1 rhs, per problem
+        return ((rhs @ basis) * scale) @ basis.T
+
+    g_beta, g_bias = gradient[:, :r], gradient[:, r]
+    solved_g, solved_v = solve(g_beta), solve(v)
+    schur = s - np.sum(v * solved_v, axis=1)
+    keep = schur > 0.1 * s  # else the approximation is poor: drop the coupling
+    schur = np.where(keep, schur, s)
+    d_bias = (g_bias - np.where(keep, np.sum(v * solved_g, axis=1), 0.0)) / schur
+    d_beta = solved_g - np.where(keep, d_bias, 0.0)[:, None] * solved_v
+    return np.concatenate([d_beta, d_bias[:, None]], axis=1)
+
+
+def _own_inverse(z: np.ndarray, w: np.ndarray, lam: float) -> np.ndarray:
+    """The inverse of one problem's exact Hessian [r + 1, r + 1] at weights w [n]."""
+    r = z.shape[1]
+    root = z * np.sqrt(w)[:, None]
+    hessian = np.empty((r + 1, r + 1))
+    hessian[:r, :r] = root.T @ root
+    hessian[np.arange(r), np.arange(r)] += lam
+    hessian[:r, r] = hessian[r, :r] = w @ z
+    hessian[r, r] = max(float(w.sum()), 1e-12)
+    try:
+        return np.linalg.inv(hessian)
+    except np.linalg.LinAlgError:
+        return np.linalg.pinv(hessian)
+
+
+def fit_batch(z: np.ndarray, y: np.ndarray, train: np.ndarray, method: str,
+              hidden: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fit P problems on coordinates z [n, r]; y and train are [P, n].
+
+    Returns (u [P, r], threshold [P], slope [P]): u is unit length (or zero when nothing
+    separates), class A is predicted when z.u > threshold, and logit(A) = slope * (z.u -
+    threshold). `logistic` is the regression above; `difference` is mean(A) - mean(B) with the
+    Gaussian model its midpoint rule implies.
+    """
+    if method == "logistic":
+        beta, bias = logistic_batch(z, y, train, hidden)
+        slope = np.linalg.norm(beta, axis=1)
+        safe = np.where(slope > 0, slope, 1.0)
+        u = beta / safe[:, None]
+        threshold = np.where(slope > 0, -bias / safe, np.where(bias > 0, -np.inf, np.inf))
+        return u, threshold, slope
+    in_a = train & (y == 1)
+    in_b = train & (y == 0)
+    mean_a = in_a @ z / in_a.sum(axis=1, keepdims=True)
+    mean_b = in_b @ z / in_b.sum(axis=1, keepdims=True)
+    gap = mean_a - mean_b
+    norm = np.linalg.norm(gap, axis=1)
+    u = gap / np.where(norm > 0, norm, 1.0)[:, None]
+    proj = u @ z.T  # [P, n]
+    middle = (np.sum(u * (mean_a + mean_b), axis=1)) / 2
+    ss = (in_a * (proj - np.sum(u * mean_a, axis=1, keepdims=True)) ** 2
+          + in_b * (proj - np.sum(u * mean_b, axis=1, keepdims=True)) ** 2).sum(axis=1)
+    sd = np.sqrt(ss / np.maximum(train.sum(axis=1) - 2, 1))
+    sd = np.maximum(sd, 1e-9 * norm)  # a perfect separator: a very steep, finite slope
+    slope = np.where(norm > 0, norm / np.where(sd > 0, sd, 1.0) ** 2, 0.0)
+    threshold = np.where(norm > 0, middle, np.inf)
+    return u, threshold, slope
+
+
+@dataclass(frozen=True)
+class LogisticFit:
+    """A logistic model in raw coordinates: logit(A) = weights . x + bias."""
+
+    weights: np.ndarray  # [hidden], not normalised
+    bias: float
+    penalty: float  # the L2 strength that was used
+
+
+def fit_logistic(rows: np.ndarray, is_a: np.ndarray) -> LogisticFit:
+    """The `logistic` fit on all rows [n, d], in raw coordinates."""
+    x = np.asarray(rows, dtype=np.float64)
+    y = np.asarray(is_a, dtype=bool)[None].astype(np.float64)
+    mean, z, basis = coordinates(x)
+    beta, bias = logistic_batch(z, y, np.ones(y.shape, dtype=bool), x.shape[1])
+    weights = beta[0] if basis is None else basis @ beta[0]
+    penalty = float(np.sum(z * z)) / (x.shape[0] * x.shape[1])
+    # z has zero column means (the rows were centred), so logit = beta.z + bias
+    return LogisticFit(weights, float(bias[0] - weights @ mean), penalty)
