@@ -17,10 +17,11 @@ Two forms, chosen by shape (m training rows, r columns of z):
   m batched together. Its cost grows with m^3, so it serves few prompts in a wide layer.
 * primal, m > r: Newton's method on (beta, b) itself, r + 1 unknowns. Forming one problem's
   Hessian costs m r^2, so it is formed only when needed: every step first uses a Hessian that is
-  shared by all problems of the layer, (mean weight) * (rows' Gram matrix) * m / n + lam I, with
-  the bias row and column exact, solved through one eigendecomposition per layer. A problem whose
-  step then fails to cut its Newton decrement by `_CONTRACTION` gets its own exact Hessian at the
-  current point, kept (and refreshed on the same rule) for its later steps. With many prompts
+  shared by all problems of the layer, (total weight / n) * (rows' Gram matrix) + lam I, solved
+  through one eigendecomposition per layer (the bias's own entry is exact, its coupling left
+  out). A problem whose step then fails to cut its Newton decrement by `_CONTRACTION` gets its
+  own exact Hessian at the current point, kept (and refreshed on the same rule) for its later
+  steps. With many prompts
   and shuffled labels the shared matrix is nearly exact, so the shuffles cost a few matrix
   products over all problems at once, and the cost grows linearly with the prompts. The
   gradient is always exact, so the fixed point is the exact optimum whatever Hessian is used.
@@ -42,7 +43,9 @@ _NEWTON_TOLERANCE = 1e-18  # Newton decrement, in nats: stop when quadratic conv
 _FULL_STEP = 1e-8  # below this decrement a full Newton step is safe; rounding rules the
 # objective's last digits, so a line search there would only stall
 _CONTRACTION = 0.6  # primal: a step must cut the decrement at least this much, else refresh
+_TRACE = None
 BATCH_ELEMENTS = 4_000_000  # float64 elements per batch of problems (32 MB per array)
+_PRIMAL_BATCH = 1_000_000  # the primal form's working arrays: smaller, for the caches
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -178,7 +181,7 @@ def _primal(z: np.ndarray, y: np.ndarray, train: np.ndarray,
     values, vectors = np.linalg.eigh(z.T @ z)  # the shared Hessian's eigenbasis, once
     beta = np.zeros((y.shape[0], z.shape[1]))
     bias = np.zeros(y.shape[0])
-    chunk = max(1, BATCH_ELEMENTS // n)
+    chunk = max(1, _PRIMAL_BATCH // n)
     for start in range(0, y.shape[0], chunk):
         part = slice(start, start + chunk)
         beta[part], bias[part] = _newton_primal(z, y[part], train[part], lam[part],
@@ -188,87 +191,117 @@ def _primal(z: np.ndarray, y: np.ndarray, train: np.ndarray,
 
 def _newton_primal(z: np.ndarray, y: np.ndarray, train: np.ndarray, lam: np.ndarray,
                    shared: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Newton's method on (beta [k, r], bias [k]) with shared or own Hessians (see above)."""
-    k, r = y.shape[0], z.shape[1]
+    """Newton's method on (beta [k, r], bias [k]) with shared or own Hessians (see above).
+
+    The working arrays hold the unfinished problems only, compacted as problems finish. The
+    line search runs only where the decrement is above `_FULL_STEP`; elsewhere the step is
+    taken whole and the objective is not needed (it is recomputed if ever needed again)."""
+    k, (n, r) = y.shape[0], z.shape
     eig, basis = shared  # eigenvalues of z'z / n, and its eigenvectors [r, r]
     mask = train.astype(np.float64)
     share = (mask * y).sum(axis=1) / mask.sum(axis=1)
-    beta = np.zeros((k, r))
-    bias = np.log(share / (1.0 - share))
-    logit = np.repeat(bias[:, None], z.shape[0], axis=1)  # [k, n], kept up to date
-
-    def loss(f: np.ndarray, b_: np.ndarray, which: np.ndarray) -> np.ndarray:
-        per_row = np.logaddexp(0.0, f) - y[which] * f
-        return (mask[which] * per_row).sum(axis=1) + 0.5 * lam[which] * np.sum(b_ * b_, axis=1)
-
-    active = np.flatnonzero(lam > 0)  # no spread: nothing to fit, keep the prior
-    current = np.zeros(k)
-    current[active] = loss(logit[active], beta[active], active)
+    beta, bias = np.zeros((k, r)), np.log(share / (1.0 - share))
+    ids = np.flatnonzero(lam > 0)  # no spread: nothing to fit, keep the prior
+    y, mask, lam = y[ids], mask[ids], lam[ids]
+    b, c = np.zeros((ids.size, r)), bias[ids].copy()
+    logit = np.repeat(c[:, None], n, axis=1)  # [a, n]
+    current, p = _loss_and_sigmoid(logit, y, mask)
+    previous = np.full(ids.size, np.inf)
     own: dict[int, np.ndarray] = {}  # problem -> inverse of its own Hessian
-    refresh = np.zeros(k, dtype=bool)
-    previous = np.full(k, np.inf)
+    refresh = np.zeros(ids.size, dtype=bool)
     for iteration in range(_PRIMAL_STEPS):
-        if active.size == 0:
+        if ids.size == 0:
             break
-        f, b_ = logit[active], beta[active]
-        p = sigmoid(f)
-        w = mask[active] * p * (1.0 - p)  # [a, n]
-        residual = mask[active] * (p - y[active])
-        gradient = np.concatenate([residual @ z + lam[active, None] * b_,
+        w = p * (1.0 - p)
+        w *= mask
+        residual = p - y
+        residual *= mask
+        gradient = np.concatenate([residual @ z + lam[:, None] * b,
                                    residual.sum(axis=1)[:, None]], axis=1)  # [a, r + 1]
-        step = _shared_step(gradient, w, z, lam[active], eig, basis)
+        step = _shared_step(gradient, w, lam, eig, basis)
         if iteration > _PRIMAL_STEPS // 2:
-            refresh[active] = True  # slow to converge: exact Newton from here on
-        for i, problem in enumerate(active):
-            if refresh[problem]:
-                own[problem] = _own_inverse(z, w[i], lam[problem])
-                refresh[problem] = False
-            if problem in own:
-                step[i] = own[problem] @ gradient[i]
+            refresh[:] = True  # slow to converge: exact Newton from here on
+        for i in np.flatnonzero(refresh | np.isin(ids, list(own))):
+            if refresh[i]:
+                own[int(ids[i])] = _own_inverse(z, w[i], float(lam[i]))
+            step[i] = own[int(ids[i])] @ gradient[i]
         decrement = np.einsum("kj,kj->k", gradient, step)
-        moving = decrement > _NEWTON_TOLERANCE
-        slow = moving & (decrement > _CONTRACTION * previous[active])
-        refresh[active[slow]] = True
-        previous[active] = decrement
-        active, step, decrement = active[moving], step[moving], decrement[moving]
-        if active.size == 0:
-            break
-        change = step[:, :r] @ z.T + step[:, r:]  # [a, n]: logits move by -t * change
-        t = np.ones(active.size)
-        for _ in range(40):  # backtracking, per problem
-            new_logit = logit[active] - t[:, None] * change
-            new_beta = beta[active] - t[:, None] * step[:, :r]
-            new = loss(new_logit, new_beta, active)
-            short = (new > current[active] - 0.25 * t * decrement) & (decrement > _FULL_STEP)
-            if not short.any():
+        if _TRACE is not None:
+            _TRACE.append((iteration, ids.size, float(np.median(decrement)),
+                           float(decrement.max())))
+        refresh = decrement > _CONTRACTION * previous
+        previous = decrement
+        done = decrement <= _NEWTON_TOLERANCE
+        if done.any():
+            beta[ids[done]], bias[ids[done]] = b[done], c[done]
+            keep = ~done
+            ids, y, mask, lam, b, c, logit, p = (ids[keep], y[keep], mask[keep], lam[keep],
+                                                 b[keep], c[keep], logit[keep], p[keep])
+            current, previous, refresh = current[keep], previous[keep], refresh[keep]
+            step, decrement = step[keep], decrement[keep]
+            if ids.size == 0:
                 break
-            t[short] *= 0.5
-        logit[active], beta[active], current[active] = new_logit, new_beta, new
-        bias[active] -= t * step[:, r]
+        change = step[:, :r] @ z.T + step[:, r:]  # [a, n]: logits move by -t * change
+        t = np.ones(ids.size)
+        check = np.flatnonzero(decrement > _FULL_STEP)
+        if check.size:
+            stale = check[np.isnan(current[check])]
+            if stale.size:
+                current[stale] = (_loss_and_sigmoid(logit[stale], y[stale], mask[stale])[0]
+                                  + 0.5 * lam[stale] * np.sum(b[stale] ** 2, axis=1))
+            sub = (logit[check], change[check], y[check], mask[check], b[check],
+                   step[check, :r], lam[check])
+            for _ in range(40):  # backtracking, per problem
+                new, new_p = _trial(t[check], *sub)
+                short = new > current[check] - 0.25 * t[check] * decrement[check]
+                if not short.any():
+                    break
+                t[check[short]] *= 0.5
+            else:
+                new, new_p = _trial(t[check], *sub)
+        logit -= t[:, None] * change
+        b -= t[:, None] * step[:, :r]
+        c -= t * step[:, r]
+        current[:] = np.nan
+        if check.size:
+            current[check] = new
+        p = sigmoid(logit) if check.size < ids.size else p
+        if check.size:
+            p[check] = new_p
+    beta[ids], bias[ids] = b, c  # the step limit was reached
     return beta, bias
 
 
-def _shared_step(gradient: np.ndarray, w: np.ndarray, z: np.ndarray, lam: np.ndarray,
-                 eig: np.ndarray, basis: np.ndarray) -> np.ndarray:
-    """Solve H~ step = gradient for every problem, H~ = [c G + lam I, v; v', s] with
-    c G (c = the problem's total weight, G = z'z / n) standing in for z' W z, and the bias
-    row v = z' w, s = sum w exact; block elimination of the bias, G through its eigenbasis."""
-    r = z.shape[1]
+def _trial(t: np.ndarray, logit: np.ndarray, change: np.ndarray, y: np.ndarray,
+           mask: np.ndarray, b: np.ndarray, step: np.ndarray,
+           lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The objective and the sigmoids after steps of length t."""
+    loss, p = _loss_and_sigmoid(logit - t[:, None] * change, y, mask)
+    shrunk = b - t[:, None] * step
+    return loss + 0.5 * lam * np.sum(shrunk * shrunk, axis=1), p
+
+
+def _loss_and_sigmoid(logit: np.ndarray, y: np.ndarray,
+                      mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The unpenalised loss of each problem [a] and the sigmoid of every logit, sharing one
+    exponential."""
+    e = np.exp(-np.abs(logit))
+    p = np.where(logit >= 0, 1.0, e) / (1.0 + e)
+    per_row = np.maximum(logit, 0.0) + np.log1p(e) - y * logit
+    return np.einsum("kn,kn->k", mask, per_row), p
+
+
+def _shared_step(gradient: np.ndarray, w: np.ndarray, lam: np.ndarray, eig: np.ndarray,
+                 basis: np.ndarray) -> np.ndarray:
+    """Solve H~ step = gradient for every problem, H~ = [c G + lam I, 0; 0, s]: c G (c = the
+    problem's total weight s, G = z'z / n) stands in for z' W z, the bias's own entry s = sum w
+    is exact and its coupling to the weights is left out (z is centred, so it is small). G is
+    inverted through its eigenbasis, once for all problems."""
+    r = basis.shape[0]
     s = np.maximum(w.sum(axis=1), 1e-12)  # [a]
-    v = w @ z  # [a, r]
     scale = 1.0 / (s[:, None] * eig[None, :] + lam[:, None])  # [a, r], in the eigenbasis
-
-    def solve(rhs: np.ndarray) -> np.ndarray:  # (c G + lam I)^-1 rhs, per problem
-        return ((rhs @ basis) * scale) @ basis.T
-
-    g_beta, g_bias = gradient[:, :r], gradient[:, r]
-    solved_g, solved_v = solve(g_beta), solve(v)
-    schur = s - np.sum(v * solved_v, axis=1)
-    keep = schur > 0.1 * s  # else the approximation is poor: drop the coupling
-    schur = np.where(keep, schur, s)
-    d_bias = (g_bias - np.where(keep, np.sum(v * solved_g, axis=1), 0.0)) / schur
-    d_beta = solved_g - np.where(keep, d_bias, 0.0)[:, None] * solved_v
-    return np.concatenate([d_beta, d_bias[:, None]], axis=1)
+    d_beta = ((gradient[:, :r] @ basis) * scale) @ basis.T
+    return np.concatenate([d_beta, (gradient[:, r] / s)[:, None]], axis=1)
 
 
 def _own_inverse(z: np.ndarray, w: np.ndarray, lam: float) -> np.ndarray:
