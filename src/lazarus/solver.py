@@ -43,7 +43,6 @@ _NEWTON_TOLERANCE = 1e-18  # Newton decrement, in nats: stop when quadratic conv
 _FULL_STEP = 1e-8  # below this decrement a full Newton step is safe; rounding rules the
 # objective's last digits, so a line search there would only stall
 _CONTRACTION = 0.6  # primal: a step must cut the decrement at least this much, else refresh
-_TRACE = None
 BATCH_ELEMENTS = 4_000_000  # float64 elements per batch of problems (32 MB per array)
 _PRIMAL_BATCH = 1_000_000  # the primal form's working arrays: smaller, for the caches
 
@@ -226,9 +225,6 @@ def _newton_primal(z: np.ndarray, y: np.ndarray, train: np.ndarray, lam: np.ndar
                 own[int(ids[i])] = _own_inverse(z, w[i], float(lam[i]))
             step[i] = own[int(ids[i])] @ gradient[i]
         decrement = np.einsum("kj,kj->k", gradient, step)
-        if _TRACE is not None:
-            _TRACE.append((iteration, ids.size, float(np.median(decrement)),
-                           float(decrement.max())))
         refresh = decrement > _CONTRACTION * previous
         previous = decrement
         done = decrement <= _NEWTON_TOLERANCE
