@@ -59,8 +59,8 @@ def test_planted_feature_is_found(capsys, tmp_path, planted_dir, method):
 def test_probe_then_neurons_from_direction(capsys, tmp_path, planted_dir):
     saved = tmp_path / "difficulty.npz"
     code, out, err = run(capsys, "introspect", "probe", "-m", planted_dir,
-                         "--class-a", "47*47a|67*83b|53*59c", "--label-a", "hard",
-                         "--class-b", "2+2=s|5+5=t|3*3=u", "--label-b", "easy",
+                         "--class-a", "47*47a|67*83b|53*59c|38*76d|91*23e", "--label-a", "hard",
+                         "--class-b", "2+2=s|5+5=t|3*3=u|1+2=v|4+4=w", "--label-b", "easy",
                          "--layer", "2", "--save-direction", saved, "-t", "99*99d|1+1=z")
     assert code == 0, err
     assert "TEST PREDICTIONS" in out
@@ -81,10 +81,14 @@ def test_probe_then_neurons_from_direction(capsys, tmp_path, planted_dir):
     assert "warning" not in err
 
 
-def test_three_prompts_per_class_work_and_one_fails(capsys, tmp_path, planted_dir):
-    code, _, err = run(capsys, "introspect", "probe", "-m", planted_dir,
-                       "--class-a", "abc|dea|fgb", "--class-b", "stu|vwx|yzs")
-    assert code == 0, err
+def test_three_prompts_per_class_run_but_cannot_be_significant_and_one_fails(capsys, tmp_path,
+                                                                             planted_dir):
+    # 3 + 3 prompts split into two classes in only C(6, 3) / 2 = 10 ways: p >= 0.1
+    code, out, err = run(capsys, "introspect", "probe", "-m", planted_dir,
+                         "--class-a", "abc|dea|fgb", "--class-b", "stu|vwx|yzs")
+    assert code == 3, err
+    assert "PROBE ACCURACY BY LAYER" in out
+    assert "smallest possible p = 0.1" in err
     output = tmp_path / "never.npz"
     code, out, err = run(capsys, "introspect", "probe", "-m", planted_dir,
                          "--class-a", "abc", "--class-b", "stu", "--save-direction", output)
@@ -131,8 +135,82 @@ def test_degenerate_classes_never_crash(capsys, planted_dir, class_a, class_b):
         code, out, err = run(capsys, "introspect", "probe", "-m", planted_dir,
                              "--class-a", class_a, "--class-b", class_b, "--layer", layer)
         assert "Traceback" not in err
-        assert code in (0, 2), err
+        assert code in (0, 2, 3), err
         if code == 2:
             assert len(err.strip().splitlines()) <= 2  # a warning, then the error
         if set(class_a.split("|")) & set(class_b.split("|")):
             assert "in both classes" in err
+
+
+def test_two_against_two_finds_nothing_writes_nothing_and_exits_3(capsys, tmp_path):
+    saved = tmp_path / "never.npz"
+    output = tmp_path / "probe.json"
+    code, out, err = run(capsys, "introspect", "probe", "-m", "lazarus:demo",
+                         "--class-a", "a|b", "--class-b", "c|d", "--save-direction", saved,
+                         "-o", output)
+    assert code == 3, err
+    assert not saved.exists()
+    assert "← best" not in out
+    why = [line for line in out.splitlines() if line.startswith("No layer beats chance")]
+    assert len(why) == 1
+    assert f"{saved} was not written (add --force-save" in err
+    document = json.loads(output.read_text())
+    assert document["best_layer"] is None
+    assert document["significant"] is False
+    assert document["smallest_p"] == pytest.approx(1 / 3)
+
+    code, out, err = run(capsys, "introspect", "probe", "-m", "lazarus:demo",
+                         "--class-a", "a|b", "--class-b", "c|d", "--save-direction", saved,
+                         "--force-save")
+    assert code == 3, err
+    assert saved.exists()
+    assert "forced: no layer beats chance" in err
+
+
+def test_exit_status_3_is_documented(capsys):
+    code, out, _ = run(capsys, "--help")
+    assert code == 0
+    assert "  3    ran fine, found nothing" in out
+
+
+def test_test_labels_give_a_held_out_accuracy(capsys, tmp_path, planted_dir):
+    output = tmp_path / "probe.json"
+    tests = ["new " + PLANTED_A[0], "other " + PLANTED_B[0], "more " + PLANTED_A[1]]
+    code, out, err = run(capsys, "introspect", "probe", "-m", planted_dir,
+                         "--class-a", "|".join(class_prompts(PLANTED_A)), "--label-a", "first",
+                         "--class-b", "|".join(class_prompts(PLANTED_B)), "--label-b", "last",
+                         "-t", "|".join(tests), "--test-labels", "first|last|first",
+                         "--permutations", "50", "--alpha", "0.1", "-o", output)
+    assert code == 0, err
+    assert "Test accuracy (held out): 3 of 3 (100.0%)." in out
+    document = json.loads(output.read_text())
+    assert document["permutations"] == 50
+    assert document["alpha"] == 0.1
+    assert document["p_value"] == pytest.approx(1 / 51)
+    assert document["test_accuracy"] == 1.0
+    assert [row["true_label"] for row in document["predictions"]] == ["first", "last", "first"]
+    assert [row["label"] for row in document["predictions"]] == ["first", "last", "first"]
+    projections = [row["projection"] for row in document["predictions"]]
+    assert projections[0] > 0
+    assert projections[1] < 0
+    assert len(document["training_projections"]) == 16
+    assert document["training_projections"][0]["in_sample"] is True
+    assert document["training_projections"][0]["prompt"] == class_prompts(PLANTED_A)[0]
+
+
+@pytest.mark.parametrize("arguments,words", [
+    (["-t", "x|y", "--test-labels", "a"], ["1 labels", "2 test prompts"]),
+    (["-t", "x|y", "--test-labels", "a|z"], ["'z'", "neither class"]),
+    (["--test-labels", "a|b"], ["needs --test"]),
+    (["--permutations", "-1"], ["--permutations"]),
+    (["--alpha", "2"], ["--alpha"]),
+])
+def test_probe_statistics_options_are_checked_before_the_model_loads(capsys, arguments, words):
+    code, out, err = run(capsys, "introspect", "probe", "-m", "/nonexistent/model",
+                         "--class-a", "p|q", "--label-a", "a", "--class-b", "r|s",
+                         "--label-b", "b", *arguments)
+    assert code == 2
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1, err
+    for word in words:
+        assert word in err
