@@ -86,13 +86,13 @@ def verdict(report: ProbeReport) -> str:
     top = report.top
     count = f"{report.permutations} shuffled labelling{'s' if report.permutations != 1 else ''}"
     if report.significant:
-        return (f"Best layer: {report.top_layer}, p = {_p(report.p_value)} < {report.alpha:g}: "
-                f"the best layer of {report.exceeding} of {count} did as well as its "
-                f"{_percent(top.accuracy).strip()} held out.")
+        return (f"Best layer: {report.top_layer} ({_percent(top.accuracy).strip()} held out), "
+                f"p = {_p(report.p_value)} < {report.alpha:g}: only {report.exceeding} of "
+                f"{count} had a best layer that did as well.")
     if report.permutations == 0:
         why = "no shuffled labellings were run to compare with"
     else:
-        why = (f"the best layer of {report.exceeding} of {count} did as well "
+        why = (f"{report.exceeding} of {count} had a best layer that did as well "
                f"(p = {_p(report.p_value)}, not below {report.alpha:g})")
     return (f"No layer beats chance: the top layer, {report.top_layer}, scores "
             f"{_percent(top.accuracy).strip()} held out, and {why}; no layer is marked best.")
