@@ -20,10 +20,10 @@ import pytest
 
 from lazarus import cache
 from lazarus.cache import ActivationCache
-from lazarus.placement import Target
 from lazarus.capture import CaptureRequest
 from lazarus.collect import ModelSettings, collect
 from lazarus.loading import read_model_info
+from lazarus.placement import Target
 
 PROMPTS = ["2+2=", "47*47="]
 REQUEST = CaptureRequest(layers=(1,))

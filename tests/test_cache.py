@@ -20,10 +20,10 @@ from safetensors.torch import load_file, save_file
 
 from lazarus import cache
 from lazarus.cache import ActivationCache
-from lazarus.placement import Target, resolve
 from lazarus.capture import CaptureRequest
 from lazarus.collect import ModelSettings, collect
 from lazarus.loading import read_model_info
+from lazarus.placement import Target, resolve
 
 PROMPTS = ["2+2=", "47*47=", "The capital of France is", "x"]
 REQUEST = CaptureRequest(layers=(1, 3))
