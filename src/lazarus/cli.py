@@ -177,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     neurons.add_argument("--labels", help="a label per prompt, pipe-separated, same order "
                                           "(or @file.txt)")
     neurons.add_argument("-o", "--output", metavar="FILE", help="also save the results as JSON")
+    neurons.add_argument("--plot", metavar="FILE", help="also draw the heatmap (and, with "
+                         "--labels, per-label means with 95%% intervals) as .png or .svg "
+                         "(needs: pip install 'lazarus[plot]')")
     neurons.set_defaults(run=run_neurons)
 
     probe = commands.add_parser(
@@ -207,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("-t", "--test", metavar="PROMPTS",
                        help="prompts to classify with the fitted probe (pipe-separated or @file)")
     probe.add_argument("-o", "--output", metavar="FILE.json", help="also save the results as JSON")
+    probe.add_argument("--plot", metavar="FILE", help="also draw accuracy by layer over the "
+                       "shuffled baseline, as .png or .svg (needs: pip install 'lazarus[plot]')")
     probe.set_defaults(run=run_probe)
 
     cache = groups.add_parser(
@@ -419,6 +424,7 @@ def run_neurons(args: argparse.Namespace) -> int:
     from lazarus.files import check_outputs_apart, check_writable, write_text_atomically
     from lazarus.loading import read_model_info
     from lazarus.neurons import analyse_neurons
+    from lazarus.plot import check_plot_path, plot_neurons
     from lazarus.positions import parse_position, same_token
     from lazarus.render_layers import render_result, result_json
 
@@ -436,7 +442,9 @@ def run_neurons(args: argparse.Namespace) -> int:
     top_k = 10 if args.top_k is None else args.top_k
     if args.output is not None:
         check_writable(args.output)
-    check_outputs_apart({"--output": args.output},
+    if args.plot is not None:
+        check_plot_path(args.plot)
+    check_outputs_apart({"--output": args.output, "--plot": args.plot},
                         _inputs_of(args, "prompts", "labels", "from_direction"))
     direction = None if args.from_direction is None else load_direction(args.from_direction)
 
@@ -478,9 +486,12 @@ def run_neurons(args: argparse.Namespace) -> int:
         }
         document = result_json(result, extra)
         write_text_atomically(args.output, json.dumps(document, indent=2) + "\n")
+    if args.plot is not None:
+        plot_neurons(result, args.plot)
     out(report)
-    if args.output is not None:
-        note(f"saved {args.output}")
+    for path in (args.output, args.plot):
+        if path is not None:
+            note(f"saved {path}")
     return 0
 
 
@@ -493,6 +504,7 @@ def run_probe(args: argparse.Namespace) -> int:
     from lazarus.directions import save_direction
     from lazarus.files import check_outputs_apart, check_writable, write_text_atomically
     from lazarus.loading import read_model_info
+    from lazarus.plot import check_plot_path, plot_probe
     from lazarus.positions import parse_position
     from lazarus.render_probe import probe_json, render_probe_report
 
@@ -513,7 +525,10 @@ def run_probe(args: argparse.Namespace) -> int:
     outputs = [path for path in (args.save_direction, args.output) if path is not None]
     for path in outputs:
         check_writable(path)
-    check_outputs_apart({"--save-direction": args.save_direction, "--output": args.output},
+    if args.plot is not None:
+        check_plot_path(args.plot)
+    check_outputs_apart({"--save-direction": args.save_direction, "--output": args.output,
+                         "--plot": args.plot},
                         _inputs_of(args, "class_a", "class_b", "test"))
 
     position = parse_position(args.position, allow_all=False)
@@ -544,14 +559,17 @@ def run_probe(args: argparse.Namespace) -> int:
         document.update(lazarus_version=__version__, dtype=collected.dtype,
                         device=collected.device, site=args.site, position=position)
         write_text_atomically(args.output, json.dumps(document, indent=2) + "\n")
+    if args.plot is not None:
+        plot_probe(report, args.plot)
     text = render_probe_report(report, test_prompts=tests, predictions=predictions).rstrip("\n")
     if (args.site, position) != ("resid_post", "last"):
         text = f"(site: {args.site}, position: {position})\n{text}"
     out(text)
     if args.save_direction is not None:
         note(f"saved the layer {report.best_layer} direction to {args.save_direction}")
-    if args.output is not None:
-        note(f"saved {args.output}")
+    for path in (args.output, args.plot):
+        if path is not None:
+            note(f"saved {path}")
     return 0
 
 

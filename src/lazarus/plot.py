@@ -194,7 +194,7 @@ def neurons_figure(result: NeuronsResult, size: tuple[float, float] | None = Non
                       ncols=min(len(handles), 6))
     bar = figure.colorbar(image, ax=figure.axes[0::2] if labelled else figure.axes,
                           shrink=0.9, aspect=40)
-    bar.set_label("activation (0 = white; one scale for all panels)")
+    bar.set_label("activation (white = 0)")
     return figure
 
 
