@@ -201,9 +201,8 @@ def neurons_figure(result: NeuronsResult, size: tuple[float, float] | None = Non
 def _colour_map() -> Any:
     from matplotlib import colormaps
 
-    colours = colormaps[CMAP].copy()
-    colours.set_bad("#bdbdbd")  # NaN: an MoE unit whose expert the token was not routed to
-    return colours
+    # NaN (grey): an MoE unit whose expert the token was not routed to
+    return colormaps[CMAP].with_extremes(bad="#bdbdbd")
 
 
 def _heatmap(axes: Any, matrix: Any, colours: Any, limit: float, tokens: bool) -> Any:
