@@ -35,7 +35,7 @@ MISSING = "--plot needs matplotlib (pip install 'lazarus[plot]')"
 CMAP = "RdBu_r"  # diverging: blue < 0 < red, white at 0
 LABEL_CHARS = 24  # prompt labels on the y axis are cut to this many characters
 MAX_TICKS = 40  # more rows or neurons than this: only every k-th tick is labelled
-PANELS_PER_ROW = 4  # layers side by side before wrapping
+PANELS_ACROSS = 48  # layers side by side while they hold this many neurons in all (1 to 4)
 DPI = 100
 
 
@@ -163,10 +163,10 @@ def neurons_figure(result: NeuronsResult, size: tuple[float, float] | None = Non
     """The matplotlib `Figure` of `plot_neurons`; `size` in inches (default: fits the data)."""
     figure_class = _figure_class()
     layers = result.layers
-    columns = min(len(layers), PANELS_PER_ROW)
-    rows = math.ceil(len(layers) / columns)
     labelled = layers[0].matrix.labels is not None
     samples, neurons = layers[0].matrix.values.shape
+    columns = min(len(layers), 4, max(1, PANELS_ACROSS // max(neurons, 1)))
+    rows = math.ceil(len(layers) / columns)
     panel_w = min(max(1.8 + 0.35 * neurons, 4.0), 12.0)
     heat_h = min(max(0.8 + 0.2 * min(samples, MAX_TICKS), 2.5), 9.0)
     label_h = 2.8 if labelled else 0.0
