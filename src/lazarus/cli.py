@@ -205,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     neurons.add_argument("-o", "--output", metavar="FILE",
                          help="also save every value: FILE.json (the spec's format), or "
                               "FILE.csv (one row per layer x prompt x neuron)")
+    neurons.add_argument("--plot", metavar="FILE", help="also draw the heatmap (and, with "
+                         "--labels, per-label means with 95%% intervals) as .png or .svg "
+                         "(needs: pip install 'lazarus[plot]')")
     neurons.add_argument("--max-rows", type=int, default=None, metavar="N",
                          help=f"show at most N prompts in the map and heatmap, then one row "
                               f"with the mean of the rest (default {MAX_ROWS}; 0: every row)")
@@ -241,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("-t", "--test", metavar="PROMPTS",
                        help="prompts to classify with the fitted probe (pipe-separated or @file)")
     probe.add_argument("-o", "--output", metavar="FILE.json", help="also save the results as JSON")
+    probe.add_argument("--plot", metavar="FILE", help="also draw accuracy by layer over the "
+                       "shuffled baseline, as .png or .svg (needs: pip install 'lazarus[plot]')")
     _add_site_options(probe, probe=True)
     _add_model_options(probe)
     probe.set_defaults(run=run_probe)
@@ -493,6 +498,7 @@ def _write_output(path: str | None, document: dict, table: str | None = None) ->
 def run_neurons(args: argparse.Namespace) -> int:
     from lazarus import inputs
     from lazarus.files import check_outputs_apart, check_writable
+    from lazarus.plot import check_plot_path, plot_neurons
     from lazarus.render_layers import render_result
 
     # Cheap checks first: nothing heavy has happened yet.
@@ -509,7 +515,9 @@ def run_neurons(args: argparse.Namespace) -> int:
     max_rows = _max_rows(args.max_rows, len(prompts))
     if args.output is not None:
         check_writable(args.output)
-    check_outputs_apart({"--output": args.output},
+    if args.plot is not None:
+        check_plot_path(args.plot)
+    check_outputs_apart({"--output": args.output, "--plot": args.plot},
                         _inputs_of(args, "prompts", "labels", "from_direction"))
     direction = None
     if args.from_direction is not None:
@@ -526,15 +534,19 @@ def run_neurons(args: argparse.Namespace) -> int:
     report = render_result(result, max_rows=max_rows, color=color)
     # Files before the report, so that a closed pipe cannot lose them.
     _write_output(args.output, result.to_json(), result.to_csv())
+    if args.plot is not None:
+        plot_neurons(result, args.plot)
     out(report, keep_color=color)
-    if args.output is not None:
-        note(f"saved {args.output}")
+    for path in (args.output, args.plot):
+        if path is not None:
+            note(f"saved {path}")
     return 0
 
 
 def run_probe(args: argparse.Namespace) -> int:
     from lazarus import inputs
     from lazarus.files import check_outputs_apart, check_writable
+    from lazarus.plot import check_plot_path, plot_probe
     from lazarus.probing import check_inputs
     from lazarus.render_probe import render_probe_report
 
@@ -545,7 +557,10 @@ def run_probe(args: argparse.Namespace) -> int:
     for path in (args.save_direction, args.output):
         if path is not None:
             check_writable(path)
-    check_outputs_apart({"--save-direction": args.save_direction, "--output": args.output},
+    if args.plot is not None:
+        check_plot_path(args.plot)
+    check_outputs_apart({"--save-direction": args.save_direction, "--output": args.output,
+                         "--plot": args.plot},
                         _inputs_of(args, "class_a", "class_b", "test"))
     if args.output is not None and args.output.lower().endswith(".csv"):
         raise LazarusError(f"--output {args.output}: probe writes JSON only (use a .json name)")
@@ -558,6 +573,8 @@ def run_probe(args: argparse.Namespace) -> int:
     if args.save_direction is not None:
         result.save_direction(args.save_direction)
     _write_output(args.output, result.to_json())
+    if args.plot is not None:
+        plot_probe(result.report, args.plot)
     text = render_probe_report(result.report, test_prompts=tests,
                                predictions=result.predictions).rstrip("\n")
     if (result.site, result.position) != ("resid_post", "last"):
@@ -565,8 +582,9 @@ def run_probe(args: argparse.Namespace) -> int:
     out(text)
     if args.save_direction is not None:
         note(f"saved the layer {result.best_layer} direction to {args.save_direction}")
-    if args.output is not None:
-        note(f"saved {args.output}")
+    for path in (args.output, args.plot):
+        if path is not None:
+            note(f"saved {path}")
     return 0
 
 
