@@ -87,7 +87,7 @@ def collect(
     if missing:
         from lazarus.capture import capture
 
-        tell(len(prompts) - len(missing), len(prompts), f"loading {info.model_id}")
+        tell(0, len(prompts), f"loading {info.model_id}: importing torch, reading weights")
         loaded = (loader or _loader(info, settings, say))(max(request.layers))
         actual = Target(device=loaded.device, dtype=loaded.dtype)
         if store is not None:
@@ -100,9 +100,9 @@ def collect(
                 found = _read(store, actual, info, request, distinct, settings)
                 missing = _missing(distinct, found)
         target = actual
-        done = [len(prompts) - len(missing)]  # cached, or repeats of another prompt
-        detail = _skipped_detail(prompts, missing, store is not None)
         times = Counter(prompts)  # a computed prompt stands for each of its repeats
+        done = [len(prompts) - sum(times[p] for p in missing)]  # the cached ones
+        detail = _skipped_detail(prompts, missing, store is not None)
         write = _writer(store, target, missing, say)
         tell(done[0], len(prompts), detail)
 

@@ -110,6 +110,12 @@ class NeuronsResult:
                          for neuron, value in zip(self.neurons, row, strict=True)]
         return header, rows
 
+    def plot(self, path: str) -> None:
+        """The heatmap (and per-label means) as .png or .svg; needs matplotlib."""
+        from lazarus.plot import plot_neurons
+
+        plot_neurons(self, path)
+
     def to_csv(self) -> str:
         """The tidy table as CSV text (what `-o FILE.csv` writes)."""
         from lazarus.tables import csv_text

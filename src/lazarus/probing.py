@@ -44,6 +44,12 @@ class ProbeResult:
 
         save_direction(path, self.direction())
 
+    def plot(self, path: str) -> None:
+        """Accuracy by layer over the shuffled baseline, as .png or .svg; needs matplotlib."""
+        from lazarus.plot import plot_probe
+
+        plot_probe(self.report, path)
+
     def to_json(self) -> dict:
         """The document `lazarus introspect probe -o FILE.json` writes, provenance included."""
         from lazarus import __version__
