@@ -172,10 +172,19 @@ def build_parser() -> argparse.ArgumentParser:
                              "'lazarus introspect probe --save-direction'")
     neurons.add_argument("--top-k", type=int, default=None,
                          help="how many neurons to take from --from-direction (default: 10); "
-                              "without --neurons or --from-direction, the top-k neurons with the "
+                              "with --auto-discover, at most this many of the strongest "
+                              "survivors; without any of these, the top-k neurons with the "
                               "largest spread across the prompts are shown")
     neurons.add_argument("--labels", help="a label per prompt, pipe-separated, same order "
                                           "(or @file.txt)")
+    neurons.add_argument("--auto-discover", action="store_true",
+                         help="test every neuron of the layer against --labels (Cohen's d for "
+                              "two labels, eta-squared for more; permutation p corrected "
+                              "family-wise by the max-statistic over all neurons; bootstrap 95%% "
+                              "CI) and show the --top-k strongest that survive")
+    neurons.add_argument("--permutations", type=int, default=None, metavar="N",
+                         help="label shuffles for --auto-discover (default: 1000; the smallest "
+                              "possible p is 1/(N+1))")
     neurons.add_argument("-o", "--output", metavar="FILE", help="also save the results as JSON")
     neurons.set_defaults(run=run_neurons)
 
@@ -416,6 +425,7 @@ class ProgressBar:
 def run_neurons(args: argparse.Namespace) -> int:
     from lazarus import inputs
     from lazarus.directions import load_direction
+    from lazarus.discover import PERMUTATIONS
     from lazarus.files import check_outputs_apart, check_writable, write_text_atomically
     from lazarus.loading import read_model_info
     from lazarus.neurons import analyse_neurons
@@ -434,6 +444,14 @@ def run_neurons(args: argparse.Namespace) -> int:
         warn("--top-k is ignored with --neurons (it applies to --from-direction, or to the "
              "default choice of neurons)")
     top_k = 10 if args.top_k is None else args.top_k
+    if args.permutations is not None and not args.auto_discover:
+        warn("--permutations is ignored without --auto-discover")
+    if args.auto_discover and labels is None:
+        raise LazarusError("--auto-discover needs --labels (a label per prompt) to test "
+                           "neurons against")
+    if args.auto_discover and (neurons is not None or args.from_direction is not None):
+        raise LazarusError("--auto-discover chooses the neurons itself: leave out "
+                           f"{'--neurons' if neurons is not None else '--from-direction'}")
     if args.output is not None:
         check_writable(args.output)
     check_outputs_apart({"--output": args.output},
@@ -462,7 +480,9 @@ def run_neurons(args: argparse.Namespace) -> int:
     result = analyse_neurons(
         info, prompts, layers, site=args.site, position=position, neurons=neurons,
         direction=direction, direction_name=args.from_direction or "", top_k=top_k,
-        labels=labels, settings=_settings(args), progress=ProgressBar("capturing"), notify=note)
+        labels=labels, settings=_settings(args), progress=ProgressBar("capturing"), notify=note,
+        auto_discover=args.auto_discover, permutations=(PERMUTATIONS if args.permutations is None
+                                                    else args.permutations))
     report = render_result(result)
     if args.output is not None:  # before the report, so that a closed pipe cannot lose it
         collected = result.collected
