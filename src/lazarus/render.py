@@ -192,13 +192,14 @@ def render_stats(
 def render_label_correlation(summaries: list[LabelSummary], decimals: int,
                              title: str = "LABEL CORRELATION", noun: str = "prompt") -> str:
     """Per label: each neuron's mean on its prompts, r, and an arrow when |r| is large."""
-    rule = (f"(r = point-biserial correlation of the neuron with the label, [its 95% interval "
-            f"by Fisher's z, not corrected for the many r shown; none below 4 {noun}s]; "
+    rule = (f"(r = point-biserial correlation of the neuron with the label; "
             f"← marks |r| ≥ {MARK_THRESHOLD:g})")
+    interval = (f"([low, high] = r's 95% interval by Fisher's z, not corrected for the many r "
+                f"shown; none below 4 {noun}s)")
     effects = [e for s in summaries for e in s.effects]
     names = iter(_neuron_ids([e.neuron for e in effects]))
     means = iter(_aligned([_signed(e.mean, decimals) for e in effects]))
-    lines = banner(title) + [rule]
+    lines = banner(title) + [rule, interval]
     for summary in summaries:
         label = escape(summary.label)
         lines += ["", f"{label} ({summary.count} {noun}{'' if summary.count == 1 else 's'}):"]
