@@ -260,11 +260,11 @@ def massive_note(massive: tuple[Massive, ...], shown: tuple[int, ...]) -> str | 
         return None
     named = ", ".join(f"{m.neuron} ({m.ratio:.0f}x)" for m in massive[:10])
     more = f" and {len(massive) - 10} more" if len(massive) > 10 else ""
-    among = [m.neuron for m in massive if m.neuron in shown]
-    told = (f"; shown here: {', '.join(map(str, among))}, whose spread reflects their size, "
-            "not the prompts") if among else ""
-    return (f"massive-activation dimensions at this layer: {named}{more}, mean |value| at least "
-            f"{MASSIVE_FACTOR:g}x the median neuron's{told}")
+    among = [str(m.neuron) for m in massive if m.neuron in shown]
+    told = f"; among those shown: {', '.join(among)}" if among else ""
+    return (f"massive-activation dimensions at this layer (mean |value| at least "
+            f"{MASSIVE_FACTOR:g}x the median neuron's): {named}{more}; they top any ranking by "
+            f"spread whatever the prompts{told}")
 
 
 def _p(value: float) -> str:
