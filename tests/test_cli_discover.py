@@ -129,3 +129,18 @@ def test_auto_discover_mistakes_are_one_line(capsys, llama_dir, tmp_path, extra,
     assert message in err
     assert len(err.strip().splitlines()) == 1
     assert not output.exists()
+
+
+def test_the_api_passes_auto_discover_through(planted_dir):
+    import lazarus
+
+    prompts = ([stem + end for stem, end in zip(STEMS, PLANTED_A, strict=True)]
+               + [stem + end for stem, end in zip(STEMS, PLANTED_B, strict=True)])
+    model = lazarus.load(str(planted_dir))
+    result = model.neurons(prompts, 1, labels=["a"] * 8 + ["b"] * 8, auto_discover=True,
+                           permutations=300, top_k=2)
+    found = result.layers[0].discovery
+    assert found.permutations == 300
+    assert found.findings[0].neuron == PLANTED_DIM
+    assert result.neurons[0] == PLANTED_DIM
+    assert result.to_json()["discovery"]["findings"][0]["neuron"] == PLANTED_DIM

@@ -49,6 +49,7 @@ class Direction:
     metrics: dict[str, float] = field(default_factory=dict)  # accuracy, separation, ...
     site: str | None = None  # where it was read (`sites.SITES`); None: resid_post
     position: str | None = None  # which token (`positions`); None: last
+    source: str | None = None  # the file it was read from (not saved), for messages
 
     @property
     def hidden_size(self) -> int:
@@ -152,6 +153,7 @@ def load_direction(path: str) -> Direction:
     layer = number("layer", whole=True)
     metrics = {key: number(key, whole=False) for key in _NUMBER_KEYS if key in arrays}
     return Direction(
+        source=path,
         direction=vector,
         layer=None if layer is None else int(layer),
         label_positive=text("label_positive"),

@@ -13,16 +13,17 @@ are over tokens, and each prompt's per-token values are kept.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lazarus import analysis, discover
 from lazarus.activations import ActivationMatrix
 from lazarus.analysis import LabelSummary, Massive, NeuronStats
-from lazarus.capture import CaptureRequest, Progress
-from lazarus.collect import Collected, ModelSettings, collect
+from lazarus.capture import CaptureRequest
+from lazarus.collect import Collected, Progress, collect
 from lazarus.directions import Direction
 from lazarus.discover import Discovery
 from lazarus.errors import LazarusError
@@ -30,6 +31,9 @@ from lazarus.loading import ModelInfo, token_texts
 from lazarus.moe import moe_shape
 from lazarus.positions import Position
 from lazarus.sites import RESIDUAL_WIDTH, neuron_out_of_range
+
+if TYPE_CHECKING:
+    from lazarus.api import Model
 
 
 @dataclass(frozen=True)
@@ -60,38 +64,114 @@ class NeuronsResult:
     weights: dict[int, float] | None = None  # the direction's weights of the neurons
     direction_labels: tuple[str | None, str | None] | None = None
     collected: Collected | None = None
+    model_id: str = ""
+    layer_count: int = 0
+    hidden_size: int = 0
 
     @property
     def layer_ids(self) -> list[int]:
         return [result.matrix.layer for result in self.layers]
 
+    def to_json(self) -> dict:
+        """The document `lazarus introspect neurons -o FILE.json` writes, provenance included."""
+        from lazarus import __version__
+        from lazarus.render_layers import result_json
+
+        collected = self.collected
+        return result_json(self, {
+            "lazarus_version": __version__,
+            "site": self.site,
+            "position": self.position,
+            "layer_count": self.layer_count,
+            "hidden_size": self.hidden_size,
+            "dtype": None if collected is None else collected.dtype,
+            "device": None if collected is None else collected.device,
+            "neuron_selection": self.selection or "--neurons",
+        })
+
+    def to_numpy(self, layer: int | None = None) -> np.ndarray:
+        """Values of the chosen neurons: [samples, neurons] at `layer`, else [layers, samples,
+        neurons]; a sample is a prompt, or a token of a prompt for position "all"."""
+        if layer is None:
+            return np.stack([result.matrix.values for result in self.layers])
+        for result in self.layers:
+            if result.matrix.layer == layer:
+                return result.matrix.values
+        raise KeyError(f"layer {layer} is not in this result (it has {self.layer_ids})")
+
+    def table(self) -> tuple[list[str], list[list]]:
+        """(header, rows) of the tidy table: one row per layer x sample x neuron."""
+        every = self.position == "all"
+        header = ["layer", "prompt_index", "prompt", "label", *(
+            ["token_index", "token"] if every else []), "neuron", "value"]
+        samples = [(i, j) for i, prompt in enumerate(self.prompts)
+                   for j in range(len(self.tokens[i]) if every else 1)]
+        rows = []
+        for result in self.layers:
+            values = result.matrix.values.tolist()  # [samples, neurons]
+            for (i, j), row in zip(samples, values, strict=True):
+                label = None if self.labels is None else self.labels[i]
+                where = [j, self.tokens[i][j]] if every else []
+                rows += [[result.matrix.layer, i, self.prompts[i], label, *where, neuron, value]
+                         for neuron, value in zip(self.neurons, row, strict=True)]
+        return header, rows
+
+    def to_csv(self) -> str:
+        """The tidy table as CSV text (what `-o FILE.csv` writes)."""
+        from lazarus.tables import csv_text
+
+        return csv_text(*self.table())
+
+    def to_pandas(self):  # -> pandas.DataFrame
+        """The tidy table as a DataFrame; needs pandas."""
+        from lazarus.tables import dataframe
+
+        header, rows = self.table()
+        return dataframe({name: [row[k] for row in rows] for k, name in enumerate(header)})
+
 
 def analyse_neurons(
-    info: ModelInfo,
+    model: Model,
     prompts: Sequence[str],
     layers: Sequence[int],
     *,
     site: str = "resid_post",
     position: Position = "last",
     neurons: Sequence[int] | None = None,
-    direction: Direction | None = None,
-    direction_name: str = "the direction",
+    direction: Direction | str | None = None,
     top_k: int = 10,
     labels: Sequence[str] | None = None,
-    settings: ModelSettings | None = None,
     progress: Progress | None = None,
-    notify: Callable[[str], None] | None = None,
     auto_discover: bool = False,
     permutations: int = discover.PERMUTATIONS,
 ) -> NeuronsResult:
     """Capture `layers` at `site` and `position` for `prompts` in one pass, choose the neurons,
     and compute their statistics per layer. `auto_discover` tests every neuron of the (one)
     layer against `labels` and shows the strongest survivors (`permutations` shuffles)."""
+    from lazarus.directions import load_direction
+    from lazarus.positions import parse_position
+
+    info = model.info
+    position = parse_position(str(position))
+    if neurons is not None and direction is not None:
+        raise LazarusError("--neurons and --from-direction were both given (choose one)")
+    if top_k < 1:
+        raise LazarusError(f"--top-k must be at least 1 (got {top_k})")
+    if labels is not None and len(labels) != len(prompts):
+        raise LazarusError(f"got {len(labels)} labels for {len(prompts)} prompts "
+                           "(give one label per prompt, in the same order)")
     if auto_discover:
         discover.check_request(labels, neurons, direction is not None, layers, position,
                                permutations)
-    if neurons is not None and site in RESIDUAL_WIDTH:
-        check_neurons(neurons, info.hidden_size, site, layers[0])
+    if isinstance(direction, str):
+        direction = load_direction(direction)
+    direction_name = (direction.source if direction is not None else None) or "the direction"
+    if direction is not None:
+        check_direction_made(direction, direction_name, model, layers, site, position)
+    if neurons is not None:
+        neurons = [int(n) for n in neurons]
+        if site in RESIDUAL_WIDTH:
+            check_neurons(neurons, info.hidden_size, site, layers[0])
     if direction is not None and site in RESIDUAL_WIDTH:
         check_direction_width(direction, info.hidden_size, direction_name, site)
     every = position == "all"
@@ -101,8 +181,8 @@ def analyse_neurons(
     columns = tuple(known) if every and known is not None else None
     request = CaptureRequest(layers=tuple(layers), site=site, position=position,
                              columns=columns)
-    collected = collect(info, prompts, request, settings or ModelSettings(), progress=progress,
-                        notify=notify)
+    collected = collect(info, prompts, request, model.settings, progress=progress,
+                        notify=model.notify, loader=model.weights)
     per_prompt = collected.rows  # {layer: [prompts, width]} or {layer: [[tokens, width], ...]}
     samples = {layer: np.concatenate(rows) if every else rows  # [samples, width]
                for layer, rows in per_prompt.items()}
@@ -149,7 +229,7 @@ def analyse_neurons(
             discovery=found))
     tokens = None
     if every:
-        texts = token_texts(info, list(prompts), (settings or ModelSettings()).trust_remote_code)
+        texts = token_texts(info, list(prompts), model.settings.trust_remote_code)
         tokens = tuple(tuple(row) for row in texts)
     return NeuronsResult(
         layers=tuple(results), neurons=tuple(chosen), prompts=tuple(prompts),
@@ -158,7 +238,8 @@ def analyse_neurons(
         weights=direction.weights_of(chosen) if direction is not None else None,
         direction_labels=((direction.label_positive, direction.label_negative)
                           if direction is not None else None),
-        collected=collected)
+        collected=collected, model_id=info.model_id, layer_count=info.layer_count,
+        hidden_size=info.hidden_size)
 
 
 def _most_variable(samples: dict[int, np.ndarray], k: int, every: bool) -> tuple[list[int], str]:
@@ -183,6 +264,36 @@ def _most_variable(samples: dict[int, np.ndarray], k: int, every: bool) -> tuple
 def _sample_names(prompts: Sequence[str], rows: list[np.ndarray]) -> list[str]:
     return [f"{prompt}[{j}]" for prompt, values in zip(prompts, rows, strict=True)
             for j in range(values.shape[0])]
+
+
+def check_direction_made(direction: Direction, name: str, model: Model, layers: Sequence[int],
+                         site: str, position: Position) -> None:
+    """A direction read elsewhere names other neurons: refuse another site, warn of the rest."""
+    from lazarus.positions import parse_position, same_token
+
+    made_site = direction.site or "resid_post"
+    if made_site != site:  # other neurons, even where the widths agree
+        raise LazarusError(f"{name} was made at site {made_site}, not {site} "
+                           f"(add --site {made_site})")
+    if direction.layer is not None and tuple(layers) != (direction.layer,):
+        model.warn(f"{name} was made at layer {direction.layer}, "
+                   f"you are analysing layer {', '.join(map(str, layers))}")
+    if direction.model_id and not same_model(direction.model_id, model.model_id):
+        model.warn(f"{name} was made for {direction.model_id}, you are analysing "
+                   f"{model.model_id}")
+    made_position = parse_position(direction.position or "last")
+    if same_token(made_position) != same_token(position):
+        model.warn(f"{name} was made at position {made_position}, you are reading position "
+                   f"{position} (add --position {made_position} to match)")
+
+
+def same_model(recorded: str, given: str) -> bool:
+    """Equal IDs, or two spellings of the same local folder."""
+    import os
+
+    if recorded == given:
+        return True
+    return os.path.isdir(given) and os.path.realpath(recorded) == os.path.realpath(given)
 
 
 def check_neurons(neurons: Sequence[int], width: int, site: str, layer: int) -> None:

@@ -6,6 +6,8 @@ per neuron whose header and cells have the same width, so that every `|` lines u
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from lazarus.activations import ActivationMatrix
@@ -58,20 +60,37 @@ def _column_widths(matrix: ActivationMatrix, cells: list[list[str]]) -> list[int
     ]
 
 
-def _grid(matrix: ActivationMatrix, cells: list[list[str]], widths: list[int]) -> list[str]:
-    """Header, dashes and one row per prompt; the label follows the closing `|`."""
+def _grid(matrix: ActivationMatrix, cells: list[list[str]], widths: list[int],
+          shown: int | None = None, rest: list[str] | None = None) -> list[str]:
+    """Header, dashes and one row per prompt (the first `shown` ones, then a `rest` row for
+    the others); the label follows the closing `|`."""
     headers = [text.rjust(width) for text, width in zip(_headers(matrix), widths, strict=True)]
     header = f"{fit_cell('Prompt', PROMPT_WIDTH)} | {' | '.join(headers)} |"
     if matrix.labels is not None:
         header += " Label"
     rows = []
-    for i, prompt in enumerate(matrix.prompts):
+    for i, prompt in enumerate(matrix.prompts[:shown]):
         row = f"{fit_cell(prompt, PROMPT_WIDTH)} | {' | '.join(cells[i])} |"
         if matrix.labels is not None:
             row += f" {escape(matrix.labels[i])}"
         rows.append(row)
-    dashes = "-" * max(display_width(line) for line in [header, *rows])
+    hidden = len(matrix.prompts) - len(rows)
+    if hidden and rest is not None:
+        rows.append(f"{fit_cell(f'… {hidden} more: mean', PROMPT_WIDTH)} | {' | '.join(rest)} |")
+    dashes = "-" * max(display_width(_plain(line)) for line in [header, *rows])
     return [header, dashes, *rows]
+
+
+def _plain(line: str) -> str:
+    """The line without colour codes, to measure its width."""
+    return _SGR.sub("", line)
+
+
+def rows_note(total: int, shown: int, noun: str = "prompt") -> str:
+    """What a cut map says under its title."""
+    return (f"(the first {shown} of {total} {noun}s, then the mean of the other {total - shown}; "
+            f"statistics below use all {total}; --max-rows 0 shows every row, -o FILE saves "
+            "every value)")
 
 
 def _value_cells(matrix: ActivationMatrix, decimals: int) -> list[list[str]]:
@@ -99,23 +118,39 @@ def heat_levels(values: np.ndarray) -> np.ndarray:
     return levels
 
 
-def render_activation_map(matrix: ActivationMatrix, decimals: int) -> str:
+def render_activation_map(matrix: ActivationMatrix, decimals: int,
+                          max_rows: int | None = None) -> str:
+    shown = _shown(matrix, max_rows)
     cells = _value_cells(matrix, decimals)
-    widths = _column_widths(matrix, cells)
-    aligned = [[c.rjust(width) for c, width in zip(row, widths, strict=True)] for row in cells]
+    rest = [_signed(v, decimals) for v in _rest_mean(matrix, shown)]
+    widths = _column_widths(matrix, [*cells[:shown], rest])
+    aligned = [[c.rjust(width) for c, width in zip(row, widths, strict=True)]
+               for row in cells[:shown]]
+    rest = [c.rjust(width) for c, width in zip(rest, widths, strict=True)]
     title = f"NEURON ACTIVATION MAP AT LAYER {matrix.layer}"
-    return "\n".join(banner(title) + _grid(matrix, aligned, widths))
+    note = [rows_note(len(matrix.prompts), shown)] if shown < len(matrix.prompts) else []
+    return "\n".join(banner(title) + note + _grid(matrix, aligned, widths, shown, rest))
 
 
-def render_heatmap(matrix: ActivationMatrix, decimals: int) -> str:
-    """The map as glyph blocks, on the same grid, with one line saying what the scale spans."""
-    widths = _column_widths(matrix, _value_cells(matrix, decimals))
-    levels = heat_levels(matrix.values)
+def render_heatmap(matrix: ActivationMatrix, decimals: int, max_rows: int | None = None,
+                   color: bool = False) -> str:
+    """The map as glyph blocks, on the same grid, with one line saying what the scale spans.
+    With `color`, each cell is also coloured on a diverging scale centred at 0 (ANSI 256
+    colours: blue below 0, red above, white at 0), said in a legend line."""
+    shown = _shown(matrix, max_rows)
+    rest_values = _rest_mean(matrix, shown)
+    widths = _column_widths(matrix, [*_value_cells(matrix, decimals)[:shown],
+                                     [_signed(v, decimals) for v in rest_values]])
+    levels = heat_levels(np.vstack([matrix.values[:shown], rest_values[None]]))
+    shades = _shades(np.vstack([matrix.values[:shown], rest_values[None]]),
+                     matrix.values) if color else None
     cells = []
-    for row in levels.tolist():
+    for i, row in enumerate(levels.tolist()):
         line = []
-        for level, width in zip(row, widths, strict=True):
+        for j, (level, width) in enumerate(zip(row, widths, strict=True)):
             block = {-2: " ·· ", -1: "????"}.get(level) or GLYPHS[level] * 4
+            if shades is not None and shades[i][j] is not None:
+                block = f"\x1b[38;5;{shades[i][j]}m{block}\x1b[0m"
             left = (width - 4) // 2
             line.append(" " * left + block + " " * (width - 4 - left))
         cells.append(line)
@@ -128,7 +163,59 @@ def render_heatmap(matrix: ActivationMatrix, decimals: int) -> str:
     else:
         scale = "(no finite values to scale)"
     title = "ASCII HEATMAP (░ = low, ▒ = medium, ▓ = high, █ = max)"
-    return "\n".join([*banner(title), scale, *_grid(matrix, cells, widths)])
+    legend = [_legend(matrix.values, decimals)] if color else []
+    note = [rows_note(len(matrix.prompts), shown)] if shown < len(matrix.prompts) else []
+    return "\n".join([*banner(title), scale, *legend, *note,
+                      *_grid(matrix, cells[:shown], widths, shown, cells[-1])])
+
+
+def _shown(matrix: ActivationMatrix, max_rows: int | None) -> int:
+    """How many prompts' rows are printed: all, or `max_rows` when there are more."""
+    count = len(matrix.prompts)
+    return count if not max_rows or count <= max_rows else max_rows
+
+
+def _rest_mean(matrix: ActivationMatrix, shown: int) -> np.ndarray:
+    """Per neuron, the mean of the rows not shown (NaN when none; missing values skipped)."""
+    rest = matrix.values[shown:].astype(np.float64)
+    if rest.shape[0] == 0:
+        return np.full(matrix.values.shape[1], np.nan)
+    present = np.isfinite(rest)
+    counts = present.sum(axis=0)
+    sums = np.where(present, rest, 0.0).sum(axis=0)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+# Diverging ANSI-256 palette, strongest blue .. white .. strongest red.
+_PALETTE = (21, 27, 33, 39, 75, 117, 255, 217, 210, 203, 196, 160)
+_SGR = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _shades(values: np.ndarray, scale_of: np.ndarray) -> list[list[int | None]]:
+    """Palette colour per cell: the value over the largest |value| of `scale_of`, centred at 0."""
+    finite = np.abs(scale_of[np.isfinite(scale_of)])
+    top = float(finite.max()) if finite.size else 0.0
+    half = len(_PALETTE) // 2
+    shades: list[list[int | None]] = []
+    for row in np.asarray(values, dtype=np.float64).tolist():
+        line: list[int | None] = []
+        for value in row:
+            if not np.isfinite(value):
+                line.append(None)
+                continue
+            share = 0.0 if top == 0 else value / top  # -1 .. 1
+            index = half + int(np.clip(np.floor(share * half), -half, half - 1))
+            line.append(_PALETTE[index])
+        shades.append(line)
+    return shades
+
+
+def _legend(values: np.ndarray, decimals: int) -> str:
+    finite = np.abs(values[np.isfinite(values)])
+    top = float(finite.max()) if finite.size else 0.0
+    swatches = "".join(f"\x1b[38;5;{code}m█\x1b[0m" for code in _PALETTE)
+    return (f"(colour: {_signed(-top, decimals)} {swatches} {_signed(top, decimals)}, "
+            "centred at 0; glyphs keep the quarters above)")
 
 
 # --- statistics and labels ----------------------------------------------------------------------
@@ -227,6 +314,8 @@ def render_neurons_report(
     at_layer: bool = False,
     grids: bool = True,
     sample_noun: str = "prompt",
+    max_rows: int | None = None,
+    color: bool = False,
     notes: tuple[str, ...] = (),
     discovery: Discovery | None = None,
 ) -> str:
@@ -234,14 +323,16 @@ def render_neurons_report(
 
     Statistics and label means show one more decimal than the map. `at_layer` names the layer
     in every title (several layers are shown); `grids=False` leaves out the map and heatmap
-    (per-token views show strips instead). `notes` go under the statistics' heading; with
-    `discovery`, its section closes the report.
+    (per-token views show strips instead). With more prompts than `max_rows`, the map and the
+    heatmap show the first `max_rows` and one row with the mean of the rest. `notes` go under
+    the statistics' heading; with `discovery`, its section closes the report.
     """
     decimals = map_decimals(matrix.values)
     at = f" AT LAYER {matrix.layer}" if at_layer else ""
     sections = []
     if grids:
-        sections += [render_activation_map(matrix, decimals), render_heatmap(matrix, decimals)]
+        sections += [render_activation_map(matrix, decimals, max_rows),
+                     render_heatmap(matrix, decimals, max_rows, color)]
     sections.append(render_stats(stats, decimals + 1, weights, direction_labels, ranking,
                                  selection, title=f"NEURON STATISTICS{at}",
                                  samples=matrix.values.shape[0], notes=notes))

@@ -33,8 +33,10 @@ from lazarus.render import (
 from lazarus.text import banner, display_width, escape, json_number, pad
 
 
-def render_result(result: NeuronsResult, ranking: str | None = None) -> str:
-    """Every layer's sections, then (several layers) the cross-layer view."""
+def render_result(result: NeuronsResult, ranking: str | None = None,
+                  max_rows: int | None = None, color: bool = False) -> str:
+    """Every layer's sections, then (several layers) the cross-layer view. With more prompts
+    than `max_rows` (None or 0: no limit), grids and strips show only the first `max_rows`."""
     several = len(result.layers) > 1
     every = result.position == "all"
     parts = []
@@ -49,12 +51,12 @@ def render_result(result: NeuronsResult, ranking: str | None = None) -> str:
                          f"n % {units} of expert n // {units}; · = the token was not routed to "
                          f"that expert, and statistics count only the routed ones{mean})")
         if every:
-            parts.append(render_strips(result, layer))
+            parts.append(render_strips(result, layer, max_rows))
         parts.append(render_neurons_report(
             layer.matrix, layer.stats, layer.label_summaries, weights=result.weights,
             direction_labels=result.direction_labels, ranking=ranking,
             selection=result.selection, at_layer=several or every, grids=not every,
-            sample_noun="token" if every else "prompt",
+            sample_noun="token" if every else "prompt", max_rows=max_rows, color=color,
             notes=tuple(n for n in [massive_note(layer.massive, result.neurons)] if n),
             discovery=layer.discovery))
     if several:
@@ -62,8 +64,9 @@ def render_result(result: NeuronsResult, ranking: str | None = None) -> str:
     return "\n\n".join(parts)
 
 
-def render_strips(result: NeuronsResult, layer: LayerResult) -> str:
-    """Each prompt's tokens, and under them one glyph strip per neuron (its own scale)."""
+def render_strips(result: NeuronsResult, layer: LayerResult, max_rows: int | None = None) -> str:
+    """Each prompt's tokens, and under them one glyph strip per neuron (its own scale); with
+    more prompts than `max_rows`, the first `max_rows` prompts."""
     assert layer.per_token is not None and result.tokens is not None
     columns = np.concatenate(layer.per_token)  # [every token, neurons]
     levels = [heat_levels(column) for column in columns.T]  # per neuron, over every token
@@ -79,8 +82,15 @@ def render_strips(result: NeuronsResult, layer: LayerResult) -> str:
                      if present.size else ("·", "·"))
         scales.append(f"{name} {low} to {high}")
     lines.append(f"(each neuron on its own scale over every token: {'; '.join(scales)})")
+    total = len(result.prompts)
+    shown = total if not max_rows or total <= max_rows else max_rows
+    if shown < total:
+        lines.append(f"(the first {shown} of {total} prompts; statistics below use every token "
+                     "of all of them; --max-rows 0 shows every prompt, -o FILE saves every "
+                     "value)")
     start = 0
-    for index, (prompt, tokens) in enumerate(zip(result.prompts, result.tokens, strict=True)):
+    for index, (prompt, tokens) in enumerate(zip(result.prompts[:shown], result.tokens,
+                                                 strict=False)):
         texts = [escape(token) or " " for token in tokens]
         widths = [max(1, display_width(text)) for text in texts]
         lines += ["", f"{index + 1}. {escape(prompt)}",
