@@ -141,15 +141,19 @@ class Model:
                 position: Position = "last", neurons: Sequence[int] | None = None,
                 direction: Direction | str | None = None, top_k: int = 10,
                 labels: Sequence[str] | None = None,
-                progress: Progress | None = None) -> NeuronsResult:
+                progress: Progress | None = None, auto_discover: bool = False,
+                permutations: int = 1000) -> NeuronsResult:
         """How chosen neurons fire across `prompts`: `neurons` by id, the top-k of a
-        `direction` (a `Direction` or the path of a probe's .npz), or else the k that spread
+        `direction` (a `Direction` or the path of a probe's .npz), with `auto_discover` the
+        top-k of every neuron of the (one) layer that separate `labels` after a permutation
+        test corrected across all of them (`permutations` shuffles), or else the k that spread
         most across the prompts. The result is what `lazarus introspect neurons` renders."""
         from lazarus.neurons import analyse_neurons
 
         return analyse_neurons(self, _prompts(prompts), self.layers(layers), site=site,
                                position=position, neurons=neurons, direction=direction,
-                               top_k=top_k, labels=labels, progress=progress)
+                               top_k=top_k, labels=labels, progress=progress,
+                               auto_discover=auto_discover, permutations=permutations)
 
     def probe(self, class_a: Sequence[str], class_b: Sequence[str], *,
               label_a: str = "class_a", label_b: str = "class_b", layers: Layers | None = None,

@@ -197,10 +197,19 @@ def build_parser() -> argparse.ArgumentParser:
                               "'lazarus introspect probe --save-direction'")
     neurons.add_argument("--top-k", type=int, default=None,
                          help="how many neurons to take from --from-direction (default: 10); "
-                              "without --neurons or --from-direction, the top-k neurons with the "
+                              "with --auto-discover, at most this many of the strongest "
+                              "survivors; without any of these, the top-k neurons with the "
                               "largest spread across the prompts are shown")
     neurons.add_argument("--labels", help="a label per prompt, pipe-separated, same order "
                                           "(or @file.txt)")
+    neurons.add_argument("--auto-discover", action="store_true",
+                         help="test every neuron of the layer against --labels (Cohen's d for "
+                              "two labels, eta-squared for more; permutation p corrected "
+                              "family-wise by the max-statistic over all neurons; bootstrap 95%% "
+                              "CI) and show the --top-k strongest that survive")
+    neurons.add_argument("--permutations", type=int, default=None, metavar="N",
+                         help="label shuffles for --auto-discover (default: 1000; the smallest "
+                              "possible p is 1/(N+1))")
     _add_site_options(neurons)
     neurons.add_argument("-o", "--output", metavar="FILE",
                          help="also save every value: FILE.json (the spec's format), or "
@@ -513,6 +522,14 @@ def run_neurons(args: argparse.Namespace) -> int:
         warn("--top-k is ignored with --neurons (it applies to --from-direction, or to the "
              "default choice of neurons)")
     max_rows = _max_rows(args.max_rows, len(prompts))
+    if args.permutations is not None and not args.auto_discover:
+        warn("--permutations is ignored without --auto-discover")
+    if args.auto_discover and labels is None:
+        raise LazarusError("--auto-discover needs --labels (a label per prompt) to test "
+                           "neurons against")
+    if args.auto_discover and (neurons is not None or args.from_direction is not None):
+        raise LazarusError("--auto-discover chooses the neurons itself: leave out "
+                           f"{'--neurons' if neurons is not None else '--from-direction'}")
     if args.output is not None:
         check_writable(args.output)
     if args.plot is not None:
@@ -529,7 +546,8 @@ def run_neurons(args: argparse.Namespace) -> int:
         prompts, model.layers(args.layer), site=args.site, position=args.position,
         neurons=neurons, direction=direction,
         top_k=10 if args.top_k is None else args.top_k, labels=labels,
-        progress=ProgressBar("capturing"))
+        progress=ProgressBar("capturing"), auto_discover=args.auto_discover,
+        **({} if args.permutations is None else {"permutations": args.permutations}))
     color = _color(args)
     report = render_result(result, max_rows=max_rows, color=color)
     # Files before the report, so that a closed pipe cannot lose them.

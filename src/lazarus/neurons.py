@@ -3,9 +3,12 @@ position: the analysis behind `lazarus introspect neurons`, as plain results (ne
 
 One capture pass (`collect`) reads every asked-for layer. The neurons are the same ids at every
 layer, so that one neuron can be followed across layers: the ones given, the top-k of a
-direction file, or else the k with the largest spread (population std) across the prompts,
-averaged over the layers. With `position="all"` every real token of every prompt is a sample:
-statistics and label means are over tokens, and each prompt's per-token values are kept.
+direction file, the strongest survivors of `--auto-discover` (see `discover`), or else the k
+with the largest spread (population std) across the prompts, averaged over the layers. Each
+layer read at full width also names its "massive activation" dimensions
+(`analysis.massive_dimensions`), which would otherwise top a ranking by spread silently.
+With `position="all"` every real token of every prompt is a sample: statistics and label means
+are over tokens, and each prompt's per-token values are kept.
 """
 
 from __future__ import annotations
@@ -16,12 +19,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lazarus import analysis
+from lazarus import analysis, discover
 from lazarus.activations import ActivationMatrix
-from lazarus.analysis import LabelSummary, NeuronStats
+from lazarus.analysis import LabelSummary, Massive, NeuronStats
 from lazarus.capture import CaptureRequest
 from lazarus.collect import Collected, Progress, collect
 from lazarus.directions import Direction
+from lazarus.discover import Discovery
 from lazarus.errors import LazarusError
 from lazarus.loading import ModelInfo, token_texts
 from lazarus.moe import moe_shape
@@ -43,6 +47,8 @@ class LayerResult:
     per_token: tuple[np.ndarray, ...] | None = None  # "all": [tokens, neurons] per prompt
     width: int = 0  # neurons the site has at this layer
     experts: int | None = None  # MoE mlp_post: neuron n is unit n % (width / E) of expert n // ..
+    massive: tuple[Massive, ...] | None = None  # None: the layer was not read at full width
+    discovery: Discovery | None = None  # --auto-discover: the test of every neuron of the layer
 
 
 @dataclass(frozen=True)
@@ -142,9 +148,12 @@ def analyse_neurons(
     top_k: int = 10,
     labels: Sequence[str] | None = None,
     progress: Progress | None = None,
+    auto_discover: bool = False,
+    permutations: int = discover.PERMUTATIONS,
 ) -> NeuronsResult:
     """Capture `layers` at `site` and `position` for `prompts` in one pass, choose the neurons,
-    and compute their statistics per layer."""
+    and compute their statistics per layer. `auto_discover` tests every neuron of the (one)
+    layer against `labels` and shows the strongest survivors (`permutations` shuffles)."""
     from lazarus.directions import load_direction
     from lazarus.positions import parse_position
 
@@ -157,6 +166,9 @@ def analyse_neurons(
     if labels is not None and len(labels) != len(prompts):
         raise LazarusError(f"got {len(labels)} labels for {len(prompts)} prompts "
                            "(give one label per prompt, in the same order)")
+    if auto_discover:
+        discover.check_request(labels, neurons, direction is not None, layers, position,
+                               permutations)
     if isinstance(direction, str):
         direction = load_direction(direction)
     direction_name = (direction.source if direction is not None else None) or "the direction"
@@ -187,7 +199,12 @@ def analyse_neurons(
         if direction is not None:
             check_direction_width(direction, width, direction_name, site)
 
-    if direction is not None:
+    found = None
+    if auto_discover:
+        found = discover.discover(samples[layers[0]], labels, top_k=top_k,
+                                  permutations=permutations)
+        chosen, selection = [f.neuron for f in found.shown], found.describe()
+    elif direction is not None:
         chosen = known
         selection = f"top {len(chosen)} of {direction_name} by {direction.ranking_name()}"
     elif neurons is not None:
@@ -213,7 +230,9 @@ def analyse_neurons(
             matrix=matrix, stats=analysis.neuron_stats(matrix),
             label_summaries=analysis.label_correlation(matrix) if labels else None,
             per_token=per_token, width=widths[layer],
-            experts=moe_experts(info, site, widths[layer])))
+            experts=moe_experts(info, site, widths[layer]),
+            massive=None if columns is not None else analysis.massive_dimensions(samples[layer]),
+            discovery=found))
     tokens = None
     if every:
         texts = token_texts(info, list(prompts), model.settings.trust_remote_code)

@@ -9,7 +9,8 @@ level keeps `model_id`, `neurons`, `prompts` and `labels`, `layers` lists the la
 neuron's mean per layer and, with labels, its per-label mean per layer. With
 `position="all"`, `tokens` holds each prompt's token texts and `activations` is
 [prompt][token][neuron]. Missing values (MoE units of experts a token was not routed to) are
-null, and their stats say how many values they count (`count`).
+null, and their stats say how many values they count (`count`). Each layer read at full width
+adds `massive_activations` (possibly empty), and `--auto-discover` adds `discovery`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,16 @@ from dataclasses import replace
 import numpy as np
 
 from lazarus.neurons import LayerResult, NeuronsResult
-from lazarus.render import GLYPHS, heat_levels, map_decimals, neurons_json, render_neurons_report
+from lazarus.render import (
+    GLYPHS,
+    discovery_json,
+    heat_levels,
+    map_decimals,
+    massive_json,
+    massive_note,
+    neurons_json,
+    render_neurons_report,
+)
 from lazarus.text import banner, display_width, escape, json_number, pad
 
 
@@ -46,7 +56,9 @@ def render_result(result: NeuronsResult, ranking: str | None = None,
             layer.matrix, layer.stats, layer.label_summaries, weights=result.weights,
             direction_labels=result.direction_labels, ranking=ranking,
             selection=result.selection, at_layer=several or every, grids=not every,
-            sample_noun="token" if every else "prompt", max_rows=max_rows, color=color))
+            sample_noun="token" if every else "prompt", max_rows=max_rows, color=color,
+            notes=tuple(n for n in [massive_note(layer.massive, result.neurons)] if n),
+            discovery=layer.discovery))
     if several:
         parts.append(render_across_layers(result))
     return "\n\n".join(parts)
@@ -172,6 +184,10 @@ def _layer_json(result: NeuronsResult, layer: LayerResult) -> dict:
                 if effect.count is not None and effect.count < summary.count:
                     label = document["label_correlation"][summary.label]["neurons"]
                     label[str(effect.neuron)]["count"] = effect.count
+    if layer.massive is not None:
+        document["massive_activations"] = massive_json(layer.massive)
+    if layer.discovery is not None:
+        document["discovery"] = discovery_json(layer.discovery)
     samples = layer.matrix.values.shape[0]
     for stat in layer.stats:
         if stat.count is not None and stat.count < samples:
