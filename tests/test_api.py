@@ -163,7 +163,7 @@ def test_many_prompts_print_a_limited_map_with_the_rest_summarised(capsys, tmp_p
 
 def test_colour_heatmap_codes_reach_the_terminal_and_nothing_else_does():
     from lazarus.activations import ActivationMatrix
-    from lazarus.render import render_heatmap
+    from lazarus.render_grid import render_heatmap
     from lazarus.text import terminal_safe
 
     matrix = ActivationMatrix(values=np.array([[-4.0, 0.0], [2.0, 4.0]], np.float32),

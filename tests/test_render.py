@@ -7,14 +7,12 @@ import numpy as np
 from lazarus.activations import ActivationMatrix
 from lazarus.analysis import LabelEffect, LabelSummary, NeuronStats
 from lazarus.render import (
-    heat_levels,
-    map_decimals,
     neurons_json,
-    render_heatmap,
     render_label_correlation,
     render_neurons_report,
     render_stats,
 )
+from lazarus.render_grid import heat_levels, map_decimals, render_heatmap
 
 # The spec's example map (rows: prompts, columns: neurons 808, 1190, 1168, 891).
 SPEC_VALUES = [

@@ -21,15 +21,13 @@ import numpy as np
 
 from lazarus.neurons import LayerResult, NeuronsResult
 from lazarus.render import (
-    GLYPHS,
     discovery_json,
-    heat_levels,
-    map_decimals,
     massive_json,
     massive_note,
     neurons_json,
     render_neurons_report,
 )
+from lazarus.render_grid import GLYPHS, heat_levels, map_decimals
 from lazarus.text import banner, display_width, escape, json_number, pad
 
 
