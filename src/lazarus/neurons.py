@@ -99,23 +99,6 @@ class NeuronsResult:
                 return result.matrix.values
         raise KeyError(f"layer {layer} is not in this result (it has {self.layer_ids})")
 
-    def table(self) -> tuple[list[str], list[list]]:
-        """(header, rows) of the tidy table: one row per layer x sample x neuron."""
-        every = self.position == "all"
-        header = ["layer", "prompt_index", "prompt", "label", *(
-            ["token_index", "token"] if every else []), "neuron", "value"]
-        samples = [(i, j) for i, prompt in enumerate(self.prompts)
-                   for j in range(len(self.tokens[i]) if every else 1)]
-        rows = []
-        for result in self.layers:
-            values = result.matrix.values.tolist()  # [samples, neurons]
-            for (i, j), row in zip(samples, values, strict=True):
-                label = None if self.labels is None else self.labels[i]
-                where = [j, self.tokens[i][j]] if every else []
-                rows += [[result.matrix.layer, i, self.prompts[i], label, *where, neuron, value]
-                         for neuron, value in zip(self.neurons, row, strict=True)]
-        return header, rows
-
     def plot(self, path: str) -> None:
         """The heatmap (and per-label means) as .png or .svg; needs matplotlib."""
         from lazarus.plot import plot_neurons
@@ -124,15 +107,15 @@ class NeuronsResult:
 
     def to_csv(self) -> str:
         """The tidy table as CSV text (what `-o FILE.csv` writes)."""
-        from lazarus.tables import csv_text
+        from lazarus.tables import csv_text, neurons_table
 
-        return csv_text(*self.table())
+        return csv_text(*neurons_table(self))
 
     def to_pandas(self):  # -> pandas.DataFrame
         """The tidy table as a DataFrame; needs pandas."""
-        from lazarus.tables import dataframe
+        from lazarus.tables import dataframe, neurons_table
 
-        header, rows = self.table()
+        header, rows = neurons_table(self)
         return dataframe({name: [row[k] for row in rows] for k, name in enumerate(header)})
 
 
@@ -154,7 +137,7 @@ def analyse_neurons(
     """Capture `layers` at `site` and `position` for `prompts` in one pass, choose the neurons,
     and compute their statistics per layer. `auto_discover` tests every neuron of the (one)
     layer against `labels` and shows the strongest survivors (`permutations` shuffles)."""
-    from lazarus.directions import load_direction
+    from lazarus.directions import check_direction_made, load_direction
     from lazarus.positions import parse_position
 
     info = model.info
@@ -173,7 +156,8 @@ def analyse_neurons(
         direction = load_direction(direction)
     direction_name = (direction.source if direction is not None else None) or "the direction"
     if direction is not None:
-        check_direction_made(direction, direction_name, model, layers, site, position)
+        check_direction_made(direction, direction_name, model.model_id, layers, site, position,
+                             model.warn)
     if neurons is not None:
         neurons = [int(n) for n in neurons]
         if site in RESIDUAL_WIDTH:
@@ -270,36 +254,6 @@ def _most_variable(samples: dict[int, np.ndarray], k: int, every: bool) -> tuple
 def _sample_names(prompts: Sequence[str], rows: list[np.ndarray]) -> list[str]:
     return [f"{prompt}[{j}]" for prompt, values in zip(prompts, rows, strict=True)
             for j in range(values.shape[0])]
-
-
-def check_direction_made(direction: Direction, name: str, model: Model, layers: Sequence[int],
-                         site: str, position: Position) -> None:
-    """A direction read elsewhere names other neurons: refuse another site, warn of the rest."""
-    from lazarus.positions import parse_position, same_token
-
-    made_site = direction.site or "resid_post"
-    if made_site != site:  # other neurons, even where the widths agree
-        raise LazarusError(f"{name} was made at site {made_site}, not {site} "
-                           f"(add --site {made_site})")
-    if direction.layer is not None and tuple(layers) != (direction.layer,):
-        model.warn(f"{name} was made at layer {direction.layer}, "
-                   f"you are analysing layer {', '.join(map(str, layers))}")
-    if direction.model_id and not same_model(direction.model_id, model.model_id):
-        model.warn(f"{name} was made for {direction.model_id}, you are analysing "
-                   f"{model.model_id}")
-    made_position = parse_position(direction.position or "last")
-    if same_token(made_position) != same_token(position):
-        model.warn(f"{name} was made at position {made_position}, you are reading position "
-                   f"{position} (add --position {made_position} to match)")
-
-
-def same_model(recorded: str, given: str) -> bool:
-    """Equal IDs, or two spellings of the same local folder."""
-    import os
-
-    if recorded == given:
-        return True
-    return os.path.isdir(given) and os.path.realpath(recorded) == os.path.realpath(given)
 
 
 def check_neurons(neurons: Sequence[int], width: int, site: str, layer: int) -> None:
