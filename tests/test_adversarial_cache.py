@@ -19,10 +19,11 @@ import numpy as np
 import pytest
 
 from lazarus import cache
-from lazarus.cache import ActivationCache, Target
+from lazarus.cache import ActivationCache
 from lazarus.capture import CaptureRequest
 from lazarus.collect import ModelSettings, collect
 from lazarus.loading import read_model_info
+from lazarus.placement import Target
 
 PROMPTS = ["2+2=", "47*47="]
 REQUEST = CaptureRequest(layers=(1,))
@@ -31,10 +32,8 @@ CACHED = ModelSettings()
 
 
 def run(folder: Path, settings: ModelSettings = CACHED):
-    totals: list[int] = []
-    result = collect(read_model_info(str(folder)), PROMPTS, REQUEST, settings,
-                     progress=lambda done, total: totals.append(total))
-    return result, set(totals)
+    result = collect(read_model_info(str(folder)), PROMPTS, REQUEST, settings)
+    return result, {result.computed} - {0}
 
 
 def close(actual: np.ndarray, expected: np.ndarray) -> bool:
@@ -106,14 +105,14 @@ def test_a_fifo_in_place_of_an_entry_does_not_hang_the_run(llama_dir):
 def test_cache_info_and_clear_survive_any_index_file(llama_dir, index):
     run(llama_dir)
     store = ActivationCache(read_model_info(str(llama_dir)), "resid_post")
-    for name in ("model.json", "targets.json"):
+    for name in ("model.json",):
         (store.folder / name).write_text(index)
     env = {**os.environ}
     info = subprocess.run([sys.executable, "-m", "lazarus.cli", "cache", "info"],
                           capture_output=True, text=True, env=env)
     assert info.returncode == 0, info.stderr
     assert "2 cached rows" in info.stdout
-    again, totals = run(llama_dir)  # targets.json is read by every run
+    again, totals = run(llama_dir)
     assert again.prompts_from_cache == 2
     assert totals == set()
     cleared = subprocess.run([sys.executable, "-m", "lazarus.cli", "cache", "clear"],
@@ -189,8 +188,7 @@ def test_a_damaged_first_row_cannot_set_the_width(llama_dir, position):
     damaged = good[..., :7] if position == "last" else good[:2]  # other width / fewer tokens
     with open(first, "wb") as file:
         np.save(file, np.ascontiguousarray(damaged))
-    totals: list[int] = []
-    again = collect(info, THREE, request, progress=lambda done, total: totals.append(total))
-    assert set(totals) == {1}, "only the damaged prompt is computed again"
+    again = collect(info, THREE, request)
+    assert again.computed == 1, "only the damaged prompt is computed again"
     for index in range(len(THREE)):
         assert close(again.rows[1][index], fresh[index])

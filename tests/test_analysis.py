@@ -66,16 +66,16 @@ def test_label_correlation_matches_corrcoef_per_label_and_neuron():
             assert effect.r == pytest.approx(expected, abs=1e-12)
 
 
-def test_means_counts_and_alphabetical_order_on_spec_example():
-    # neuron 808 from the spec's map; labels as given there
+def test_means_counts_and_given_order_on_spec_example():
+    # neuron 808 from the spec's map; labels as given there, listed in the order first given
     labels = ["trivial", "trivial", "medium", "hard", "hard"]
     summaries = label_correlation(matrix([[-156, 2, 232, 326, 168]], labels, neurons=[808]))
-    assert [(s.label, s.count) for s in summaries] == [("hard", 2), ("medium", 1), ("trivial", 2)]
-    hard = summaries[0].effects[0]
+    assert [(s.label, s.count) for s in summaries] == [("trivial", 2), ("medium", 1), ("hard", 2)]
+    hard = summaries[2].effects[0]
     assert hard.neuron == 808
     assert hard.mean == 247.0  # (326 + 168) / 2
     assert hard.rest_mean == 26.0  # (-156 + 2 + 232) / 3
-    trivial = summaries[2].effects[0]
+    trivial = summaries[0].effects[0]
     assert trivial.mean == -77.0  # (-156 + 2) / 2
     assert trivial.rest_mean == pytest.approx(726 / 3)  # (232 + 326 + 168) / 3
 

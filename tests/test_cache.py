@@ -19,10 +19,11 @@ import pytest
 from safetensors.torch import load_file, save_file
 
 from lazarus import cache
-from lazarus.cache import ActivationCache, Target, predict_target
+from lazarus.cache import ActivationCache
 from lazarus.capture import CaptureRequest
 from lazarus.collect import ModelSettings, collect
 from lazarus.loading import read_model_info
+from lazarus.placement import Target, resolve
 
 PROMPTS = ["2+2=", "47*47=", "The capital of France is", "x"]
 REQUEST = CaptureRequest(layers=(1, 3))
@@ -32,12 +33,11 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
 def run(folder: Path, prompts=PROMPTS, settings=CACHED, request=REQUEST):
-    """collect(), with the totals its progress reported and the notes it gave."""
-    totals: list[int] = []
+    """collect(), with {how many distinct prompts it computed} (empty: none) and its notes."""
     notes: list[str] = []
     result = collect(read_model_info(str(folder)), prompts, request, settings,
-                     progress=lambda done, total: totals.append(total), notify=notes.append)
-    return result, set(totals), notes
+                     notify=notes.append)
+    return result, {result.computed} - {0}, notes
 
 
 def close(actual: np.ndarray, expected: np.ndarray) -> bool:
@@ -267,15 +267,15 @@ def test_hub_models_are_told_apart_by_their_snapshot_revision(tmp_path, monkeypa
         assert [name for name, *_ in identity["files"]] == ["config.json"]
         folders.append(ActivationCache(info, "resid_post").folder)
     assert folders[0] != folders[1]
-    assert predict_target(info, "cuda", "auto") == Target("cuda", "bfloat16")
+    assert resolve(info.config, "cuda", "auto") == Target("cuda", "bfloat16")
 
 
 def test_auto_resolves_without_torch_as_load_model_does(llama_dir):
     info = read_model_info(str(llama_dir))
-    assert predict_target(info, "cpu", "auto") == Target("cpu", "float32")
-    assert predict_target(info, "cuda", "float16") == Target("cuda", "float16")
+    assert resolve(info.config, "cpu", "auto") == Target("cpu", "float32")
+    assert resolve(info.config, "cuda", "float16") == Target("cuda", "float16")
     fresh, _, _ = run(llama_dir)
-    assert predict_target(info) == Target(fresh.device, fresh.dtype)
+    assert resolve(info.config) == Target(fresh.device, fresh.dtype)
 
 
 def test_describe_and_clear(llama_dir, cache_root, tmp_path):

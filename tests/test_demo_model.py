@@ -178,6 +178,7 @@ def smoke_build(folder: Path, seed: int) -> dict[str, torch.Tensor]:
     return load_file(folder / "model.safetensors")
 
 
+@pytest.mark.slow  # about a minute; CI smoke-runs the training script on its own
 def test_rebuilding_is_deterministic_for_a_seed(tmp_path):
     deterministic, threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
     first = smoke_build(tmp_path / "a", seed=0)

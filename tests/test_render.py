@@ -7,14 +7,12 @@ import numpy as np
 from lazarus.activations import ActivationMatrix
 from lazarus.analysis import LabelEffect, LabelSummary, NeuronStats
 from lazarus.render import (
-    heat_levels,
-    map_decimals,
     neurons_json,
-    render_heatmap,
     render_label_correlation,
     render_neurons_report,
     render_stats,
 )
+from lazarus.render_grid import heat_levels, map_decimals, render_heatmap
 
 # The spec's example map (rows: prompts, columns: neurons 808, 1190, 1168, 891).
 SPEC_VALUES = [
@@ -230,8 +228,8 @@ def test_weights_and_sign_explanation_only_with_weights():
 def test_label_correlation_section():
     summaries = [
         LabelSummary("hard", 2, (
-            LabelEffect(808, 228.8, 10.0, 0.87, "high"),
-            LabelEffect(1190, 40.7, 150.0, -0.61, "low"),
+            LabelEffect(808, 228.8, 10.0, 0.87, "high", r_ci=(0.5, 0.974)),
+            LabelEffect(1190, 40.7, 150.0, -0.61, "low", r_ci=(-0.9, -0.004)),
         )),
         LabelSummary("trivial", 1, (
             LabelEffect(808, -40.7, 100.0, 0.2, None),
@@ -243,10 +241,12 @@ def test_label_correlation_section():
         "LABEL CORRELATION",
         "=" * 80,
         "(r = point-biserial correlation of the neuron with the label; ← marks |r| ≥ 0.5)",
+        "([low, high] = r's 95% interval by Fisher's z, not corrected for the many r shown; "
+        "none below 4 prompts)",
         "",
         "hard (2 prompts):",
-        "  Neuron  808: mean= +228.8  r=+0.87  ← fires high for hard",
-        "  Neuron 1190: mean=  +40.7  r=-0.61  ← fires low for hard",
+        "  Neuron  808: mean= +228.8  r=+0.87 [+0.50, +0.97]  ← fires high for hard",
+        "  Neuron 1190: mean=  +40.7  r=-0.61 [-0.90, -0.00]  ← fires low for hard",
         "",
         "trivial (1 prompt):",
         "  Neuron  808: mean=  -40.7  r=+0.20",
@@ -291,7 +291,7 @@ def test_json_keys_shapes_and_round_trip():
     assert data["stats"]["808"] == {"min": -156.0, "max": 326.0, "mean": 114.4, "std": 171.6}
     assert data["label_correlation"]["hard"]["count"] == 2
     assert data["label_correlation"]["hard"]["neurons"]["808"] == {
-        "mean": 247.0, "rest_mean": 26.0, "r": 0.5, "verdict": "high"}
+        "mean": 247.0, "rest_mean": 26.0, "r": 0.5, "r_ci95": None, "verdict": "high"}
     assert data["label_correlation"]["hard"]["neurons"]["1190"]["r"] is None
     assert json.loads(json.dumps(data, allow_nan=False)) == data
 

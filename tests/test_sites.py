@@ -245,13 +245,13 @@ def test_several_layers_in_one_pass_equal_one_at_a_time_and_cached_equals_fresh(
 
 
 def test_mixed_widths_without_neurons_are_one_line(moe_models, tiny_model_dirs, tmp_path):
-    from lazarus.neurons import analyse_neurons
+    import lazarus
 
     folder = build_moe("qwen3_moe", tmp_path / "qwen3_moe")  # layer 0 MoE (96), layer 1 dense
+    model = lazarus.load(str(folder), use_cache=False)
     with pytest.raises(LazarusError, match="these layers have different widths at this site "
                                            r"\(96 at layer 0, 40 at layer 1\)"):
-        analyse_neurons(read_model_info(str(folder)), PROMPTS, (0, 1), site="mlp_post",
-                        settings=ModelSettings(use_cache=False))
+        model.neurons(PROMPTS, [0, 1], site="mlp_post")
 
 
 def test_mean_keeps_the_models_own_nan_but_skips_missing_units():

@@ -66,3 +66,55 @@ class ActivationMatrix:
             site=self.site,
             model_id=self.model_id,
         )
+
+
+@dataclass(frozen=True)
+class Activations:
+    """Every neuron of a site at some layers, as `Model.capture` returns it.
+
+    `rows[layer]` is float32 [prompts, width], or for position "all" a list of [tokens, width]
+    arrays, one per prompt. NaN marks MoE expert units a token was not routed to.
+    """
+
+    rows: dict[int, np.ndarray | list[np.ndarray]]
+    prompts: tuple[str, ...]
+    layers: tuple[int, ...]
+    site: str
+    position: str | int
+    model_id: str
+    device: str
+    dtype: str
+
+    def to_numpy(self, layer: int | None = None) -> np.ndarray | list[np.ndarray]:
+        """One layer's rows; without `layer`, every layer stacked as [layers, prompts, width]
+        (position "all": the list of per-prompt [layers, tokens, width] arrays)."""
+        if layer is not None:
+            if layer not in self.rows:
+                raise KeyError(f"layer {layer} was not captured (captured: {list(self.layers)})")
+            return self.rows[layer]
+        if self.position == "all":
+            return [np.stack([self.rows[n][i] for n in self.layers])
+                    for i in range(len(self.prompts))]
+        return np.stack([self.rows[n] for n in self.layers])
+
+    def to_pandas(self):  # -> pandas.DataFrame
+        """A tidy table, one row per (layer, prompt[, token], neuron); needs pandas."""
+        from lazarus.tables import dataframe
+
+        records = {"layer": [], "prompt_index": [], "prompt": [], "token_index": [],
+                   "neuron": [], "value": []}
+        for layer in self.layers:
+            for index, prompt in enumerate(self.prompts):
+                values = np.atleast_2d(self.rows[layer][index])  # [tokens or 1, width]
+                tokens, width = values.shape
+                records["layer"] += [layer] * values.size
+                records["prompt_index"] += [index] * values.size
+                records["prompt"] += [prompt] * values.size
+                token_ids = np.repeat(np.arange(tokens), width)
+                records["token_index"] += token_ids.tolist() if self.position == "all" else (
+                    [None] * values.size)
+                records["neuron"] += np.tile(np.arange(width), tokens).tolist()
+                records["value"] += values.reshape(-1).tolist()
+        if self.position != "all":
+            del records["token_index"]
+        return dataframe(records)

@@ -11,9 +11,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from lazarus.activations import ActivationMatrix
+from lazarus.stats import correlation_interval
 
 MARK_THRESHOLD = 0.5
 """|r| at or above which a neuron is marked as tracking a label ("large" by Cohen's convention)."""
+
+MASSIVE_FACTOR = 20.0
+"""A neuron whose mean |value| is at least this many times the median neuron's (over every
+neuron of the layer) is flagged as a "massive activation" dimension: such dimensions dominate
+any ranking by spread without saying anything about the prompts."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,8 @@ class LabelEffect:
 
     `r` is the point-biserial correlation of the activation with "prompt has this label":
     None when undefined (every prompt has the label, or the neuron never changes).
-    `verdict` is "high" or "low" when |r| >= MARK_THRESHOLD, else None.
+    `verdict` is "high" or "low" when |r| >= MARK_THRESHOLD, else None. `r_ci` is r's 95%
+    interval by Fisher's z (`stats.correlation_interval`): None below 4 values or without r.
     """
 
     neuron: int
@@ -48,6 +55,7 @@ class LabelEffect:
     r: float | None
     verdict: str | None
     count: int | None = None  # values with the label that entered (MoE units: the routed ones)
+    r_ci: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -105,13 +113,14 @@ def _verdict(r: float | None) -> str | None:
 
 
 def label_correlation(matrix: ActivationMatrix) -> list[LabelSummary]:
-    """For each label (sorted), each neuron's mean on its prompts and its correlation with it."""
+    """For each label (in the order first given), each neuron's mean on its prompts and its
+    correlation with it, with r's 95% interval."""
     if matrix.labels is None:
         raise ValueError("label correlation needs labels, and this matrix has none")
     labels = np.array(matrix.labels, dtype=object)
     values = matrix.values.astype(np.float64)
     summaries = []
-    for label in sorted(set(matrix.labels)):
+    for label in dict.fromkeys(matrix.labels):
         member = labels == label
         effects = []
         for neuron, column in zip(matrix.neurons, values.T, strict=True):
@@ -126,6 +135,7 @@ def label_correlation(matrix: ActivationMatrix) -> list[LabelSummary]:
                     r=r,
                     verdict=_verdict(r),
                     count=int(inside.size),
+                    r_ci=correlation_interval(r, int(inside.size + rest.size)),
                 )
             )
         summaries.append(LabelSummary(label, int(member.sum()), tuple(effects)))
@@ -141,3 +151,34 @@ def spread(values: np.ndarray) -> np.ndarray:
     mean = filled.sum(axis=0) / np.maximum(counts, 1)
     var = (np.where(present, values - mean, 0.0) ** 2).sum(axis=0) / np.maximum(counts, 1)
     return np.where(counts > 0, np.sqrt(var), -np.inf)
+
+
+@dataclass(frozen=True)
+class Massive:
+    """A "massive activation" dimension: its mean |value| is `ratio` times the median neuron's."""
+
+    neuron: int
+    mean_abs: float
+    ratio: float
+
+
+def massive_dimensions(values: np.ndarray, neurons: np.ndarray | None = None,
+                       factor: float = MASSIVE_FACTOR) -> tuple[Massive, ...]:
+    """Neurons of `values` [samples, every neuron of a layer] whose mean |value| (NaN ignored) is
+    at least `factor` times the median over the neurons, largest first. None flagged when the
+    median is 0 (most neurons silent: no scale to compare with)."""
+    magnitude = np.abs(np.asarray(values, dtype=np.float64))
+    present = ~np.isnan(magnitude)
+    counts = present.sum(axis=0)
+    means = np.where(present, magnitude, 0.0).sum(axis=0) / np.maximum(counts, 1)
+    means = np.where(counts > 0, means, np.nan)
+    finite = means[np.isfinite(means)]
+    if finite.size == 0:
+        return ()
+    median = float(np.median(finite))
+    if not median > 0:
+        return ()
+    ids = np.arange(means.size) if neurons is None else np.asarray(neurons)
+    flagged = np.flatnonzero(np.isfinite(means) & (means >= factor * median))
+    flagged = flagged[np.argsort(-means[flagged], kind="stable")]
+    return tuple(Massive(int(ids[j]), float(means[j]), float(means[j] / median)) for j in flagged)

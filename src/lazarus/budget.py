@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lazarus.configs import text_config
 from lazarus.moe import moe_shape
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ def kept_bytes_per_token(loaded: LoadedModel, request: CaptureRequest) -> int:
 
 def site_width_guess(loaded: LoadedModel) -> int:
     shape = moe_shape(loaded.info.config)
-    text = loaded.info.config.get("text_config") or loaded.info.config
+    text = text_config(loaded.info.config)
     widths = [loaded.info.hidden_size, int(text.get("intermediate_size") or 0)]
     return max(widths + ([shape[0] * shape[1]] if shape else []))
 

@@ -26,12 +26,8 @@ little-endian float32 array of the expected rank whose header matches the file's
 value finite, or NaN for MoE expert units a token was not routed to); an
 entry that fails is ignored and rewritten.
 
-`device="auto"` and `dtype="auto"` are resolved without torch by `predict_target`: the device is
-cuda when a GPU is visible (an NVIDIA or AMD driver, `CUDA_VISIBLE_DEVICES` not empty, and not a
-CPU-only torch build), mps on Apple silicon, else cpu; the dtype is float32 on CPU and the
-checkpoint's own dtype elsewhere, as `load_model` does. Rows are always written under the device
-and dtype the model really ran with, so a wrong guess costs a recomputation, never a wrong row;
-and the cache remembers what the guess turned out to be, so it costs that only once.
+Rows are filed under the device type and dtype the model really ran with (`placement.resolve`
+decides "auto" for loading and the cache alike, without torch).
 """
 
 from __future__ import annotations
@@ -40,10 +36,8 @@ import contextlib
 import hashlib
 import json
 import os
-import platform
 import stat
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +45,7 @@ import numpy as np
 from lazarus.files import remove_stale_temps, replace_atomically
 from lazarus.loading import ModelInfo, config_path
 from lazarus.moe import moe_shape
+from lazarus.placement import Target, versions
 
 FORMAT = "v1"  # bump when captured values would change for the same model and prompt
 
@@ -62,46 +57,6 @@ def cache_dir() -> Path:
     if os.environ.get("XDG_CACHE_HOME"):
         return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "lazarus"
     return Path.home() / ".cache" / "lazarus"
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where and in what precision rows were computed: part of every entry's key."""
-
-    device: str  # a device type: "cpu", "cuda", "mps"
-    dtype: str  # "float32", "bfloat16", "float16"
-
-
-def predict_target(info: ModelInfo, device: str = "auto", dtype: str = "auto",
-                   device_map: str | None = None) -> Target:
-    """The device type and dtype `load_model` will use, found without torch (see module doc)."""
-    if device_map is not None or device == "auto":
-        device = _visible_accelerator(allow_mps=device_map is None)
-    if dtype == "auto":
-        dtype = "float32" if device == "cpu" else checkpoint_dtype(info)
-    return Target(device=device, dtype=dtype)
-
-
-def _visible_accelerator(allow_mps: bool) -> str:
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    hidden = visible is not None and visible.strip() in ("", "-1", "none", "NoDevFiles")
-    nvidia = Path("/proc/driver/nvidia/gpus")
-    has_gpu = (nvidia.is_dir() and any(nvidia.iterdir())) or Path("/dev/kfd").exists()
-    if has_gpu and not hidden and not _versions()["torch"].endswith("+cpu"):
-        return "cuda"
-    if allow_mps and platform.system() == "Darwin" and platform.machine() == "arm64":
-        return "mps"
-    return "cpu"
-
-
-def checkpoint_dtype(info: ModelInfo) -> str:
-    """The dtype named by config.json (`dtype` or `torch_dtype`), float32 when it names none."""
-    for config in (info.config.get("text_config") or {}, info.config):
-        for key in ("dtype", "torch_dtype"):
-            value = config.get(key)
-            if isinstance(value, str) and value in ("float32", "float16", "bfloat16"):
-                return value
-    return "float32"
 
 
 HASHED_BYTES = 16 << 20  # files up to this size are identified by their content's hash
@@ -142,16 +97,6 @@ def _file_identity(path: Path) -> list[object]:
             stat.st_ctime_ns]
 
 
-def _versions() -> dict[str, str]:
-    found = {}
-    for package in ("torch", "transformers"):
-        try:
-            found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            found[package] = "none"
-    return found
-
-
 class ActivationCache:
     """The cached rows of one model: `get` and `put` one (layer, prompt) row at a time."""
 
@@ -167,7 +112,7 @@ class ActivationCache:
         # NaN means "not routed to this expert" in MoE expert units; anywhere else it is damage.
         self.allows_nan = site == "mlp_post" and moe_shape(info.config) is not None
         self.info = info
-        described = {"format": FORMAT, "identity": identity, **_versions(),
+        described = {"format": FORMAT, "identity": identity, **versions(),
                      "trust_remote_code": trust_remote_code, "device_map": device_map}
         digest = hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
         slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in info.model_id)
@@ -175,28 +120,6 @@ class ActivationCache:
         self._described = {"model_id": info.model_id, "source": info.source, **described}
         self._described_written = False
         self._cleaned: set[Path] = set()
-
-    def recall_target(self, asked: str, guess: Target) -> Target:
-        """What `asked` (the settings, as text) resolved to last time, else `guess`."""
-        known = _read_json_object(self.folder / "targets.json")
-        entry = known.get(f"{asked}|{guess.device}|{guess.dtype}")
-        if (isinstance(entry, dict) and isinstance(entry.get("device"), str)
-                and isinstance(entry.get("dtype"), str)):
-            return Target(device=entry["device"], dtype=entry["dtype"])
-        return guess
-
-    def remember_target(self, asked: str, guess: Target, actual: Target) -> None:
-        """Note that `asked`, guessed as `guess`, ran as `actual` (best effort)."""
-        path = self.folder / "targets.json"
-        known = _read_json_object(path)
-        known[f"{asked}|{guess.device}|{guess.dtype}"] = {"device": actual.device,
-                                                          "dtype": actual.dtype}
-        text = json.dumps(known, indent=2, sort_keys=True).encode()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            replace_atomically(path, lambda temp: temp.write_bytes(text))
-        except OSError:
-            pass  # a cache that cannot be written is reported when rows are written
 
     def path(self, target: Target, layer: int, prompt: str) -> Path:
         digest = hashlib.sha256(prompt.encode("utf-8")).hexdigest()

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from lazarus.budget import BATCH_OVERHEAD_TOKENS, batch_limits, kept_bytes_per_token, plan_batches
+from lazarus.configs import text_config
 from lazarus.errors import LazarusError
 from lazarus.loading import LoadedModel
 from lazarus.positions import Position, check_lengths, gather, token_index
@@ -155,7 +156,7 @@ def tokenize(loaded: LoadedModel, prompts: Sequence[str]) -> list[list[int]]:
 
 def context_length(config: dict) -> int | None:
     """The longest input the model was built for; past it, positions are out of its range."""
-    text = config.get("text_config") or config
+    text = text_config(config)
     for key in ("n_positions", "max_position_embeddings", "n_ctx"):
         if isinstance(text.get(key), int) and text[key] > 0:
             return int(text[key])

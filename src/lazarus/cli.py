@@ -17,13 +17,18 @@ import re
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from lazarus import __version__
 from lazarus.collect import ModelSettings
 from lazarus.errors import LazarusError
-from lazarus.loading import DEMO_MODEL, DEVICES, DTYPES
+from lazarus.loading import DEMO_MODEL
+from lazarus.placement import DEVICES, DTYPES
 from lazarus.signals import Terminated, sigterm_raises
 from lazarus.text import escape, terminal_safe
+
+if TYPE_CHECKING:
+    from lazarus.api import Model
 
 DEFINITIONS = f"""\
 definitions:
@@ -63,6 +68,24 @@ statistics:
   separation in-sample: Cohen's d of the training prompts' projections on the direction
   ranking    top neurons are ranked by the separation lost when the neuron is left out of the
              direction (stored in the file as 'importance')
+"""
+
+
+NEURONS_EXAMPLES = f"""\
+examples:
+  lazarus introspect neurons -m {DEMO_MODEL} -l 0 -p "2+3=|45*45=|58*67=" -n 78,191
+  lazarus introspect neurons -m {DEMO_MODEL} -l 0,-1 -p @prompts.txt --labels @labels.txt -o out.csv
+  lazarus introspect neurons -m {DEMO_MODEL} -l 0 -p "2+3=|45*45=" \\
+      --from-direction difficulty.npz --top-k 6
+"""
+
+
+PROBE_EXAMPLES = f"""\
+examples:
+  lazarus introspect probe -m {DEMO_MODEL} --class-a "47*47=|67*83=|53*59=" --label-a hard \\
+      --class-b "20+30=|10*10=|11+11=" --label-b easy --save-direction difficulty.npz
+  lazarus introspect probe -m {DEMO_MODEL} --class-a @hard.txt --class-b @easy.txt -l 0-2 \\
+      -t "58*67=|2+2=" -o probe.json
 """
 
 
@@ -120,9 +143,12 @@ def _add_site_options(parser: argparse.ArgumentParser, probe: bool = False) -> N
                              + ("" if probe else ", or all (every token, shown as strips)"))
 
 
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
+def _add_model_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-m", "--model", required=True,
                         help=f"Hugging Face model ID, local folder, or {DEMO_MODEL}")
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=DEVICES, default="auto",
                         help="where to run (default auto: cuda, then mps, then cpu)")
     parser.add_argument("--dtype", choices=DTYPES, default="auto",
@@ -160,30 +186,51 @@ def build_parser() -> argparse.ArgumentParser:
         help="how individual neurons fire across prompts",
         description="Show how individual neurons fire across prompts: an activation map, an "
                     "ASCII heatmap, per-neuron statistics and, with --labels, per-label means.",
-        epilog=DEFINITIONS,
+        epilog=DEFINITIONS + "\n" + NEURONS_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_model_options(neurons)
+    _add_model_option(neurons)
     neurons.add_argument("-l", "--layer", required=True, action=_Once,
                          help="layer(s) to analyze: one (0-based; negative counts from the "
                               "end), a list and ranges (0,2,5-7), or all; several layers are "
                               "read in one pass")
-    _add_site_options(neurons)
     neurons.add_argument("-p", "--prompts", required=True,
                          help="prompts, pipe-separated ('2+2=|47*47=') or @file.txt "
                               "(one per line, blank lines skipped)")
     neurons.add_argument("-n", "--neurons", action=_Once,
                          help="neuron indices, comma-separated (e.g. 808,1190)")
     neurons.add_argument("--from-direction", metavar="FILE",
-                        help="take the top neurons of a direction .npz saved by "
-                             "'lazarus introspect probe --save-direction'")
+                         help="take the top neurons of a direction .npz saved by "
+                              "'lazarus introspect probe --save-direction'")
     neurons.add_argument("--top-k", type=int, default=None,
                          help="how many neurons to take from --from-direction (default: 10); "
-                              "without --neurons or --from-direction, the top-k neurons with the "
+                              "with --auto-discover, at most this many of the strongest "
+                              "survivors; without any of these, the top-k neurons with the "
                               "largest spread across the prompts are shown")
     neurons.add_argument("--labels", help="a label per prompt, pipe-separated, same order "
                                           "(or @file.txt)")
-    neurons.add_argument("-o", "--output", metavar="FILE", help="also save the results as JSON")
+    neurons.add_argument("--auto-discover", action="store_true",
+                         help="test every neuron of the layer against --labels (Cohen's d for "
+                              "two labels, eta-squared for more; permutation p corrected "
+                              "family-wise by the max-statistic over all neurons; bootstrap 95%% "
+                              "CI) and show the --top-k strongest that survive")
+    neurons.add_argument("--permutations", type=int, default=None, metavar="N",
+                         help="label shuffles for --auto-discover (default: 1000; the smallest "
+                              "possible p is 1/(N+1))")
+    _add_site_options(neurons)
+    neurons.add_argument("-o", "--output", metavar="FILE",
+                         help="also save every value: FILE.json (the spec's format), or "
+                              "FILE.csv (one row per layer x prompt x neuron)")
+    neurons.add_argument("--plot", metavar="FILE", help="also draw the heatmap (and, with "
+                         "--labels, per-label means with 95%% intervals) as .png or .svg "
+                         "(needs: pip install 'lazarus[plot]')")
+    neurons.add_argument("--max-rows", type=int, default=None, metavar="N",
+                         help=f"show at most N prompts in the map and heatmap, then one row "
+                              f"with the mean of the rest (default {MAX_ROWS}; 0: every row)")
+    neurons.add_argument("--color", action="store_true",
+                         help="colour the heatmap on a scale centred at 0, when standard "
+                              "output is a colour terminal")
+    _add_model_options(neurons)
     neurons.set_defaults(run=run_neurons)
 
     probe = commands.add_parser(
@@ -193,10 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "each layer, compare them with a shuffled-label baseline, and save the "
                     "separating direction of the best layer for 'introspect neurons "
                     "--from-direction'.",
-        epilog=PROBE_NOTES + "\n" + DEFINITIONS,
+        epilog=PROBE_NOTES + "\n" + DEFINITIONS + "\n" + PROBE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_model_options(probe)
+    _add_model_option(probe)
     probe.add_argument("--class-a", required=True,
                        help="class A prompts, pipe-separated or @file.txt (positive class)")
     probe.add_argument("--class-b", required=True,
@@ -206,7 +253,6 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("-l", "--layer", action=_Once,
                        help="probe only these layers (one, a list and ranges such as 0,2,5-7, "
                             "or all; default: every layer, and pick the best)")
-    _add_site_options(probe, probe=True)
     probe.add_argument("--method", choices=("logistic", "difference"), default="logistic",
                        help="how the direction is fitted (default: logistic)")
     probe.add_argument("--save-direction", metavar="FILE.npz",
@@ -225,6 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--force-save", action="store_true",
                        help="write --save-direction even when no layer beats chance")
     probe.add_argument("-o", "--output", metavar="FILE.json", help="also save the results as JSON")
+    probe.add_argument("--plot", metavar="FILE", help="also draw accuracy by layer over the "
+                       "shuffled baseline, as .png or .svg (needs: pip install 'lazarus[plot]')")
+    _add_site_options(probe, probe=True)
+    _add_model_options(probe)
     probe.set_defaults(run=run_probe)
 
     cache = groups.add_parser(
@@ -232,7 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Captured rows are cached per model (identified by its files on disk), "
                     "layer, site, token position, dtype, device type and prompt, so re-runs on "
                     "the same prompts load no model. Folder: $LAZARUS_CACHE_DIR, else "
-                    "$XDG_CACHE_HOME/lazarus, else ~/.cache/lazarus. Skip it with --no-cache.")
+                    "$XDG_CACHE_HOME/lazarus, else ~/.cache/lazarus. Skip it with --no-cache.",
+        epilog="examples:\n  lazarus cache info\n  LAZARUS_CACHE_DIR=/scratch/lazarus lazarus "
+               "cache info\n  lazarus cache clear\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     actions = cache.add_subparsers(dest="action", metavar="ACTION", required=True,
                                    parser_class=_Parser)
     actions.add_parser("info", help="show the cache folder and what it holds"
@@ -307,9 +360,10 @@ def _run(argv: Sequence[str] | None) -> int:
     return code
 
 
-def out(text: str) -> None:
-    """Print `text` (control characters escaped) and a newline on stdout, now."""
-    _write_stdout(terminal_safe(text) + "\n")
+def out(text: str, keep_color: bool = False) -> None:
+    """Print `text` (control characters escaped; with `keep_color`, except colour codes) and a
+    newline on stdout, now."""
+    _write_stdout(terminal_safe(text, keep_color) + "\n")
 
 
 def _write_stdout(text: str) -> None:
@@ -377,13 +431,6 @@ def note(message: str) -> None:
     _stderr(f"lazarus: {message}")
 
 
-def _same_model(recorded: str, given: str) -> bool:
-    """Equal IDs, or two spellings of the same local folder."""
-    if recorded == given:
-        return True
-    return os.path.isdir(given) and os.path.realpath(recorded) == os.path.realpath(given)
-
-
 # What a Hugging Face model folder's loader may read; other files there (a results.json from a
 # previous run, say) are not inputs.
 MODEL_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
@@ -413,33 +460,77 @@ def _inputs_of(args: argparse.Namespace, *names: str) -> list[tuple[str, str]]:
 
 
 class ProgressBar:
-    """A one-line progress bar on stderr, drawn only when stderr is a terminal."""
+    """A one-line progress bar on stderr, drawn only when stderr is a terminal: prompts done of
+    the prompts given, and what is going on (loading, how many came from the cache)."""
 
     def __init__(self, what: str) -> None:
         self.what = what
         self.enabled = sys.stderr.isatty()
         self.started = time.monotonic()
+        self.finished = False
 
-    def __call__(self, done: int, total: int) -> None:
-        if not self.enabled:
+    def __call__(self, done: int, total: int, detail: str = "") -> None:
+        if not self.enabled or self.finished:
             return
         filled = int(30 * done / max(total, 1))
         elapsed = time.monotonic() - self.started
-        sys.stderr.write(f"\r{self.what} [{'#' * filled}{'.' * (30 - filled)}] "
-                         f"{done}/{total} {elapsed:.1f}s")
-        if done >= total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+        extra = f" ({detail})" if detail else ""
+        with contextlib.suppress(OSError):
+            sys.stderr.write(f"\r\x1b[K{self.what} [{'#' * filled}{'.' * (30 - filled)}] "
+                             f"{done}/{total} {elapsed:.1f}s{escape(extra)}")
+            if done >= total:
+                sys.stderr.write("\n")
+                self.finished = True
+            sys.stderr.flush()
+
+
+MAX_ROWS = 50  # default row limit of the map and heatmap, beyond which a summary row stands in
+
+
+def _max_rows(value: int | None, prompts: int) -> int | None:
+    if value is not None and value < 0:
+        raise LazarusError(f"--max-rows must be 0 (no limit) or more (got {value})")
+    return MAX_ROWS if value is None else value or None
+
+
+def _color(args: argparse.Namespace) -> bool:
+    """--color: only on a terminal that shows colour."""
+    if not args.color:
+        return False
+    if not sys.stdout.isatty() or os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        note("--color: standard output is not a colour terminal, so the heatmap is plain")
+        return False
+    return True
+
+
+def _model(args: argparse.Namespace) -> Model:
+    """A handle for this run: only the blocks the run needs are loaded."""
+    from lazarus.api import Model
+
+    return Model(args.model, device=args.device, dtype=args.dtype,
+                 trust_remote_code=args.trust_remote_code, device_map=args.device_map,
+                 use_cache=not args.no_cache, whole=False, notify=note, warn=warn)
+
+
+def _write_output(path: str | None, document: dict, table: str | None = None) -> None:
+    """`-o`: JSON, or the tidy CSV table when the name ends in .csv."""
+    from lazarus.files import write_text_atomically
+
+    if path is None:
+        return
+    if path.lower().endswith(".csv"):
+        if table is None:
+            raise LazarusError(f"{path}: this command writes JSON only (use a .json name)")
+        write_text_atomically(path, table)
+    else:
+        write_text_atomically(path, json.dumps(document, indent=2) + "\n")
 
 
 def run_neurons(args: argparse.Namespace) -> int:
     from lazarus import inputs
-    from lazarus.directions import load_direction
-    from lazarus.files import check_outputs_apart, check_writable, write_text_atomically
-    from lazarus.loading import read_model_info
-    from lazarus.neurons import analyse_neurons
-    from lazarus.positions import parse_position, same_token
-    from lazarus.render_layers import render_result, result_json
+    from lazarus.files import check_outputs_apart, check_writable
+    from lazarus.plot import check_plot_path, plot_neurons
+    from lazarus.render_layers import render_result
 
     # Cheap checks first: nothing heavy has happened yet.
     if args.neurons is not None and args.from_direction is not None:
@@ -452,131 +543,94 @@ def run_neurons(args: argparse.Namespace) -> int:
     if args.top_k is not None and neurons is not None:
         warn("--top-k is ignored with --neurons (it applies to --from-direction, or to the "
              "default choice of neurons)")
-    top_k = 10 if args.top_k is None else args.top_k
+    max_rows = _max_rows(args.max_rows, len(prompts))
+    if args.permutations is not None and not args.auto_discover:
+        warn("--permutations is ignored without --auto-discover")
+    if args.auto_discover and labels is None:
+        raise LazarusError("--auto-discover needs --labels (a label per prompt) to test "
+                           "neurons against")
+    if args.auto_discover and (neurons is not None or args.from_direction is not None):
+        raise LazarusError("--auto-discover chooses the neurons itself: leave out "
+                           f"{'--neurons' if neurons is not None else '--from-direction'}")
     if args.output is not None:
         check_writable(args.output)
-    check_outputs_apart({"--output": args.output},
+    if args.plot is not None:
+        check_plot_path(args.plot)
+    check_outputs_apart({"--output": args.output, "--plot": args.plot},
                         _inputs_of(args, "prompts", "labels", "from_direction"))
-    direction = None if args.from_direction is None else load_direction(args.from_direction)
+    direction = None
+    if args.from_direction is not None:
+        from lazarus.directions import load_direction
 
-    position = parse_position(args.position)
-    info = read_model_info(args.model)
-    layers = inputs.parse_layers(args.layer, info.layer_count)
-    if direction is not None:
-        made_site = direction.site or "resid_post"
-        if made_site != args.site:  # other neurons, even where the widths agree
-            raise LazarusError(f"{args.from_direction} was made at site {made_site}, not "
-                               f"{args.site} (add --site {made_site})")
-        if direction.layer is not None and layers != (direction.layer,):
-            warn(f"{args.from_direction} was made at layer {direction.layer}, "
-                 f"you are analysing layer {', '.join(map(str, layers))}")
-        if direction.model_id and not _same_model(direction.model_id, args.model):
-            warn(f"{args.from_direction} was made for {direction.model_id}, "
-                 f"you are analysing {args.model}")
-        made_position = parse_position(direction.position or "last")
-        if same_token(made_position) != same_token(position):
-            warn(f"{args.from_direction} was made at position {made_position}, you are reading "
-                 f"position {position} (add --position {made_position} to match)")
-
-    result = analyse_neurons(
-        info, prompts, layers, site=args.site, position=position, neurons=neurons,
-        direction=direction, direction_name=args.from_direction or "", top_k=top_k,
-        labels=labels, settings=_settings(args), progress=ProgressBar("capturing"), notify=note)
-    report = render_result(result)
-    if args.output is not None:  # before the report, so that a closed pipe cannot lose it
-        collected = result.collected
-        extra = {
-            "lazarus_version": __version__,
-            "site": args.site,
-            "position": position,
-            "layer_count": info.layer_count,
-            "hidden_size": info.hidden_size,
-            "dtype": collected.dtype,
-            "device": collected.device,
-            "neuron_selection": result.selection or "--neurons",
-        }
-        document = result_json(result, extra)
-        write_text_atomically(args.output, json.dumps(document, indent=2) + "\n")
-    out(report)
-    if args.output is not None:
-        note(f"saved {args.output}")
+        direction = load_direction(args.from_direction)
+    model = _model(args)
+    result = model.neurons(
+        prompts, model.layers(args.layer), site=args.site, position=args.position,
+        neurons=neurons, direction=direction,
+        top_k=10 if args.top_k is None else args.top_k, labels=labels,
+        progress=ProgressBar("capturing"), auto_discover=args.auto_discover,
+        **({} if args.permutations is None else {"permutations": args.permutations}))
+    color = _color(args)
+    report = render_result(result, max_rows=max_rows, color=color)
+    # Files before the report, so that a closed pipe cannot lose them.
+    _write_output(args.output, result.to_json(), result.to_csv())
+    if args.plot is not None:
+        plot_neurons(result, args.plot)
+    out(report, keep_color=color)
+    for path in (args.output, args.plot):
+        if path is not None:
+            note(f"saved {path}")
     return 0
 
 
 def run_probe(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from lazarus import inputs, probe
-    from lazarus.capture import CaptureRequest
-    from lazarus.collect import collect
-    from lazarus.directions import save_direction
-    from lazarus.files import check_outputs_apart, check_writable, write_text_atomically
-    from lazarus.loading import read_model_info
-    from lazarus.positions import parse_position
-    from lazarus.render_probe import probe_json, render_probe_report
+    from lazarus import inputs
+    from lazarus.files import check_outputs_apart, check_writable
+    from lazarus.plot import check_plot_path, plot_probe
+    from lazarus.probe import check_settings, check_test_labels
+    from lazarus.probing import check_inputs
+    from lazarus.render_probe import render_probe_report
 
     class_a = inputs.parse_prompts(args.class_a, "class-a")
     class_b = inputs.parse_prompts(args.class_b, "class-b")
-    for option, label in (("--label-a", args.label_a), ("--label-b", args.label_b)):
-        if not label.strip():
-            raise LazarusError(f"{option} is empty (give the class a name)")
-    probe.check_classes(len(class_a), len(class_b), args.label_a, args.label_b)
-    if args.label_a == args.label_b:
-        raise LazarusError(f"both classes are labelled {args.label_a!r} "
-                           "(give --label-a and --label-b different names)")
-    shared = sorted(set(class_a) & set(class_b))
-    if shared:
-        warn(f"{len(shared)} prompt(s) are in both classes, e.g. {shared[0]!r}; "
-             "no probe can tell those apart")
+    check_inputs(len(class_a), len(class_b), args.label_a, args.label_b, args.method)
     tests = [] if args.test is None else inputs.parse_prompts(args.test, "test")
     test_labels = None
     if args.test_labels is not None:
         if not tests:
             raise LazarusError("--test-labels needs --test (the prompts they label)")
         test_labels = inputs.parse_labels(args.test_labels, len(tests), "test-labels")
-        probe.check_test_labels(test_labels, args.label_a, args.label_b)
-    permutations = probe.PERMUTATIONS if args.permutations is None else args.permutations
-    alpha = probe.ALPHA if args.alpha is None else args.alpha
-    probe.check_settings(args.method, permutations, alpha)
-    outputs = [path for path in (args.save_direction, args.output) if path is not None]
-    for path in outputs:
-        check_writable(path)
-    check_outputs_apart({"--save-direction": args.save_direction, "--output": args.output},
+        check_test_labels(test_labels, args.label_a, args.label_b)
+    settings = {key: value for key, value in (("permutations", args.permutations),
+                                              ("alpha", args.alpha)) if value is not None}
+    check_settings(args.method, **settings)
+    for path in (args.save_direction, args.output):
+        if path is not None:
+            check_writable(path)
+    if args.plot is not None:
+        check_plot_path(args.plot)
+    check_outputs_apart({"--save-direction": args.save_direction, "--output": args.output,
+                         "--plot": args.plot},
                         _inputs_of(args, "class_a", "class_b", "test", "test_labels"))
-
-    position = parse_position(args.position, allow_all=False)
-    info = read_model_info(args.model)
-    if args.layer is None:
-        layers = tuple(range(info.layer_count))
-    else:
-        layers = inputs.parse_layers(args.layer, info.layer_count)
-    prompts = class_a + class_b + tests  # one pass for everything
-    collected = collect(info, prompts, CaptureRequest(layers, args.site, position),
-                        _settings(args), progress=ProgressBar("capturing"), notify=note)
-    if any(np.isnan(rows).any() for rows in collected.rows.values()):
-        raise LazarusError(f"the {args.site} values of this MoE model exist only for the experts "
-                           "each token was routed to, so a probe cannot use them (probe "
-                           "--site router, resid_post or mlp_out)")
-    trained = len(class_a) + len(class_b)
-    report = probe.probe_layers(
-        {layer: rows[:trained] for layer, rows in collected.rows.items()}, len(class_a),
-        method=args.method, label_a=args.label_a, label_b=args.label_b,
-        permutations=permutations, alpha=alpha)
-    test = probe.score_test(report.fit, collected.rows[report.top_layer][trained:], test_labels)
+    if args.output is not None and args.output.lower().endswith(".csv"):
+        raise LazarusError(f"--output {args.output}: probe writes JSON only (use a .json name)")
+    model = _model(args)
+    result = model.probe(class_a, class_b, label_a=args.label_a, label_b=args.label_b,
+                         layers=None if args.layer is None else model.layers(args.layer),
+                         site=args.site, position=args.position, method=args.method,
+                         test=tests, test_labels=test_labels, progress=ProgressBar("capturing"),
+                         **settings)
+    report = result.report
     save = args.save_direction is not None and (report.significant or args.force_save)
     # Files first, so that a closed pipe on stdout cannot lose them.
     if save:
-        save_direction(args.save_direction, probe.to_direction(
-            report, args.model, args.site, str(position), force=args.force_save))
-    if args.output is not None:
-        document = probe_json(report, model_id=args.model, prompts=class_a + class_b,
-                              test_prompts=tests, test=test)
-        document.update(lazarus_version=__version__, dtype=collected.dtype,
-                        device=collected.device, site=args.site, position=position)
-        write_text_atomically(args.output, json.dumps(document, indent=2) + "\n")
-    text = render_probe_report(report, test_prompts=tests, test=test).rstrip("\n")
-    if (args.site, position) != ("resid_post", "last"):
-        text = f"(site: {args.site}, position: {position})\n{text}"
+        result.save_direction(args.save_direction, force=args.force_save)
+    _write_output(args.output, result.to_json())
+    if args.plot is not None:
+        plot_probe(report, args.plot)
+    text = render_probe_report(report, test_prompts=tests, test=result.test).rstrip("\n")
+    if (result.site, result.position) != ("resid_post", "last"):
+        text = f"(site: {result.site}, position: {result.position})\n{text}"
     out(text)
     if report.hopeless:
         warn(f"with {report.count_a} and {report.count_b} prompts and {report.permutations} "
@@ -588,8 +642,9 @@ def run_probe(args: argparse.Namespace) -> int:
     elif args.save_direction is not None:
         note(f"no layer beats chance (p = {report.p_value:.2g} >= {report.alpha:g}), so "
              f"{args.save_direction} was not written (add --force-save to write it anyway)")
-    if args.output is not None:
-        note(f"saved {args.output}")
+    for path in (args.output, args.plot):
+        if path is not None:
+            note(f"saved {path}")
     return 0 if report.significant else EXIT_NOTHING_FOUND
 
 

@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # numpy, torch and the cache are imported only when `collect` runs
     import numpy as np
 
-    from lazarus.cache import ActivationCache, Target
-    from lazarus.capture import CaptureRequest, Progress
-    from lazarus.loading import ModelInfo
+    from lazarus.cache import ActivationCache
+    from lazarus.capture import CaptureRequest
+    from lazarus.loading import LoadedModel, ModelInfo
+    from lazarus.placement import Target
 
 Notify = Callable[[str], None]  # a note for the user (the CLI shows it on stderr)
+Progress = Callable[[int, int, str], None]  # (prompts given done, prompts given, what goes on)
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class Collected:
     dtype: str
     widths: dict[int, int]  # the site's full width per layer (rows may hold only some columns)
     prompts_from_cache: int = 0  # how many of the prompts (counting repeats) were all cached
+    computed: int = 0  # distinct prompts run through the model
 
 
 def collect(
@@ -50,13 +53,23 @@ def collect(
     settings: ModelSettings = ModelSettings(),
     progress: Progress | None = None,
     notify: Notify | None = None,
+    loader: Callable[[int], LoadedModel] | None = None,
 ) -> Collected:
-    """Rows {layer: [prompts, width]} at the request's site, from the cache where possible."""
+    """Rows {layer: [prompts, width]} at the request's site, from the cache where possible.
+
+    `progress(done, total, detail)` counts the prompts given (a cached or repeated prompt is
+    done at once) and says what is going on. `loader(deepest_layer)` gives the loaded model
+    (a `Model` handle's, kept between calls); by default the model is loaded for this call.
+    """
+    from collections import Counter
+
     import numpy as np
 
-    from lazarus.cache import Target, predict_target
+    from lazarus.placement import Target, resolve
 
     say = notify or (lambda _message: None)
+    tell = progress or (lambda _done, _total, _detail="": None)
+    tell(0, len(prompts), "reading the activation cache" if settings.use_cache else "")
     if not request.layers:
         raise ValueError("collect needs at least one layer")
     distinct = list(dict.fromkeys(prompts))
@@ -66,40 +79,47 @@ def collect(
         if not store.enabled:
             say(f"no activation cache for {info.model_id}: its files cannot be identified")
             store = None
-    asked = f"{settings.device}|{settings.dtype}|{settings.device_map}"
-    target = guess = predict_target(info, settings.device, settings.dtype, settings.device_map)
-    if store is not None:
-        target = store.recall_target(asked, guess)
+    target = resolve(info.config, settings.device, settings.dtype, settings.device_map)
     found = _read(store, target, info, request, distinct, settings)
     missing = _missing(distinct, found)
     widths: dict[int, int] = {}
 
     if missing:
         from lazarus.capture import capture
-        from lazarus.loading import load_model
 
-        loaded = load_model(info, settings.device, settings.dtype, settings.trust_remote_code,
-                            up_to_layer=max(request.layers), device_map=settings.device_map,
-                            notify=say)
+        tell(0, len(prompts), f"loading {info.model_id}: importing torch, reading weights")
+        loaded = (loader or _loader(info, settings, say))(max(request.layers))
         actual = Target(device=loaded.device, dtype=loaded.dtype)
         if store is not None:
             # Identify the files as loaded (a Hub model may only now have all its files), and
-            # use the rows of the device and dtype the model really runs with.
+            # use the rows of the device and dtype the model really runs with (accelerate's
+            # device map may have put the embeddings elsewhere).
             loaded_store = _open_cache(info, request, settings)
-            if actual != target:
-                loaded_store.remember_target(asked, guess, actual)
             if actual != target or loaded_store.folder != store.folder:
                 store = loaded_store if loaded_store.enabled else None
                 found = _read(store, actual, info, request, distinct, settings)
                 missing = _missing(distinct, found)
         target = actual
-        computed = capture(loaded, missing, request, progress=progress,
-                           on_rows=_writer(store, target, missing, say), notify=say,
+        times = Counter(prompts)  # a computed prompt stands for each of its repeats
+        done = [len(prompts) - sum(times[p] for p in missing)]  # the cached ones
+        detail = _skipped_detail(prompts, missing, store is not None)
+        write = _writer(store, target, missing, say)
+        tell(done[0], len(prompts), detail)
+
+        def batch_done(indices: list[int], rows: dict[int, Any]) -> None:
+            if write is not None:
+                write(indices, rows)
+            done[0] += sum(times[missing[i]] for i in indices)
+            tell(done[0], len(prompts), detail)
+
+        computed = capture(loaded, missing, request, on_rows=batch_done, notify=say,
                            widths=widths)
         for layer, values in computed.items():
             found[layer].update(zip(missing, values, strict=True))
     computed_prompts = set(missing)
     cached_prompts = sum(p not in computed_prompts for p in prompts)
+    if not missing:
+        tell(len(prompts), len(prompts), _skipped_detail(prompts, missing, store is not None))
     if store is not None and cached_prompts:
         say(f"{cached_prompts} of {len(prompts)} prompts from the activation cache "
             f"({store.root})")
@@ -110,7 +130,30 @@ def collect(
     if request.columns is None:  # full-width rows, cached or computed
         widths = {layer: found[layer][prompts[0]].shape[-1] for layer in request.layers}
     return Collected(rows=rows, device=target.device, dtype=target.dtype, widths=widths,
-                     prompts_from_cache=cached_prompts if store is not None else 0)
+                     prompts_from_cache=cached_prompts if store is not None else 0,
+                     computed=len(missing))
+
+
+def _loader(info: ModelInfo, settings: ModelSettings,
+            say: Notify) -> Callable[[int], LoadedModel]:
+    """Load for one call: only the blocks up to the deepest asked-for layer."""
+    from lazarus.loading import load_model
+
+    def load(deepest: int) -> LoadedModel:
+        return load_model(info, settings.device, settings.dtype, settings.trust_remote_code,
+                          up_to_layer=deepest, device_map=settings.device_map, notify=say)
+
+    return load
+
+
+def _skipped_detail(prompts: Sequence[str], missing: Sequence[str], cached: bool) -> str:
+    """What the progress line says about prompts that need no computing."""
+    distinct = len(set(prompts))
+    repeats = len(prompts) - distinct
+    from_cache = distinct - len(missing) if cached else 0
+    parts = ([f"{from_cache} from the cache"] if from_cache else []) + (
+        [f"{repeats} repeated"] if repeats else [])
+    return ", ".join(parts)
 
 
 def _open_cache(info: ModelInfo, request: CaptureRequest,

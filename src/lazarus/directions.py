@@ -11,6 +11,7 @@ only the keys above are read, each within a size cap checked before it is inflat
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +50,7 @@ class Direction:
     metrics: dict[str, float] = field(default_factory=dict)  # accuracy, separation, ...
     site: str | None = None  # where it was read (`sites.SITES`); None: resid_post
     position: str | None = None  # which token (`positions`); None: last
+    source: str | None = None  # the file it was read from (not saved), for messages
 
     @property
     def hidden_size(self) -> int:
@@ -152,6 +154,7 @@ def load_direction(path: str) -> Direction:
     layer = number("layer", whole=True)
     metrics = {key: number(key, whole=False) for key in _NUMBER_KEYS if key in arrays}
     return Direction(
+        source=path,
         direction=vector,
         layer=None if layer is None else int(layer),
         label_positive=text("label_positive"),
@@ -178,3 +181,33 @@ def _real_vector(path: str, arrays: dict[str, np.ndarray], key: str) -> np.ndarr
         raise LazarusError(f"{path}: '{key}' holds NaN, infinite or float32-overflowing values "
                            "(re-run the probe that made it)")
     return vector
+
+
+def check_direction_made(direction: Direction, name: str, model_id: str, layers: Sequence[int],
+                         site: str, position: str | int, warn: Callable[[str], None]) -> None:
+    """A direction read elsewhere names other neurons: refuse another site, warn of the rest."""
+    from lazarus.positions import parse_position, same_token
+
+    made_site = direction.site or "resid_post"
+    if made_site != site:  # other neurons, even where the widths agree
+        raise LazarusError(f"{name} was made at site {made_site}, not {site} "
+                           f"(add --site {made_site})")
+    if direction.layer is not None and tuple(layers) != (direction.layer,):
+        warn(f"{name} was made at layer {direction.layer}, "
+                   f"you are analysing layer {', '.join(map(str, layers))}")
+    if direction.model_id and not same_model(direction.model_id, model_id):
+        warn(f"{name} was made for {direction.model_id}, you are analysing "
+                   f"{model_id}")
+    made_position = parse_position(direction.position or "last")
+    if same_token(made_position) != same_token(position):
+        warn(f"{name} was made at position {made_position}, you are reading position "
+                   f"{position} (add --position {made_position} to match)")
+
+
+def same_model(recorded: str, given: str) -> bool:
+    """Equal IDs, or two spellings of the same local folder."""
+    import os
+
+    if recorded == given:
+        return True
+    return os.path.isdir(given) and os.path.realpath(recorded) == os.path.realpath(given)

@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from lazarus.checkpoint import check_safetensors, refuse_chance
+from lazarus.configs import text_config
 from lazarus.errors import LazarusError
+from lazarus.placement import resolve
 from lazarus.prefetch import prefetch_blocks
 from lazarus.sites import first_blocks_only
 
 DEMO_MODEL = "lazarus:demo"
-DEVICES = ("auto", "cpu", "cuda", "mps")
-DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ def read_model_info(model_id: str) -> ModelInfo:
         raise LazarusError(f"{model_id} is an encoder-decoder model "
                            f"({config.get('model_type', 'unknown')}); lazarus reads decoder-only "
                            "language models, whose blocks see the prompt alone")
-    text = config.get("text_config") or config
+    text = text_config(config)
     layer_count = _first_int(text, *_LAYER_COUNT_KEYS)
     hidden_size = _first_int(text, "hidden_size", "n_embd", "d_model", "emb_dim")
     if layer_count is None or hidden_size is None:
@@ -164,22 +164,16 @@ def _first_int(config: dict[str, Any], *keys: str) -> int | None:
     return None
 
 
-def pick_device(requested: str) -> str:
+def check_device(device: str, asked: str) -> None:
+    """Stop with a clear message when torch cannot use the device `placement.resolve` chose."""
     import torch
 
-    if requested == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        if torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise LazarusError("--device cuda was asked for but no CUDA GPU is visible "
-                           "(use --device cpu or auto)")
-    if requested == "mps" and not torch.backends.mps.is_available():
-        raise LazarusError("--device mps was asked for but MPS is not available "
-                           "(use --device cpu or auto)")
-    return requested
+    usable = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
+    if device in usable and not usable[device]():
+        why = ("was asked for" if asked == device else
+               "was chosen by --device auto (a GPU driver is visible)")
+        raise LazarusError(f"--device {device} {why} but this torch cannot use it "
+                           "(use --device cpu, or install a torch build for this GPU)")
 
 
 def load_model(
@@ -208,17 +202,13 @@ def load_model(
     # transformers' own bars and notices would bury lazarus's; errors still surface as such.
     logging.disable_progress_bar()
     logging.set_verbosity_error()
-    if device_map is not None:
-        if importlib.util.find_spec("accelerate") is None:
-            raise LazarusError("--device-map auto needs the accelerate package "
-                               "(pip install 'lazarus[big]' or pip install accelerate)")
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    else:
-        device = pick_device(device)
-    if dtype == "auto":
-        torch_dtype: Any = torch.float32 if device == "cpu" else "auto"
-    else:
-        torch_dtype = getattr(torch, dtype)
+    if device_map is not None and importlib.util.find_spec("accelerate") is None:
+        raise LazarusError("--device-map auto needs the accelerate package "
+                           "(pip install 'lazarus[big]' or pip install accelerate)")
+    target = resolve(info.config, device, dtype, device_map)
+    check_device(target.device, device)
+    device = target.device
+    torch_dtype = getattr(torch, target.dtype)
     placement = {"device_map": device_map} if device_map is not None else {}
 
     def from_pretrained(loader: Any, **kwargs: Any) -> Any:
@@ -306,7 +296,7 @@ _LAYER_COUNT_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers", "
 
 def partial_load_obstacle(info: ModelInfo, trust_remote_code: bool = False) -> str | None:
     """Why only the whole model can be loaded, or None when its first blocks can be loaded alone."""
-    if "text_config" in info.config:
+    if text_config(info.config) is not info.config:
         return "partial loading covers text-only checkpoints, this one has sub-models"
     if trust_remote_code and "auto_map" in info.config:
         return "the model's own code decides what its layers are"

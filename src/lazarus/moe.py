@@ -22,6 +22,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any
 
+from lazarus.configs import text_config
 from lazarus.errors import LazarusError
 
 # Names of the router module next to the experts, per family: gpt-oss, Mixtral / Qwen3-MoE / most.
@@ -241,7 +242,7 @@ def site(parts: MoeParts, name: str) -> Any:
 def moe_shape(config: dict) -> tuple[int, int] | None:
     """(experts, units per expert) that a config.json describes, or None for a dense model;
     read without torch (the cache and the reports need it before any model loads)."""
-    text = config.get("text_config") or config
+    text = text_config(config)
     experts = next((text[key] for key in ("num_local_experts", "num_experts", "n_routed_experts")
                     if isinstance(text.get(key), int) and text[key] > 0), None)
     units = text.get("moe_intermediate_size") or text.get("intermediate_size")

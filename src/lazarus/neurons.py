@@ -3,29 +3,37 @@ position: the analysis behind `lazarus introspect neurons`, as plain results (ne
 
 One capture pass (`collect`) reads every asked-for layer. The neurons are the same ids at every
 layer, so that one neuron can be followed across layers: the ones given, the top-k of a
-direction file, or else the k with the largest spread (population std) across the prompts,
-averaged over the layers. With `position="all"` every real token of every prompt is a sample:
-statistics and label means are over tokens, and each prompt's per-token values are kept.
+direction file, the strongest survivors of `--auto-discover` (see `discover`), or else the k
+with the largest spread (population std) across the prompts, averaged over the layers. Each
+layer read at full width also names its "massive activation" dimensions
+(`analysis.massive_dimensions`), which would otherwise top a ranking by spread silently.
+With `position="all"` every real token of every prompt is a sample: statistics and label means
+are over tokens, and each prompt's per-token values are kept.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lazarus import analysis
+from lazarus import analysis, discover
 from lazarus.activations import ActivationMatrix
-from lazarus.analysis import LabelSummary, NeuronStats
-from lazarus.capture import CaptureRequest, Progress
-from lazarus.collect import Collected, ModelSettings, collect
+from lazarus.analysis import LabelSummary, Massive, NeuronStats
+from lazarus.capture import CaptureRequest
+from lazarus.collect import Collected, Progress, collect
 from lazarus.directions import Direction
+from lazarus.discover import Discovery
 from lazarus.errors import LazarusError
 from lazarus.loading import ModelInfo, token_texts
 from lazarus.moe import moe_shape
 from lazarus.positions import Position
 from lazarus.sites import RESIDUAL_WIDTH, neuron_out_of_range
+
+if TYPE_CHECKING:
+    from lazarus.api import Model
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,8 @@ class LayerResult:
     per_token: tuple[np.ndarray, ...] | None = None  # "all": [tokens, neurons] per prompt
     width: int = 0  # neurons the site has at this layer
     experts: int | None = None  # MoE mlp_post: neuron n is unit n % (width / E) of expert n // ..
+    massive: tuple[Massive, ...] | None = None  # None: the layer was not read at full width
+    discovery: Discovery | None = None  # --auto-discover: the test of every neuron of the layer
 
 
 @dataclass(frozen=True)
@@ -54,32 +64,104 @@ class NeuronsResult:
     weights: dict[int, float] | None = None  # the direction's weights of the neurons
     direction_labels: tuple[str | None, str | None] | None = None
     collected: Collected | None = None
+    model_id: str = ""
+    layer_count: int = 0
+    hidden_size: int = 0
 
     @property
     def layer_ids(self) -> list[int]:
         return [result.matrix.layer for result in self.layers]
 
+    def to_json(self) -> dict:
+        """The document `lazarus introspect neurons -o FILE.json` writes, provenance included."""
+        from lazarus import __version__
+        from lazarus.render_layers import result_json
+
+        collected = self.collected
+        return result_json(self, {
+            "lazarus_version": __version__,
+            "site": self.site,
+            "position": self.position,
+            "layer_count": self.layer_count,
+            "hidden_size": self.hidden_size,
+            "dtype": None if collected is None else collected.dtype,
+            "device": None if collected is None else collected.device,
+            "neuron_selection": self.selection or "--neurons",
+        })
+
+    def to_numpy(self, layer: int | None = None) -> np.ndarray:
+        """Values of the chosen neurons: [samples, neurons] at `layer`, else [layers, samples,
+        neurons]; a sample is a prompt, or a token of a prompt for position "all"."""
+        if layer is None:
+            return np.stack([result.matrix.values for result in self.layers])
+        for result in self.layers:
+            if result.matrix.layer == layer:
+                return result.matrix.values
+        raise KeyError(f"layer {layer} is not in this result (it has {self.layer_ids})")
+
+    def plot(self, path: str) -> None:
+        """The heatmap (and per-label means) as .png or .svg; needs matplotlib."""
+        from lazarus.plot import plot_neurons
+
+        plot_neurons(self, path)
+
+    def to_csv(self) -> str:
+        """The tidy table as CSV text (what `-o FILE.csv` writes)."""
+        from lazarus.tables import csv_text, neurons_table
+
+        return csv_text(*neurons_table(self))
+
+    def to_pandas(self):  # -> pandas.DataFrame
+        """The tidy table as a DataFrame; needs pandas."""
+        from lazarus.tables import dataframe, neurons_table
+
+        header, rows = neurons_table(self)
+        return dataframe({name: [row[k] for row in rows] for k, name in enumerate(header)})
+
 
 def analyse_neurons(
-    info: ModelInfo,
+    model: Model,
     prompts: Sequence[str],
     layers: Sequence[int],
     *,
     site: str = "resid_post",
     position: Position = "last",
     neurons: Sequence[int] | None = None,
-    direction: Direction | None = None,
-    direction_name: str = "the direction",
+    direction: Direction | str | None = None,
     top_k: int = 10,
     labels: Sequence[str] | None = None,
-    settings: ModelSettings | None = None,
     progress: Progress | None = None,
-    notify: Callable[[str], None] | None = None,
+    auto_discover: bool = False,
+    permutations: int = discover.PERMUTATIONS,
 ) -> NeuronsResult:
     """Capture `layers` at `site` and `position` for `prompts` in one pass, choose the neurons,
-    and compute their statistics per layer."""
-    if neurons is not None and site in RESIDUAL_WIDTH:
-        check_neurons(neurons, info.hidden_size, site, layers[0])
+    and compute their statistics per layer. `auto_discover` tests every neuron of the (one)
+    layer against `labels` and shows the strongest survivors (`permutations` shuffles)."""
+    from lazarus.directions import check_direction_made, load_direction
+    from lazarus.positions import parse_position
+
+    info = model.info
+    position = parse_position(str(position))
+    if neurons is not None and direction is not None:
+        raise LazarusError("--neurons and --from-direction were both given (choose one)")
+    if top_k < 1:
+        raise LazarusError(f"--top-k must be at least 1 (got {top_k})")
+    if labels is not None and len(labels) != len(prompts):
+        raise LazarusError(f"got {len(labels)} labels for {len(prompts)} prompts "
+                           "(give one label per prompt, in the same order)")
+    if auto_discover:
+        discover.check_request(labels, neurons, direction is not None, layers, position,
+                               permutations)
+    if isinstance(direction, str):
+        direction = load_direction(direction)
+    direction_name = (direction.source if direction is not None else None) or "the direction"
+    if direction is not None:
+        check_direction_made(direction, direction_name, model.model_id, layers, site, position,
+                             model.warn)
+    if neurons is not None:
+        neurons = [int(n) for n in neurons]
+        if site in RESIDUAL_WIDTH:
+            check_neurons(neurons, info.hidden_size, site, layers[0])
     if direction is not None and site in RESIDUAL_WIDTH:
         check_direction_width(direction, info.hidden_size, direction_name, site)
     every = position == "all"
@@ -89,8 +171,8 @@ def analyse_neurons(
     columns = tuple(known) if every and known is not None else None
     request = CaptureRequest(layers=tuple(layers), site=site, position=position,
                              columns=columns)
-    collected = collect(info, prompts, request, settings or ModelSettings(), progress=progress,
-                        notify=notify)
+    collected = collect(info, prompts, request, model.settings, progress=progress,
+                        notify=model.notify, loader=model.weights)
     per_prompt = collected.rows  # {layer: [prompts, width]} or {layer: [[tokens, width], ...]}
     samples = {layer: np.concatenate(rows) if every else rows  # [samples, width]
                for layer, rows in per_prompt.items()}
@@ -101,7 +183,12 @@ def analyse_neurons(
         if direction is not None:
             check_direction_width(direction, width, direction_name, site)
 
-    if direction is not None:
+    found = None
+    if auto_discover:
+        found = discover.discover(samples[layers[0]], labels, top_k=top_k,
+                                  permutations=permutations)
+        chosen, selection = [f.neuron for f in found.shown], found.describe()
+    elif direction is not None:
         chosen = known
         selection = f"top {len(chosen)} of {direction_name} by {direction.ranking_name()}"
     elif neurons is not None:
@@ -127,10 +214,12 @@ def analyse_neurons(
             matrix=matrix, stats=analysis.neuron_stats(matrix),
             label_summaries=analysis.label_correlation(matrix) if labels else None,
             per_token=per_token, width=widths[layer],
-            experts=moe_experts(info, site, widths[layer])))
+            experts=moe_experts(info, site, widths[layer]),
+            massive=None if columns is not None else analysis.massive_dimensions(samples[layer]),
+            discovery=found))
     tokens = None
     if every:
-        texts = token_texts(info, list(prompts), (settings or ModelSettings()).trust_remote_code)
+        texts = token_texts(info, list(prompts), model.settings.trust_remote_code)
         tokens = tuple(tuple(row) for row in texts)
     return NeuronsResult(
         layers=tuple(results), neurons=tuple(chosen), prompts=tuple(prompts),
@@ -139,7 +228,8 @@ def analyse_neurons(
         weights=direction.weights_of(chosen) if direction is not None else None,
         direction_labels=((direction.label_positive, direction.label_negative)
                           if direction is not None else None),
-        collected=collected)
+        collected=collected, model_id=info.model_id, layer_count=info.layer_count,
+        hidden_size=info.hidden_size)
 
 
 def _most_variable(samples: dict[int, np.ndarray], k: int, every: bool) -> tuple[list[int], str]:

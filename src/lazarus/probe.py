@@ -163,7 +163,8 @@ def check_classes(count_a: int, count_b: int, label_a: str = "A", label_b: str =
             )
 
 
-def check_settings(method: str, permutations: int, alpha: float) -> None:
+def check_settings(method: str, permutations: int = PERMUTATIONS, alpha: float = ALPHA) -> None:
+    """What can be refused before any model is read: the method, shuffles and level."""
     if method not in METHODS:
         raise LazarusError(f"unknown probe method {method!r} (use one of: {', '.join(METHODS)})")
     if isinstance(permutations, bool) or not isinstance(permutations, int) or permutations < 0:

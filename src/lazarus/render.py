@@ -1,7 +1,7 @@
 """Text and JSON for `lazarus introspect neurons`, as its spec lays them out; never prints.
 
-The activation map and the heatmap share one grid: a 20-cell prompt column, then one column
-per neuron whose header and cells have the same width, so that every `|` lines up.
+The map and heatmap are `render_grid`'s; here are the statistics, label correlation and
+discovery sections, the report that puts them in order, and the JSON.
 """
 
 from __future__ import annotations
@@ -9,124 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 from lazarus.activations import ActivationMatrix
-from lazarus.analysis import MARK_THRESHOLD, LabelSummary, NeuronStats
-from lazarus.text import PROMPT_WIDTH, banner, display_width, escape, fit_cell, json_number
+from lazarus.analysis import MARK_THRESHOLD, MASSIVE_FACTOR, LabelSummary, Massive, NeuronStats
+from lazarus.discover import CORRECTION, INTERVAL, Discovery
+from lazarus.render_grid import map_decimals, render_activation_map, render_heatmap, signed
+from lazarus.text import banner, escape, json_number
 
-MIN_CELL = 6  # fits the spec's `  -156` and centres the 4-glyph heat block with a space each side
-GLYPHS = (" ", "░", "▒", "▓", "█")  # heat levels 0..4
-
-
-# --- numbers ------------------------------------------------------------------------------------
-
-
-def map_decimals(values: np.ndarray) -> int:
-    """Decimals that show the largest |value| with 3 significant digits (none for >= 100).
-
-    326 -> 0, 45.3 -> 1, 5.2 -> 2, 0.0312 -> 4; an all-zero (or empty) map -> 0.
-    Non-finite values are ignored.
-    """
-    finite = np.abs(np.asarray(values, dtype=np.float64))
-    finite = finite[np.isfinite(finite)]
-    if finite.size == 0 or finite.max() == 0:
-        return 0
-    exponent = int(f"{float(finite.max()):.2e}".split("e")[1])  # after rounding to 3 digits
-    return max(0, 2 - exponent)
-
-
-def _signed(value: float | None, decimals: int) -> str:
-    if value is None:
-        return "n/a"
-    if np.isnan(value):  # MoE expert units: the token was not routed to the expert
-        return "·"
-    return f"{value:+.{decimals}f}"
-
-
-# --- the grid shared by the map and the heatmap -------------------------------------------------
-
-
-def _headers(matrix: ActivationMatrix) -> list[str]:
-    return [f"N{neuron:4d}" for neuron in matrix.neurons]  # `N 808`; 5+ digits just widen
-
-
-def _column_widths(matrix: ActivationMatrix, cells: list[list[str]]) -> list[int]:
-    headers = _headers(matrix)
-    return [
-        max([MIN_CELL, len(header)] + [len(row[j]) for row in cells])
-        for j, header in enumerate(headers)
-    ]
-
-
-def _grid(matrix: ActivationMatrix, cells: list[list[str]], widths: list[int]) -> list[str]:
-    """Header, dashes and one row per prompt; the label follows the closing `|`."""
-    headers = [text.rjust(width) for text, width in zip(_headers(matrix), widths, strict=True)]
-    header = f"{fit_cell('Prompt', PROMPT_WIDTH)} | {' | '.join(headers)} |"
-    if matrix.labels is not None:
-        header += " Label"
-    rows = []
-    for i, prompt in enumerate(matrix.prompts):
-        row = f"{fit_cell(prompt, PROMPT_WIDTH)} | {' | '.join(cells[i])} |"
-        if matrix.labels is not None:
-            row += f" {escape(matrix.labels[i])}"
-        rows.append(row)
-    dashes = "-" * max(display_width(line) for line in [header, *rows])
-    return [header, dashes, *rows]
-
-
-def _value_cells(matrix: ActivationMatrix, decimals: int) -> list[list[str]]:
-    return [[_signed(v, decimals) for v in row] for row in matrix.values.tolist()]
-
-
-def heat_levels(values: np.ndarray) -> np.ndarray:
-    """Heat level 0..4 of each value: floor(4 * (v - min) / (max - min)) over the whole map.
-
-    When every value is the same there is no low or high, so every cell gets the middle
-    level 2 ('▒'). Infinities get -1 (shown as '?'), NaN (no value: an MoE unit whose expert
-    the token was not routed to) gets -2 (shown as '·'); neither sets the scale.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    finite = np.isfinite(values)
-    levels = np.where(np.isnan(values), -2, -1).astype(np.int64)
-    if not finite.any():
-        return levels
-    low, high = values[finite].min(), values[finite].max()
-    if high == low:
-        levels[finite] = 2
-        return levels
-    scaled = np.floor(4.0 * (values[finite] - low) / (high - low))
-    levels[finite] = np.clip(scaled, 0, 4).astype(np.int64)
-    return levels
-
-
-def render_activation_map(matrix: ActivationMatrix, decimals: int) -> str:
-    cells = _value_cells(matrix, decimals)
-    widths = _column_widths(matrix, cells)
-    aligned = [[c.rjust(width) for c, width in zip(row, widths, strict=True)] for row in cells]
-    title = f"NEURON ACTIVATION MAP AT LAYER {matrix.layer}"
-    return "\n".join(banner(title) + _grid(matrix, aligned, widths))
-
-
-def render_heatmap(matrix: ActivationMatrix, decimals: int) -> str:
-    """The map as glyph blocks, on the same grid, with one line saying what the scale spans."""
-    widths = _column_widths(matrix, _value_cells(matrix, decimals))
-    levels = heat_levels(matrix.values)
-    cells = []
-    for row in levels.tolist():
-        line = []
-        for level, width in zip(row, widths, strict=True):
-            block = {-2: " ·· ", -1: "????"}.get(level) or GLYPHS[level] * 4
-            left = (width - 4) // 2
-            line.append(" " * left + block + " " * (width - 4 - left))
-        cells.append(line)
-    values = matrix.values[np.isfinite(matrix.values)]
-    if values.size and values.min() != values.max():
-        low, high = (_signed(float(v), decimals) for v in (values.min(), values.max()))
-        scale = f"(scale: all cells, {low} to {high}, in quarters; blank = lowest quarter)"
-    elif values.size:
-        scale = "(every cell has the same value, so all are shown as ▒)"
-    else:
-        scale = "(no finite values to scale)"
-    title = "ASCII HEATMAP (░ = low, ▒ = medium, ▓ = high, █ = max)"
-    return "\n".join([*banner(title), scale, *_grid(matrix, cells, widths)])
+INTERVAL_TEXT = f"{INTERVAL}, stratified by label"
 
 
 # --- statistics and labels ----------------------------------------------------------------------
@@ -151,6 +39,7 @@ def render_stats(
     selection: str | None = None,
     title: str = "NEURON STATISTICS",
     samples: int | None = None,
+    notes: tuple[str, ...] = (),
 ) -> str:
     """One line per neuron; with direction weights, a closing note on what their sign means.
 
@@ -158,9 +47,9 @@ def render_stats(
     with values on fewer than `samples` rows (MoE units) says on how many (`n=`).
     """
     names = _neuron_ids([s.neuron for s in stats])
-    mins = _aligned([_signed(s.min, decimals) for s in stats])
-    maxes = _aligned([_signed(s.max, decimals) for s in stats])
-    means = _aligned([_signed(s.mean, decimals) for s in stats])
+    mins = _aligned([signed(s.min, decimals) for s in stats])
+    maxes = _aligned([signed(s.max, decimals) for s in stats])
+    means = _aligned([signed(s.mean, decimals) for s in stats])
     stds = _aligned(["·" if np.isnan(s.std) else f"{s.std:.{decimals}f}" for s in stats])
     lines = [
         f"{name}: min= {mn}, max= {mx}, mean= {me}, std= {sd}"
@@ -172,7 +61,7 @@ def render_stats(
     if weights is not None:
         found = [weights.get(s.neuron) for s in stats]
         digits = max(4, map_decimals(np.array([w for w in found if w is not None])))
-        texts = _aligned([_signed(w, digits) for w in found])
+        texts = _aligned([signed(w, digits) for w in found])
         lines = [f"{line}, weight={text}" for line, text in zip(lines, texts, strict=True)]
         positive, negative = direction_labels or (None, None)
         lines += [
@@ -183,7 +72,7 @@ def render_stats(
         if ranking:
             lines.append(f"Neurons ranked by {ranking}.")
     heading = banner(title) + ([f"({selection})"] if selection else [])
-    return "\n".join(heading + lines)
+    return "\n".join(heading + [f"({note})" for note in notes] + lines)
 
 
 def render_label_correlation(summaries: list[LabelSummary], decimals: int,
@@ -191,16 +80,20 @@ def render_label_correlation(summaries: list[LabelSummary], decimals: int,
     """Per label: each neuron's mean on its prompts, r, and an arrow when |r| is large."""
     rule = (f"(r = point-biserial correlation of the neuron with the label; "
             f"← marks |r| ≥ {MARK_THRESHOLD:g})")
+    interval = (f"([low, high] = r's 95% interval by Fisher's z, not corrected for the many r "
+                f"shown; none below 4 {noun}s)")
     effects = [e for s in summaries for e in s.effects]
     names = iter(_neuron_ids([e.neuron for e in effects]))
-    means = iter(_aligned([_signed(e.mean, decimals) for e in effects]))
-    lines = banner(title) + [rule]
+    means = iter(_aligned([signed(e.mean, decimals) for e in effects]))
+    lines = banner(title) + [rule, interval]
     for summary in summaries:
         label = escape(summary.label)
         lines += ["", f"{label} ({summary.count} {noun}{'' if summary.count == 1 else 's'}):"]
         for effect in summary.effects:
             r = "n/a" if effect.r is None else f"{effect.r:+.2f}"
             line = f"  {next(names)}: mean= {next(means)}  r={r:>5}"
+            if effect.r_ci is not None:
+                line += f" [{effect.r_ci[0]:+.2f}, {effect.r_ci[1]:+.2f}]"
             if effect.count is not None and effect.count < summary.count:
                 line += f"  (n={effect.count} of {summary.count})"
             if effect.verdict is not None:
@@ -220,26 +113,90 @@ def render_neurons_report(
     at_layer: bool = False,
     grids: bool = True,
     sample_noun: str = "prompt",
+    max_rows: int | None = None,
+    color: bool = False,
+    notes: tuple[str, ...] = (),
+    discovery: Discovery | None = None,
 ) -> str:
     """The spec's sections in order, a blank line apart, without a trailing newline.
 
     Statistics and label means show one more decimal than the map. `at_layer` names the layer
     in every title (several layers are shown); `grids=False` leaves out the map and heatmap
-    (per-token views show strips instead).
+    (per-token views show strips instead). With more prompts than `max_rows`, the map and the
+    heatmap show the first `max_rows` and one row with the mean of the rest. `notes` go under
+    the statistics' heading; with `discovery`, its section closes the report.
     """
     decimals = map_decimals(matrix.values)
     at = f" AT LAYER {matrix.layer}" if at_layer else ""
     sections = []
     if grids:
-        sections += [render_activation_map(matrix, decimals), render_heatmap(matrix, decimals)]
+        sections += [render_activation_map(matrix, decimals, max_rows),
+                     render_heatmap(matrix, decimals, max_rows, color)]
     sections.append(render_stats(stats, decimals + 1, weights, direction_labels, ranking,
                                  selection, title=f"NEURON STATISTICS{at}",
-                                 samples=matrix.values.shape[0]))
+                                 samples=matrix.values.shape[0], notes=notes))
     if label_summaries is not None:
         sections.append(render_label_correlation(label_summaries, decimals + 1,
                                                  title=f"LABEL CORRELATION{at}",
                                                  noun=sample_noun))
+    if discovery is not None:
+        sections.append(render_discovery(discovery, matrix.layer))
     return "\n\n".join(sections)
+
+
+def massive_note(massive: tuple[Massive, ...], shown: tuple[int, ...]) -> str | None:
+    """One sentence naming the layer's massive-activation dimensions, or None without any."""
+    if not massive:
+        return None
+    named = ", ".join(f"{m.neuron} ({m.ratio:.0f}x)" for m in massive[:10])
+    more = f" and {len(massive) - 10} more" if len(massive) > 10 else ""
+    among = [str(m.neuron) for m in massive if m.neuron in shown]
+    told = f"; among those shown: {', '.join(among)}" if among else ""
+    return (f"massive-activation dimensions at this layer (mean |value| at least "
+            f"{MASSIVE_FACTOR:g}x the median neuron's): {named}{more}; they top any ranking by "
+            f"spread whatever the prompts{told}")
+
+
+def _p(value: float) -> str:
+    return f"{value:.3f}" if value >= 0.001 else f"{value:.1e}"
+
+
+def render_discovery(discovery: Discovery, layer: int) -> str:
+    """What --auto-discover tested and how, then each surviving neuron: effect, 95% interval,
+    p and corrected p; with none, one plain sentence and the strongest effect chance gave."""
+    symbol = discovery.symbol
+    lines = banner(f"DISCOVERED NEURONS AT LAYER {layer}") + [
+        f"(test: {discovery.test_text()}; 95% CI: {INTERVAL_TEXT}, {discovery.resamples} "
+        f"resamples; seed {discovery.seed})"]
+    if discovery.effect == "Cohen's d":
+        lines.append(f"(d > 0: higher on {escape(discovery.labels[0])} than on "
+                     f"{escape(discovery.labels[1])})")
+    if discovery.untested:
+        lines.append(f"({len(discovery.untested)} neurons not tested: constant, or missing or "
+                     "non-finite values)")
+    if discovery.smallest_p >= discovery.alpha:
+        lines.append(f"(with these label counts no p can fall below {discovery.alpha:g}: the "
+                     f"smallest possible is {discovery.smallest_p:.2g}; give more prompts)")
+    if not discovery.findings:
+        best = discovery.candidates[0] if discovery.candidates else None
+        lines.append(f"No neuron survives: none of the {discovery.tested} tested has corrected "
+                     f"p < {discovery.alpha:g}, so none separates the labels beyond what "
+                     "shuffled labels do.")
+        if best is not None:
+            lines.append(f"(the largest effect, neuron {best.neuron}: {symbol}={best.effect:+.2f}, "
+                         f"corrected p={_p(best.p_corrected)}; the neurons shown above are for "
+                         "inspection only)")
+        return "\n".join(lines)
+    lines.append(f"{discovery.survivors} of {discovery.tested} neurons survive at corrected "
+                 f"p < {discovery.alpha:g}; the {len(discovery.findings)} strongest:")
+    names = _neuron_ids([f.neuron for f in discovery.findings])
+    effects = _aligned([f"{f.effect:+.2f}" for f in discovery.findings])
+    intervals = _aligned([f"[{f.low:+.2f}, {f.high:+.2f}]" for f in discovery.findings])
+    for name, effect, interval, found in zip(names, effects, intervals, discovery.findings,
+                                             strict=True):
+        lines.append(f"{name}: {symbol}= {effect}  95% CI {interval}  p={_p(found.p)}  "
+                     f"corrected p={_p(found.p_corrected)}")
+    return "\n".join(lines)
 
 
 # --- JSON ---------------------------------------------------------------------------------------
@@ -277,6 +234,7 @@ def neurons_json(
                         "mean": json_number(e.mean),
                         "rest_mean": json_number(e.rest_mean),
                         "r": json_number(e.r),
+                        "r_ci95": None if e.r_ci is None else [json_number(v) for v in e.r_ci],
                         "verdict": e.verdict,
                     }
                     for e in s.effects
@@ -289,3 +247,33 @@ def neurons_json(
         raise ValueError(f"extra keys would replace the report's own: {', '.join(clash)}")
     result.update(extra)
     return result
+
+
+def discovery_json(discovery: Discovery) -> dict:
+    """--auto-discover's test, correction, counts and each shown neuron's figures."""
+    def finding(f) -> dict:  # type: ignore[no-untyped-def]
+        return {"neuron": f.neuron, "effect": json_number(f.effect),
+                "ci95": [json_number(f.low), json_number(f.high)], "p": f.p,
+                "p_corrected": f.p_corrected}
+    return {
+        "effect": discovery.effect,
+        "labels": list(discovery.labels),
+        "test": "permutation",
+        "correction": CORRECTION,
+        "interval": INTERVAL_TEXT,
+        "permutations": discovery.permutations,
+        "resamples": discovery.resamples,
+        "alpha": discovery.alpha,
+        "seed": discovery.seed,
+        "tested": discovery.tested,
+        "untested": list(discovery.untested),
+        "survivors": discovery.survivors,
+        "smallest_possible_p": discovery.smallest_p,
+        "findings": [finding(f) for f in discovery.findings],
+        "candidates": [finding(f) for f in discovery.candidates],
+    }
+
+
+def massive_json(massive: tuple[Massive, ...]) -> list[dict]:
+    return [{"neuron": m.neuron, "mean_abs": json_number(m.mean_abs),
+             "ratio_to_median": json_number(m.ratio)} for m in massive]

@@ -9,7 +9,8 @@ level keeps `model_id`, `neurons`, `prompts` and `labels`, `layers` lists the la
 neuron's mean per layer and, with labels, its per-label mean per layer. With
 `position="all"`, `tokens` holds each prompt's token texts and `activations` is
 [prompt][token][neuron]. Missing values (MoE units of experts a token was not routed to) are
-null, and their stats say how many values they count (`count`).
+null, and their stats say how many values they count (`count`). Each layer read at full width
+adds `massive_activations` (possibly empty), and `--auto-discover` adds `discovery`.
 """
 
 from __future__ import annotations
@@ -19,12 +20,21 @@ from dataclasses import replace
 import numpy as np
 
 from lazarus.neurons import LayerResult, NeuronsResult
-from lazarus.render import GLYPHS, heat_levels, map_decimals, neurons_json, render_neurons_report
+from lazarus.render import (
+    discovery_json,
+    massive_json,
+    massive_note,
+    neurons_json,
+    render_neurons_report,
+)
+from lazarus.render_grid import GLYPHS, heat_levels, map_decimals
 from lazarus.text import banner, display_width, escape, json_number, pad
 
 
-def render_result(result: NeuronsResult, ranking: str | None = None) -> str:
-    """Every layer's sections, then (several layers) the cross-layer view."""
+def render_result(result: NeuronsResult, ranking: str | None = None,
+                  max_rows: int | None = None, color: bool = False) -> str:
+    """Every layer's sections, then (several layers) the cross-layer view. With more prompts
+    than `max_rows` (None or 0: no limit), grids and strips show only the first `max_rows`."""
     several = len(result.layers) > 1
     every = result.position == "all"
     parts = []
@@ -39,19 +49,22 @@ def render_result(result: NeuronsResult, ranking: str | None = None) -> str:
                          f"n % {units} of expert n // {units}; · = the token was not routed to "
                          f"that expert, and statistics count only the routed ones{mean})")
         if every:
-            parts.append(render_strips(result, layer))
+            parts.append(render_strips(result, layer, max_rows))
         parts.append(render_neurons_report(
             layer.matrix, layer.stats, layer.label_summaries, weights=result.weights,
             direction_labels=result.direction_labels, ranking=ranking,
             selection=result.selection, at_layer=several or every, grids=not every,
-            sample_noun="token" if every else "prompt"))
+            sample_noun="token" if every else "prompt", max_rows=max_rows, color=color,
+            notes=tuple(n for n in [massive_note(layer.massive, result.neurons)] if n),
+            discovery=layer.discovery))
     if several:
         parts.append(render_across_layers(result))
     return "\n\n".join(parts)
 
 
-def render_strips(result: NeuronsResult, layer: LayerResult) -> str:
-    """Each prompt's tokens, and under them one glyph strip per neuron (its own scale)."""
+def render_strips(result: NeuronsResult, layer: LayerResult, max_rows: int | None = None) -> str:
+    """Each prompt's tokens, and under them one glyph strip per neuron (its own scale); with
+    more prompts than `max_rows`, the first `max_rows` prompts."""
     assert layer.per_token is not None and result.tokens is not None
     columns = np.concatenate(layer.per_token)  # [every token, neurons]
     levels = [heat_levels(column) for column in columns.T]  # per neuron, over every token
@@ -67,8 +80,15 @@ def render_strips(result: NeuronsResult, layer: LayerResult) -> str:
                      if present.size else ("·", "·"))
         scales.append(f"{name} {low} to {high}")
     lines.append(f"(each neuron on its own scale over every token: {'; '.join(scales)})")
+    total = len(result.prompts)
+    shown = total if not max_rows or total <= max_rows else max_rows
+    if shown < total:
+        lines.append(f"(the first {shown} of {total} prompts; statistics below use every token "
+                     "of all of them; --max-rows 0 shows every prompt, -o FILE saves every "
+                     "value)")
     start = 0
-    for index, (prompt, tokens) in enumerate(zip(result.prompts, result.tokens, strict=True)):
+    for index, (prompt, tokens) in enumerate(zip(result.prompts[:shown], result.tokens,
+                                                 strict=False)):
         texts = [escape(token) or " " for token in tokens]
         widths = [max(1, display_width(text)) for text in texts]
         lines += ["", f"{index + 1}. {escape(prompt)}",
@@ -162,6 +182,10 @@ def _layer_json(result: NeuronsResult, layer: LayerResult) -> dict:
                 if effect.count is not None and effect.count < summary.count:
                     label = document["label_correlation"][summary.label]["neurons"]
                     label[str(effect.neuron)]["count"] = effect.count
+    if layer.massive is not None:
+        document["massive_activations"] = massive_json(layer.massive)
+    if layer.discovery is not None:
+        document["discovery"] = discovery_json(layer.discovery)
     samples = layer.matrix.values.shape[0]
     for stat in layer.stats:
         if stat.count is not None and stat.count < samples:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import unicodedata
 
 RULE = "=" * 80
@@ -21,14 +22,21 @@ def escape(text: str) -> str:
     )
 
 
-def terminal_safe(text: str) -> str:
+def terminal_safe(text: str, keep_color: bool = False) -> str:
     """`escape` every line of `text`, keeping its line breaks.
 
     The last step before anything reaches a terminal: prompts, labels and a direction file's
     texts come from files, and an escape sequence in them must never reach the terminal raw.
-    Printable Unicode is kept as it is.
+    Printable Unicode is kept as it is. `keep_color` lets colour codes (`ESC[…m`, which can
+    only set colours) through: the renderers escape user text first, so any left are theirs.
     """
-    return "\n".join(escape(line) for line in text.split("\n"))
+    if not keep_color:
+        return "\n".join(escape(line) for line in text.split("\n"))
+    parts = _COLOR.split(text)  # text, code, text, code, ...
+    return "".join(part if k % 2 else terminal_safe(part) for k, part in enumerate(parts))
+
+
+_COLOR = re.compile(r"(\x1b\[[0-9;]*m)")
 
 
 def char_width(ch: str) -> int:

@@ -1,0 +1,192 @@
+"""The public API, the one the CLI is built on: load a model once, then ask it questions.
+
+    import lazarus
+
+    model = lazarus.load("lazarus:demo")          # reads config.json; weights load on first use
+    acts = model.capture(["2+3=", "45*45="], layers="0,-1")
+    acts.to_numpy(0).shape                        # (2, 256): prompts x neurons at layer 0
+    result = model.neurons(["2+3=", "45*45="], layers=0, labels=["easy", "hard"])
+    result.to_json()                              # exactly what `neurons -o` writes
+    report = model.probe(hard, easy, label_a="hard", label_b="easy")
+
+A handle keeps the loaded model, so later calls pay neither the imports nor the load again
+(`Model.loads` counts the loads). Rows come from the activation cache when they are there, as
+in the CLI (`use_cache=False` skips it). Notes go to the `lazarus` logger and warnings through
+`warnings.warn`, unless `notify` / `warn` callbacks are given; nothing here prints.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from lazarus.collect import ModelSettings, Progress
+from lazarus.errors import LazarusError
+
+if TYPE_CHECKING:
+    from lazarus.activations import Activations
+    from lazarus.directions import Direction
+    from lazarus.loading import LoadedModel
+    from lazarus.neurons import NeuronsResult
+    from lazarus.positions import Position
+    from lazarus.probing import ProbeResult
+
+Layers = int | Sequence[int] | str  # 3, -1, [0, 2], "0,2,5-7", "all"
+
+
+class LazarusWarning(UserWarning):
+    """Something the user should know, which does not stop the analysis."""
+
+
+def load(model: str, *, device: str = "auto", dtype: str = "auto",
+         trust_remote_code: bool = False, device_map: str | None = None,
+         use_cache: bool = True) -> Model:
+    """A handle on `model` (a Hub ID, a local folder, or "lazarus:demo"); see `Model`."""
+    return Model(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
+                 device_map=device_map, use_cache=use_cache)
+
+
+class Model:
+    """A model, read once: its config now, its weights at the first call that computes.
+
+    `whole=True` loads every block, so any later layer is free; `whole=False` loads only the
+    blocks the call needs (what the CLI does for one run), and a later call that needs deeper
+    blocks loads again.
+    """
+
+    def __init__(self, model: str, *, device: str = "auto", dtype: str = "auto",
+                 trust_remote_code: bool = False, device_map: str | None = None,
+                 use_cache: bool = True, whole: bool = True,
+                 notify: Callable[[str], None] | None = None,
+                 warn: Callable[[str], None] | None = None) -> None:
+        from lazarus.loading import read_model_info
+
+        self.info = read_model_info(model)
+        self.settings = ModelSettings(device=device, dtype=dtype,
+                                      trust_remote_code=trust_remote_code,
+                                      device_map=device_map, use_cache=use_cache)
+        self.whole = whole
+        self.notify = notify or logging.getLogger("lazarus").info
+        self.warn = warn or (lambda message: warnings.warn(message, LazarusWarning,
+                                                           stacklevel=3))
+        self.loads = 0  # how many times the weights were loaded
+        self._loaded: LoadedModel | None = None
+
+    def __repr__(self) -> str:
+        state = "not loaded" if self._loaded is None else (
+            f"{self._loaded.blocks_loaded} blocks on {self._loaded.device}")
+        return (f"lazarus.Model({self.info.model_id!r}, {self.info.layer_count} layers, "
+                f"hidden size {self.info.hidden_size}, {state})")
+
+    @property
+    def model_id(self) -> str:
+        return self.info.model_id
+
+    @property
+    def layer_count(self) -> int:
+        return self.info.layer_count
+
+    @property
+    def hidden_size(self) -> int:
+        return self.info.hidden_size
+
+    def weights(self, up_to_layer: int) -> LoadedModel:
+        """The loaded model, with at least blocks 0..up_to_layer; loads only when it must."""
+        from lazarus.loading import load_model
+
+        loaded = self._loaded
+        if loaded is None or loaded.blocks_loaded <= up_to_layer:
+            self._loaded = None  # let the old copy go before the new one arrives
+            del loaded
+            s = self.settings
+            self._loaded = load_model(self.info, s.device, s.dtype, s.trust_remote_code,
+                                      up_to_layer=None if self.whole else up_to_layer,
+                                      device_map=s.device_map, notify=self.notify)
+            self.loads += 1
+        return self._loaded
+
+    def layers(self, layers: Layers) -> tuple[int, ...]:
+        """Layer ids resolved against this model (negative ones count from the end)."""
+        from lazarus.inputs import parse_layers, resolve_layer
+
+        if isinstance(layers, str):
+            return parse_layers(layers, self.layer_count)
+        if isinstance(layers, int):
+            return (resolve_layer(layers, self.layer_count),)
+        resolved = tuple(dict.fromkeys(resolve_layer(int(n), self.layer_count) for n in layers))
+        if not resolved:
+            raise LazarusError("no layer given (give at least one, e.g. layers=0)")
+        return resolved
+
+    def capture(self, prompts: Sequence[str], layers: Layers = -1, *, site: str = "resid_post",
+                position: Position = "last", progress: Progress | None = None) -> Activations:
+        """Every neuron of `site` at `layers`, at one token `position` of each prompt."""
+        from lazarus.activations import Activations
+        from lazarus.capture import CaptureRequest
+        from lazarus.collect import collect
+        from lazarus.positions import parse_position
+
+        position = parse_position(str(position))
+        resolved = self.layers(layers)
+        collected = collect(self.info, _prompts(prompts), CaptureRequest(resolved, site, position),
+                            self.settings, progress=progress, notify=self.notify,
+                            loader=self.weights)
+        return Activations(rows=collected.rows, prompts=tuple(prompts), layers=resolved,
+                           site=site, position=position, model_id=self.model_id,
+                           device=collected.device, dtype=collected.dtype)
+
+    def neurons(self, prompts: Sequence[str], layers: Layers = -1, *, site: str = "resid_post",
+                position: Position = "last", neurons: Sequence[int] | None = None,
+                direction: Direction | str | None = None, top_k: int = 10,
+                labels: Sequence[str] | None = None,
+                progress: Progress | None = None, auto_discover: bool = False,
+                permutations: int = 1000) -> NeuronsResult:
+        """How chosen neurons fire across `prompts`: `neurons` by id, the top-k of a
+        `direction` (a `Direction` or the path of a probe's .npz), with `auto_discover` the
+        top-k of every neuron of the (one) layer that separate `labels` after a permutation
+        test corrected across all of them (`permutations` shuffles), or else the k that spread
+        most across the prompts. The result is what `lazarus introspect neurons` renders."""
+        from lazarus.neurons import analyse_neurons
+
+        return analyse_neurons(self, _prompts(prompts), self.layers(layers), site=site,
+                               position=position, neurons=neurons, direction=direction,
+                               top_k=top_k, labels=labels, progress=progress,
+                               auto_discover=auto_discover, permutations=permutations)
+
+    def probe(self, class_a: Sequence[str], class_b: Sequence[str], *,
+              label_a: str = "class_a", label_b: str = "class_b", layers: Layers | None = None,
+              site: str = "resid_post", position: Position = "last", method: str = "logistic",
+              test: Sequence[str] = (), test_labels: Sequence[str] | None = None,
+              permutations: int | None = None, alpha: float | None = None,
+              progress: Progress | None = None) -> ProbeResult:
+        """Cross-validated linear probes between two classes at each of `layers` (default:
+        every layer), a permutation test of the whole layer search (`permutations` shuffled
+        labellings, default 200; a layer is best only when p < `alpha`, default 0.05), the
+        chosen layer's direction, and predictions for `test` prompts (with a held-out accuracy
+        given their `test_labels`). `.significant` says whether any layer beats chance;
+        `.save_direction(path)` refuses otherwise, unless `force=True`."""
+        from lazarus.probing import analyse_probe
+
+        chosen = tuple(range(self.layer_count)) if layers is None else self.layers(layers)
+        return analyse_probe(self, _prompts(class_a, "class_a"), _prompts(class_b, "class_b"),
+                             chosen, label_a=label_a, label_b=label_b, site=site,
+                             position=position, method=method,
+                             test=_prompts(test, "test", empty=True),
+                             test_labels=None if test_labels is None else _prompts(
+                                 test_labels, "test_labels", empty=True),
+                             permutations=permutations, alpha=alpha, progress=progress)
+
+
+def _prompts(prompts: Sequence[str], name: str = "prompts", empty: bool = False) -> list[str]:
+    if isinstance(prompts, str):
+        raise LazarusError(f"{name} is one string; give a list of prompts (e.g. [{prompts!r}])")
+    items = list(prompts)
+    if not items and not empty:
+        raise LazarusError(f"{name} is empty (give at least one prompt)")
+    for item in items:
+        if not isinstance(item, str):
+            raise LazarusError(f"{name} holds {type(item).__name__} {item!r}, not text "
+                               "(give prompts as strings)")
+    return items
