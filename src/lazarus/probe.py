@@ -54,12 +54,13 @@ from lazarus.probe_fit import (
     check_test_labels,
     cohens_d,
     final_fit,
+    fit_batch,
     neuron_importance,
     predict,
     predict_rows,
     score_test,
 )
-from lazarus.solver import BATCH_ELEMENTS, LogisticFit, coordinates, fit_batch, fit_logistic
+from lazarus.solver import BATCH_ELEMENTS, LogisticFit, coordinates, fit_logistic
 
 __all__ = [
     "ALPHA", "MAX_FOLDS", "METHODS", "METHOD_SUMMARY", "PERMUTATIONS", "RANKING", "TIE_BREAK",

@@ -1,4 +1,5 @@
-"""The probe's direction fitted on all prompts of one layer, and what it says about prompts.
+"""The probe's two methods as fits (`fit_batch`), the direction fitted on all prompts of one
+layer, and what it says about prompts.
 
 numpy only; nothing here prints. Everything measured here on the training prompts is
 *in-sample* (the fit saw those prompts); only test prompts (`score_test`) are held out.
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lazarus.errors import LazarusError
-from lazarus.solver import coordinates, fit_batch
+from lazarus.solver import coordinates, logistic_batch
 
 RANKING = ("separation lost when the neuron is left out of the direction "
            "(neurons' spreads taken as independent)")
@@ -117,6 +118,40 @@ def cohens_d(a: np.ndarray, b: np.ndarray) -> float:
     if sd <= _NO_SPREAD * scale:
         return 0.0 if abs(gap) <= _NO_SPREAD * scale else float(np.copysign(np.inf, gap))
     return gap / sd
+
+
+def fit_batch(z: np.ndarray, y: np.ndarray, train: np.ndarray, method: str,
+              hidden: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fit P problems on coordinates z [n, r]; y and train are [P, n].
+
+    Returns (u [P, r], threshold [P], slope [P]): u is unit length (or zero when nothing
+    separates), class A is predicted when z.u > threshold, and logit(A) = slope * (z.u -
+    threshold). `logistic` is the regression above; `difference` is mean(A) - mean(B) with the
+    Gaussian model its midpoint rule implies.
+    """
+    if method == "logistic":
+        beta, bias = logistic_batch(z, y, train, hidden)
+        slope = np.linalg.norm(beta, axis=1)
+        safe = np.where(slope > 0, slope, 1.0)
+        u = beta / safe[:, None]
+        threshold = np.where(slope > 0, -bias / safe, np.where(bias > 0, -np.inf, np.inf))
+        return u, threshold, slope
+    in_a = train & (y == 1)
+    in_b = train & (y == 0)
+    mean_a = in_a @ z / in_a.sum(axis=1, keepdims=True)
+    mean_b = in_b @ z / in_b.sum(axis=1, keepdims=True)
+    gap = mean_a - mean_b
+    norm = np.linalg.norm(gap, axis=1)
+    u = gap / np.where(norm > 0, norm, 1.0)[:, None]
+    proj = u @ z.T  # [P, n]
+    middle = (np.sum(u * (mean_a + mean_b), axis=1)) / 2
+    ss = (in_a * (proj - np.sum(u * mean_a, axis=1, keepdims=True)) ** 2
+          + in_b * (proj - np.sum(u * mean_b, axis=1, keepdims=True)) ** 2).sum(axis=1)
+    sd = np.sqrt(ss / np.maximum(train.sum(axis=1) - 2, 1))
+    sd = np.maximum(sd, 1e-9 * norm)  # a perfect separator: a very steep, finite slope
+    slope = np.where(norm > 0, norm / np.where(sd > 0, sd, 1.0) ** 2, 0.0)
+    threshold = np.where(norm > 0, middle, np.inf)
+    return u, threshold, slope
 
 
 def final_fit(rows: np.ndarray, is_a: np.ndarray, layer: int, method: str,
