@@ -225,7 +225,7 @@ def test_a_full_disk_while_saving_a_direction_is_one_line_and_leaves_nothing(
     saved = full_disk / "d.npz"
     message = fail_in_process(capsys, *probe(llama_dir, "--class-a", "47*47=|67*83=",
                                              "--class-b", "2+2=|5+5=", "-l", "1",
-                                             "--save-direction", saved))
+                                             "--save-direction", saved, "--force-save"))
     assert message == (f"lazarus: error: cannot write {saved}: No space left on device "
                        "(nothing was written; free some space or choose another folder)")
     assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]
@@ -391,7 +391,7 @@ def test_probe_class_names_are_escaped(capsys, llama_dir):
     code = main(probe(llama_dir, "--class-a", "47*47=|67*83=", "--class-b", "2+2=|5+5=",
                       "-l", "1", "--label-a", f"hard{ESC}[8m", "-t", f"{ESC}]52;c;evil\x07"))
     captured = capsys.readouterr()
-    assert code == 0
+    assert code == 3  # 2 + 2 prompts: ran fine, but no layer can beat chance
     assert ESC not in captured.out
     assert "hard\\x1b[8m" in captured.out
     assert "\\x1b]52;c;ev" in captured.out  # the test prompt, cut to the prompt column

@@ -157,8 +157,8 @@ def test_probe_on_mlp_neurons_at_the_mean_saves_where_it_read(capsys, llama_dir,
     saved = tmp_path / "direction.npz"
     code, _, err = run(capsys, "introspect", "probe", "-m", llama_dir, "--class-a",
                        "2+2=|3+3=|4+4=", "--class-b", "abc|xyz|qrs", "-l", "1-2", "--site",
-                       "mlp_post", "--position", "mean", "--save-direction", saved)
-    assert code == 0, err
+                       "mlp_post", "--position", "mean", "--save-direction", saved, "--force-save")
+    assert code == 3, err  # 3 + 3 prompts cannot beat chance; the file is forced
     direction = load_direction(str(saved))
     assert (direction.site, direction.position, direction.hidden_size) == ("mlp_post", "mean",
                                                                           128)
@@ -210,8 +210,8 @@ def test_a_direction_from_another_site_or_position_is_named(capsys, llama_dir, t
     saved = tmp_path / "mlp.npz"
     code, _, err = run(capsys, "introspect", "probe", "-m", llama_dir, "--class-a",
                        "2+2=|3+3=|4+4=", "--class-b", "abc|xyz|qrs", "-l", "1", "--site",
-                       "mlp_post", "--save-direction", saved)
-    assert code == 0, err
+                       "mlp_post", "--save-direction", saved, "--force-save")
+    assert code == 3, err  # 3 + 3 prompts cannot beat chance; the file is forced
     code, _, err = run(capsys, "introspect", "neurons", "-m", llama_dir, "-l", "1", "-p", "a|b",
                        "--from-direction", saved, "--site", "mlp_post", "--position", "mean")
     assert code == 0, err
@@ -244,8 +244,8 @@ def test_a_direction_used_at_more_layers_than_its_own_is_a_warning(capsys, llama
     saved = tmp_path / "resid.npz"
     code, _, err = run(capsys, "introspect", "probe", "-m", llama_dir, "--class-a",
                        "2+2=|3+3=|4+4=", "--class-b", "abc|xyz|qrs", "-l", "1",
-                       "--save-direction", saved)
-    assert code == 0, err
+                       "--save-direction", saved, "--force-save")
+    assert code == 3, err  # 3 + 3 prompts cannot beat chance; the file is forced
     code, _, err = run(capsys, "introspect", "neurons", "-m", llama_dir, "-l", "1,3", "-p",
                        "a|b", "--from-direction", saved)
     assert code == 0, err

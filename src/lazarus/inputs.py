@@ -60,9 +60,10 @@ def parse_prompts(value: str, option: str = "prompts") -> list[str]:
 def parse_labels(value: str, prompt_count: int, option: str = "labels") -> list[str]:
     labels = parse_list(value, option, "label")
     if len(labels) != prompt_count:
+        where = f" in --{option}" if option != "labels" else ""
         prompts = "test prompts" if option == "test-labels" else "prompts"
         raise LazarusError(
-            f"got {len(labels)} labels in --{option} for {prompt_count} {prompts} "
+            f"got {len(labels)} labels{where} for {prompt_count} {prompts} "
             "(give one label per prompt, in the same order)"
         )
     return [label.strip() for label in labels]
