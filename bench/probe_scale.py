@@ -11,8 +11,14 @@ layer, the permutation test, the final fit). "Dual only" is the solver's other f
 every fit (the only form before the primal one existed): its cost grows with the cube of the
 prompts, so above 100 prompts it is timed on one labelling's folds at one layer and scaled to
 all fits (marked "est."), and at 10,000 prompts not at all (one fit alone would need an
-8,000-square system per Newton step). Goal: 10,000 prompts within 60 s on a 2-core CPU, and
-growth no worse than linear in the prompts beyond the hidden size.
+8,000-square system per Newton step). At 100 prompts, fewer than the hidden size, the probe
+itself uses the dual form, so that row compares the fits alone with the whole probe. Goal:
+10,000 prompts within 60 s on a 2-core CPU, and growth no worse than linear in the prompts
+beyond the hidden size.
+
+The load average is printed because it matters: on a CPU shared with other busy processes,
+multi-threaded BLAS loses much of its speed (its threads wait for each other); there,
+OMP_NUM_THREADS=1 can be several times faster.
 """
 
 from __future__ import annotations
