@@ -26,6 +26,7 @@ from lazarus.collect import ModelSettings, Progress
 from lazarus.errors import LazarusError
 
 if TYPE_CHECKING:
+    from lazarus.ablate import AblationResult
     from lazarus.activations import Activations
     from lazarus.directions import Direction
     from lazarus.loading import LoadedModel
@@ -107,6 +108,25 @@ class Model:
             self.loads += 1
         return self._loaded
 
+    def whole_weights(self) -> LoadedModel:
+        """Every block and the LM head, as interventions need (a partial load has no head):
+        loads again only when the model held is not whole."""
+        from lazarus.loading import load_model
+
+        loaded = self._loaded
+        if loaded is None or loaded.block_count is not None \
+                or loaded.model.get_output_embeddings() is None:
+            self._loaded = None  # let the old copy go before the new one arrives
+            del loaded
+            s = self.settings
+            self._loaded = load_model(self.info, s.device, s.dtype, s.trust_remote_code,
+                                      device_map=s.device_map, notify=self.notify)
+            self.loads += 1
+            if self._loaded.model.get_output_embeddings() is None:
+                raise LazarusError(f"{self.model_id} has no LM head, so its outputs cannot be "
+                                   "measured (give a causal language model)")
+        return self._loaded
+
     def layers(self, layers: Layers) -> tuple[int, ...]:
         """Layer ids resolved against this model (negative ones count from the end)."""
         from lazarus.inputs import parse_layers, resolve_layer
@@ -168,6 +188,27 @@ class Model:
                              chosen, label_a=label_a, label_b=label_b, site=site,
                              position=position, method=method,
                              test=_prompts(test, "test", empty=True), progress=progress)
+
+    def ablate(self, prompts: Sequence[str], layers: Layers, *,
+               answers: Sequence[str] | None = None, labels: Sequence[str] | None = None,
+               neurons: Sequence[int] | None = None, direction: Direction | str | None = None,
+               top_k: int = 10, component: str | None = None, site: str | None = None,
+               method: str = "zero", reference: Sequence[str] | None = None,
+               controls: int = 100, seed: int = 0, sweep: bool = False, max_tokens: int = 8,
+               progress: Callable[[int, int], None] | None = None) -> AblationResult:
+        """Knock out `neurons` (or a `direction`'s top-k, or a whole `component`, "mlp" or
+        "attention") at `layers` by `method` (zero, mean, resample), and measure each prompt's
+        `answers` (log-prob, greedy match) or next-token KL, against `controls` draws of random
+        neurons (seeded). What `lazarus introspect ablate` renders; see `lazarus.ablate`."""
+        from lazarus.ablate import analyse_ablation
+
+        return analyse_ablation(
+            self, _prompts(prompts), self.layers(layers), answers=answers, labels=labels,
+            neurons=neurons, direction=direction, top_k=top_k, component=component, site=site,
+            method=method, reference=None if reference is None else _prompts(reference,
+                                                                             "reference"),
+            controls=controls, seed=seed, sweep=sweep, max_tokens=max_tokens,
+            progress=progress)
 
 
 def _prompts(prompts: Sequence[str], name: str = "prompts", empty: bool = False) -> list[str]:
