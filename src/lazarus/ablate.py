@@ -369,7 +369,7 @@ def _outcomes(loaded: LoadedModel, scores: list[np.ndarray], made: list[list[int
     assert made is not None
     outcomes = []
     for index, tokens in enumerate(made):
-        text = loaded.tokenizer.decode(tokens)
+        text = loaded.tokenizer.decode(tokens, skip_special_tokens=True)
         if answers is not None:
             outcomes.append(Outcome(
                 continuation=text, answer_log_prob=float(scores[index].sum()),

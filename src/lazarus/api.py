@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from lazarus.neurons import NeuronsResult
     from lazarus.positions import Position
     from lazarus.probing import ProbeResult
+    from lazarus.steer import SteerResult
 
 Layers = int | Sequence[int] | str  # 3, -1, [0, 2], "0,2,5-7", "all"
 
@@ -209,6 +210,25 @@ class Model:
                                                                              "reference"),
             controls=controls, seed=seed, sweep=sweep, max_tokens=max_tokens,
             progress=progress)
+
+    def steer(self, prompts: Sequence[str], layer: int | None = None, *,
+              direction: Direction | str | None = None, positive: Sequence[str] | None = None,
+              negative: Sequence[str] | None = None, neurons: dict[int, float] | None = None,
+              coefficients: Sequence[float] = (1.0,), absolute: bool = False,
+              site: str | None = None, tokens: Sequence[str] = (), max_tokens: int = 20,
+              temperature: float = 0.0, seed: int = 0) -> SteerResult:
+        """Generate from `prompts` with coefficient x scale x a unit `direction` (a probe's
+        .npz, or the mean difference of `positive` and `negative` prompts) added at `layer`,
+        or coefficient x `neurons` values; scale is the mean activation norm there (or 1 with
+        `absolute`). What `lazarus introspect steer` renders; see `lazarus.steer`."""
+        from lazarus.steer import analyse_steer
+
+        return analyse_steer(
+            self, _prompts(prompts), layer, direction=direction,
+            positive=None if positive is None else _prompts(positive, "positive"),
+            negative=None if negative is None else _prompts(negative, "negative"),
+            neurons=neurons, coefficients=coefficients, absolute=absolute, site=site,
+            tokens=tokens, max_tokens=max_tokens, temperature=temperature, seed=seed)
 
 
 def _prompts(prompts: Sequence[str], name: str = "prompts", empty: bool = False) -> list[str]:
