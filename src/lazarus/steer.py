@@ -200,7 +200,8 @@ def analyse_steer(
         baseline = baseline or per_prompt
         runs.append(SteerRun(
             coefficient=coefficient,
-            continuations=tuple(loaded.tokenizer.decode(row, skip_special_tokens=True) for row in made),
+            continuations=tuple(loaded.tokenizer.decode(row, skip_special_tokens=True)
+                                for row in made),
             log_probs=per_prompt,
             changes=tuple(tuple(a - b for a, b in zip(row, base, strict=True))
                           for row, base in zip(per_prompt, baseline, strict=True))))
