@@ -193,3 +193,43 @@ def test_help_examples_are_real_commands():
             words = shlex.split(line)
             assert words[:3] == ["lazarus", "introspect", command]
             build_parser().parse_args(words[1:])  # parses, or exits with a usage error
+
+
+def test_progress_on_a_terminal_starts_before_the_load_and_counts_the_prompts_given(tmp_path):
+    import os
+    import pty
+    import select
+    import time
+
+    leader, follower = pty.openpty()
+    prompts = "2+3=|4*2=|2+3=|45*45="  # four given, three distinct
+    started = time.monotonic()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "lazarus.cli", "introspect", "neurons", "-m", "lazarus:demo",
+         "-l", "0", "-p", prompts, "-n", "1", "--no-cache"],
+        stdout=subprocess.PIPE, stderr=follower, stdin=subprocess.DEVNULL)
+    os.close(follower)
+    chunks: list[tuple[float, str]] = []
+    while True:
+        ready, _, _ = select.select([leader], [], [], 60)
+        if not ready:
+            break
+        try:
+            data = os.read(leader, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append((time.monotonic() - started, data.decode(errors="replace")))
+    out, _ = child.communicate(timeout=60)
+    ended = time.monotonic() - started
+    os.close(leader)
+    assert child.returncode == 0
+    assert b"NEURON ACTIVATION MAP" in out
+    shown = "".join(text for _, text in chunks)
+    first_time, first_text = chunks[0]
+    assert "capturing [" in first_text
+    assert "loading lazarus:demo" in shown
+    assert first_time < ended - 0.5, "the bar shows while importing and loading, not after"
+    assert "4/4" in shown
+    assert "1 repeated" in shown

@@ -265,7 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Captured rows are cached per model (identified by its files on disk), "
                     "layer, site, token position, dtype, device type and prompt, so re-runs on "
                     "the same prompts load no model. Folder: $LAZARUS_CACHE_DIR, else "
-                    "$XDG_CACHE_HOME/lazarus, else ~/.cache/lazarus. Skip it with --no-cache.")
+                    "$XDG_CACHE_HOME/lazarus, else ~/.cache/lazarus. Skip it with --no-cache.",
+        epilog="examples:\n  lazarus cache info\n  LAZARUS_CACHE_DIR=/scratch/lazarus lazarus "
+               "cache info\n  lazarus cache clear\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     actions = cache.add_subparsers(dest="action", metavar="ACTION", required=True,
                                    parser_class=_Parser)
     actions.add_parser("info", help="show the cache folder and what it holds"
