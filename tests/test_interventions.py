@@ -161,3 +161,20 @@ def test_hooks_are_removed_even_when_the_forward_fails(loaded_models):
     modules = [m for m in loaded.model.modules()
                if m._forward_hooks or m._forward_pre_hooks]
     assert modules == []
+
+
+@pytest.mark.parametrize("site", ["attn_out", "mlp_out"])
+def test_zeroing_a_component_of_gpt_oss_equals_zeroing_its_output_weights(tiny_model_dirs, site):
+    """An MoE model with sliding-window attention: the MLP's output is the experts' weighted
+    down projections, so zeroing every expert's down projection and bias zeroes it."""
+    loaded = load_model(read_model_info(str(tiny_model_dirs["gpt_oss"])), "cpu", "float32")
+    clone = copy.deepcopy(loaded)
+    block = clone.model.model.layers[1]
+    with torch.no_grad():
+        if site == "attn_out":
+            block.self_attn.o_proj.weight.zero_()
+            block.self_attn.o_proj.bias.zero_()
+        else:
+            block.mlp.experts.down_proj.zero_()
+            block.mlp.experts.down_proj_bias.zero_()
+    _assert_same(loaded, [interventions.zero(1, site)], clone.model)
