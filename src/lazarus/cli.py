@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from lazarus import __version__
-from lazarus.collect import ModelSettings
 from lazarus.errors import LazarusError
 from lazarus.loading import DEMO_MODEL
 from lazarus.placement import DEVICES, DTYPES
@@ -154,12 +153,6 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                              "accelerate)")
     parser.add_argument("--no-cache", action="store_true",
                         help="neither read nor write the activation cache")
-
-
-def _settings(args: argparse.Namespace) -> ModelSettings:
-    return ModelSettings(device=args.device, dtype=args.dtype,
-                         trust_remote_code=args.trust_remote_code,
-                         device_map=args.device_map, use_cache=not args.no_cache)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -550,7 +543,7 @@ class ProgressBar:
 MAX_ROWS = 50  # default row limit of the map and heatmap, beyond which a summary row stands in
 
 
-def _max_rows(value: int | None, prompts: int) -> int | None:
+def _max_rows(value: int | None) -> int | None:
     if value is not None and value < 0:
         raise LazarusError(f"--max-rows must be 0 (no limit) or more (got {value})")
     return MAX_ROWS if value is None else value or None
@@ -606,7 +599,7 @@ def run_neurons(args: argparse.Namespace) -> int:
     if args.top_k is not None and neurons is not None:
         warn("--top-k is ignored with --neurons (it applies to --from-direction, or to the "
              "default choice of neurons)")
-    max_rows = _max_rows(args.max_rows, len(prompts))
+    max_rows = _max_rows(args.max_rows)
     if args.permutations is not None and not args.auto_discover:
         warn("--permutations is ignored without --auto-discover")
     if args.auto_discover and labels is None:
