@@ -26,12 +26,14 @@ from lazarus.collect import ModelSettings, Progress
 from lazarus.errors import LazarusError
 
 if TYPE_CHECKING:
+    from lazarus.ablate import AblationResult
     from lazarus.activations import Activations
     from lazarus.directions import Direction
     from lazarus.loading import LoadedModel
     from lazarus.neurons import NeuronsResult
     from lazarus.positions import Position
     from lazarus.probing import ProbeResult
+    from lazarus.steer import SteerResult
 
 Layers = int | Sequence[int] | str  # 3, -1, [0, 2], "0,2,5-7", "all"
 
@@ -107,6 +109,25 @@ class Model:
             self.loads += 1
         return self._loaded
 
+    def whole_weights(self) -> LoadedModel:
+        """Every block and the LM head, as interventions need (a partial load has no head):
+        loads again only when the model held is not whole."""
+        from lazarus.loading import load_model
+
+        loaded = self._loaded
+        if loaded is None or loaded.block_count is not None \
+                or loaded.model.get_output_embeddings() is None:
+            self._loaded = None  # let the old copy go before the new one arrives
+            del loaded
+            s = self.settings
+            self._loaded = load_model(self.info, s.device, s.dtype, s.trust_remote_code,
+                                      device_map=s.device_map, notify=self.notify)
+            self.loads += 1
+            if self._loaded.model.get_output_embeddings() is None:
+                raise LazarusError(f"{self.model_id} has no LM head, so its outputs cannot be "
+                                   "measured (give a causal language model)")
+        return self._loaded
+
     def layers(self, layers: Layers) -> tuple[int, ...]:
         """Layer ids resolved against this model (negative ones count from the end)."""
         from lazarus.inputs import parse_layers, resolve_layer
@@ -177,6 +198,46 @@ class Model:
                              test_labels=None if test_labels is None else _prompts(
                                  test_labels, "test_labels", empty=True),
                              permutations=permutations, alpha=alpha, progress=progress)
+
+    def ablate(self, prompts: Sequence[str], layers: Layers, *,
+               answers: Sequence[str] | None = None, labels: Sequence[str] | None = None,
+               neurons: Sequence[int] | None = None, direction: Direction | str | None = None,
+               top_k: int = 10, component: str | None = None, site: str | None = None,
+               method: str = "zero", reference: Sequence[str] | None = None,
+               controls: int = 100, seed: int = 0, sweep: bool = False, max_tokens: int = 8,
+               progress: Callable[[int, int], None] | None = None) -> AblationResult:
+        """Knock out `neurons` (or a `direction`'s top-k, or a whole `component`, "mlp" or
+        "attention") at `layers` by `method` (zero, mean, resample), and measure each prompt's
+        `answers` (log-prob, greedy match) or next-token KL, against `controls` draws of random
+        neurons (seeded). What `lazarus introspect ablate` renders; see `lazarus.ablate`."""
+        from lazarus.ablate import analyse_ablation
+
+        return analyse_ablation(
+            self, _prompts(prompts), self.layers(layers), answers=answers, labels=labels,
+            neurons=neurons, direction=direction, top_k=top_k, component=component, site=site,
+            method=method, reference=None if reference is None else _prompts(reference,
+                                                                             "reference"),
+            controls=controls, seed=seed, sweep=sweep, max_tokens=max_tokens,
+            progress=progress)
+
+    def steer(self, prompts: Sequence[str], layer: int | None = None, *,
+              direction: Direction | str | None = None, positive: Sequence[str] | None = None,
+              negative: Sequence[str] | None = None, neurons: dict[int, float] | None = None,
+              coefficients: Sequence[float] = (1.0,), absolute: bool = False,
+              site: str | None = None, tokens: Sequence[str] = (), max_tokens: int = 20,
+              temperature: float = 0.0, seed: int = 0) -> SteerResult:
+        """Generate from `prompts` with coefficient x scale x a unit `direction` (a probe's
+        .npz, or the mean difference of `positive` and `negative` prompts) added at `layer`,
+        or coefficient x `neurons` values; scale is the mean activation norm there (or 1 with
+        `absolute`). What `lazarus introspect steer` renders; see `lazarus.steer`."""
+        from lazarus.steer import analyse_steer
+
+        return analyse_steer(
+            self, _prompts(prompts), layer, direction=direction,
+            positive=None if positive is None else _prompts(positive, "positive"),
+            negative=None if negative is None else _prompts(negative, "negative"),
+            neurons=neurons, coefficients=coefficients, absolute=absolute, site=site,
+            tokens=tokens, max_tokens=max_tokens, temperature=temperature, seed=seed)
 
 
 def _prompts(prompts: Sequence[str], name: str = "prompts", empty: bool = False) -> list[str]:

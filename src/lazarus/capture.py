@@ -26,6 +26,7 @@ import numpy as np
 from lazarus.budget import BATCH_OVERHEAD_TOKENS, batch_limits, kept_bytes_per_token, plan_batches
 from lazarus.configs import text_config
 from lazarus.errors import LazarusError
+from lazarus.interventions import Edit, apply_edits, replace_input, replace_output
 from lazarus.loading import LoadedModel
 from lazarus.positions import Position, check_lengths, gather, token_index
 from lazarus.sites import RESIDUAL_WIDTH, check_site, locate, neuron_out_of_range
@@ -51,27 +52,43 @@ class CaptureRequest:
 
 
 class Trace:
-    """A `with` block that hooks every (layer, site) of a request. Each hook hands the batch's
-    gathered values to `on_kept(layer, values)` at once, so no layer's tensor outlives its hook,
-    and notes the layer in `reached`. Hooks are removed on exit, whatever happened."""
+    """A `with` block that hooks every (layer, site) of a request, and of any `edits`. Each
+    reading hook hands the batch's gathered values to `on_kept(layer, values)` at once, so no
+    layer's tensor outlives its hook, and notes the layer in `reached`; the deepest one stops
+    the forward. An editing hook returns the edited output (or input, for sites read as a
+    module's input) for the forward to go on with (`interventions.apply_edits`); a hook that
+    both edits and reads keeps the edited values. With edits, set `rows` and `positions`
+    before each forward. Hooks are removed on exit, whatever happened."""
 
-    def __init__(self, loaded: LoadedModel, request: CaptureRequest,
-                 on_kept: Callable[[int, Any], None]) -> None:
-        check_site(request.site)
+    def __init__(self, loaded: LoadedModel, request: CaptureRequest | None,
+                 on_kept: Callable[[int, Any], None] | None = None,
+                 edits: Sequence[Edit] = ()) -> None:
+        if request is not None:
+            check_site(request.site)
         self.loaded = loaded
         self.request = request
         self.on_kept = on_kept
+        self.edits = tuple(edits)
         self.lengths: Any = None  # [batch] real tokens per row, set before each forward
+        self.rows: Any = None  # [batch] each row's prompt index (edits with per-prompt values)
+        self.positions: Any = None  # [batch, tokens] each token's index within its prompt
         self.reached: set[int] = set()  # layers whose hook ran in this forward
         self.widths: dict[int, int] = {}  # the site's full width per layer, once seen
         self._handles: list[Any] = []
 
     def __enter__(self) -> Trace:
+        reads = [] if self.request is None else [(n, self.request.site)
+                                                 for n in self.request.layers]
+        keys = dict.fromkeys([*reads, *((e.layer, e.site) for e in self.edits)])
         try:
-            for layer in self.request.layers:
-                site = locate(self.loaded.model, self.loaded.blocks_loaded, layer,
-                              self.request.site)
-                hook = self._hook(layer, site)
+            for layer, name in keys:
+                site = locate(self.loaded.model, self.loaded.blocks_loaded, layer, name)
+                edits = tuple(e for e in self.edits if (e.layer, e.site) == (layer, name))
+                if edits and site.flat:
+                    raise LazarusError(f"the {name} site of layer {layer} holds MoE expert "
+                                       "units, which lazarus cannot intervene on yet (use "
+                                       "resid_post, attn_out or mlp_out)")
+                hook = self._hook(layer, site, (layer, name) in reads, edits)
                 if site.reads_input:
                     handle = site.module.register_forward_pre_hook(hook, with_kwargs=True)
                 else:
@@ -88,36 +105,48 @@ class Trace:
         self._handles.clear()
         self.reached.clear()
 
-    def _hook(self, layer: int, site: Any) -> Callable[..., None]:
-        deepest = max(self.request.layers)
-        columns = self.request.columns
-
+    def _hook(self, layer: int, site: Any, read: bool,
+              edits: tuple[Edit, ...]) -> Callable[..., Any]:
         def hook(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
-                 output: Any = None) -> None:
-            batch, tokens = self.lengths.shape[0], int(self.lengths.max())
-            flat = token_index(self.lengths, tokens, self.request.position) if site.flat \
-                else None
-            if flat is not None:  # only the kept tokens are computed: [batch, width]
-                kept = site.extract(args, kwargs, output, tokens=flat.to(_device(args, kwargs)))
-            else:
-                value = site.extract(args, kwargs, output)
-                if site.flat:  # [batch * tokens, width]: MoE modules see tokens flat
-                    value = value.reshape(batch, tokens, value.shape[-1])
-                self._check_shape(layer, value, (batch, tokens))
-                kept = gather(value, self.lengths, self.request.position,
-                              skip_missing=site.flat)
-            self.widths[layer] = int(kept.shape[-1])
-            if columns is not None:
-                if max(columns) >= kept.shape[-1]:
-                    raise neuron_out_of_range(max(columns), int(kept.shape[-1]),
-                                              self.request.site, layer)
-                kept = kept[..., list(columns)]
-            self.on_kept(layer, kept)
-            self.reached.add(layer)
-            if layer == deepest:
-                raise _StopForward
+                 output: Any = None) -> Any:
+            replaced = None
+            if edits:
+                value = site.extract(args, kwargs, output)  # [batch, tokens, width]
+                new = apply_edits(value, edits, self.rows, self.positions)
+                if site.reads_input:
+                    replaced = args, kwargs = replace_input(args, kwargs, new)
+                else:
+                    replaced = output = replace_output(output, new)
+            if read:
+                self._read(layer, site, args, kwargs, output)
+            return replaced
 
         return hook
+
+    def _read(self, layer: int, site: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+              output: Any) -> None:
+        request = self.request
+        assert request is not None and self.on_kept is not None
+        columns = request.columns
+        batch, tokens = self.lengths.shape[0], int(self.lengths.max())
+        flat = token_index(self.lengths, tokens, request.position) if site.flat else None
+        if flat is not None:  # only the kept tokens are computed: [batch, width]
+            kept = site.extract(args, kwargs, output, tokens=flat.to(_device(args, kwargs)))
+        else:
+            value = site.extract(args, kwargs, output)
+            if site.flat:  # [batch * tokens, width]: MoE modules see tokens flat
+                value = value.reshape(batch, tokens, value.shape[-1])
+            self._check_shape(layer, value, (batch, tokens))
+            kept = gather(value, self.lengths, request.position, skip_missing=site.flat)
+        self.widths[layer] = int(kept.shape[-1])
+        if columns is not None:
+            if max(columns) >= kept.shape[-1]:
+                raise neuron_out_of_range(max(columns), int(kept.shape[-1]), request.site, layer)
+            kept = kept[..., list(columns)]
+        self.on_kept(layer, kept)
+        self.reached.add(layer)
+        if layer == max(request.layers):
+            raise _StopForward
 
     def _check_shape(self, layer: int, value: Any, batch_shape: tuple[int, int]) -> None:
         """Refuse a site that is not one vector per token (Gemma 3n's blocks, for one, output

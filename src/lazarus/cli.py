@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from lazarus import __version__
-from lazarus.collect import ModelSettings
 from lazarus.errors import LazarusError
 from lazarus.loading import DEMO_MODEL
 from lazarus.placement import DEVICES, DTYPES
@@ -107,7 +106,7 @@ class _Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*args, **kwargs)
         # `-l -1,-2` is a value, not an option: let argparse read lists of negative numbers.
-        self._negative_number_matcher = re.compile(r"^-\d[\d,\-]*$")
+        self._negative_number_matcher = re.compile(r"^-\d[\d.,\-]*$")
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {escape(message)} (see {self.prog} --help)\n")
@@ -161,12 +160,6 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                              "accelerate)")
     parser.add_argument("--no-cache", action="store_true",
                         help="neither read nor write the activation cache")
-
-
-def _settings(args: argparse.Namespace) -> ModelSettings:
-    return ModelSettings(device=args.device, dtype=args.dtype,
-                         trust_remote_code=args.trust_remote_code,
-                         device_map=args.device_map, use_cache=not args.no_cache)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -276,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_site_options(probe, probe=True)
     _add_model_options(probe)
     probe.set_defaults(run=run_probe)
+    _add_causal_commands(commands)
 
     cache = groups.add_parser(
         "cache", help="the activation cache: what it holds, and clearing it",
@@ -293,6 +287,87 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_parser("clear", help="delete every cached row"
                        ).set_defaults(run=run_cache_clear)
     return parser
+
+
+def _add_causal_commands(commands: argparse._SubParsersAction) -> None:
+    """`ablate` and `steer` (help texts in `causal_help`)."""
+    from lazarus import causal_help
+    from lazarus.sites import SITE_HELP
+
+    ablate = commands.add_parser(
+        "ablate", help="knock neurons or components out and measure the loss, against chance",
+        description="Ablate neurons (by id or a direction's top-k) or whole components at one "
+                    "or more layers, measure what each prompt loses, and compare with as many "
+                    "random neurons.",
+        epilog=causal_help.ABLATE_NOTES + "\n" + causal_help.ABLATE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_model_option(ablate)
+    ablate.add_argument("-l", "--layer", required=True, action=_Once,
+                        help="layer(s): one, a list and ranges (0,2,5-7), or all")
+    ablate.add_argument("-p", "--prompts", required=True,
+                        help="prompts, or 'prompt:answer' pairs, pipe-separated or @file.txt")
+    ablate.add_argument("--labels", help="a label per prompt (pipe-separated or @file.txt)")
+    ablate.add_argument("-n", "--neurons", action=_Once, help="neuron ids, comma-separated")
+    ablate.add_argument("--from-direction", metavar="FILE",
+                        help="ablate the top neurons of a probe's direction .npz")
+    ablate.add_argument("--top-k", type=int, default=10,
+                        help="how many neurons of --from-direction (default 10)")
+    ablate.add_argument("--component", choices=("mlp", "attention"),
+                        help="ablate a whole sub-block's output instead of neurons")
+    ablate.add_argument("--site", choices=tuple(SITE_HELP), default=None, action=_Once,
+                        help="where the neurons are (default: the direction's, else "
+                             "resid_post)")
+    ablate.add_argument("--method", choices=("zero", "mean", "resample"), default="zero",
+                        help="what the values become (default zero)")
+    ablate.add_argument("--reference", metavar="PROMPTS",
+                        help="prompts for mean and resample values (default: --prompts)")
+    ablate.add_argument("--controls", type=int, default=100, metavar="N",
+                        help="random-neuron draws for the control (default 100; 0: none)")
+    ablate.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
+    ablate.add_argument("--sweep", action="store_true",
+                        help="ablate one layer of -l at a time instead of all at once")
+    ablate.add_argument("--max-tokens", type=int, default=8, metavar="N",
+                        help="greedy tokens generated after bare prompts (default 8)")
+    ablate.add_argument("-o", "--output", metavar="FILE.json",
+                        help="also save every number as JSON")
+    _add_model_options(ablate)
+    ablate.set_defaults(run=run_ablate)
+
+    steer = commands.add_parser(
+        "steer", help="add a direction while the model generates, and measure the change",
+        description="Add a direction (a probe's, or the difference of two prompt sets) or "
+                    "neuron values at a layer, at every position while generating, and show "
+                    "the continuations and the change in named tokens' log-probabilities.",
+        epilog=causal_help.STEER_NOTES + "\n" + causal_help.STEER_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_model_option(steer)
+    steer.add_argument("-p", "--prompts", required=True,
+                       help="prompts, pipe-separated or @file.txt")
+    steer.add_argument("-l", "--layer", action=_Once,
+                       help="the layer (default: the direction file's)")
+    steer.add_argument("--direction", metavar="FILE", help="a probe's direction .npz")
+    steer.add_argument("--positive", metavar="PROMPTS",
+                       help="with --negative: steer along mean(positive) - mean(negative)")
+    steer.add_argument("--negative", metavar="PROMPTS")
+    steer.add_argument("-n", "--neurons", action=_Once, metavar="ID:VALUE,...",
+                       help="add coefficient x value to each neuron (e.g. 808:2.5,1190:-1)")
+    steer.add_argument("--site", choices=tuple(SITE_HELP), default=None, action=_Once,
+                       help="where to add (default: the direction's, else resid_post)")
+    steer.add_argument("--coefficient", metavar="C", help="one coefficient (default 1)")
+    steer.add_argument("--compare", metavar="C1,C2,...",
+                       help="several coefficients, e.g. -2,-1,1,2 (coefficient 0 always runs)")
+    steer.add_argument("--absolute", action="store_true",
+                       help="scale 1 instead of the mean activation norm")
+    steer.add_argument("--max-tokens", type=int, default=20, metavar="N",
+                       help="tokens to generate (default 20)")
+    steer.add_argument("--temperature", type=float, default=0.0,
+                       help="0 for greedy (default), else sample at this temperature")
+    steer.add_argument("--seed", type=int, default=0, help="seed for sampling (default 0)")
+    steer.add_argument("--tokens", metavar="WORDS",
+                       help="words whose log-probability change to report ('hard|easy')")
+    steer.add_argument("-o", "--output", metavar="FILE.json", help="also save as JSON")
+    _add_model_options(steer)
+    steer.set_defaults(run=run_steer)
 
 
 class _StdoutFailed(Exception):
@@ -487,7 +562,7 @@ class ProgressBar:
 MAX_ROWS = 50  # default row limit of the map and heatmap, beyond which a summary row stands in
 
 
-def _max_rows(value: int | None, prompts: int) -> int | None:
+def _max_rows(value: int | None) -> int | None:
     if value is not None and value < 0:
         raise LazarusError(f"--max-rows must be 0 (no limit) or more (got {value})")
     return MAX_ROWS if value is None else value or None
@@ -543,7 +618,7 @@ def run_neurons(args: argparse.Namespace) -> int:
     if args.top_k is not None and neurons is not None:
         warn("--top-k is ignored with --neurons (it applies to --from-direction, or to the "
              "default choice of neurons)")
-    max_rows = _max_rows(args.max_rows, len(prompts))
+    max_rows = _max_rows(args.max_rows)
     if args.permutations is not None and not args.auto_discover:
         warn("--permutations is ignored without --auto-discover")
     if args.auto_discover and labels is None:
@@ -646,6 +721,97 @@ def run_probe(args: argparse.Namespace) -> int:
         if path is not None:
             note(f"saved {path}")
     return 0 if report.significant else EXIT_NOTHING_FOUND
+
+
+def _json_output(args: argparse.Namespace, inputs: list[tuple[str, str]]) -> None:
+    """Cheap checks of -o for the JSON-only commands, before anything loads."""
+    from lazarus.files import check_outputs_apart, check_writable
+
+    if args.output is None:
+        return
+    if args.output.lower().endswith(".csv"):
+        raise LazarusError(f"--output {args.output}: this command writes JSON only (use a .json "
+                           "name)")
+    check_writable(args.output)
+    check_outputs_apart({"--output": args.output}, inputs)
+
+
+def run_ablate(args: argparse.Namespace) -> int:
+    from lazarus import inputs
+    from lazarus.ablate import split_answers
+    from lazarus.render_causal import render_ablation
+
+    chosen = [name for name, value in (("--neurons", args.neurons),
+                                       ("--from-direction", args.from_direction),
+                                       ("--component", args.component)) if value is not None]
+    if len(chosen) != 1:
+        raise LazarusError("say what to ablate: one of --neurons, --from-direction or "
+                           "--component" + (f" (not {' and '.join(chosen)})" if chosen else ""))
+    prompts, answers = split_answers(inputs.parse_prompts(args.prompts))
+    labels = None if args.labels is None else inputs.parse_labels(args.labels, len(prompts))
+    neurons = None if args.neurons is None else inputs.parse_neurons(args.neurons)
+    reference = None if args.reference is None else inputs.parse_prompts(args.reference,
+                                                                         "reference")
+    _json_output(args, _inputs_of(args, "prompts", "labels", "reference", "from_direction"))
+    direction = None
+    if args.from_direction is not None:
+        from lazarus.directions import load_direction
+
+        direction = load_direction(args.from_direction)
+    model = _model(args)
+    bar = ProgressBar("ablating")
+    result = model.ablate(prompts, model.layers(args.layer), answers=answers, labels=labels,
+                          neurons=neurons, direction=direction, top_k=args.top_k,
+                          component=args.component, site=args.site, method=args.method,
+                          reference=reference, controls=args.controls, seed=args.seed,
+                          sweep=args.sweep, max_tokens=args.max_tokens,
+                          progress=lambda done, total: bar(done, total))
+    report = render_ablation(result)
+    _write_output(args.output, result.to_json())
+    out(report)
+    if args.output is not None:
+        note(f"saved {args.output}")
+    return 0
+
+
+def run_steer(args: argparse.Namespace) -> int:
+    from lazarus import inputs
+    from lazarus.render_causal import render_steer
+    from lazarus.steer import parse_coefficients, parse_neuron_values
+
+    if args.coefficient is not None and args.compare is not None:
+        raise LazarusError("--coefficient and --compare were both given (choose one)")
+    coefficients = parse_coefficients(args.compare) if args.compare is not None else \
+        parse_coefficients(args.coefficient or "1", "--coefficient")
+    prompts = inputs.parse_prompts(args.prompts)
+    positive = None if args.positive is None else inputs.parse_prompts(args.positive, "positive")
+    negative = None if args.negative is None else inputs.parse_prompts(args.negative, "negative")
+    neurons = None if args.neurons is None else parse_neuron_values(args.neurons)
+    tokens = [] if args.tokens is None else [t.strip() for t in
+                                             inputs.parse_list(args.tokens, "tokens", "word")]
+    read = _inputs_of(args, "prompts", "positive", "negative", "tokens")
+    _json_output(args, read + ([("--direction", args.direction)] if args.direction else []))
+    direction = None
+    if args.direction is not None:
+        from lazarus.directions import load_direction
+
+        direction = load_direction(args.direction)
+    model = _model(args)
+    layers = None if args.layer is None else model.layers(args.layer)
+    if layers is not None and len(layers) > 1:
+        raise LazarusError(f"steer adds at one layer; -l {args.layer} names {len(layers)} "
+                           "(give one)")
+    result = model.steer(prompts, None if layers is None else layers[0],
+                         direction=direction, positive=positive, negative=negative,
+                         neurons=neurons, coefficients=coefficients, absolute=args.absolute,
+                         site=args.site, tokens=tokens, max_tokens=args.max_tokens,
+                         temperature=args.temperature, seed=args.seed)
+    report = render_steer(result)
+    _write_output(args.output, result.to_json())
+    out(report)
+    if args.output is not None:
+        note(f"saved {args.output}")
+    return 0
 
 
 def _size(count: int) -> str:

@@ -1,0 +1,381 @@
+"""Knock neurons or whole components out and measure what the model loses, against chance:
+the analysis behind `lazarus introspect ablate` (never prints).
+
+What: neurons of a site at one or several layers (the same ids at each), or a whole component
+(`mlp` = the mlp_out site, `attention` = attn_out: everything the sub-block adds to the residual
+stream). All layers at once, or with `sweep` one layer at a time (a condition per layer).
+How (`method`), at every token position, generated tokens included:
+- zero: the values are set to 0;
+- mean: to their mean over every real token of the reference prompts (default: the prompts);
+- resample: each prompt takes the values of another reference prompt, drawn at random (seeded;
+  never itself when the reference is the prompts), token t getting that prompt's token
+  min(t, its last).
+Measured, per prompt, baseline and ablated (`measures`): for `prompt:answer` pairs the answer's
+log-probability under teacher forcing and whether greedy decoding still produces it; for bare
+prompts KL(baseline || ablated) of the next-token distribution and the greedy continuation.
+The effect of a condition is one number: the mean over prompts of the drop in the answer's
+log-probability (nats; positive = ablation hurts), or for bare prompts the mean KL (nats).
+Control (neurons only): `controls` draws of as many random neurons at each of the same layers
+and site, uniformly without replacement among the neurons not chosen, from
+numpy.random.default_rng(seed), ablated the same way; p = (1 + #{draws with effect >= the
+chosen neurons' effect}) / (1 + draws), z = (effect - mean) / std (ddof=1) of the draws.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lazarus import measures
+from lazarus.errors import LazarusError
+from lazarus.interventions import Edit
+
+if TYPE_CHECKING:
+    from lazarus.api import Model
+    from lazarus.directions import Direction
+    from lazarus.loading import LoadedModel
+
+METHODS = ("zero", "mean", "resample")
+COMPONENTS = {"mlp": "mlp_out", "attention": "attn_out"}
+CONTROLS = 100
+MAX_TOKENS = 8  # greedy continuation of bare prompts
+Progress = Callable[[int, int], None]  # (forwards done, forwards in all)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One prompt under one condition (or the baseline)."""
+
+    continuation: str  # greedy, decoded: as many tokens as the answer, else MAX_TOKENS
+    answer_log_prob: float | None = None  # pairs: sum over the answer's tokens (nats)
+    answer_token_log_probs: tuple[float, ...] | None = None
+    reproduces: bool | None = None  # pairs: greedy decoding gives the answer's tokens
+    kl: float | None = None  # bare prompts, ablated only: KL(baseline || ablated), nats
+
+
+@dataclass(frozen=True)
+class Control:
+    draws: int
+    seed: int
+    effects: tuple[float, ...]  # one per draw
+    neurons: tuple[tuple[tuple[int, ...], ...], ...]  # per draw, per layer of the condition
+    mean: float
+    std: float | None  # ddof=1; None with fewer than 2 draws
+    p: float  # (1 + #{effect >= chosen}) / (1 + draws)
+    z: float | None  # None when std is None or 0
+
+
+@dataclass(frozen=True)
+class Condition:
+    layers: tuple[int, ...]
+    outcomes: tuple[Outcome, ...]
+    effect: float
+    control: Control | None
+
+
+@dataclass(frozen=True)
+class AblationResult:
+    model_id: str
+    prompts: tuple[str, ...]
+    answers: tuple[str, ...] | None
+    labels: tuple[str, ...] | None
+    site: str
+    component: str | None  # "mlp" / "attention", or None for neurons
+    neurons: tuple[int, ...] | None
+    selection: str  # where the neurons came from, said to the user
+    method: str
+    reference: tuple[str, ...]  # the prompts mean / resample values came from
+    resampled_from: tuple[int, ...] | None  # resample: each prompt's reference prompt
+    sweep: bool
+    seed: int
+    effect_name: str
+    baseline: tuple[Outcome, ...]
+    conditions: tuple[Condition, ...]
+
+    def label_summary(self, condition: Condition) -> list[dict[str, Any]]:
+        """Per label (in order of first appearance): prompts, means baseline vs ablated."""
+        if self.labels is None:
+            return []
+        rows = []
+        for label in dict.fromkeys(self.labels):
+            chosen = [i for i, name in enumerate(self.labels) if name == label]
+            rows.append({"label": label, "prompts": len(chosen),
+                         **_summary([self.baseline[i] for i in chosen],
+                                    [condition.outcomes[i] for i in chosen])})
+        return rows
+
+    def to_json(self) -> dict[str, Any]:
+        """Every number: what `lazarus introspect ablate -o FILE.json` writes."""
+        from lazarus import __version__
+
+        def outcome(o: Outcome) -> dict[str, Any]:
+            return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(o).items()}
+
+        return {
+            "lazarus_version": __version__,
+            "model_id": self.model_id,
+            "site": self.site,
+            "component": self.component,
+            "neurons": None if self.neurons is None else list(self.neurons),
+            "neuron_selection": self.selection,
+            "method": self.method,
+            "reference_prompts": list(self.reference),
+            "resampled_from": None if self.resampled_from is None else list(self.resampled_from),
+            "sweep": self.sweep,
+            "seed": self.seed,
+            "effect": self.effect_name,
+            "prompts": [{"prompt": p, "answer": None if self.answers is None else self.answers[i],
+                         "label": None if self.labels is None else self.labels[i],
+                         "baseline": outcome(self.baseline[i])}
+                        for i, p in enumerate(self.prompts)],
+            "conditions": [{
+                "layers": list(c.layers),
+                "effect": c.effect,
+                "ablated": [outcome(o) for o in c.outcomes],
+                "by_label": self.label_summary(c),
+                "control": None if c.control is None else {
+                    **{k: v for k, v in asdict(c.control).items() if k != "neurons"},
+                    "effects": list(c.control.effects),
+                    "neurons": [[list(layer) for layer in draw] for draw in c.control.neurons],
+                },
+            } for c in self.conditions],
+        }
+
+
+def _summary(base: list[Outcome], ablated: list[Outcome]) -> dict[str, Any]:
+    if base and base[0].answer_log_prob is not None:
+        before = [o.answer_log_prob for o in base]
+        after = [o.answer_log_prob for o in ablated]
+        return {"baseline_log_prob": float(np.mean(before)),
+                "ablated_log_prob": float(np.mean(after)),
+                "baseline_reproduced": sum(bool(o.reproduces) for o in base),
+                "ablated_reproduced": sum(bool(o.reproduces) for o in ablated)}
+    return {"kl": float(np.mean([o.kl for o in ablated])),
+            "continuations_changed": sum(b.continuation != a.continuation
+                                         for b, a in zip(base, ablated, strict=True))}
+
+
+def split_answers(items: Sequence[str]) -> tuple[list[str], list[str] | None]:
+    """`prompt:answer` items (split at the last ':'), or bare prompts when no item has one."""
+    with_answer = [":" in item for item in items]
+    if not any(with_answer):
+        return list(items), None
+    if not all(with_answer):
+        first = with_answer.index(False) + 1
+        raise LazarusError(f"prompt {first} has no ':answer' while others do (give every "
+                           "prompt an answer, as '45*45=:2025', or none)")
+    prompts, answers = zip(*(item.rsplit(":", 1) for item in items), strict=True)
+    for prompt, answer in zip(prompts, answers, strict=True):
+        if not prompt:
+            raise LazarusError(f"'{prompt}:{answer}' has no prompt before the ':'")
+    return list(prompts), list(answers)
+
+
+def effect_of(base: list[Any], ablated: list[Any], pairs: bool) -> float:
+    """Mean answer log-prob drop (pairs: sums over tokens), else mean KL, over the prompts."""
+    if pairs:
+        return float(np.mean([b.sum() - a.sum() for b, a in zip(base, ablated, strict=True)]))
+    return float(np.mean([measures.kl_divergence(b, a)
+                          for b, a in zip(base, ablated, strict=True)]))
+
+
+def empirical_p(effect: float, draws: Sequence[float]) -> float:
+    return (1 + sum(d >= effect for d in draws)) / (1 + len(draws))
+
+
+def control_summary(effect: float, effects: Sequence[float], seed: int,
+                    neurons: Sequence[Sequence[Sequence[int]]]) -> Control:
+    values = np.asarray(effects, dtype=np.float64)
+    std = float(values.std(ddof=1)) if len(values) > 1 else None
+    return Control(draws=len(values), seed=seed, effects=tuple(float(v) for v in values),
+                   neurons=tuple(tuple(tuple(int(n) for n in layer) for layer in draw)
+                                 for draw in neurons),
+                   mean=float(values.mean()) if len(values) else float("nan"), std=std,
+                   p=empirical_p(effect, values.tolist()),
+                   z=None if not std else float((effect - values.mean()) / std))
+
+
+def analyse_ablation(
+    model: Model, prompts: Sequence[str], layers: Sequence[int], *,
+    answers: Sequence[str] | None = None, labels: Sequence[str] | None = None,
+    neurons: Sequence[int] | None = None, direction: Direction | str | None = None,
+    top_k: int = 10, component: str | None = None, site: str | None = None,
+    method: str = "zero", reference: Sequence[str] | None = None, controls: int = CONTROLS,
+    seed: int = 0, sweep: bool = False, max_tokens: int = MAX_TOKENS,
+    progress: Progress | None = None,
+) -> AblationResult:
+    from lazarus.capture import CaptureRequest, capture, tokenize
+    from lazarus.directions import check_direction_made, load_direction
+    from lazarus.neurons import check_direction_width, check_neurons
+
+    chosen_by = sum(x is not None for x in (neurons, direction, component))
+    if chosen_by != 1:
+        raise LazarusError("say what to ablate: one of --neurons, --from-direction or "
+                           "--component" + (" (not several)" if chosen_by else ""))
+    if component is not None and site is not None:
+        raise LazarusError("--site does not go with --component (the component says the site: "
+                           "mlp is mlp_out, attention is attn_out)")
+    if component is not None and component not in COMPONENTS:
+        raise LazarusError(f"unknown component {component!r} (choose mlp or attention)")
+    if method not in METHODS:
+        raise LazarusError(f"unknown method {method!r} (choose one of: {', '.join(METHODS)})")
+    if controls < 0:
+        raise LazarusError(f"--controls must be 0 or more (got {controls})")
+    if top_k < 1:
+        raise LazarusError(f"--top-k must be at least 1 (got {top_k})")
+    if answers is not None and len(answers) != len(prompts):
+        raise ValueError("one answer per prompt")
+    if labels is not None and len(labels) != len(prompts):
+        raise LazarusError(f"got {len(labels)} labels for {len(prompts)} prompts (give one "
+                           "label per prompt, in the same order)")
+    if max_tokens < 1:
+        raise LazarusError(f"--max-tokens must be at least 1 (got {max_tokens})")
+    if isinstance(direction, str):
+        direction = load_direction(direction)
+    site = COMPONENTS[component] if component is not None else (
+        site or (direction.site if direction is not None else None) or "resid_post")
+    if direction is not None:
+        name = direction.source or "the direction"
+        check_direction_made(direction, name, model.model_id, layers, site, "last", model.warn)
+        neurons = direction.top_neurons(top_k)
+        selection = f"top {top_k} of {name} (by {direction.ranking_name()})"
+    else:
+        selection = "--neurons" if neurons is not None else f"the whole {component} output"
+    own_reference = reference is None
+    reference = list(prompts if reference is None else reference)
+    if method == "resample" and own_reference and len(prompts) < 2:
+        raise LazarusError("--method resample takes each prompt's values from another prompt: "
+                           "give at least two prompts, or --reference prompts")
+
+    loaded = model.whole_weights()
+    prompt_ids = tokenize(loaded, prompts)
+    answer_ids = None if answers is None else [
+        measures.answer_ids(loaded, p, a)[1] for p, a in zip(prompts, answers, strict=True)]
+    widths: dict[int, int] = {}
+    capture(loaded, prompts[:1], CaptureRequest(tuple(layers), site, "last"), widths=widths)
+    for layer in layers:
+        if direction is not None:
+            check_direction_width(direction, widths[layer], direction.source or "the direction",
+                                  site)
+        if neurons is not None:
+            check_neurons(neurons, widths[layer], site, layer)
+    if neurons is not None:
+        neurons = [int(n) for n in neurons]
+        if len(set(neurons)) != len(neurons):
+            raise LazarusError("a neuron is listed twice (list each once)")
+
+    values: dict[int, Any] = {}  # per layer: the reference's [tokens, width] per prompt
+    if method != "zero":
+        request = CaptureRequest(tuple(layers), site, "all")
+        values = capture(loaded, reference, request)
+    rng = np.random.default_rng(seed)
+    resampled = None
+    if method == "resample":
+        resampled = _draw_references(rng, len(prompts), len(reference), own_reference)
+
+    def edits(layer_columns: Sequence[tuple[int, tuple[int, ...] | None]]) -> list[Edit]:
+        return [_edit(layer, site, columns, method, values.get(layer), resampled)
+                for layer, columns in layer_columns]
+
+    pairs = answer_ids is not None
+    groups = [(layer,) for layer in layers] if sweep else [tuple(layers)]
+    total = 2 + len(groups) * (2 + (controls if neurons is not None else 0))  # forwards
+    done = 0
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    def run(edit_list: list[Edit], generate: bool) -> tuple[list[Any], list[list[int]] | None]:
+        if pairs:
+            scores = measures.answer_log_probs(loaded, prompt_ids, answer_ids, edit_list)
+        else:
+            scores = measures.next_token(loaded, prompt_ids, edit_list)
+        step()
+        made = None
+        if generate:
+            made = [measures.generate(loaded, [p], len(a) if pairs else max_tokens, edit_list)[0]
+                    for p, a in zip(prompt_ids, answer_ids or prompt_ids, strict=True)]
+            step()
+        return scores, made
+
+    base_scores, base_made = run([], True)
+    baseline = _outcomes(loaded, base_scores, base_made, answer_ids, None)
+    conditions = []
+    for group in groups:
+        columns = None if neurons is None else tuple(neurons)
+        scores, made = run(edits([(layer, columns) for layer in group]), True)
+        effect = effect_of(base_scores, scores, pairs)
+        control = None
+        if neurons is not None and controls:
+            draws, effects = [], []
+            for _ in range(controls):
+                draw = tuple(tuple(int(n) for n in rng.choice(
+                    np.setdiff1d(np.arange(widths[layer]), neurons), size=len(neurons),
+                    replace=False)) for layer in group)
+                control_scores, _ = run(edits(list(zip(group, draw, strict=True))), False)
+                draws.append(draw)
+                effects.append(effect_of(base_scores, control_scores, pairs))
+            control = control_summary(effect, effects, seed, draws)
+        conditions.append(Condition(layers=group, effect=effect, control=control,
+                                    outcomes=_outcomes(loaded, scores, made, answer_ids,
+                                                       base_scores)))
+    return AblationResult(
+        model_id=model.model_id, prompts=tuple(prompts),
+        answers=None if answers is None else tuple(answers),
+        labels=None if labels is None else tuple(labels), site=site, component=component,
+        neurons=None if neurons is None else tuple(neurons), selection=selection, method=method,
+        reference=tuple(reference) if method != "zero" else (),
+        resampled_from=None if resampled is None else tuple(resampled), sweep=sweep, seed=seed,
+        effect_name=("mean drop in the answer's log-probability (nats)" if pairs
+                     else "mean KL(baseline || ablated) of the next token (nats)"),
+        baseline=baseline, conditions=tuple(conditions))
+
+
+def _draw_references(rng: np.random.Generator, prompts: int, references: int,
+                     own: bool) -> list[int]:
+    """For each prompt, the reference prompt it takes its values from (never itself if own)."""
+    if not own:
+        return [int(rng.integers(references)) for _ in range(prompts)]
+    drawn = []
+    for index in range(prompts):
+        other = int(rng.integers(references - 1))
+        drawn.append(other + (other >= index))
+    return drawn
+
+
+def _edit(layer: int, site: str, columns: tuple[int, ...] | None, method: str,
+          reference: list[np.ndarray] | None, resampled: list[int] | None) -> Edit:
+    pick = slice(None) if columns is None else list(columns)
+    if method == "zero":
+        return Edit(layer, site, "set", columns)
+    assert reference is not None
+    if method == "mean":
+        mean = np.concatenate(reference).astype(np.float64).mean(axis=0)  # [width]
+        return Edit(layer, site, "set", columns, values=mean[pick].astype(np.float32))
+    assert resampled is not None
+    return Edit(layer, site, "set", columns,
+                per_prompt=tuple(reference[j][:, pick] for j in resampled))
+
+
+def _outcomes(loaded: LoadedModel, scores: list[np.ndarray], made: list[list[int]] | None,
+              answers: list[list[int]] | None,
+              base: list[np.ndarray] | None) -> tuple[Outcome, ...]:
+    assert made is not None
+    outcomes = []
+    for index, tokens in enumerate(made):
+        text = loaded.tokenizer.decode(tokens, skip_special_tokens=True)
+        if answers is not None:
+            outcomes.append(Outcome(
+                continuation=text, answer_log_prob=float(scores[index].sum()),
+                answer_token_log_probs=tuple(float(v) for v in scores[index]),
+                reproduces=tokens == list(answers[index])))
+        else:
+            kl = None if base is None else measures.kl_divergence(base[index], scores[index])
+            outcomes.append(Outcome(continuation=text, kl=kl))
+    return tuple(outcomes)

@@ -1,0 +1,182 @@
+"""What an intervention does to the model's outputs: forwards and generation under `Edit`s.
+
+Every forward goes through `capture.Trace` (the one hook owner) with the edits, and runs to the
+LM head (no early stop). Two runners:
+- `log_probs`: teacher forcing. Sequences are right-padded with an attention mask, as capture
+  does, so each row computes exactly what it would alone; the log-softmax of the next-token
+  distribution is returned from a given position to the end of each sequence.
+- `generate`: greedy (or sampled, seeded) continuation with the KV cache on. Prompts are
+  left-padded with an attention mask and explicit position ids (each row's tokens count from
+  0), so the edits see every prompt token and then every new token as it is made.
+On these: an answer's log-probability under teacher forcing (the sum over its tokens of
+log p(token | everything before it)), whether greedy decoding reproduces the answer's tokens,
+and KL(baseline || edited) of the next-token distribution after a prompt, in nats.
+Nothing here prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from lazarus.capture import Trace, pad_id_of
+from lazarus.errors import LazarusError
+from lazarus.interventions import Edit
+from lazarus.loading import LoadedModel
+
+BATCH = 16  # sequences per forward
+
+
+def check_whole(loaded: LoadedModel) -> None:
+    """Interventions are judged by the logits: the model must have all its blocks and its head."""
+    if loaded.block_count is not None or loaded.model.get_output_embeddings() is None:
+        raise ValueError("interventions need the whole model with its LM head "
+                         "(load it with Model(..., whole=True))")
+
+
+def _batches(lengths: Sequence[int]) -> list[list[int]]:
+    """Indices in order of length, BATCH at a time, so that little padding is computed."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[i:i + BATCH] for i in range(0, len(order), BATCH)]
+
+
+def _input_device(loaded: LoadedModel) -> Any:
+    return loaded.model.get_input_embeddings().weight.device
+
+
+def log_probs(loaded: LoadedModel, sequences: Sequence[Sequence[int]], starts: Sequence[int],
+              edits: Sequence[Edit] = ()) -> list[np.ndarray]:
+    """Per sequence, float64 [len - start + 1, vocab]: row j is log p(. | tokens < start + j),
+    i.e. the distributions predicting tokens start.. and the one after the last token."""
+    import torch
+
+    check_whole(loaded)
+    lengths = [len(s) for s in sequences]
+    if any(not 1 <= start <= length for start, length in zip(starts, lengths, strict=True)):
+        raise ValueError("each start must be within 1..len(sequence)")
+    device = _input_device(loaded)
+    pad = pad_id_of(loaded.tokenizer)
+    results: list[Any] = [None] * len(sequences)
+    with torch.inference_mode(), Trace(loaded, None, edits=edits) as trace:
+        for batch in _batches(lengths):
+            width = max(lengths[i] for i in batch)
+            ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, index in enumerate(batch):
+                ids[row, :lengths[index]] = torch.tensor(list(sequences[index]))
+                mask[row, :lengths[index]] = 1
+            trace.lengths = mask.sum(-1)
+            trace.rows = torch.tensor(batch)
+            trace.positions = torch.arange(width).expand(len(batch), width)
+            logits = loaded.model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                  use_cache=False).logits  # [batch, tokens, vocab]
+            for row, index in enumerate(batch):
+                kept = logits[row, starts[index] - 1:lengths[index]].double()
+                results[index] = torch.log_softmax(kept, dim=-1).cpu().numpy()
+    return results
+
+
+def generate(loaded: LoadedModel, prompts: Sequence[Sequence[int]], max_new: int,
+             edits: Sequence[Edit] = (), temperature: float = 0.0,
+             seed: int | None = None) -> list[list[int]]:
+    """New token ids per prompt: `max_new` of them, cut after the end-of-text token if one is
+    made. Greedy at temperature 0; else sampled from softmax(logits / temperature) with a
+    generator seeded by `seed`, one prompt at a time so that a prompt's draw does not depend on
+    the others."""
+    import torch
+
+    check_whole(loaded)
+    if max_new < 1:
+        return [[] for _ in prompts]
+    lengths = [len(p) for p in prompts]
+    groups = _batches(lengths) if temperature == 0 else [[i] for i in range(len(prompts))]
+    made: list[list[int]] = [[] for _ in prompts]
+    with torch.inference_mode(), Trace(loaded, None, edits=edits) as trace:
+        for batch in groups:
+            generator = None
+            if temperature:
+                generator = torch.Generator().manual_seed(0 if seed is None else seed)
+            tokens = _generate_batch(loaded, trace, [prompts[i] for i in batch], batch,
+                                     max_new, temperature, generator)
+            for row, index in enumerate(batch):
+                made[index] = tokens[row]
+    stop = loaded.tokenizer.eos_token_id
+    return [row[:row.index(stop) + 1] if stop in row else row for row in made]
+
+
+def _generate_batch(loaded: LoadedModel, trace: Trace, prompts: list[Sequence[int]],
+                    indices: list[int], max_new: int, temperature: float,
+                    generator: Any) -> list[list[int]]:
+    import torch
+
+    device = _input_device(loaded)
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id_of(loaded.tokenizer), dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):  # left padding: every row ends at the same column
+        ids[row, width - len(prompt):] = torch.tensor(list(prompt))
+        mask[row, width - len(prompt):] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # [batch, tokens] index within the prompt
+    trace.rows = torch.tensor(indices)
+    cache_name = "cache" if "cache" in _parameters(loaded.model) else "past_key_values"
+    cache = None
+    made = []
+    for _ in range(max_new):
+        trace.positions = positions
+        trace.lengths = mask.sum(-1)
+        extra = {} if cache is None else {cache_name: cache}
+        output = loaded.model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                              position_ids=positions.to(device), use_cache=True, **extra)
+        cache = getattr(output, "cache", None) or output.past_key_values
+        logits = output.logits[:, -1].float().cpu()  # [batch, vocab]
+        if temperature:
+            probabilities = torch.softmax(logits / temperature, dim=-1)
+            chosen = torch.multinomial(probabilities, 1, generator=generator)[:, 0]
+        else:
+            chosen = logits.argmax(-1)
+        made.append(chosen)
+        ids = chosen[:, None]
+        positions = positions[:, -1:] + 1
+        mask = torch.cat([mask, torch.ones((len(prompts), 1), dtype=torch.long)], dim=-1)
+    return torch.stack(made, dim=1).tolist()
+
+
+def _parameters(model: Any) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(model.forward).parameters)
+
+
+def answer_ids(loaded: LoadedModel, prompt: str, answer: str) -> tuple[list[int], list[int]]:
+    """(prompt ids with the tokenizer's special tokens, answer ids without any)."""
+    from lazarus.capture import tokenize
+
+    prompt_ids = tokenize(loaded, [prompt])[0]
+    ids = list(loaded.tokenizer(answer, add_special_tokens=False)["input_ids"])
+    if not ids:
+        raise LazarusError(f"the answer {answer!r} of prompt {prompt!r} tokenizes to nothing "
+                           "(give it some text after the ':')")
+    return prompt_ids, ids
+
+
+def answer_log_probs(loaded: LoadedModel, prompts: Sequence[Sequence[int]],
+                     answers: Sequence[Sequence[int]],
+                     edits: Sequence[Edit] = ()) -> list[np.ndarray]:
+    """Per pair, float64 [answer tokens]: log p(answer token j | prompt, answer tokens < j)."""
+    sequences = [[*p, *a] for p, a in zip(prompts, answers, strict=True)]
+    rows = log_probs(loaded, sequences, [len(p) for p in prompts], edits)
+    return [row[np.arange(len(a)), list(a)] for row, a in zip(rows, answers, strict=True)]
+
+
+def next_token(loaded: LoadedModel, prompts: Sequence[Sequence[int]],
+               edits: Sequence[Edit] = ()) -> list[np.ndarray]:
+    """Per prompt, float64 [vocab]: log p(next token | prompt)."""
+    return [row[-1] for row in log_probs(loaded, prompts, [len(p) for p in prompts], edits)]
+
+
+def kl_divergence(log_p: np.ndarray, log_q: np.ndarray) -> float:
+    """KL(p || q) in nats, from log-probabilities over the same vocabulary."""
+    p = np.exp(log_p)
+    return float(np.sum(np.where(p > 0, p * (log_p - log_q), 0.0)))

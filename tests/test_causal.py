@@ -1,0 +1,193 @@
+"""`ablate` and `steer` end to end: through the library (`Model.ablate`, `Model.steer`) and the
+real CLI entry point, on the tiny Llama.
+
+The random control is checked by hand (p from its documented formula, z with the statistics
+module, each draw's effect by ablating that draw's neurons on their own); doing nothing is
+checked against Hugging Face's own `generate`; bad input is one line, exit 2, no file.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import numpy as np
+import pytest
+import torch
+
+import lazarus
+from lazarus.cli import main
+from lazarus.directions import Direction, save_direction
+
+PAIRS = ["hello:xy", "ab:c", "the fox:ed", "q = 1:2"]
+PROMPTS = [pair.rsplit(":", 1)[0] for pair in PAIRS]
+ANSWERS = [pair.rsplit(":", 1)[1] for pair in PAIRS]
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dirs):
+    return lazarus.load(str(tiny_model_dirs["llama"]), device="cpu", use_cache=False)
+
+
+def test_random_control_is_reproducible_and_its_p_is_as_documented(model):
+    def run(seed):
+        return model.ablate(PROMPTS, 1, answers=ANSWERS, neurons=[3, 40, 77], site="mlp_post",
+                            controls=7, seed=seed)
+
+    first, again, other = run(5), run(5), run(6)
+    control = first.conditions[0].control
+    assert control.effects == again.conditions[0].control.effects
+    assert control.neurons == again.conditions[0].control.neurons
+    assert control.neurons != other.conditions[0].control.neurons
+    for draw in control.neurons:  # one layer: 3 distinct neurons, none of the chosen ones
+        assert len(set(draw[0])) == 3
+        assert set(draw[0]).isdisjoint({3, 40, 77})
+        assert all(0 <= n < 128 for n in draw[0])
+    effect = first.conditions[0].effect
+    above = len([e for e in control.effects if e >= effect])
+    assert control.p == (1 + above) / (1 + 7)
+    assert control.z == pytest.approx((effect - statistics.mean(control.effects))
+                                      / statistics.stdev(control.effects), rel=1e-9)
+    # The effect of a draw is that of ablating its neurons on their own, with no control.
+    alone = model.ablate(PROMPTS, 1, answers=ANSWERS, neurons=list(control.neurons[2][0]),
+                         site="mlp_post", controls=0)
+    assert alone.conditions[0].effect == pytest.approx(control.effects[2], abs=1e-9)
+    # and the chosen effect is the mean answer log-prob drop, from the per-prompt numbers
+    drops = [b.answer_log_prob - a.answer_log_prob
+             for b, a in zip(first.baseline, first.conditions[0].outcomes, strict=True)]
+    assert effect == pytest.approx(statistics.mean(drops), abs=1e-9)
+
+
+def _hf_greedy(model, prompt, count):
+    loaded = model.whole_weights()
+    ids = loaded.tokenizer(prompt, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        out = loaded.model.generate(ids, max_new_tokens=count, do_sample=False, pad_token_id=0)
+    return loaded.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+
+
+def test_ablating_nothing_and_steering_by_zero_are_the_model_itself(model):
+    result = model.ablate(PROMPTS, "0,2", answers=ANSWERS, neurons=[], site="mlp_post",
+                          controls=0)
+    assert result.conditions[0].effect == 0.0
+    for base, after in zip(result.baseline, result.conditions[0].outcomes, strict=True):
+        assert base.answer_token_log_probs == after.answer_token_log_probs
+        assert base.continuation == after.continuation
+    assert [o.continuation for o in result.baseline] == [
+        _hf_greedy(model, p, len(a)) for p, a in zip(PROMPTS, ANSWERS, strict=True)]
+
+    steered = model.steer(PROMPTS, 1, positive=["abc", "abd"], negative=["xyz", "xyw"],
+                          coefficients=[0.0, 3.0], tokens=["a", "xy"], max_tokens=5)
+    assert [run.coefficient for run in steered.runs] == [0.0, 3.0]
+    assert list(steered.runs[0].continuations) == [_hf_greedy(model, p, 5) for p in PROMPTS]
+    assert steered.runs[0].changes == tuple((0.0, 0.0) for _ in PROMPTS)
+    assert steered.runs[1].changes != steered.runs[0].changes
+
+
+def test_component_sweep_and_methods_give_a_condition_per_layer(model):
+    result = model.ablate(PROMPTS, "0,1,2", component="attention", sweep=True, method="mean",
+                          controls=5)
+    assert [c.layers for c in result.conditions] == [(0,), (1,), (2,)]
+    assert all(c.control is None for c in result.conditions)  # no random control for components
+    assert all(c.effect > 0 for c in result.conditions)  # KL of a real change
+    resampled = model.ablate(PROMPTS, 1, neurons=[1, 2], site="mlp_post", method="resample",
+                             controls=2, seed=1)
+    assert all(j != i for i, j in enumerate(resampled.resampled_from))
+
+
+def run_cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_ablate_cli_writes_every_number(capsys, tmp_path, tiny_model_dirs):
+    output = tmp_path / "ablate.json"
+    code, out, err = run_cli(capsys, "introspect", "ablate", "-m", tiny_model_dirs["llama"],
+                             "-l", "1", "-p", "|".join(PAIRS), "-n", "3,40", "--site", "mlp_post",
+                             "--labels", "a|a|b|b", "--controls", "9", "--seed", "2", "-o",
+                             output)
+    assert code == 0, err
+    document = json.loads(output.read_text())
+    control = document["conditions"][0]["control"]
+    assert document["method"] == "zero"
+    assert len(control["effects"]) == 9
+    assert [row["label"] for row in document["conditions"][0]["by_label"]] == ["a", "b"]
+    assert "Method: zero (set to 0)" in out
+    assert f"p = {control['p']:.3g}" in out
+    assert [p["answer"] for p in document["prompts"]] == ANSWERS
+
+
+def test_steer_cli_compare(capsys, tmp_path, tiny_model_dirs):
+    direction = tmp_path / "d.npz"
+    save_direction(str(direction), Direction(direction=np.ones(64, np.float32), layer=2))
+    output = tmp_path / "steer.json"
+    code, out, err = run_cli(capsys, "introspect", "steer", "-m", tiny_model_dirs["llama"],
+                             "-p", "ab|hello", "--direction", direction, "--compare",
+                             "-1.5,2", "--tokens", "a|b", "--max-tokens", "3", "-o", output)
+    assert code == 0, err
+    document = json.loads(output.read_text())
+    assert document["layer"] == 2
+    assert [r["coefficient"] for r in document["prompts"][0]["runs"]] == [0.0, -1.5, 2.0]
+    run = document["prompts"][1]["runs"][2]
+    assert run["added_norm"] == pytest.approx(2 * document["scale"], rel=1e-5)
+    assert "STEERING at layer 2" in out
+
+
+@pytest.fixture
+def wrong_width(tmp_path):
+    path = tmp_path / "narrow.npz"
+    save_direction(str(path), Direction(direction=np.ones(10, np.float32), layer=0))
+    return path
+
+
+BAD = {
+    "empty answer": (["ablate", "-l", "0", "-p", "ab:|cd:e", "-n", "1"], "tokenizes to nothing"),
+    "layer out of range": (["ablate", "-l", "9", "-p", "ab:c", "-n", "1"], "out of range"),
+    "neurons with component": (["ablate", "-l", "0", "-p", "ab", "-n", "1", "--component",
+                                "mlp"], "not --neurons and --component"),
+    "neuron out of range": (["ablate", "-l", "0", "-p", "ab", "-n", "64"], "out of range"),
+    "wrong width ablate": (["ablate", "-l", "0", "-p", "ab", "--from-direction", "WRONG"],
+                           "10 weights"),
+    "wrong width steer": (["steer", "-p", "ab", "--direction", "WRONG"], "10 weights"),
+    "coefficient": (["steer", "-p", "ab", "-l", "0", "-n", "1:2", "--coefficient", "abc"],
+                    "not a number"),
+    "compare": (["steer", "-p", "ab", "-l", "0", "-n", "1:2", "--compare", "1,x"],
+                "not a number"),
+    "steer layer out of range": (["steer", "-p", "ab", "-l", "-9", "-n", "1:2"],
+                                 "out of range"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_is_one_line_exit_2_and_no_file(capsys, tmp_path, tiny_model_dirs,
+                                                   wrong_width, case):
+    argv, words = BAD[case]
+    argv = [str(wrong_width) if a == "WRONG" else a for a in argv]
+    output = tmp_path / "never.json"
+    code, out, err = run_cli(capsys, "introspect", argv[0], "-m", tiny_model_dirs["llama"],
+                             *argv[1:], "-o", output)
+    assert code == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert words in lines[0]
+    assert "Traceback" not in err
+    assert not output.exists()
+
+
+@pytest.mark.parametrize("command", ["ablate", "steer"])
+def test_help_examples_parse(capsys, command):
+    import shlex
+
+    from lazarus.cli import build_parser
+
+    assert main(["introspect", command, "--help"]) == 0
+    shown = capsys.readouterr().out
+    examples = shown.split("examples:")[1].replace("\\\n", " ")
+    lines = [line.strip() for line in examples.splitlines() if line.strip()]
+    assert len(lines) >= 2
+    for line in lines:
+        words = shlex.split(line)
+        assert words[:3] == ["lazarus", "introspect", command]
+        build_parser().parse_args(words[1:])
