@@ -145,7 +145,9 @@ def run_neurons(args: argparse.Namespace) -> int:
     if args.plot is not None:
         plot_neurons(result, args.plot)
     _report(report, args.output, args.plot, keep_color=color)
-    return 0
+    found_nothing = any(layer.discovery is not None and layer.discovery.survivors == 0
+                        for layer in result.layers)
+    return EXIT_NOTHING_FOUND if found_nothing else 0
 
 
 def run_probe(args: argparse.Namespace) -> int:
