@@ -225,6 +225,11 @@ def analyse_ablation(
         raise LazarusError(f"unknown method {method!r} (choose one of: {', '.join(METHODS)})")
     if controls < 0:
         raise LazarusError(f"--controls must be 0 or more (got {controls})")
+    if seed < 0:
+        raise LazarusError(f"--seed must be 0 or more (got {seed})")
+    if reference is not None and method == "zero":
+        model.warn("--reference is ignored with --method zero (it gives the values of mean and "
+                   "resample)")
     if top_k < 1:
         raise LazarusError(f"--top-k must be at least 1 (got {top_k})")
     if answers is not None and len(answers) != len(prompts):
@@ -267,6 +272,11 @@ def analyse_ablation(
         neurons = [int(n) for n in neurons]
         if len(set(neurons)) != len(neurons):
             raise LazarusError("a neuron is listed twice (list each once)")
+        spare = min(widths[layer] for layer in layers) - len(neurons)
+        if controls and spare < len(neurons):
+            raise LazarusError(f"{len(neurons)} neurons leave {spare} others to draw random "
+                               "controls of the same size from (ablate fewer neurons, or "
+                               "give --controls 0)")
 
     values: dict[int, Any] = {}  # per layer: the reference's [tokens, width] per prompt
     if method != "zero":

@@ -154,7 +154,12 @@ def run_probe(args: argparse.Namespace) -> int:
     from lazarus import inputs
     from lazarus.files import check_outputs_apart, check_writable
     from lazarus.plot import check_plot_path, plot_probe
-    from lazarus.probe import check_settings, check_test_labels
+    from lazarus.probe import (
+        MAX_PERMUTATIONS,
+        PERMUTATIONS,
+        check_settings,
+        check_test_labels,
+    )
     from lazarus.probing import check_inputs
     from lazarus.render_probe import render_probe_report
 
@@ -170,6 +175,9 @@ def run_probe(args: argparse.Namespace) -> int:
         check_test_labels(test_labels, args.label_a, args.label_b)
     settings = {key: value for key, value in (("permutations", args.permutations),
                                               ("alpha", args.alpha)) if value is not None}
+    if args.permutations == 0:  # the library allows 0 (no test); a user asking for it errs
+        raise LazarusError("--permutations must be a whole number from 1 to "
+                           f"{MAX_PERMUTATIONS}, got 0 (e.g. {PERMUTATIONS})")
     check_settings(args.method, **settings)
     for path in (args.save_direction, args.output):
         if path is not None:

@@ -19,6 +19,7 @@ import numpy as np
 
 from lazarus import stats
 from lazarus.errors import LazarusError
+from lazarus.probe import MAX_PERMUTATIONS
 
 PERMUTATIONS = 1000  # smallest possible p: 1/1001
 RESAMPLES = 1000  # bootstrap resamples for the 95% intervals
@@ -105,8 +106,9 @@ def check_request(labels: Sequence[str] | None, neurons: Sequence[int] | None,
         raise LazarusError("--auto-discover needs one value per prompt, and tokens of one "
                            "prompt are not independent samples (use --position last, mean, "
                            "or an index)")
-    if permutations < 1:
-        raise LazarusError(f"--permutations must be at least 1 (got {permutations})")
+    if not 1 <= permutations <= MAX_PERMUTATIONS:
+        raise LazarusError(f"--permutations must be from 1 to {MAX_PERMUTATIONS} (got "
+                           f"{permutations}; p can go down to 1/(N+1))")
 
 
 def discover(values: np.ndarray, labels: Sequence[str], neurons: Sequence[int] | None = None,

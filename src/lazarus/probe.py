@@ -78,6 +78,7 @@ METHOD_SUMMARY = {
 }
 MAX_FOLDS = 5
 PERMUTATIONS = 200  # smallest p 1/201 < 0.005; 10,000 prompts x 4 layers of 192 in ~15 s
+MAX_PERMUTATIONS = 100_000  # memory and time grow with it; p can reach 1e-5 already
 ALPHA = 0.05
 TIE_BREAK = ("highest mean accuracy; ties go to the larger held-out separation, "
              "then to the earlier layer")
@@ -168,9 +169,10 @@ def check_settings(method: str, permutations: int = PERMUTATIONS, alpha: float =
     """What can be refused before any model is read: the method, shuffles and level."""
     if method not in METHODS:
         raise LazarusError(f"unknown probe method {method!r} (use one of: {', '.join(METHODS)})")
-    if isinstance(permutations, bool) or not isinstance(permutations, int) or permutations < 0:
-        raise LazarusError(f"--permutations must be a whole number >= 0, got {permutations!r} "
-                           f"(e.g. {PERMUTATIONS})")
+    if (isinstance(permutations, bool) or not isinstance(permutations, int)
+            or not 0 <= permutations <= MAX_PERMUTATIONS):
+        raise LazarusError(f"--permutations must be a whole number from 1 to "
+                           f"{MAX_PERMUTATIONS}, got {permutations!r} (e.g. {PERMUTATIONS})")
     if not 0 < alpha < 1:
         raise LazarusError(f"--alpha must be between 0 and 1, got {alpha!r} (e.g. {ALPHA})")
 

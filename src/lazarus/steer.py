@@ -88,8 +88,9 @@ def parse_coefficients(text: str, option: str = "--compare") -> list[float]:
         try:
             value = float(part.strip())
         except ValueError:
+            example = "808:2.5,1190:-1" if option == "--neurons" else "-2,-1,0,1,2"
             raise LazarusError(f"{option}: {part.strip()!r} is not a number (give numbers, e.g. "
-                               "--compare -2,-1,0,1,2)") from None
+                               f"{option} {example})") from None
         if not np.isfinite(value):
             raise LazarusError(f"{option}: {part.strip()!r} is not a finite number")
         values.append(value)
@@ -117,7 +118,7 @@ def analyse_steer(
     tokens: Sequence[str] = (), max_tokens: int = MAX_TOKENS, temperature: float = 0.0,
     seed: int = 0,
 ) -> SteerResult:
-    from lazarus.capture import CaptureRequest, capture, tokenize
+    from lazarus.capture import CaptureRequest, capture, context_length, tokenize
     from lazarus.directions import check_direction_made, load_direction
 
     given = sum(x is not None for x in (direction, positive if positive is not None
@@ -131,6 +132,8 @@ def analyse_steer(
         raise LazarusError(f"--max-tokens must be at least 1 (got {max_tokens})")
     if temperature < 0 or not np.isfinite(temperature):
         raise LazarusError(f"--temperature must be 0 (greedy) or more (got {temperature})")
+    if seed < 0:
+        raise LazarusError(f"--seed must be 0 or more (got {seed})")
     for value in coefficients:
         if not np.isfinite(value):
             raise LazarusError(f"coefficient {value} is not a finite number")
@@ -188,7 +191,17 @@ def analyse_steer(
         scale = float(np.mean(np.linalg.norm(np.concatenate(rows).astype(np.float64), axis=1)))
 
     prompt_ids = tokenize(loaded, prompts)
+    limit = context_length(loaded.info.config)
+    longest = max(len(ids) for ids in prompt_ids) + max(max_tokens, *map(len, token_ids), 0)
+    if limit is not None and longest > limit:
+        raise LazarusError(f"the longest prompt with {max_tokens} new tokens is {longest} tokens "
+                           f"but this model takes at most {limit} (lower --max-tokens)")
     ordered = [0.0, *[float(c) for c in coefficients if c != 0]]
+    largest = max(abs(c) for c in ordered) * scale * float(np.max(np.abs(vector)))
+    if not largest < float(np.finfo(np.float32).max) / 1e18:  # room for the model's own sums
+        raise LazarusError(f"a coefficient of {max(abs(c) for c in ordered):g} makes a vector "
+                           f"of size {largest:.3g}, beyond what float32 activations hold (use "
+                           "a smaller coefficient)")
     runs, baseline = [], None
     for coefficient in ordered:
         edits = [add(layer, site, (coefficient * scale * vector).astype(np.float32))]
