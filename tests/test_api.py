@@ -107,6 +107,11 @@ def test_api_mistakes_are_lazarus_errors(tiny_model_dirs):
         model.capture("2+3=", layers=0)
     with pytest.raises(lazarus.LazarusError, match="labels for"):
         model.neurons(PROMPTS, layers=0, labels=["a"])
+    for bad in ([-1], [1.5], ["5"], [True]):
+        with pytest.raises(lazarus.LazarusError, match="not a whole number from 0"):
+            model.neurons(PROMPTS, layers=0, neurons=bad)
+    with pytest.raises(lazarus.LazarusError, match="prompt 2 of 2 is empty"):
+        model.capture(["2+3=", " "], layers=0)
     assert model.loads == 0, "refused before loading"
 
 
@@ -170,8 +175,8 @@ def test_colour_heatmap_codes_reach_the_terminal_and_nothing_else_does():
                               prompts=("\x1b[31mevil", "fine"), neurons=(1, 2), layer=0)
     text = terminal_safe(render_heatmap(matrix, 1, color=True), keep_color=True)
     rows = [line for line in text.splitlines() if "|" in line and "Prompt" not in line]
-    assert "\x1b[38;5;21m" in rows[0].split("|")[1]  # -4, the most negative: deepest blue
-    assert "\x1b[38;5;160m" in rows[1].split("|")[2]  # +4, the largest: deepest red
+    assert "\x1b[48;5;21m    " in rows[0].split("|")[1]  # -4, the most negative: deepest blue
+    assert "\x1b[48;5;160m    " in rows[1].split("|")[2]  # +4, the largest: deepest red
     assert "\x1b[31m" not in text  # the prompt's own escape sequence is shown, not obeyed
     assert "\\x1b[31mevil" in text
     plain = render_heatmap(matrix, 1)

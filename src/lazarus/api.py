@@ -22,6 +22,8 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from lazarus.collect import ModelSettings, Progress
 from lazarus.errors import LazarusError
 
@@ -172,7 +174,7 @@ class Model:
         from lazarus.neurons import analyse_neurons
 
         return analyse_neurons(self, _prompts(prompts), self.layers(layers), site=site,
-                               position=position, neurons=neurons, direction=direction,
+                               position=position, neurons=_neuron_ids(neurons), direction=direction,
                                top_k=top_k, labels=labels, progress=progress,
                                auto_discover=auto_discover, permutations=permutations)
 
@@ -214,7 +216,8 @@ class Model:
 
         return analyse_ablation(
             self, _prompts(prompts), self.layers(layers), answers=answers, labels=labels,
-            neurons=neurons, direction=direction, top_k=top_k, component=component, site=site,
+            neurons=_neuron_ids(neurons), direction=direction, top_k=top_k, component=component,
+            site=site,
             method=method, reference=None if reference is None else _prompts(reference,
                                                                              "reference"),
             controls=controls, seed=seed, sweep=sweep, max_tokens=max_tokens,
@@ -246,8 +249,26 @@ def _prompts(prompts: Sequence[str], name: str = "prompts", empty: bool = False)
     items = list(prompts)
     if not items and not empty:
         raise LazarusError(f"{name} is empty (give at least one prompt)")
-    for item in items:
+    for number, item in enumerate(items, 1):
         if not isinstance(item, str):
             raise LazarusError(f"{name} holds {type(item).__name__} {item!r}, not text "
                                "(give prompts as strings)")
+        if not item.strip():
+            raise LazarusError(f"{name}: prompt {number} of {len(items)} is empty (remove it)")
     return items
+
+
+def _neuron_ids(neurons: Sequence[int] | None) -> list[int] | None:
+    """Neuron ids as given by a script: whole numbers from 0, each once."""
+    if neurons is None:
+        return None
+    if isinstance(neurons, (str, int)):
+        raise LazarusError(f"neurons={neurons!r}: give a list of ids (e.g. neurons=[808, 1190])")
+    ids = list(neurons)
+    for value in ids:
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+            raise LazarusError(f"neuron id {value!r} is not a whole number from 0 (neurons are "
+                               "numbered 0 .. width - 1)")
+    if len(set(ids)) != len(ids):
+        raise LazarusError("a neuron id is listed twice (list each once)")
+    return [int(value) for value in ids]

@@ -7,6 +7,7 @@ import contextlib
 import errno
 import io
 import os
+import shutil
 import sys
 import time
 
@@ -114,9 +115,14 @@ class ProgressBar:
         filled = int(30 * done / max(total, 1))
         elapsed = time.monotonic() - self.started
         extra = f" ({detail})" if detail else ""
+        line = (f"{self.what} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} "
+                f"{elapsed:.1f}s{escape(extra)}")
+        columns = shutil.get_terminal_size((80, 24)).columns - 1  # a full line would wrap
+        line = line if len(line) <= columns else line[:max(columns - 1, 0)] + "…"
+        # Clear what the last line left: with the terminal's own code where it has one.
+        clear = "" if os.environ.get("TERM") == "dumb" else "\x1b[K"
         with contextlib.suppress(OSError):
-            sys.stderr.write(f"\r\x1b[K{self.what} [{'#' * filled}{'.' * (30 - filled)}] "
-                             f"{done}/{total} {elapsed:.1f}s{escape(extra)}")
+            sys.stderr.write(f"\r{clear}{line}{' ' * (columns - len(line)) if not clear else ''}")
             if done >= total:
                 sys.stderr.write("\n")
                 self.finished = True

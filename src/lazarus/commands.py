@@ -53,13 +53,15 @@ def _max_rows(value: int | None) -> int | None:
 
 
 def _color(args: argparse.Namespace) -> bool:
-    """--color: only on a terminal that shows colour."""
+    """--color: only on a terminal that shows colour, and not against NO_COLOR."""
     if not args.color:
         return False
-    if not sys.stdout.isatty() or os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
-        note("--color: standard output is not a colour terminal, so the heatmap is plain")
-        return False
-    return True
+    why = ("standard output is not a terminal" if not sys.stdout.isatty() else
+           "NO_COLOR is set" if os.environ.get("NO_COLOR") else
+           "TERM is dumb" if os.environ.get("TERM") == "dumb" else None)
+    if why is not None:
+        note(f"--color: {why}, so the heatmap is plain")
+    return why is None
 
 
 def _model(args: argparse.Namespace) -> Model:
@@ -80,6 +82,13 @@ def _report(text: str, *saved: str | None, keep_color: bool = False) -> None:
             note(f"saved {path}")
 
 
+def _check_extension(option: str, path: str | None, *allowed: str) -> None:
+    """A file's kind comes from its name: refuse one this option does not write."""
+    if path is not None and not path.lower().endswith(allowed):
+        raise LazarusError(f"{option} {path}: the name must end in {' or '.join(allowed)} (it "
+                           "says what is written)")
+
+
 def _write_output(path: str | None, document: dict, table: str | None = None) -> None:
     """`-o`: JSON, or the tidy CSV table when the name ends in .csv."""
     from lazarus.files import write_text_atomically
@@ -87,8 +96,7 @@ def _write_output(path: str | None, document: dict, table: str | None = None) ->
     if path is None:
         return
     if path.lower().endswith(".csv"):
-        if table is None:
-            raise LazarusError(f"{path}: this command writes JSON only (use a .json name)")
+        assert table is not None, "checked by _check_extension"
         write_text_atomically(path, table)
     else:
         write_text_atomically(path, json.dumps(document, indent=2) + "\n")
@@ -126,6 +134,7 @@ def run_neurons(args: argparse.Namespace) -> int:
         check_plot_path(args.plot)
     check_outputs_apart({"--output": args.output, "--plot": args.plot},
                         _inputs_of(args, "prompts", "labels", "from_direction"))
+    _check_extension("--output", args.output, ".json", ".csv")
     direction = None
     if args.from_direction is not None:
         from lazarus.directions import load_direction
@@ -161,7 +170,7 @@ def run_probe(args: argparse.Namespace) -> int:
         check_test_labels,
     )
     from lazarus.probing import check_inputs
-    from lazarus.render_probe import render_probe_report
+    from lazarus.render_probe import hopeless_warning, render_probe_report
 
     class_a = inputs.parse_prompts(args.class_a, "class-a")
     class_b = inputs.parse_prompts(args.class_b, "class-b")
@@ -187,8 +196,8 @@ def run_probe(args: argparse.Namespace) -> int:
     check_outputs_apart({"--save-direction": args.save_direction, "--output": args.output,
                          "--plot": args.plot},
                         _inputs_of(args, "class_a", "class_b", "test", "test_labels"))
-    if args.output is not None and args.output.lower().endswith(".csv"):
-        raise LazarusError(f"--output {args.output}: probe writes JSON only (use a .json name)")
+    _check_extension("--output", args.output, ".json")
+    _check_extension("--save-direction", args.save_direction, ".npz")
     model = _model(args)
     result = model.probe(class_a, class_b, label_a=args.label_a, label_b=args.label_b,
                          layers=None if args.layer is None else model.layers(args.layer),
@@ -207,16 +216,17 @@ def run_probe(args: argparse.Namespace) -> int:
     if (result.site, result.position) != ("resid_post", "last"):
         text = f"(site: {result.site}, position: {result.position})\n{text}"
     out(text)
-    if report.hopeless:
-        warn(f"with {report.count_a} and {report.count_b} prompts and {report.permutations} "
-             f"shuffles no result can reach p < {report.alpha:g} (smallest possible p = "
-             f"{report.smallest_p:.2g}); add prompts")
+    warning = hopeless_warning(report)
+    if warning is not None:
+        warn(warning.removeprefix("Warning: ").rstrip("."))
     if save:
         note(f"saved the layer {report.top_layer} direction to {args.save_direction}"
              + ("" if report.significant else " (forced: no layer beats chance)"))
-    elif args.save_direction is not None:
-        note(f"no layer beats chance (p = {report.p_value:.2g} >= {report.alpha:g}), so "
-             f"{args.save_direction} was not written (add --force-save to write it anyway)")
+    elif not report.significant:
+        note(f"no layer beats chance (p = {report.p_value:.2g} >= {report.alpha:g}): exit "
+             f"status {EXIT_NOTHING_FOUND}" + ("" if args.save_direction is None else
+                                              f"; {args.save_direction} was not written (add "
+                                              "--force-save to write it anyway)"))
     for path in (args.output, args.plot):
         if path is not None:
             note(f"saved {path}")
@@ -229,11 +239,9 @@ def _json_output(args: argparse.Namespace, inputs: list[tuple[str, str]]) -> Non
 
     if args.output is None:
         return
-    if args.output.lower().endswith(".csv"):
-        raise LazarusError(f"--output {args.output}: this command writes JSON only (use a .json "
-                           "name)")
     check_writable(args.output)
     check_outputs_apart({"--output": args.output}, inputs)
+    _check_extension("--output", args.output, ".json")
 
 
 def run_ablate(args: argparse.Namespace) -> int:

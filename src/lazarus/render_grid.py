@@ -148,7 +148,7 @@ def render_heatmap(matrix: ActivationMatrix, decimals: int, max_rows: int | None
         for j, (level, width) in enumerate(zip(row, widths, strict=True)):
             block = {-2: " ·· ", -1: "????"}.get(level) or GLYPHS[level] * 4
             if shades is not None and shades[i][j] is not None:
-                block = f"\x1b[38;5;{shades[i][j]}m{block}\x1b[0m"
+                block = f"\x1b[48;5;{shades[i][j]}m    \x1b[0m"  # colour in place of glyphs
             left = (width - 4) // 2
             line.append(" " * left + block + " " * (width - 4 - left))
         cells.append(line)
@@ -211,6 +211,6 @@ def _shades(values: np.ndarray, scale_of: np.ndarray) -> list[list[int | None]]:
 def _legend(values: np.ndarray, decimals: int) -> str:
     finite = np.abs(values[np.isfinite(values)])
     top = float(finite.max()) if finite.size else 0.0
-    swatches = "".join(f"\x1b[38;5;{code}m█\x1b[0m" for code in _PALETTE)
+    swatches = "".join(f"\x1b[48;5;{code}m \x1b[0m" for code in _PALETTE)
     return (f"(colour: {signed(-top, decimals)} {swatches} {signed(top, decimals)}, "
-            "centred at 0; glyphs keep the quarters above)")
+            "centred at 0, in place of the glyphs; · = no value)")
