@@ -115,7 +115,7 @@ def test_label_correlation_keeps_the_given_order_and_shows_intervals(capsys, lla
     (["--labels", "a|b|a|b", "--neurons", "1,2"], "leave out --neurons"),
     (["--labels", "a|b|a|b", "-l", "0,1"], "one layer"),
     (["--labels", "a|b|a|b", "--position", "all"], "not independent"),
-    (["--labels", "a|b|a|b", "--permutations", "0"], "at least 1"),
+    (["--labels", "a|b|a|b", "--permutations", "0"], "from 1 to 100000"),
 ])
 def test_auto_discover_mistakes_are_one_line(capsys, llama_dir, tmp_path, extra, message):
     output = tmp_path / "never.json"

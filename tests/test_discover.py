@@ -113,7 +113,7 @@ def test_smallest_p_by_counting_labellings():
     ({"labels": ["a", "b"]}, "more prompts than labels"),
     ({"layers": [1, 2]}, "one layer"),
     ({"position": "all"}, "not independent"),
-    ({"permutations": 0}, "at least 1"),
+    ({"permutations": 0}, "from 1 to 100000"),
 ])
 def test_request_errors(kwargs, message):
     request = {"labels": ["a", "b", "a"], "neurons": None, "direction_given": False,

@@ -60,8 +60,10 @@ examples:
 
 PROBE_EXAMPLES = f"""\
 examples:
-  lazarus introspect probe -m {DEMO_MODEL} --class-a "47*47=|67*83=|53*59=" --label-a hard \\
-      --class-b "20+30=|10*10=|11+11=" --label-b easy --save-direction difficulty.npz
+  lazarus introspect probe -m {DEMO_MODEL} --label-a hard --label-b easy \\
+      --class-a "47*47=|67*83=|53*59=|38*76=|91*23=|64*58=|29*84=|73*36=" \\
+      --class-b "20+30=|10*10=|11+11=|40+50=|10+20=|30*10=|12+12=|20*20=" \\
+      --save-direction difficulty.npz
   lazarus introspect probe -m {DEMO_MODEL} --class-a @hard.txt --class-b @easy.txt -l 0-2 \\
       -t "58*67=|2+2=" -o probe.json
 """

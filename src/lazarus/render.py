@@ -165,6 +165,7 @@ def render_discovery(discovery: Discovery, layer: int) -> str:
     """What --auto-discover tested and how, then each surviving neuron: effect, 95% interval,
     p and corrected p; with none, one plain sentence and the strongest effect chance gave."""
     symbol = discovery.symbol
+    form = "+.2f" if discovery.effect == "Cohen's d" else ".3f"  # eta-squared is never < 0
     lines = banner(f"DISCOVERED NEURONS AT LAYER {layer}") + [
         f"(test: {discovery.test_text()}; 95% CI: {INTERVAL_TEXT}, {discovery.resamples} "
         f"resamples; seed {discovery.seed})"]
@@ -183,19 +184,24 @@ def render_discovery(discovery: Discovery, layer: int) -> str:
                      f"p < {discovery.alpha:g}, so none separates the labels beyond what "
                      "shuffled labels do.")
         if best is not None:
-            lines.append(f"(the largest effect, neuron {best.neuron}: {symbol}={best.effect:+.2f}, "
-                         f"corrected p={_p(best.p_corrected)}; the neurons shown above are for "
-                         "inspection only)")
+            lines.append(f"(the largest effect of the {discovery.tested}, neuron {best.neuron}: "
+                         f"{symbol}={best.effect:{form}}, corrected p={_p(best.p_corrected)}; a "
+                         "maximum over every neuron, expected to be large by chance alone; the "
+                         "neurons shown above are for inspection only)")
         return "\n".join(lines)
     lines.append(f"{discovery.survivors} of {discovery.tested} neurons survive at corrected "
                  f"p < {discovery.alpha:g}; the {len(discovery.findings)} strongest:")
     names = _neuron_ids([f.neuron for f in discovery.findings])
-    effects = _aligned([f"{f.effect:+.2f}" for f in discovery.findings])
-    intervals = _aligned([f"[{f.low:+.2f}, {f.high:+.2f}]" for f in discovery.findings])
+    effects = _aligned([f"{f.effect:{form}}" for f in discovery.findings])
+    intervals = _aligned([f"[{f.low:{form}}, {f.high:{form}}]" for f in discovery.findings])
     for name, effect, interval, found in zip(names, effects, intervals, discovery.findings,
                                              strict=True):
         lines.append(f"{name}: {symbol}= {effect}  95% CI {interval}  p={_p(found.p)}  "
                      f"corrected p={_p(found.p_corrected)}")
+    lines.append(f"(p cannot go below 1/{discovery.permutations + 1} = "
+                 f"{_p(1 / (discovery.permutations + 1))} with {discovery.permutations} shuffles. "
+                 "The corrected p allows for testing every neuron; the effects and intervals do "
+                 "not: chosen as the largest, they tend to overstate the true effect)")
     return "\n".join(lines)
 
 
