@@ -105,7 +105,7 @@ def test_api_mistakes_are_lazarus_errors(tiny_model_dirs):
         model.capture(PROMPTS, layers=99)
     with pytest.raises(lazarus.LazarusError, match="one string"):
         model.capture("2+3=", layers=0)
-    with pytest.raises(lazarus.LazarusError, match="labels for"):
+    with pytest.raises(lazarus.LazarusError, match="got 1 label for 6 prompts"):
         model.neurons(PROMPTS, layers=0, labels=["a"])
     for bad in ([-1], [1.5], ["5"], [True]):
         with pytest.raises(lazarus.LazarusError, match="not a whole number from 0"):

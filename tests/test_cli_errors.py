@@ -56,7 +56,7 @@ def direction_files(tmp_path):
 # purpose for the cheap checks: they must fire before any model is looked at.
 CHEAP_CASES = {
     "label count": (["-l", "0", "-p", "a|b", "--labels", "x", "-n", "1"],
-                    ["1 labels", "2 prompts"]),
+                    ["got 1 label for 2 prompts"]),
     "empty prompt list": (["-l", "0", "-p", "", "-n", "1"], ["no prompts"]),
     "empty prompt": (["-l", "0", "-p", "a||b", "-n", "1"], ["prompt 2 of 3", "empty"]),
     "missing @file": (["-l", "0", "-p", "@/nonexistent/prompts.txt", "-n", "1"], ["not found"]),

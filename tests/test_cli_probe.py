@@ -199,7 +199,7 @@ def test_test_labels_give_a_held_out_accuracy(capsys, tmp_path, planted_dir):
 
 
 @pytest.mark.parametrize("arguments,words", [
-    (["-t", "x|y", "--test-labels", "a"], ["1 labels", "2 test prompts"]),
+    (["-t", "x|y", "--test-labels", "a"], ["got 1 label in --test-labels for 2 test prompts"]),
     (["-t", "x|y", "--test-labels", "a|z"], ["'z'", "neither class"]),
     (["--test-labels", "a|b"], ["needs --test"]),
     (["--permutations", "-1"], ["--permutations"]),

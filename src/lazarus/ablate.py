@@ -32,6 +32,7 @@ import numpy as np
 
 from lazarus import measures
 from lazarus.errors import LazarusError
+from lazarus.inputs import check_label_count
 from lazarus.interventions import Edit
 
 if TYPE_CHECKING:
@@ -234,9 +235,8 @@ def analyse_ablation(
         raise LazarusError(f"--top-k must be at least 1 (got {top_k})")
     if answers is not None and len(answers) != len(prompts):
         raise ValueError("one answer per prompt")
-    if labels is not None and len(labels) != len(prompts):
-        raise LazarusError(f"got {len(labels)} labels for {len(prompts)} prompts (give one "
-                           "label per prompt, in the same order)")
+    if labels is not None:
+        check_label_count(len(labels), len(prompts))
     if max_tokens < 1:
         raise LazarusError(f"--max-tokens must be at least 1 (got {max_tokens})")
     if isinstance(direction, str):

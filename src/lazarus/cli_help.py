@@ -19,7 +19,8 @@ definitions:
            norm and lazarus does not; negative layers count from the end (-1 = last block)
   prompts  tokenized as the model's tokenizer does by default (its own special tokens, no chat
            template)
-  std      population standard deviation (ddof=0)
+  std      neurons' statistics: population standard deviation (ddof=0); the probe's class
+           spreads: sample standard deviation (ddof=1)
 
 models:
   a Hugging Face Hub ID (org/name; the local cache is used first, so cached models work

@@ -59,14 +59,22 @@ def parse_prompts(value: str, option: str = "prompts") -> list[str]:
 
 def parse_labels(value: str, prompt_count: int, option: str = "labels") -> list[str]:
     labels = parse_list(value, option, "label")
-    if len(labels) != prompt_count:
-        where = f" in --{option}" if option != "labels" else ""
-        prompts = "test prompts" if option == "test-labels" else "prompts"
-        raise LazarusError(
-            f"got {len(labels)} labels{where} for {prompt_count} {prompts} "
-            "(give one label per prompt, in the same order)"
-        )
+    check_label_count(len(labels), prompt_count, option)
     return [label.strip() for label in labels]
+
+
+def check_label_count(labels: int, prompts: int, option: str = "labels") -> None:
+    """One label per prompt, or a one-line error that counts both."""
+    if labels != prompts:
+        where = f" in --{option}" if option != "labels" else ""
+        noun = "test prompt" if option == "test-labels" else "prompt"
+        raise LazarusError(f"got {counted(labels, 'label')}{where} for {counted(prompts, noun)} "
+                           "(give one label per prompt, in the same order)")
+
+
+def counted(count: int, noun: str) -> str:
+    """`1 label`, `3 labels`."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def parse_neurons(value: str) -> list[int]:

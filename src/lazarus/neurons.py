@@ -27,6 +27,7 @@ from lazarus.collect import Collected, Progress, collect
 from lazarus.directions import Direction
 from lazarus.discover import Discovery
 from lazarus.errors import LazarusError
+from lazarus.inputs import check_label_count
 from lazarus.loading import ModelInfo, token_texts
 from lazarus.moe import moe_shape
 from lazarus.positions import Position
@@ -146,9 +147,8 @@ def analyse_neurons(
         raise LazarusError("--neurons and --from-direction were both given (choose one)")
     if top_k < 1:
         raise LazarusError(f"--top-k must be at least 1 (got {top_k})")
-    if labels is not None and len(labels) != len(prompts):
-        raise LazarusError(f"got {len(labels)} labels for {len(prompts)} prompts "
-                           "(give one label per prompt, in the same order)")
+    if labels is not None:
+        check_label_count(len(labels), len(prompts))
     if auto_discover:
         discover.check_request(labels, neurons, direction is not None, layers, position,
                                permutations)

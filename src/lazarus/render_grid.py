@@ -169,8 +169,8 @@ def render_heatmap(matrix: ActivationMatrix, decimals: int, max_rows: int | None
 
 def _shown(matrix: ActivationMatrix, max_rows: int | None) -> int:
     """How many prompts' rows are printed: all, or `max_rows` when there are more."""
-    count = len(matrix.prompts)
-    return count if not max_rows or count <= max_rows else max_rows
+    count = len(matrix.prompts)  # one row left over is shown rather than "the mean of 1"
+    return count if not max_rows or count <= max_rows + 1 else max_rows
 
 
 def _rest_mean(matrix: ActivationMatrix, shown: int) -> np.ndarray:

@@ -81,7 +81,7 @@ def render_strips(result: NeuronsResult, layer: LayerResult, max_rows: int | Non
         scales.append(f"{name} {low} to {high}")
     lines.append(f"(each neuron on its own scale over every token: {'; '.join(scales)})")
     total = len(result.prompts)
-    shown = total if not max_rows or total <= max_rows else max_rows
+    shown = total if not max_rows or total <= max_rows + 1 else max_rows
     if shown < total:
         lines.append(f"(the first {shown} of {total} prompts; statistics below use every token "
                      "of all of them; --max-rows 0 shows every prompt, -o FILE saves every "
