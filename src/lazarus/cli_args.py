@@ -19,9 +19,9 @@ from lazarus.cli_help import (
 from lazarus.cli_output import write_stdout
 from lazarus.commands import (
     run_ablate,
-    run_examples,
     run_cache_clear,
     run_cache_info,
+    run_examples,
     run_neurons,
     run_probe,
     run_steer,

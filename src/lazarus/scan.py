@@ -15,6 +15,7 @@ shards came from this run, a killed one, or Ray workers (`scan_ray`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -146,11 +147,9 @@ def scan_shard(loaded: LoadedModel, shard: list[Window], prefix: tuple[int, ...]
             state["mask"], state["ids"] = scored, ids[scored.numpy()]
             trace.lengths = mask.sum(dim=-1)
             trace.reached.clear()
-            try:
+            with contextlib.suppress(_StopForward):
                 loaded.model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
                              use_cache=False)
-            except _StopForward:
-                pass
             if settings.layer not in trace.reached:
                 raise RuntimeError(f"the forward pass never reached layer {settings.layer}")
     return state["summary"]
