@@ -167,3 +167,39 @@ def test_parquet_without_the_column(llama_dir, tmp_path, capsys):
     pq.write_table(pa.table({"body": ["1+1=2"]}), corpus)
     message = fails(capsys, tmp_path, examples(llama_dir, corpus))
     assert "has no column 'text'" in message
+
+
+def test_help_imports_neither_ray_nor_torch():
+    code = ("import sys\nfrom lazarus.cli import main\n"
+            "for argv in (['--help'], ['introspect', 'examples', '--help']):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'torch', "
+            "'pyarrow')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(SRC)}, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_ray_local_with_two_workers_equals_one_process(llama_dir, lines, tmp_path):
+    pytest.importorskip("ray.data")
+    import ray
+
+    import lazarus
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(lines) + "\n")
+    model = lazarus.load(str(llama_dir))
+    settings = {"neurons": (1, 2, 60), "examples": 3, "window": 10, "stride": 6,
+                "shard_windows": 9, "token_budget": 256, "max_batch": 16}
+    alone = model.examples(str(corpus), 1, work_dir=str(tmp_path / "a"), **settings)
+    try:
+        spread = model.examples(str(corpus), 1, work_dir=str(tmp_path / "b"), ray=True,
+                                ray_workers=2, **settings)
+    finally:
+        ray.shutdown()
+    assert spread.shards == alone.shards
+    assert spread.shards > 2
+    assert spread.resumed_shards == 0
+    first, second = alone.to_json(), spread.to_json()
+    assert first.pop("work_dir") != second.pop("work_dir")
+    assert first == second  # bit for bit: same shards, same batches, same thread count

@@ -155,8 +155,7 @@ def analyse_examples(model: Model, corpus: str, layer: int, *, site: str = "resi
     if ray:
         from lazarus.scan_ray import ray_executor
 
-        executor = ray_executor(model, settings, folder, ray_workers, token_budget, max_batch,
-                                progress)
+        executor = ray_executor(model, settings, folder, ray_workers, token_budget, max_batch)
     from lazarus.scan import run_scan
 
     outcome = run_scan(loaded, settings, folder, executor=executor, progress=progress,

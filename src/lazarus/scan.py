@@ -36,7 +36,8 @@ if TYPE_CHECKING:
 SHARD_WINDOWS = 256  # windows per shard: a few seconds of work on a CPU
 FORMAT = 1  # of the work folder's files
 Progress = Callable[[int, int], None]  # (windows done, windows in the corpus)
-Executor = Callable[[Iterable[tuple[int, list[Window]]]], None]  # computes and writes shards
+# computes and writes the shards given, calling back with each one's window count
+Executor = Callable[[Iterable[tuple[int, list[Window]]], Callable[[int], None]], None]
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,11 @@ def summarize(values: Any, ids: np.ndarray, keep: int) -> Summary:
                            "attn_out or a dense layer's mlp_post)")
     count, width = values.shape
     wide = values.double()
-    mean = wide.mean(dim=0)
-    m2 = ((wide - mean) ** 2).sum(dim=0)
+    # Moments in numpy, whose sums do not depend on the thread count (torch's do), so that a
+    # shard's summary is bit-identical in any process (a Ray actor runs one thread).
+    host = wide.cpu().numpy()
+    mean = host.mean(axis=0)
+    m2 = ((host - mean) ** 2).sum(axis=0)
     size = wide.abs()
     index = torch.ceil(torch.log(size.clamp(min=MIN_ABS) / MIN_ABS) / LOG_GAMMA)
     index = torch.where(size <= MIN_ABS, 0, index.clamp(1, SIDE).long())
@@ -75,7 +79,7 @@ def summarize(values: Any, ids: np.ndarray, keep: int) -> Summary:
     sketch = torch.bincount(column.reshape(-1), minlength=width * BUCKETS)
     top, top_ids = _extreme(values, ids, keep, highest=True)
     bottom, bottom_ids = _extreme(values, ids, keep, highest=False)
-    return Summary(int(count), mean.cpu().numpy(), m2.cpu().numpy(),
+    return Summary(int(count), mean, m2,
                    (values > 0).sum(dim=0).cpu().numpy().astype(np.int64),
                    sketch.reshape(width, BUCKETS).cpu().numpy().astype(np.int64),
                    top, top_ids, bottom, bottom_ids)
@@ -275,15 +279,18 @@ def run_scan(loaded: LoadedModel, settings: ScanSettings, folder: Path,
             if number not in complete:
                 yield number, shard
 
-    def local(work: Iterable[tuple[int, list[Window]]]) -> None:
+    def report(windows: int) -> None:
+        done[0] += windows
+        if progress is not None:
+            progress(done[0], total)
+
+    def local(work: Iterable[tuple[int, list[Window]]], report: Callable[[int], None]) -> None:
         for number, shard in work:
             write_shard(folder, number, scan_shard(loaded, shard, prefix, settings,
                                                    token_budget, max_batch))
-            done[0] += len(shard)
-            if progress is not None:
-                progress(done[0], total)
+            report(len(shard))
 
-    (executor or local)(pending())
+    (executor or local)(pending(), report)
     summary = None
     for number in range(count):
         part = read_shard(folder, number, settings)
