@@ -181,7 +181,7 @@ def test_colour_heatmap_codes_reach_the_terminal_and_nothing_else_does():
 def test_help_examples_are_real_commands():
     from lazarus.cli import build_parser
 
-    for command in ("neurons", "probe"):
+    for command in ("neurons", "probe", "ablate", "steer"):
         shown = subprocess.run([sys.executable, "-m", "lazarus.cli", "introspect", command,
                                 "--help"], capture_output=True, text=True, check=True).stdout
         examples = shown.split("examples:")[1].replace("\\\n", " ")

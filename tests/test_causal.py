@@ -174,20 +174,3 @@ def test_bad_input_is_one_line_exit_2_and_no_file(capsys, tmp_path, tiny_model_d
     assert words in lines[0]
     assert "Traceback" not in err
     assert not output.exists()
-
-
-@pytest.mark.parametrize("command", ["ablate", "steer"])
-def test_help_examples_parse(capsys, command):
-    import shlex
-
-    from lazarus.cli import build_parser
-
-    assert main(["introspect", command, "--help"]) == 0
-    shown = capsys.readouterr().out
-    examples = shown.split("examples:")[1].replace("\\\n", " ")
-    lines = [line.strip() for line in examples.splitlines() if line.strip()]
-    assert len(lines) >= 2
-    for line in lines:
-        words = shlex.split(line)
-        assert words[:3] == ["lazarus", "introspect", command]
-        build_parser().parse_args(words[1:])

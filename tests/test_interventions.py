@@ -178,3 +178,15 @@ def test_zeroing_a_component_of_gpt_oss_equals_zeroing_its_output_weights(tiny_m
             block.mlp.experts.down_proj.zero_()
             block.mlp.experts.down_proj_bias.zero_()
     _assert_same(loaded, [interventions.zero(1, site)], clone.model)
+
+
+def test_steering_gpt_oss_equals_a_bias_on_every_expert(tiny_model_dirs):
+    """gpt-oss weighs its top-k experts by a softmax over them (weights summing to 1), so a vector
+    added to every expert's down-projection bias is added once to the block's output."""
+    loaded = load_model(read_model_info(str(tiny_model_dirs["gpt_oss"])), "cpu", "float32")
+    width = loaded.info.hidden_size
+    vector = np.random.default_rng(2).normal(size=width).astype(np.float32) * 3
+    clone = copy.deepcopy(loaded)
+    with torch.no_grad():
+        clone.model.model.layers[1].mlp.experts.down_proj_bias += torch.tensor(vector)
+    _assert_same(loaded, [interventions.add(1, "resid_post", vector)], clone.model)

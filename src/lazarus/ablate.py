@@ -23,6 +23,7 @@ chosen neurons' effect}) / (1 + draws), z = (effect - mean) / std (ddof=1) of th
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -356,7 +357,11 @@ def _edit(layer: int, site: str, columns: tuple[int, ...] | None, method: str,
         return Edit(layer, site, "set", columns)
     assert reference is not None
     if method == "mean":
-        mean = np.concatenate(reference).astype(np.float64).mean(axis=0)  # [width]
+        # MoE units exist only where routed (NaN elsewhere): the mean of the routed tokens;
+        # a unit never routed in the reference stays as it is (NaN = no change).
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(np.concatenate(reference).astype(np.float64), axis=0)  # [width]
         return Edit(layer, site, "set", columns, values=mean[pick].astype(np.float32))
     assert resampled is not None
     return Edit(layer, site, "set", columns,

@@ -84,10 +84,14 @@ class Trace:
             for layer, name in keys:
                 site = locate(self.loaded.model, self.loaded.blocks_loaded, layer, name)
                 edits = tuple(e for e in self.edits if (e.layer, e.site) == (layer, name))
-                if edits and site.flat:
-                    raise LazarusError(f"the {name} site of layer {layer} holds MoE expert "
-                                       "units, which lazarus cannot intervene on yet (use "
-                                       "resid_post, attn_out or mlp_out)")
+                if edits and site.flat:  # computed values: the output is corrected instead
+                    if (layer, name) in reads:
+                        raise LazarusError(f"the {name} site of layer {layer} cannot be read and "
+                                           "edited in one pass (read it in a pass of its own)")
+                    handle = site.module.register_forward_hook(self._flat_edit(site, edits),
+                                                               with_kwargs=True)
+                    self._handles.append(handle)
+                    continue
                 hook = self._hook(layer, site, (layer, name) in reads, edits)
                 if site.reads_input:
                     handle = site.module.register_forward_pre_hook(hook, with_kwargs=True)
@@ -104,6 +108,21 @@ class Trace:
             handle.remove()
         self._handles.clear()
         self.reached.clear()
+
+    def _flat_edit(self, site: Any, edits: tuple[Edit, ...]) -> Callable[..., Any]:
+        """A forward hook on a flat (MoE) site: its output as if its values had been edited."""
+
+        def hook(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> Any:
+            batch, tokens = self.positions.shape
+
+            def change(values: Any) -> Any:  # [batch * tokens, width]
+                shaped = values.reshape(batch, tokens, values.shape[-1])
+                edited = apply_edits(shaped, edits, self.rows, self.positions)
+                return edited.reshape(values.shape)
+
+            return site.edit(args, kwargs, output, change)
+
+        return hook
 
     def _hook(self, layer: int, site: Any, read: bool,
               edits: tuple[Edit, ...]) -> Callable[..., Any]:

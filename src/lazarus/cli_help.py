@@ -71,8 +71,9 @@ EXIT_STATUS = """\
 exit status:
   0    done
   2    a mistake in the input: one line on stderr says what and how to fix it
-  3    ran fine, found nothing: probe found no layer that beats chance (p >= --alpha); the
-       report says why, and no direction was saved unless --force-save
+  3    ran fine, found nothing: probe found no layer that beats chance (p >= --alpha), and
+       no direction was saved unless --force-save; or neurons --auto-discover found no
+       neuron that survives the correction. The report says why; output files are written
   130  interrupted by Ctrl-C (SIGINT); 143 by SIGTERM; no temporary file is left
   141  the reader of stdout went away (e.g. '| head'): the run ends quietly, output files
        already written

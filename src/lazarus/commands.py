@@ -71,6 +71,15 @@ def _model(args: argparse.Namespace) -> Model:
                  use_cache=not args.no_cache, whole=False, notify=note, warn=warn)
 
 
+def _report(text: str, *saved: str | None, keep_color: bool = False) -> None:
+    """The report on stdout, then a note for each file written (files come first, so that a
+    closed pipe cannot lose them)."""
+    out(text, keep_color=keep_color)
+    for path in saved:
+        if path is not None:
+            note(f"saved {path}")
+
+
 def _write_output(path: str | None, document: dict, table: str | None = None) -> None:
     """`-o`: JSON, or the tidy CSV table when the name ends in .csv."""
     from lazarus.files import write_text_atomically
@@ -135,11 +144,10 @@ def run_neurons(args: argparse.Namespace) -> int:
     _write_output(args.output, result.to_json(), result.to_csv())
     if args.plot is not None:
         plot_neurons(result, args.plot)
-    out(report, keep_color=color)
-    for path in (args.output, args.plot):
-        if path is not None:
-            note(f"saved {path}")
-    return 0
+    _report(report, args.output, args.plot, keep_color=color)
+    found_nothing = any(layer.discovery is not None and layer.discovery.survivors == 0
+                        for layer in result.layers)
+    return EXIT_NOTHING_FOUND if found_nothing else 0
 
 
 def run_probe(args: argparse.Namespace) -> int:
@@ -252,9 +260,7 @@ def run_ablate(args: argparse.Namespace) -> int:
                           progress=lambda done, total: bar(done, total))
     report = render_ablation(result)
     _write_output(args.output, result.to_json())
-    out(report)
-    if args.output is not None:
-        note(f"saved {args.output}")
+    _report(report, args.output)
     return 0
 
 
@@ -355,9 +361,7 @@ def run_steer(args: argparse.Namespace) -> int:
                          temperature=args.temperature, seed=args.seed)
     report = render_steer(result)
     _write_output(args.output, result.to_json())
-    out(report)
-    if args.output is not None:
-        note(f"saved {args.output}")
+    _report(report, args.output)
     return 0
 
 

@@ -236,7 +236,55 @@ def site(parts: MoeParts, name: str) -> Any:
                                "--site router or resid_post)")
         return read(parts, args, kwargs, tokens)
 
-    return Site(module=parts.experts, reads_input=True, extract=extract, flat=True)
+    def edit(args: tuple[Any, ...], kwargs: dict[str, Any], output: Any, change: Any) -> Any:
+        return edited_output(parts, name, args, kwargs, output, change)
+
+    return Site(module=parts.experts, reads_input=True, extract=extract, flat=True, edit=edit)
+
+
+def edited_output(parts: MoeParts, name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                  output: Any, change: Any) -> Any:
+    """The experts module's output [tokens, H] as if its units (`mlp_post`) or routing weights
+    (`router`) had been `change(values)`, both [tokens, width] float32.
+
+    The module's output is sum over experts e of weight[t, e] * (down_e(units[t, e]) + bias_e),
+    linear in the units and in the weights, so the edit is added as a correction:
+    units: sum over routed e of weight[t, e] * down_e(new - old) (unrouted units stay unrouted:
+    they are never computed); router: sum over e of (new - old)[t, e] * expert_e(x[t]), which
+    also covers an expert the token was not routed to (its output is computed for that token).
+    """
+    import torch
+
+    hidden_states, top_k_index, top_k_weights = hook_inputs(parts, args, kwargs)
+    x = hidden_states.reshape(-1, hidden_states.shape[-1])  # [tokens, H]
+    weights = router_weights(parts, top_k_index, top_k_weights)  # [tokens, E]
+    old = expert_units(parts, x, top_k_index) if name == "mlp_post" else weights
+    new = change(old.clone())
+    delta = torch.where(torch.isfinite(old) & torch.isfinite(new), new - old, 0.0)
+    correction = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
+    for expert in range(parts.num_experts):
+        if name == "mlp_post":
+            part = delta[:, expert * parts.units:(expert + 1) * parts.units]  # [tokens, I]
+            rows = part.abs().sum(dim=-1).nonzero().squeeze(-1)
+            if rows.numel():
+                moved = _down(parts, expert, part[rows], bias=False)  # [n, H]
+                correction[rows] += weights[rows, expert, None] * moved.to(torch.float32)
+        else:
+            rows = delta[:, expert].nonzero().squeeze(-1)
+            if rows.numel():
+                out = _down(parts, expert, _units_of(parts, expert, x[rows]), bias=True)
+                correction[rows] += delta[rows, expert, None] * out.to(torch.float32)
+    return output + correction.reshape(output.shape).to(output.dtype)
+
+
+def _down(parts: MoeParts, expert: int, units: Any, bias: bool) -> Any:
+    """Expert `expert`'s down projection of units [n, I] -> [n, H] (with its bias, if asked)."""
+    weight = parts.experts.down_proj[expert]  # [I, H] if transposed, else [H, I]
+    units = units.to(weight.device, weight.dtype)
+    out = units @ weight if parts.transposed else units @ weight.T
+    if bias and parts.has_bias:
+        out = out + parts.experts.down_proj_bias[expert]
+    return out
 
 
 def moe_shape(config: dict) -> tuple[int, int] | None:

@@ -63,6 +63,10 @@ class Site:
     # Values come per flattened token ([batch * tokens, width]), and `extract` takes `tokens=`,
     # an index of the flattened tokens to compute (MoE units cost E*I floats per token).
     flat: bool = False
+    # Flat sites are computed, not passed along, so an edit cannot hand the module new values:
+    # `edit(args, kwargs, output, change)` returns the module's output as if its values had been
+    # `change([batch * tokens, width])` (a forward hook's return value).
+    edit: Callable[[tuple, dict, Any, Callable[[Any], Any]], Any] | None = None
 
 
 def _first(value: Any) -> Any:
