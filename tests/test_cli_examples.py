@@ -203,3 +203,27 @@ def test_ray_local_with_two_workers_equals_one_process(llama_dir, lines, tmp_pat
     first, second = alone.to_json(), spread.to_json()
     assert first.pop("work_dir") != second.pop("work_dir")
     assert first == second  # bit for bit: same shards, same batches, same thread count
+
+
+def test_from_direction_takes_its_top_neurons(llama_dir, lines, tmp_path, capsys):
+    import numpy as np
+
+    from lazarus.directions import Direction, save_direction
+
+    weights = np.full(64, 0.01, np.float32)
+    weights[7], weights[2] = -0.9, 0.4  # ranked by |weight|: 7 first, then 2
+    save_direction(str(tmp_path / "d.npz"), Direction(weights / np.linalg.norm(weights),
+                                                      layer=1))
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(lines) + "\n")
+    common = ["--window", "10", "--work-dir", str(tmp_path / "w")]
+    assert main(examples(llama_dir, corpus, "--from-direction", str(tmp_path / "d.npz"),
+                         "--top-k", "2", *common, "-o", str(tmp_path / "d.json"))) == 0
+    assert main(examples(llama_dir, corpus, "-n", "7,2", *common, "-o",
+                         str(tmp_path / "n.json"))) == 0
+    assert capsys.readouterr().err.count("warning") == 0
+    chosen = json.loads((tmp_path / "d.json").read_text())
+    given = json.loads((tmp_path / "n.json").read_text())
+    assert [n["neuron"] for n in chosen["neurons"]] == [7, 2]
+    assert "by |weight|" in chosen["neuron_choice"]
+    assert chosen["neurons"] == given["neurons"]

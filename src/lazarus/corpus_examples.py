@@ -133,9 +133,11 @@ def analyse_examples(model: Model, corpus: str, layer: int, *, site: str = "resi
         direction = load_direction(direction)
     if direction is not None:
         name = direction.source or "the direction"
-        check_direction_made(direction, name, model.model_id, (layer,), site, "all", model.warn)
+        # Every token is read here, so the position the direction was made at does not apply.
+        check_direction_made(direction, name, model.model_id, (layer,), site,
+                             direction.position or "last", model.warn)
         neurons = direction.top_neurons(top_k)
-        choice = f"top {len(neurons)} of {name} by {direction.ranking_name}"
+        choice = f"top {len(neurons)} of {name} by {direction.ranking_name()}"
     elif neurons is not None:
         neurons = [int(n) for n in neurons]
         if not neurons or len(set(neurons)) != len(neurons) or min(neurons) < 0:
