@@ -348,6 +348,9 @@ def _add_examples_command(commands: argparse._SubParsersAction) -> None:
                           help="run the shards on local Ray actors (pip install 'lazarus[ray]')")
     examples.add_argument("--ray-workers", type=int, default=2, metavar="N",
                           help="model actors with --ray (default 2)")
+    examples.add_argument("--ray-address", metavar="ADDR",
+                          help="run the shards on the Ray cluster at ADDR instead (its workers "
+                               "must see --work-dir and the model at the same paths)")
     examples.add_argument("--color", action="store_true",
                           help="mark the tokens in colour when standard output is a colour "
                                "terminal (else in brackets)")

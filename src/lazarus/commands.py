@@ -309,7 +309,7 @@ def run_examples(args: argparse.Namespace) -> int:
                             examples=args.examples, window=args.window, stride=args.stride,
                             text_field=args.text_field, work_dir=args.work_dir,
                             shard_windows=args.shard_windows, ray=args.ray,
-                            ray_workers=args.ray_workers,
+                            ray_workers=args.ray_workers, ray_address=args.ray_address,
                             progress=lambda done, total: bar(done, total))
     color = _color(args)
     report = render_examples(result, color=color)

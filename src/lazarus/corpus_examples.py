@@ -113,8 +113,8 @@ def analyse_examples(model: Model, corpus: str, layer: int, *, site: str = "resi
                      examples: int = 10, window: int = 64, stride: int | None = None,
                      text_field: str = "text", work_dir: str | Path | None = None,
                      shard_windows: int = SHARD_WINDOWS, ray: bool = False,
-                     ray_workers: int = 2, token_budget: int | None = None,
-                     max_batch: int | None = None,
+                     ray_workers: int = 2, ray_address: str | None = None,
+                     token_budget: int | None = None, max_batch: int | None = None,
                      progress: Callable[[int, int], None] | None = None) -> ExamplesResult:
     from lazarus.directions import check_direction_made, load_direction
     from lazarus.sites import check_site
@@ -154,10 +154,11 @@ def analyse_examples(model: Model, corpus: str, layer: int, *, site: str = "resi
     folder = work_folder(root, settings, [model_identity(model.info) or model.model_id,
                                           loaded.device, loaded.dtype])
     executor = None
-    if ray:
+    if ray or ray_address is not None:
         from lazarus.scan_ray import ray_executor
 
-        executor = ray_executor(model, settings, folder, ray_workers, token_budget, max_batch)
+        executor = ray_executor(model, settings, folder, ray_workers, token_budget, max_batch,
+                                ray_address)
     from lazarus.scan import run_scan
 
     outcome = run_scan(loaded, settings, folder, executor=executor, progress=progress,

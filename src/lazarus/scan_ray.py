@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from itertools import islice
@@ -68,7 +69,10 @@ class ShardActor:
 
 
 def ray_executor(model: Model, settings: ScanSettings, folder: Path, workers: int,
-                 token_budget: int | None, max_batch: int | None) -> Executor:
+                 token_budget: int | None, max_batch: int | None,
+                 address: str | None = None) -> Executor:
+    """Shards run by `workers` actors of a local Ray runtime, or of the cluster at `address`
+    (whose workers must see the work folder and the model at the same paths)."""
     try:
         import ray
         import ray.data  # noqa: F401
@@ -85,8 +89,11 @@ def ray_executor(model: Model, settings: ScanSettings, folder: Path, workers: in
 
     def execute(work: Iterable[tuple[int, list[Window]]], report: Callable[[int], None]) -> None:
         if not ray.is_initialized():
-            logging.getLogger("ray").setLevel(logging.ERROR)
-            ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+            os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # the C++ core's notes
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.ERROR)
+        for name in ("ray", "ray.data"):  # Ray Data's notes are not the user's business
+            logging.getLogger(name).setLevel(logging.ERROR)
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         pending = iter(work)
