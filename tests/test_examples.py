@@ -159,3 +159,35 @@ def test_arrays_round_trip_and_refuse_other_shapes():
     broken = {**summary.to_arrays(), "sketch": summary.sketch[:, :-1]}
     with pytest.raises(ValueError):
         Summary.from_arrays(broken, KEEP)
+
+
+def test_a_batch_out_of_memory_is_split_in_half(llama_dir, small_corpus):
+    from lazarus.corpus import prefix_of, windows
+    from lazarus.scan import ScanSettings, scan_shard
+
+    loaded = lazarus.load(str(llama_dir)).weights(1)
+    prefix = prefix_of(loaded.tokenizer)
+    shard = list(windows(str(small_corpus), loaded.tokenizer, WINDOW, STRIDE))
+    settings = ScanSettings(str(small_corpus), 1, neurons=NEURONS, examples=KEEP,
+                            window=WINDOW, stride=STRIDE)
+    whole = scan_shard(loaded, shard, prefix, settings, token_budget=4096, max_batch=64)
+    rows = []
+
+    def refuse(module, args, kwargs):  # the allocator's failure, for batches of more than 4
+        hidden = args[0] if args else kwargs["hidden_states"]
+        rows.append(hidden.shape[0])
+        if hidden.shape[0] > 4:
+            raise MemoryError("simulated: out of memory")
+
+    handle = loaded.model.model.layers[0].register_forward_pre_hook(refuse, with_kwargs=True)
+    try:
+        split = scan_shard(loaded, shard, prefix, settings, token_budget=4096, max_batch=64)
+    finally:
+        handle.remove()
+    assert max(rows) > 4  # batches were refused, and their halves ran
+    assert min(rows) <= 4
+    assert split.count == whole.count
+    np.testing.assert_array_equal(split.sketch.sum(axis=1), whole.sketch.sum(axis=1))
+    np.testing.assert_allclose(split.top, whole.top, atol=1e-5)
+    np.testing.assert_allclose(split.bottom, whole.bottom, atol=1e-5)
+    np.testing.assert_allclose(split.mean, whole.mean, atol=1e-6)

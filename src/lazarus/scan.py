@@ -108,11 +108,19 @@ def _extreme(values: Any, ids: np.ndarray, keep: int,
 def scan_shard(loaded: LoadedModel, shard: list[Window], prefix: tuple[int, ...],
                settings: ScanSettings, token_budget: int | None = None,
                max_batch: int | None = None) -> Summary:
-    """One shard's summary: its windows in batches through the model up to the layer."""
+    """One shard's summary: its windows in batches through the model up to the layer. A batch
+    that runs out of memory is split in half (the summary is the same, to float rounding)."""
     import torch
 
     from lazarus.budget import BATCH_OVERHEAD_TOKENS, batch_limits, plan_batches
-    from lazarus.capture import CaptureRequest, Trace, _StopForward, pad_id_of
+    from lazarus.capture import (
+        CaptureRequest,
+        Trace,
+        _release_memory,
+        _StopForward,
+        is_out_of_memory,
+        pad_id_of,
+    )
 
     request = CaptureRequest((settings.layer,), settings.site, "all", settings.neurons)
     lengths = [len(prefix) + len(w.tokens) for w in shard]
@@ -133,29 +141,44 @@ def scan_shard(loaded: LoadedModel, shard: list[Window], prefix: tuple[int, ...]
         previous = state["summary"]
         state["summary"] = part if previous is None else previous.merge(part, settings.examples)
 
-    with torch.inference_mode(), Trace(loaded, request, on_kept=keep) as trace:
-        for batch in plan_batches(lengths, token_budget, max_batch, overhead):
-            batch = sorted(batch)  # rows in corpus order, so row order is id order
-            width = max(lengths[i] for i in batch)
-            input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            scored = torch.zeros((len(batch), width), dtype=torch.bool)
-            ids = np.zeros((len(batch), width, 3), np.int64)
-            for row, index in enumerate(batch):
-                w, length = shard[index], lengths[index]
-                input_ids[row, :length] = torch.tensor(prefix + w.tokens)
-                mask[row, :length] = 1
-                scored[row, len(prefix) + w.scored_from:length] = True
-                ids[row, :, 0], ids[row, :, 1] = w.doc, w.index
-                ids[row, :, 2] = np.arange(width) - len(prefix)
-            state["mask"], state["ids"] = scored, ids[scored.numpy()]
-            trace.lengths = mask.sum(dim=-1)
-            trace.reached.clear()
+    def run(trace: Trace, batch: list[int]) -> None:
+        """One forward of `batch` (window indices); out of memory, each half in turn."""
+        width = max(lengths[i] for i in batch)
+        input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        scored = torch.zeros((len(batch), width), dtype=torch.bool)
+        ids = np.zeros((len(batch), width, 3), np.int64)
+        for row, index in enumerate(batch):
+            w, length = shard[index], lengths[index]
+            input_ids[row, :length] = torch.tensor(prefix + w.tokens)
+            mask[row, :length] = 1
+            scored[row, len(prefix) + w.scored_from:length] = True
+            ids[row, :, 0], ids[row, :, 1] = w.doc, w.index
+            ids[row, :, 2] = np.arange(width) - len(prefix)
+        state["mask"], state["ids"] = scored, ids[scored.numpy()]
+        trace.lengths = mask.sum(dim=-1)
+        trace.reached.clear()
+        try:
             with contextlib.suppress(_StopForward):
                 loaded.model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
                              use_cache=False)
-            if settings.layer not in trace.reached:
-                raise RuntimeError(f"the forward pass never reached layer {settings.layer}")
+        except Exception as err:
+            if not is_out_of_memory(err):
+                raise
+            del err  # its traceback holds the batch's tensors
+            _release_memory()
+            if len(batch) == 1:
+                raise LazarusError(f"out of memory running one window of {width} tokens on "
+                                   f"{loaded.device} (give a smaller --window)") from None
+            run(trace, batch[:len(batch) // 2])
+            run(trace, batch[len(batch) // 2:])
+            return
+        if settings.layer not in trace.reached:
+            raise RuntimeError(f"the forward pass never reached layer {settings.layer}")
+
+    with torch.inference_mode(), Trace(loaded, request, on_kept=keep) as trace:
+        for batch in plan_batches(lengths, token_budget, max_batch, overhead):
+            run(trace, sorted(batch))  # rows in corpus order, so row order is id order
     return state["summary"]
 
 
@@ -170,7 +193,8 @@ def write_shard(folder: Path, number: int, summary: Summary) -> None:
         with open(temp, "wb") as file:  # a file object: np.savez would add ".npz" to a path
             np.savez(file, **summary.to_arrays())
 
-    replace_atomically(shard_path(folder, number), write)
+    # `run_scan` removes a killed run's temporary files once, not at every shard.
+    replace_atomically(shard_path(folder, number), write, clean_stale=False)
 
 
 def read_shard(folder: Path, number: int, settings: ScanSettings) -> Summary | None:
