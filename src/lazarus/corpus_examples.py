@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 from lazarus.corpus import check_corpus, check_window, cut, read_documents
 from lazarus.errors import LazarusError
 from lazarus.examples import QUANTILES, Summary
-from lazarus.scan import SHARD_WINDOWS, ScanOutcome, ScanSettings, default_root, work_folder
+from lazarus.scan import (
+    SHARD_WINDOWS,
+    ScanOutcome,
+    ScanSettings,
+    default_root,
+    run_scan,
+    work_folder,
+)
 
 if TYPE_CHECKING:
     from lazarus.api import Model
@@ -116,6 +123,7 @@ def analyse_examples(model: Model, corpus: str, layer: int, *, site: str = "resi
                      ray_workers: int = 2, ray_address: str | None = None,
                      token_budget: int | None = None, max_batch: int | None = None,
                      progress: Callable[[int, int], None] | None = None) -> ExamplesResult:
+    from lazarus.cache import model_identity
     from lazarus.directions import check_direction_made, load_direction
     from lazarus.sites import check_site
 
@@ -147,9 +155,7 @@ def analyse_examples(model: Model, corpus: str, layer: int, *, site: str = "resi
                             neurons=None if neurons is None else tuple(neurons),
                             examples=examples, window=window, stride=stride,
                             text_field=text_field, shard_windows=shard_windows)
-    loaded = model.weights(layer)
-    from lazarus.cache import model_identity
-
+    loaded = model.weights(layer)  # with --ray too: the tokenizer cuts the windows here
     root = default_root() if work_dir is None else Path(work_dir)
     folder = work_folder(root, settings, [model_identity(model.info) or model.model_id,
                                           loaded.device, loaded.dtype])
@@ -159,8 +165,6 @@ def analyse_examples(model: Model, corpus: str, layer: int, *, site: str = "resi
 
         executor = ray_executor(model, settings, folder, ray_workers, token_budget, max_batch,
                                 ray_address)
-    from lazarus.scan import run_scan
-
     outcome = run_scan(loaded, settings, folder, executor=executor, progress=progress,
                        token_budget=token_budget, max_batch=max_batch)
     return _result(model, settings, outcome, choice, loaded.tokenizer)

@@ -66,22 +66,22 @@ def summarize(values: Any, ids: np.ndarray, keep: int) -> Summary:
                            "attn_out or a dense layer's mlp_post)")
     count, width = values.shape
     wide = values.double()
-    # Moments in numpy, whose sums do not depend on the thread count (torch's do), so that a
-    # shard's summary is bit-identical in any process (a Ray actor runs one thread).
+    # Moments and the sketch in numpy on the host: its sums do not depend on the thread count
+    # (torch's do), and torch's float64 log is slow on small CPU tensors. Top and bottom are
+    # chosen on the device.
     host = wide.cpu().numpy()
     mean = host.mean(axis=0)
     m2 = ((host - mean) ** 2).sum(axis=0)
-    size = wide.abs()
-    index = torch.ceil(torch.log(size.clamp(min=MIN_ABS) / MIN_ABS) / LOG_GAMMA)
-    index = torch.where(size <= MIN_ABS, 0, index.clamp(1, SIDE).long())
-    column = SIDE + torch.sign(wide).long() * index + BUCKETS * torch.arange(
-        width, device=values.device)
-    sketch = torch.bincount(column.reshape(-1), minlength=width * BUCKETS)
+    size = np.abs(host)
+    with np.errstate(divide="ignore"):
+        index = np.ceil(np.log(np.maximum(size, MIN_ABS) / MIN_ABS) / LOG_GAMMA)
+    index = np.where(size <= MIN_ABS, 0, np.clip(index, 1, SIDE)).astype(np.int64)
+    column = SIDE + np.sign(host).astype(np.int64) * index + BUCKETS * np.arange(width)
+    sketch = np.bincount(column.reshape(-1), minlength=width * BUCKETS)
     top, top_ids = _extreme(values, ids, keep, highest=True)
     bottom, bottom_ids = _extreme(values, ids, keep, highest=False)
-    return Summary(int(count), mean, m2,
-                   (values > 0).sum(dim=0).cpu().numpy().astype(np.int64),
-                   sketch.reshape(width, BUCKETS).cpu().numpy().astype(np.int64),
+    return Summary(int(count), mean, m2, (host > 0).sum(axis=0).astype(np.int64),
+                   sketch.reshape(width, BUCKETS).astype(np.int64),
                    top, top_ids, bottom, bottom_ids)
 
 
