@@ -174,3 +174,25 @@ def test_bad_input_is_one_line_exit_2_and_no_file(capsys, tmp_path, tiny_model_d
     assert words in lines[0]
     assert "Traceback" not in err
     assert not output.exists()
+
+
+def test_resampled_generation_uses_each_prompts_own_draw():
+    """Generation under a per-prompt edit (resample) gives prompt i the values drawn for i: its
+    first greedy token equals the argmax of that prompt run alone with its own draw's values."""
+    import lazarus
+    from lazarus import measures
+    from lazarus.capture import CaptureRequest, capture, tokenize
+    from lazarus.interventions import Edit
+
+    model = lazarus.load("lazarus:demo", use_cache=False)
+    prompts = ["45*45=", "2+3=", "7*8=", "91*23="]
+    result = model.ablate(prompts, 0, component="attention", method="resample", controls=0,
+                          max_tokens=1, seed=3)
+    assert len(set(result.resampled_from)) > 1
+    loaded = model.whole_weights()
+    values = capture(loaded, prompts, CaptureRequest((0,), "attn_out", "all"))[0]
+    for i, prompt in enumerate(prompts):
+        own = Edit(0, "attn_out", "set", None, per_prompt=(values[result.resampled_from[i]],))
+        log_p = measures.next_token(loaded, tokenize(loaded, [prompt]), [own])[0]
+        expected = loaded.tokenizer.decode([int(log_p.argmax())])
+        assert result.conditions[0].outcomes[i].continuation == expected, prompt

@@ -299,9 +299,11 @@ def analyse_ablation(
             scores = measures.next_token(loaded, prompt_ids, edit_list)
         step()
         made = None
-        if generate:
-            made = [measures.generate(loaded, [p], len(a) if pairs else max_tokens, edit_list)[0]
-                    for p, a in zip(prompt_ids, answer_ids or prompt_ids, strict=True)]
+        if generate:  # all prompts in one call: per-prompt edits (resample) index them
+            wanted = [len(a) for a in answer_ids] if pairs else [max_tokens] * len(prompt_ids)
+            made = [row[:n] for row, n in zip(
+                measures.generate(loaded, prompt_ids, max(wanted), edit_list), wanted,
+                strict=True)]
             step()
         return scores, made
 
