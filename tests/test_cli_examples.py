@@ -157,6 +157,13 @@ def test_bad_input(llama_dir, tmp_path, capsys):
         capsys, tmp_path, examples(llama_dir, CORPUS, "-n", "1", "--from-direction", "x.npz"))
     assert "corpus file not found" in fails(capsys, tmp_path,
                                             examples(llama_dir, tmp_path / "none.txt"))
+    assert "examples reads one layer" in fails(
+        capsys, tmp_path, examples(llama_dir, CORPUS)[:4] + ["-l", "0,1", "--corpus",
+                                                              str(CORPUS)])
+    message = fails(capsys, tmp_path, examples(llama_dir, CORPUS, "-n", "3,64", "--work-dir",
+                                               str(tmp_path / "w")))
+    assert "64" in message
+    assert list((tmp_path / "w").glob("*/shard-*")) == []
 
 
 def test_parquet_without_the_column(llama_dir, tmp_path, capsys):
