@@ -18,6 +18,7 @@ _PUBLIC = {
     "Activations": "lazarus.activations",
     "NeuronsResult": "lazarus.neurons",
     "ProbeResult": "lazarus.probing",
+    "ExamplesResult": "lazarus.corpus_examples",
     "Direction": "lazarus.directions",
     "load_direction": "lazarus.directions",
     "save_direction": "lazarus.directions",

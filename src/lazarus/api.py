@@ -30,6 +30,7 @@ from lazarus.errors import LazarusError
 if TYPE_CHECKING:
     from lazarus.ablate import AblationResult
     from lazarus.activations import Activations
+    from lazarus.corpus_examples import ExamplesResult
     from lazarus.directions import Direction
     from lazarus.loading import LoadedModel
     from lazarus.neurons import NeuronsResult
@@ -221,6 +222,37 @@ class Model:
             method=method, reference=None if reference is None else _prompts(reference,
                                                                              "reference"),
             controls=controls, seed=seed, sweep=sweep, max_tokens=max_tokens,
+            progress=progress)
+
+    def examples(self, corpus: str, layer: Layers = -1, *, site: str = "resid_post",
+                 neurons: Sequence[int] | None = None, direction: Direction | str | None = None,
+                 top_k: int = 10, examples: int = 10, window: int = 64,
+                 stride: int | None = None, text_field: str = "text",
+                 work_dir: str | None = None, shard_windows: int = 256, ray: bool = False,
+                 ray_workers: int = 2, ray_address: str | None = None,
+                 token_budget: int | None = None, max_batch: int | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> ExamplesResult:
+        """The `examples` highest and lowest activating tokens of `neurons` (or a `direction`'s
+        `top_k`, or every neuron of `site`) at `layer` over every token of a `corpus` file
+        (.txt, .jsonl with `text_field`, .parquet), cut into windows of `window` tokens every
+        `stride`; with each neuron's mean, std, fraction positive, quantiles and histogram.
+        Streamed and resumable: shards of `shard_windows` windows are kept in `work_dir`
+        (default: the cache folder's examples/), so a rerun skips the finished ones; `ray=True`
+        runs the shards on `ray_workers` local Ray actors (`ray_address`: on that cluster's,
+        which must see the work folder at the same path). What `lazarus introspect examples`
+        renders; see `lazarus.corpus`, `lazarus.examples` and `lazarus.scan`."""
+        from lazarus.corpus_examples import analyse_examples
+
+        resolved = self.layers(layer)
+        if len(resolved) != 1:
+            raise LazarusError(f"examples reads one layer; {layer!r} names {len(resolved)} "
+                               "(give one)")
+        return analyse_examples(
+            self, corpus, resolved[0],
+            site=site, neurons=neurons, direction=direction, top_k=top_k, examples=examples,
+            window=window, stride=stride, text_field=text_field, work_dir=work_dir,
+            shard_windows=shard_windows, ray=ray, ray_workers=ray_workers,
+            ray_address=ray_address, token_budget=token_budget, max_batch=max_batch,
             progress=progress)
 
     def steer(self, prompts: Sequence[str], layer: int | None = None, *,

@@ -21,6 +21,7 @@ from lazarus.commands import (
     run_ablate,
     run_cache_clear,
     run_cache_info,
+    run_examples,
     run_neurons,
     run_probe,
     run_steer,
@@ -200,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(probe)
     probe.set_defaults(run=run_probe)
     _add_causal_commands(commands)
+    _add_examples_command(commands)
 
     cache = groups.add_parser(
         "cache", help="the activation cache: what it holds, and clearing it",
@@ -298,3 +300,59 @@ def _add_causal_commands(commands: argparse._SubParsersAction) -> None:
     steer.add_argument("-o", "--output", metavar="FILE.json", help="also save as JSON")
     _add_model_options(steer)
     steer.set_defaults(run=run_steer)
+
+
+def _add_examples_command(commands: argparse._SubParsersAction) -> None:
+    """`examples` (help texts in `cli_help`)."""
+    from lazarus import cli_help
+    from lazarus.sites import SITE_HELP
+
+    examples = commands.add_parser(
+        "examples", help="top- and bottom-activating tokens of neurons over a corpus",
+        description="Scan every token of a corpus and show, per neuron, the tokens it fires on "
+                    "most and least, in context, with its mean, std, share positive, quantiles "
+                    "and a histogram. Streamed, resumable, and optionally on Ray.",
+        epilog=cli_help.EXAMPLES_NOTES + "\n" + cli_help.EXAMPLES_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_model_option(examples)
+    examples.add_argument("-l", "--layer", required=True, action=_Once,
+                          help="the layer (0-based; negative counts from the end)")
+    examples.add_argument("--corpus", required=True, metavar="FILE",
+                          help="a .txt (one document per line), .jsonl or .parquet file")
+    examples.add_argument("--text-field", default="text", metavar="NAME",
+                          help="the text field of a .jsonl or column of a .parquet corpus "
+                               "(default: text)")
+    examples.add_argument("-n", "--neurons", action=_Once,
+                          help="neuron ids, comma-separated (default: every neuron of the site)")
+    examples.add_argument("--from-direction", metavar="FILE",
+                          help="take the --top-k neurons of a probe's direction .npz")
+    examples.add_argument("--top-k", type=int, default=None,
+                          help="how many neurons of --from-direction (default 10)")
+    examples.add_argument("--site", choices=tuple(SITE_HELP), default="resid_post",
+                          action=_Once, help="what to read (default resid_post)")
+    examples.add_argument("--examples", type=int, default=10, metavar="N",
+                          help="top and bottom tokens kept per neuron (default 10)")
+    examples.add_argument("--window", type=int, default=64, metavar="W",
+                          help="tokens per window (default 64)")
+    examples.add_argument("--stride", type=int, default=None, metavar="S",
+                          help="tokens between window starts (default: --window)")
+    examples.add_argument("-o", "--output", metavar="FILE",
+                          help="also save: FILE.json (everything), or FILE.parquet (one row "
+                               "per example with its neuron's summary; needs pyarrow)")
+    examples.add_argument("--work-dir", metavar="DIR",
+                          help="where shard summaries are kept for resuming (default: "
+                               "<cache folder>/examples)")
+    examples.add_argument("--shard-windows", type=int, default=256, metavar="N",
+                          help="windows per shard, the unit of work and of resume (default 256)")
+    examples.add_argument("--ray", action="store_true",
+                          help="run the shards on local Ray actors (pip install 'lazarus[ray]')")
+    examples.add_argument("--ray-workers", type=int, default=2, metavar="N",
+                          help="model actors with --ray (default 2)")
+    examples.add_argument("--ray-address", metavar="ADDR",
+                          help="run the shards on the Ray cluster at ADDR instead (its workers "
+                               "must see --work-dir and the model at the same paths)")
+    examples.add_argument("--color", action="store_true",
+                          help="mark the tokens in colour when standard output is a colour "
+                               "terminal (else in brackets)")
+    _add_model_options(examples)
+    examples.set_defaults(run=run_examples)

@@ -139,3 +139,44 @@ examples:
   lazarus introspect steer -m {DEMO} -p "12+" -l 1 --positive "47*47=|67*83=" \\
       --negative "2+3=|4*2=" --coefficient 2 --max-tokens 10 -o steer.json
 """
+
+EXAMPLES_NOTES = """\
+corpus (--corpus):
+  .txt      one document per line (blank lines skipped); a document's id is its line (0-based)
+  .jsonl    one JSON object per line, the text in --text-field (default: text)
+  .parquet  a text column named --text-field (needs pyarrow: pip install 'lazarus[ray]')
+windows:
+  each document is tokenized without special tokens and cut into windows of --window tokens
+  (default 64) starting every --stride tokens (default: --window, no overlap); the last window
+  ends at the document's end. The tokenizer's own prefix (e.g. <s>) comes before every window
+  and is not scored. With an overlap, a window scores only the tokens the previous one did not
+  hold: every token of the corpus counts once, with at least window - stride tokens before it
+what is kept, per neuron, over every token (streamed: memory does not grow with the corpus):
+  top/bottom  the --examples N highest and lowest tokens (ties: lower doc, window, token first),
+              shown with up to 16 tokens of their window before and 4 after, the token in
+              [brackets] (in colour with --color on a colour terminal); id doc:window:token
+  moments     count, mean and population std (ddof=0), exact (Chan's merge, float64)
+  positive    the share of tokens with a value > 0
+  quantiles   p1..p99 from a log-bucket sketch (DDSketch grid): within 1% of the true value
+              (of rank floor(q (n - 1))), or within 1e-4 of it near zero
+  histogram   10 equal bins between the min and the max, filled from the sketch
+shards and resume:
+  the windows are cut into shards of --shard-windows (default 256); each shard's summary is
+  written atomically to a folder of --work-dir (default: <cache folder>/examples) named by a
+  hash of the arguments, the corpus file and the model's files. A rerun with the same
+  arguments (after a crash, a kill, or Ctrl-C) computes only the missing shards; the shards are
+  merged in order, so the result does not depend on how the work was split
+--ray: the shards run as Ray Data map_batches on --ray-workers local model actors (needs
+  pip install 'lazarus[ray]'); the result is the same as in one process. --ray-address ADDR:
+  on an existing cluster's actors instead, which must see --work-dir and the model at the same
+  paths (a shared filesystem)
+"""
+
+EXAMPLES_EXAMPLES = f"""\
+examples:
+  lazarus introspect examples -m {DEMO} -l 0 --corpus corpus.txt -n 78,191
+  lazarus introspect examples -m {DEMO} -l 0 --corpus docs.jsonl --text-field body \\
+      --from-direction difficulty.npz --top-k 3 --examples 5 -o examples.json
+  lazarus introspect examples -m {DEMO} -l 1 --site mlp_post --corpus corpus.parquet \\
+      --window 32 --stride 16 -o examples.parquet --ray
+"""

@@ -280,6 +280,69 @@ def run_ablate(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_examples(args: argparse.Namespace) -> int:
+    from lazarus import inputs
+    from lazarus.corpus import check_corpus, check_window
+    from lazarus.files import check_outputs_apart, check_writable
+    from lazarus.render_examples import render_examples
+
+    if args.neurons is not None and args.from_direction is not None:
+        raise LazarusError("--neurons and --from-direction were both given (choose one)")
+    neurons = None if args.neurons is None else inputs.parse_neurons(args.neurons)
+    if args.top_k is not None and args.from_direction is None:
+        warn("--top-k is ignored without --from-direction")
+    check_window(args.window, args.stride)
+    for name in ("examples", "shard_windows", "ray_workers", "top_k"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise LazarusError(f"--{name.replace('_', '-')} must be at least 1 (got {value})")
+    check_corpus(args.corpus, args.text_field)
+    output = args.output
+    if output is not None:
+        suffix = os.path.splitext(output)[1].lower()
+        if suffix not in (".json", ".parquet"):
+            raise LazarusError(f"--output {output}: examples writes .json or .parquet (give "
+                               "one of those names)")
+        if suffix == ".parquet":
+            try:
+                import pyarrow  # noqa: F401
+            except ImportError:
+                raise LazarusError("--output .parquet needs pyarrow (pip install pyarrow), or "
+                                   "give a .json name") from None
+        check_writable(output)
+    check_outputs_apart({"--output": output},
+                        [("--corpus", args.corpus), *_inputs_of(args, "from_direction")])
+    direction = None
+    if args.from_direction is not None:
+        from lazarus.directions import load_direction
+
+        direction = load_direction(args.from_direction)
+    model = _model(args)
+    bar = ProgressBar("scanning windows")
+    result = model.examples(args.corpus, model.layers(args.layer), site=args.site,
+                            neurons=neurons, direction=direction,
+                            top_k=10 if args.top_k is None else args.top_k,
+                            examples=args.examples, window=args.window, stride=args.stride,
+                            text_field=args.text_field, work_dir=args.work_dir,
+                            shard_windows=args.shard_windows, ray=args.ray,
+                            ray_workers=args.ray_workers, ray_address=args.ray_address,
+                            progress=lambda done, total: bar(done, total))
+    color = _color(args)
+    report = render_examples(result, color=color)
+    if output is not None:  # files before the report, so that a closed pipe cannot lose them
+        if output.lower().endswith(".parquet"):
+            result.write_parquet(output)
+        else:
+            _write_output(output, result.to_json())
+    out(report, keep_color=color)
+    if result.resumed_shards:
+        note(f"resumed: {result.resumed_shards} of {result.shards} shards were already in "
+             f"{result.work_dir}")
+    if output is not None:
+        note(f"saved {output}")
+    return 0
+
+
 def run_steer(args: argparse.Namespace) -> int:
     from lazarus import inputs
     from lazarus.render_causal import render_steer

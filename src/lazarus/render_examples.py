@@ -1,0 +1,48 @@
+"""Text view of `examples`: per neuron, its statistics, a histogram, and its top and bottom
+tokens in context, the token in [brackets] (in colour instead, on a colour terminal)."""
+
+from __future__ import annotations
+
+from lazarus.corpus_examples import Example, ExamplesResult, NeuronExamples
+from lazarus.text import banner, escape
+
+BAR_WIDTH = 30
+HIGH, LOW, RESET = "\x1b[1;32m", "\x1b[1;31m", "\x1b[0m"
+
+
+def render_examples(result: ExamplesResult, color: bool = False) -> str:
+    lines = banner(f"TOP-ACTIVATING EXAMPLES - layer {result.layer}, {result.site}")
+    lines += [f"model {result.model_id}; corpus {result.corpus}: {result.documents} documents, "
+              f"{result.windows} windows of {result.window} tokens (stride {result.stride}), "
+              f"{result.tokens} tokens scored",
+              f"neurons: {result.neuron_choice}"]
+    for neuron in result.neurons:
+        lines += ["", *render_neuron(neuron, color)]
+    return "\n".join(lines)
+
+
+def render_neuron(n: NeuronExamples, color: bool = False) -> list[str]:
+    q = n.quantiles
+    lines = [f"neuron {n.neuron}",
+             f"  mean {n.mean:.3f}  std {n.std:.3f}  positive {100 * n.fraction_positive:.1f}%  "
+             f"min {n.min:.3f}  max {n.max:.3f}  (n={n.count})",
+             "  quantiles " + "  ".join(f"{key} {value:.3f}" for key, value in q.items())]
+    lines += ["  histogram", *_histogram(n.histogram_edges, n.histogram_counts)]
+    for title, chosen, tint in (("top", n.top, HIGH), ("bottom", n.bottom, LOW)):
+        lines.append(f"  {title} {len(chosen)}")
+        lines += [_example(e, tint if color else None) for e in chosen]
+    return lines
+
+
+def _histogram(edges: tuple[float, ...], counts: tuple[int, ...]) -> list[str]:
+    largest = max(counts, default=0) or 1
+    return [f"    {edges[i]:>9.3f} .. {edges[i + 1]:>9.3f} "
+            f"{'#' * round(BAR_WIDTH * count / largest):<{BAR_WIDTH}} {count}"
+            for i, count in enumerate(counts)]
+
+
+def _example(e: Example, tint: str | None) -> str:
+    token = escape(e.text)
+    marked = f"{tint}{token}{RESET}" if tint else f"[{token}]"
+    where = f"doc {e.doc}:{e.window}:{e.token}"
+    return f"    {e.value:>9.3f}  {escape(e.before)}{marked}{escape(e.after)}   ({where})"

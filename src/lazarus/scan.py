@@ -1,0 +1,327 @@
+"""A corpus scan: windows -> shards -> one `Summary` per shard, on disk -> one merged summary.
+
+The corpus's windows (`corpus.windows`), in order, are cut into shards of `shard_windows`
+consecutive windows. A shard is the unit of work: its windows run through the model in batches
+of similar length (`budget.plan_batches`), with one `capture.Trace` hook on the layer's site
+at every token position, keeping only the chosen columns; inside the hook, on the device, the
+batch's scored tokens are reduced to a `Summary` (top and bottom N, moments, positives, sketch)
+and merged into the shard's, so nothing grows with the corpus. Each shard's summary is written
+to the work folder atomically (`files.replace_atomically`: a temporary file renamed into place;
+`.npz` without pickle), so a shard file is complete or absent. A run with the same arguments
+finds the work folder by their hash, skips the shards already there and computes the rest;
+then every shard is read back and merged in shard order, so the result is the same whether the
+shards came from this run, a killed one, or Ray workers (`scan_ray`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lazarus.corpus import Window, prefix_of, windows
+from lazarus.errors import LazarusError
+from lazarus.examples import BUCKETS, LOG_GAMMA, MIN_ABS, SIDE, Summary, select
+
+if TYPE_CHECKING:
+    from lazarus.loading import LoadedModel
+
+SHARD_WINDOWS = 256  # windows per shard: a few seconds of work on a CPU
+FORMAT = 1  # of the work folder's files
+Progress = Callable[[int, int], None]  # (windows done, windows in the corpus)
+# computes and writes the shards given, calling back with each one's window count
+Executor = Callable[[Iterable[tuple[int, list[Window]]], Callable[[int], None]], None]
+
+
+@dataclass(frozen=True)
+class ScanSettings:
+    """What a scan computes; the work folder is keyed by these (and the model's files)."""
+
+    corpus: str
+    layer: int
+    site: str = "resid_post"
+    neurons: tuple[int, ...] | None = None  # None: every neuron of the site
+    examples: int = 10  # kept each way per neuron
+    window: int = 64
+    stride: int = 64
+    text_field: str = "text"
+    shard_windows: int = SHARD_WINDOWS
+
+
+def summarize(values: Any, ids: np.ndarray, keep: int) -> Summary:
+    """The `Summary` of float32 torch [tokens, K] values (on their device) whose tokens have
+    int64 [tokens, 3] ids in ascending order."""
+    import torch
+
+    if bool(torch.isnan(values).any()):
+        raise LazarusError("this site has no value at some tokens (MoE expert units); "
+                           "examples needs a value at every token (use resid_post, mlp_out, "
+                           "attn_out or a dense layer's mlp_post)")
+    count, width = values.shape
+    wide = values.double()
+    # Moments and the sketch in numpy on the host: its sums do not depend on the thread count
+    # (torch's do), and torch's float64 log is slow on small CPU tensors. Top and bottom are
+    # chosen on the device.
+    host = wide.cpu().numpy()
+    mean = host.mean(axis=0)
+    m2 = ((host - mean) ** 2).sum(axis=0)
+    size = np.abs(host)
+    with np.errstate(divide="ignore"):
+        index = np.ceil(np.log(np.maximum(size, MIN_ABS) / MIN_ABS) / LOG_GAMMA)
+    index = np.where(size <= MIN_ABS, 0, np.clip(index, 1, SIDE)).astype(np.int64)
+    column = SIDE + np.sign(host).astype(np.int64) * index + BUCKETS * np.arange(width)
+    sketch = np.bincount(column.reshape(-1), minlength=width * BUCKETS)
+    top, top_ids = _extreme(values, ids, keep, highest=True)
+    bottom, bottom_ids = _extreme(values, ids, keep, highest=False)
+    return Summary(int(count), mean, m2, (host > 0).sum(axis=0).astype(np.int64),
+                   sketch.reshape(width, BUCKETS).astype(np.int64),
+                   top, top_ids, bottom, bottom_ids)
+
+
+def _extreme(values: Any, ids: np.ndarray, keep: int,
+             highest: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The `keep` highest (or lowest) per column, ties at the cut taken in row (= id) order:
+    `topk`, then a stable sort of only the columns where values tie across the cut."""
+    import torch
+
+    signed = values if highest else -values
+    n = min(keep, signed.shape[0])
+    best, rows = torch.topk(signed, n, dim=0)  # [n, K]
+    if n < signed.shape[0]:
+        ties = ((signed >= best[-1]).sum(dim=0) > n).nonzero().flatten()
+        if len(ties):
+            order = torch.sort(signed[:, ties], dim=0, descending=True, stable=True)[1][:n]
+            rows[:, ties] = order
+    rows = rows.T.cpu().numpy()  # [K, n]
+    chosen = np.take_along_axis(values.T.cpu().numpy(), rows, axis=1) if n else \
+        np.zeros((values.shape[1], 0), np.float32)
+    return select(chosen, ids[rows], keep, highest)
+
+
+def scan_shard(loaded: LoadedModel, shard: list[Window], prefix: tuple[int, ...],
+               settings: ScanSettings, token_budget: int | None = None,
+               max_batch: int | None = None) -> Summary:
+    """One shard's summary: its windows in batches through the model up to the layer. A batch
+    that runs out of memory is split in half (the summary is the same, to float rounding)."""
+    import torch
+
+    from lazarus.budget import BATCH_OVERHEAD_TOKENS, batch_limits, plan_batches
+    from lazarus.capture import (
+        CaptureRequest,
+        Trace,
+        _release_memory,
+        _StopForward,
+        is_out_of_memory,
+        pad_id_of,
+    )
+
+    request = CaptureRequest((settings.layer,), settings.site, "all", settings.neurons)
+    lengths = [len(prefix) + len(w.tokens) for w in shard]
+    if token_budget is None or max_batch is None:
+        from lazarus.budget import kept_bytes_per_token
+
+        default_budget, default_batch = batch_limits(loaded, max(lengths),
+                                                     kept_bytes_per_token(loaded, request))
+        token_budget = token_budget or default_budget
+        max_batch = max_batch or default_batch
+    overhead = BATCH_OVERHEAD_TOKENS[loaded.device == "cpu"]
+    pad_id = pad_id_of(loaded.tokenizer)
+    device = loaded.model.get_input_embeddings().weight.device
+    state: dict[str, Any] = {"summary": None}
+
+    def keep(layer: int, kept: Any) -> None:  # kept: [batch, tokens, K] on the device
+        part = summarize(kept[state["mask"].to(kept.device)], state["ids"], settings.examples)
+        previous = state["summary"]
+        state["summary"] = part if previous is None else previous.merge(part, settings.examples)
+
+    def run(trace: Trace, batch: list[int]) -> None:
+        """One forward of `batch` (window indices); out of memory, each half in turn."""
+        width = max(lengths[i] for i in batch)
+        input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        scored = torch.zeros((len(batch), width), dtype=torch.bool)
+        ids = np.zeros((len(batch), width, 3), np.int64)
+        for row, index in enumerate(batch):
+            w, length = shard[index], lengths[index]
+            input_ids[row, :length] = torch.tensor(prefix + w.tokens)
+            mask[row, :length] = 1
+            scored[row, len(prefix) + w.scored_from:length] = True
+            ids[row, :, 0], ids[row, :, 1] = w.doc, w.index
+            ids[row, :, 2] = np.arange(width) - len(prefix)
+        state["mask"], state["ids"] = scored, ids[scored.numpy()]
+        trace.lengths = mask.sum(dim=-1)
+        trace.reached.clear()
+        try:
+            with contextlib.suppress(_StopForward):
+                loaded.model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
+                             use_cache=False)
+        except Exception as err:
+            if not is_out_of_memory(err):
+                raise
+            del err  # its traceback holds the batch's tensors
+            _release_memory()
+            if len(batch) == 1:
+                raise LazarusError(f"out of memory running one window of {width} tokens on "
+                                   f"{loaded.device} (give a smaller --window)") from None
+            run(trace, batch[:len(batch) // 2])
+            run(trace, batch[len(batch) // 2:])
+            return
+        if settings.layer not in trace.reached:
+            raise RuntimeError(f"the forward pass never reached layer {settings.layer}")
+
+    with torch.inference_mode(), Trace(loaded, request, on_kept=keep) as trace:
+        for batch in plan_batches(lengths, token_budget, max_batch, overhead):
+            run(trace, sorted(batch))  # rows in corpus order, so row order is id order
+    return state["summary"]
+
+
+def shard_path(folder: Path, number: int) -> Path:
+    return folder / f"shard-{number:06d}.npz"
+
+
+def write_shard(folder: Path, number: int, summary: Summary) -> None:
+    from lazarus.files import replace_atomically
+
+    def write(temp: Path) -> None:
+        with open(temp, "wb") as file:  # a file object: np.savez would add ".npz" to a path
+            np.savez(file, **summary.to_arrays())
+
+    # `run_scan` removes a killed run's temporary files once, not at every shard.
+    replace_atomically(shard_path(folder, number), write, clean_stale=False)
+
+
+def read_shard(folder: Path, number: int, settings: ScanSettings) -> Summary | None:
+    """A shard's summary, or None when it is absent or not a complete one of this scan's."""
+    from lazarus.npz import NpzError, read_arrays
+
+    path = shard_path(folder, number)
+    if not path.is_file():
+        return None
+    keys = ("count", "mean", "m2", "positive", "sketch", "top", "top_ids", "bottom",
+            "bottom_ids")
+    try:
+        arrays, _ = read_arrays(path, dict.fromkeys(keys, 1 << 34))
+        summary = Summary.from_arrays(arrays, settings.examples)
+    except (NpzError, ValueError):
+        return None
+    if settings.neurons is not None and summary.width != len(settings.neurons):
+        return None
+    return summary
+
+
+def work_folder(root: Path, settings: ScanSettings, model_key: object) -> Path:
+    """`root`/<hash of the settings, the corpus file and the model's files>."""
+    from lazarus.cache import _file_identity
+
+    identity = {"format": FORMAT, "settings": asdict(settings), "model": model_key,
+                "corpus": _file_identity(Path(settings.corpus))}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode())
+    return root / digest.hexdigest()[:24]
+
+
+def default_root() -> Path:
+    from lazarus.cache import cache_dir
+
+    return cache_dir() / "examples"
+
+
+def shards_of(stream: Iterator[Window], size: int) -> Iterator[tuple[int, list[Window]]]:
+    shard: list[Window] = []
+    number = 0
+    for window in stream:
+        shard.append(window)
+        if len(shard) == size:
+            yield number, shard
+            shard, number = [], number + 1
+    if shard:
+        yield number, shard
+
+
+@dataclass(frozen=True)
+class ScanOutcome:
+    summary: Summary
+    documents: int
+    windows: int
+    shards: int
+    resumed: int  # shards found complete in the work folder
+    folder: Path
+    prefix: tuple[int, ...]
+
+
+def run_scan(loaded: LoadedModel, settings: ScanSettings, folder: Path,
+             executor: Executor | None = None, progress: Progress | None = None,
+             token_budget: int | None = None, max_batch: int | None = None) -> ScanOutcome:
+    """Scan the corpus into `folder` (skipping shards already there), then merge the shards."""
+    from lazarus.capture import context_length
+
+    tokenizer = loaded.tokenizer
+    prefix = prefix_of(tokenizer)
+    limit = context_length(loaded.info.config)
+    if limit is not None and settings.window + len(prefix) > limit:
+        raise LazarusError(f"--window {settings.window} (+{len(prefix)} special tokens) is "
+                           f"longer than this model's context of {limit} tokens (give at most "
+                           f"{limit - len(prefix)})")
+
+    def stream() -> Iterator[Window]:
+        return windows(settings.corpus, tokenizer, settings.window, settings.stride,
+                       settings.text_field)
+
+    total, documents, last = 0, 0, None  # a first pass: counts, and every input error early
+    for window in stream():
+        total += 1
+        documents += window.doc != last
+        last = window.doc
+    if total == 0:
+        raise LazarusError(f"{settings.corpus} holds no text (give a corpus with at least one "
+                           "non-empty document)")
+    count = math.ceil(total / settings.shard_windows)
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = folder / "settings.json"
+    if not manifest.exists():
+        from lazarus.files import replace_atomically
+
+        text = json.dumps({**asdict(settings), "windows": total, "shards": count}, indent=2)
+        replace_atomically(manifest, lambda temp: temp.write_text(text + "\n"))
+    from lazarus.files import remove_stale_temps
+
+    remove_stale_temps(shard_path(folder, 0), any_target=True)
+    complete = {n for n in range(count) if read_shard(folder, n, settings) is not None}
+    done = [sum(min(settings.shard_windows, total - n * settings.shard_windows)
+                for n in complete)]
+    if progress is not None:
+        progress(done[0], total)
+
+    def pending() -> Iterator[tuple[int, list[Window]]]:
+        for number, shard in shards_of(stream(), settings.shard_windows):
+            if number not in complete:
+                yield number, shard
+
+    def report(windows: int) -> None:
+        done[0] += windows
+        if progress is not None:
+            progress(done[0], total)
+
+    def local(work: Iterable[tuple[int, list[Window]]], report: Callable[[int], None]) -> None:
+        for number, shard in work:
+            write_shard(folder, number, scan_shard(loaded, shard, prefix, settings,
+                                                   token_budget, max_batch))
+            report(len(shard))
+
+    (executor or local)(pending(), report)
+    summary = None
+    for number in range(count):
+        part = read_shard(folder, number, settings)
+        if part is None:
+            raise LazarusError(f"shard {number} of the scan in {folder} is missing or damaged "
+                               "(run again to compute it)")
+        summary = part if summary is None else summary.merge(part, settings.examples)
+    assert summary is not None
+    return ScanOutcome(summary, documents, total, count, len(complete), folder, prefix)
+

@@ -1,0 +1,114 @@
+"""The scan's shards on Ray (`--ray`): the same `scan.scan_shard` and `scan.write_shard`, run by
+model actors of Ray Data's `map_batches` instead of the calling process.
+
+Imported only when asked for, so that without `--ray` nothing of Ray is loaded. The driver
+streams the pending shards in groups of SHARDS_PER_WORKER per worker (so its memory does not
+grow with the corpus); each group is a Ray dataset of one row per shard (its windows as JSON),
+mapped by `workers` actors of `ShardActor`. Each actor builds its own `lazarus.Model`, runs as
+many torch threads as the calling process (a CPU matmul's sums depend on the thread count, so
+every shard is bit-identical to the single-process run's) and asks Ray for CPU_PER_ACTOR CPUs,
+so that Ray Data's read tasks still get a share of a small machine. An actor writes its shard's
+summary to the work folder atomically, as the single-process scan does; the caller
+(`scan.run_scan`) then merges every shard in order, so the result is the same as without Ray.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import asdict
+from itertools import islice
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lazarus.corpus import Window
+from lazarus.errors import LazarusError
+from lazarus.scan import Executor, ScanSettings
+
+if TYPE_CHECKING:
+    from lazarus.api import Model
+
+CPU_PER_ACTOR = 0.5  # a fraction: on 2 cores, whole CPUs for the actors starve the read tasks
+SHARDS_PER_WORKER = 16  # shards per worker per dataset (each dataset starts its actors)
+
+
+class ShardActor:
+    """A Ray Data callable class: loads the model once, then computes and writes shards."""
+
+    def __init__(self, model: str, options: dict[str, Any], settings: dict[str, Any],
+                 folder: str, token_budget: int | None, max_batch: int | None,
+                 threads: int) -> None:
+        import torch
+
+        from lazarus.api import Model
+        from lazarus.corpus import prefix_of
+
+        torch.set_num_threads(threads)
+        self.settings = ScanSettings(**{**settings, "neurons": None if settings["neurons"]
+                                        is None else tuple(settings["neurons"])})
+        self.loaded = Model(model, whole=False, **options).weights(self.settings.layer)
+        self.prefix = prefix_of(self.loaded.tokenizer)
+        self.folder = Path(folder)
+        self.limits = token_budget, max_batch
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from lazarus.scan import scan_shard, write_shard
+
+        sizes = []
+        for number, payload in zip(batch["shard"], batch["windows"], strict=True):
+            shard = [Window(doc, index, start, tuple(tokens), scored)
+                     for doc, index, start, tokens, scored in json.loads(str(payload))]
+            write_shard(self.folder, int(number), scan_shard(self.loaded, shard, self.prefix,
+                                                             self.settings, *self.limits))
+            sizes.append(len(shard))
+        return {"shard": np.asarray(batch["shard"]), "windows": np.asarray(sizes)}
+
+
+def ray_executor(model: Model, settings: ScanSettings, folder: Path, workers: int,
+                 token_budget: int | None, max_batch: int | None,
+                 address: str | None = None) -> Executor:
+    """Shards run by `workers` actors of a local Ray runtime, or of the cluster at `address`
+    (whose workers must see the work folder and the model at the same paths)."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise LazarusError("--ray needs Ray Data (pip install 'lazarus[ray]')") from None
+    import torch
+
+    s = model.settings
+    options = {"device": s.device, "dtype": s.dtype, "trust_remote_code": s.trust_remote_code,
+               "device_map": s.device_map, "use_cache": False}
+    arguments = {"model": model.model_id, "options": options, "settings": asdict(settings),
+                 "folder": str(folder), "token_budget": token_budget, "max_batch": max_batch,
+                 "threads": torch.get_num_threads()}
+
+    def execute(work: Iterable[tuple[int, list[Window]]], report: Callable[[int], None]) -> None:
+        if not ray.is_initialized():
+            os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # the C++ core's notes
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.ERROR)
+        for name in ("ray", "ray.data"):  # Ray Data's notes are not the user's business
+            logging.getLogger(name).setLevel(logging.ERROR)
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False
+        pending = iter(work)
+        for group in iter(lambda: list(islice(pending, workers * SHARDS_PER_WORKER)), []):
+            rows = [{"shard": number, "windows": _encode(shard)} for number, shard in group]
+            mapped = ray.data.from_items(rows).map_batches(
+                ShardActor, fn_constructor_kwargs=arguments, batch_size=1,
+                compute=ray.data.ActorPoolStrategy(size=min(workers, len(rows))),
+                num_cpus=CPU_PER_ACTOR)
+            for row in mapped.iter_rows():
+                report(int(row["windows"]))
+
+    return execute
+
+
+def _encode(shard: list[Window]) -> str:
+    return json.dumps([[w.doc, w.index, w.start, list(w.tokens), w.scored_from] for w in shard])
+

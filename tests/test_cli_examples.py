@@ -1,0 +1,236 @@
+"""`lazarus introspect examples` through the real entry point: the report, -o JSON and Parquet,
+the corpus formats, resume after SIGKILL, and bad input (one line, exit 2, no file)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lazarus.cli import main
+
+CORPUS = Path(__file__).parent / "data" / "corpus.txt"
+SRC = Path(__file__).parent.parent / "src"
+
+
+def examples(model: Path, corpus: Path, *extra: str) -> list[str]:
+    return ["introspect", "examples", "-m", str(model), "-l", "1", "--corpus", str(corpus),
+            *extra]
+
+
+@pytest.fixture(scope="module")
+def lines() -> list[str]:
+    return CORPUS.read_text().splitlines()[:40]
+
+
+def comparable(document: dict) -> dict:
+    return {k: v for k, v in document.items() if k not in ("work_dir", "resumed_shards")}
+
+
+def test_report_json_and_formats_agree(llama_dir, lines, tmp_path, capsys):
+    txt = tmp_path / "c.txt"
+    txt.write_text("\n".join(lines) + "\n")
+    jsonl = tmp_path / "c.jsonl"
+    jsonl.write_text("".join(json.dumps({"id": i, "body": line}) + "\n"
+                             for i, line in enumerate(lines)))
+    args = ["-n", "3,9", "--examples", "3", "--window", "10", "--work-dir", str(tmp_path / "w")]
+    assert main(examples(llama_dir, txt, *args, "-o", str(tmp_path / "a.json"))) == 0
+    report = capsys.readouterr().out
+    assert report.index("neuron 3") < report.index("neuron 9")
+    assert "top 3" in report
+    assert "bottom 3" in report
+    assert "[" in report.split("top 3")[1].splitlines()[1]
+    assert main(examples(llama_dir, jsonl, *args, "--text-field", "body", "-o",
+                         str(tmp_path / "b.json"))) == 0
+    first = json.loads((tmp_path / "a.json").read_text())
+    second = json.loads((tmp_path / "b.json").read_text())
+    assert first["tokens"] == sum(len(line) for line in lines)
+    assert [n["neuron"] for n in first["neurons"]] == [3, 9]
+    assert first["neurons"] == second["neurons"]
+    top = first["neurons"][0]["top"][0]
+    assert top["text"] == lines[top["doc"]][top["window"] * 10 + top["token"]]
+
+
+def test_parquet_in_and_out(llama_dir, lines, tmp_path, capsys):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    corpus = tmp_path / "c.parquet"
+    pq.write_table(pa.table({"text": lines}), corpus)
+    out = tmp_path / "rows.parquet"
+    assert main(examples(llama_dir, corpus, "-n", "3,9", "--examples", "2", "--window", "10",
+                         "--work-dir", str(tmp_path / "w"), "-o", str(out))) == 0
+    rows = pq.read_table(out).to_pylist()
+    assert len(rows) == 2 * 2 * 2  # neurons x (top, bottom) x examples
+    assert {(r["neuron"], r["kind"], r["rank"]) for r in rows} == {
+        (n, kind, rank) for n in (3, 9) for kind in ("top", "bottom") for rank in (1, 2)}
+    for row in rows:
+        assert row["text"] == lines[row["doc"]][row["window"] * 10 + row["token"]]
+
+
+def run(args: list[str], **kwargs) -> subprocess.Popen:
+    # One thread: on a shared machine two threads' spin-waits make small forwards slow.
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "lazarus.cli", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kwargs)
+
+
+def test_sigkill_then_resume_gives_the_same_result(llama_dir, lines, tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(lines) + "\n")
+    base = examples(llama_dir, corpus, "--window", "8", "--shard-windows", "2", "--examples",
+                    "4", "--device", "cpu")
+    work = tmp_path / "work"
+    killed = run([*base, "--work-dir", str(work)])
+    deadline = time.monotonic() + 120
+    while not list(work.glob("*/shard-*.npz")) and time.monotonic() < deadline:
+        assert killed.poll() is None
+        time.sleep(0.005)
+    killed.send_signal(signal.SIGKILL)
+    assert killed.wait() == -signal.SIGKILL
+    folder = next(work.iterdir())
+    total = json.loads((folder / "settings.json").read_text())["shards"]
+    written = len(list(folder.glob("shard-*.npz")))
+    print("shards written before the kill:", written, "of", total)
+    assert 1 <= written < total
+    resumed = run([*base, "--work-dir", str(work), "-o", str(tmp_path / "resumed.json")])
+    assert resumed.wait() == 0, resumed.stderr.read()
+    assert b"resumed:" in resumed.stderr.read()
+    whole = run([*base, "--work-dir", str(tmp_path / "fresh"), "-o", str(tmp_path / "w.json")])
+    assert whole.wait() == 0, whole.stderr.read()
+    first = json.loads((tmp_path / "resumed.json").read_text())
+    second = json.loads((tmp_path / "w.json").read_text())
+    assert first["resumed_shards"] >= written
+    assert comparable(first) == comparable(second)
+
+
+def test_a_damaged_shard_is_computed_again(llama_dir, lines, tmp_path, capsys):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(lines) + "\n")
+    args = examples(llama_dir, corpus, "-n", "1", "--window", "10", "--shard-windows", "10",
+                    "--work-dir", str(tmp_path / "w"))
+    assert main([*args, "-o", str(tmp_path / "a.json")]) == 0
+    shard = next((tmp_path / "w").glob("*/shard-000001.npz"))
+    shard.write_bytes(shard.read_bytes()[:100])  # as if cut off (never by our own writes)
+    assert main([*args, "-o", str(tmp_path / "b.json")]) == 0
+    capsys.readouterr()
+    first = json.loads((tmp_path / "a.json").read_text())
+    second = json.loads((tmp_path / "b.json").read_text())
+    assert second["resumed_shards"] == first["shards"] - 1
+    assert comparable(first) == comparable(second)
+
+
+def fails(capsys, tmp_path: Path, argv: list[str]) -> str:
+    output = tmp_path / "never.json"
+    code = main([*argv, "-o", str(output)])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert "Traceback" not in captured.err
+    assert not output.exists()
+    return lines[0]
+
+
+def test_bad_input(llama_dir, tmp_path, capsys):
+    jsonl = tmp_path / "c.jsonl"
+    jsonl.write_text('{"text": "1+1=2"}\n{"body": "2+2=4"}\n')
+    message = fails(capsys, tmp_path, examples(llama_dir, jsonl, "--work-dir", str(tmp_path)))
+    assert "line 2 has no 'text' field" in message
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n")
+    assert "holds no text" in fails(capsys, tmp_path, examples(llama_dir, empty))
+    assert "--window must be at least 1" in fails(
+        capsys, tmp_path, examples(llama_dir, CORPUS, "--window", "0"))
+    assert "--stride must be between 1 and --window" in fails(
+        capsys, tmp_path, examples(llama_dir, CORPUS, "--window", "4", "--stride", "5"))
+    assert "unknown format" in fails(capsys, tmp_path,
+                                     examples(llama_dir, tmp_path / "c.csv"))
+    assert "--neurons and --from-direction" in fails(
+        capsys, tmp_path, examples(llama_dir, CORPUS, "-n", "1", "--from-direction", "x.npz"))
+    assert "corpus file not found" in fails(capsys, tmp_path,
+                                            examples(llama_dir, tmp_path / "none.txt"))
+    assert "examples reads one layer" in fails(
+        capsys, tmp_path, examples(llama_dir, CORPUS)[:4] + ["-l", "0,1", "--corpus",
+                                                              str(CORPUS)])
+    message = fails(capsys, tmp_path, examples(llama_dir, CORPUS, "-n", "3,64", "--work-dir",
+                                               str(tmp_path / "w")))
+    assert "64" in message
+    assert list((tmp_path / "w").glob("*/shard-*")) == []
+
+
+def test_parquet_without_the_column(llama_dir, tmp_path, capsys):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    corpus = tmp_path / "c.parquet"
+    pq.write_table(pa.table({"body": ["1+1=2"]}), corpus)
+    message = fails(capsys, tmp_path, examples(llama_dir, corpus))
+    assert "has no column 'text'" in message
+
+
+def test_help_imports_neither_ray_nor_torch():
+    code = ("import sys\nfrom lazarus.cli import main\n"
+            "for argv in (['--help'], ['introspect', 'examples', '--help']):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'torch', "
+            "'pyarrow')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(SRC)}, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_ray_local_with_two_workers_equals_one_process(llama_dir, lines, tmp_path):
+    pytest.importorskip("ray.data")
+    import ray
+
+    import lazarus
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(lines) + "\n")
+    model = lazarus.load(str(llama_dir))
+    settings = {"neurons": (1, 2, 60), "examples": 3, "window": 10, "stride": 6,
+                "shard_windows": 9, "token_budget": 256, "max_batch": 16}
+    alone = model.examples(str(corpus), 1, work_dir=str(tmp_path / "a"), **settings)
+    try:
+        spread = model.examples(str(corpus), 1, work_dir=str(tmp_path / "b"), ray=True,
+                                ray_workers=2, **settings)
+    finally:
+        ray.shutdown()
+    assert spread.shards == alone.shards
+    assert spread.shards > 2
+    assert spread.resumed_shards == 0
+    first, second = alone.to_json(), spread.to_json()
+    assert first.pop("work_dir") != second.pop("work_dir")
+    assert first == second  # bit for bit: same shards, same batches, same thread count
+
+
+def test_from_direction_takes_its_top_neurons(llama_dir, lines, tmp_path, capsys):
+    import numpy as np
+
+    from lazarus.directions import Direction, save_direction
+
+    weights = np.full(64, 0.01, np.float32)
+    weights[7], weights[2] = -0.9, 0.4  # ranked by |weight|: 7 first, then 2
+    save_direction(str(tmp_path / "d.npz"), Direction(weights / np.linalg.norm(weights),
+                                                      layer=1))
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(lines) + "\n")
+    common = ["--window", "10", "--work-dir", str(tmp_path / "w")]
+    assert main(examples(llama_dir, corpus, "--from-direction", str(tmp_path / "d.npz"),
+                         "--top-k", "2", *common, "-o", str(tmp_path / "d.json"))) == 0
+    assert main(examples(llama_dir, corpus, "-n", "7,2", *common, "-o",
+                         str(tmp_path / "n.json"))) == 0
+    assert capsys.readouterr().err.count("warning") == 0
+    chosen = json.loads((tmp_path / "d.json").read_text())
+    given = json.loads((tmp_path / "n.json").read_text())
+    assert [n["neuron"] for n in chosen["neurons"]] == [7, 2]
+    assert "by |weight|" in chosen["neuron_choice"]
+    assert chosen["neurons"] == given["neurons"]

@@ -1,0 +1,193 @@
+"""Corpus examples against brute force: every activation of every window held in memory through
+`Model.capture(..., position="all")`, windows cut here by hand (the tiny models' tokenizer has one
+token per character, after a BOS), for several batch sizes and shard counts; and the summaries'
+merge rule on hand-made values with exact ties."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import lazarus
+from lazarus.examples import ALPHA, MIN_ABS, QUANTILES, Summary
+from lazarus.scan import summarize
+
+CORPUS = Path(__file__).parent / "data" / "corpus.txt"
+NEURONS = (0, 5, 17, 63)
+KEEP = 6
+WINDOW, STRIDE = 12, 8
+
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("corpus") / "small.txt"
+    lines = CORPUS.read_text().splitlines()[:60]
+    path.write_text("\n".join(lines[:30]) + "\n\n" + "\n".join(lines[30:]) + "\n")
+    return path
+
+
+def brute_force(model, path: Path, layer: int, neurons: tuple[int, ...]):
+    """(values float64 [tokens, K], ids [(doc, window, token)]) of every scored token."""
+    texts, where = [], []
+    for doc, line in enumerate(path.read_text().split("\n")):
+        if not line.strip():
+            continue
+        start, index, previous_end = 0, 0, 0
+        while True:
+            end = min(start + WINDOW, len(line))
+            texts.append(line[start:end])
+            where.append((doc, index, max(0, previous_end - start)))
+            if end >= len(line):
+                break
+            previous_end, start, index = end, start + STRIDE, index + 1
+    acts = model.capture(texts, layers=layer, position="all")
+    values, ids = [], []
+    for rows, (doc, index, first) in zip(acts.to_numpy(layer), where, strict=True):
+        rows = rows[1:]  # the BOS token is context, never scored
+        for token in range(first, len(rows)):
+            values.append(rows[token, list(neurons)])
+            ids.append((doc, index, token))
+    return np.array(values, np.float64), ids
+
+
+def expected_order(values: np.ndarray, ids: list, k: int, highest: bool) -> list[tuple]:
+    keyed = sorted(((-v if highest else v), *at) for v, at in zip(values, ids, strict=True))
+    return [tuple(item[1:]) for item in keyed[:KEEP]]
+
+
+@pytest.mark.parametrize(("shard_windows", "token_budget", "max_batch"),
+                         [(1000, None, None), (7, 64, 3), (25, 200, 16)])
+def test_summaries_equal_brute_force(llama_dir, small_corpus, tmp_path, shard_windows,
+                                     token_budget, max_batch):
+    model = lazarus.load(str(llama_dir))
+    values, ids = brute_force(model, small_corpus, 1, NEURONS)
+    result = model.examples(str(small_corpus), 1, neurons=NEURONS, examples=KEEP,
+                            window=WINDOW, stride=STRIDE, work_dir=str(tmp_path),
+                            shard_windows=shard_windows, token_budget=token_budget,
+                            max_batch=max_batch)
+    assert result.tokens == len(values)
+    assert result.shards == math.ceil(result.windows / shard_windows)
+    lookup = {at: k for k, at in enumerate(ids)}
+    for k, neuron in enumerate(result.neurons):
+        column = values[:, k]
+        print(neuron.neuron, "mean diff", abs(neuron.mean - column.mean()))
+        assert neuron.neuron == NEURONS[k]
+        assert neuron.count == len(column)
+        assert neuron.mean == pytest.approx(column.mean(), abs=1e-5)
+        assert neuron.std == pytest.approx(column.std(), abs=1e-5)
+        assert neuron.fraction_positive == pytest.approx((column > 0).mean(), abs=1e-3)
+        assert sum(neuron.histogram_counts) == len(column)
+        for chosen, highest in ((neuron.top, True), (neuron.bottom, False)):
+            got = [e.value for e in chosen]
+            want = sorted(column, reverse=highest)[:KEEP]
+            np.testing.assert_allclose(got, want, atol=1e-5)
+            for example in chosen:  # each example is the token it names
+                at = (example.doc, example.window, example.token)
+                assert example.value == pytest.approx(column[lookup[at]], abs=1e-5)
+        exact = np.sort(column)
+        for q in QUANTILES:
+            truth = exact[int(math.floor(q * (len(exact) - 1)))]
+            got = neuron.quantiles[f"p{round(q * 100)}"]
+            assert abs(got - truth) <= ALPHA * abs(truth) + MIN_ABS + 1e-4, (q, got, truth)
+
+
+def test_examples_context_is_the_window_text(llama_dir, small_corpus, tmp_path):
+    model = lazarus.load(str(llama_dir))
+    result = model.examples(str(small_corpus), 0, neurons=(3,), examples=4, window=WINDOW,
+                            stride=STRIDE, work_dir=str(tmp_path))
+    lines = small_corpus.read_text().split("\n")
+    for example in result.neurons[0].top + result.neurons[0].bottom:
+        start = example.window * STRIDE
+        window = lines[example.doc][start:start + WINDOW]
+        assert example.text == window[example.token]
+        assert example.before == window[max(0, example.token - 16):example.token]
+        assert example.after == window[example.token + 1:example.token + 5]
+
+
+def hand_made() -> tuple[np.ndarray, np.ndarray]:
+    """Values with exact ties across chunk boundaries, zeros, and tiny and huge magnitudes."""
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(200, 3)).round(1).astype(np.float32)  # many exact ties
+    values[::17, 1] = 0.0
+    values[5, 2], values[6, 2] = 5e-5, -3e4
+    ids = np.array([(d // 10, d % 10 // 5, d % 5) for d in range(200)], np.int64)
+    return values, ids
+
+
+@pytest.mark.parametrize("cuts", [[200], [1, 199], [50, 50, 100], [13] * 15 + [5]])
+def test_merge_is_exact_whatever_the_split(cuts):
+    values, ids = hand_made()
+    merged, at = None, 0
+    for size in cuts:
+        part = summarize(torch.from_numpy(values[at:at + size]), ids[at:at + size], KEEP)
+        merged = part if merged is None else merged.merge(part, KEEP)
+        at += size
+    whole = summarize(torch.from_numpy(values), ids, KEEP)
+    assert merged.count == 200
+    for name in ("positive", "sketch", "top", "top_ids", "bottom", "bottom_ids"):
+        np.testing.assert_array_equal(getattr(merged, name), getattr(whole, name))
+    np.testing.assert_allclose(merged.mean, values.astype(np.float64).mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(merged.m2 / 200, values.astype(np.float64).var(axis=0),
+                               rtol=1e-10)
+    for k in range(3):  # ties go to the lower (doc, window, token)
+        order = sorted(range(200), key=lambda i, k=k: (-values[i, k], *ids[i]))[:KEEP]
+        assert [tuple(x) for x in merged.top_ids[k]] == [tuple(ids[i]) for i in order]
+        order = sorted(range(200), key=lambda i, k=k: (values[i, k], *ids[i]))[:KEEP]
+        assert [tuple(x) for x in merged.bottom_ids[k]] == [tuple(ids[i]) for i in order]
+
+
+def test_sketch_quantiles_within_documented_error():
+    values, ids = hand_made()
+    summary = summarize(torch.from_numpy(values), ids, KEEP)
+    got = summary.quantiles()
+    for k in range(3):
+        exact = np.sort(values[:, k].astype(np.float64))
+        for j, q in enumerate(QUANTILES):
+            truth = exact[int(math.floor(q * (len(exact) - 1)))]
+            assert abs(got[k, j] - truth) <= ALPHA * abs(truth) + MIN_ABS
+
+
+def test_arrays_round_trip_and_refuse_other_shapes():
+    values, ids = hand_made()
+    summary = summarize(torch.from_numpy(values), ids, KEEP)
+    again = Summary.from_arrays(summary.to_arrays(), KEEP)
+    np.testing.assert_array_equal(again.top_ids, summary.top_ids)
+    broken = {**summary.to_arrays(), "sketch": summary.sketch[:, :-1]}
+    with pytest.raises(ValueError):
+        Summary.from_arrays(broken, KEEP)
+
+
+def test_a_batch_out_of_memory_is_split_in_half(llama_dir, small_corpus):
+    from lazarus.corpus import prefix_of, windows
+    from lazarus.scan import ScanSettings, scan_shard
+
+    loaded = lazarus.load(str(llama_dir)).weights(1)
+    prefix = prefix_of(loaded.tokenizer)
+    shard = list(windows(str(small_corpus), loaded.tokenizer, WINDOW, STRIDE))
+    settings = ScanSettings(str(small_corpus), 1, neurons=NEURONS, examples=KEEP,
+                            window=WINDOW, stride=STRIDE)
+    whole = scan_shard(loaded, shard, prefix, settings, token_budget=4096, max_batch=64)
+    rows = []
+
+    def refuse(module, args, kwargs):  # the allocator's failure, for batches of more than 4
+        hidden = args[0] if args else kwargs["hidden_states"]
+        rows.append(hidden.shape[0])
+        if hidden.shape[0] > 4:
+            raise MemoryError("simulated: out of memory")
+
+    handle = loaded.model.model.layers[0].register_forward_pre_hook(refuse, with_kwargs=True)
+    try:
+        split = scan_shard(loaded, shard, prefix, settings, token_budget=4096, max_batch=64)
+    finally:
+        handle.remove()
+    assert max(rows) > 4  # batches were refused, and their halves ran
+    assert min(rows) <= 4
+    assert split.count == whole.count
+    np.testing.assert_array_equal(split.sketch.sum(axis=1), whole.sketch.sum(axis=1))
+    np.testing.assert_allclose(split.top, whole.top, atol=1e-5)
+    np.testing.assert_allclose(split.bottom, whole.bottom, atol=1e-5)
+    np.testing.assert_allclose(split.mean, whole.mean, atol=1e-6)
