@@ -196,3 +196,40 @@ def test_resampled_generation_uses_each_prompts_own_draw():
         log_p = measures.next_token(loaded, tokenize(loaded, [prompt]), [own])[0]
         expected = loaded.tokenizer.decode([int(log_p.argmax())])
         assert result.conditions[0].outcomes[i].continuation == expected, prompt
+
+
+def test_clamping_mlp_neurons_equals_a_copy_whose_down_projection_does_it():
+    """steer --clamp sets mlp_post neurons to coefficient x value at every token: the same as a
+    copy of the model whose down projection ignores those inputs and adds their clamped part as
+    a bias; run by Hugging Face's own generate."""
+    import copy
+
+    import torch
+
+    import lazarus
+
+    model = lazarus.load("lazarus:demo", use_cache=False)
+    prompts, coefficient = ["12*13=", "7+8="], 2.0
+    values = {n: (-1) ** n * 12.0 for n in range(0, 60, 3)}  # strong enough to change the text
+    result = model.steer(prompts, 1, neurons=values, clamp=True, site="mlp_post",
+                         coefficients=[coefficient], max_tokens=5)
+    loaded = model.whole_weights()
+    clone = copy.deepcopy(loaded.model)
+    down = clone.model.layers[1].mlp.down_proj
+    with torch.no_grad():
+        bias = sum(coefficient * v * down.weight[:, n].clone() for n, v in values.items())
+        for n in values:
+            down.weight[:, n] = 0
+        down.bias = torch.nn.Parameter(bias)
+    steered = next(run for run in result.runs if run.coefficient == coefficient)
+    plain = next(run for run in result.runs if run.coefficient == 0)
+    for prompt, got, unmodified in zip(prompts, steered.continuations, plain.continuations,
+                                       strict=True):
+        ids = loaded.tokenizer(prompt, return_tensors="pt")
+        for reference, expected in ((clone, got), (loaded.model, unmodified)):
+            out = reference.generate(**ids, max_new_tokens=5, do_sample=False,
+                                     pad_token_id=loaded.tokenizer.pad_token_id or 0)
+            text = loaded.tokenizer.decode(out[0, ids["input_ids"].shape[1]:],
+                                           skip_special_tokens=True)
+            assert text == expected, prompt
+    assert steered.continuations != plain.continuations

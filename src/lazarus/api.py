@@ -260,11 +260,12 @@ class Model:
               negative: Sequence[str] | None = None, neurons: dict[int, float] | None = None,
               coefficients: Sequence[float] = (1.0,), absolute: bool = False,
               site: str | None = None, tokens: Sequence[str] = (), max_tokens: int = 20,
-              temperature: float = 0.0, seed: int = 0) -> SteerResult:
+              temperature: float = 0.0, seed: int = 0, clamp: bool = False) -> SteerResult:
         """Generate from `prompts` with coefficient x scale x a unit `direction` (a probe's
         .npz, or the mean difference of `positive` and `negative` prompts) added at `layer`,
         or coefficient x `neurons` values; scale is the mean activation norm there (or 1 with
-        `absolute`). What `lazarus introspect steer` renders; see `lazarus.steer`."""
+        `absolute`); `clamp` sets the `neurons` to coefficient x value instead. What
+        `lazarus introspect steer` renders; see `lazarus.steer`."""
         from lazarus.steer import analyse_steer
 
         return analyse_steer(
@@ -272,7 +273,8 @@ class Model:
             positive=None if positive is None else _prompts(positive, "positive"),
             negative=None if negative is None else _prompts(negative, "negative"),
             neurons=neurons, coefficients=coefficients, absolute=absolute, site=site,
-            tokens=tokens, max_tokens=max_tokens, temperature=temperature, seed=seed)
+            tokens=tokens, max_tokens=max_tokens, temperature=temperature, seed=seed,
+            clamp=clamp)
 
 
 def _prompts(prompts: Sequence[str], name: str = "prompts", empty: bool = False) -> list[str]:

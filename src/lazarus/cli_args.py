@@ -288,6 +288,9 @@ def _add_causal_commands(commands: argparse._SubParsersAction) -> None:
     steer.add_argument("--coefficient", metavar="C", help="one coefficient (default 1)")
     steer.add_argument("--compare", metavar="C1,C2,...",
                        help="several coefficients, e.g. -2,-1,1,2 (coefficient 0 always runs)")
+    steer.add_argument("--clamp", action="store_true",
+                       help="with --neurons: set them to coefficient x value at every token "
+                            "instead of adding (coefficient 0: the unmodified model)")
     steer.add_argument("--absolute", action="store_true",
                        help="scale 1 instead of the mean activation norm")
     steer.add_argument("--max-tokens", type=int, default=20, metavar="N",

@@ -374,7 +374,7 @@ def run_steer(args: argparse.Namespace) -> int:
                          direction=direction, positive=positive, negative=negative,
                          neurons=neurons, coefficients=coefficients, absolute=args.absolute,
                          site=args.site, tokens=tokens, max_tokens=args.max_tokens,
-                         temperature=args.temperature, seed=args.seed)
+                         temperature=args.temperature, seed=args.seed, clamp=args.clamp)
     report = render_steer(result)
     _write_output(args.output, result.to_json())
     _report(report, args.output)

@@ -103,12 +103,16 @@ def _greedy(outcome: Outcome) -> str:
 def render_steer(result: SteerResult) -> str:
     scale = (f"× {result.scale:.3g} (mean L2 norm of {result.site} at layer {result.layer} over "
              "the prompts' tokens) × the unit direction" if result.scale_kind == "relative"
+             else "× the values given, in place of the neurons' own (clamped)"
+             if result.source.startswith("neurons clamped")
              else "× the vector as given (absolute)" if result.source.startswith("neurons")
              else "× the unit direction (absolute: the coefficient is the added length)")
     decoding = ("greedy" if not result.temperature
                 else f"sampled at temperature {result.temperature:g}, seed {result.seed}")
     lines = [*banner(f"STEERING at layer {result.layer}, site {result.site}"),
-             f"Vector: {result.source}", f"Added at every token: coefficient {scale}.",
+             f"Vector: {result.source}",
+             f"{'Set' if 'clamped' in result.source else 'Added'} at every token: "
+             f"coefficient {scale}.",
              f"Continuations: {result.max_tokens} tokens, {decoding}.", ""]
     header = "".join(f" | Δlog p({fit_cell(t, 6).rstrip()})" for t in result.tokens)
     for index, prompt in enumerate(result.prompts):

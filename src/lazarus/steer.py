@@ -10,7 +10,9 @@ and `scale` is the mean L2 norm of the site's vectors at that layer over every r
 the prompts (`relative`, the default), so coefficient 1 adds a vector as long as a typical
 activation; or 1 (`absolute=True`), the coefficient then being the added vector's length.
 With `neurons` ({id: value}), the vector holds `value` at each id and 0 elsewhere, and is
-added as is: coefficient × values (absolute, in activation units).
+added as is: coefficient × values (absolute, in activation units); with `clamp=True` those
+neurons are instead set to coefficient × value at every token (coefficient 0 then means no
+edit at all, the unmodified model, not neurons set to 0).
 Coefficient 0 is always run too: it is the unmodified model, and every change is against it.
 Measured per prompt and coefficient: the continuation (greedy by default; sampled at
 `temperature` with a generator seeded by `seed`, the same draws for every coefficient), and
@@ -28,7 +30,7 @@ import numpy as np
 
 from lazarus import measures
 from lazarus.errors import LazarusError
-from lazarus.interventions import add
+from lazarus.interventions import Edit, add
 
 if TYPE_CHECKING:
     from lazarus.api import Model
@@ -116,7 +118,7 @@ def analyse_steer(
     negative: Sequence[str] | None = None, neurons: Mapping[int, float] | None = None,
     coefficients: Sequence[float] = (1.0,), absolute: bool = False, site: str | None = None,
     tokens: Sequence[str] = (), max_tokens: int = MAX_TOKENS, temperature: float = 0.0,
-    seed: int = 0,
+    seed: int = 0, clamp: bool = False,
 ) -> SteerResult:
     from lazarus.capture import CaptureRequest, capture, context_length, tokenize
     from lazarus.directions import check_direction_made, load_direction
@@ -126,6 +128,8 @@ def analyse_steer(
     if given != 1:
         raise LazarusError("say what to add: one of --direction, --positive with --negative, "
                            "or --neurons" + (" (not several)" if given else ""))
+    if clamp and neurons is None:
+        raise LazarusError("--clamp sets neurons to values: it goes with --neurons id:value")
     if (positive is None) != (negative is None):
         raise LazarusError("--positive and --negative go together (give both)")
     if max_tokens < 1:
@@ -176,7 +180,8 @@ def analyse_steer(
             if neuron >= width:
                 raise neuron_out_of_range(neuron, width, site, layer)
             vector[neuron] = value
-        source = "neurons " + ", ".join(f"{n}:{v:g}" for n, v in neurons.items())
+        source = ("neurons clamped to coefficient x " if clamp else "neurons ") + ", ".join(
+            f"{n}:{v:g}" for n, v in neurons.items())
         absolute = True
     else:
         request = CaptureRequest((layer,), site, "last")
@@ -204,7 +209,12 @@ def analyse_steer(
                            "a smaller coefficient)")
     runs, baseline = [], None
     for coefficient in ordered:
-        edits = [add(layer, site, (coefficient * scale * vector).astype(np.float32))]
+        if clamp:  # the neurons set to coefficient x value; coefficient 0: no edit
+            ids = tuple(neurons)
+            edits = [] if coefficient == 0 else [Edit(layer, site, "set", ids, values=np.array(
+                [coefficient * neurons[n] for n in ids], dtype=np.float32))]
+        else:
+            edits = [add(layer, site, (coefficient * scale * vector).astype(np.float32))]
         made = measures.generate(loaded, prompt_ids, max_tokens, edits, temperature, seed)
         scores = [[float(row.sum()) for row in measures.answer_log_probs(
             loaded, prompt_ids, [ids] * len(prompt_ids), edits)] for ids in token_ids]
