@@ -234,3 +234,43 @@ def test_from_direction_takes_its_top_neurons(llama_dir, lines, tmp_path, capsys
     assert [n["neuron"] for n in chosen["neurons"]] == [7, 2]
     assert "by |weight|" in chosen["neuron_choice"]
     assert chosen["neurons"] == given["neurons"]
+
+
+def test_html_page_holds_every_example_escaped(llama_dir, tmp_path, capsys):
+    from html.parser import HTMLParser
+
+    corpus = tmp_path / "c.txt"
+    hostile = "<script>alert(1)</script> & 2+2"
+    corpus.write_text(f"{hostile}\n{hostile} again\n")  # every example's context holds it
+    common = examples(llama_dir, corpus, "-n", "3", "--examples", "2", "--window", "10",
+                      "--work-dir", str(tmp_path / "w"))
+    assert main([*common, "-o", str(tmp_path / "page.html")]) == 0
+    assert main([*common, "-o", str(tmp_path / "page.json")]) == 0
+    capsys.readouterr()
+    page = (tmp_path / "page.html").read_text()
+    document = json.loads((tmp_path / "page.json").read_text())
+
+    class Collect(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.marks: list[str] = []
+            self.tags: list[str] = []
+            self.inside = False
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append(tag)
+            self.inside = tag == "mark"
+
+        def handle_endtag(self, tag):
+            self.inside = False
+
+        def handle_data(self, data):
+            if self.inside:
+                self.marks.append(data)
+
+    parsed = Collect()
+    parsed.feed(page)
+    assert "script" not in parsed.tags  # the corpus's text is shown, never run
+    assert "&lt;script&gt;" in page
+    neuron = document["neurons"][0]
+    assert parsed.marks == [e["text"] for e in (*neuron["top"], *neuron["bottom"])]

@@ -300,9 +300,9 @@ def run_examples(args: argparse.Namespace) -> int:
     output = args.output
     if output is not None:
         suffix = os.path.splitext(output)[1].lower()
-        if suffix not in (".json", ".parquet"):
-            raise LazarusError(f"--output {output}: examples writes .json or .parquet (give "
-                               "one of those names)")
+        if suffix not in (".json", ".parquet", ".html"):
+            raise LazarusError(f"--output {output}: examples writes .json, .parquet or .html "
+                               "(give one of those names)")
         if suffix == ".parquet":
             try:
                 import pyarrow  # noqa: F401
@@ -332,6 +332,11 @@ def run_examples(args: argparse.Namespace) -> int:
     if output is not None:  # files before the report, so that a closed pipe cannot lose them
         if output.lower().endswith(".parquet"):
             result.write_parquet(output)
+        elif output.lower().endswith(".html"):
+            from lazarus.files import write_text_atomically
+            from lazarus.render_examples import render_html
+
+            write_text_atomically(output, render_html(result))
         else:
             _write_output(output, result.to_json())
     out(report, keep_color=color)

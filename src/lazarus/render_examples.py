@@ -3,6 +3,8 @@ tokens in context, the token in [brackets] (in colour instead, on a colour termi
 
 from __future__ import annotations
 
+import html
+
 from lazarus.corpus_examples import Example, ExamplesResult, NeuronExamples
 from lazarus.text import banner, escape
 
@@ -46,3 +48,40 @@ def _example(e: Example, tint: str | None) -> str:
     marked = f"{tint}{token}{RESET}" if tint else f"[{token}]"
     where = f"doc {e.doc}:{e.window}:{e.token}"
     return f"    {e.value:>9.3f}  {escape(e.before)}{marked}{escape(e.after)}   ({where})"
+
+
+def render_html(result: ExamplesResult) -> str:
+    """A self-contained page (inline style, no script, nothing fetched): per neuron its
+    statistics and its top and bottom tokens in context, the token shaded by its value
+    relative to the neuron's largest |value| (red above 0, blue below)."""
+    e = html.escape
+    title = f"lazarus examples: {result.model_id}, layer {result.layer}, {result.site}"
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             f"<title>{e(title)}</title>",
+             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+             "td{padding:2px 8px;font-family:monospace;white-space:pre}"
+             "mark{padding:0 2px;border-radius:3px}</style></head><body>",
+             f"<h1>{e(title)}</h1>",
+             f"<p>corpus {e(result.corpus)}: {result.documents} documents, {result.windows} "
+             f"windows of {result.window} tokens (stride {result.stride}), {result.tokens} "
+             f"tokens scored; neurons: {e(result.neuron_choice)}</p>"]
+    for n in result.neurons:
+        top = max(abs(n.min), abs(n.max)) or 1.0
+        parts += [f"<h2>neuron {n.neuron}</h2>",
+                  f"<p>mean {n.mean:.4g}, std {n.std:.4g}, positive "
+                  f"{100 * n.fraction_positive:.1f}%, min {n.min:.4g}, max {n.max:.4g} "
+                  f"(n={n.count})</p>"]
+        for kind, chosen in (("top", n.top), ("bottom", n.bottom)):
+            parts.append(f"<h3>{kind} {len(chosen)}</h3><table>")
+            for example in chosen:
+                share = min(1.0, abs(example.value) / top)
+                colour = (f"rgba(214,39,40,{share:.2f})" if example.value >= 0
+                          else f"rgba(31,119,180,{share:.2f})")
+                parts.append(
+                    f"<tr><td>{example.value:.4g}</td><td>{e(example.before)}"
+                    f'<mark style="background:{colour}">{e(example.text)}</mark>'
+                    f"{e(example.after)}</td><td>doc {example.doc}:{example.window}:"
+                    f"{example.token}</td></tr>")
+            parts.append("</table>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
