@@ -288,9 +288,6 @@ def probe_figure(report: ProbeReport, size: tuple[float, float] | None = None,
         axes.plot([best.layer], [best.accuracy], marker="*", markersize=16, color="tab:red",
                   markeredgecolor="black", linestyle="none",
                   label=f"best: layer {best.layer} (p = {report.p_value:.2g})")
-    else:
-        axes.text(0.5, 0.04, f"no layer beats chance (p = {report.p_value:.2g})",
-                  transform=axes.transAxes, ha="center", fontsize=9)
     axes.set_ylim(0.0, 1.05)
     axes.set_xlabel("layer")
     axes.set_ylabel("held-out accuracy")
@@ -299,6 +296,8 @@ def probe_figure(report: ProbeReport, size: tuple[float, float] | None = None,
     axes.yaxis.set_major_formatter(lambda value, _: f"{value:.0%}")
     title = (f"{_tick_text(report.label_a)} vs {_tick_text(report.label_b)}: {report.method} "
              f"probe, {report.count_a} + {report.count_b} prompts")
+    if report.best_layer is None:  # in the title, where no legend can cover it
+        title += f"\nno layer beats chance (p = {report.p_value:.2g})"
     axes.set_title(title, fontsize=10)
     axes.legend(fontsize=8, loc="best")
     return figure
