@@ -138,3 +138,15 @@ def available_ram_bytes() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return 4 << 30
+
+
+def limits_for(loaded: LoadedModel, longest: int, request: CaptureRequest,
+               token_budget: int | None, max_batch: int | None) -> tuple[int, int]:
+    """(tokens per forward, prompts per batch): the ones given, else what free memory allows
+    for prompts of up to `longest` tokens and what `request` keeps per token."""
+    if token_budget is None or max_batch is None:
+        default_budget, default_batch = batch_limits(loaded, longest,
+                                                     kept_bytes_per_token(loaded, request))
+        token_budget = token_budget or default_budget
+        max_batch = max_batch or default_batch
+    return token_budget, max_batch

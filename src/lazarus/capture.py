@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from lazarus.budget import BATCH_OVERHEAD_TOKENS, batch_limits, kept_bytes_per_token, plan_batches
+from lazarus.budget import BATCH_OVERHEAD_TOKENS, limits_for, plan_batches
 from lazarus.configs import text_config
 from lazarus.errors import LazarusError
 from lazarus.interventions import Edit, apply_edits, replace_input, replace_output
@@ -252,11 +252,8 @@ def capture(
     token_ids = tokenize(loaded, prompts)
     lengths = [len(row) for row in token_ids]
     check_lengths(request.position, lengths, list(prompts))
-    if token_budget is None or max_batch is None:
-        default_budget, default_batch = batch_limits(loaded, max(lengths, default=1),
-                                                     kept_bytes_per_token(loaded, request))
-        token_budget = token_budget or default_budget
-        max_batch = max_batch or default_batch
+    token_budget, max_batch = limits_for(loaded, max(lengths, default=1), request,
+                                         token_budget, max_batch)
     overhead = BATCH_OVERHEAD_TOKENS[loaded.device == "cpu"]
     pad_id = pad_id_of(loaded.tokenizer)
     input_device = loaded.model.get_input_embeddings().weight.device

@@ -112,7 +112,7 @@ def scan_shard(loaded: LoadedModel, shard: list[Window], prefix: tuple[int, ...]
     that runs out of memory is split in half (the summary is the same, to float rounding)."""
     import torch
 
-    from lazarus.budget import BATCH_OVERHEAD_TOKENS, batch_limits, plan_batches
+    from lazarus.budget import BATCH_OVERHEAD_TOKENS, limits_for, plan_batches
     from lazarus.capture import (
         CaptureRequest,
         Trace,
@@ -124,13 +124,8 @@ def scan_shard(loaded: LoadedModel, shard: list[Window], prefix: tuple[int, ...]
 
     request = CaptureRequest((settings.layer,), settings.site, "all", settings.neurons)
     lengths = [len(prefix) + len(w.tokens) for w in shard]
-    if token_budget is None or max_batch is None:
-        from lazarus.budget import kept_bytes_per_token
-
-        default_budget, default_batch = batch_limits(loaded, max(lengths),
-                                                     kept_bytes_per_token(loaded, request))
-        token_budget = token_budget or default_budget
-        max_batch = max_batch or default_batch
+    token_budget, max_batch = limits_for(loaded, max(lengths), request, token_budget,
+                                         max_batch)
     overhead = BATCH_OVERHEAD_TOKENS[loaded.device == "cpu"]
     pad_id = pad_id_of(loaded.tokenizer)
     device = loaded.model.get_input_embeddings().weight.device
