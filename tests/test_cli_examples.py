@@ -274,3 +274,37 @@ def test_html_page_holds_every_example_escaped(llama_dir, tmp_path, capsys):
     assert "&lt;script&gt;" in page
     neuron = document["neurons"][0]
     assert parsed.marks == [e["text"] for e in (*neuron["top"], *neuron["bottom"])]
+
+
+def test_a_dataset_in_the_local_hugging_face_cache(llama_dir, lines, tmp_path, capsys,
+                                                   monkeypatch):
+    """`--corpus hf:org/name` reads the dataset's data file from the local Hub cache (laid out
+    as huggingface_hub lays out a downloaded dataset), never from the network: the result is
+    the one of the same file given by path."""
+    import huggingface_hub
+
+    hub = tmp_path / "hub"
+    repo = hub / "datasets--org--tiny"
+    snapshot = repo / "snapshots" / ("c" * 40) / "data"
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("c" * 40)
+    (snapshot / "train.jsonl").write_text("".join(json.dumps({"text": line}) + "\n"
+                                                  for line in lines[:12]))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    common = ["-n", "3", "--examples", "2", "--window", "10"]
+    assert main(examples(llama_dir, "hf:org/tiny", *common, "--work-dir", str(tmp_path / "a"),
+                         "-o", str(tmp_path / "hub.json"))) == 0
+    assert main(examples(llama_dir, snapshot / "train.jsonl", *common, "--work-dir",
+                         str(tmp_path / "b"), "-o", str(tmp_path / "path.json"))) == 0
+    capsys.readouterr()
+    by_hub = json.loads((tmp_path / "hub.json").read_text())
+    by_path = json.loads((tmp_path / "path.json").read_text())
+    assert by_hub["neurons"] == by_path["neurons"]
+    assert by_hub["tokens"] == sum(len(line) for line in lines[:12])
+    code = main(examples(llama_dir, "hf:org/absent", *common, "-o", str(tmp_path / "x.json")))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "not in the local Hugging Face cache" in err
+    assert not (tmp_path / "x.json").exists()

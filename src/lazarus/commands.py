@@ -282,7 +282,7 @@ def run_ablate(args: argparse.Namespace) -> int:
 
 def run_examples(args: argparse.Namespace) -> int:
     from lazarus import inputs
-    from lazarus.corpus import check_corpus, check_window
+    from lazarus.corpus import check_corpus, check_window, resolve_corpus
     from lazarus.files import check_outputs_apart, check_writable
     from lazarus.render_examples import render_examples
 
@@ -296,7 +296,8 @@ def run_examples(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise LazarusError(f"--{name.replace('_', '-')} must be at least 1 (got {value})")
-    check_corpus(args.corpus, args.text_field)
+    corpus = resolve_corpus(args.corpus)
+    check_corpus(corpus, args.text_field)
     output = args.output
     if output is not None:
         suffix = os.path.splitext(output)[1].lower()
@@ -311,7 +312,7 @@ def run_examples(args: argparse.Namespace) -> int:
                                    "give a .json name") from None
         check_writable(output)
     check_outputs_apart({"--output": output},
-                        [("--corpus", args.corpus), *_inputs_of(args, "from_direction")])
+                        [("--corpus", corpus), *_inputs_of(args, "from_direction")])
     direction = None
     if args.from_direction is not None:
         from lazarus.directions import load_direction
@@ -319,7 +320,7 @@ def run_examples(args: argparse.Namespace) -> int:
         direction = load_direction(args.from_direction)
     model = _model(args)
     bar = ProgressBar("scanning windows")
-    result = model.examples(args.corpus, model.layers(args.layer), site=args.site,
+    result = model.examples(corpus, model.layers(args.layer), site=args.site,
                             neurons=neurons, direction=direction,
                             top_k=10 if args.top_k is None else args.top_k,
                             examples=args.examples, window=args.window, stride=args.stride,

@@ -54,6 +54,35 @@ def corpus_format(path: str) -> str:
     return suffix
 
 
+HUB_PREFIX = "hf:"
+
+
+def resolve_corpus(spec: str) -> str:
+    """A corpus file: `spec` itself, or for `hf:org/name[:path/in/repo]` a data file of that
+    dataset in the local Hugging Face cache (never downloaded): the one .txt/.jsonl/.parquet
+    file of its snapshot, or the path named after the colon."""
+    if not spec.startswith(HUB_PREFIX):
+        return spec
+    repo, _, inner = spec[len(HUB_PREFIX):].partition(":")
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = Path(snapshot_download(repo, repo_type="dataset", local_files_only=True))
+    except Exception:  # noqa: BLE001 - not cached, or not a valid name: one message either way
+        raise LazarusError(f"--corpus {spec}: the dataset {repo!r} is not in the local Hugging "
+                           f"Face cache (fetch it first: huggingface-cli download --repo-type "
+                           f"dataset {repo})") from None
+    if inner:
+        return str(folder / inner)
+    found = sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
+                   if p.suffix.lower() in FORMATS and p.is_file())
+    if len(found) != 1:
+        listed = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "") or "none"
+        raise LazarusError(f"--corpus {spec}: the dataset has {len(found)} data files "
+                           f"({listed}); name one, e.g. --corpus {spec}:{(found or ['x'])[0]}")
+    return str(folder / found[0])
+
+
 def check_corpus(path: str, text_field: str = "text") -> None:
     """Cheap checks before a model loads: format, pyarrow and the Parquet column."""
     if corpus_format(path) == ".parquet":

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lazarus.corpus import check_corpus, check_window, cut, read_documents
+from lazarus.corpus import check_corpus, check_window, cut, read_documents, resolve_corpus
 from lazarus.errors import LazarusError
 from lazarus.examples import QUANTILES, Summary
 from lazarus.scan import (
@@ -135,6 +135,7 @@ def analyse_examples(model: Model, corpus: str, layer: int, *, site: str = "resi
             raise LazarusError(f"{name} must be at least 1 (got {value})")
     if neurons is not None and direction is not None:
         raise LazarusError("--neurons and --from-direction were both given (choose one)")
+    corpus = resolve_corpus(corpus)
     check_corpus(corpus, text_field)
     choice = "every neuron of the site"
     if isinstance(direction, str):
