@@ -211,6 +211,21 @@ def context_length(config: dict) -> int | None:
     return None
 
 
+def pad_batch(rows: Sequence[Sequence[int]], pad_id: int, left: bool = False) -> tuple[Any, Any]:
+    """(input ids, attention mask), both long [rows, longest]: each row's tokens with padding
+    after them (before them with `left`, so that every row ends at the same column)."""
+    import torch
+
+    width = max(len(row) for row in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for index, row in enumerate(rows):
+        place = slice(width - len(row), width) if left else slice(0, len(row))
+        ids[index, place] = torch.tensor(list(row), dtype=torch.long)
+        mask[index, place] = 1
+    return ids, mask
+
+
 def pad_id_of(tokenizer: Any) -> int:
     """Any valid id will do: padded positions are masked and come after every real token."""
     for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id):
@@ -284,11 +299,7 @@ def capture(
             batch = queue.popleft()
             batch_rows.clear()
             width = max(lengths[i] for i in batch)
-            input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, index in enumerate(batch):
-                input_ids[row, : lengths[index]] = torch.tensor(token_ids[index])
-                mask[row, : lengths[index]] = 1
+            input_ids, mask = pad_batch([token_ids[i] for i in batch], pad_id)
             trace.lengths = mask.sum(dim=-1)  # [batch]
             trace.reached.clear()
             try:

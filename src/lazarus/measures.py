@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from lazarus.capture import Trace, pad_id_of
+from lazarus.capture import Trace, pad_batch, pad_id_of
 from lazarus.errors import LazarusError
 from lazarus.interventions import Edit
 from lazarus.loading import LoadedModel
@@ -62,11 +62,7 @@ def log_probs(loaded: LoadedModel, sequences: Sequence[Sequence[int]], starts: S
     with torch.inference_mode(), Trace(loaded, None, edits=edits) as trace:
         for batch in _batches(lengths):
             width = max(lengths[i] for i in batch)
-            ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, index in enumerate(batch):
-                ids[row, :lengths[index]] = torch.tensor(list(sequences[index]))
-                mask[row, :lengths[index]] = 1
+            ids, mask = pad_batch([sequences[i] for i in batch], pad)
             trace.lengths = mask.sum(-1)
             trace.rows = torch.tensor(batch)
             trace.positions = torch.arange(width).expand(len(batch), width)
@@ -112,12 +108,8 @@ def _generate_batch(loaded: LoadedModel, trace: Trace, prompts: list[Sequence[in
     import torch
 
     device = _input_device(loaded)
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_id_of(loaded.tokenizer), dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, prompt in enumerate(prompts):  # left padding: every row ends at the same column
-        ids[row, width - len(prompt):] = torch.tensor(list(prompt))
-        mask[row, width - len(prompt):] = 1
+    # left padding: every row ends at the same column, where the new tokens go
+    ids, mask = pad_batch(prompts, pad_id_of(loaded.tokenizer), left=True)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)  # [batch, tokens] index within the prompt
     trace.rows = torch.tensor(indices)
     cache_name = "cache" if "cache" in _parameters(loaded.model) else "past_key_values"

@@ -119,6 +119,7 @@ def scan_shard(loaded: LoadedModel, shard: list[Window], prefix: tuple[int, ...]
         _release_memory,
         _StopForward,
         is_out_of_memory,
+        pad_batch,
         pad_id_of,
     )
 
@@ -139,14 +140,11 @@ def scan_shard(loaded: LoadedModel, shard: list[Window], prefix: tuple[int, ...]
     def run(trace: Trace, batch: list[int]) -> None:
         """One forward of `batch` (window indices); out of memory, each half in turn."""
         width = max(lengths[i] for i in batch)
-        input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        input_ids, mask = pad_batch([prefix + shard[i].tokens for i in batch], pad_id)
         scored = torch.zeros((len(batch), width), dtype=torch.bool)
         ids = np.zeros((len(batch), width, 3), np.int64)
         for row, index in enumerate(batch):
             w, length = shard[index], lengths[index]
-            input_ids[row, :length] = torch.tensor(prefix + w.tokens)
-            mask[row, :length] = 1
             scored[row, len(prefix) + w.scored_from:length] = True
             ids[row, :, 0], ids[row, :, 1] = w.doc, w.index
             ids[row, :, 2] = np.arange(width) - len(prefix)
