@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import platform
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +70,8 @@ def checkpoint_dtype(config: dict[str, Any]) -> str:
 def versions() -> dict[str, str]:
     """The installed torch and transformers versions ("none" when missing), without importing
     either."""
+    from importlib import metadata  # ~20 ms: not at `lazarus --help`'s start
+
     found = {}
     for package in ("torch", "transformers"):
         try:
