@@ -300,11 +300,8 @@ def run_examples(args: argparse.Namespace) -> int:
     check_corpus(corpus, args.text_field)
     output = args.output
     if output is not None:
-        suffix = os.path.splitext(output)[1].lower()
-        if suffix not in (".json", ".parquet", ".html"):
-            raise LazarusError(f"--output {output}: examples writes .json, .parquet or .html "
-                               "(give one of those names)")
-        if suffix == ".parquet":
+        _check_extension("--output", output, ".json", ".parquet", ".html")
+        if output.lower().endswith(".parquet"):
             try:
                 import pyarrow  # noqa: F401
             except ImportError:
