@@ -156,6 +156,12 @@ BAD = {
                 "not a number"),
     "steer layer out of range": (["steer", "-p", "ab", "-l", "-9", "-n", "1:2"],
                                  "out of range"),
+    "seed too large": (["steer", "-p", "ab", "-l", "0", "-n", "1:2", "--temperature", "1",
+                        "--seed", str(2**64)], "--seed must be from 0 to"),
+    "ablate past the context": (["ablate", "-l", "0", "-p", "ab", "-n", "1", "--controls", "0",
+                                 "--max-tokens", "100000"], "lower --max-tokens"),
+    "too many controls": (["ablate", "-l", "0", "-p", "ab", "-n", "1", "--controls",
+                           "1000001"], "--controls must be from 0 to 100000"),
 }
 
 

@@ -160,6 +160,8 @@ def test_bad_input(llama_dir, tmp_path, capsys):
     assert "examples reads one layer" in fails(
         capsys, tmp_path, examples(llama_dir, CORPUS)[:4] + ["-l", "0,1", "--corpus",
                                                               str(CORPUS)])
+    assert "as the work folder" in fails(capsys, tmp_path, examples(
+        llama_dir, CORPUS, "-n", "3", "--work-dir", str(empty)))  # a file, not a folder
     message = fails(capsys, tmp_path, examples(llama_dir, CORPUS, "-n", "3,64", "--work-dir",
                                                str(tmp_path / "w")))
     assert "64" in message

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 METHODS = ("zero", "mean", "resample")
 COMPONENTS = {"mlp": "mlp_out", "attention": "attn_out"}
 CONTROLS = 100
+MAX_CONTROLS = 100_000  # each draw is one forward over every prompt
 MAX_TOKENS = 8  # greedy continuation of bare prompts
 Progress = Callable[[int, int], None]  # (forwards done, forwards in all)
 
@@ -224,10 +225,9 @@ def analyse_ablation(
         raise LazarusError(f"unknown component {component!r} (choose mlp or attention)")
     if method not in METHODS:
         raise LazarusError(f"unknown method {method!r} (choose one of: {', '.join(METHODS)})")
-    if controls < 0:
-        raise LazarusError(f"--controls must be 0 or more (got {controls})")
-    if seed < 0:
-        raise LazarusError(f"--seed must be 0 or more (got {seed})")
+    if not 0 <= controls <= MAX_CONTROLS:
+        raise LazarusError(f"--controls must be from 0 to {MAX_CONTROLS} (got {controls})")
+    measures.check_seed(seed)
     if reference is not None and method == "zero":
         model.warn("--reference is ignored with --method zero (it gives the values of mean and "
                    "resample)")
@@ -260,6 +260,8 @@ def analyse_ablation(
     prompt_ids = tokenize(loaded, prompts)
     answer_ids = None if answers is None else [
         measures.answer_ids(loaded, p, a)[1] for p, a in zip(prompts, answers, strict=True)]
+    new_tokens = [len(a) for a in answer_ids] if answer_ids is not None else [max_tokens]
+    measures.check_room(loaded, prompt_ids, max(new_tokens))
     widths: dict[int, int] = {}
     capture(loaded, prompts[:1], CaptureRequest(tuple(layers), site, "last"), widths=widths)
     for layer in layers:

@@ -321,7 +321,9 @@ def _add_examples_command(commands: argparse._SubParsersAction) -> None:
     examples.add_argument("-l", "--layer", required=True, action=_Once,
                           help="the layer (0-based; negative counts from the end)")
     examples.add_argument("--corpus", required=True, metavar="FILE",
-                          help="a .txt (one document per line), .jsonl or .parquet file")
+                          help="a .txt (one document per line), .jsonl or .parquet file, or "
+                               "hf:org/name[:file] for a dataset in the local Hugging Face "
+                               "cache")
     examples.add_argument("--text-field", default="text", metavar="NAME",
                           help="the text field of a .jsonl or column of a .parquet corpus "
                                "(default: text)")
@@ -340,8 +342,9 @@ def _add_examples_command(commands: argparse._SubParsersAction) -> None:
     examples.add_argument("--stride", type=int, default=None, metavar="S",
                           help="tokens between window starts (default: --window)")
     examples.add_argument("-o", "--output", metavar="FILE",
-                          help="also save: FILE.json (everything), or FILE.parquet (one row "
-                               "per example with its neuron's summary; needs pyarrow)")
+                          help="also save: FILE.json (everything), FILE.parquet (one row "
+                               "per example with its neuron's summary; needs pyarrow), or "
+                               "FILE.html (a self-contained page)")
     examples.add_argument("--work-dir", metavar="DIR",
                           help="where shard summaries are kept for resuming (default: "
                                "<cache folder>/examples)")

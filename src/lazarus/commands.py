@@ -296,6 +296,12 @@ def run_examples(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise LazarusError(f"--{name.replace('_', '-')} must be at least 1 (got {value})")
+    if args.work_dir is not None:  # before the model loads
+        from pathlib import Path
+
+        from lazarus.scan import check_work_dir
+
+        check_work_dir(Path(args.work_dir))
     corpus = resolve_corpus(args.corpus)
     check_corpus(corpus, args.text_field)
     output = args.output

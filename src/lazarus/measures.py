@@ -74,6 +74,25 @@ def log_probs(loaded: LoadedModel, sequences: Sequence[Sequence[int]], starts: S
     return results
 
 
+MAX_SEED = 2**63 - 1  # what every generator (torch's, numpy's) takes
+
+
+def check_seed(seed: int) -> None:
+    if not 0 <= seed <= MAX_SEED:
+        raise LazarusError(f"--seed must be from 0 to {MAX_SEED} (got {seed})")
+
+
+def check_room(loaded: LoadedModel, prompts: Sequence[Sequence[int]], new: int) -> None:
+    """Refuse a run whose longest prompt plus `new` tokens is past the model's context."""
+    from lazarus.capture import context_length
+
+    limit = context_length(loaded.info.config)
+    longest = max(len(ids) for ids in prompts) + new
+    if limit is not None and longest > limit:
+        raise LazarusError(f"the longest prompt with {new} new tokens is {longest} tokens but "
+                           f"this model takes at most {limit} (lower --max-tokens)")
+
+
 def generate(loaded: LoadedModel, prompts: Sequence[Sequence[int]], max_new: int,
              edits: Sequence[Edit] = (), temperature: float = 0.0,
              seed: int | None = None) -> list[list[int]]:

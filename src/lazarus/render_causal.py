@@ -86,6 +86,9 @@ def _condition(result: AblationResult, condition: Condition) -> list[str]:
                      f"(1 + {control.draws})){z}")
     elif result.component is None:
         lines.append("  Control: none (--controls 0)")
+    else:
+        lines.append("  Control: none (a whole component has no random counterpart of its "
+                     "size; compare components, or ablate neurons)")
     lines.append("")
     return lines
 

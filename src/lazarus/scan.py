@@ -219,6 +219,15 @@ def work_folder(root: Path, settings: ScanSettings, model_key: object) -> Path:
     return root / digest.hexdigest()[:24]
 
 
+def check_work_dir(folder: Path) -> None:
+    """Make `folder` (and its parents), or say in one line why it cannot be the work folder."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise LazarusError(f"cannot use {folder} as the work folder ({err.strerror or err}; give "
+                           "--work-dir a folder you can write)") from None
+
+
 def default_root() -> Path:
     from lazarus.cache import cache_dir
 
@@ -275,7 +284,7 @@ def run_scan(loaded: LoadedModel, settings: ScanSettings, folder: Path,
         raise LazarusError(f"{settings.corpus} holds no text (give a corpus with at least one "
                            "non-empty document)")
     count = math.ceil(total / settings.shard_windows)
-    folder.mkdir(parents=True, exist_ok=True)
+    check_work_dir(folder)
     manifest = folder / "settings.json"
     if not manifest.exists():
         from lazarus.files import replace_atomically

@@ -120,7 +120,7 @@ def analyse_steer(
     tokens: Sequence[str] = (), max_tokens: int = MAX_TOKENS, temperature: float = 0.0,
     seed: int = 0, clamp: bool = False,
 ) -> SteerResult:
-    from lazarus.capture import CaptureRequest, capture, context_length, tokenize
+    from lazarus.capture import CaptureRequest, capture, tokenize
     from lazarus.directions import check_direction_made, load_direction
 
     given = sum(x is not None for x in (direction, positive if positive is not None
@@ -136,8 +136,7 @@ def analyse_steer(
         raise LazarusError(f"--max-tokens must be at least 1 (got {max_tokens})")
     if temperature < 0 or not np.isfinite(temperature):
         raise LazarusError(f"--temperature must be 0 (greedy) or more (got {temperature})")
-    if seed < 0:
-        raise LazarusError(f"--seed must be 0 or more (got {seed})")
+    measures.check_seed(seed)
     for value in coefficients:
         if not np.isfinite(value):
             raise LazarusError(f"coefficient {value} is not a finite number")
@@ -196,11 +195,7 @@ def analyse_steer(
         scale = float(np.mean(np.linalg.norm(np.concatenate(rows).astype(np.float64), axis=1)))
 
     prompt_ids = tokenize(loaded, prompts)
-    limit = context_length(loaded.info.config)
-    longest = max(len(ids) for ids in prompt_ids) + max(max_tokens, *map(len, token_ids), 0)
-    if limit is not None and longest > limit:
-        raise LazarusError(f"the longest prompt with {max_tokens} new tokens is {longest} tokens "
-                           f"but this model takes at most {limit} (lower --max-tokens)")
+    measures.check_room(loaded, prompt_ids, max(max_tokens, *map(len, token_ids), 0))
     ordered = [0.0, *[float(c) for c in coefficients if c != 0]]
     largest = max(abs(c) for c in ordered) * scale * float(np.max(np.abs(vector)))
     if not largest < float(np.finfo(np.float32).max) / 1e18:  # room for the model's own sums
