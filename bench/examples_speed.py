@@ -42,7 +42,7 @@ def speed(args: argparse.Namespace, corpus: Path) -> None:
 
     import lazarus
     from lazarus.budget import BATCH_OVERHEAD_TOKENS, batch_limits, plan_batches
-    from lazarus.capture import Trace, _StopForward, pad_id_of
+    from lazarus.capture import pad_batch, pad_id_of
     from lazarus.corpus import prefix_of, windows
     from lazarus.scan import ScanSettings, scan_shard, shards_of
 
@@ -57,29 +57,27 @@ def speed(args: argparse.Namespace, corpus: Path) -> None:
     tokens = sum(len(w.tokens) for _, shard in shards for w in shard)
     pad_id = pad_id_of(loaded.tokenizer)
 
+    class Stop(Exception):
+        pass
+
+    def stop(module, args, output) -> None:  # nothing kept: the hook only ends the forward
+        raise Stop
+
     def floor() -> None:
-        from lazarus.capture import CaptureRequest
-
-        request = CaptureRequest((args.layer,), "resid_post", "all", neurons)
-
-        def stop(layer, kept) -> None:  # nothing kept: the hook only ends the forward
-            pass
-
-        with torch.inference_mode(), Trace(loaded, request, on_kept=stop) as trace:
-            for _, shard in shards:
-                lengths = [len(prefix) + len(w.tokens) for w in shard]
-                budget, most = batch_limits(loaded, max(lengths))
-                overhead = BATCH_OVERHEAD_TOKENS[loaded.device == "cpu"]
-                for batch in plan_batches(lengths, budget, most, overhead):
-                    width = max(lengths[i] for i in batch)
-                    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-                    mask = torch.zeros((len(batch), width), dtype=torch.long)
-                    for row, index in enumerate(batch):
-                        ids[row, :lengths[index]] = torch.tensor(prefix + shard[index].tokens)
-                        mask[row, :lengths[index]] = 1
-                    trace.lengths = mask.sum(dim=-1)
-                    with contextlib.suppress(_StopForward):
-                        loaded.model(input_ids=ids, attention_mask=mask, use_cache=False)
+        block = loaded.model.model.layers[args.layer]
+        handle = block.register_forward_hook(stop)
+        try:
+            with torch.inference_mode():
+                for _, shard in shards:
+                    lengths = [len(prefix) + len(w.tokens) for w in shard]
+                    budget, most = batch_limits(loaded, max(lengths))
+                    overhead = BATCH_OVERHEAD_TOKENS[loaded.device == "cpu"]
+                    for batch in plan_batches(lengths, budget, most, overhead):
+                        ids, mask = pad_batch([prefix + shard[i].tokens for i in batch], pad_id)
+                        with contextlib.suppress(Stop):
+                            loaded.model(input_ids=ids, attention_mask=mask, use_cache=False)
+        finally:
+            handle.remove()
 
     def command() -> None:
         for _, shard in shards:

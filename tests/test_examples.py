@@ -191,3 +191,18 @@ def test_a_batch_out_of_memory_is_split_in_half(llama_dir, small_corpus):
     np.testing.assert_allclose(split.top, whole.top, atol=1e-5)
     np.testing.assert_allclose(split.bottom, whole.bottom, atol=1e-5)
     np.testing.assert_allclose(split.mean, whole.mean, atol=1e-6)
+
+
+def test_ties_at_the_cut_are_taken_in_id_order_whatever_the_row_order():
+    """A shard summarises several batches at once, and the engine plans batches by length, so
+    rows do not come in id order: ties at the cut must still be broken by id."""
+    rng = np.random.default_rng(3)
+    values = rng.integers(0, 3, size=(200, 4)).astype(np.float32)  # three values: many ties
+    ids = np.stack([rng.integers(0, 5, 200), rng.integers(0, 5, 200), np.arange(200)], axis=1)
+    shuffled = rng.permutation(200)
+    got = summarize(torch.from_numpy(values[shuffled]), ids[shuffled], KEEP)
+    listed = [tuple(int(x) for x in row) for row in ids]
+    for k in range(4):
+        for chosen, highest in ((got.top_ids[k], True), (got.bottom_ids[k], False)):
+            want = expected_order(values[:, k], listed, KEEP, highest)
+            assert [tuple(int(x) for x in row) for row in chosen] == want

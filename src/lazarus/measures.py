@@ -21,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from lazarus.capture import Trace, pad_batch, pad_id_of
+from lazarus.capture import pad_batch, pad_id_of
 from lazarus.errors import LazarusError
 from lazarus.interventions import Edit
 from lazarus.loading import LoadedModel
+from lazarus.trace import Trace
 
 BATCH = 16  # sequences per forward
 

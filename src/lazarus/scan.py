@@ -1,21 +1,20 @@
 """A corpus scan: windows -> shards -> one `Summary` per shard, on disk -> one merged summary.
 
 The corpus's windows (`corpus.windows`), in order, are cut into shards of `shard_windows`
-consecutive windows. A shard is the unit of work: its windows run through the model in batches
-of similar length (`budget.plan_batches`), with one `capture.Trace` hook on the layer's site
-at every token position, keeping only the chosen columns; inside the hook, on the device, the
-batch's scored tokens are reduced to a `Summary` (top and bottom N, moments, positives, sketch)
-and merged into the shard's, so nothing grows with the corpus. Each shard's summary is written
-to the work folder atomically (`files.replace_atomically`: a temporary file renamed into place;
-`.npz` without pickle), so a shard file is complete or absent. A run with the same arguments
-finds the work folder by their hash, skips the shards already there and computes the rest;
-then every shard is read back and merged in shard order, so the result is the same whether the
-shards came from this run, a killed one, or Ray workers (`scan_ray`).
+consecutive windows. A shard is the unit of work: its windows run through the model in the
+engine's batches (`capture.run_batches`), hooked at the layer's site at every token position,
+keeping only the chosen columns; the scored tokens' values stay on the device and, a few batches
+at a time (up to FLUSH_VALUES), are reduced to a `Summary` (top and bottom N, moments,
+positives, sketch) merged into the shard's, so nothing grows with the corpus. Each shard's
+summary is written to the work folder atomically (`files.replace_atomically`: a temporary file
+renamed into place; `.npz` without pickle), so a shard file is complete or absent. A run with
+the same arguments finds the work folder by their hash, skips the shards already there and
+computes the rest; then every shard is read back and merged in shard order, so the result is the
+same whether the shards came from this run, a killed one, or Ray workers (`scan_ray`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
@@ -34,6 +33,7 @@ if TYPE_CHECKING:
     from lazarus.loading import LoadedModel
 
 SHARD_WINDOWS = 256  # windows per shard: a few seconds of work on a CPU
+FLUSH_VALUES = 1 << 20  # scored values (tokens x neurons) a shard holds before summarising
 FORMAT = 1  # of the work folder's files
 Progress = Callable[[int, int], None]  # (windows done, windows in the corpus)
 # computes and writes the shards given, calling back with each one's window count
@@ -87,8 +87,9 @@ def summarize(values: Any, ids: np.ndarray, keep: int) -> Summary:
 
 def _extreme(values: Any, ids: np.ndarray, keep: int,
              highest: bool) -> tuple[np.ndarray, np.ndarray]:
-    """The `keep` highest (or lowest) per column, ties at the cut taken in row (= id) order:
-    `topk`, then a stable sort of only the columns where values tie across the cut."""
+    """The `keep` highest (or lowest) per column, ties at the cut taken in id order: `topk`,
+    then, only in the columns where values tie across the cut, a stable sort of the rows put
+    in id order."""
     import torch
 
     signed = values if highest else -values
@@ -97,82 +98,82 @@ def _extreme(values: Any, ids: np.ndarray, keep: int,
     if n < signed.shape[0]:
         ties = ((signed >= best[-1]).sum(dim=0) > n).nonzero().flatten()
         if len(ties):
-            order = torch.sort(signed[:, ties], dim=0, descending=True, stable=True)[1][:n]
-            rows[:, ties] = order
+            by_id = torch.from_numpy(np.lexsort((ids[:, 2], ids[:, 1], ids[:, 0])))
+            by_id = by_id.to(signed.device)  # [tokens]: rows in id order
+            order = torch.sort(signed[by_id][:, ties], dim=0, descending=True,
+                               stable=True)[1][:n]
+            rows[:, ties] = by_id[order]
     rows = rows.T.cpu().numpy()  # [K, n]
     chosen = np.take_along_axis(values.T.cpu().numpy(), rows, axis=1) if n else \
         np.zeros((values.shape[1], 0), np.float32)
     return select(chosen, ids[rows], keep, highest)
 
 
+class _Reducer:
+    """A shard's running summary. Batches' scored values wait on the device, up to
+    FLUSH_VALUES, and are summarised together: one summary per few batches instead of one per
+    batch, since on a small model the per-call cost of the summary rivals the forward's."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self.summary: Summary | None = None
+        self.pending: tuple[Any, np.ndarray] | None = None  # the batch that is running
+        self.parts: list[Any] = []  # torch [tokens, K] per batch
+        self.ids: list[np.ndarray] = []  # int64 [tokens, 3] per batch
+        self.held = 0
+
+    def hold(self, values: Any, ids: np.ndarray) -> None:
+        self.pending = values, ids
+
+    def commit(self) -> None:
+        assert self.pending is not None
+        values, ids = self.pending
+        self.pending = None
+        self.parts.append(values)
+        self.ids.append(ids)
+        self.held += values.numel()
+        if self.held >= FLUSH_VALUES:
+            self.flush()
+
+    def flush(self) -> Summary:
+        import torch
+
+        if self.parts:
+            part = summarize(torch.cat(self.parts), np.concatenate(self.ids), self.keep)
+            self.summary = part if self.summary is None else self.summary.merge(part, self.keep)
+            self.parts, self.ids, self.held = [], [], 0
+        assert self.summary is not None
+        return self.summary
+
+
 def scan_shard(loaded: LoadedModel, shard: list[Window], prefix: tuple[int, ...],
                settings: ScanSettings, token_budget: int | None = None,
                max_batch: int | None = None) -> Summary:
-    """One shard's summary: its windows in batches through the model up to the layer. A batch
-    that runs out of memory is split in half (the summary is the same, to float rounding)."""
+    """One shard's summary: its windows through the model up to the layer, in the engine's
+    batches (`capture.run_batches`), every scored token's values reduced on the device."""
     import torch
 
-    from lazarus.budget import BATCH_OVERHEAD_TOKENS, limits_for, plan_batches
-    from lazarus.capture import (
-        CaptureRequest,
-        Trace,
-        _release_memory,
-        _StopForward,
-        is_out_of_memory,
-        pad_batch,
-        pad_id_of,
-    )
+    from lazarus.capture import CaptureRequest, run_batches
 
     request = CaptureRequest((settings.layer,), settings.site, "all", settings.neurons)
-    lengths = [len(prefix) + len(w.tokens) for w in shard]
-    token_budget, max_batch = limits_for(loaded, max(lengths), request, token_budget,
-                                         max_batch)
-    overhead = BATCH_OVERHEAD_TOKENS[loaded.device == "cpu"]
-    pad_id = pad_id_of(loaded.tokenizer)
-    device = loaded.model.get_input_embeddings().weight.device
-    state: dict[str, Any] = {"summary": None}
+    rows = [prefix + w.tokens for w in shard]
+    reducer = _Reducer(settings.examples)
 
-    def keep(layer: int, kept: Any) -> None:  # kept: [batch, tokens, K] on the device
-        part = summarize(kept[state["mask"].to(kept.device)], state["ids"], settings.examples)
-        previous = state["summary"]
-        state["summary"] = part if previous is None else previous.merge(part, settings.examples)
-
-    def run(trace: Trace, batch: list[int]) -> None:
-        """One forward of `batch` (window indices); out of memory, each half in turn."""
-        width = max(lengths[i] for i in batch)
-        input_ids, mask = pad_batch([prefix + shard[i].tokens for i in batch], pad_id)
+    def keep(batch: list[int], layer: int, kept: Any) -> None:  # kept: [batch, tokens, K]
+        width = kept.shape[1]
         scored = torch.zeros((len(batch), width), dtype=torch.bool)
         ids = np.zeros((len(batch), width, 3), np.int64)
         for row, index in enumerate(batch):
-            w, length = shard[index], lengths[index]
-            scored[row, len(prefix) + w.scored_from:length] = True
+            w = shard[index]
+            scored[row, len(prefix) + w.scored_from:len(rows[index])] = True
             ids[row, :, 0], ids[row, :, 1] = w.doc, w.index
             ids[row, :, 2] = np.arange(width) - len(prefix)
-        state["mask"], state["ids"] = scored, ids[scored.numpy()]
-        trace.lengths = mask.sum(dim=-1)
-        trace.reached.clear()
-        try:
-            with contextlib.suppress(_StopForward):
-                loaded.model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
-                             use_cache=False)
-        except Exception as err:
-            if not is_out_of_memory(err):
-                raise
-            del err  # its traceback holds the batch's tensors
-            _release_memory()
-            if len(batch) == 1:
-                raise LazarusError(f"out of memory running one window of {width} tokens on "
-                                   f"{loaded.device} (give a smaller --window)") from None
-            run(trace, batch[:len(batch) // 2])
-            run(trace, batch[len(batch) // 2:])
-            return
-        if settings.layer not in trace.reached:
-            raise RuntimeError(f"the forward pass never reached layer {settings.layer}")
+        reducer.hold(kept[scored.to(kept.device)], ids[scored.numpy()])
 
-    with torch.inference_mode(), Trace(loaded, request, on_kept=keep) as trace:
-        for batch in plan_batches(lengths, token_budget, max_batch, overhead):
-            run(trace, sorted(batch))  # rows in corpus order, so row order is id order
-    return state["summary"]
+    run_batches(loaded, rows, request, keep, token_budget, max_batch,
+                after_batch=lambda batch: reducer.commit(),
+                unit="window", too_long="give a smaller --window")
+    return reducer.flush()
 
 
 def shard_path(folder: Path, number: int) -> Path:
