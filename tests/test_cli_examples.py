@@ -190,7 +190,10 @@ def test_help_imports_neither_ray_nor_torch():
 
 
 def test_ray_local_with_two_workers_equals_one_process(llama_dir, lines, tmp_path):
+    """Bit for bit the single process's result; Parquet shards; each of the two actors loads
+    the model once, however many shards it is given."""
     pytest.importorskip("ray.data")
+    import pyarrow.parquet as pq
     import ray
 
     import lazarus
@@ -199,7 +202,7 @@ def test_ray_local_with_two_workers_equals_one_process(llama_dir, lines, tmp_pat
     corpus.write_text("\n".join(lines) + "\n")
     model = lazarus.load(str(llama_dir))
     settings = {"neurons": (1, 2, 60), "examples": 3, "window": 10, "stride": 6,
-                "shard_windows": 9, "token_budget": 256, "max_batch": 16}
+                "shard_windows": 1, "token_budget": 256, "max_batch": 16}
     alone = model.examples(str(corpus), 1, work_dir=str(tmp_path / "a"), **settings)
     try:
         spread = model.examples(str(corpus), 1, work_dir=str(tmp_path / "b"), ray=True,
@@ -207,11 +210,18 @@ def test_ray_local_with_two_workers_equals_one_process(llama_dir, lines, tmp_pat
     finally:
         ray.shutdown()
     assert spread.shards == alone.shards
-    assert spread.shards > 2
+    assert spread.shards > 40  # more than the old 16 shards per worker per dataset
     assert spread.resumed_shards == 0
     first, second = alone.to_json(), spread.to_json()
     assert first.pop("work_dir") != second.pop("work_dir")
     assert first == second  # bit for bit: same shards, same batches, same thread count
+    folder = Path(spread.work_dir)
+    files = sorted(folder.glob("shard-*.parquet"))
+    assert len(files) == spread.shards
+    assert not list(folder.glob("shard-*.npz"))
+    actors = {pq.read_schema(f).metadata[b"lazarus.actor"] for f in files}
+    assert len(actors) <= 2  # one model load per actor
+    assert not list((folder / "windows").iterdir())  # each shard's windows, removed once done
 
 
 def test_from_direction_takes_its_top_neurons(llama_dir, lines, tmp_path, capsys):

@@ -206,3 +206,29 @@ def test_ties_at_the_cut_are_taken_in_id_order_whatever_the_row_order():
         for chosen, highest in ((got.top_ids[k], True), (got.bottom_ids[k], False)):
             want = expected_order(values[:, k], listed, KEEP, highest)
             assert [tuple(int(x) for x in row) for row in chosen] == want
+
+
+@pytest.mark.parametrize("parquet", [False, True])
+def test_a_shard_file_round_trips_and_a_damaged_one_reads_as_absent(tmp_path, parquet):
+    """Both shard formats (the single process's .npz, Ray's .parquet) give back the summary
+    array for array; a truncated file, or one of other neurons, is no shard of this scan."""
+    if parquet:
+        pytest.importorskip("pyarrow")
+    from lazarus.scan import ScanSettings
+    from lazarus.shards import read_shard, write_shard
+
+    rng = np.random.default_rng(5)
+    values = rng.normal(size=(50, 3)).astype(np.float32)
+    ids = np.stack([np.zeros(50, np.int64), np.zeros(50, np.int64), np.arange(50)], axis=1)
+    summary = summarize(torch.from_numpy(values), ids, KEEP)
+    settings = ScanSettings("corpus.txt", 1, neurons=(4, 8, 9), examples=KEEP)
+    path = write_shard(tmp_path, 7, summary, settings, parquet=parquet)
+    assert path.suffix == (".parquet" if parquet else ".npz")
+    again = read_shard(tmp_path, 7, settings)
+    assert again is not None
+    for name, want in summary.to_arrays().items():
+        np.testing.assert_array_equal(again.to_arrays()[name], want)
+    assert read_shard(tmp_path, 7, ScanSettings("corpus.txt", 1, neurons=(4, 8),
+                                                examples=KEEP)) is None
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    assert read_shard(tmp_path, 7, settings) is None

@@ -166,8 +166,9 @@ shards and resume:
   hash of the arguments, the corpus file and the model's files. A rerun with the same
   arguments (after a crash, a kill, or Ctrl-C) computes only the missing shards; the shards are
   merged in order, so the result does not depend on how the work was split
---ray: the shards run as Ray Data map_batches on --ray-workers local model actors (needs
-  pip install 'lazarus[ray]'); the result is the same as in one process. --ray-address ADDR:
+--ray: the shards run as Ray Data map_batches on --ray-workers local model actors, each
+  loading the model once, each shard written as Parquet (needs pip install 'lazarus[ray]');
+  the result is the same as in one process. --ray-address ADDR:
   on an existing cluster's actors instead, which must see --work-dir and the model at the same
   paths (a shared filesystem)
 """

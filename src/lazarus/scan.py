@@ -6,11 +6,10 @@ engine's batches (`capture.run_batches`), hooked at the layer's site at every to
 keeping only the chosen columns; the scored tokens' values stay on the device and, a few batches
 at a time (up to FLUSH_VALUES), are reduced to a `Summary` (top and bottom N, moments,
 positives, sketch) merged into the shard's, so nothing grows with the corpus. Each shard's
-summary is written to the work folder atomically (`files.replace_atomically`: a temporary file
-renamed into place; `.npz` without pickle), so a shard file is complete or absent. A run with
-the same arguments finds the work folder by their hash, skips the shards already there and
-computes the rest; then every shard is read back and merged in shard order, so the result is the
-same whether the shards came from this run, a killed one, or Ray workers (`scan_ray`).
+summary is written to the work folder as one file, complete or absent (`shards`). A run with the
+same arguments finds the work folder by their hash, skips the shards already there and computes
+the rest; then every shard is read back and merged in shard order, so the result is the same
+whether the shards came from this run, a killed one, or Ray workers (`scan_ray`).
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ import numpy as np
 from lazarus.corpus import Window, prefix_of, windows
 from lazarus.errors import LazarusError
 from lazarus.examples import BUCKETS, LOG_GAMMA, MIN_ABS, SIDE, Summary, select
+from lazarus.shards import read_shard, shard_path, write_shard
 
 if TYPE_CHECKING:
     from lazarus.loading import LoadedModel
@@ -176,40 +176,6 @@ def scan_shard(loaded: LoadedModel, shard: list[Window], prefix: tuple[int, ...]
     return reducer.flush()
 
 
-def shard_path(folder: Path, number: int) -> Path:
-    return folder / f"shard-{number:06d}.npz"
-
-
-def write_shard(folder: Path, number: int, summary: Summary) -> None:
-    from lazarus.files import replace_atomically
-
-    def write(temp: Path) -> None:
-        with open(temp, "wb") as file:  # a file object: np.savez would add ".npz" to a path
-            np.savez(file, **summary.to_arrays())
-
-    # `run_scan` removes a killed run's temporary files once, not at every shard.
-    replace_atomically(shard_path(folder, number), write, clean_stale=False)
-
-
-def read_shard(folder: Path, number: int, settings: ScanSettings) -> Summary | None:
-    """A shard's summary, or None when it is absent or not a complete one of this scan's."""
-    from lazarus.npz import NpzError, read_arrays
-
-    path = shard_path(folder, number)
-    if not path.is_file():
-        return None
-    keys = ("count", "mean", "m2", "positive", "sketch", "top", "top_ids", "bottom",
-            "bottom_ids")
-    try:
-        arrays, _ = read_arrays(path, dict.fromkeys(keys, 1 << 34))
-        summary = Summary.from_arrays(arrays, settings.examples)
-    except (NpzError, ValueError):
-        return None
-    if settings.neurons is not None and summary.width != len(settings.neurons):
-        return None
-    return summary
-
-
 def work_folder(root: Path, settings: ScanSettings, model_key: object) -> Path:
     """`root`/<hash of the settings, the corpus file and the model's files>."""
     from lazarus.cache import _file_identity
@@ -314,7 +280,7 @@ def run_scan(loaded: LoadedModel, settings: ScanSettings, folder: Path,
     def local(work: Iterable[tuple[int, list[Window]]], report: Callable[[int], None]) -> None:
         for number, shard in work:
             write_shard(folder, number, scan_shard(loaded, shard, prefix, settings,
-                                                   token_budget, max_batch))
+                                                   token_budget, max_batch), settings)
             report(len(shard))
 
     (executor or local)(pending(), report)

@@ -1,25 +1,25 @@
-"""The scan's shards on Ray (`--ray`): the same `scan.scan_shard` and `scan.write_shard`, run by
-model actors of Ray Data's `map_batches` instead of the calling process.
+"""The scan's shards on Ray (`--ray`): the same `scan.scan_shard`, run by model actors of Ray
+Data's `map_batches` instead of the calling process.
 
 Imported only when asked for, so that without `--ray` nothing of Ray is loaded. The driver
-streams the pending shards in groups of SHARDS_PER_WORKER per worker (so its memory does not
-grow with the corpus); each group is a Ray dataset of one row per shard (its windows as JSON),
-mapped by `workers` actors of `ShardActor`. Each actor builds its own `lazarus.Model`, runs as
-many torch threads as the calling process (a CPU matmul's sums depend on the thread count, so
-every shard is bit-identical to the single-process run's) and asks Ray for CPU_PER_ACTOR CPUs,
-so that Ray Data's read tasks still get a share of a small machine. An actor writes its shard's
-summary to the work folder atomically, as the single-process scan does; the caller
-(`scan.run_scan`) then merges every shard in order, so the result is the same as without Ray.
+writes each pending shard's windows to the work folder (`shards.write_windows`), then runs one
+Ray dataset of shard numbers through a pool of `workers` actors of `ShardActor`: each actor
+loads the model once and keeps it for every shard it is given. Each actor runs as many torch
+threads as the calling process (a CPU matmul's sums depend on the thread count, so every shard
+is bit-identical to the single-process run's) and asks Ray for CPU_PER_ACTOR CPUs, so that Ray
+Data's own tasks still get a share of a small machine. An actor writes its shard's summary as a
+Parquet file, atomically, stamped with the actor's id, and removes the shard's windows; the
+caller (`scan.run_scan`) then merges every shard in order, so the result is the same as without
+Ray.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+import platform
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
-from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,12 +28,12 @@ import numpy as np
 from lazarus.corpus import Window
 from lazarus.errors import LazarusError
 from lazarus.scan import Executor, ScanSettings
+from lazarus.shards import write_windows
 
 if TYPE_CHECKING:
     from lazarus.api import Model
 
 CPU_PER_ACTOR = 0.5  # a fraction: on 2 cores, whole CPUs for the actors starve the read tasks
-SHARDS_PER_WORKER = 16  # shards per worker per dataset (each dataset starts its actors)
 
 
 class ShardActor:
@@ -42,6 +42,8 @@ class ShardActor:
     def __init__(self, model: str, options: dict[str, Any], settings: dict[str, Any],
                  folder: str, token_budget: int | None, max_batch: int | None,
                  threads: int) -> None:
+        import uuid
+
         import torch
 
         from lazarus.api import Model
@@ -54,16 +56,19 @@ class ShardActor:
         self.prefix = prefix_of(self.loaded.tokenizer)
         self.folder = Path(folder)
         self.limits = token_budget, max_batch
+        self.stamp = {"actor": uuid.uuid4().hex, "host": platform.node()}
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from lazarus.scan import scan_shard, write_shard
+        from lazarus.scan import scan_shard
+        from lazarus.shards import read_windows, windows_path, write_shard
 
         sizes = []
-        for number, payload in zip(batch["shard"], batch["windows"], strict=True):
-            shard = [Window(doc, index, start, tuple(tokens), scored)
-                     for doc, index, start, tokens, scored in json.loads(str(payload))]
-            write_shard(self.folder, int(number), scan_shard(self.loaded, shard, self.prefix,
-                                                             self.settings, *self.limits))
+        for number in batch["shard"]:
+            shard = read_windows(self.folder, int(number))
+            summary = scan_shard(self.loaded, shard, self.prefix, self.settings, *self.limits)
+            write_shard(self.folder, int(number), summary, self.settings, parquet=True,
+                        stamp=self.stamp)
+            windows_path(self.folder, int(number)).unlink(missing_ok=True)
             sizes.append(len(shard))
         return {"shard": np.asarray(batch["shard"]), "windows": np.asarray(sizes)}
 
@@ -88,27 +93,26 @@ def ray_executor(model: Model, settings: ScanSettings, folder: Path, workers: in
                  "threads": torch.get_num_threads()}
 
     def execute(work: Iterable[tuple[int, list[Window]]], report: Callable[[int], None]) -> None:
+        numbers = []
+        for number, shard in work:  # the windows go to disk: the driver holds one shard
+            write_windows(folder, number, shard)
+            numbers.append(number)
+        if not numbers:
+            return
         if not ray.is_initialized():
-            os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # the C++ core's notes
+            # The C++ core's log: at its default level it says that Ray Data's own actors have
+            # arguments in the object store (ray-project/ray#53727); the user may set another.
+            os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
             ray.init(address=address, include_dashboard=False, log_to_driver=False,
                      logging_level=logging.ERROR)
         for name in ("ray", "ray.data"):  # Ray Data's notes are not the user's business
             logging.getLogger(name).setLevel(logging.ERROR)
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
-        pending = iter(work)
-        for group in iter(lambda: list(islice(pending, workers * SHARDS_PER_WORKER)), []):
-            rows = [{"shard": number, "windows": _encode(shard)} for number, shard in group]
-            mapped = ray.data.from_items(rows).map_batches(
-                ShardActor, fn_constructor_kwargs=arguments, batch_size=1,
-                compute=ray.data.ActorPoolStrategy(size=min(workers, len(rows))),
-                num_cpus=CPU_PER_ACTOR)
-            for row in mapped.iter_rows():
-                report(int(row["windows"]))
+        mapped = ray.data.from_items([{"shard": n} for n in numbers]).map_batches(
+            ShardActor, fn_constructor_kwargs=arguments, batch_size=1, num_cpus=CPU_PER_ACTOR,
+            compute=ray.data.ActorPoolStrategy(size=min(workers, len(numbers))))
+        for row in mapped.iter_rows():
+            report(int(row["windows"]))
 
     return execute
-
-
-def _encode(shard: list[Window]) -> str:
-    return json.dumps([[w.doc, w.index, w.start, list(w.tokens), w.scored_from] for w in shard])
-
