@@ -204,11 +204,13 @@ def test_ray_local_with_two_workers_equals_one_process(llama_dir, lines, tmp_pat
     settings = {"neurons": (1, 2, 60), "examples": 3, "window": 10, "stride": 6,
                 "shard_windows": 1, "token_budget": 256, "max_batch": 16}
     alone = model.examples(str(corpus), 1, work_dir=str(tmp_path / "a"), **settings)
+    driver = lazarus.load(str(llama_dir))
     try:
-        spread = model.examples(str(corpus), 1, work_dir=str(tmp_path / "b"), ray=True,
-                                ray_workers=2, **settings)
+        spread = driver.examples(str(corpus), 1, work_dir=str(tmp_path / "b"), ray=True,
+                                 ray_workers=2, **settings)
     finally:
         ray.shutdown()
+    assert driver.loads == 0  # the calling process only tokenizes and merges
     assert spread.shards == alone.shards
     assert spread.shards > 40  # more than the old 16 shards per worker per dataset
     assert spread.resumed_shards == 0
@@ -222,6 +224,25 @@ def test_ray_local_with_two_workers_equals_one_process(llama_dir, lines, tmp_pat
     actors = {pq.read_schema(f).metadata[b"lazarus.actor"] for f in files}
     assert len(actors) <= 2  # one model load per actor
     assert not list((folder / "windows").iterdir())  # each shard's windows, removed once done
+
+
+def test_ray_actor_plan():
+    """One actor per GPU when the model may run on GPUs; CPU actors by threads otherwise."""
+    from lazarus.errors import LazarusError
+    from lazarus.scan_ray import CPU_PER_ACTOR, actor_plan
+
+    gpu = {"num_cpus": CPU_PER_ACTOR, "num_gpus": 1}
+    cpu = {"num_cpus": CPU_PER_ACTOR}
+    assert actor_plan("auto", {"CPU": 32, "GPU": 4}, 8, None) == (4, gpu, None)
+    assert actor_plan("cuda", {"CPU": 32, "GPU": 4}, 8, 2) == (2, gpu, None)
+    workers, resources, warning = actor_plan("auto", {"CPU": 32, "GPU": 4}, 8, 6)
+    assert (workers, resources) == (4, gpu)
+    assert "more than the cluster's 4 GPUs" in warning
+    assert actor_plan("cpu", {"CPU": 32, "GPU": 4}, 8, None) == (4, cpu, None)
+    assert actor_plan("auto", {"CPU": 2}, 2, None) == (1, cpu, None)
+    assert actor_plan("auto", {"CPU": 2}, 2, 3) == (3, cpu, None)
+    with pytest.raises(LazarusError, match="has no GPU"):
+        actor_plan("cuda", {"CPU": 8}, 1, None)
 
 
 def test_from_direction_takes_its_top_neurons(llama_dir, lines, tmp_path, capsys):

@@ -232,3 +232,16 @@ def test_a_shard_file_round_trips_and_a_damaged_one_reads_as_absent(tmp_path, pa
                                                 examples=KEEP)) is None
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     assert read_shard(tmp_path, 7, settings) is None
+
+
+def test_a_run_whose_shards_are_all_done_loads_no_weights(llama_dir, small_corpus, tmp_path):
+    settings = {"neurons": NEURONS, "examples": KEEP, "window": WINDOW, "stride": STRIDE,
+                "work_dir": str(tmp_path), "shard_windows": 10}
+    first = lazarus.load(str(llama_dir))
+    done = first.examples(str(small_corpus), 1, **settings)
+    assert first.loads == 1
+    again = lazarus.load(str(llama_dir))
+    resumed = again.examples(str(small_corpus), 1, **settings)
+    assert again.loads == 0
+    assert resumed.resumed_shards == done.shards
+    assert resumed.to_json() | {"resumed_shards": 0} == done.to_json()

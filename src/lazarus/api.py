@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from lazarus.directions import Direction
     from lazarus.loading import LoadedModel
     from lazarus.neurons import NeuronsResult
+    from lazarus.placement import Target
     from lazarus.positions import Position
     from lazarus.probing import ProbeResult
     from lazarus.steer import SteerResult
@@ -78,6 +79,7 @@ class Model:
                                                            stacklevel=3))
         self.loads = 0  # how many times the weights were loaded
         self._loaded: LoadedModel | None = None
+        self._tokenizer: Any = None
 
     def __repr__(self) -> str:
         state = "not loaded" if self._loaded is None else (
@@ -96,6 +98,23 @@ class Model:
     @property
     def hidden_size(self) -> int:
         return self.info.hidden_size
+
+    def tokenizer(self) -> Any:
+        """The model's tokenizer, without loading any weights (the loaded model's, if any)."""
+        from lazarus.loading import load_tokenizer
+
+        if self._loaded is not None:
+            return self._loaded.tokenizer
+        if self._tokenizer is None:
+            self._tokenizer = load_tokenizer(self.info, self.settings.trust_remote_code)
+        return self._tokenizer
+
+    def target(self) -> Target:
+        """The device type and dtype the weights are (or would be) loaded with."""
+        from lazarus.placement import resolve
+
+        s = self.settings
+        return resolve(self.info.config, s.device, s.dtype, s.device_map)
 
     def weights(self, up_to_layer: int) -> LoadedModel:
         """The loaded model, with at least blocks 0..up_to_layer; loads only when it must."""
@@ -229,7 +248,7 @@ class Model:
                  top_k: int = 10, examples: int = 10, window: int = 64,
                  stride: int | None = None, text_field: str = "text",
                  work_dir: str | None = None, shard_windows: int = 256, ray: bool = False,
-                 ray_workers: int = 2, ray_address: str | None = None,
+                 ray_workers: int | None = None, ray_address: str | None = None,
                  token_budget: int | None = None, max_batch: int | None = None,
                  progress: Callable[[int, int], None] | None = None) -> ExamplesResult:
         """The `examples` highest and lowest activating tokens of `neurons` (or a `direction`'s
@@ -238,8 +257,9 @@ class Model:
         `stride`; with each neuron's mean, std, fraction positive, quantiles and histogram.
         Streamed and resumable: shards of `shard_windows` windows are kept in `work_dir`
         (default: the cache folder's examples/), so a rerun skips the finished ones; `ray=True`
-        runs the shards on `ray_workers` local Ray actors (`ray_address`: on that cluster's,
-        which must see the work folder at the same path). What `lazarus introspect examples`
+        runs the shards on `ray_workers` local Ray actors (default: one per GPU, or the CPUs
+        divided by torch's threads; `ray_address`: on that cluster's, which must see the work
+        folder at the same path). What `lazarus introspect examples`
         renders; see `lazarus.corpus`, `lazarus.examples` and `lazarus.scan`."""
         from lazarus.corpus_examples import analyse_examples
 

@@ -352,8 +352,9 @@ def _add_examples_command(commands: argparse._SubParsersAction) -> None:
                           help="windows per shard, the unit of work and of resume (default 256)")
     examples.add_argument("--ray", action="store_true",
                           help="run the shards on local Ray actors (pip install 'lazarus[ray]')")
-    examples.add_argument("--ray-workers", type=int, default=2, metavar="N",
-                          help="model actors with --ray (default 2)")
+    examples.add_argument("--ray-workers", type=int, metavar="N",
+                          help="model actors with --ray (default: one per GPU of the cluster, "
+                               "or its CPUs / torch threads)")
     examples.add_argument("--ray-address", metavar="ADDR",
                           help="run the shards on the Ray cluster at ADDR instead (its workers "
                                "must see --work-dir and the model at the same paths)")

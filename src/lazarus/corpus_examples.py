@@ -21,6 +21,7 @@ from lazarus.scan import (
     ScanOutcome,
     ScanSettings,
     default_root,
+    local_executor,
     run_scan,
     work_folder,
 )
@@ -120,7 +121,7 @@ def analyse_examples(model: Model, corpus: str, layer: int, *, site: str = "resi
                      examples: int = 10, window: int = 64, stride: int | None = None,
                      text_field: str = "text", work_dir: str | Path | None = None,
                      shard_windows: int = SHARD_WINDOWS, ray: bool = False,
-                     ray_workers: int = 2, ray_address: str | None = None,
+                     ray_workers: int | None = None, ray_address: str | None = None,
                      token_budget: int | None = None, max_batch: int | None = None,
                      progress: Callable[[int, int], None] | None = None) -> ExamplesResult:
     from lazarus.cache import model_identity
@@ -131,7 +132,7 @@ def analyse_examples(model: Model, corpus: str, layer: int, *, site: str = "resi
     stride = check_window(window, stride)
     for name, value in (("--examples", examples), ("--shard-windows", shard_windows),
                         ("--top-k", top_k), ("ray_workers", ray_workers)):
-        if value < 1:
+        if value is not None and value < 1:
             raise LazarusError(f"{name} must be at least 1 (got {value})")
     if neurons is not None and direction is not None:
         raise LazarusError("--neurons and --from-direction were both given (choose one)")
@@ -156,19 +157,21 @@ def analyse_examples(model: Model, corpus: str, layer: int, *, site: str = "resi
                             neurons=None if neurons is None else tuple(neurons),
                             examples=examples, window=window, stride=stride,
                             text_field=text_field, shard_windows=shard_windows)
-    loaded = model.weights(layer)  # with --ray too: the tokenizer cuts the windows here
+    target = model.target()
     root = default_root() if work_dir is None else Path(work_dir)
     folder = work_folder(root, settings, [model_identity(model.info) or model.model_id,
-                                          loaded.device, loaded.dtype])
-    executor = None
-    if ray or ray_address is not None:
+                                          target.device, target.dtype])
+    if ray or ray_address is not None:  # this process only cuts the windows and merges
         from lazarus.scan_ray import ray_executor
 
         executor = ray_executor(model, settings, folder, ray_workers, token_budget, max_batch,
                                 ray_address)
-    outcome = run_scan(loaded, settings, folder, executor=executor, progress=progress,
-                       token_budget=token_budget, max_batch=max_batch)
-    return _result(model, settings, outcome, choice, loaded.tokenizer)
+    else:
+        executor = local_executor(lambda: model.weights(layer), settings, folder,
+                                  token_budget, max_batch)
+    tokenizer = model.tokenizer()
+    outcome = run_scan(tokenizer, model.info.config, settings, folder, executor, progress)
+    return _result(model, settings, outcome, choice, tokenizer)
 
 
 def _result(model: Model, settings: ScanSettings, outcome: ScanOutcome, choice: str,

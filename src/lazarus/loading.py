@@ -268,7 +268,7 @@ def token_texts(info: ModelInfo, prompts: list[str], trust_remote_code: bool = F
                 ) -> list[list[str]]:
     """Each prompt's tokens as text, as the capture engine tokenizes it (the tokenizer alone
     is loaded, not the model)."""
-    tokenizer = _tokenizer(info, trust_remote_code)
+    tokenizer = load_tokenizer(info, trust_remote_code)
     return [[tokenizer.decode([token]) for token in tokenizer(prompt)["input_ids"]]
             for prompt in prompts]
 
@@ -276,11 +276,12 @@ def token_texts(info: ModelInfo, prompts: list[str], trust_remote_code: bool = F
 def token_counts(info: ModelInfo, prompts: list[str], trust_remote_code: bool = False,
                  ) -> dict[str, int]:
     """How many tokens each prompt has, as the capture engine tokenizes it."""
-    tokenizer = _tokenizer(info, trust_remote_code)
+    tokenizer = load_tokenizer(info, trust_remote_code)
     return {prompt: len(tokenizer(prompt)["input_ids"]) for prompt in prompts}
 
 
-def _tokenizer(info: ModelInfo, trust_remote_code: bool) -> Any:
+def load_tokenizer(info: ModelInfo, trust_remote_code: bool = False) -> Any:
+    """The tokenizer alone, as `load_model` loads it."""
     from transformers import AutoTokenizer
 
     try:

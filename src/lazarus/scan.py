@@ -224,15 +224,30 @@ class ScanOutcome:
     prefix: tuple[int, ...]
 
 
-def run_scan(loaded: LoadedModel, settings: ScanSettings, folder: Path,
-             executor: Executor | None = None, progress: Progress | None = None,
-             token_budget: int | None = None, max_batch: int | None = None) -> ScanOutcome:
-    """Scan the corpus into `folder` (skipping shards already there), then merge the shards."""
+def local_executor(weights: Callable[[], LoadedModel], settings: ScanSettings, folder: Path,
+                   token_budget: int | None = None, max_batch: int | None = None) -> Executor:
+    """Shards computed here, one after the other; `weights()` is asked for the model at the
+    first shard, so a run whose shards are all done loads nothing."""
+
+    def execute(work: Iterable[tuple[int, list[Window]]], report: Callable[[int], None]) -> None:
+        for number, shard in work:
+            loaded = weights()
+            summary = scan_shard(loaded, shard, prefix_of(loaded.tokenizer), settings,
+                                 token_budget, max_batch)
+            write_shard(folder, number, summary, settings)
+            report(len(shard))
+
+    return execute
+
+
+def run_scan(tokenizer: Any, config: dict, settings: ScanSettings, folder: Path,
+             executor: Executor, progress: Progress | None = None) -> ScanOutcome:
+    """Scan the corpus into `folder` (skipping shards already there; the others go to
+    `executor`), then merge the shards. Only the tokenizer is needed here, not the model."""
     from lazarus.capture import context_length
 
-    tokenizer = loaded.tokenizer
     prefix = prefix_of(tokenizer)
-    limit = context_length(loaded.info.config)
+    limit = context_length(config)
     if limit is not None and settings.window + len(prefix) > limit:
         raise LazarusError(f"--window {settings.window} (+{len(prefix)} special tokens) is "
                            f"longer than this model's context of {limit} tokens (give at most "
@@ -277,13 +292,7 @@ def run_scan(loaded: LoadedModel, settings: ScanSettings, folder: Path,
         if progress is not None:
             progress(done[0], total)
 
-    def local(work: Iterable[tuple[int, list[Window]]], report: Callable[[int], None]) -> None:
-        for number, shard in work:
-            write_shard(folder, number, scan_shard(loaded, shard, prefix, settings,
-                                                   token_budget, max_batch), settings)
-            report(len(shard))
-
-    (executor or local)(pending(), report)
+    executor(pending(), report)
     summary = None
     for number in range(count):
         part = read_shard(folder, number, settings)

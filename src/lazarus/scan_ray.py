@@ -3,8 +3,9 @@ Data's `map_batches` instead of the calling process.
 
 Imported only when asked for, so that without `--ray` nothing of Ray is loaded. The driver
 writes each pending shard's windows to the work folder (`shards.write_windows`), then runs one
-Ray dataset of shard numbers through a pool of `workers` actors of `ShardActor`: each actor
-loads the model once and keeps it for every shard it is given. Each actor runs as many torch
+Ray dataset of shard numbers through a pool of actors of `ShardActor` (one per GPU, or CPU
+actors: `actor_plan`): each actor loads the model once and keeps it for every shard it is
+given. Each actor runs as many torch
 threads as the calling process (a CPU matmul's sums depend on the thread count, so every shard
 is bit-identical to the single-process run's) and asks Ray for CPU_PER_ACTOR CPUs, so that Ray
 Data's own tasks still get a share of a small machine. An actor writes its shard's summary as a
@@ -73,11 +74,36 @@ class ShardActor:
         return {"shard": np.asarray(batch["shard"]), "windows": np.asarray(sizes)}
 
 
-def ray_executor(model: Model, settings: ScanSettings, folder: Path, workers: int,
+def actor_plan(device: str, cluster: dict[str, float], threads: int,
+               asked: int | None) -> tuple[int, dict[str, float], str | None]:
+    """(actors, Ray resources per actor, a warning or None) for a model run on `device` (the
+    --device setting) by a cluster with `cluster` resources (`ray.cluster_resources()`).
+
+    One actor per GPU when the model may run on GPUs and the cluster has some (Ray then shows
+    each actor its own GPU, and "auto" picks it); otherwise CPU actors, by default as many as
+    the cluster's CPUs hold actors of `threads` torch threads. Each actor asks for only
+    CPU_PER_ACTOR CPUs, so that Ray Data's own tasks are not starved.
+    """
+    gpus = int(cluster.get("GPU", 0))
+    if device.startswith("cuda") and not gpus:
+        raise LazarusError(f"--device {device} was given but the Ray cluster has no GPU (give "
+                           "--device cpu, or a cluster with GPUs)")
+    if device != "cpu" and gpus:
+        if asked is not None and asked > gpus:
+            return gpus, {"num_cpus": CPU_PER_ACTOR, "num_gpus": 1}, (
+                f"--ray-workers {asked} is more than the cluster's {gpus} GPUs; using {gpus} "
+                "(one model actor per GPU)")
+        return asked or gpus, {"num_cpus": CPU_PER_ACTOR, "num_gpus": 1}, None
+    default = max(1, int(cluster.get("CPU", 1) // max(threads, 1)))
+    return asked or default, {"num_cpus": CPU_PER_ACTOR}, None
+
+
+def ray_executor(model: Model, settings: ScanSettings, folder: Path, workers: int | None,
                  token_budget: int | None, max_batch: int | None,
                  address: str | None = None) -> Executor:
-    """Shards run by `workers` actors of a local Ray runtime, or of the cluster at `address`
-    (whose workers must see the work folder and the model at the same paths)."""
+    """Shards run by `workers` actors (None: `actor_plan`'s choice) of a local Ray runtime, or
+    of the cluster at `address` (whose workers must see the work folder and the model at the
+    same paths)."""
     try:
         import ray
         import ray.data  # noqa: F401
@@ -109,9 +135,13 @@ def ray_executor(model: Model, settings: ScanSettings, folder: Path, workers: in
             logging.getLogger(name).setLevel(logging.ERROR)
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
+        actors, resources, warning = actor_plan(s.device, ray.cluster_resources(),
+                                                arguments["threads"], workers)
+        if warning is not None:
+            model.warn(warning)
         mapped = ray.data.from_items([{"shard": n} for n in numbers]).map_batches(
-            ShardActor, fn_constructor_kwargs=arguments, batch_size=1, num_cpus=CPU_PER_ACTOR,
-            compute=ray.data.ActorPoolStrategy(size=min(workers, len(numbers))))
+            ShardActor, fn_constructor_kwargs=arguments, batch_size=1, **resources,
+            compute=ray.data.ActorPoolStrategy(size=min(actors, len(numbers))))
         for row in mapped.iter_rows():
             report(int(row["windows"]))
 
