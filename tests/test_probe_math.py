@@ -21,14 +21,13 @@ from lazarus.probe import (
     RANKING,
     TIE_BREAK,
     fit_logistic,
-    fold_count,
     predict,
     predict_rows,
     probe_layers,
     score_test,
-    stratified_folds,
     to_direction,
 )
+from lazarus.probe_cv import fold_count, stratified_folds
 from lazarus.render_probe import BAR_WIDTH, probe_json, render_probe_report
 
 HIDDEN = 64
