@@ -28,7 +28,8 @@ from lazarus.probe import (
     to_direction,
 )
 from lazarus.probe_cv import fold_count, stratified_folds
-from lazarus.render_probe import BAR_WIDTH, probe_json, render_probe_report
+from lazarus.render_probe import BAR_WIDTH, render_probe_report
+from lazarus.render_probe_json import probe_json
 
 HIDDEN = 64
 SIGNAL = 17  # carries +8 for class A, -8 for class B
