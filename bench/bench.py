@@ -95,7 +95,8 @@ def capture_against_floor(folder: Path, prompts: list[str], layer: int) -> dict:
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     from lazarus.capture import CaptureRequest, capture
-    from lazarus.loading import load_model, read_model_info
+    from lazarus.loading import load_model
+    from lazarus.model_info import read_model_info
 
     loaded = load_model(read_model_info(str(folder)), "cpu", "float32", up_to_layer=layer)
     request = CaptureRequest(layers=(layer,))
@@ -199,7 +200,8 @@ def child_load(mode: str, folder: Path, layer: int) -> None:
     from transformers import AutoTokenizer  # noqa: F401
 
     from lazarus.capture import CaptureRequest, capture
-    from lazarus.loading import load_model, read_model_info
+    from lazarus.loading import load_model
+    from lazarus.model_info import read_model_info
 
     before = _status_bytes("VmRSS")
     info = read_model_info(str(folder))

@@ -44,7 +44,7 @@ def main() -> int:
 
     from lazarus.capture import CaptureRequest
     from lazarus.collect import ModelSettings, collect
-    from lazarus.loading import read_model_info
+    from lazarus.model_info import read_model_info
 
     info = read_model_info(str(folder))
     request = CaptureRequest(layers=(1,))

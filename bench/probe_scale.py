@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lazarus import probe, solver
+from lazarus import probe, probe_cv, solver
 
 CONFIG = Path(probe.__file__).resolve().parent / "demo_model" / "config.json"
 
@@ -57,8 +57,8 @@ def time_dual(activations: dict[int, np.ndarray], sample_labellings: int | None)
     """Seconds for every fit of the probe in the dual form (scaled up from a sample if given)."""
     n = next(iter(activations.values())).shape[0]
     is_a = np.arange(n) < n // 2
-    folds = probe.fold_count(n // 2, n - n // 2)
-    plan = probe._plan(is_a, folds, probe.PERMUTATIONS, 0)
+    folds = probe_cv.fold_count(n // 2, n - n // 2)
+    plan = probe_cv.plan_fits(is_a, folds, probe.PERMUTATIONS, 0)
     problems = plan.labels.shape[0]
     take = problems if sample_labellings is None else sample_labellings * folds
     layers = activations if sample_labellings is None else dict([next(iter(activations.items()))])

@@ -22,7 +22,7 @@ from lazarus import cache
 from lazarus.cache import ActivationCache
 from lazarus.capture import CaptureRequest
 from lazarus.collect import ModelSettings, collect
-from lazarus.loading import read_model_info
+from lazarus.model_info import read_model_info
 from lazarus.placement import Target
 
 PROMPTS = ["2+2=", "47*47="]

@@ -23,7 +23,8 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_N
 
 from lazarus.capture import CaptureRequest, capture
 from lazarus.errors import LazarusError
-from lazarus.loading import load_model, read_model_info
+from lazarus.loading import load_model
+from lazarus.model_info import read_model_info
 
 PROMPTS = ["The capital of France is", "2+2="]  # of different lengths: the batch is padded
 LOADS = ((0,), (0, 1), (LAYERS - 1,))  # layers read per partial load: first, middle, last

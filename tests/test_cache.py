@@ -22,7 +22,7 @@ from lazarus import cache
 from lazarus.cache import ActivationCache
 from lazarus.capture import CaptureRequest
 from lazarus.collect import ModelSettings, collect
-from lazarus.loading import read_model_info
+from lazarus.model_info import read_model_info
 from lazarus.placement import Target, resolve
 
 PROMPTS = ["2+2=", "47*47=", "The capital of France is", "x"]
@@ -207,7 +207,7 @@ def test_a_warm_run_imports_neither_torch_nor_transformers(llama_dir, cache_root
         import numpy as np
         from lazarus.capture import CaptureRequest
         from lazarus.collect import collect
-        from lazarus.loading import read_model_info
+        from lazarus.model_info import read_model_info
         got = collect(read_model_info({str(llama_dir)!r}), {PROMPTS!r},
                       CaptureRequest(layers=(1, 3)))
         expected = np.load({str(cache_root.parent / "expected.npy")!r})

@@ -19,7 +19,8 @@ from tiny_models import VOCAB_SIZE, _spread_weights, build, build_tokenizer, con
 from transformers import AutoModelForCausalLM, MixtralConfig, Qwen3MoeConfig
 
 from lazarus.errors import LazarusError
-from lazarus.loading import load_model, read_model_info
+from lazarus.loading import load_model
+from lazarus.model_info import read_model_info
 from lazarus.moe import (
     MoeParts,
     find_moe,

@@ -18,7 +18,8 @@ from tiny_models import ARCHITECTURES, LAYERS
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lazarus.capture import CaptureRequest, capture
-from lazarus.loading import load_model, read_model_info
+from lazarus.loading import load_model
+from lazarus.model_info import read_model_info
 from lazarus.prefetch import prefetch_blocks
 from lazarus.sites import decoder_blocks
 

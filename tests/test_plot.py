@@ -20,13 +20,12 @@ from lazarus.errors import LazarusError
 from lazarus.neurons import LayerResult, NeuronsResult
 from lazarus.plot import (
     MISSING,
-    label_means,
     neurons_figure,
     plot_neurons,
     plot_probe,
     probe_figure,
-    t_critical,
 )
+from lazarus.t_interval import label_means, t_critical
 
 matplotlib = pytest.importorskip("matplotlib")
 

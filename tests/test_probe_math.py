@@ -21,15 +21,15 @@ from lazarus.probe import (
     RANKING,
     TIE_BREAK,
     fit_logistic,
-    fold_count,
     predict,
     predict_rows,
     probe_layers,
     score_test,
-    stratified_folds,
     to_direction,
 )
-from lazarus.render_probe import BAR_WIDTH, probe_json, render_probe_report
+from lazarus.probe_cv import fold_count, stratified_folds
+from lazarus.render_probe import BAR_WIDTH, render_probe_report
+from lazarus.render_probe_json import probe_json
 
 HIDDEN = 64
 SIGNAL = 17  # carries +8 for class A, -8 for class B

@@ -16,7 +16,8 @@ import pytest
 from lazarus.errors import LazarusError
 from lazarus.probe import ALPHA, probe_layers, smallest_p, to_direction
 from lazarus.probe_fit import score_test
-from lazarus.render_probe import probe_json, render_probe_report
+from lazarus.render_probe import render_probe_report
+from lazarus.render_probe_json import probe_json
 from lazarus.solver import coordinates, logistic_batch
 
 

@@ -21,7 +21,8 @@ from tiny_models import ARCHITECTURES, LAYERS
 from lazarus.capture import CaptureRequest, capture
 from lazarus.collect import ModelSettings, collect
 from lazarus.errors import LazarusError
-from lazarus.loading import load_model, read_model_info
+from lazarus.loading import load_model
+from lazarus.model_info import read_model_info
 from lazarus.positions import parse_position
 from lazarus.sites import decoder_blocks
 

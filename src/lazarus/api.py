@@ -67,7 +67,7 @@ class Model:
                  use_cache: bool = True, whole: bool = True,
                  notify: Callable[[str], None] | None = None,
                  warn: Callable[[str], None] | None = None) -> None:
-        from lazarus.loading import read_model_info
+        from lazarus.model_info import read_model_info
 
         self.info = read_model_info(model)
         self.settings = ModelSettings(device=device, dtype=dtype,

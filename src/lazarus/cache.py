@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from lazarus.files import remove_stale_temps, replace_atomically
-from lazarus.loading import ModelInfo, config_path
+from lazarus.model_info import ModelInfo, config_path
 from lazarus.moe import moe_shape
 from lazarus.placement import Target, versions
 

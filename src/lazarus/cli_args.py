@@ -26,7 +26,7 @@ from lazarus.commands import (
     run_probe,
     run_steer,
 )
-from lazarus.loading import DEMO_MODEL
+from lazarus.model_info import DEMO_MODEL
 from lazarus.placement import DEVICES, DTYPES
 from lazarus.text import escape
 

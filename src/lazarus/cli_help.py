@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lazarus.loading import DEMO_MODEL
+from lazarus.model_info import DEMO_MODEL
 
 DEMO = DEMO_MODEL
 MAX_ROWS = 50  # default row limit of the map and heatmap, beyond which a summary row stands in

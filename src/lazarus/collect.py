@@ -19,7 +19,8 @@ if TYPE_CHECKING:  # numpy, torch and the cache are imported only when `collect`
 
     from lazarus.cache import ActivationCache
     from lazarus.capture import CaptureRequest
-    from lazarus.loading import LoadedModel, ModelInfo
+    from lazarus.loading import LoadedModel
+    from lazarus.model_info import ModelInfo
     from lazarus.placement import Target
 
 Notify = Callable[[str], None]  # a note for the user (the CLI shows it on stderr)

@@ -28,7 +28,8 @@ from lazarus.directions import Direction
 from lazarus.discover import Discovery
 from lazarus.errors import LazarusError
 from lazarus.inputs import check_label_count
-from lazarus.loading import ModelInfo, token_texts
+from lazarus.loading import token_texts
+from lazarus.model_info import ModelInfo
 from lazarus.moe import moe_shape
 from lazarus.positions import Position
 from lazarus.sites import RESIDUAL_WIDTH, neuron_out_of_range

@@ -10,7 +10,7 @@ from lazarus.checkpoint import block_index, safetensors_header
 from lazarus.errors import LazarusError
 
 if TYPE_CHECKING:
-    from lazarus.loading import ModelInfo
+    from lazarus.model_info import ModelInfo
 
 _PREFETCH_STEP = 2 << 20
 
@@ -23,7 +23,7 @@ def prefetch_blocks(info: ModelInfo, up_to_layer: int | None = None) -> int:
     bytes asked for: 0 where this is not possible, or when they would fill half the free RAM.
     """
     from lazarus.budget import available_ram_bytes
-    from lazarus.loading import local_files
+    from lazarus.model_info import local_files
 
     if not hasattr(os, "posix_fadvise"):
         return 0

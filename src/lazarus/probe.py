@@ -2,22 +2,14 @@
 search, and the direction of the chosen layer.
 
 numpy only; nothing here prints. Rows of every activation matrix are prompts, class A first
-(`count_a` rows), then class B; columns are the neurons of one layer, in raw units. The fits
-themselves (`logistic`, `difference`) are `lazarus.solver`'s; the direction fitted on all
-prompts, its in-sample figures and predictions are `lazarus.probe_fit`'s.
+(`count_a` rows), then class B; columns are the neurons of one layer, in raw units. The folds,
+shuffles and held-out scores are `lazarus.probe_cv`'s; the fits themselves (`logistic`,
+`difference`) are `lazarus.solver`'s; the direction fitted on all prompts, its in-sample
+figures and predictions are `lazarus.probe_fit`'s.
 
 Decisions written down once
 ---------------------------
-* Folds: stratified, `min(MAX_FOLDS, smaller class)` of them, so each fold holds out at least
-  one prompt of each class and, for tiny sets, exactly one of the smaller class (leave-one-out
-  for it). Accuracy is held out: the mean over folds of the share of held-out prompts the
-  fold's fit classifies right (logistic by the sign of its logit, difference by the side of the
-  midpoint between the training class means); its spread is the standard deviation (ddof 0)
-  over folds.
-* Shuffles: `permutations` random relabellings that keep the class sizes, each cross-validated
-  exactly like the real labels (folds re-drawn per labelling). One
-  `numpy.random.default_rng(seed)` draws the folds and relabellings, shared by all layers, so
-  shuffle i means the same relabelling at every layer.
+* Folds and shuffles: see `lazarus.probe_cv`.
 * Per-layer baseline ("Shuffled"): the mean and standard deviation over shuffles of that
   layer's accuracy. It is what one layer scores by chance, not what the best of several does.
 * The test of the whole search: for each shuffle, the best accuracy over all the layers
@@ -44,6 +36,7 @@ import numpy as np
 
 from lazarus.directions import Direction
 from lazarus.errors import LazarusError
+from lazarus.probe_cv import cross_validate, fold_count, plan_fits
 from lazarus.probe_fit import (
     RANKING,
     ClassProjection,
@@ -54,20 +47,19 @@ from lazarus.probe_fit import (
     check_test_labels,
     cohens_d,
     final_fit,
-    fit_batch,
     neuron_importance,
     predict,
     predict_rows,
     score_test,
 )
-from lazarus.solver import BATCH_ELEMENTS, LogisticFit, coordinates, fit_logistic
+from lazarus.solver import LogisticFit, fit_logistic
 
 __all__ = [
-    "ALPHA", "MAX_FOLDS", "METHODS", "METHOD_SUMMARY", "PERMUTATIONS", "RANKING", "TIE_BREAK",
+    "ALPHA", "METHODS", "METHOD_SUMMARY", "PERMUTATIONS", "RANKING", "TIE_BREAK",
     "ClassProjection", "LayerScore", "LogisticFit", "NeuronWeight", "Prediction", "ProbeFit",
     "ProbeReport", "TestScore", "check_classes", "check_test_labels", "choose_layer",
-    "fit_logistic", "fold_count", "neuron_importance", "predict", "predict_rows",
-    "probe_layers", "score_test", "smallest_p", "stratified_folds", "to_direction",
+    "fit_logistic", "neuron_importance", "predict", "predict_rows",
+    "probe_layers", "score_test", "smallest_p", "to_direction",
 ]
 
 METHODS = ("logistic", "difference")
@@ -76,7 +68,6 @@ METHOD_SUMMARY = {
                 "penalty = mean neuron variance",
     "difference": "mean(A) - mean(B) of the raw activations",
 }
-MAX_FOLDS = 5
 PERMUTATIONS = 200  # smallest p 1/201 < 0.005; 10,000 prompts x 4 layers of 192 in ~15 s
 MAX_PERMUTATIONS = 100_000  # memory and time grow with it; p can reach 1e-5 already
 ALPHA = 0.05
@@ -151,10 +142,6 @@ class ProbeReport:
 # checks
 
 
-def fold_count(count_a: int, count_b: int) -> int:
-    return min(MAX_FOLDS, count_a, count_b)
-
-
 def check_classes(count_a: int, count_b: int, label_a: str = "A", label_b: str = "B") -> None:
     """Each class needs two prompts: one to hold out and one to train on."""
     for label, count, option in ((label_a, count_a, "--class-a"), (label_b, count_b, "--class-b")):
@@ -181,64 +168,6 @@ def smallest_p(count_a: int, count_b: int, permutations: int) -> float:
     """max(1 / (1 + N), 1 / K); see the module docstring."""
     splits = math.comb(count_a + count_b, count_a) // (2 if count_a == count_b else 1)
     return 1.0 / min(1 + permutations, splits)
-
-
-# ---------------------------------------------------------------------------------------------
-# cross-validation
-
-
-def stratified_folds(is_a: np.ndarray, folds: int, rng: np.random.Generator) -> np.ndarray:
-    """Fold number per prompt: each class shuffled, then dealt round-robin across the folds."""
-    assignment = np.empty(is_a.shape[0], dtype=np.int64)
-    start = 0
-    for members in (np.flatnonzero(is_a), np.flatnonzero(~is_a)):
-        order = rng.permutation(members)
-        assignment[order] = (start + np.arange(order.size)) % folds
-        start = (start + order.size) % folds
-    return assignment
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """Every fit of the cross-validation: labelling 0 is the real one, the rest are shuffled."""
-
-    labels: np.ndarray  # [P, n] bool, class A
-    train: np.ndarray  # [P, n] bool
-    labelling: np.ndarray  # [P] which labelling each problem belongs to
-    folds: int
-
-
-def _plan(is_a: np.ndarray, folds: int, permutations: int, seed: int) -> _Plan:
-    rng = np.random.default_rng(seed)
-    labellings = [(is_a, stratified_folds(is_a, folds, rng))]
-    for _ in range(permutations):
-        shuffled = rng.permutation(is_a)
-        labellings.append((shuffled, stratified_folds(shuffled, folds, rng)))
-    labels = np.repeat(np.array([lab for lab, _ in labellings]), folds, axis=0)
-    assignment = np.repeat(np.array([fold for _, fold in labellings]), folds, axis=0)
-    fold = np.tile(np.arange(folds), len(labellings))
-    return _Plan(labels, assignment != fold[:, None],
-                 np.repeat(np.arange(len(labellings)), folds), folds)
-
-
-def _cross_validate(rows: np.ndarray, plan: _Plan, method: str) -> tuple[np.ndarray, np.ndarray]:
-    """Held-out accuracy of every problem as [labellings, folds], and the real labelling's
-    held-out margins (projection minus threshold) per prompt [n]."""
-    _, z, _ = coordinates(rows)
-    test = ~plan.train
-    correct = np.empty(plan.labels.shape[0])
-    heldout = np.zeros(z.shape[0])
-    chunk = max(1, BATCH_ELEMENTS // z.shape[0])
-    for start in range(0, plan.labels.shape[0], chunk):
-        part = slice(start, start + chunk)
-        u, threshold, _ = fit_batch(z, plan.labels[part].astype(np.float64), plan.train[part],
-                                    method, rows.shape[1])
-        margins = u @ z.T - threshold[:, None]  # [k, n]
-        right = (margins > 0) == plan.labels[part]
-        correct[part] = np.sum(right & test[part], axis=1) / np.sum(test[part], axis=1)
-        real = plan.labelling[part] == 0  # each prompt is held out once
-        heldout += np.sum(np.where(test[part][real], margins[real], 0.0), axis=0)
-    return correct.reshape(-1, plan.folds), heldout
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,10 +205,10 @@ def probe_layers(
 
     is_a = np.arange(total) < count_a
     folds = fold_count(count_a, count_b)
-    plan = _plan(is_a, folds, permutations, seed)
+    plan = plan_fits(is_a, folds, permutations, seed)
     scores, shuffled = [], []
     for layer in layers:
-        accuracy, margins = _cross_validate(activations[layer], plan, method)
+        accuracy, margins = cross_validate(activations[layer], plan, method)
         real, baseline = accuracy[0], accuracy[1:].mean(axis=1)
         shuffled.append(baseline)
         scores.append(LayerScore(

@@ -66,7 +66,7 @@ class ProbeResult:
     def to_json(self) -> dict:
         """The document `lazarus introspect probe -o FILE.json` writes, provenance included."""
         from lazarus import __version__
-        from lazarus.render_probe import probe_json
+        from lazarus.render_probe_json import probe_json
 
         document = probe_json(self.report, model_id=self.model_id,
                               prompts=self.training_prompts, test_prompts=self.test_prompts,
