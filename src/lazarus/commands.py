@@ -299,7 +299,7 @@ def run_examples(args: argparse.Namespace) -> int:
     if args.work_dir is not None:  # before the model loads
         from pathlib import Path
 
-        from lazarus.scan import check_work_dir
+        from lazarus.shards import check_work_dir
 
         check_work_dir(Path(args.work_dir))
     corpus = resolve_corpus(args.corpus)

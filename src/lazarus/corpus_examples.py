@@ -20,11 +20,10 @@ from lazarus.scan import (
     SHARD_WINDOWS,
     ScanOutcome,
     ScanSettings,
-    default_root,
     local_executor,
     run_scan,
-    work_folder,
 )
+from lazarus.shards import default_root, work_folder
 
 if TYPE_CHECKING:
     from lazarus.api import Model

@@ -14,7 +14,6 @@ whether the shards came from this run, a killed one, or Ray workers (`scan_ray`)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Callable, Iterable, Iterator
@@ -27,14 +26,13 @@ import numpy as np
 from lazarus.corpus import Window, prefix_of, windows
 from lazarus.errors import LazarusError
 from lazarus.examples import BUCKETS, LOG_GAMMA, MIN_ABS, SIDE, Summary, select
-from lazarus.shards import read_shard, shard_path, write_shard
+from lazarus.shards import check_work_dir, read_shard, shard_path, write_shard
 
 if TYPE_CHECKING:
     from lazarus.loading import LoadedModel
 
 SHARD_WINDOWS = 256  # windows per shard: a few seconds of work on a CPU
 FLUSH_VALUES = 1 << 20  # scored values (tokens x neurons) a shard holds before summarising
-FORMAT = 1  # of the work folder's files
 Progress = Callable[[int, int], None]  # (windows done, windows in the corpus)
 # computes and writes the shards given, calling back with each one's window count
 Executor = Callable[[Iterable[tuple[int, list[Window]]], Callable[[int], None]], None]
@@ -174,31 +172,6 @@ def scan_shard(loaded: LoadedModel, shard: list[Window], prefix: tuple[int, ...]
                 after_batch=lambda batch: reducer.commit(),
                 unit="window", too_long="give a smaller --window")
     return reducer.flush()
-
-
-def work_folder(root: Path, settings: ScanSettings, model_key: object) -> Path:
-    """`root`/<hash of the settings, the corpus file and the model's files>."""
-    from lazarus.cache import _file_identity
-
-    identity = {"format": FORMAT, "settings": asdict(settings), "model": model_key,
-                "corpus": _file_identity(Path(settings.corpus))}
-    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode())
-    return root / digest.hexdigest()[:24]
-
-
-def check_work_dir(folder: Path) -> None:
-    """Make `folder` (and its parents), or say in one line why it cannot be the work folder."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise LazarusError(f"cannot use {folder} as the work folder ({err.strerror or err}; give "
-                           "--work-dir a folder you can write)") from None
-
-
-def default_root() -> Path:
-    from lazarus.cache import cache_dir
-
-    return cache_dir() / "examples"
 
 
 def shards_of(stream: Iterator[Window], size: int) -> Iterator[tuple[int, list[Window]]]:

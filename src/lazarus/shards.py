@@ -1,4 +1,7 @@
-"""A scan's files in its work folder: each shard's summary, and (for Ray) each shard's windows.
+"""A scan's work folder and its files: each shard's summary, and (for Ray) each shard's windows.
+
+The folder is named by a hash of the scan's settings, the corpus file and the model's files
+(`work_folder`), so a rerun with the same arguments finds the shards it can keep.
 
 A shard's summary is one file, `shard-NNNNNN.npz` (the single-process scan: numpy only) or
 `shard-NNNNNN.parquet` (Ray's workers: one row per neuron, Ray Data's own format), written
@@ -14,17 +17,22 @@ nor the tokenizer's pass over it, and the driver's memory does not grow with the
 
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lazarus.corpus import Window
+from lazarus.errors import LazarusError
 from lazarus.examples import BUCKETS, Summary
 
 if TYPE_CHECKING:
     from lazarus.scan import ScanSettings
 
+FORMAT = 1  # of the work folder's files
 KEYS = ("count", "mean", "m2", "positive", "sketch", "top", "top_ids", "bottom", "bottom_ids")
 FORMATS = (".npz", ".parquet")
 
@@ -166,3 +174,28 @@ def read_windows(folder: Path, number: int) -> list[Window]:
     return [Window(int(doc), int(index), int(start),
                    tuple(int(t) for t in tokens[end - size:end]), int(scored))
             for (doc, index, start, scored, size), end in zip(where, ends, strict=True)]
+
+
+def work_folder(root: Path, settings: ScanSettings, model_key: object) -> Path:
+    """`root`/<hash of the settings, the corpus file and the model's files>."""
+    from lazarus.cache import _file_identity
+
+    identity = {"format": FORMAT, "settings": asdict(settings), "model": model_key,
+                "corpus": _file_identity(Path(settings.corpus))}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode())
+    return root / digest.hexdigest()[:24]
+
+
+def check_work_dir(folder: Path) -> None:
+    """Make `folder` (and its parents), or say in one line why it cannot be the work folder."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise LazarusError(f"cannot use {folder} as the work folder ({err.strerror or err}; give "
+                           "--work-dir a folder you can write)") from None
+
+
+def default_root() -> Path:
+    from lazarus.cache import cache_dir
+
+    return cache_dir() / "examples"
