@@ -197,6 +197,7 @@ def test_ray_local_with_two_workers_equals_one_process(llama_dir, lines, tmp_pat
     import ray
 
     import lazarus
+    from lazarus.errors import LazarusError
 
     corpus = tmp_path / "c.txt"
     corpus.write_text("\n".join(lines) + "\n")
@@ -208,6 +209,10 @@ def test_ray_local_with_two_workers_equals_one_process(llama_dir, lines, tmp_pat
     try:
         spread = driver.examples(str(corpus), 1, work_dir=str(tmp_path / "b"), ray=True,
                                  ray_workers=2, **settings)
+        wide = {**settings, "neurons": (1, 9999)}  # an actor's error: one line, as without Ray
+        with pytest.raises(LazarusError, match="neuron 9999 is out of range"):
+            driver.examples(str(corpus), 1, work_dir=str(tmp_path / "c"), ray=True,
+                            ray_workers=2, **wide)
     finally:
         ray.shutdown()
     assert driver.loads == 0  # the calling process only tokenizes and merges

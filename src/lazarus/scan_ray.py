@@ -63,15 +63,23 @@ class ShardActor:
         from lazarus.scan import scan_shard
         from lazarus.shards import read_windows, windows_path, write_shard
 
-        sizes = []
+        sizes, errors = [], []
         for number in batch["shard"]:
             shard = read_windows(self.folder, int(number))
-            summary = scan_shard(self.loaded, shard, self.prefix, self.settings, *self.limits)
+            try:
+                summary = scan_shard(self.loaded, shard, self.prefix, self.settings,
+                                     *self.limits)
+            except LazarusError as err:  # handed back as data: Ray would wrap it in pages
+                sizes.append(0)
+                errors.append(str(err))
+                continue
             write_shard(self.folder, int(number), summary, self.settings, parquet=True,
                         stamp=self.stamp)
             windows_path(self.folder, int(number)).unlink(missing_ok=True)
             sizes.append(len(shard))
-        return {"shard": np.asarray(batch["shard"]), "windows": np.asarray(sizes)}
+            errors.append("")
+        return {"shard": np.asarray(batch["shard"]), "windows": np.asarray(sizes),
+                "error": np.asarray(errors)}
 
 
 def actor_plan(device: str, cluster: dict[str, float], threads: int,
@@ -131,8 +139,8 @@ def ray_executor(model: Model, settings: ScanSettings, folder: Path, workers: in
             os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
             ray.init(address=address, include_dashboard=False, log_to_driver=False,
                      logging_level=logging.ERROR)
-        for name in ("ray", "ray.data"):  # Ray Data's notes are not the user's business
-            logging.getLogger(name).setLevel(logging.ERROR)
+        for name in ("ray", "ray.data"):  # Ray Data's notes are not the user's business, nor
+            logging.getLogger(name).setLevel(logging.CRITICAL)  # its logs of what is raised
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         actors, resources, warning = actor_plan(s.device, ray.cluster_resources(),
@@ -143,6 +151,8 @@ def ray_executor(model: Model, settings: ScanSettings, folder: Path, workers: in
             ShardActor, fn_constructor_kwargs=arguments, batch_size=1, **resources,
             compute=ray.data.ActorPoolStrategy(size=min(actors, len(numbers))))
         for row in mapped.iter_rows():
+            if row["error"]:  # the user's error, in one line, as without Ray
+                raise LazarusError(str(row["error"]))
             report(int(row["windows"]))
 
     return execute
