@@ -34,6 +34,7 @@ from lazarus import measures
 from lazarus.errors import LazarusError
 from lazarus.inputs import check_label_count
 from lazarus.interventions import Edit
+from lazarus.text import agree, plural
 
 if TYPE_CHECKING:
     from lazarus.api import Model
@@ -276,9 +277,11 @@ def analyse_ablation(
             raise LazarusError("a neuron is listed twice (list each once)")
         spare = min(widths[layer] for layer in layers) - len(neurons)
         if controls and spare < len(neurons):
-            raise LazarusError(f"{len(neurons)} neurons leave {spare} others to draw random "
-                               "controls of the same size from (ablate fewer neurons, or "
-                               "give --controls 0)")
+            raise LazarusError(f"{plural(len(neurons), 'neuron')} "
+                               f"{agree(len(neurons), 'leaves', 'leave')} {spare} "
+                               f"{agree(spare, 'other', 'others')} to draw random controls of "
+                               "the same size from (ablate fewer neurons, or give --controls "
+                               "0)")
 
     values: dict[int, Any] = {}  # per layer: the reference's [tokens, width] per prompt
     if method != "zero":

@@ -32,6 +32,7 @@ from lazarus.loading import ModelInfo, token_texts
 from lazarus.moe import moe_shape
 from lazarus.positions import Position
 from lazarus.sites import RESIDUAL_WIDTH, neuron_out_of_range
+from lazarus.text import plural
 
 if TYPE_CHECKING:
     from lazarus.api import Model
@@ -264,8 +265,9 @@ def check_neurons(neurons: Sequence[int], width: int, site: str, layer: int) -> 
 
 def check_direction_width(direction: Direction, width: int, name: str, site: str) -> None:
     if direction.hidden_size != width:
-        raise LazarusError(f"{name} has {direction.hidden_size} weights but the {site} site has "
-                           f"{width} neurons (use a direction made for this model and site)")
+        raise LazarusError(f"{name} has {plural(direction.hidden_size, 'weight')} but the {site} "
+                           f"site has {plural(width, 'neuron')} (use a direction made for this "
+                           "model and site)")
 
 
 def moe_experts(info: ModelInfo, site: str, width: int) -> int | None:

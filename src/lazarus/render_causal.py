@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lazarus.ablate import AblationResult, Condition, Outcome
 from lazarus.steer import SteerResult
-from lazarus.text import banner, fit_cell
+from lazarus.text import banner, fit_cell, plural
 
 PROMPT = 20
 TEXT = 16
@@ -22,13 +22,14 @@ def _p(p: float) -> str:
 
 def render_ablation(result: AblationResult) -> str:
     what = (f"the {result.component} output ({result.site})" if result.component is not None
-            else f"{len(result.neurons or ())} neurons of {result.site} "
+            else f"{plural(len(result.neurons or ()), 'neuron')} of {result.site} "
                  f"[{', '.join(map(str, result.neurons or ()))}] ({result.selection})")
     how = {"zero": "set to 0",
-           "mean": f"set to their mean over every token of {len(result.reference)} reference "
-                   "prompts",
-           "resample": f"set to another prompt's values (one of {len(result.reference)} "
-                       f"reference prompts, drawn with seed {result.seed})"}[result.method]
+           "mean": "set to their mean over every token of "
+                   f"{plural(len(result.reference), 'reference prompt')}",
+           "resample": "set to another prompt's values (one of "
+                       f"{plural(len(result.reference), 'reference prompt')}, drawn with seed "
+                       f"{result.seed})"}[result.method]
     lines = [*banner(f"ABLATION: {what}"), f"Method: {result.method} ({how}), at every token.",
              f"Effect: {result.effect_name}.", ""]
     for condition in result.conditions:
@@ -79,10 +80,11 @@ def _condition(result: AblationResult, condition: Condition) -> list[str]:
         spread = "" if control.std is None else f" ± {control.std:.4f}"
         z = "" if control.z is None else f", z = {control.z:+.2f}"
         above = sum(e >= condition.effect for e in control.effects)
-        lines.append(f"  Control: {control.draws} draws of {len(result.neurons or ())} random "
-                     f"neurons at the same layer(s) and site (seed {control.seed}): "
-                     f"{control.mean:.4f}{spread} (mean ± std)")
-        lines.append(f"  p = {_p(control.p)} ((1 + {above} draws >= the effect) / "
+        where = "layers" if len(condition.layers) > 1 else "layer"
+        lines.append(f"  Control: {plural(control.draws, 'draw')} of "
+                     f"{plural(len(result.neurons or ()), 'random neuron')} at the same {where} "
+                     f"and site (seed {control.seed}): {control.mean:.4f}{spread} (mean ± std)")
+        lines.append(f"  p = {_p(control.p)} ((1 + {plural(above, 'draw')} >= the effect) / "
                      f"(1 + {control.draws})){z}")
     elif result.component is None:
         lines.append("  Control: none (--controls 0)")
@@ -116,7 +118,7 @@ def render_steer(result: SteerResult) -> str:
              f"Vector: {result.source}",
              f"{'Set' if 'clamped' in result.source else 'Added'} at every token: "
              f"coefficient {scale}.",
-             f"Continuations: {result.max_tokens} tokens, {decoding}.", ""]
+             f"Continuations: {plural(result.max_tokens, 'token')}, {decoding}.", ""]
     header = "".join(f" | Δlog p({fit_cell(t, 6).rstrip()})" for t in result.tokens)
     for index, prompt in enumerate(result.prompts):
         lines.append(f"Prompt: {prompt}")

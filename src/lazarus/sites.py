@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lazarus.errors import LazarusError
+from lazarus.text import plural
 
 SITES = ("resid_post", "mlp_post", "attn_out", "mlp_out", "router")
 RESIDUAL_WIDTH = ("resid_post", "attn_out", "mlp_out")  # as wide as the hidden size
@@ -107,13 +108,13 @@ def _block_list(model: Any, layer_count: int) -> tuple[str, Any]:
              if isinstance(m, torch.nn.ModuleList) and len(m) == layer_count]
     if len(lists) == 1:
         return lists[0]
-    raise LazarusError(f"cannot find the {layer_count} decoder blocks of this "
+    raise LazarusError(f"cannot find the {plural(layer_count, 'decoder block')} of this "
                        f"{type(model).__name__} (this architecture is not supported yet)")
 
 
 def neuron_out_of_range(neuron: int, width: int, site: str, layer: int) -> LazarusError:
-    return LazarusError(f"neuron {neuron} is out of range: the {site} site has {width} neurons "
-                        f"at layer {layer} (use ids 0 to {width - 1})")
+    return LazarusError(f"neuron {neuron} is out of range: the {site} site has "
+                        f"{plural(width, 'neuron')} at layer {layer} (use ids 0 to {width - 1})")
 
 
 def check_site(site: str) -> str:

@@ -31,6 +31,7 @@ import numpy as np
 from lazarus import measures
 from lazarus.errors import LazarusError
 from lazarus.interventions import Edit, add
+from lazarus.text import plural
 
 if TYPE_CHECKING:
     from lazarus.api import Model
@@ -166,9 +167,9 @@ def analyse_steer(
         name = direction.source or "the direction"
         check_direction_made(direction, name, model.model_id, [layer], site, "last", model.warn)
         if direction.hidden_size != width:
-            raise LazarusError(f"{name} has {direction.hidden_size} weights but the {site} site "
-                               f"of layer {layer} has {width} (use a direction made for this "
-                               "model and site)")
+            raise LazarusError(f"{name} has {plural(direction.hidden_size, 'weight')} but the "
+                               f"{site} site of layer {layer} has {width} (use a direction made "
+                               "for this model and site)")
         vector = _unit(direction.direction.astype(np.float64), name)
         source = f"{name} (positive = {direction.label_positive or 'class A'})"
     elif neurons is not None:
@@ -187,8 +188,8 @@ def analyse_steer(
         means = [capture(loaded, list(group), request)[layer].astype(np.float64).mean(axis=0)
                  for group in (positive, negative)]
         vector = _unit(means[0] - means[1], "mean(--positive) - mean(--negative)")
-        source = (f"mean of {len(positive)} --positive minus mean of {len(negative)} "
-                  "--negative prompts, at the last token")
+        source = (f"mean of {plural(len(positive), '--positive prompt')} minus mean of "
+                  f"{plural(len(negative), '--negative prompt')}, at the last token")
     scale = 1.0
     if not absolute:
         rows = capture(loaded, list(prompts), CaptureRequest((layer,), site, "all"))[layer]
