@@ -134,6 +134,34 @@ def test_steer_cli_compare(capsys, tmp_path, tiny_model_dirs):
     assert "STEERING at layer 2" in out
 
 
+def test_steer_absolute_with_neurons_is_a_warning_and_changes_nothing(capsys, tmp_path,
+                                                                      tiny_model_dirs):
+    """Neuron values are always added as given: --absolute changes nothing, and says so."""
+    documents, errors = [], []
+    for extra in ([], ["--absolute"]):
+        output = tmp_path / f"steer{len(extra)}.json"
+        code, out, err = run_cli(capsys, "introspect", "steer", "-m", tiny_model_dirs["llama"],
+                                 "-p", "ab|hello", "-l", "1", "-n", "3:2.5,9:-1", "--max-tokens",
+                                 "3", "--tokens", "a", *extra, "-o", output)
+        assert code == 0, err
+        assert "STEERING at layer 1" in out
+        documents.append(json.loads(output.read_text()))
+        errors.append(err.strip().splitlines())
+    assert documents[0] == documents[1]
+    assert documents[1]["scale"] == 1.0
+    assert errors[0] == [f"lazarus: saved {tmp_path / 'steer0.json'}"]
+    assert errors[1] == ["lazarus: warning: --absolute changes nothing with --neurons: their "
+                         "values are always added as given (coefficient x value, in activation "
+                         "units)", f"lazarus: saved {tmp_path / 'steer1.json'}"]
+
+
+def test_steer_absolute_with_neurons_warns_from_the_library(model):
+    from lazarus.api import LazarusWarning
+
+    with pytest.warns(LazarusWarning, match="--absolute changes nothing with --neurons"):
+        model.steer(["ab"], 1, neurons={3: 2.5}, absolute=True, clamp=True, max_tokens=1)
+
+
 @pytest.fixture
 def wrong_width(tmp_path):
     path = tmp_path / "narrow.npz"

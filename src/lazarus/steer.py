@@ -131,6 +131,10 @@ def analyse_steer(
                            "or --neurons" + (" (not several)" if given else ""))
     if clamp and neurons is None:
         raise LazarusError("--clamp sets neurons to values: it goes with --neurons id:value")
+    if absolute and neurons is not None:
+        model.warn("--absolute changes nothing with --neurons: their values are always "
+                   f"{'set' if clamp else 'added'} as given (coefficient x value, in activation "
+                   "units)")
     if (positive is None) != (negative is None):
         raise LazarusError("--positive and --negative go together (give both)")
     if max_tokens < 1:
