@@ -286,8 +286,8 @@ def analyse_ablation(
     if direction is not None:
         name = direction.source or "the direction"
         check_direction_made(direction, name, model.model_id, layers, site, "last", model.warn)
-        neurons = direction.top_neurons(top_k)
-        selection = f"top {top_k} of {name} (by {direction.ranking_name()})"
+        neurons = direction.top_neurons(top_k, model.warn)
+        selection = f"top {len(neurons)} of {name} (by {direction.ranking_name()})"
     else:
         selection = "--neurons" if neurons is not None else f"the whole {component} output"
     own_reference = reference is None

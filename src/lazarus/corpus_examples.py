@@ -145,7 +145,7 @@ def analyse_examples(model: Model, corpus: str, layer: int, *, site: str = "resi
         # Every token is read here, so the position the direction was made at does not apply.
         check_direction_made(direction, name, model.model_id, (layer,), site,
                              direction.position or "last", model.warn)
-        neurons = direction.top_neurons(top_k)
+        neurons = direction.top_neurons(top_k, model.warn)
         choice = f"top {len(neurons)} of {name} by {direction.ranking_name()}"
     elif neurons is not None:
         neurons = [int(n) for n in neurons]

@@ -166,7 +166,7 @@ def analyse_neurons(
     if direction is not None and site in RESIDUAL_WIDTH:
         check_direction_width(direction, info.hidden_size, direction_name, site)
     every = position == "all"
-    known = (direction.top_neurons(top_k) if direction is not None
+    known = (direction.top_neurons(top_k, model.warn) if direction is not None
              else None if neurons is None else list(neurons))
     # Per token, only the known neurons' columns are kept (memory), at the cost of the cache.
     columns = tuple(known) if every and known is not None else None
