@@ -283,6 +283,11 @@ def analyse_ablation(
         direction = load_direction(direction)
     site = COMPONENTS[component] if component is not None else (
         site or (direction.site if direction is not None else None) or "resid_post")
+    if neurons is not None:  # before the weights load: ids no layer of the site has
+        from lazarus.sites import check_neurons_early
+
+        check_neurons_early(model.info.config, model.hidden_size, site, layers[0],
+                            [int(n) for n in neurons])
     if direction is not None:
         name = direction.source or "the direction"
         check_direction_made(direction, name, model.model_id, layers, site, "last", model.warn)

@@ -31,7 +31,7 @@ from lazarus.inputs import check_label_count
 from lazarus.loading import ModelInfo, token_texts
 from lazarus.moe import moe_shape
 from lazarus.positions import Position
-from lazarus.sites import RESIDUAL_WIDTH, neuron_out_of_range
+from lazarus.sites import RESIDUAL_WIDTH, check_neurons_early, neuron_out_of_range
 from lazarus.text import plural
 
 if TYPE_CHECKING:
@@ -161,8 +161,7 @@ def analyse_neurons(
                              model.warn)
     if neurons is not None:
         neurons = [int(n) for n in neurons]
-        if site in RESIDUAL_WIDTH:
-            check_neurons(neurons, info.hidden_size, site, layers[0])
+        check_neurons_early(info.config, info.hidden_size, site, layers[0], neurons)
     if direction is not None and site in RESIDUAL_WIDTH:
         check_direction_width(direction, info.hidden_size, direction_name, site)
     every = position == "all"

@@ -155,6 +155,10 @@ def analyse_steer(
         layer = direction.layer
     layer = model.layers(layer)[0]
     site = site or (direction.site if direction is not None else None) or "resid_post"
+    if neurons is not None:  # before the weights load: ids no layer of the site has
+        from lazarus.sites import check_neurons_early
+
+        check_neurons_early(model.info.config, model.hidden_size, site, layer, neurons)
     loaded = model.whole_weights()
     tokenize(loaded, prompts)  # every prompt has tokens, before any forward
     token_ids = []
