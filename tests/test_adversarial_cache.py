@@ -152,7 +152,7 @@ def test_clear_reports_what_it_really_removed(llama_dir):
     assert kept.exists()
     assert result.stdout.startswith("removed 0 cached rows")
     assert result.returncode == 2
-    assert result.stderr.startswith("lazarus: error: 1 file(s) under ")
+    assert result.stderr.startswith("lazarus: error: 1 file under ")
     assert len(result.stderr.splitlines()) == 1
 
 

@@ -110,7 +110,7 @@ def test_a_damaged_safetensors_file_is_named(llama_dir, tmp_path, capsys, damage
 CONFIG_MISTAKES = {
     "heads": ({"num_attention_heads": 7}, "is not a multiple of the number of attention heads"),
     "activation": ({"hidden_act": "no-such-act"}, "does not know: 'no-such-act'"),
-    "width": ({"intermediate_size": 100}, "weight(s) of other shapes than config.json describes"),
+    "width": ({"intermediate_size": 100}, "weights of other shapes than config.json describes"),
 }
 
 

@@ -134,6 +134,34 @@ def test_steer_cli_compare(capsys, tmp_path, tiny_model_dirs):
     assert "STEERING at layer 2" in out
 
 
+def test_steer_absolute_with_neurons_is_a_warning_and_changes_nothing(capsys, tmp_path,
+                                                                      tiny_model_dirs):
+    """Neuron values are always added as given: --absolute changes nothing, and says so."""
+    documents, errors = [], []
+    for extra in ([], ["--absolute"]):
+        output = tmp_path / f"steer{len(extra)}.json"
+        code, out, err = run_cli(capsys, "introspect", "steer", "-m", tiny_model_dirs["llama"],
+                                 "-p", "ab|hello", "-l", "1", "-n", "3:2.5,9:-1", "--max-tokens",
+                                 "3", "--tokens", "a", *extra, "-o", output)
+        assert code == 0, err
+        assert "STEERING at layer 1" in out
+        documents.append(json.loads(output.read_text()))
+        errors.append(err.strip().splitlines())
+    assert documents[0] == documents[1]
+    assert documents[1]["scale"] == 1.0
+    assert errors[0] == [f"lazarus: saved {tmp_path / 'steer0.json'}"]
+    assert errors[1] == ["lazarus: warning: --absolute changes nothing with --neurons: their "
+                         "values are always added as given (coefficient x value, in activation "
+                         "units)", f"lazarus: saved {tmp_path / 'steer1.json'}"]
+
+
+def test_steer_absolute_with_neurons_warns_from_the_library(model):
+    from lazarus.api import LazarusWarning
+
+    with pytest.warns(LazarusWarning, match="--absolute changes nothing with --neurons"):
+        model.steer(["ab"], 1, neurons={3: 2.5}, absolute=True, clamp=True, max_tokens=1)
+
+
 @pytest.fixture
 def wrong_width(tmp_path):
     path = tmp_path / "narrow.npz"
@@ -239,3 +267,84 @@ def test_clamping_mlp_neurons_equals_a_copy_whose_down_projection_does_it():
                                            skip_special_tokens=True)
             assert text == expected, prompt
     assert steered.continuations != plain.continuations
+
+
+def test_zero_to_rounding_is_per_prompt_and_quadratic_for_kl():
+    from lazarus.ablate import zero_to_rounding
+
+    eps = float(np.finfo(np.float32).eps)
+    answer = np.array([-2.0, -0.5])
+    # an answer's log-probability moved by a few ulps of its size is rounding; 1e-4 nats is not
+    assert zero_to_rounding([answer], [answer * (1 + 3 * eps)], True, eps)
+    assert not zero_to_rounding([answer], [answer - 1e-4], True, eps)
+    # drops of +0.3 and -0.3 cancel in the mean effect, but each prompt changed: not zero
+    assert not zero_to_rounding([answer, answer], [answer - 0.15, answer + 0.15], True, eps)
+
+    def log_softmax(logits):
+        logits = np.asarray(logits, np.float64)
+        return logits - np.log(np.sum(np.exp(logits - logits.max()))) - logits.max()
+
+    logits = np.random.default_rng(0).normal(0, 5, 500).astype(np.float32)
+    ulps = np.random.default_rng(1).integers(-8, 9, 500)
+    rounded = (logits * (1 + ulps * eps)).astype(np.float32)  # each logit off by <= 8 ulps
+    assert not np.array_equal(rounded, logits)
+    assert zero_to_rounding([log_softmax(logits)], [log_softmax(rounded)], False, eps)
+    # logits moved by 1e-3 give a KL around 1e-7: small, and real
+    moved = logits + np.random.default_rng(2).normal(0, 1e-3, 500)
+    assert not zero_to_rounding([log_softmax(logits)], [log_softmax(moved)], False, eps)
+
+
+def test_an_effect_of_float_rounding_gets_no_p_or_z(capsys, tmp_path, tiny_model_dirs):
+    """Each prompt resampled from its own values (the only --reference prompt) changes
+    nothing: the report says the effect is zero to float rounding and gives no p or z."""
+    output = tmp_path / "ablate.json"
+    code, out, err = run_cli(capsys, "introspect", "ablate", "-m", tiny_model_dirs["llama"],
+                             "-l", "1", "-p", "hello", "--reference", "hello", "--method",
+                             "resample", "-n", "3,40", "--site", "mlp_post", "--controls", "5",
+                             "-o", output)
+    assert code == 0, err
+    condition = json.loads(output.read_text())["conditions"][0]
+    assert abs(condition["effect"]) < 1e-12
+    assert condition["zero_to_rounding"] is True
+    assert (condition["control"]["p"], condition["control"]["z"]) == (None, None)
+    assert "zero to float rounding" in condition["control"]["note"]
+    assert len(condition["control"]["effects"]) == 5  # the draws are still there to see
+    assert "nats: zero to float rounding" in out
+    assert "No p or z: the effect is zero to float rounding" in out
+    assert "p = " not in out
+    assert "z = " not in out
+
+
+def test_a_tiny_real_kl_keeps_its_p_and_z_and_is_printed_as_a_number(capsys, tmp_path):
+    """Two mlp_post neurons of the demo set to their mean move the next token by a KL of about
+    1e-7 nats: small, yet real (the same ablation computed in float64 gives the same KL), so it
+    is compared with random neurons, and printed as a number, not as 0.0000."""
+    from lazarus import measures
+    from lazarus.capture import CaptureRequest, capture, tokenize
+    from lazarus.interventions import Edit
+
+    prompts = ["The cat", "A dog"]
+    output = tmp_path / "ablate.json"
+    code, out, err = run_cli(capsys, "introspect", "ablate", "-m", "lazarus:demo", "-l", "2",
+                             "--site", "mlp_post", "-n", "12,400", "--method", "mean",
+                             "--prompts", "|".join(prompts), "--controls", "20", "-o", output)
+    assert code == 0, err
+    condition = json.loads(output.read_text())["conditions"][0]
+    assert 1e-9 < condition["effect"] < 1e-5
+    assert condition["zero_to_rounding"] is False
+    assert condition["control"]["p"] is not None
+    assert condition["control"]["z"] is not None
+    assert condition["control"]["note"] is None
+    assert f"Effect: {condition['effect']:.2e} nats\n" in out
+    assert f"p = {condition['control']['p']:.3g} (" in out
+    # the same ablation in float64
+    loaded = lazarus.load("lazarus:demo", use_cache=False, device="cpu").whole_weights()
+    loaded.model.to(torch.float64)
+    ids = tokenize(loaded, prompts)
+    values = capture(loaded, prompts, CaptureRequest((2,), "mlp_post", "all"))[2]
+    mean = np.concatenate(values).astype(np.float64).mean(axis=0)[[12, 400]]
+    base = measures.next_token(loaded, ids)
+    ablated = measures.next_token(loaded, ids, [Edit(2, "mlp_post", "set", (12, 400),
+                                                     values=mean)])
+    kls = [measures.kl_divergence(b, a) for b, a in zip(base, ablated, strict=True)]
+    assert condition["effect"] == pytest.approx(statistics.mean(kls), rel=1e-2)

@@ -173,3 +173,60 @@ def test_prompt_longer_than_the_context(capsys, tmp_path, tiny_model_dirs):
                                                      "-p", f"ok|{too_long}", "-n", "1"))
     assert "prompt 2 has 300 tokens" in message
     assert "at most 256" in message
+
+
+def config_only(model_dir: Path, folder: Path) -> Path:
+    """The model's config and tokenizer without its weights: a run that reads them fails."""
+    import shutil
+
+    folder.mkdir()
+    for entry in model_dir.iterdir():
+        if entry.suffix != ".safetensors":
+            shutil.copy(entry, folder / entry.name)
+    return folder
+
+
+# An mlp_post id no layer has, refused from config.json before any weight is read.
+WIDE_NEURON = {
+    "neurons": ["-l", "0", "-p", "ab", "-n", "3,5000"],
+    "ablate": ["-l", "0", "-p", "ab", "-n", "3,5000"],
+    "steer": ["-l", "0", "-p", "ab", "-n", "3:1,5000:2"],
+    "examples": ["-l", "0", "--corpus", "CORPUS", "-n", "3,5000", "--work-dir", "WORK"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(WIDE_NEURON))
+def test_an_mlp_neuron_wider_than_the_config_says_is_refused_before_the_weights(
+        capsys, tmp_path, tiny_model_dirs, command):
+    model = config_only(tiny_model_dirs["llama"], tmp_path / "llama")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("I like to read books.\n")
+    argv = [{"CORPUS": str(corpus), "WORK": str(tmp_path / "work")}.get(a, a)
+            for a in WIDE_NEURON[command]]
+    message = run_failing(capsys, tmp_path, "introspect", command, "-m", model, *argv,
+                          "--site", "mlp_post")
+    assert message == ("lazarus: error: neuron 5000 is out of range: the mlp_post site has at "
+                       "most 128 neurons at any layer of this model (config.json: "
+                       "intermediate_size = 128; use ids 0 to 127)")
+
+
+def test_an_moe_neuron_is_checked_against_experts_times_units(capsys, tmp_path, tiny_model_dirs):
+    """gpt-oss: 4 experts x 128 units each, so mlp_post ids run to 511."""
+    model = config_only(tiny_model_dirs["gpt_oss"], tmp_path / "gpt_oss")
+    message = run_failing(capsys, tmp_path, *neurons(model, "-l", "1", "-p", "ab", "--site",
+                                                     "mlp_post", "-n", "511,512"))
+    assert message == ("lazarus: error: neuron 512 is out of range: the mlp_post site has at "
+                       "most 512 neurons at any layer of this model (config.json: 4 experts x "
+                       "128 units; use ids 0 to 511)")
+    code = main(neurons(tiny_model_dirs["gpt_oss"], "-l", "1", "-p", "ab", "--site", "mlp_post",
+                        "-n", "511"))
+    assert code == 0, capsys.readouterr().err
+
+
+def test_a_residual_neuron_wider_than_the_hidden_size_is_refused_before_the_weights(
+        capsys, tmp_path, tiny_model_dirs):
+    model = config_only(tiny_model_dirs["llama"], tmp_path / "llama")
+    message = run_failing(capsys, tmp_path, "introspect", "steer", "-m", model, "-l", "2", "-p",
+                          "ab", "-n", "3:1,64:2")
+    assert message == ("lazarus: error: neuron 64 is out of range: the resid_post site has 64 "
+                       "neurons at layer 2 (use ids 0 to 63)")

@@ -150,7 +150,9 @@ def test_a_neuron_beyond_the_sites_width_is_one_line(capsys, llama_dir):
     code, _, err = run(capsys, "introspect", "neurons", "-m", llama_dir, "-l", "0", "--site",
                        "mlp_post", "-p", "a", "-n", "128")
     assert code == 2
-    assert "the mlp_post site has 128 neurons at layer 0" in err
+    assert err.strip().splitlines() == [
+        "lazarus: error: neuron 128 is out of range: the mlp_post site has at most 128 neurons "
+        "at any layer of this model (config.json: intermediate_size = 128; use ids 0 to 127)"]
 
 
 def test_probe_on_mlp_neurons_at_the_mean_saves_where_it_read(capsys, llama_dir, tmp_path):
@@ -184,9 +186,9 @@ def test_per_token_columns_beyond_the_sites_width_are_one_line(capsys, llama_dir
                          output)
     assert code == 2
     assert out == ""
-    assert err.strip().splitlines() == [
-        "lazarus: error: neuron 200 is out of range: the mlp_post site has 128 neurons at "
-        "layer 1 (use ids 0 to 127)"]
+    assert err.strip().splitlines() == [  # from config.json, before the weights load
+        "lazarus: error: neuron 200 is out of range: the mlp_post site has at most 128 neurons "
+        "at any layer of this model (config.json: intermediate_size = 128; use ids 0 to 127)"]
     assert not output.exists()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -88,3 +90,53 @@ def test_zip_that_is_not_an_npz(tmp_path):
     _zip_with_fake_member(path)
     with pytest.raises(LazarusError, match="direction"):
         load_direction(str(path))
+
+
+def test_top_k_beyond_the_direction_warns_with_its_width():
+    direction = Direction(direction=np.array([0.1, -0.5, 0.5], np.float32))
+    said = []
+    assert direction.top_neurons(5, said.append) == [1, 2, 0]
+    assert said == ["--top-k 5 is more than the direction's 3 neurons; using all 3"]
+    said.clear()
+    assert direction.top_neurons(3, said.append) == [1, 2, 0]
+    assert said == []
+    one = Direction(direction=np.array([0.7], np.float32))
+    assert one.top_neurons(2, said.append) == [0]
+    assert said == ["--top-k 2 is more than the direction's 1 neuron; using it"]
+
+
+CORPUS = "I like to read books.\n3*4=12\n"
+TOP_K_RUNS = {
+    "neurons": ["-l", "0", "-p", "ab|cd"],
+    "ablate": ["-l", "0", "-p", "ab:c|cd:e", "--controls", "0"],
+    "examples": ["-l", "0", "--corpus", "CORPUS", "--examples", "1", "--work-dir", "WORK"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(TOP_K_RUNS))
+def test_top_k_beyond_the_direction_is_one_warning_naming_its_width(capsys, tmp_path, llama_dir,
+                                                                     command):
+    """--top-k 5000 from a 64-wide direction: all 64 neurons, and one warning saying so."""
+    from lazarus.cli import main
+
+    path = tmp_path / "d.npz"
+    weights = np.linspace(-1, 1, 64).astype(np.float32)
+    save_direction(str(path), Direction(direction=weights, layer=0))
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(CORPUS)
+    argv = [{"CORPUS": str(corpus), "WORK": str(tmp_path / "work")}.get(a, a)
+            for a in TOP_K_RUNS[command]]
+    output = tmp_path / "out.json"
+    code = main(["introspect", command, "-m", str(llama_dir), *argv, "--from-direction",
+                 str(path), "--top-k", "5000", "-o", str(output)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    warnings = [line for line in captured.err.splitlines() if "warning" in line]
+    assert warnings == ["lazarus: warning: --top-k 5000 is more than the direction's 64 "
+                        "neurons; using all 64"]
+    document = json.loads(output.read_text())
+    chosen = document["neurons"]
+    ids = [n["neuron"] for n in chosen] if command == "examples" else chosen
+    assert sorted(ids) == list(range(64))
+    if command == "ablate":  # its report names the neurons it took, not the --top-k asked
+        assert document["neuron_selection"].startswith("top 64 of ")

@@ -219,6 +219,15 @@ def test_a_site_the_block_does_not_have_is_one_line(loaded_models, arch, site):
         capture(loaded_models[arch], PROMPTS, CaptureRequest((0,), site))
 
 
+def test_the_capture_hook_still_refuses_columns_beyond_the_site(loaded_models):
+    """The backstop behind the commands' check from config.json: the width the hook sees."""
+    with pytest.raises(LazarusError, match=re.escape(
+            "neuron 200 is out of range: the mlp_post site has 128 neurons at layer 1 (use ids "
+            "0 to 127)")):
+        capture(loaded_models["llama"], PROMPTS,
+                CaptureRequest((1,), "mlp_post", "all", columns=(5, 200)))
+
+
 def test_an_index_beyond_a_prompt_is_refused(loaded_models):
     with pytest.raises(LazarusError, match=re.escape("'2+2=' has 5 tokens, so it has no token "
                                                      "at position 5")):
@@ -265,3 +274,58 @@ def test_mean_keeps_the_models_own_nan_but_skips_missing_units():
     assert torch.isnan(dense[0, 0])
     assert dense[0, 1] == 4.0
     assert units[0].tolist() == [3.0, 4.0]
+
+
+@pytest.mark.parametrize(("config", "expected"), [
+    ({"hidden_size": 4096, "intermediate_size": 11008}, (11008, "intermediate_size = 11008")),
+    ({"n_embd": 768, "n_inner": None}, (3072, "n_inner unset: 4 x hidden size 768")),
+    ({"hidden_size": 4096, "num_local_experts": 8, "intermediate_size": 14336},
+     (8 * 14336, "8 experts x 14336 units")),
+    # DeepSeek: dense first layers (18432 wide) under the experts' 256 x 2048
+    ({"hidden_size": 7168, "intermediate_size": 18432, "n_routed_experts": 256,
+      "moe_intermediate_size": 2048}, (256 * 2048, "256 experts x 2048 units")),
+    ({"text_config": {"hidden_size": 8, "intermediate_size": [16, 48, 32]}},
+     (48, "the largest intermediate_size, 48")),
+    ({"hidden_size": 8, "intermediate_size": 16, "use_double_wide_mlp": True},
+     (32, "intermediate_size = 16, x 2 for use_double_wide_mlp")),
+    ({"hidden_size": 32}, None),  # Bloom: no width key
+    ({"hidden_size": 32, "intermediate_size": 64, "moe_num_experts": 8}, None),  # an unknown key
+    ({"hidden_size": 32, "intermediate_size": "64"}, None),
+])
+def test_mlp_post_bound_from_the_config(config, expected):
+    from lazarus.sites import mlp_post_bound
+
+    assert mlp_post_bound(config) == expected
+
+
+WIDTH_FAMILIES = ["llama", "gpt2", "falcon", "moshi", "gpt_oss", "qwen2_moe", "deepseek_v2",
+                  "glm4_moe", "jamba"]
+
+
+@pytest.mark.parametrize("family", WIDTH_FAMILIES)
+def test_mlp_post_bound_holds_every_layer_of_the_family(family, tmp_path, monkeypatch):
+    """Every width key a different size, so that reading the wrong one shows: the bound is at
+    least the width the hook sees at each layer, and dense families' is that width exactly."""
+    import tiny_configs
+    from tiny_models import build_tokenizer
+    from transformers import AutoModelForCausalLM
+
+    from lazarus.sites import mlp_post_bound
+
+    for key, value in {"intermediate_size": 64, "ffn_dim": 72, "n_inner": 88,
+                       "ffn_hidden_size": 96, "moe_intermediate_size": 40,
+                       "shared_expert_intermediate_size": 48}.items():
+        monkeypatch.setitem(tiny_configs.SIZES, key, value)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(tiny_configs.tiny_config(family))
+    model.save_pretrained(tmp_path)
+    build_tokenizer(add_bos=True).save_pretrained(tmp_path)
+    info = read_model_info(str(tmp_path))
+    loaded = load_model(info)
+    widths: dict[int, int] = {}
+    capture(loaded, ["ab"], CaptureRequest(tuple(range(info.layer_count)), "mlp_post"),
+            widths=widths)
+    bound, _ = mlp_post_bound(info.config)
+    assert max(widths.values()) <= bound, widths
+    if family in ("llama", "gpt2", "falcon"):
+        assert set(widths.values()) == {bound}

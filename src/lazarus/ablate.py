@@ -19,6 +19,21 @@ Control (neurons only): `controls` draws of as many random neurons at each of th
 and site, uniformly without replacement among the neurons not chosen, from
 numpy.random.default_rng(seed), ablated the same way; p = (1 + #{draws with effect >= the
 chosen neurons' effect}) / (1 + draws), z = (effect - mean) / std (ddof=1) of the draws.
+Zero to float rounding (`zero_to_rounding`): when no prompt changed by more than rounding can
+explain, there is no effect to compare with random neurons, so there is no p or z. The
+log-probabilities are no finer than float32 (float64 for a float64 model: eps below), and
+rounding moves one by some ulps of its size; running the demo model's prompts in another
+batch moves them by up to 3 ulps of max(1, |log p|), so ROUNDING_ULPS = 64 is a generous bound
+that still calls nothing of 1e-5 nats per nat of log-probability rounding. Half-precision
+models round more coarsely than this: their rounding shows as a small effect, compared with
+random neurons like any other. Per prompt, so that changes of opposite sign cancelling in
+the mean are not taken for none:
+- pairs: |drop| <= 64 eps x the sum over the answer's tokens of max(1, |log p|);
+- bare prompts: KL is quadratic in the change. Log-probabilities each moved by at most
+  tau = 64 eps x max(1, the largest |log p| of the baseline distribution) make
+  KL <= tau^2 / 2 (Hoeffding's lemma), about 1e-8 nats for float32. So a KL of 1e-7 is real,
+  however small (the demo's `-l 2 --site mlp_post -n 12,400 --method mean` gives the same
+  KL computed in float64, to 4 digits).
 """
 
 from __future__ import annotations
@@ -34,6 +49,7 @@ from lazarus import measures
 from lazarus.errors import LazarusError
 from lazarus.inputs import check_label_count
 from lazarus.interventions import Edit
+from lazarus.text import agree, plural
 
 if TYPE_CHECKING:
     from lazarus.api import Model
@@ -45,6 +61,9 @@ COMPONENTS = {"mlp": "mlp_out", "attention": "attn_out"}
 CONTROLS = 100
 MAX_CONTROLS = 100_000  # each draw is one forward over every prompt
 MAX_TOKENS = 8  # greedy continuation of bare prompts
+ROUNDING_ULPS = 64  # a change within this many ulps of the log-probabilities' size is rounding
+NO_P_AT_ROUNDING = ("no p or z: the effect is zero to float rounding, so there is nothing to "
+                    "compare with random neurons")
 Progress = Callable[[int, int], None]  # (forwards done, forwards in all)
 
 
@@ -67,8 +86,8 @@ class Control:
     neurons: tuple[tuple[tuple[int, ...], ...], ...]  # per draw, per layer of the condition
     mean: float
     std: float | None  # ddof=1; None with fewer than 2 draws
-    p: float  # (1 + #{effect >= chosen}) / (1 + draws)
-    z: float | None  # None when std is None or 0
+    p: float | None  # (1 + #{effect >= chosen}) / (1 + draws); None: zero to float rounding
+    z: float | None  # None when std is None or 0, or the effect is zero to float rounding
 
 
 @dataclass(frozen=True)
@@ -77,6 +96,7 @@ class Condition:
     outcomes: tuple[Outcome, ...]
     effect: float
     control: Control | None
+    zero_to_rounding: bool = False  # every prompt's change is within float rounding
 
 
 @dataclass(frozen=True)
@@ -137,12 +157,14 @@ class AblationResult:
             "conditions": [{
                 "layers": list(c.layers),
                 "effect": c.effect,
+                "zero_to_rounding": c.zero_to_rounding,
                 "ablated": [outcome(o) for o in c.outcomes],
                 "by_label": self.label_summary(c),
                 "control": None if c.control is None else {
                     **{k: v for k, v in asdict(c.control).items() if k != "neurons"},
                     "effects": list(c.control.effects),
                     "neurons": [[list(layer) for layer in draw] for draw in c.control.neurons],
+                    "note": NO_P_AT_ROUNDING if c.zero_to_rounding else None,
                 },
             } for c in self.conditions],
         }
@@ -185,20 +207,38 @@ def effect_of(base: list[Any], ablated: list[Any], pairs: bool) -> float:
                           for b, a in zip(base, ablated, strict=True)]))
 
 
+def zero_to_rounding(base: list[Any], ablated: list[Any], pairs: bool, eps: float) -> bool:
+    """Whether every prompt's change is within float rounding (see the module's docstring):
+    `base` and `ablated` as `effect_of` takes them, `eps` the log-probabilities' precision."""
+    for b, a in zip(base, ablated, strict=True):
+        if pairs:
+            size = float(np.sum(np.maximum(1.0, np.abs(b))))
+            if not abs(float(b.sum() - a.sum())) <= ROUNDING_ULPS * eps * size:
+                return False
+        else:
+            tau = ROUNDING_ULPS * eps * max(1.0, float(np.max(np.abs(b[np.isfinite(b)]),
+                                                              initial=0.0)))
+            if not measures.kl_divergence(b, a) <= tau * tau / 2:
+                return False
+    return True
+
+
 def empirical_p(effect: float, draws: Sequence[float]) -> float:
     return (1 + sum(d >= effect for d in draws)) / (1 + len(draws))
 
 
 def control_summary(effect: float, effects: Sequence[float], seed: int,
-                    neurons: Sequence[Sequence[Sequence[int]]]) -> Control:
+                    neurons: Sequence[Sequence[Sequence[int]]], compare: bool = True) -> Control:
+    """The draws' statistics; p and z only when `compare` (not when the effect is zero to
+    float rounding)."""
     values = np.asarray(effects, dtype=np.float64)
     std = float(values.std(ddof=1)) if len(values) > 1 else None
     return Control(draws=len(values), seed=seed, effects=tuple(float(v) for v in values),
                    neurons=tuple(tuple(tuple(int(n) for n in layer) for layer in draw)
                                  for draw in neurons),
                    mean=float(values.mean()) if len(values) else float("nan"), std=std,
-                   p=empirical_p(effect, values.tolist()),
-                   z=None if not std else float((effect - values.mean()) / std))
+                   p=empirical_p(effect, values.tolist()) if compare else None,
+                   z=None if not std or not compare else float((effect - values.mean()) / std))
 
 
 def analyse_ablation(
@@ -243,11 +283,16 @@ def analyse_ablation(
         direction = load_direction(direction)
     site = COMPONENTS[component] if component is not None else (
         site or (direction.site if direction is not None else None) or "resid_post")
+    if neurons is not None:  # before the weights load: ids no layer of the site has
+        from lazarus.sites import check_neurons_early
+
+        check_neurons_early(model.info.config, model.hidden_size, site, layers[0],
+                            [int(n) for n in neurons])
     if direction is not None:
         name = direction.source or "the direction"
         check_direction_made(direction, name, model.model_id, layers, site, "last", model.warn)
-        neurons = direction.top_neurons(top_k)
-        selection = f"top {top_k} of {name} (by {direction.ranking_name()})"
+        neurons = direction.top_neurons(top_k, model.warn)
+        selection = f"top {len(neurons)} of {name} (by {direction.ranking_name()})"
     else:
         selection = "--neurons" if neurons is not None else f"the whole {component} output"
     own_reference = reference is None
@@ -276,9 +321,11 @@ def analyse_ablation(
             raise LazarusError("a neuron is listed twice (list each once)")
         spare = min(widths[layer] for layer in layers) - len(neurons)
         if controls and spare < len(neurons):
-            raise LazarusError(f"{len(neurons)} neurons leave {spare} others to draw random "
-                               "controls of the same size from (ablate fewer neurons, or "
-                               "give --controls 0)")
+            raise LazarusError(f"{plural(len(neurons), 'neuron')} "
+                               f"{agree(len(neurons), 'leaves', 'leave')} {spare} "
+                               f"{agree(spare, 'other', 'others')} to draw random controls of "
+                               "the same size from (ablate fewer neurons, or give --controls "
+                               "0)")
 
     values: dict[int, Any] = {}  # per layer: the reference's [tokens, width] per prompt
     if method != "zero":
@@ -294,6 +341,7 @@ def analyse_ablation(
                 for layer, columns in layer_columns]
 
     pairs = answer_ids is not None
+    eps = float(np.finfo(np.float64 if loaded.dtype == "float64" else np.float32).eps)
     groups = [(layer,) for layer in layers] if sweep else [tuple(layers)]
     total = 2 + len(groups) * (2 + (controls if neurons is not None else 0))  # forwards
     done = 0
@@ -326,6 +374,7 @@ def analyse_ablation(
         columns = None if neurons is None else tuple(neurons)
         scores, made = run(edits([(layer, columns) for layer in group]), True)
         effect = effect_of(base_scores, scores, pairs)
+        rounding = zero_to_rounding(base_scores, scores, pairs, eps)
         control = None
         if neurons is not None and controls:
             draws, effects = [], []
@@ -336,8 +385,9 @@ def analyse_ablation(
                 control_scores, _ = run(edits(list(zip(group, draw, strict=True))), False)
                 draws.append(draw)
                 effects.append(effect_of(base_scores, control_scores, pairs))
-            control = control_summary(effect, effects, seed, draws)
+            control = control_summary(effect, effects, seed, draws, compare=not rounding)
         conditions.append(Condition(layers=group, effect=effect, control=control,
+                                    zero_to_rounding=rounding,
                                     outcomes=_outcomes(loaded, scores, made, answer_ids,
                                                        base_scores)))
     return AblationResult(

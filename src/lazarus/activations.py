@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lazarus.text import plural
+
 
 @dataclass(frozen=True)
 class ActivationMatrix:
@@ -27,7 +29,7 @@ class ActivationMatrix:
         if self.values.shape != (len(self.prompts), len(self.neurons)):
             raise ValueError(
                 f"values shape {self.values.shape} does not match "
-                f"{len(self.prompts)} prompts x {len(self.neurons)} neurons"
+                f"{plural(len(self.prompts), 'prompt')} x {plural(len(self.neurons), 'neuron')}"
             )
         if self.labels is not None and len(self.labels) != len(self.prompts):
             raise ValueError("one label per prompt is needed")

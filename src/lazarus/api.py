@@ -26,6 +26,7 @@ import numpy as np
 
 from lazarus.collect import ModelSettings, Progress
 from lazarus.errors import LazarusError
+from lazarus.text import plural
 
 if TYPE_CHECKING:
     from lazarus.ablate import AblationResult
@@ -83,8 +84,8 @@ class Model:
 
     def __repr__(self) -> str:
         state = "not loaded" if self._loaded is None else (
-            f"{self._loaded.blocks_loaded} blocks on {self._loaded.device}")
-        return (f"lazarus.Model({self.info.model_id!r}, {self.info.layer_count} layers, "
+            f"{plural(self._loaded.blocks_loaded, 'block')} on {self._loaded.device}")
+        return (f"lazarus.Model({self.info.model_id!r}, {plural(self.info.layer_count, 'layer')}, "
                 f"hidden size {self.info.hidden_size}, {state})")
 
     @property

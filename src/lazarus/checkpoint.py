@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from lazarus.errors import LazarusError
+from lazarus.text import plural
 
 _HEADER_LIMIT = 100_000_000  # safetensors' own limit on the JSON header's size
 # A decoder block's index in a parameter name: model.layers.3.mlp..., transformer.h.3...,
@@ -86,21 +87,22 @@ def refuse_chance(source: str, loading: dict, deepest: int, *,
     missing = sorted(name for name in loading.get("missing_keys") or () if computed(name))
     if missing:
         raise LazarusError(
-            f"{source} has no weights for {len(missing)} parameter(s) that would be computed, "
-            f"such as {missing[0]}, and lazarus will not fill them with random values (check "
-            "the layer count and sizes in config.json, or download the checkpoint again)")
+            f"{source} has no weights for {plural(len(missing), 'parameter')} that would be "
+            f"computed, such as {missing[0]}, and lazarus will not fill them with random values "
+            "(check the layer count and sizes in config.json, or download the checkpoint "
+            "again)")
     mismatched = sorted((entry for entry in loading.get("mismatched_keys") or ()
                          if computed(entry[0])), key=lambda entry: entry[0])
     if mismatched:
         name, stored, made = mismatched[0]
         raise LazarusError(
-            f"{source} holds {len(mismatched)} weight(s) of other shapes than config.json "
+            f"{source} holds {plural(len(mismatched), 'weight')} of other shapes than config.json "
             f"describes, such as {name} ({tuple(stored)} in the checkpoint, {tuple(made)} in "
             "the model: fix config.json, or download the model again)")
     unexpected = sorted(name for name in loading.get("unexpected_keys") or ()
                         if (index := block_index(name)) is not None and index <= deepest)
     if unexpected:
         raise LazarusError(
-            f"{source} holds {len(unexpected)} weight(s) that this config's architecture does "
-            f"not use, such as {unexpected[0]} (config.json does not match the checkpoint: "
-            "fix it, or download the model again)")
+            f"{source} holds {plural(len(unexpected), 'weight')} that this config's "
+            f"architecture does not use, such as {unexpected[0]} (config.json does not match "
+            "the checkpoint: fix it, or download the model again)")

@@ -292,7 +292,8 @@ def _add_causal_commands(commands: argparse._SubParsersAction) -> None:
                        help="with --neurons: set them to coefficient x value at every token "
                             "instead of adding (coefficient 0: the unmodified model)")
     steer.add_argument("--absolute", action="store_true",
-                       help="scale 1 instead of the mean activation norm")
+                       help="scale 1 instead of the mean activation norm (--neurons values "
+                            "are always absolute)")
     steer.add_argument("--max-tokens", type=int, default=20, metavar="N",
                        help="tokens to generate (default 20)")
     steer.add_argument("--temperature", type=float, default=0.0,

@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from lazarus.text import plural
+
 if TYPE_CHECKING:  # numpy, torch and the cache are imported only when `collect` runs
     import numpy as np
 
@@ -122,7 +124,7 @@ def collect(
     if not missing:
         tell(len(prompts), len(prompts), _skipped_detail(prompts, missing, store is not None))
     if store is not None and cached_prompts:
-        say(f"{cached_prompts} of {len(prompts)} prompts from the activation cache "
+        say(f"{cached_prompts} of {plural(len(prompts), 'prompt')} from the activation cache "
             f"({store.root})")
     if request.position == "all":
         rows = {layer: [found[layer][p] for p in prompts] for layer in request.layers}

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from lazarus.cli_help import MAX_ROWS
 from lazarus.cli_output import EXIT_NOTHING_FOUND, ProgressBar, note, out, warn
 from lazarus.errors import LazarusError
+from lazarus.text import agree, plural
 
 if TYPE_CHECKING:
     from lazarus.api import Model
@@ -345,8 +346,8 @@ def run_examples(args: argparse.Namespace) -> int:
             _write_output(output, result.to_json())
     out(report, keep_color=color)
     if result.resumed_shards:
-        note(f"resumed: {result.resumed_shards} of {result.shards} shards were already in "
-             f"{result.work_dir}")
+        note(f"resumed: {result.resumed_shards} of {plural(result.shards, 'shard')} "
+             f"{agree(result.resumed_shards, 'was', 'were')} already in {result.work_dir}")
     if output is not None:
         note(f"saved {output}")
     return 0
@@ -403,9 +404,9 @@ def run_cache_info(args: argparse.Namespace) -> int:
 
     summary = cache.describe()
     lines = [f"cache folder: {summary.folder}",
-             f"{summary.rows} cached rows, {_size(summary.bytes)}"]
-    lines += [f"  {model.model_id}: {model.rows} rows, {_size(model.bytes)} ({model.source}; "
-              f"{model.folder.name})" for model in summary.models]
+             f"{plural(summary.rows, 'cached row')}, {_size(summary.bytes)}"]
+    lines += [f"  {model.model_id}: {plural(model.rows, 'row')}, {_size(model.bytes)} "
+              f"({model.source}; {model.folder.name})" for model in summary.models]
     out("\n".join(lines))
     return 0
 
@@ -414,8 +415,10 @@ def run_cache_clear(args: argparse.Namespace) -> int:
     from lazarus import cache
 
     removed = cache.clear()
-    out(f"removed {removed.rows} cached rows ({_size(removed.bytes)}) from {removed.folder}")
+    out(f"removed {plural(removed.rows, 'cached row')} ({_size(removed.bytes)}) from "
+        f"{removed.folder}")
     if removed.left:
-        raise LazarusError(f"{removed.left} file(s) under {removed.folder} could not be removed "
-                           "(check their permissions, then run 'lazarus cache clear' again)")
+        raise LazarusError(f"{plural(removed.left, 'file')} under {removed.folder} could not "
+                           "be removed (check their permissions, then run 'lazarus cache "
+                           "clear' again)")
     return 0

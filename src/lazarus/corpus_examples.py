@@ -125,7 +125,7 @@ def analyse_examples(model: Model, corpus: str, layer: int, *, site: str = "resi
                      progress: Callable[[int, int], None] | None = None) -> ExamplesResult:
     from lazarus.cache import model_identity
     from lazarus.directions import check_direction_made, load_direction
-    from lazarus.sites import check_site
+    from lazarus.sites import check_neurons_early, check_site
 
     check_site(site)
     stride = check_window(window, stride)
@@ -145,12 +145,14 @@ def analyse_examples(model: Model, corpus: str, layer: int, *, site: str = "resi
         # Every token is read here, so the position the direction was made at does not apply.
         check_direction_made(direction, name, model.model_id, (layer,), site,
                              direction.position or "last", model.warn)
-        neurons = direction.top_neurons(top_k)
+        neurons = direction.top_neurons(top_k, model.warn)
         choice = f"top {len(neurons)} of {name} by {direction.ranking_name()}"
     elif neurons is not None:
         neurons = [int(n) for n in neurons]
         if not neurons or len(set(neurons)) != len(neurons) or min(neurons) < 0:
             raise LazarusError("neurons must be distinct ids of 0 or more (e.g. [3, 50])")
+        # before the weights load: ids no layer of the site has
+        check_neurons_early(model.info.config, model.hidden_size, site, layer, neurons)
         choice = "given"
     settings = ScanSettings(corpus=corpus, layer=layer, site=site,
                             neurons=None if neurons is None else tuple(neurons),

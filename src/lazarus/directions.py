@@ -21,6 +21,7 @@ from lazarus import __version__
 from lazarus.errors import LazarusError
 from lazarus.files import write_atomically
 from lazarus.npz import NpzError, read_arrays
+from lazarus.text import plural
 
 _TEXT_KEYS = ("label_positive", "label_negative", "model_id", "method", "ranking", "site",
               "position")
@@ -67,9 +68,14 @@ class Direction:
             return self.ranking or "importance stored in the file"
         return "|weight|"
 
-    def top_neurons(self, k: int) -> list[int]:
-        """The k highest-scoring neurons, best first; ties go to the lower id."""
+    def top_neurons(self, k: int, warn: Callable[[str], None] | None = None) -> list[int]:
+        """The k highest-scoring neurons, best first; ties go to the lower id. All of them when
+        k is more than the direction has, said through `warn` if given."""
         scores = self.ranking_scores()
+        width = scores.shape[0]
+        if warn is not None and k > width:
+            warn(f"--top-k {k} is more than the direction's {plural(width, 'neuron')}; using "
+                 f"{'it' if width == 1 else f'all {width}'}")
         order = np.lexsort((np.arange(scores.shape[0]), -scores))
         return [int(i) for i in order[:k]]
 

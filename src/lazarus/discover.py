@@ -20,6 +20,7 @@ import numpy as np
 from lazarus import stats
 from lazarus.errors import LazarusError
 from lazarus.probe import MAX_PERMUTATIONS
+from lazarus.text import agree, plural
 
 PERMUTATIONS = 1000  # smallest possible p: 1/1001
 RESAMPLES = 1000  # bootstrap resamples for the 95% intervals
@@ -68,8 +69,9 @@ class Discovery:
     def test_text(self) -> str:
         versus = (f"{self.labels[0]} minus {self.labels[1]}" if len(self.labels) == 2
                   else f"{len(self.labels)} labels")
-        return (f"permutation test of {self.effect} ({versus}) on {self.tested} neurons, "
-                f"{self.permutations} shuffles shared by all; p corrected {CORRECTION}")
+        return (f"permutation test of {self.effect} ({versus}) on "
+                f"{plural(self.tested, 'neuron')}, {plural(self.permutations, 'shuffle')} "
+                f"shared by all; p corrected {CORRECTION}")
 
     def describe(self) -> str:
         """The selection, in one sentence: what was tested, how, and what survived."""
@@ -78,11 +80,13 @@ class Discovery:
             head += (f"with these label counts no p can fall below {self.alpha:g} (the "
                      f"smallest possible is {self.smallest_p:.2g}), so ")
         if self.findings:
-            return (head + f"{self.survivors} of {self.tested} survive at corrected p < "
+            return (head + f"{self.survivors} of {self.tested} "
+                    f"{agree(self.survivors, 'survives', 'survive')} at corrected p < "
                     f"{self.alpha:g}; showing the {len(self.findings)} strongest")
         return (head + f"none of {self.tested} survives at corrected p < {self.alpha:g}; "
-                f"shown for inspection only, not findings: the {len(self.candidates)} largest "
-                f"effects, which shuffled labels match")
+                "shown for inspection only, not findings: the "
+                f"{plural(len(self.candidates), 'largest effect')}, which shuffled labels "
+                "match")
 
 
 def check_request(labels: Sequence[str] | None, neurons: Sequence[int] | None,

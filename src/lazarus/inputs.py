@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from lazarus.errors import LazarusError
 from lazarus.files import read_lines
+from lazarus.text import plural
 
 
 def check_utf8(value: str, option: str) -> None:
@@ -104,7 +105,7 @@ def resolve_layer(layer: int, layer_count: int) -> int:
     """A layer index, negative counting from the end, checked against the model's depth."""
     if not -layer_count <= layer < layer_count:
         raise LazarusError(
-            f"layer {layer} is out of range: this model has {layer_count} layers "
+            f"layer {layer} is out of range: this model has {plural(layer_count, 'layer')} "
             f"(use 0 to {layer_count - 1}, or -1 to -{layer_count} from the end)"
         )
     return layer % layer_count

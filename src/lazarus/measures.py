@@ -25,6 +25,7 @@ from lazarus.capture import pad_batch, pad_id_of
 from lazarus.errors import LazarusError
 from lazarus.interventions import Edit
 from lazarus.loading import LoadedModel
+from lazarus.text import plural
 from lazarus.trace import Trace
 
 BATCH = 16  # sequences per forward
@@ -90,8 +91,9 @@ def check_room(loaded: LoadedModel, prompts: Sequence[Sequence[int]], new: int) 
     limit = context_length(loaded.info.config)
     longest = max(len(ids) for ids in prompts) + new
     if limit is not None and longest > limit:
-        raise LazarusError(f"the longest prompt with {new} new tokens is {longest} tokens but "
-                           f"this model takes at most {limit} (lower --max-tokens)")
+        raise LazarusError(f"the longest prompt with {plural(new, 'new token')} is "
+                           f"{plural(longest, 'token')} but this model takes at most {limit} "
+                           "(lower --max-tokens)")
 
 
 def generate(loaded: LoadedModel, prompts: Sequence[Sequence[int]], max_new: int,

@@ -32,7 +32,8 @@ from lazarus.loading import token_texts
 from lazarus.model_info import ModelInfo
 from lazarus.moe import moe_shape
 from lazarus.positions import Position
-from lazarus.sites import RESIDUAL_WIDTH, neuron_out_of_range
+from lazarus.sites import RESIDUAL_WIDTH, check_neurons_early, neuron_out_of_range
+from lazarus.text import plural
 
 if TYPE_CHECKING:
     from lazarus.api import Model
@@ -161,12 +162,11 @@ def analyse_neurons(
                              model.warn)
     if neurons is not None:
         neurons = [int(n) for n in neurons]
-        if site in RESIDUAL_WIDTH:
-            check_neurons(neurons, info.hidden_size, site, layers[0])
+        check_neurons_early(info.config, info.hidden_size, site, layers[0], neurons)
     if direction is not None and site in RESIDUAL_WIDTH:
         check_direction_width(direction, info.hidden_size, direction_name, site)
     every = position == "all"
-    known = (direction.top_neurons(top_k) if direction is not None
+    known = (direction.top_neurons(top_k, model.warn) if direction is not None
              else None if neurons is None else list(neurons))
     # Per token, only the known neurons' columns are kept (memory), at the cost of the cache.
     columns = tuple(known) if every and known is not None else None
@@ -265,8 +265,9 @@ def check_neurons(neurons: Sequence[int], width: int, site: str, layer: int) -> 
 
 def check_direction_width(direction: Direction, width: int, name: str, site: str) -> None:
     if direction.hidden_size != width:
-        raise LazarusError(f"{name} has {direction.hidden_size} weights but the {site} site has "
-                           f"{width} neurons (use a direction made for this model and site)")
+        raise LazarusError(f"{name} has {plural(direction.hidden_size, 'weight')} but the {site} "
+                           f"site has {plural(width, 'neuron')} (use a direction made for this "
+                           "model and site)")
 
 
 def moe_experts(info: ModelInfo, site: str, width: int) -> int | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from lazarus.errors import LazarusError
+from lazarus.text import plural
 
 NAMES = ("last", "first", "all", "mean")
 Position = str | int
@@ -44,7 +45,8 @@ def check_lengths(position: Position, lengths: list[int], prompts: list[str]) ->
         return
     for prompt, length in zip(prompts, lengths, strict=True):
         if not -length <= position < length:
-            raise LazarusError(f"prompt {prompt!r} has {length} tokens, so it has no token at "
+            raise LazarusError(f"prompt {prompt!r} has {plural(length, 'token')}, so it has no "
+                               "token at "
                                f"position {position} (use a position within every prompt, "
                                "or last, first or mean)")
 

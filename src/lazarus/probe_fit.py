@@ -22,6 +22,7 @@ import numpy as np
 
 from lazarus.errors import LazarusError
 from lazarus.solver import coordinates, logistic_batch
+from lazarus.text import plural
 
 RANKING = ("separation lost when the neuron is left out of the direction "
            "(neurons' spreads taken as independent)")
@@ -252,8 +253,9 @@ def score_test(fit: ProbeFit, rows: np.ndarray,
     if labels is None:
         return TestScore(x @ fit.direction, predictions, None, None)
     if len(labels) != len(predictions):
-        raise LazarusError(f"got {len(labels)} test labels for {len(predictions)} test prompts "
-                           "(give one label per test prompt, in the same order)")
+        raise LazarusError(f"got {plural(len(labels), 'test label')} for "
+                           f"{plural(len(predictions), 'test prompt')} (give one label per "
+                           "test prompt, in the same order)")
     check_test_labels(labels, fit.class_a.label, fit.class_b.label)
     correct = sum(p.label == label for p, label in zip(predictions, labels, strict=True))
     return TestScore(x @ fit.direction, predictions, tuple(labels), int(correct))

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lazarus.errors import LazarusError
+from lazarus.text import agree, plural
 
 if TYPE_CHECKING:
     from lazarus.api import Model
@@ -119,12 +120,14 @@ def analyse_probe(model: Model, class_a: Sequence[str], class_b: Sequence[str],
     probe.check_settings(method, permutations, alpha)
     if test_labels is not None:
         if len(test_labels) != len(test):
-            raise LazarusError(f"got {len(test_labels)} test labels for {len(test)} test "
-                               "prompts (give one label per test prompt, in the same order)")
+            raise LazarusError(f"got {plural(len(test_labels), 'test label')} for "
+                               f"{plural(len(test), 'test prompt')} (give one label per test "
+                               "prompt, in the same order)")
         probe.check_test_labels(test_labels, label_a, label_b)
     shared = sorted(set(class_a) & set(class_b))
     if shared:
-        model.warn(f"{len(shared)} prompt(s) are in both classes, e.g. {shared[0]!r}; "
+        model.warn(f"{plural(len(shared), 'prompt')} {agree(len(shared), 'is', 'are')} in both "
+                   f"classes, e.g. {shared[0]!r}; "
                    "no probe can tell those apart")
     prompts = [*class_a, *class_b, *test]  # one pass for everything
     collected = collect(model.info, prompts, CaptureRequest(tuple(layers), site, position),

@@ -12,7 +12,7 @@ from lazarus.activations import ActivationMatrix
 from lazarus.analysis import MARK_THRESHOLD, MASSIVE_FACTOR, LabelSummary, Massive, NeuronStats
 from lazarus.discover import CORRECTION, INTERVAL, Discovery
 from lazarus.render_grid import map_decimals, render_activation_map, render_heatmap, signed
-from lazarus.text import banner, escape, json_number
+from lazarus.text import agree, banner, escape, json_number, plural
 
 INTERVAL_TEXT = f"{INTERVAL}, stratified by label"
 
@@ -167,13 +167,14 @@ def render_discovery(discovery: Discovery, layer: int) -> str:
     symbol = discovery.symbol
     form = "+.2f" if discovery.effect == "Cohen's d" else ".3f"  # eta-squared is never < 0
     lines = banner(f"DISCOVERED NEURONS AT LAYER {layer}") + [
-        f"(test: {discovery.test_text()}; 95% CI: {INTERVAL_TEXT}, {discovery.resamples} "
-        f"resamples; seed {discovery.seed})"]
+        f"(test: {discovery.test_text()}; 95% CI: {INTERVAL_TEXT}, "
+        f"{plural(discovery.resamples, 'resample')}; seed {discovery.seed})"]
     if discovery.effect == "Cohen's d":
         lines.append(f"(d > 0: higher on {escape(discovery.labels[0])} than on "
                      f"{escape(discovery.labels[1])})")
     if discovery.untested:
-        lines.append(f"({len(discovery.untested)} neurons not tested: constant, or missing or "
+        lines.append(f"({plural(len(discovery.untested), 'neuron')} not tested: constant, or "
+                     "missing or "
                      "non-finite values)")
     if discovery.smallest_p >= discovery.alpha:
         lines.append(f"(with these label counts no p can fall below {discovery.alpha:g}: the "
@@ -189,8 +190,9 @@ def render_discovery(discovery: Discovery, layer: int) -> str:
                          "maximum over every neuron, expected to be large by chance alone; the "
                          "neurons shown above are for inspection only)")
         return "\n".join(lines)
-    lines.append(f"{discovery.survivors} of {discovery.tested} neurons survive at corrected "
-                 f"p < {discovery.alpha:g}; the {len(discovery.findings)} strongest:")
+    lines.append(f"{discovery.survivors} of {plural(discovery.tested, 'neuron')} "
+                 f"{agree(discovery.survivors, 'survives', 'survive')} at corrected p < "
+                 f"{discovery.alpha:g}; the {len(discovery.findings)} strongest:")
     names = _neuron_ids([f.neuron for f in discovery.findings])
     effects = _aligned([f"{f.effect:{form}}" for f in discovery.findings])
     intervals = _aligned([f"[{f.low:{form}}, {f.high:{form}}]" for f in discovery.findings])
@@ -199,7 +201,8 @@ def render_discovery(discovery: Discovery, layer: int) -> str:
         lines.append(f"{name}: {symbol}= {effect}  95% CI {interval}  p={_p(found.p)}  "
                      f"corrected p={_p(found.p_corrected)}")
     lines.append(f"(p cannot go below 1/{discovery.permutations + 1} = "
-                 f"{_p(1 / (discovery.permutations + 1))} with {discovery.permutations} shuffles. "
+                 f"{_p(1 / (discovery.permutations + 1))} with "
+                 f"{plural(discovery.permutations, 'shuffle')}. "
                  "The corrected p allows for testing every neuron; the effects and intervals do "
                  "not: chosen as the largest, they tend to overstate the true effect)")
     return "\n".join(lines)

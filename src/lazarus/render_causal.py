@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from lazarus.ablate import AblationResult, Condition, Outcome
+from lazarus.ablate import NO_P_AT_ROUNDING, ROUNDING_ULPS, AblationResult, Condition, Outcome
 from lazarus.steer import SteerResult
-from lazarus.text import banner, fit_cell
+from lazarus.text import banner, fit_cell, plural
 
 PROMPT = 20
 TEXT = 16
@@ -20,15 +20,28 @@ def _p(p: float) -> str:
     return f"{p:.3g}"
 
 
+def _nats(value: float) -> str:
+    """An effect in nats: 4 decimals, or 3 significant digits when that would show 0.0000 for
+    a number that is not 0 (a KL of 7.8e-08 is small, not nothing)."""
+    return f"{value:.2e}" if 0 < abs(value) < 5e-4 else f"{value:.4f}"
+
+
+def _kl_cell(value: float | None) -> str:
+    if value is not None and 0 < abs(value) < 5e-3:
+        return f"{value:8.1e}"
+    return _number(value)
+
+
 def render_ablation(result: AblationResult) -> str:
     what = (f"the {result.component} output ({result.site})" if result.component is not None
-            else f"{len(result.neurons or ())} neurons of {result.site} "
+            else f"{plural(len(result.neurons or ()), 'neuron')} of {result.site} "
                  f"[{', '.join(map(str, result.neurons or ()))}] ({result.selection})")
     how = {"zero": "set to 0",
-           "mean": f"set to their mean over every token of {len(result.reference)} reference "
-                   "prompts",
-           "resample": f"set to another prompt's values (one of {len(result.reference)} "
-                       f"reference prompts, drawn with seed {result.seed})"}[result.method]
+           "mean": "set to their mean over every token of "
+                   f"{plural(len(result.reference), 'reference prompt')}",
+           "resample": "set to another prompt's values (one of "
+                       f"{plural(len(result.reference), 'reference prompt')}, drawn with seed "
+                       f"{result.seed})"}[result.method]
     lines = [*banner(f"ABLATION: {what}"), f"Method: {result.method} ({how}), at every token.",
              f"Effect: {result.effect_name}.", ""]
     for condition in result.conditions:
@@ -56,7 +69,7 @@ def _condition(result: AblationResult, condition: Condition) -> list[str]:
                 f"{_number(_change(base, after), 8, sign=True)} | "
                 f"{fit_cell(_greedy(base), TEXT)} | {fit_cell(_greedy(after), TEXT)}")
         else:
-            lines.append(f"  {fit_cell(prompt, PROMPT)} | {_number(after.kl)} | "
+            lines.append(f"  {fit_cell(prompt, PROMPT)} | {_kl_cell(after.kl)} | "
                          f"{fit_cell(base.continuation, TEXT)} | "
                          f"{fit_cell(after.continuation, TEXT)}")
     summary = result.label_summary(condition)
@@ -71,19 +84,27 @@ def _condition(result: AblationResult, condition: Condition) -> list[str]:
                     f"{row['ablated_reproduced']}/{row['prompts']}")
             else:
                 lines.append(f"  {fit_cell(row['label'], 12)} n={row['prompts']:<3} mean KL "
-                             f"{row['kl']:.4f}; continuations changed "
+                             f"{_nats(row['kl'])}; continuations changed "
                              f"{row['continuations_changed']}/{row['prompts']}")
-    lines += ["", f"  Effect: {condition.effect:.4f} nats"]
+    lines += ["", f"  Effect: {_nats(condition.effect)} nats"]
+    if condition.zero_to_rounding:
+        lines[-1] += (": zero to float rounding (no prompt changed more than rounding its "
+                      f"log-probabilities by {ROUNDING_ULPS} ulps could explain)")
     control = condition.control
     if control is not None:
-        spread = "" if control.std is None else f" ± {control.std:.4f}"
+        spread = "" if control.std is None else f" ± {_nats(control.std)}"
         z = "" if control.z is None else f", z = {control.z:+.2f}"
         above = sum(e >= condition.effect for e in control.effects)
-        lines.append(f"  Control: {control.draws} draws of {len(result.neurons or ())} random "
-                     f"neurons at the same layer(s) and site (seed {control.seed}): "
-                     f"{control.mean:.4f}{spread} (mean ± std)")
-        lines.append(f"  p = {_p(control.p)} ((1 + {above} draws >= the effect) / "
-                     f"(1 + {control.draws})){z}")
+        where = "layers" if len(condition.layers) > 1 else "layer"
+        lines.append(f"  Control: {plural(control.draws, 'draw')} of "
+                     f"{plural(len(result.neurons or ()), 'random neuron')} at the same {where} "
+                     f"and site (seed {control.seed}): {_nats(control.mean)}{spread} "
+                     "(mean ± std)")
+        if control.p is None:
+            lines.append(f"  {NO_P_AT_ROUNDING[0].upper()}{NO_P_AT_ROUNDING[1:]}")
+        else:
+            lines.append(f"  p = {_p(control.p)} ((1 + {plural(above, 'draw')} >= the effect) "
+                         f"/ (1 + {control.draws})){z}")
     elif result.component is None:
         lines.append("  Control: none (--controls 0)")
     else:
@@ -116,7 +137,7 @@ def render_steer(result: SteerResult) -> str:
              f"Vector: {result.source}",
              f"{'Set' if 'clamped' in result.source else 'Added'} at every token: "
              f"coefficient {scale}.",
-             f"Continuations: {result.max_tokens} tokens, {decoding}.", ""]
+             f"Continuations: {plural(result.max_tokens, 'token')}, {decoding}.", ""]
     header = "".join(f" | Δlog p({fit_cell(t, 6).rstrip()})" for t in result.tokens)
     for index, prompt in enumerate(result.prompts):
         lines.append(f"Prompt: {prompt}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 
 from lazarus.corpus_examples import Example, ExamplesResult, NeuronExamples
-from lazarus.text import banner, escape
+from lazarus.text import banner, escape, plural
 
 BAR_WIDTH = 30
 HIGH, LOW, RESET = "\x1b[1;32m", "\x1b[1;31m", "\x1b[0m"
@@ -14,13 +14,17 @@ HIGH, LOW, RESET = "\x1b[1;32m", "\x1b[1;31m", "\x1b[0m"
 
 def render_examples(result: ExamplesResult, color: bool = False) -> str:
     lines = banner(f"TOP-ACTIVATING EXAMPLES - layer {result.layer}, {result.site}")
-    lines += [f"model {result.model_id}; corpus {result.corpus}: {result.documents} documents, "
-              f"{result.windows} windows of {result.window} tokens (stride {result.stride}), "
-              f"{result.tokens} tokens scored",
+    lines += [f"model {result.model_id}; corpus {result.corpus}: {_counts(result)}",
               f"neurons: {result.neuron_choice}"]
     for neuron in result.neurons:
         lines += ["", *render_neuron(neuron, color)]
     return "\n".join(lines)
+
+
+def _counts(result: ExamplesResult) -> str:
+    return (f"{plural(result.documents, 'document')}, {plural(result.windows, 'window')} of "
+            f"{plural(result.window, 'token')} (stride {result.stride}), "
+            f"{plural(result.tokens, 'token')} scored")
 
 
 def render_neuron(n: NeuronExamples, color: bool = False) -> list[str]:
@@ -62,9 +66,8 @@ def render_html(result: ExamplesResult) -> str:
              "td{padding:2px 8px;font-family:monospace;white-space:pre}"
              "mark{padding:0 2px;border-radius:3px}</style></head><body>",
              f"<h1>{e(title)}</h1>",
-             f"<p>corpus {e(result.corpus)}: {result.documents} documents, {result.windows} "
-             f"windows of {result.window} tokens (stride {result.stride}), {result.tokens} "
-             f"tokens scored; neurons: {e(result.neuron_choice)}</p>"]
+             f"<p>corpus {e(result.corpus)}: {_counts(result)}; neurons: "
+             f"{e(result.neuron_choice)}</p>"]
     for n in result.neurons:
         top = max(abs(n.min), abs(n.max)) or 1.0
         parts += [f"<h2>neuron {n.neuron}</h2>",

@@ -28,7 +28,7 @@ from lazarus.render import (
     render_neurons_report,
 )
 from lazarus.render_grid import GLYPHS, heat_levels, map_decimals
-from lazarus.text import banner, display_width, escape, json_number, pad
+from lazarus.text import banner, display_width, escape, json_number, pad, plural
 
 
 def render_result(result: NeuronsResult, ranking: str | None = None,
@@ -83,7 +83,8 @@ def render_strips(result: NeuronsResult, layer: LayerResult, max_rows: int | Non
     total = len(result.prompts)
     shown = total if not max_rows or total <= max_rows + 1 else max_rows
     if shown < total:
-        lines.append(f"(the first {shown} of {total} prompts; statistics below use every token "
+        lines.append(f"(the first {shown} of {plural(total, 'prompt')}; statistics below use "
+                     "every token "
                      "of all of them; --max-rows 0 shows every prompt, -o FILE saves every "
                      "value)")
     start = 0

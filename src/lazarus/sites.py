@@ -14,11 +14,12 @@ Adding a site means adding an entry here; the engine and the commands do not cha
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from lazarus.errors import LazarusError
+from lazarus.text import plural
 
 SITES = ("resid_post", "mlp_post", "attn_out", "mlp_out", "router")
 RESIDUAL_WIDTH = ("resid_post", "attn_out", "mlp_out")  # as wide as the hidden size
@@ -107,13 +108,86 @@ def _block_list(model: Any, layer_count: int) -> tuple[str, Any]:
              if isinstance(m, torch.nn.ModuleList) and len(m) == layer_count]
     if len(lists) == 1:
         return lists[0]
-    raise LazarusError(f"cannot find the {layer_count} decoder blocks of this "
+    raise LazarusError(f"cannot find the {plural(layer_count, 'decoder block')} of this "
                        f"{type(model).__name__} (this architecture is not supported yet)")
 
 
 def neuron_out_of_range(neuron: int, width: int, site: str, layer: int) -> LazarusError:
-    return LazarusError(f"neuron {neuron} is out of range: the {site} site has {width} neurons "
-                        f"at layer {layer} (use ids 0 to {width - 1})")
+    return LazarusError(f"neuron {neuron} is out of range: the {site} site has "
+                        f"{plural(width, 'neuron')} at layer {layer} (use ids 0 to {width - 1})")
+
+
+# config.json keys of a dense MLP's width (the input of its down projection), or a bound on it;
+# n_inner and ffn_hidden_size unset mean 4 x the hidden size (GPT-2, Falcon).
+_MLP_WIDTH_KEYS = ("intermediate_size", "intermediate_size_mlp", "ffn_dim", "decoder_ffn_dim",
+                   "ffn_hidden_size", "n_inner", "d_ff")
+_FOUR_TIMES_HIDDEN = ("n_inner", "ffn_hidden_size")
+
+
+def mlp_post_bound(config: dict[str, Any]) -> tuple[int, str] | None:
+    """(the widest the mlp_post site can be at any layer, what in config.json says so), read
+    without torch; None when the config does not say clearly (no width key, a value of another
+    kind, or experts counted under a key `moe.moe_shape` does not know).
+
+    The largest of the dense widths the config names and, for MoE, experts x units per expert
+    (`moe.moe_shape`): an MoE model's dense layers and its expert layers both fit under it. A
+    bound, not always the width: a gated MLP may read half of ffn_dim, and an MoE model's
+    dense layers are narrower. Checked on every causal-LM family of transformers
+    (tests/tiny_configs.py's tiny configs, with each width key a different size)."""
+    from lazarus.configs import text_config
+    from lazarus.moe import moe_shape
+
+    text = text_config(config)
+    hidden = next((text[key] for key in ("hidden_size", "n_embd", "d_model")
+                   if isinstance(text.get(key), int)), None)
+    found = []
+    for key in _MLP_WIDTH_KEYS:
+        if key not in text:
+            continue
+        value = text[key]
+        if value is None and key in _FOUR_TIMES_HIDDEN and hidden:
+            found.append((4 * hidden, f"{key} unset: 4 x hidden size {hidden}"))
+        elif isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            found.append((value, f"{key} = {value}"))
+        elif (isinstance(value, list) and value
+              and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
+            found.append((max(value), f"the largest {key}, {max(value)}"))
+        elif value is not None:
+            return None
+    shape = moe_shape(config)
+    if shape is not None:
+        experts, units = shape
+        found.append((experts * units, f"{experts} experts x {units} units"))
+    elif any(("expert" in key or "moe" in key) and value and not isinstance(value, dict)
+             for key, value in text.items()):
+        return None  # experts counted under a key moe_shape does not read
+    if not found:
+        return None
+    width, why = max(found)
+    if text.get("use_double_wide_mlp"):  # Gemma 4: some layers' MLPs are twice as wide
+        return 2 * width, f"{why}, x 2 for use_double_wide_mlp"
+    return width, why
+
+
+def check_neurons_early(config: dict[str, Any], hidden_size: int, site: str, layer: int,
+                        neurons: Iterable[int]) -> None:
+    """Refuse, from config.json and before any weight loads, a neuron id that no layer of the
+    site has: the residual-width sites are as wide as the hidden size; mlp_post at most
+    `mlp_post_bound`. The capture hook still checks every id against the width it sees."""
+    if site in RESIDUAL_WIDTH:
+        for neuron in neurons:
+            if neuron >= hidden_size:
+                raise neuron_out_of_range(neuron, hidden_size, site, layer)
+        return
+    bound = mlp_post_bound(config) if site == "mlp_post" else None
+    if bound is None:
+        return
+    width, why = bound
+    for neuron in neurons:
+        if neuron >= width:
+            raise LazarusError(f"neuron {neuron} is out of range: the {site} site has at most "
+                               f"{plural(width, 'neuron')} at any layer of this model "
+                               f"(config.json: {why}; use ids 0 to {width - 1})")
 
 
 def check_site(site: str) -> str:

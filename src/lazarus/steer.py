@@ -31,6 +31,7 @@ import numpy as np
 from lazarus import measures
 from lazarus.errors import LazarusError
 from lazarus.interventions import Edit, add
+from lazarus.text import plural
 
 if TYPE_CHECKING:
     from lazarus.api import Model
@@ -130,6 +131,10 @@ def analyse_steer(
                            "or --neurons" + (" (not several)" if given else ""))
     if clamp and neurons is None:
         raise LazarusError("--clamp sets neurons to values: it goes with --neurons id:value")
+    if absolute and neurons is not None:
+        model.warn("--absolute changes nothing with --neurons: their values are always "
+                   f"{'set' if clamp else 'added'} as given (coefficient x value, in activation "
+                   "units)")
     if (positive is None) != (negative is None):
         raise LazarusError("--positive and --negative go together (give both)")
     if max_tokens < 1:
@@ -150,6 +155,10 @@ def analyse_steer(
         layer = direction.layer
     layer = model.layers(layer)[0]
     site = site or (direction.site if direction is not None else None) or "resid_post"
+    if neurons is not None:  # before the weights load: ids no layer of the site has
+        from lazarus.sites import check_neurons_early
+
+        check_neurons_early(model.info.config, model.hidden_size, site, layer, neurons)
     loaded = model.whole_weights()
     tokenize(loaded, prompts)  # every prompt has tokens, before any forward
     token_ids = []
@@ -166,9 +175,9 @@ def analyse_steer(
         name = direction.source or "the direction"
         check_direction_made(direction, name, model.model_id, [layer], site, "last", model.warn)
         if direction.hidden_size != width:
-            raise LazarusError(f"{name} has {direction.hidden_size} weights but the {site} site "
-                               f"of layer {layer} has {width} (use a direction made for this "
-                               "model and site)")
+            raise LazarusError(f"{name} has {plural(direction.hidden_size, 'weight')} but the "
+                               f"{site} site of layer {layer} has {width} (use a direction made "
+                               "for this model and site)")
         vector = _unit(direction.direction.astype(np.float64), name)
         source = f"{name} (positive = {direction.label_positive or 'class A'})"
     elif neurons is not None:
@@ -187,8 +196,8 @@ def analyse_steer(
         means = [capture(loaded, list(group), request)[layer].astype(np.float64).mean(axis=0)
                  for group in (positive, negative)]
         vector = _unit(means[0] - means[1], "mean(--positive) - mean(--negative)")
-        source = (f"mean of {len(positive)} --positive minus mean of {len(negative)} "
-                  "--negative prompts, at the last token")
+        source = (f"mean of {plural(len(positive), '--positive prompt')} minus mean of "
+                  f"{plural(len(negative), '--negative prompt')}, at the last token")
     scale = 1.0
     if not absolute:
         rows = capture(loaded, list(prompts), CaptureRequest((layer,), site, "all"))[layer]

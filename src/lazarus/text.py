@@ -10,6 +10,17 @@ RULE = "=" * 80
 PROMPT_WIDTH = 20
 
 
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """`count` and the noun that goes with it: "1 token", "0 tokens", "2 tokens"; `nouns` for
+    an irregular plural (plural(2, "matrix", "matrices"))."""
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
+
+
+def agree(count: int, one: str, many: str) -> str:
+    """The word that agrees with `count`: agree(1, "was", "were") == "was"."""
+    return one if count == 1 else many
+
+
 def banner(title: str) -> list[str]:
     return [RULE, title, RULE]
 
