@@ -204,13 +204,20 @@ def local_executor(weights: Callable[[], LoadedModel], settings: ScanSettings, f
 
     def execute(work: Iterable[tuple[int, list[Window]]], report: Callable[[int], None]) -> None:
         for number, shard in work:
-            loaded = weights()
-            summary = scan_shard(loaded, shard, prefix_of(loaded.tokenizer), settings,
-                                 token_budget, max_batch)
-            write_shard(folder, number, summary, settings)
+            compute_shard(weights(), folder, number, shard, settings, token_budget, max_batch)
             report(len(shard))
 
     return execute
+
+
+def compute_shard(loaded: LoadedModel, folder: Path, number: int, shard: list[Window],
+                  settings: ScanSettings, token_budget: int | None = None,
+                  max_batch: int | None = None, parquet: bool = False,
+                  stamp: dict[str, str] | None = None) -> None:
+    """Scan one shard and write its summary to the work folder (`shards.write_shard`)."""
+    summary = scan_shard(loaded, shard, prefix_of(loaded.tokenizer), settings, token_budget,
+                         max_batch)
+    write_shard(folder, number, summary, settings, parquet, stamp)
 
 
 def run_scan(tokenizer: Any, config: dict, settings: ScanSettings, folder: Path,

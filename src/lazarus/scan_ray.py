@@ -1,4 +1,4 @@
-"""The scan's shards on Ray (`--ray`): the same `scan.scan_shard`, run by model actors of Ray
+"""The scan's shards on Ray (`--ray`): the same `scan.compute_shard`, run by model actors of Ray
 Data's `map_batches` instead of the calling process.
 
 Imported only when asked for, so that without `--ray` nothing of Ray is loaded. The driver
@@ -48,33 +48,29 @@ class ShardActor:
         import torch
 
         from lazarus.api import Model
-        from lazarus.corpus import prefix_of
 
         torch.set_num_threads(threads)
         self.settings = ScanSettings(**{**settings, "neurons": None if settings["neurons"]
                                         is None else tuple(settings["neurons"])})
         self.loaded = Model(model, whole=False, **options).weights(self.settings.layer)
-        self.prefix = prefix_of(self.loaded.tokenizer)
         self.folder = Path(folder)
         self.limits = token_budget, max_batch
         self.stamp = {"actor": uuid.uuid4().hex, "host": platform.node()}
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from lazarus.scan import scan_shard
-        from lazarus.shards import read_windows, windows_path, write_shard
+        from lazarus.scan import compute_shard
+        from lazarus.shards import read_windows, windows_path
 
         sizes, errors = [], []
         for number in batch["shard"]:
             shard = read_windows(self.folder, int(number))
             try:
-                summary = scan_shard(self.loaded, shard, self.prefix, self.settings,
-                                     *self.limits)
+                compute_shard(self.loaded, self.folder, int(number), shard, self.settings,
+                              *self.limits, parquet=True, stamp=self.stamp)
             except LazarusError as err:  # handed back as data: Ray would wrap it in pages
                 sizes.append(0)
                 errors.append(str(err))
                 continue
-            write_shard(self.folder, int(number), summary, self.settings, parquet=True,
-                        stamp=self.stamp)
             windows_path(self.folder, int(number)).unlink(missing_ok=True)
             sizes.append(len(shard))
             errors.append("")
