@@ -29,7 +29,7 @@ from lazarus.errors import LazarusError
 from lazarus.text import plural
 
 if TYPE_CHECKING:
-    from lazarus.ablate import AblationResult
+    from lazarus.ablate_result import AblationResult
     from lazarus.activations import Activations
     from lazarus.corpus_examples import ExamplesResult
     from lazarus.directions import Direction
