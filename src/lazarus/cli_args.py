@@ -17,15 +17,10 @@ from lazarus.cli_help import (
     PROBE_NOTES,
 )
 from lazarus.cli_output import write_stdout
-from lazarus.commands import (
-    run_ablate,
-    run_cache_clear,
-    run_cache_info,
-    run_examples,
-    run_neurons,
-    run_probe,
-    run_steer,
-)
+from lazarus.commands import run_neurons, run_probe
+from lazarus.commands_cache import run_cache_clear, run_cache_info
+from lazarus.commands_causal import run_ablate, run_steer
+from lazarus.commands_examples import run_examples
 from lazarus.model_info import DEMO_MODEL
 from lazarus.placement import DEVICES, DTYPES
 from lazarus.text import escape
