@@ -270,7 +270,7 @@ def test_clamping_mlp_neurons_equals_a_copy_whose_down_projection_does_it():
 
 
 def test_zero_to_rounding_is_per_prompt_and_quadratic_for_kl():
-    from lazarus.ablate import zero_to_rounding
+    from lazarus.ablate_stats import zero_to_rounding
 
     eps = float(np.finfo(np.float32).eps)
     answer = np.array([-2.0, -0.5])

@@ -13,39 +13,22 @@ How (`method`), at every token position, generated tokens included:
 Measured, per prompt, baseline and ablated (`measures`): for `prompt:answer` pairs the answer's
 log-probability under teacher forcing and whether greedy decoding still produces it; for bare
 prompts KL(baseline || ablated) of the next-token distribution and the greedy continuation.
-The effect of a condition is one number: the mean over prompts of the drop in the answer's
-log-probability (nats; positive = ablation hurts), or for bare prompts the mean KL (nats).
-Control (neurons only): `controls` draws of as many random neurons at each of the same layers
-and site, uniformly without replacement among the neurons not chosen, from
-numpy.random.default_rng(seed), ablated the same way; p = (1 + #{draws with effect >= the
-chosen neurons' effect}) / (1 + draws), z = (effect - mean) / std (ddof=1) of the draws.
-Zero to float rounding (`zero_to_rounding`): when no prompt changed by more than rounding can
-explain, there is no effect to compare with random neurons, so there is no p or z. The
-log-probabilities are no finer than float32 (float64 for a float64 model: eps below), and
-rounding moves one by some ulps of its size; running the demo model's prompts in another
-batch moves them by up to 3 ulps of max(1, |log p|), so ROUNDING_ULPS = 64 is a generous bound
-that still calls nothing of 1e-5 nats per nat of log-probability rounding. Half-precision
-models round more coarsely than this: their rounding shows as a small effect, compared with
-random neurons like any other. Per prompt, so that changes of opposite sign cancelling in
-the mean are not taken for none:
-- pairs: |drop| <= 64 eps x the sum over the answer's tokens of max(1, |log p|);
-- bare prompts: KL is quadratic in the change. Log-probabilities each moved by at most
-  tau = 64 eps x max(1, the largest |log p| of the baseline distribution) make
-  KL <= tau^2 / 2 (Hoeffding's lemma), about 1e-8 nats for float32. So a KL of 1e-7 is real,
-  however small (the demo's `-l 2 --site mlp_post -n 12,400 --method mean` gives the same
-  KL computed in float64, to 4 digits).
+The effect of a condition is one number (the mean answer log-probability drop, or the mean
+KL), compared, for neurons, with `controls` draws of as many random neurons: `ablate_stats`
+says how, and when an effect is zero to float rounding; `ablate_result` holds what was found.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lazarus import measures
+from lazarus.ablate_result import AblationResult, Condition, Outcome
+from lazarus.ablate_stats import control_summary, effect_of, zero_to_rounding
 from lazarus.errors import LazarusError
 from lazarus.inputs import check_label_count
 from lazarus.interventions import Edit
@@ -61,126 +44,7 @@ COMPONENTS = {"mlp": "mlp_out", "attention": "attn_out"}
 CONTROLS = 100
 MAX_CONTROLS = 100_000  # each draw is one forward over every prompt
 MAX_TOKENS = 8  # greedy continuation of bare prompts
-ROUNDING_ULPS = 64  # a change within this many ulps of the log-probabilities' size is rounding
-NO_P_AT_ROUNDING = ("no p or z: the effect is zero to float rounding, so there is nothing to "
-                    "compare with random neurons")
 Progress = Callable[[int, int], None]  # (forwards done, forwards in all)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """One prompt under one condition (or the baseline)."""
-
-    continuation: str  # greedy, decoded: as many tokens as the answer, else MAX_TOKENS
-    answer_log_prob: float | None = None  # pairs: sum over the answer's tokens (nats)
-    answer_token_log_probs: tuple[float, ...] | None = None
-    reproduces: bool | None = None  # pairs: greedy decoding gives the answer's tokens
-    kl: float | None = None  # bare prompts, ablated only: KL(baseline || ablated), nats
-
-
-@dataclass(frozen=True)
-class Control:
-    draws: int
-    seed: int
-    effects: tuple[float, ...]  # one per draw
-    neurons: tuple[tuple[tuple[int, ...], ...], ...]  # per draw, per layer of the condition
-    mean: float
-    std: float | None  # ddof=1; None with fewer than 2 draws
-    p: float | None  # (1 + #{effect >= chosen}) / (1 + draws); None: zero to float rounding
-    z: float | None  # None when std is None or 0, or the effect is zero to float rounding
-
-
-@dataclass(frozen=True)
-class Condition:
-    layers: tuple[int, ...]
-    outcomes: tuple[Outcome, ...]
-    effect: float
-    control: Control | None
-    zero_to_rounding: bool = False  # every prompt's change is within float rounding
-
-
-@dataclass(frozen=True)
-class AblationResult:
-    model_id: str
-    prompts: tuple[str, ...]
-    answers: tuple[str, ...] | None
-    labels: tuple[str, ...] | None
-    site: str
-    component: str | None  # "mlp" / "attention", or None for neurons
-    neurons: tuple[int, ...] | None
-    selection: str  # where the neurons came from, said to the user
-    method: str
-    reference: tuple[str, ...]  # the prompts mean / resample values came from
-    resampled_from: tuple[int, ...] | None  # resample: each prompt's reference prompt
-    sweep: bool
-    seed: int
-    effect_name: str
-    baseline: tuple[Outcome, ...]
-    conditions: tuple[Condition, ...]
-
-    def label_summary(self, condition: Condition) -> list[dict[str, Any]]:
-        """Per label (in order of first appearance): prompts, means baseline vs ablated."""
-        if self.labels is None:
-            return []
-        rows = []
-        for label in dict.fromkeys(self.labels):
-            chosen = [i for i, name in enumerate(self.labels) if name == label]
-            rows.append({"label": label, "prompts": len(chosen),
-                         **_summary([self.baseline[i] for i in chosen],
-                                    [condition.outcomes[i] for i in chosen])})
-        return rows
-
-    def to_json(self) -> dict[str, Any]:
-        """Every number: what `lazarus introspect ablate -o FILE.json` writes."""
-        from lazarus import __version__
-
-        def outcome(o: Outcome) -> dict[str, Any]:
-            return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(o).items()}
-
-        return {
-            "lazarus_version": __version__,
-            "model_id": self.model_id,
-            "site": self.site,
-            "component": self.component,
-            "neurons": None if self.neurons is None else list(self.neurons),
-            "neuron_selection": self.selection,
-            "method": self.method,
-            "reference_prompts": list(self.reference),
-            "resampled_from": None if self.resampled_from is None else list(self.resampled_from),
-            "sweep": self.sweep,
-            "seed": self.seed,
-            "effect": self.effect_name,
-            "prompts": [{"prompt": p, "answer": None if self.answers is None else self.answers[i],
-                         "label": None if self.labels is None else self.labels[i],
-                         "baseline": outcome(self.baseline[i])}
-                        for i, p in enumerate(self.prompts)],
-            "conditions": [{
-                "layers": list(c.layers),
-                "effect": c.effect,
-                "zero_to_rounding": c.zero_to_rounding,
-                "ablated": [outcome(o) for o in c.outcomes],
-                "by_label": self.label_summary(c),
-                "control": None if c.control is None else {
-                    **{k: v for k, v in asdict(c.control).items() if k != "neurons"},
-                    "effects": list(c.control.effects),
-                    "neurons": [[list(layer) for layer in draw] for draw in c.control.neurons],
-                    "note": NO_P_AT_ROUNDING if c.zero_to_rounding else None,
-                },
-            } for c in self.conditions],
-        }
-
-
-def _summary(base: list[Outcome], ablated: list[Outcome]) -> dict[str, Any]:
-    if base and base[0].answer_log_prob is not None:
-        before = [o.answer_log_prob for o in base]
-        after = [o.answer_log_prob for o in ablated]
-        return {"baseline_log_prob": float(np.mean(before)),
-                "ablated_log_prob": float(np.mean(after)),
-                "baseline_reproduced": sum(bool(o.reproduces) for o in base),
-                "ablated_reproduced": sum(bool(o.reproduces) for o in ablated)}
-    return {"kl": float(np.mean([o.kl for o in ablated])),
-            "continuations_changed": sum(b.continuation != a.continuation
-                                         for b, a in zip(base, ablated, strict=True))}
 
 
 def split_answers(items: Sequence[str]) -> tuple[list[str], list[str] | None]:
@@ -197,48 +61,6 @@ def split_answers(items: Sequence[str]) -> tuple[list[str], list[str] | None]:
         if not prompt:
             raise LazarusError(f"'{prompt}:{answer}' has no prompt before the ':'")
     return list(prompts), list(answers)
-
-
-def effect_of(base: list[Any], ablated: list[Any], pairs: bool) -> float:
-    """Mean answer log-prob drop (pairs: sums over tokens), else mean KL, over the prompts."""
-    if pairs:
-        return float(np.mean([b.sum() - a.sum() for b, a in zip(base, ablated, strict=True)]))
-    return float(np.mean([measures.kl_divergence(b, a)
-                          for b, a in zip(base, ablated, strict=True)]))
-
-
-def zero_to_rounding(base: list[Any], ablated: list[Any], pairs: bool, eps: float) -> bool:
-    """Whether every prompt's change is within float rounding (see the module's docstring):
-    `base` and `ablated` as `effect_of` takes them, `eps` the log-probabilities' precision."""
-    for b, a in zip(base, ablated, strict=True):
-        if pairs:
-            size = float(np.sum(np.maximum(1.0, np.abs(b))))
-            if not abs(float(b.sum() - a.sum())) <= ROUNDING_ULPS * eps * size:
-                return False
-        else:
-            tau = ROUNDING_ULPS * eps * max(1.0, float(np.max(np.abs(b[np.isfinite(b)]),
-                                                              initial=0.0)))
-            if not measures.kl_divergence(b, a) <= tau * tau / 2:
-                return False
-    return True
-
-
-def empirical_p(effect: float, draws: Sequence[float]) -> float:
-    return (1 + sum(d >= effect for d in draws)) / (1 + len(draws))
-
-
-def control_summary(effect: float, effects: Sequence[float], seed: int,
-                    neurons: Sequence[Sequence[Sequence[int]]], compare: bool = True) -> Control:
-    """The draws' statistics; p and z only when `compare` (not when the effect is zero to
-    float rounding)."""
-    values = np.asarray(effects, dtype=np.float64)
-    std = float(values.std(ddof=1)) if len(values) > 1 else None
-    return Control(draws=len(values), seed=seed, effects=tuple(float(v) for v in values),
-                   neurons=tuple(tuple(tuple(int(n) for n in layer) for layer in draw)
-                                 for draw in neurons),
-                   mean=float(values.mean()) if len(values) else float("nan"), std=std,
-                   p=empirical_p(effect, values.tolist()) if compare else None,
-                   z=None if not std or not compare else float((effect - values.mean()) / std))
 
 
 def analyse_ablation(

@@ -22,14 +22,13 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from lazarus.api_checks import Layers, neuron_ids, prompt_list, resolve_layers
 from lazarus.collect import ModelSettings, Progress
 from lazarus.errors import LazarusError
 from lazarus.text import plural
 
 if TYPE_CHECKING:
-    from lazarus.ablate import AblationResult
+    from lazarus.ablate_result import AblationResult
     from lazarus.activations import Activations
     from lazarus.corpus_examples import ExamplesResult
     from lazarus.directions import Direction
@@ -39,8 +38,6 @@ if TYPE_CHECKING:
     from lazarus.positions import Position
     from lazarus.probing import ProbeResult
     from lazarus.steer import SteerResult
-
-Layers = int | Sequence[int] | str  # 3, -1, [0, 2], "0,2,5-7", "all"
 
 
 class LazarusWarning(UserWarning):
@@ -153,16 +150,7 @@ class Model:
 
     def layers(self, layers: Layers) -> tuple[int, ...]:
         """Layer ids resolved against this model (negative ones count from the end)."""
-        from lazarus.inputs import parse_layers, resolve_layer
-
-        if isinstance(layers, str):
-            return parse_layers(layers, self.layer_count)
-        if isinstance(layers, int):
-            return (resolve_layer(layers, self.layer_count),)
-        resolved = tuple(dict.fromkeys(resolve_layer(int(n), self.layer_count) for n in layers))
-        if not resolved:
-            raise LazarusError("no layer given (give at least one, e.g. layers=0)")
-        return resolved
+        return resolve_layers(layers, self.layer_count)
 
     def capture(self, prompts: Sequence[str], layers: Layers = -1, *, site: str = "resid_post",
                 position: Position = "last", progress: Progress | None = None) -> Activations:
@@ -174,9 +162,9 @@ class Model:
 
         position = parse_position(str(position))
         resolved = self.layers(layers)
-        collected = collect(self.info, _prompts(prompts), CaptureRequest(resolved, site, position),
-                            self.settings, progress=progress, notify=self.notify,
-                            loader=self.weights)
+        collected = collect(self.info, prompt_list(prompts),
+                            CaptureRequest(resolved, site, position), self.settings,
+                            progress=progress, notify=self.notify, loader=self.weights)
         return Activations(rows=collected.rows, prompts=tuple(prompts), layers=resolved,
                            site=site, position=position, model_id=self.model_id,
                            device=collected.device, dtype=collected.dtype)
@@ -194,8 +182,8 @@ class Model:
         most across the prompts. The result is what `lazarus introspect neurons` renders."""
         from lazarus.neurons import analyse_neurons
 
-        return analyse_neurons(self, _prompts(prompts), self.layers(layers), site=site,
-                               position=position, neurons=_neuron_ids(neurons), direction=direction,
+        return analyse_neurons(self, prompt_list(prompts), self.layers(layers), site=site,
+                               position=position, neurons=neuron_ids(neurons), direction=direction,
                                top_k=top_k, labels=labels, progress=progress,
                                auto_discover=auto_discover, permutations=permutations)
 
@@ -214,11 +202,11 @@ class Model:
         from lazarus.probing import analyse_probe
 
         chosen = tuple(range(self.layer_count)) if layers is None else self.layers(layers)
-        return analyse_probe(self, _prompts(class_a, "class_a"), _prompts(class_b, "class_b"),
+        return analyse_probe(self, prompt_list(class_a, "class_a"), prompt_list(class_b, "class_b"),
                              chosen, label_a=label_a, label_b=label_b, site=site,
                              position=position, method=method,
-                             test=_prompts(test, "test", empty=True),
-                             test_labels=None if test_labels is None else _prompts(
+                             test=prompt_list(test, "test", empty=True),
+                             test_labels=None if test_labels is None else prompt_list(
                                  test_labels, "test_labels", empty=True),
                              permutations=permutations, alpha=alpha, progress=progress)
 
@@ -236,11 +224,10 @@ class Model:
         from lazarus.ablate import analyse_ablation
 
         return analyse_ablation(
-            self, _prompts(prompts), self.layers(layers), answers=answers, labels=labels,
-            neurons=_neuron_ids(neurons), direction=direction, top_k=top_k, component=component,
-            site=site,
-            method=method, reference=None if reference is None else _prompts(reference,
-                                                                             "reference"),
+            self, prompt_list(prompts), self.layers(layers), answers=answers, labels=labels,
+            neurons=neuron_ids(neurons), direction=direction, top_k=top_k, component=component,
+            site=site, method=method,
+            reference=None if reference is None else prompt_list(reference, "reference"),
             controls=controls, seed=seed, sweep=sweep, max_tokens=max_tokens,
             progress=progress)
 
@@ -290,40 +277,9 @@ class Model:
         from lazarus.steer import analyse_steer
 
         return analyse_steer(
-            self, _prompts(prompts), layer, direction=direction,
-            positive=None if positive is None else _prompts(positive, "positive"),
-            negative=None if negative is None else _prompts(negative, "negative"),
+            self, prompt_list(prompts), layer, direction=direction,
+            positive=None if positive is None else prompt_list(positive, "positive"),
+            negative=None if negative is None else prompt_list(negative, "negative"),
             neurons=neurons, coefficients=coefficients, absolute=absolute, site=site,
             tokens=tokens, max_tokens=max_tokens, temperature=temperature, seed=seed,
             clamp=clamp)
-
-
-def _prompts(prompts: Sequence[str], name: str = "prompts", empty: bool = False) -> list[str]:
-    if isinstance(prompts, str):
-        raise LazarusError(f"{name} is one string; give a list of prompts (e.g. [{prompts!r}])")
-    items = list(prompts)
-    if not items and not empty:
-        raise LazarusError(f"{name} is empty (give at least one prompt)")
-    for number, item in enumerate(items, 1):
-        if not isinstance(item, str):
-            raise LazarusError(f"{name} holds {type(item).__name__} {item!r}, not text "
-                               "(give prompts as strings)")
-        if not item.strip():
-            raise LazarusError(f"{name}: prompt {number} of {len(items)} is empty (remove it)")
-    return items
-
-
-def _neuron_ids(neurons: Sequence[int] | None) -> list[int] | None:
-    """Neuron ids as given by a script: whole numbers from 0, each once."""
-    if neurons is None:
-        return None
-    if isinstance(neurons, (str, int)):
-        raise LazarusError(f"neurons={neurons!r}: give a list of ids (e.g. neurons=[808, 1190])")
-    ids = list(neurons)
-    for value in ids:
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
-            raise LazarusError(f"neuron id {value!r} is not a whole number from 0 (neurons are "
-                               "numbered 0 .. width - 1)")
-    if len(set(ids)) != len(ids):
-        raise LazarusError("a neuron id is listed twice (list each once)")
-    return [int(value) for value in ids]

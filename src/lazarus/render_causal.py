@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from lazarus.ablate import NO_P_AT_ROUNDING, ROUNDING_ULPS, AblationResult, Condition, Outcome
+from lazarus.ablate_result import AblationResult, Condition, Outcome
+from lazarus.ablate_stats import NO_P_AT_ROUNDING, ROUNDING_ULPS
 from lazarus.steer import SteerResult
 from lazarus.text import banner, fit_cell, plural
 
