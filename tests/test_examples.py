@@ -245,3 +245,30 @@ def test_a_run_whose_shards_are_all_done_loads_no_weights(llama_dir, small_corpu
     assert again.loads == 0
     assert resumed.resumed_shards == done.shards
     assert resumed.to_json() | {"resumed_shards": 0} == done.to_json()
+
+
+def test_sketch_buckets_equal_the_float_s_exponent_and_mantissa_bits():
+    """Each value's bucket, against an independent route: math.frexp's exponent and the
+    mantissa's leading bits, at the grid's edges (MIN_ABS, MAX_ABS, -0.0, bucket bounds)."""
+    from lazarus.examples import BUCKETS, LOW, MANTISSA_BITS, MAX_ABS, SIDE
+
+    rng = np.random.default_rng(11)
+    edges = [0.0, -0.0, MIN_ABS, -MIN_ABS, np.nextafter(np.float32(MIN_ABS), 0), MAX_ABS,
+             -MAX_ABS, 3e4, -1e30, 1.0, 1.0 + 2 ** -6, 1.0 + 2 ** -6 - 2 ** -23, 1e-30]
+    values = np.concatenate([np.array(edges, np.float32),
+                             (rng.normal(size=300) * 10.0 ** rng.uniform(-6, 5, 300))
+                             .astype(np.float32)])
+
+    def bucket(x: float) -> int:
+        if abs(x) < MIN_ABS:
+            return SIDE
+        mantissa, exponent = math.frexp(abs(x))  # |x| = mantissa 2^exponent, mantissa in [.5, 1)
+        top = (exponent - 1 + 127) * 2 ** MANTISSA_BITS + int((2 * mantissa - 1)
+                                                               * 2 ** MANTISSA_BITS)
+        k = min(max(top - LOW + 1, 1), SIDE)
+        return SIDE + (k if x > 0 else -k)
+
+    summary = summarize(torch.from_numpy(values[:, None]), np.zeros((len(values), 3),
+                                                                   np.int64), 1)
+    want = np.bincount([bucket(float(x)) for x in values], minlength=BUCKETS)
+    np.testing.assert_array_equal(summary.sketch[0], want)

@@ -157,8 +157,9 @@ what is kept, per neuron, over every token (streamed: memory does not grow with 
               [brackets] (in colour with --color on a colour terminal); id doc:window:token
   moments     count, mean and population std (ddof=0), exact (Chan's merge, float64)
   positive    the share of tokens with a value > 0
-  quantiles   p1..p99 from a log-bucket sketch (DDSketch grid): within 1% of the true value
-              (of rank floor(q (n - 1))), or within 1e-4 of it near zero
+  quantiles   p1..p99 from a sketch of log-like buckets (the float's exponent and 6 leading
+              mantissa bits): within 0.78% of the true value (of rank floor(q (n - 1))), or
+              within 6.1e-5 of it near zero
   histogram   10 equal bins between the min and the max, filled from the sketch
 shards and resume:
   the windows are cut into shards of --shard-windows (default 256); each shard's summary is

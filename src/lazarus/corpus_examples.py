@@ -54,7 +54,7 @@ class NeuronExamples:
     fraction_positive: float
     min: float
     max: float
-    quantiles: dict[str, float]  # "p1" ... "p99", from the sketch (within 1% relative)
+    quantiles: dict[str, float]  # "p1" ... "p99", from the sketch (within 0.78% relative)
     histogram_edges: tuple[float, ...]
     histogram_counts: tuple[int, ...]
     top: tuple[Example, ...]  # highest first

@@ -10,36 +10,42 @@ moments to float rounding (and bit for bit when merged in the same order, as `sc
 Top and bottom examples: ordered by value (highest first, resp. lowest first), ties broken by
 (doc, window, token) ascending, so the N kept are fully determined by the data.
 
-Quantile sketch (DDSketch's log buckets on a fixed grid): a value x with MIN_ABS < |x| goes to
-bucket i = ceil(log_g(|x| / MIN_ABS)) of its sign, g = (1 + ALPHA) / (1 - ALPHA), clamped to
-MAX_ABS; |x| <= MIN_ABS goes to a zero bucket. A bucket stands for 2 g^i MIN_ABS / (g + 1), so a
-quantile read from the sketch is within ALPHA (1%) of the true value relative to it, or within
-MIN_ABS of it near zero, for |x| up to MAX_ABS (beyond, the exact min and max bound it). The grid
-is the same for every shard, so merging is adding counts. Quantile q is the value of rank
+Quantile sketch (log-like buckets read from the float's bits, on a fixed grid): a float32 value
+x with MIN_ABS <= |x| goes to the bucket named by its exponent and its MANTISSA_BITS leading
+mantissa bits, on its sign's side; |x| < MIN_ABS goes to a zero bucket; |x| beyond MAX_ABS to
+the outermost bucket. A bucket holds [a, b) with b = a (1 + 2^-MANTISSA_BITS) at most, and
+stands for 2ab / (a + b), so a quantile read from the sketch is within ALPHA (0.78%) of the true
+value relative to it, or within MIN_ABS of it near zero, for |x| up to MAX_ABS (beyond, the
+exact min and max bound it). A value's bucket is a function of its bits alone (integer
+operations, no logarithm), so it is the same on any device and in any split; the grid is the
+same for every shard, so merging is adding counts. Quantile q is the value of rank
 floor(q (n - 1)) in ascending order (numpy's "lower" method).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
-ALPHA = 0.01  # relative error of the sketch's quantiles
-MIN_ABS = 1e-4  # values closer to 0 than this share the zero bucket
-MAX_ABS = 1e4  # values beyond this share the outermost buckets
-GAMMA = (1 + ALPHA) / (1 - ALPHA)
-LOG_GAMMA = math.log(GAMMA)
-SIDE = math.ceil(math.log(MAX_ABS / MIN_ABS) / LOG_GAMMA)  # buckets per sign
+MANTISSA_BITS = 6  # buckets per octave: 2^6
+SHIFT = 23 - MANTISSA_BITS  # float32 bits below the bucket's
+MIN_ABS = 2.0 ** -14  # values closer to 0 than this share the zero bucket (6.1e-5)
+MAX_ABS = 2.0 ** 14  # values beyond this share the outermost buckets
+LOW = (127 - 14) << MANTISSA_BITS  # MIN_ABS's bits >> SHIFT: the first bucket's
+SIDE = ((127 + 14) << MANTISSA_BITS) - LOW  # buckets per sign, MIN_ABS to MAX_ABS
 BUCKETS = 2 * SIDE + 1  # negative (most negative first), zero, positive
+ALPHA = 2.0 ** -MANTISSA_BITS / (2 + 2.0 ** -MANTISSA_BITS)  # relative error of the quantiles
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 ID_FIELDS = ("doc", "window", "token")
 
 
 def bucket_values() -> np.ndarray:
     """The value each sketch bucket stands for, ascending: float64 [BUCKETS]."""
-    magnitude = MIN_ABS * 2 * GAMMA ** np.arange(1, SIDE + 1) / (GAMMA + 1)
+    first = np.arange(LOW, LOW + SIDE, dtype=np.uint32)  # each bucket's top bits
+    low = (first << SHIFT).view(np.float32).astype(np.float64)
+    high = ((first + 1) << SHIFT).view(np.float32).astype(np.float64)
+    magnitude = 2 * low * high / (low + high)
     return np.concatenate([-magnitude[::-1], [0.0], magnitude])
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from lazarus.corpus import Window, prefix_of, windows
 from lazarus.errors import LazarusError
-from lazarus.examples import BUCKETS, LOG_GAMMA, MIN_ABS, SIDE, Summary, select
+from lazarus.examples import BUCKETS, LOW, SHIFT, SIDE, Summary, select
 from lazarus.shards import check_work_dir, read_shard, shard_path, write_shard
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ class ScanSettings:
 
 def summarize(values: Any, ids: np.ndarray, keep: int) -> Summary:
     """The `Summary` of float32 torch [tokens, K] values (on their device) whose tokens have
-    int64 [tokens, 3] ids in ascending order."""
+    int64 [tokens, 3] ids (in any row order)."""
     import torch
 
     if bool(torch.isnan(values).any()):
@@ -63,44 +63,62 @@ def summarize(values: Any, ids: np.ndarray, keep: int) -> Summary:
                            "examples needs a value at every token (use resid_post, mlp_out, "
                            "attn_out or a dense layer's mlp_post)")
     count, width = values.shape
-    wide = values.double()
-    # Moments and the sketch in numpy on the host: its sums do not depend on the thread count
-    # (torch's do), and torch's float64 log is slow on small CPU tensors. Top and bottom are
-    # chosen on the device.
-    host = wide.cpu().numpy()
+    # Moments, positives and the sketch in numpy on the host: its sums do not depend on the
+    # thread count (torch's do), and its integer operations are faster on a CPU. Top and
+    # bottom are chosen on the device.
+    narrow = values.float().cpu().numpy()  # float32 [tokens, K]
+    host = narrow.astype(np.float64)
     mean = host.mean(axis=0)
-    m2 = ((host - mean) ** 2).sum(axis=0)
-    size = np.abs(host)
-    with np.errstate(divide="ignore"):
-        index = np.ceil(np.log(np.maximum(size, MIN_ABS) / MIN_ABS) / LOG_GAMMA)
-    index = np.where(size <= MIN_ABS, 0, np.clip(index, 1, SIDE)).astype(np.int64)
-    column = SIDE + np.sign(host).astype(np.int64) * index + BUCKETS * np.arange(width)
-    sketch = np.bincount(column.reshape(-1), minlength=width * BUCKETS)
+    np.subtract(host, mean, out=host)
+    np.square(host, out=host)
+    m2 = host.sum(axis=0)
+    sketch = np.bincount(_sketch_columns(narrow).reshape(-1), minlength=width * BUCKETS)
+    positive = (narrow > 0).sum(axis=0)
     top, top_ids = _extreme(values, ids, keep, highest=True)
     bottom, bottom_ids = _extreme(values, ids, keep, highest=False)
-    return Summary(int(count), mean, m2, (host > 0).sum(axis=0).astype(np.int64),
+    return Summary(int(count), mean, m2, positive.astype(np.int64),
                    sketch.reshape(width, BUCKETS).astype(np.int64),
                    top, top_ids, bottom, bottom_ids)
+
+
+def _sketch_columns(values: np.ndarray) -> np.ndarray:
+    """Each value's sketch bucket (`examples`' grid), offset by its column's: int32 [tokens, K]
+    of float32 [tokens, K] values, from their bits alone."""
+    bits = values.view(np.int32)
+    bucket = (bits & 0x7FFFFFFF) >> SHIFT
+    bucket -= LOW - 1  # 1 for MIN_ABS's bits
+    np.clip(bucket, 0, SIDE, out=bucket)  # 0: the zero bucket
+    np.negative(bucket, out=bucket, where=bits < 0)
+    offsets = SIDE + BUCKETS * np.arange(values.shape[1])
+    if offsets[-1] + SIDE >= 2**31:  # past int32: hundreds of thousands of neurons
+        bucket = bucket.astype(np.int64)
+    bucket += offsets.astype(bucket.dtype)
+    return bucket
 
 
 def _extreme(values: Any, ids: np.ndarray, keep: int,
              highest: bool) -> tuple[np.ndarray, np.ndarray]:
     """The `keep` highest (or lowest) per column, ties at the cut taken in id order: `topk`,
-    then, only in the columns where values tie across the cut, a stable sort of the rows put
-    in id order."""
+    then, only in the columns where values tie across the cut, their rows at or above the cut
+    ordered by value, then id."""
     import torch
 
     signed = values if highest else -values
     n = min(keep, signed.shape[0])
-    best, rows = torch.topk(signed, n, dim=0)  # [n, K]
-    if n < signed.shape[0]:
-        ties = ((signed >= best[-1]).sum(dim=0) > n).nonzero().flatten()
-        if len(ties):
-            by_id = torch.from_numpy(np.lexsort((ids[:, 2], ids[:, 1], ids[:, 0])))
-            by_id = by_id.to(signed.device)  # [tokens]: rows in id order
-            order = torch.sort(signed[by_id][:, ties], dim=0, descending=True,
-                               stable=True)[1][:n]
-            rows[:, ties] = by_id[order]
+    best, rows = torch.topk(signed, min(n + 1, signed.shape[0]), dim=0)  # [n (+1), K]
+    if n < signed.shape[0]:  # a tie across the cut: the (n+1)-th value equals the n-th
+        ties = (best[n] == best[n - 1]).nonzero().flatten() if n else best[:0, 0]
+        best, rows = best[:n], rows[:n]
+        if len(ties):  # order those columns' candidates (rows at or above the cut) by id
+            sub = signed[:, ties]  # [tokens, T]
+            r, c = (sub >= best[n - 1, ties]).nonzero(as_tuple=True)  # [candidates] each
+            value = sub[r, c].double().cpu().numpy()
+            r, c = r.cpu().numpy(), c.cpu().numpy()
+            order = np.lexsort((ids[r, 2], ids[r, 1], ids[r, 0], -value, c))
+            counts = np.bincount(c, minlength=len(ties))
+            first = np.cumsum(counts) - counts  # where each column's candidates start
+            chosen = r[order[first[:, None] + np.arange(n)]]  # [T, n]
+            rows[:, ties] = torch.from_numpy(chosen.T.copy()).to(rows.device)
     rows = rows.T.cpu().numpy()  # [K, n]
     chosen = np.take_along_axis(values.T.cpu().numpy(), rows, axis=1) if n else \
         np.zeros((values.shape[1], 0), np.float32)

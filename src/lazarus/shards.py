@@ -32,7 +32,7 @@ from lazarus.examples import BUCKETS, Summary
 if TYPE_CHECKING:
     from lazarus.scan import ScanSettings
 
-FORMAT = 1  # of the work folder's files
+FORMAT = 2  # of the work folder's files (2: the sketch's grid from the float's bits)
 KEYS = ("count", "mean", "m2", "positive", "sketch", "top", "top_ids", "bottom", "bottom_ids")
 FORMATS = (".npz", ".parquet")
 
