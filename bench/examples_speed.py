@@ -2,13 +2,15 @@
 
     python bench/examples_speed.py              # the demo model over tests/data/corpus.txt
     python bench/examples_speed.py --repeat 3   # each corpus copied 3 times (steadier timings)
+    python bench/examples_speed.py --neurons 0 --model smollm   # every neuron, hidden 576
 
-Speed: the same windows (corpus, --window, stride = window) go through the demo model
-truncated after --layer in the same length-bucketed batches, twice, alternating, best of
---rounds: the floor (the forward with an early stop after the layer, nothing kept) and the
-command's path (`scan.scan_shard`: the hook keeps every token's chosen columns and reduces them
-to top/bottom, moments, positives and the sketch, shard by shard). Printed side by side in
-tokens per second, with their ratio (goal: >= 0.85).
+Speed: the same windows (corpus, --window, stride = window) go through the model (the demo, or
+with --model smollm a random Llama shaped like SmolLM2-135M) truncated after --layer in the same
+length-bucketed batches, twice, alternating, best of --rounds: the floor (the forward with an
+early stop after the layer, nothing kept) and the command's path (`scan.scan_shard`: the hook
+keeps every token's chosen columns and reduces them to top/bottom, moments, positives and the
+sketch, shard by shard). Printed side by side in tokens per second, with their ratio (goal: >=
+0.85).
 
 Memory: the whole command (`Model.examples`, fresh process, fresh work folder) over the corpus
 copied 1x and 10x; each prints its peak RSS (ru_maxrss). Flat = the summaries do not grow with
@@ -37,6 +39,18 @@ def corpus_copies(folder: Path, copies: int) -> Path:
     return path
 
 
+def model_path(name: str) -> str:
+    """The demo model, or the SmolLM2-135M-shaped one, built once under the temp folder."""
+    if name == "demo":
+        return "lazarus:demo"
+    sys.path.insert(0, str(HERE))
+    import workload
+
+    folder = Path(tempfile.gettempdir()) / "lazarus-bench" / "full"
+    workload.build_model(folder, workload.FULL)
+    return str(folder)
+
+
 def speed(args: argparse.Namespace, corpus: Path) -> None:
     import torch
 
@@ -46,9 +60,10 @@ def speed(args: argparse.Namespace, corpus: Path) -> None:
     from lazarus.corpus import prefix_of, windows
     from lazarus.scan import ScanSettings, scan_shard, shards_of
 
-    model = lazarus.load("lazarus:demo")
+    model = lazarus.load(model_path(args.model))
     loaded = model.weights(args.layer)
-    neurons = tuple(range(0, model.hidden_size, max(1, model.hidden_size // args.neurons)))
+    step = max(1, model.hidden_size // args.neurons) if args.neurons else 1
+    neurons = tuple(range(0, model.hidden_size, step))
     settings = ScanSettings(str(corpus), args.layer, neurons=neurons, window=args.window,
                             stride=args.window)
     prefix = prefix_of(loaded.tokenizer)
@@ -90,7 +105,8 @@ def speed(args: argparse.Namespace, corpus: Path) -> None:
             run()
             best[name] = min(best[name], time.perf_counter() - started)
     rate = {name: tokens / seconds for name, seconds in best.items()}
-    print(f"speed: {tokens} tokens in {sum(len(s) for _, s in shards)} windows of "
+    windows_run = sum(len(s) for _, s in shards)
+    print(f"speed: {args.model} model, {tokens} tokens in {windows_run} windows of "
           f"<= {args.window}, layer {args.layer}, {len(neurons)} neurons, torch threads "
           f"{torch.get_num_threads()}, best of {args.rounds}")
     print(f"  floor    {rate['floor']:>10.0f} tokens/s")
@@ -127,7 +143,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--layer", type=int, default=2)
     parser.add_argument("--window", type=int, default=64)
-    parser.add_argument("--neurons", type=int, default=16, help="neurons kept in the speed run")
+    parser.add_argument("--neurons", type=int, default=16,
+                        help="neurons kept in the speed run (0: every neuron of the layer)")
+    parser.add_argument("--model", choices=("demo", "smollm"), default="demo",
+                        help="the demo model (hidden 192), or a random Llama shaped like "
+                             "SmolLM2-135M (hidden 576; bench/workload.py) for the speed run")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=1, help="copies of the corpus at 1x")
     args = parser.parse_args()
