@@ -346,3 +346,25 @@ def test_a_dataset_in_the_local_hugging_face_cache(llama_dir, lines, tmp_path, c
     assert code == 2
     assert "not in the local Hugging Face cache" in err
     assert not (tmp_path / "x.json").exists()
+
+
+def test_a_ray_address_that_is_malformed_or_unanswered_is_one_line(llama_dir, lines, tmp_path,
+                                                                     capsys):
+    """ray.init would wait for ever at an address nothing answers at, and a malformed one
+    raised a traceback: both are refused in one line before the corpus is read."""
+    pytest.importorskip("ray.data")
+    import socket
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(lines) + "\n")
+    with socket.socket() as probe:  # a port nothing listens on: bound, then closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for address, expected in (("garbage", "is not HOST:PORT"),
+                              (f"127.0.0.1:{port}", "nothing answers at")):
+        code = main(examples(llama_dir, corpus, "-n", "1", "--work-dir", str(tmp_path / "w"),
+                             "--ray-address", address))
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2
+        assert len(err) == 1
+        assert expected in err[0]

@@ -16,10 +16,15 @@ Ray.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
-from collections.abc import Callable, Iterable
+import signal
+import socket
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +34,7 @@ import numpy as np
 from lazarus.corpus import Window
 from lazarus.errors import LazarusError
 from lazarus.scan import Executor, ScanSettings
-from lazarus.shards import write_windows
+from lazarus.shards import windows_path, write_windows
 
 if TYPE_CHECKING:
     from lazarus.api import Model
@@ -59,7 +64,7 @@ class ShardActor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from lazarus.scan import compute_shard
-        from lazarus.shards import read_windows, windows_path
+        from lazarus.shards import read_windows
 
         sizes, errors = [], []
         for number in batch["shard"]:
@@ -115,6 +120,8 @@ def ray_executor(model: Model, settings: ScanSettings, folder: Path, workers: in
         raise LazarusError("--ray needs Ray Data (pip install 'lazarus[ray]')") from None
     import torch
 
+    if address is not None:
+        check_address(address)
     s = model.settings
     options = {"device": s.device, "dtype": s.dtype, "trust_remote_code": s.trust_remote_code,
                "device_map": s.device_map, "use_cache": False}
@@ -129,26 +136,85 @@ def ray_executor(model: Model, settings: ScanSettings, folder: Path, workers: in
             numbers.append(number)
         if not numbers:
             return
-        if not ray.is_initialized():
-            # The C++ core's log: at its default level it says that Ray Data's own actors have
-            # arguments in the object store (ray-project/ray#53727); the user may set another.
-            os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
-            ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                     logging_level=logging.ERROR)
-        for name in ("ray", "ray.data"):  # Ray Data's notes are not the user's business, nor
-            logging.getLogger(name).setLevel(logging.CRITICAL)  # its logs of what is raised
-        context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = False
-        actors, resources, warning = actor_plan(s.device, ray.cluster_resources(),
-                                                arguments["threads"], workers)
-        if warning is not None:
-            model.warn(warning)
-        mapped = ray.data.from_items([{"shard": n} for n in numbers]).map_batches(
-            ShardActor, fn_constructor_kwargs=arguments, batch_size=1, **resources,
-            compute=ray.data.ActorPoolStrategy(size=min(actors, len(numbers))))
-        for row in mapped.iter_rows():
-            if row["error"]:  # the user's error, in one line, as without Ray
-                raise LazarusError(str(row["error"]))
-            report(int(row["windows"]))
+        started = not ray.is_initialized()
+        try:
+            if started:
+                _start(ray, address)
+            context = ray.data.DataContext.get_current()
+            context.enable_progress_bars = False
+            actors, resources, warning = actor_plan(s.device, ray.cluster_resources(),
+                                                    arguments["threads"], workers)
+            if warning is not None:
+                model.warn(warning)
+            mapped = ray.data.from_items([{"shard": n} for n in numbers]).map_batches(
+                ShardActor, fn_constructor_kwargs=arguments, batch_size=1, **resources,
+                compute=ray.data.ActorPoolStrategy(size=min(actors, len(numbers))))
+            for row in mapped.iter_rows():
+                if row["error"]:  # the user's error, in one line, as without Ray
+                    raise LazarusError(str(row["error"]))
+                report(int(row["windows"]))
+        except BaseException:  # failed, interrupted or terminated: the actors stop now
+            if started and ray.is_initialized():
+                ray.shutdown()
+            raise
+        finally:  # the shards' windows, of the shards done or not (a rerun writes them again)
+            for number in numbers:
+                windows_path(folder, number).unlink(missing_ok=True)
 
     return execute
+
+
+def _start(ray: Any, address: str | None) -> None:
+    """`ray.init`, quiet, leaving this process's SIGINT and SIGTERM handlers as they were (Ray
+    installs its own, which ignore a SIGINT sent by `kill` and dump a stack on SIGTERM)."""
+    # The C++ core's log: at its default level it says that Ray Data's own actors have
+    # arguments in the object store (ray-project/ray#53727); the user may set another.
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with _stderr_kept_unless_failing():
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.ERROR)
+    finally:
+        for number, handler in handlers.items():
+            with contextlib.suppress(ValueError, TypeError):  # not the main thread
+                signal.signal(number, handler)
+    for name in ("ray", "ray.data"):  # Ray Data's notes are not the user's business, nor
+        logging.getLogger(name).setLevel(logging.CRITICAL)  # its logs of what is raised
+
+
+@contextlib.contextmanager
+def _stderr_kept_unless_failing() -> Iterator[None]:
+    """Hold what is written to file descriptor 2 (Ray's C++ core's notes as it starts, and
+    those of the processes it starts), and show it only if the block fails."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            sys.stderr.write(held.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def check_address(address: str) -> None:
+    """Refuse in one line, within seconds, a --ray-address that is not HOST:PORT or that
+    nothing answers at (`ray.init` would wait for ever)."""
+    if address == "auto":
+        return
+    host, colon, port = address.removeprefix("ray://").rpartition(":")
+    if not colon or not host or not port.isdigit():
+        raise LazarusError(f"--ray-address {address!r} is not HOST:PORT (give the cluster's "
+                           "head node, e.g. 10.0.0.5:6379, or auto)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as err:
+        raise LazarusError(f"nothing answers at --ray-address {address} "
+                           f"({err.strerror or err}; start the cluster with ray start --head, "
+                           "or give its head node's HOST:PORT)") from None
