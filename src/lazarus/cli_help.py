@@ -160,7 +160,8 @@ what is kept, per neuron, over every token (streamed: memory does not grow with 
   quantiles   p1..p99 from a sketch of log-like buckets (the float's exponent and 6 leading
               mantissa bits): within 0.78% of the true value (of rank floor(q (n - 1))), or
               within 6.1e-5 of it near zero
-  histogram   10 equal bins between the min and the max, filled from the sketch
+  histogram   10 equal bins between the min and the max, filled from the sketch (each
+              value counted at its bucket's value, so counts near a bin edge are approximate)
 shards and resume:
   the windows are cut into shards of --shard-windows (default 256); each shard's summary is
   written atomically to a folder of --work-dir (default: <cache folder>/examples) named by a

@@ -191,6 +191,8 @@ def windows(path: str, tokenizer: Any, window: int, stride: int,
             text_field: str = "text") -> Iterator[Window]:
     """Every window of the corpus, in order, streamed."""
     for doc, text in read_documents(path, text_field):
-        ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+        # verbose=False: a document longer than the model's context is cut into windows here,
+        # so the tokenizer's warning that it would not fit does not apply.
+        ids = list(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
         if ids:
             yield from cut(doc, ids, window, stride)

@@ -33,7 +33,8 @@ def render_neuron(n: NeuronExamples, color: bool = False) -> list[str]:
              f"  mean {n.mean:.3f}  std {n.std:.3f}  positive {100 * n.fraction_positive:.1f}%  "
              f"min {n.min:.3f}  max {n.max:.3f}  (n={n.count})",
              "  quantiles " + "  ".join(f"{key} {value:.3f}" for key, value in q.items())]
-    lines += ["  histogram", *_histogram(n.histogram_edges, n.histogram_counts)]
+    lines += ["  histogram (approximate: each value counted at its sketch bucket's value)",
+              *_histogram(n.histogram_edges, n.histogram_counts)]
     for title, chosen, tint in (("top", n.top, HIGH), ("bottom", n.bottom, LOW)):
         lines.append(f"  {title} {len(chosen)}")
         lines += [_example(e, tint if color else None) for e in chosen]
