@@ -82,8 +82,13 @@ def silence_stdout() -> None:
 
 
 def _stderr(line: str) -> None:
-    """One line on stderr, control characters escaped, so a message is always one line."""
+    """One line on stderr, control characters escaped, so a message is always one line; on a
+    line of its own, after a progress bar left unfinished (an interrupt, an error)."""
+    global _bar_open
     with contextlib.suppress(OSError):  # else there is nowhere left to report to
+        if _bar_open:
+            sys.stderr.write("\n")
+            _bar_open = False
         print(escape(line), file=sys.stderr, flush=True)
 
 
@@ -99,6 +104,9 @@ def note(message: str) -> None:
     _stderr(f"lazarus: {message}")
 
 
+_bar_open = False  # a progress bar's line is on the terminal, unfinished
+
+
 class ProgressBar:
     """A one-line progress bar on stderr, drawn only when stderr is a terminal: prompts done of
     the prompts given, and what is going on (loading, how many came from the cache)."""
@@ -110,6 +118,7 @@ class ProgressBar:
         self.finished = False
 
     def __call__(self, done: int, total: int, detail: str = "") -> None:
+        global _bar_open
         if not self.enabled or self.finished:
             return
         filled = int(30 * done / max(total, 1))
@@ -123,7 +132,9 @@ class ProgressBar:
         clear = "" if os.environ.get("TERM") == "dumb" else "\x1b[K"
         with contextlib.suppress(OSError):
             sys.stderr.write(f"\r{clear}{line}{' ' * (columns - len(line)) if not clear else ''}")
+            _bar_open = True
             if done >= total:
                 sys.stderr.write("\n")
                 self.finished = True
+                _bar_open = False
             sys.stderr.flush()
