@@ -368,3 +368,14 @@ def test_a_ray_address_that_is_malformed_or_unanswered_is_one_line(llama_dir, li
         assert code == 2
         assert len(err) == 1
         assert expected in err[0]
+
+
+def test_an_empty_work_dir_is_refused(llama_dir, lines, tmp_path, capsys, monkeypatch):
+    """`--work-dir ""` used to put the work folder in the current folder, unasked."""
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(lines) + "\n")
+    monkeypatch.chdir(tmp_path)
+    before = sorted(tmp_path.iterdir())
+    assert main(examples(llama_dir, corpus, "-n", "1", "--work-dir", "")) == 2
+    assert "--work-dir is empty" in capsys.readouterr().err
+    assert sorted(tmp_path.iterdir()) == before

@@ -34,6 +34,9 @@ def run_examples(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise LazarusError(f"--{name.replace('_', '-')} must be at least 1 (got {value})")
+    if args.work_dir is not None and not args.work_dir.strip():
+        raise LazarusError("--work-dir is empty (give a folder, or leave the option out for "
+                           "the cache folder's examples/)")
     if args.work_dir is not None:  # before the model loads
         from pathlib import Path
 
