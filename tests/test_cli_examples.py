@@ -379,3 +379,21 @@ def test_an_empty_work_dir_is_refused(llama_dir, lines, tmp_path, capsys, monkey
     assert main(examples(llama_dir, corpus, "-n", "1", "--work-dir", "")) == 2
     assert "--work-dir is empty" in capsys.readouterr().err
     assert sorted(tmp_path.iterdir()) == before
+
+
+def test_cache_info_counts_the_examples_work_folders(llama_dir, lines, tmp_path, capsys,
+                                                      monkeypatch):
+    """They are not the activation cache (`cache clear` leaves them), but they take space."""
+    monkeypatch.setenv("LAZARUS_CACHE_DIR", str(tmp_path / "cache"))
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(lines[:5]) + "\n")
+    for neuron in ("1", "2"):  # two settings: two work folders in the default place
+        assert main(examples(llama_dir, corpus, "-n", neuron)) == 0
+    capsys.readouterr()
+    assert main(["cache", "info"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    folder = tmp_path / "cache" / "examples"
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    assert last.startswith("corpus scans (introspect examples): 2 work folders, ")
+    assert f"in {folder} " in last
+    assert size > 0

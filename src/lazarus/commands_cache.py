@@ -26,6 +26,12 @@ def run_cache_info(args: argparse.Namespace) -> int:
              f"{plural(summary.rows, 'cached row')}, {_size(summary.bytes)}"]
     lines += [f"  {model.model_id}: {plural(model.rows, 'row')}, {_size(model.bytes)} "
               f"({model.source}; {model.folder.name})" for model in summary.models]
+    from lazarus.shards import work_folders
+
+    root, count, size = work_folders()
+    lines.append(f"corpus scans (introspect examples): {plural(count, 'work folder')}, "
+                 f"{_size(size)} in {root} (not cleared by 'lazarus cache clear': delete the "
+                 "folder to reclaim the space)")
     out("\n".join(lines))
     return 0
 
