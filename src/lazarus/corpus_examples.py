@@ -125,6 +125,7 @@ def analyse_examples(model: Model, corpus: str, layer: int, *, site: str = "resi
                      progress: Callable[[int, int], None] | None = None) -> ExamplesResult:
     from lazarus.cache import model_identity
     from lazarus.directions import check_direction_made, load_direction
+    from lazarus.neurons import check_direction_early
     from lazarus.sites import check_neurons_early, check_site
 
     check_site(site)
@@ -145,6 +146,7 @@ def analyse_examples(model: Model, corpus: str, layer: int, *, site: str = "resi
         # Every token is read here, so the position the direction was made at does not apply.
         check_direction_made(direction, name, model.model_id, (layer,), site,
                              direction.position or "last", model.warn)
+        check_direction_early(direction, model.info.config, model.hidden_size, name, site)
         neurons = direction.top_neurons(top_k, model.warn)
         choice = f"top {len(neurons)} of {name} by {direction.ranking_name()}"
     elif neurons is not None:

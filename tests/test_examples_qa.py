@@ -1,0 +1,67 @@
+"""QA regressions of `lazarus introspect examples` and `Model.examples`: direction widths and
+sites, API input checks, warnings, and the wording of corpus and layer messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lazarus.cli import main
+
+CORPUS = Path(__file__).parent / "data" / "corpus.txt"
+
+
+def examples(model: Path, corpus: Path | str, *extra: str) -> list[str]:
+    return ["introspect", "examples", "-m", str(model), "-l", "1", "--corpus", str(corpus),
+            *extra]
+
+
+def fails(capsys, argv: list[str]) -> str:
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "Traceback" not in captured.err
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    return lines[0]
+
+
+def save(path: Path, size: int, **extra) -> str:
+    weights = np.linspace(1.0, 2.0, size, dtype=np.float32)
+    np.savez(path, direction=weights, **extra)
+    return str(path)
+
+
+@pytest.fixture
+def no_weights(monkeypatch):
+    """Any weight load fails the test: the checks must come first."""
+    from lazarus.api import Model
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("weights loaded before the check")
+
+    monkeypatch.setattr(Model, "weights", refuse)
+
+
+def test_examples_refuses_a_direction_of_the_wrong_width(llama_dir, tmp_path, capsys,
+                                                         no_weights):
+    from lazarus.model_info import read_model_info
+
+    hidden = read_model_info(str(llama_dir)).hidden_size
+    for size in (hidden - 10, hidden * 3):
+        message = fails(capsys, examples(llama_dir, CORPUS, "--from-direction",
+                                         save(tmp_path / f"d{size}.npz", size)))
+        assert f"has {size} weights but the resid_post site has {hidden} neurons" in message
+
+
+def test_examples_refuses_a_direction_wider_than_mlp_post(llama_dir, tmp_path, capsys,
+                                                          no_weights):
+    from lazarus.model_info import read_model_info
+    from lazarus.sites import mlp_post_bound
+
+    width = mlp_post_bound(read_model_info(str(llama_dir)).config)[0]
+    message = fails(capsys, examples(llama_dir, CORPUS, "--site", "mlp_post", "--from-direction",
+                                     save(tmp_path / "wide.npz", width + 5, site="mlp_post")))
+    assert f"has {width + 5} weights but the mlp_post site has at most {width}" in message
