@@ -65,3 +65,20 @@ def test_examples_refuses_a_direction_wider_than_mlp_post(llama_dir, tmp_path, c
     message = fails(capsys, examples(llama_dir, CORPUS, "--site", "mlp_post", "--from-direction",
                                      save(tmp_path / "wide.npz", width + 5, site="mlp_post")))
     assert f"has {width + 5} weights but the mlp_post site has at most {width}" in message
+
+
+def test_a_direction_that_names_no_site_is_not_checked_on_it(llama_dir, tmp_path, capsys):
+    from lazarus.model_info import read_model_info
+    from lazarus.sites import mlp_post_bound
+
+    width = mlp_post_bound(read_model_info(str(llama_dir)).config)[0]
+    bare = save(tmp_path / "bare.npz", width)  # only the required key
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(CORPUS.read_text().splitlines()[:5]) + "\n")
+    assert main(examples(llama_dir, corpus, "--site", "mlp_post", "--from-direction", bare,
+                         "--top-k", "2", "--window", "8", "--work-dir",
+                         str(tmp_path / "w"))) == 0
+    assert "made at" not in capsys.readouterr().err
+    assert main(["introspect", "neurons", "-m", str(llama_dir), "-l", "1", "--site", "mlp_post",
+                 "--from-direction", bare, "--top-k", "2", "-p", "hello", "-p", "world"]) == 0
+    assert "made at" not in capsys.readouterr().err
