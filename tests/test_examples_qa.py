@@ -82,3 +82,46 @@ def test_a_direction_that_names_no_site_is_not_checked_on_it(llama_dir, tmp_path
     assert main(["introspect", "neurons", "-m", str(llama_dir), "-l", "1", "--site", "mlp_post",
                  "--from-direction", bare, "--top-k", "2", "-p", "hello", "-p", "world"]) == 0
     assert "made at" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("kwargs", "expected"), [
+    ({"neurons": [1.5]}, "neuron id 1.5 is not a whole number"),
+    ({"neurons": "78,191"}, "give a list of ids"),
+    ({"corpus": 123}, "corpus=123: give the corpus file's path"),
+])
+def test_api_examples_refuses_bad_input_in_one_line(llama_dir, no_weights, kwargs, expected):
+    from lazarus import Model
+    from lazarus.errors import LazarusError
+
+    model = Model(str(llama_dir))
+    arguments = {"corpus": str(CORPUS), **kwargs}
+    with pytest.raises(LazarusError) as caught:
+        model.examples(layer=1, **arguments)
+    assert expected in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_api_examples_warns_of_ignored_arguments(llama_dir, tmp_path):
+    from lazarus import Model
+
+    said: list[str] = []
+    model = Model(str(llama_dir), warn=said.append)
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(CORPUS.read_text().splitlines()[:3]) + "\n")
+    model.examples(str(corpus), 1, neurons=[1], top_k=3, ray_workers=2, window=8,
+                   work_dir=str(tmp_path / "w"))
+    assert said == ["top_k is ignored without a direction (it chooses a direction's top "
+                    "neurons)",
+                    "ray_workers is ignored without ray=True or ray_address (add ray=True)"]
+
+
+def test_cli_examples_warns_of_ignored_options(llama_dir, tmp_path, capsys):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(CORPUS.read_text().splitlines()[:3]) + "\n")
+    assert main(examples(llama_dir, corpus, "-n", "1", "--window", "8", "--ray-workers", "2",
+                         "--text-field", "body", "--work-dir", str(tmp_path / "w"))) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warnings == [
+        "lazarus: warning: --ray-workers is ignored without --ray or --ray-address (add --ray)",
+        "lazarus: warning: --text-field is ignored with a .txt corpus (each line is a "
+        "document)"]
