@@ -125,3 +125,12 @@ def test_cli_examples_warns_of_ignored_options(llama_dir, tmp_path, capsys):
         "lazarus: warning: --ray-workers is ignored without --ray or --ray-address (add --ray)",
         "lazarus: warning: --text-field is ignored with a .txt corpus (each line is a "
         "document)"]
+
+
+def test_hub_corpus_messages_name_the_hf_command(llama_dir, capsys):
+    message = fails(capsys, examples(llama_dir, "hf:nobody-lazarus-qa/never-cached"))
+    assert ("(fetch it first: hf download nobody-lazarus-qa/never-cached --repo-type dataset)"
+            in message)
+    for spec in ("hf:", "hf::data/train.jsonl"):
+        assert "the dataset name is missing (give hf:ORG/NAME" in fails(
+            capsys, examples(llama_dir, spec))

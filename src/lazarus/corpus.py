@@ -64,14 +64,17 @@ def resolve_corpus(spec: str) -> str:
     if not spec.startswith(HUB_PREFIX):
         return spec
     repo, _, inner = spec[len(HUB_PREFIX):].partition(":")
+    if not repo.strip():
+        raise LazarusError(f"--corpus {spec}: the dataset name is missing (give hf:ORG/NAME, "
+                           "e.g. hf:roneneldan/TinyStories)")
     from huggingface_hub import snapshot_download
 
     try:
         folder = Path(snapshot_download(repo, repo_type="dataset", local_files_only=True))
     except Exception:  # noqa: BLE001 - not cached, or not a valid name: one message either way
         raise LazarusError(f"--corpus {spec}: the dataset {repo!r} is not in the local Hugging "
-                           f"Face cache (fetch it first: huggingface-cli download --repo-type "
-                           f"dataset {repo})") from None
+                           f"Face cache (fetch it first: hf download {repo} --repo-type "
+                           "dataset)") from None
     if inner:
         return str(folder / inner)
     found = sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
