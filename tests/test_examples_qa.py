@@ -134,3 +134,19 @@ def test_hub_corpus_messages_name_the_hf_command(llama_dir, capsys):
     for spec in ("hf:", "hf::data/train.jsonl"):
         assert "the dataset name is missing (give hf:ORG/NAME" in fails(
             capsys, examples(llama_dir, spec))
+
+
+def test_messages_say_layers_json_kinds_and_folders_plainly(llama_dir, tmp_path, capsys):
+    argv = examples(llama_dir, CORPUS)
+    argv[argv.index("-l") + 1] = "0,1"
+    assert fails(capsys, argv).endswith("examples reads one layer; 0,1 names 2 (give one)")
+    for value, kind in (("null", "null"), ("3", "a number"), ("[1]", "a list")):
+        jsonl = tmp_path / "c.jsonl"
+        jsonl.write_text('{"text": "1+1=2"}\n{"text": ' + value + "}\n")
+        assert fails(capsys, examples(llama_dir, jsonl, "--work-dir", str(tmp_path))).endswith(
+            f"line 2: field 'text' is {kind}, not a string (give each line a string 'text' "
+            "field)")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    assert fails(capsys, examples(llama_dir, folder)).endswith(
+        f"--corpus {folder} is a folder (give a .txt, .jsonl or .parquet file)")

@@ -253,7 +253,8 @@ class Model:
 
         resolved = self.layers(layer)
         if len(resolved) != 1:
-            raise LazarusError(f"examples reads one layer; {layer!r} names {len(resolved)} "
+            shown = layer if isinstance(layer, str | int) else ",".join(map(str, layer))
+            raise LazarusError(f"examples reads one layer; {shown} names {len(resolved)} "
                                "(give one)")
         return analyse_examples(
             self, corpus, resolved[0],
