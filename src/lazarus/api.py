@@ -233,15 +233,15 @@ class Model:
 
     def examples(self, corpus: str, layer: Layers = -1, *, site: str = "resid_post",
                  neurons: Sequence[int] | None = None, direction: Direction | str | None = None,
-                 top_k: int = 10, examples: int = 10, window: int = 64,
+                 top_k: int | None = None, examples: int = 10, window: int = 64,
                  stride: int | None = None, text_field: str = "text",
                  work_dir: str | None = None, shard_windows: int = 256, ray: bool = False,
                  ray_workers: int | None = None, ray_address: str | None = None,
                  token_budget: int | None = None, max_batch: int | None = None,
                  progress: Callable[[int, int], None] | None = None) -> ExamplesResult:
         """The `examples` highest and lowest activating tokens of `neurons` (or a `direction`'s
-        `top_k`, or every neuron of `site`) at `layer` over every token of a `corpus` file
-        (.txt, .jsonl with `text_field`, .parquet), cut into windows of `window` tokens every
+        `top_k`, default 10, or every neuron of `site`) at `layer` over every token of a `corpus`
+        file (.txt, .jsonl with `text_field`, .parquet), cut into windows of `window` tokens every
         `stride`; with each neuron's mean, std, fraction positive, quantiles and histogram.
         Streamed and resumable: shards of `shard_windows` windows are kept in `work_dir`
         (default: the cache folder's examples/), so a rerun skips the finished ones; `ray=True`
@@ -253,7 +253,8 @@ class Model:
 
         resolved = self.layers(layer)
         if len(resolved) != 1:
-            raise LazarusError(f"examples reads one layer; {layer!r} names {len(resolved)} "
+            shown = layer if isinstance(layer, str | int) else ",".join(map(str, layer))
+            raise LazarusError(f"examples reads one layer; {shown} names {len(resolved)} "
                                "(give one)")
         return analyse_examples(
             self, corpus, resolved[0],

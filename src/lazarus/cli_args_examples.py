@@ -28,7 +28,7 @@ def add_examples_command(commands: argparse._SubParsersAction) -> None:
                           help="a .txt (one document per line), .jsonl or .parquet file, or "
                                "hf:org/name[:file] for a dataset in the local Hugging Face "
                                "cache")
-    examples.add_argument("--text-field", default="text", metavar="NAME",
+    examples.add_argument("--text-field", default=None, metavar="NAME",
                           help="the text field of a .jsonl or column of a .parquet corpus "
                                "(default: text)")
     examples.add_argument("-n", "--neurons", action=Once,

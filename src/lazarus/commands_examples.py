@@ -29,6 +29,11 @@ def run_examples(args: argparse.Namespace) -> int:
     neurons = None if args.neurons is None else inputs.parse_neurons(args.neurons)
     if args.top_k is not None and args.from_direction is None:
         warn("--top-k is ignored without --from-direction")
+    ray_workers = args.ray_workers
+    if ray_workers is not None and not args.ray and args.ray_address is None:
+        warn("--ray-workers is ignored without --ray or --ray-address (add --ray)")
+        ray_workers = None
+    text_field = "text" if args.text_field is None else args.text_field
     check_window(args.window, args.stride)
     for name in ("examples", "shard_windows", "ray_workers", "top_k"):
         value = getattr(args, name)
@@ -44,7 +49,9 @@ def run_examples(args: argparse.Namespace) -> int:
 
         check_work_dir(Path(args.work_dir))
     corpus = resolve_corpus(args.corpus)
-    check_corpus(corpus, args.text_field)
+    check_corpus(corpus, text_field)
+    if args.text_field is not None and corpus.lower().endswith(".txt"):
+        warn("--text-field is ignored with a .txt corpus (each line is a document)")
     output = args.output
     if output is not None:
         check_extension("--output", output, ".json", ".parquet", ".html")
@@ -66,11 +73,11 @@ def run_examples(args: argparse.Namespace) -> int:
     bar = ProgressBar("scanning windows")
     result = model.examples(corpus, model.layers(args.layer), site=args.site,
                             neurons=neurons, direction=direction,
-                            top_k=10 if args.top_k is None else args.top_k,
+                            top_k=None if args.from_direction is None else args.top_k,
                             examples=args.examples, window=args.window, stride=args.stride,
-                            text_field=args.text_field, work_dir=args.work_dir,
+                            text_field=text_field, work_dir=args.work_dir,
                             shard_windows=args.shard_windows, ray=args.ray,
-                            ray_workers=args.ray_workers, ray_address=args.ray_address,
+                            ray_workers=ray_workers, ray_address=args.ray_address,
                             progress=lambda done, total: bar(done, total))
     color = use_color(args)
     report = render_examples(result, color=color)

@@ -44,11 +44,11 @@ def corpus_format(path: str) -> str:
     """The format of `path` from its extension, after checking the file can be read."""
     file = Path(path)
     suffix = file.suffix.lower()
+    if file.is_dir():
+        raise LazarusError(f"--corpus {path} is a folder (give a .txt, .jsonl or .parquet file)")
     if suffix not in FORMATS:
         raise LazarusError(f"--corpus {path}: unknown format {suffix or '(no extension)'!r} "
                            "(give a .txt, .jsonl or .parquet file)")
-    if file.is_dir():
-        raise LazarusError(f"--corpus {path} is a folder (give a .txt, .jsonl or .parquet file)")
     if not file.is_file():
         raise LazarusError(f"corpus file not found: {path} (check the path)")
     return suffix
@@ -64,14 +64,17 @@ def resolve_corpus(spec: str) -> str:
     if not spec.startswith(HUB_PREFIX):
         return spec
     repo, _, inner = spec[len(HUB_PREFIX):].partition(":")
+    if not repo.strip():
+        raise LazarusError(f"--corpus {spec}: the dataset name is missing (give hf:ORG/NAME, "
+                           "e.g. hf:roneneldan/TinyStories)")
     from huggingface_hub import snapshot_download
 
     try:
         folder = Path(snapshot_download(repo, repo_type="dataset", local_files_only=True))
     except Exception:  # noqa: BLE001 - not cached, or not a valid name: one message either way
         raise LazarusError(f"--corpus {spec}: the dataset {repo!r} is not in the local Hugging "
-                           f"Face cache (fetch it first: huggingface-cli download --repo-type "
-                           f"dataset {repo})") from None
+                           f"Face cache (fetch it first: hf download {repo} --repo-type "
+                           "dataset)") from None
     if inner:
         return str(folder / inner)
     found = sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
@@ -135,9 +138,20 @@ def _json_text(path: str, number: int, line: str, field: str) -> str:
                            "field with --text-field)")
     text = record[field]
     if not isinstance(text, str):
-        raise LazarusError(f"{path} line {number + 1}: field {field!r} is "
-                           f"{type(text).__name__}, not text")
+        raise LazarusError(f"{path} line {number + 1}: field {field!r} is {_json_kind(text)}, "
+                           f"not a string (give each line a string {field!r} field)")
     return text
+
+
+def _json_kind(value: Any) -> str:
+    """What a JSON value is, in JSON's words: null, a boolean, a number, a list, an object."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "a list" if isinstance(value, list) else "an object"
 
 
 def _parquet_file(path: str) -> Any:

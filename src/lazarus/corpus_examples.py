@@ -8,6 +8,7 @@ as the model saw them (the window's own tokens, not the document's beyond it).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -116,17 +117,24 @@ class ExamplesResult:
 
 def analyse_examples(model: Model, corpus: str, layer: int, *, site: str = "resid_post",
                      neurons: Sequence[int] | None = None,
-                     direction: Direction | str | None = None, top_k: int = 10,
+                     direction: Direction | str | None = None, top_k: int | None = None,
                      examples: int = 10, window: int = 64, stride: int | None = None,
                      text_field: str = "text", work_dir: str | Path | None = None,
                      shard_windows: int = SHARD_WINDOWS, ray: bool = False,
                      ray_workers: int | None = None, ray_address: str | None = None,
                      token_budget: int | None = None, max_batch: int | None = None,
                      progress: Callable[[int, int], None] | None = None) -> ExamplesResult:
+    from lazarus.api_checks import neuron_ids
     from lazarus.cache import model_identity
     from lazarus.directions import check_direction_made, load_direction
+    from lazarus.neurons import check_direction_early
     from lazarus.sites import check_neurons_early, check_site
 
+    if not isinstance(corpus, str | os.PathLike):
+        raise LazarusError(f"corpus={corpus!r}: give the corpus file's path (e.g. "
+                           "corpus='data.txt') or hf:ORG/NAME")
+    corpus = os.fspath(corpus)
+    neurons = neuron_ids(neurons)
     check_site(site)
     stride = check_window(window, stride)
     for name, value in (("--examples", examples), ("--shard-windows", shard_windows),
@@ -135,6 +143,11 @@ def analyse_examples(model: Model, corpus: str, layer: int, *, site: str = "resi
             raise LazarusError(f"{name} must be at least 1 (got {value})")
     if neurons is not None and direction is not None:
         raise LazarusError("--neurons and --from-direction were both given (choose one)")
+    if top_k is not None and direction is None:
+        model.warn("top_k is ignored without a direction (it chooses a direction's top "
+                   "neurons)")
+    if ray_workers is not None and not ray and ray_address is None:
+        model.warn("ray_workers is ignored without ray=True or ray_address (add ray=True)")
     corpus = resolve_corpus(corpus)
     check_corpus(corpus, text_field)
     choice = "every neuron of the site"
@@ -145,12 +158,12 @@ def analyse_examples(model: Model, corpus: str, layer: int, *, site: str = "resi
         # Every token is read here, so the position the direction was made at does not apply.
         check_direction_made(direction, name, model.model_id, (layer,), site,
                              direction.position or "last", model.warn)
-        neurons = direction.top_neurons(top_k, model.warn)
+        check_direction_early(direction, model.info.config, model.hidden_size, name, site)
+        neurons = direction.top_neurons(10 if top_k is None else top_k, model.warn)
         choice = f"top {len(neurons)} of {name} by {direction.ranking_name()}"
     elif neurons is not None:
-        neurons = [int(n) for n in neurons]
-        if not neurons or len(set(neurons)) != len(neurons) or min(neurons) < 0:
-            raise LazarusError("neurons must be distinct ids of 0 or more (e.g. [3, 50])")
+        if not neurons:
+            raise LazarusError("neurons is empty (give at least one id, e.g. neurons=[3, 50])")
         # before the weights load: ids no layer of the site has
         check_neurons_early(model.info.config, model.hidden_size, site, layer, neurons)
         choice = "given"

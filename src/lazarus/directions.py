@@ -49,8 +49,8 @@ class Direction:
     importance: np.ndarray | None = None  # per neuron, larger = separates the classes more
     ranking: str | None = None  # what `importance` measures, shown to the user
     metrics: dict[str, float] = field(default_factory=dict)  # accuracy, separation, ...
-    site: str | None = None  # where it was read (`sites.SITES`); None: resid_post
-    position: str | None = None  # which token (`positions`); None: last
+    site: str | None = None  # where it was read (`sites.SITES`); None: not said
+    position: str | None = None  # which token (`positions`); None: not said
     source: str | None = None  # the file it was read from (not saved), for messages
 
     @property
@@ -191,11 +191,12 @@ def _real_vector(path: str, arrays: dict[str, np.ndarray], key: str) -> np.ndarr
 
 def check_direction_made(direction: Direction, name: str, model_id: str, layers: Sequence[int],
                          site: str, position: str | int, warn: Callable[[str], None]) -> None:
-    """A direction read elsewhere names other neurons: refuse another site, warn of the rest."""
+    """A direction read elsewhere names other neurons: refuse another site, warn of the rest.
+    What the file does not name (site, layer, position, model) is not checked."""
     from lazarus.positions import parse_position, same_token
 
-    made_site = direction.site or "resid_post"
-    if made_site != site:  # other neurons, even where the widths agree
+    made_site = direction.site
+    if made_site is not None and made_site != site:  # other neurons, even where widths agree
         raise LazarusError(f"{name} was made at site {made_site}, not {site} "
                            f"(add --site {made_site})")
     if direction.layer is not None and tuple(layers) != (direction.layer,):
@@ -204,7 +205,9 @@ def check_direction_made(direction: Direction, name: str, model_id: str, layers:
     if direction.model_id and not same_model(direction.model_id, model_id):
         warn(f"{name} was made for {direction.model_id}, you are analysing "
                    f"{model_id}")
-    made_position = parse_position(direction.position or "last")
+    if direction.position is None:
+        return
+    made_position = parse_position(direction.position)
     if same_token(made_position) != same_token(position):
         warn(f"{name} was made at position {made_position}, you are reading position "
                    f"{position} (add --position {made_position} to match)")

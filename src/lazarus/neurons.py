@@ -163,8 +163,8 @@ def analyse_neurons(
     if neurons is not None:
         neurons = [int(n) for n in neurons]
         check_neurons_early(info.config, info.hidden_size, site, layers[0], neurons)
-    if direction is not None and site in RESIDUAL_WIDTH:
-        check_direction_width(direction, info.hidden_size, direction_name, site)
+    if direction is not None:
+        check_direction_early(direction, info.config, info.hidden_size, direction_name, site)
     every = position == "all"
     known = (direction.top_neurons(top_k, model.warn) if direction is not None
              else None if neurons is None else list(neurons))
@@ -268,6 +268,25 @@ def check_direction_width(direction: Direction, width: int, name: str, site: str
         raise LazarusError(f"{name} has {plural(direction.hidden_size, 'weight')} but the {site} "
                            f"site has {plural(width, 'neuron')} (use a direction made for this "
                            "model and site)")
+
+
+def check_direction_early(direction: Direction, config: dict, hidden_size: int, name: str,
+                          site: str) -> None:
+    """Refuse, from config.json and before any weight loads, a direction no layer of the site
+    fits: the residual-width sites are exactly the hidden size wide; mlp_post at most
+    `sites.mlp_post_bound` (a shorter one is refused once the width is seen)."""
+    from lazarus.sites import mlp_post_bound
+
+    if site in RESIDUAL_WIDTH:
+        check_direction_width(direction, hidden_size, name, site)
+        return
+    bound = mlp_post_bound(config) if site == "mlp_post" else None
+    if bound is not None and direction.hidden_size > bound[0]:
+        width, why = bound
+        raise LazarusError(f"{name} has {plural(direction.hidden_size, 'weight')} but the {site} "
+                           f"site has at most {plural(width, 'neuron')} at any layer of this "
+                           f"model (config.json: {why}; use a direction made for this model "
+                           "and site)")
 
 
 def moe_experts(info: ModelInfo, site: str, width: int) -> int | None:

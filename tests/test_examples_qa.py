@@ -1,0 +1,152 @@
+"""QA regressions of `lazarus introspect examples` and `Model.examples`: direction widths and
+sites, API input checks, warnings, and the wording of corpus and layer messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lazarus.cli import main
+
+CORPUS = Path(__file__).parent / "data" / "corpus.txt"
+
+
+def examples(model: Path, corpus: Path | str, *extra: str) -> list[str]:
+    return ["introspect", "examples", "-m", str(model), "-l", "1", "--corpus", str(corpus),
+            *extra]
+
+
+def fails(capsys, argv: list[str]) -> str:
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "Traceback" not in captured.err
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    return lines[0]
+
+
+def save(path: Path, size: int, **extra) -> str:
+    weights = np.linspace(1.0, 2.0, size, dtype=np.float32)
+    np.savez(path, direction=weights, **extra)
+    return str(path)
+
+
+@pytest.fixture
+def no_weights(monkeypatch):
+    """Any weight load fails the test: the checks must come first."""
+    from lazarus.api import Model
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("weights loaded before the check")
+
+    monkeypatch.setattr(Model, "weights", refuse)
+
+
+def test_examples_refuses_a_direction_of_the_wrong_width(llama_dir, tmp_path, capsys,
+                                                         no_weights):
+    from lazarus.model_info import read_model_info
+
+    hidden = read_model_info(str(llama_dir)).hidden_size
+    for size in (hidden - 10, hidden * 3):
+        message = fails(capsys, examples(llama_dir, CORPUS, "--from-direction",
+                                         save(tmp_path / f"d{size}.npz", size)))
+        assert f"has {size} weights but the resid_post site has {hidden} neurons" in message
+
+
+def test_examples_refuses_a_direction_wider_than_mlp_post(llama_dir, tmp_path, capsys,
+                                                          no_weights):
+    from lazarus.model_info import read_model_info
+    from lazarus.sites import mlp_post_bound
+
+    width = mlp_post_bound(read_model_info(str(llama_dir)).config)[0]
+    message = fails(capsys, examples(llama_dir, CORPUS, "--site", "mlp_post", "--from-direction",
+                                     save(tmp_path / "wide.npz", width + 5, site="mlp_post")))
+    assert f"has {width + 5} weights but the mlp_post site has at most {width}" in message
+
+
+def test_a_direction_that_names_no_site_is_not_checked_on_it(llama_dir, tmp_path, capsys):
+    from lazarus.model_info import read_model_info
+    from lazarus.sites import mlp_post_bound
+
+    width = mlp_post_bound(read_model_info(str(llama_dir)).config)[0]
+    bare = save(tmp_path / "bare.npz", width)  # only the required key
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(CORPUS.read_text().splitlines()[:5]) + "\n")
+    assert main(examples(llama_dir, corpus, "--site", "mlp_post", "--from-direction", bare,
+                         "--top-k", "2", "--window", "8", "--work-dir",
+                         str(tmp_path / "w"))) == 0
+    assert "made at" not in capsys.readouterr().err
+    assert main(["introspect", "neurons", "-m", str(llama_dir), "-l", "1", "--site", "mlp_post",
+                 "--from-direction", bare, "--top-k", "2", "-p", "hello", "-p", "world"]) == 0
+    assert "made at" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("kwargs", "expected"), [
+    ({"neurons": [1.5]}, "neuron id 1.5 is not a whole number"),
+    ({"neurons": "78,191"}, "give a list of ids"),
+    ({"corpus": 123}, "corpus=123: give the corpus file's path"),
+])
+def test_api_examples_refuses_bad_input_in_one_line(llama_dir, no_weights, kwargs, expected):
+    from lazarus import Model
+    from lazarus.errors import LazarusError
+
+    model = Model(str(llama_dir))
+    arguments = {"corpus": str(CORPUS), **kwargs}
+    with pytest.raises(LazarusError) as caught:
+        model.examples(layer=1, **arguments)
+    assert expected in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_api_examples_warns_of_ignored_arguments(llama_dir, tmp_path):
+    from lazarus import Model
+
+    said: list[str] = []
+    model = Model(str(llama_dir), warn=said.append)
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(CORPUS.read_text().splitlines()[:3]) + "\n")
+    model.examples(str(corpus), 1, neurons=[1], top_k=3, ray_workers=2, window=8,
+                   work_dir=str(tmp_path / "w"))
+    assert said == ["top_k is ignored without a direction (it chooses a direction's top "
+                    "neurons)",
+                    "ray_workers is ignored without ray=True or ray_address (add ray=True)"]
+
+
+def test_cli_examples_warns_of_ignored_options(llama_dir, tmp_path, capsys):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(CORPUS.read_text().splitlines()[:3]) + "\n")
+    assert main(examples(llama_dir, corpus, "-n", "1", "--window", "8", "--ray-workers", "2",
+                         "--text-field", "body", "--work-dir", str(tmp_path / "w"))) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warnings == [
+        "lazarus: warning: --ray-workers is ignored without --ray or --ray-address (add --ray)",
+        "lazarus: warning: --text-field is ignored with a .txt corpus (each line is a "
+        "document)"]
+
+
+def test_hub_corpus_messages_name_the_hf_command(llama_dir, capsys):
+    message = fails(capsys, examples(llama_dir, "hf:nobody-lazarus-qa/never-cached"))
+    assert ("(fetch it first: hf download nobody-lazarus-qa/never-cached --repo-type dataset)"
+            in message)
+    for spec in ("hf:", "hf::data/train.jsonl"):
+        assert "the dataset name is missing (give hf:ORG/NAME" in fails(
+            capsys, examples(llama_dir, spec))
+
+
+def test_messages_say_layers_json_kinds_and_folders_plainly(llama_dir, tmp_path, capsys):
+    argv = examples(llama_dir, CORPUS)
+    argv[argv.index("-l") + 1] = "0,1"
+    assert fails(capsys, argv).endswith("examples reads one layer; 0,1 names 2 (give one)")
+    for value, kind in (("null", "null"), ("3", "a number"), ("[1]", "a list")):
+        jsonl = tmp_path / "c.jsonl"
+        jsonl.write_text('{"text": "1+1=2"}\n{"text": ' + value + "}\n")
+        assert fails(capsys, examples(llama_dir, jsonl, "--work-dir", str(tmp_path))).endswith(
+            f"line 2: field 'text' is {kind}, not a string (give each line a string 'text' "
+            "field)")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    assert fails(capsys, examples(llama_dir, folder)).endswith(
+        f"--corpus {folder} is a folder (give a .txt, .jsonl or .parquet file)")
