@@ -27,6 +27,7 @@ from lazarus.corpus import Window, prefix_of, windows
 from lazarus.errors import LazarusError
 from lazarus.examples import BUCKETS, LOW, SHIFT, SIDE, Summary, select
 from lazarus.shards import check_work_dir, read_shard, shard_path, write_shard
+from lazarus.text import plural
 
 if TYPE_CHECKING:
     from lazarus.loading import LoadedModel
@@ -247,8 +248,9 @@ def run_scan(tokenizer: Any, config: dict, settings: ScanSettings, folder: Path,
     prefix = prefix_of(tokenizer)
     limit = context_length(config)
     if limit is not None and settings.window + len(prefix) > limit:
-        raise LazarusError(f"--window {settings.window} (+{len(prefix)} special tokens) is "
-                           f"longer than this model's context of {limit} tokens (give at most "
+        special = plural(len(prefix), "special token")
+        raise LazarusError(f"--window {settings.window} (+{special}) is longer than this "
+                           f"model's context of {limit} tokens (give at most "
                            f"{limit - len(prefix)})")
 
     def stream() -> Iterator[Window]:
