@@ -62,10 +62,11 @@ def speed(args: argparse.Namespace, corpus: Path) -> None:
 
     model = lazarus.load(model_path(args.model))
     loaded = model.weights(args.layer)
+    # --neurons 0: every neuron, asked for as the command does (no column list to gather)
     step = max(1, model.hidden_size // args.neurons) if args.neurons else 1
     neurons = tuple(range(0, model.hidden_size, step))
-    settings = ScanSettings(str(corpus), args.layer, neurons=neurons, window=args.window,
-                            stride=args.window)
+    settings = ScanSettings(str(corpus), args.layer, neurons=neurons if args.neurons else None,
+                            window=args.window, stride=args.window)
     prefix = prefix_of(loaded.tokenizer)
     shards = list(shards_of(windows(str(corpus), loaded.tokenizer, args.window, args.window),
                             settings.shard_windows))

@@ -272,3 +272,13 @@ def test_sketch_buckets_equal_the_float_s_exponent_and_mantissa_bits():
                                                                    np.int64), 1)
     want = np.bincount([bucket(float(x)) for x in values], minlength=BUCKETS)
     np.testing.assert_array_equal(summary.sketch[0], want)
+
+
+def test_a_site_without_a_value_at_every_token_is_refused():
+    """MoE expert units are NaN at the tokens not routed to the expert: no summary of them."""
+    from lazarus.errors import LazarusError
+
+    values = np.ones((5, 2), np.float32)
+    values[3, 1] = np.nan
+    with pytest.raises(LazarusError, match="no value at some tokens"):
+        summarize(torch.from_numpy(values), np.zeros((5, 3), np.int64), KEEP)

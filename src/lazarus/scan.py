@@ -57,12 +57,6 @@ class ScanSettings:
 def summarize(values: Any, ids: np.ndarray, keep: int) -> Summary:
     """The `Summary` of float32 torch [tokens, K] values (on their device) whose tokens have
     int64 [tokens, 3] ids (in any row order)."""
-    import torch
-
-    if bool(torch.isnan(values).any()):
-        raise LazarusError("this site has no value at some tokens (MoE expert units); "
-                           "examples needs a value at every token (use resid_post, mlp_out, "
-                           "attn_out or a dense layer's mlp_post)")
     count, width = values.shape
     # Moments, positives and the sketch in numpy on the host: its sums do not depend on the
     # thread count (torch's do), and its integer operations are faster on a CPU. Top and
@@ -70,6 +64,10 @@ def summarize(values: Any, ids: np.ndarray, keep: int) -> Summary:
     narrow = values.float().cpu().numpy()  # float32 [tokens, K]
     host = narrow.astype(np.float64)
     mean = host.mean(axis=0)
+    if np.isnan(mean).any():  # a NaN anywhere in a column makes its mean NaN
+        raise LazarusError("this site has no value at some tokens (MoE expert units); "
+                           "examples needs a value at every token (use resid_post, mlp_out, "
+                           "attn_out or a dense layer's mlp_post)")
     np.subtract(host, mean, out=host)
     np.square(host, out=host)
     m2 = host.sum(axis=0)
