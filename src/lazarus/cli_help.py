@@ -170,9 +170,9 @@ shards and resume:
   merged in order, so the result does not depend on how the work was split
 --ray: the shards run as Ray Data map_batches on --ray-workers local model actors, each
   loading the model once, each shard written as Parquet (needs pip install 'lazarus[ray]');
-  the result is the same as in one process. --ray-address ADDR:
-  on an existing cluster's actors instead, which must see --work-dir and the model at the same
-  paths (a shared filesystem)
+  the result is the same as in one process (on GPUs, to float rounding).
+  --ray-address ADDR runs them on an existing cluster's actors instead, which must see
+  --work-dir and the model at the same paths (a shared filesystem)
 """
 
 EXAMPLES_EXAMPLES = f"""\

@@ -160,6 +160,8 @@ def ray_executor(model: Model, settings: ScanSettings, folder: Path, workers: in
         finally:  # the shards' windows, of the shards done or not (a rerun writes them again)
             for number in numbers:
                 windows_path(folder, number).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # kept while another run still uses it
+                windows_path(folder, 0).parent.rmdir()
 
     return execute
 
