@@ -211,7 +211,6 @@ class ScanOutcome:
     shards: int
     resumed: int  # shards found complete in the work folder
     folder: Path
-    prefix: tuple[int, ...]
 
 
 def local_executor(weights: Callable[[], LoadedModel], settings: ScanSettings, folder: Path,
@@ -299,5 +298,5 @@ def run_scan(tokenizer: Any, config: dict, settings: ScanSettings, folder: Path,
                                "(run again to compute it)")
         summary = part if summary is None else summary.merge(part, settings.examples)
     assert summary is not None
-    return ScanOutcome(summary, documents, total, count, len(complete), folder, prefix)
+    return ScanOutcome(summary, documents, total, count, len(complete), folder)
 
