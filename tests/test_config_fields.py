@@ -276,3 +276,14 @@ def test_a_deeply_nested_config_is_one_line(llama_dir, tmp_path, capsys, shape):
     assert line == (f"lazarus: error: cannot read {model / 'config.json'}: it nests objects or "
                     "lists more than 32 deep, which no model's config does (is it a valid "
                     "config.json?)")
+
+
+def test_a_deeply_nested_safetensors_header_is_one_line(llama_dir, tmp_path, capsys):
+    model = copy_of(llama_dir, tmp_path)
+    header = b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    (model / "model.safetensors").write_bytes(len(header).to_bytes(8, "little") + header)
+    line = refused(capsys, ["introspect", "neurons", "-m", str(model), "-l", "1", "-p", "hi",
+                            "--no-cache"], tmp_path / "out.json")
+    assert line == (f"lazarus: error: {model / 'model.safetensors'} is not a readable "
+                    "safetensors file (its header nests too deeply to describe tensors; "
+                    "download or save it again)")
