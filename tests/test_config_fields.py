@@ -287,3 +287,19 @@ def test_a_deeply_nested_safetensors_header_is_one_line(llama_dir, tmp_path, cap
     assert line == (f"lazarus: error: {model / 'model.safetensors'} is not a readable "
                     "safetensors file (its header nests too deeply to describe tensors; "
                     "download or save it again)")
+
+
+def test_running_out_of_memory_in_an_intervention_is_said_as_such(llama_dir):
+    def exhausted(_module, _args):
+        raise MemoryError
+
+    model = lazarus.load(str(llama_dir), use_cache=False)
+    handle = model.whole_weights().model.lm_head.register_forward_pre_hook(exhausted)
+    try:
+        with pytest.raises(LazarusError) as caught:
+            model.steer(PROMPTS, layer=1, neurons={0: 1.0}, max_tokens=2)
+    finally:
+        handle.remove()
+    assert str(caught.value) == ("the forward pass failed: out of memory (use --dtype bfloat16, "
+                                 "--device-map auto to spread the model, or a machine with more "
+                                 "memory)")

@@ -59,10 +59,10 @@ def upstream(family: str, action: str, advice: str = "",
         if _raised_by_lazarus(cause):
             raise
         better = explain(err) if explain is not None else None
-        raise LazarusError(better or upstream_message(family, action, err, advice)) from None
+        raise LazarusError(better or _upstream_message(family, action, err, advice)) from None
 
 
-def upstream_message(family: str, action: str, err: BaseException, advice: str = "") -> str:
+def _upstream_message(family: str, action: str, err: BaseException, advice: str = "") -> str:
     """The one line for `upstream`: "<action>: <Type>: <first line> (raised inside transformers
     <version> by this <family> model; <advice>report it ... or try ...)"."""
     cause = innermost(err)
