@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lazarus.configs import text_config
+from lazarus.configs import HIDDEN_SIZE_KEYS, config_int, first_int, text_config
 from lazarus.moe import moe_shape
 
 if TYPE_CHECKING:
@@ -77,7 +77,8 @@ def batch_limits(loaded: LoadedModel, longest: int, kept_bytes_per_token: int = 
     fullest GPU the model is on, or a quarter of the available RAM on CPU, where it is also
     capped at `CPU_TOKEN_BUDGET` because larger batches are no faster there.
     """
-    per_token = (2 * activation_bytes_per_token(loaded.model.config, loaded.dtype, longest)
+    value_bytes = loaded.model.get_input_embeddings().weight.element_size()
+    per_token = (2 * activation_bytes_per_token(loaded.info.config, value_bytes, longest)
                  + kept_bytes_per_token)
     on_cpu = loaded.device == "cpu"
     spare = free_memory_bytes(loaded)
@@ -100,20 +101,25 @@ def kept_bytes_per_token(loaded: LoadedModel, request: CaptureRequest) -> int:
 
 
 def site_width_guess(loaded: LoadedModel) -> int:
+    """The widest a site's row can be: the hidden size, the MLP's width (the widest layer's,
+    when config.json lists one per layer), or experts x units."""
     shape = moe_shape(loaded.info.config)
     text = text_config(loaded.info.config)
-    widths = [loaded.info.hidden_size, int(text.get("intermediate_size") or 0)]
+    widths = [loaded.info.hidden_size, config_int(text, "intermediate_size") or 0]
     return max(widths + ([shape[0] * shape[1]] if shape else []))
 
 
-def activation_bytes_per_token(config: Any, dtype: str, longest: int) -> int:
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    hidden = int(getattr(text, "hidden_size", 0) or 0)
-    intermediate = int(getattr(text, "intermediate_size", 0) or 0) or 4 * hidden
-    heads = int(getattr(text, "num_attention_heads", 0) or 0) or 1
-    routed = int(getattr(text, "num_experts_per_tok", 0) or 0) or 1
-    width = {"float32": 4, "float64": 8}.get(dtype, 2)
-    return width * (10 * hidden + 4 * intermediate * routed) + 4 * heads * longest
+def activation_bytes_per_token(config: dict[str, Any], value_bytes: int, longest: int) -> int:
+    """What one padded token holds at its peak inside a block (see the module doc), for a
+    config.json and values of `value_bytes` bytes (the weights' element size). Widths listed
+    per layer count at the widest layer's."""
+    text = text_config(config)
+    hidden = first_int(text, *HIDDEN_SIZE_KEYS) or 0
+    intermediate = config_int(text, "intermediate_size") or 4 * hidden
+    heads = next((value for key in ("num_attention_heads", "n_head", "n_heads")
+                  if (value := config_int(text, key))), 1)
+    routed = config_int(text, "num_experts_per_tok") or 1
+    return value_bytes * (10 * hidden + 4 * intermediate * routed) + 4 * heads * longest
 
 
 def free_memory_bytes(loaded: LoadedModel) -> int:

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from lazarus.budget import BATCH_OVERHEAD_TOKENS, limits_for, plan_batches
-from lazarus.configs import text_config
-from lazarus.errors import LazarusError
+from lazarus.configs import config_int, text_config
+from lazarus.errors import LazarusError, is_out_of_memory, upstream
 from lazarus.loading import LoadedModel
 from lazarus.positions import check_lengths
 from lazarus.trace import CaptureRequest, StopForward, Trace
@@ -37,7 +37,8 @@ Kept = Callable[[list[int], int, Any], None]  # (batch's prompt indices, layer, 
 
 
 def tokenize(loaded: LoadedModel, prompts: Sequence[str]) -> list[list[int]]:
-    ids = [list(loaded.tokenizer(prompt)["input_ids"]) for prompt in prompts]
+    with upstream(loaded.info.model_type, "tokenizing the prompts failed"):
+        ids = [list(loaded.tokenizer(prompt)["input_ids"]) for prompt in prompts]
     limit = context_length(loaded.info.config)
     for number, (prompt, row) in enumerate(zip(prompts, ids, strict=True), start=1):
         if not row:
@@ -51,10 +52,8 @@ def tokenize(loaded: LoadedModel, prompts: Sequence[str]) -> list[list[int]]:
 def context_length(config: dict) -> int | None:
     """The longest input the model was built for; past it, positions are out of its range."""
     text = text_config(config)
-    for key in ("n_positions", "max_position_embeddings", "n_ctx"):
-        if isinstance(text.get(key), int) and text[key] > 0:
-            return int(text[key])
-    return None
+    return next((value for key in ("n_positions", "max_position_embeddings", "n_ctx")
+                 if (value := config_int(text, key))), None)
 
 
 def pad_batch(rows: Sequence[Sequence[int]], pad_id: int, left: bool = False) -> tuple[Any, Any]:
@@ -129,8 +128,10 @@ def run_batches(
             trace.lengths = mask.sum(dim=-1)  # [batch]
             trace.reached.clear()
             try:
-                loaded.model(input_ids=input_ids.to(input_device),
-                             attention_mask=mask.to(input_device), use_cache=False)
+                with upstream(loaded.info.model_type, "the forward pass failed",
+                              pass_out_of_memory=True):
+                    loaded.model(input_ids=input_ids.to(input_device),
+                                 attention_mask=mask.to(input_device), use_cache=False)
             except StopForward:
                 pass
             except Exception as err:
@@ -222,18 +223,6 @@ def capture(
     if widths is not None:
         widths.update(found)
     return results
-
-
-def is_out_of_memory(err: BaseException) -> bool:
-    """True for the allocation failures of CUDA, MPS and the CPU allocator."""
-    import torch
-
-    oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
-    if isinstance(err, (oom, MemoryError)):
-        return True
-    text = str(err).lower()
-    return isinstance(err, RuntimeError) and ("out of memory" in text
-                                              or "not enough memory" in text)
 
 
 def _release_memory() -> None:

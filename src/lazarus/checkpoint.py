@@ -34,7 +34,10 @@ def safetensors_header(path: Path) -> tuple[dict, int]:
         raw = file.read(size)
     if len(raw) != size:
         raise ValueError("the header is cut short")
-    header = json.loads(raw)
+    try:
+        header = json.loads(raw)
+    except RecursionError:  # json's reader recurses once per level of nesting
+        raise ValueError("its header nests too deeply to describe tensors") from None
     if not isinstance(header, dict):
         raise ValueError("the header is not a JSON object")
     header.pop("__metadata__", None)

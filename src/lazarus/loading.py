@@ -19,9 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from lazarus.checkpoint import check_safetensors, refuse_chance
-from lazarus.configs import text_config
-from lazarus.errors import LazarusError
-from lazarus.model_info import LAYER_COUNT_KEYS, ModelInfo, local_files, weight_files
+from lazarus.configs import layer_count, text_config
+from lazarus.errors import (
+    LazarusError,
+    first_line,
+    innermost,
+    other_transformers,
+    transformers_version,
+    upstream,
+)
+from lazarus.model_info import ModelInfo, local_files, weight_files
 from lazarus.placement import resolve
 from lazarus.prefetch import prefetch_blocks
 from lazarus.sites import first_blocks_only
@@ -95,7 +102,7 @@ def load_model(
     check_safetensors(local_files(info, ".safetensors"))
     # torch's weights-only unpickler warns about what it then refuses, in several lines.
     warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\._weights_only")
-    try:
+    with _loading(info, trust_remote_code):
         tokenizer = from_pretrained(AutoTokenizer)
         model = None
         block_count = None
@@ -112,10 +119,6 @@ def load_model(
                                              output_loading_info=True,
                                              ignore_mismatched_sizes=True, **placement)
             refuse_chance(info.source, loading, deepest)
-    except LazarusError:
-        raise
-    except Exception as err:  # noqa: BLE001 - any failure inside from_pretrained is "cannot load"
-        raise LazarusError(_load_failure(info, err, trust_remote_code)) from None
     if device_map is None:
         model.to(device)
     model.eval()
@@ -161,10 +164,8 @@ def load_tokenizer(info: ModelInfo, trust_remote_code: bool = False) -> Any:
     """The tokenizer alone, as `load_model` loads it."""
     from transformers import AutoTokenizer
 
-    try:
+    with _loading(info, trust_remote_code):
         return _from_pretrained(info, AutoTokenizer, trust_remote_code)
-    except Exception as err:  # noqa: BLE001 - any failure inside from_pretrained
-        raise LazarusError(_load_failure(info, err, trust_remote_code)) from None
 
 
 def partial_load_obstacle(info: ModelInfo, trust_remote_code: bool = False) -> str | None:
@@ -173,7 +174,7 @@ def partial_load_obstacle(info: ModelInfo, trust_remote_code: bool = False) -> s
         return "partial loading covers text-only checkpoints, this one has sub-models"
     if trust_remote_code and "auto_map" in info.config:
         return "the model's own code decides what its layers are"
-    if not any(isinstance(info.config.get(key), int) for key in LAYER_COUNT_KEYS):
+    if layer_count(info.config) is None:
         return "its config names its layer count in a way lazarus does not know"
     weights = weight_files(info)
     if weights and not any(name.endswith(".safetensors") for name in weights):
@@ -219,8 +220,16 @@ def _load_blocks(
     return model, None
 
 
-def _load_failure(info: ModelInfo, err: BaseException, trust_remote_code: bool) -> str:
-    """One line for a failed `from_pretrained`: the innermost cause's first line, and a fix."""
+def _loading(info: ModelInfo, trust_remote_code: bool) -> Any:
+    """`errors.upstream` for `from_pretrained`: whatever fails inside it is one line."""
+    return upstream(info.model_type, f"cannot load {info.model_id}",
+                    advice="check its config.json and weight files; if they are intact, ",
+                    explain=lambda err: _load_failure(info, err, trust_remote_code))
+
+
+def _load_failure(info: ModelInfo, err: BaseException, trust_remote_code: bool) -> str | None:
+    """The one line for the failures of `from_pretrained` that say what to fix (a pickle, an
+    unknown name in config.json, a model that needs its own code); None for the others."""
     import pickle
 
     if isinstance(err, pickle.UnpicklingError):
@@ -228,17 +237,14 @@ def _load_failure(info: ModelInfo, err: BaseException, trust_remote_code: bool) 
         return (f"cannot load {info.model_id}: {files} is a pickle holding more than plain "
                 "tensors, which lazarus never unpickles (convert the checkpoint to safetensors "
                 "where you trust it)")
-    cause = err
-    while cause.__cause__ is not None:
-        cause = cause.__cause__
-    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
-    first = lines[0] if lines else type(cause).__name__
-    if isinstance(cause, KeyError):
-        first = f"its config names something this transformers does not know: {first}"
-    if len(first) > 200:
-        first = first[:197] + "..."
+    cause = innermost(err)
+    first = first_line(cause)
     text = str(err)
     if ("trust_remote_code" in text or "does not recognize" in text) and not trust_remote_code:
         return (f"cannot load {info.model_id}: {first}; if it needs its own code, add "
                 "--trust-remote-code")
-    return f"cannot load {info.model_id}: {first} (check its config.json and weight files)"
+    if isinstance(cause, KeyError):
+        return (f"cannot load {info.model_id}: its config names something transformers "
+                f"{transformers_version()} does not know: {first} (check its config.json, or "
+                f"{other_transformers()})")
+    return None

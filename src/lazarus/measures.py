@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from lazarus.capture import pad_batch, pad_id_of
-from lazarus.errors import LazarusError
+from lazarus.errors import LazarusError, upstream
 from lazarus.interventions import Edit
 from lazarus.loading import LoadedModel
 from lazarus.text import plural
@@ -68,8 +68,9 @@ def log_probs(loaded: LoadedModel, sequences: Sequence[Sequence[int]], starts: S
             trace.lengths = mask.sum(-1)
             trace.rows = torch.tensor(batch)
             trace.positions = torch.arange(width).expand(len(batch), width)
-            logits = loaded.model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                                  use_cache=False).logits  # [batch, tokens, vocab]
+            with upstream(loaded.info.model_type, "the forward pass failed"):
+                logits = loaded.model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                      use_cache=False).logits  # [batch, tokens, vocab]
             for row, index in enumerate(batch):
                 kept = logits[row, starts[index] - 1:lengths[index]].double()
                 results[index] = torch.log_softmax(kept, dim=-1).cpu().numpy()
@@ -141,8 +142,9 @@ def _generate_batch(loaded: LoadedModel, trace: Trace, prompts: list[Sequence[in
         trace.positions = positions
         trace.lengths = mask.sum(-1)
         extra = {} if cache is None else {cache_name: cache}
-        output = loaded.model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                              position_ids=positions.to(device), use_cache=True, **extra)
+        with upstream(loaded.info.model_type, "the forward pass failed"):
+            output = loaded.model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                  position_ids=positions.to(device), use_cache=True, **extra)
         cache = getattr(output, "cache", None) or output.past_key_values
         logits = output.logits[:, -1].float().cpu()  # [batch, vocab]
         if temperature:

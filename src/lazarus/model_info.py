@@ -15,13 +15,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from lazarus.configs import text_config
+from lazarus.configs import HIDDEN_SIZE_KEYS, first_int, layer_count, text_config
 from lazarus.errors import LazarusError
 
 DEMO_MODEL = "lazarus:demo"
-# Names of the decoder's layer count in config.json: transformers' own, then GPT-2's, MPT's,
-# and the decoder's of BART-like causal LMs (whose configs also name an encoder's).
-LAYER_COUNT_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers", "decoder_layers")
+MAX_NESTING = 32  # real configs nest a few levels (text_config, rope_parameters per layer kind)
 
 
 @dataclass(frozen=True)
@@ -101,8 +99,15 @@ def read_model_info(model_id: str) -> ModelInfo:
     path = config_path(source)
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
+        too_deep = _too_deep(config)  # transformers' config code recurses through it
     except (OSError, ValueError) as err:
         raise LazarusError(f"cannot read {path}: {err} (is it a valid config.json?)") from None
+    except RecursionError:  # json's reader recurses once per level of nesting
+        too_deep = True
+    if too_deep:
+        raise LazarusError(f"cannot read {path}: it nests objects or lists more than "
+                           f"{MAX_NESTING} deep, which no model's config does (is it a valid "
+                           "config.json?)")
     if not isinstance(config, dict):
         raise LazarusError(f"{path} is not a JSON object (is it a valid config.json?)")
     if config.get("is_encoder_decoder") is True:
@@ -110,9 +115,9 @@ def read_model_info(model_id: str) -> ModelInfo:
                            f"({config.get('model_type', 'unknown')}); lazarus reads decoder-only "
                            "language models, whose blocks see the prompt alone")
     text = text_config(config)
-    layer_count = _first_int(text, *LAYER_COUNT_KEYS)
-    hidden_size = _first_int(text, "hidden_size", "n_embd", "d_model", "emb_dim")
-    if layer_count is None or hidden_size is None:
+    layers = layer_count(text)
+    hidden_size = first_int(text, *HIDDEN_SIZE_KEYS)
+    if layers is None or hidden_size is None:
         raise LazarusError(f"{path} names no layer count or hidden size (is {model_id} a "
                            "transformer language model?)")
     if isinstance(config.get("backbone_hidden_size"), int):  # Gemma 4's assistants
@@ -129,17 +134,23 @@ def read_model_info(model_id: str) -> ModelInfo:
         model_id=model_id,
         source=source,
         model_type=str(config.get("model_type", "unknown")),
-        layer_count=layer_count,
+        layer_count=layers,
         hidden_size=hidden_size,
         config=config,
     )
 
 
-def _first_int(config: dict[str, Any], *keys: str) -> int | None:
-    for key in keys:
-        if isinstance(config.get(key), int):
-            return int(config[key])
-    return None
+def _too_deep(value: Any) -> bool:
+    """Whether JSON objects and lists nest more than MAX_NESTING deep in `value` (walked
+    without recursion)."""
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_NESTING:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 def weight_files(info: ModelInfo) -> list[str]:

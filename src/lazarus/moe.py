@@ -22,7 +22,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any
 
-from lazarus.configs import text_config
+from lazarus.configs import config_int, text_config
 from lazarus.errors import LazarusError
 
 # Names of the router module next to the experts, per family: gpt-oss, Mixtral / Qwen3-MoE / most.
@@ -289,11 +289,12 @@ def _down(parts: MoeParts, expert: int, units: Any, bias: bool) -> Any:
 
 def moe_shape(config: dict) -> tuple[int, int] | None:
     """(experts, units per expert) that a config.json describes, or None for a dense model;
-    read without torch (the cache and the reports need it before any model loads)."""
+    read without torch (the cache and the reports need it before any model loads). Units
+    stored per layer (`configs.config_int`) give the largest."""
     text = text_config(config)
-    experts = next((text[key] for key in ("num_local_experts", "num_experts", "n_routed_experts")
-                    if isinstance(text.get(key), int) and text[key] > 0), None)
-    units = text.get("moe_intermediate_size") or text.get("intermediate_size")
-    if experts is None or not isinstance(units, int):
+    experts = next((value for key in ("num_local_experts", "num_experts", "n_routed_experts")
+                    if (value := config_int(text, key))), None)
+    if experts is None:
         return None
-    return experts, units
+    units = config_int(text, "moe_intermediate_size") or config_int(text, "intermediate_size")
+    return None if units is None else (experts, units)

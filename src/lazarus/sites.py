@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from lazarus.configs import HIDDEN_SIZE_KEYS, config_int, config_note, first_int, text_config
 from lazarus.errors import LazarusError
 from lazarus.text import plural
 
@@ -124,36 +125,32 @@ _MLP_WIDTH_KEYS = ("intermediate_size", "intermediate_size_mlp", "ffn_dim", "dec
 _FOUR_TIMES_HIDDEN = ("n_inner", "ffn_hidden_size")
 
 
-def mlp_post_bound(config: dict[str, Any]) -> tuple[int, str] | None:
-    """(the widest the mlp_post site can be at any layer, what in config.json says so), read
-    without torch; None when the config does not say clearly (no width key, a value of another
-    kind, or experts counted under a key `moe.moe_shape` does not know).
+def mlp_post_bound(config: dict[str, Any], layer: int | None = None) -> tuple[int, str] | None:
+    """(the widest the mlp_post site can be at `layer`, or at any layer when None; what in
+    config.json says so), read without torch; None when the config does not say clearly (no
+    width key, or experts counted under a key `moe.moe_shape` does not know). A width that is
+    not a whole number, or a per-layer list of the wrong length, is refused in one line
+    (`configs.config_int`).
 
-    The largest of the dense widths the config names and, for MoE, experts x units per expert
-    (`moe.moe_shape`): an MoE model's dense layers and its expert layers both fit under it. A
-    bound, not always the width: a gated MLP may read half of ffn_dim, and an MoE model's
-    dense layers are narrower. Checked on every causal-LM family of transformers
-    (tests/tiny_configs.py's tiny configs, with each width key a different size)."""
-    from lazarus.configs import text_config
+    The largest of the dense widths the config names (a per-layer list's value at `layer`, or
+    its largest) and, for MoE, experts x units per expert (`moe.moe_shape`): an MoE model's
+    dense layers and its expert layers both fit under it. A bound, not always the width: a
+    gated MLP may read half of ffn_dim, and an MoE model's dense layers are narrower. Checked on
+    every causal-LM family of transformers (tests/tiny_configs.py's tiny configs, with each
+    width key a different size), and per layer on Gemma 3n's per-layer widths."""
     from lazarus.moe import moe_shape
 
     text = text_config(config)
-    hidden = next((text[key] for key in ("hidden_size", "n_embd", "d_model")
-                   if isinstance(text.get(key), int)), None)
+    hidden = first_int(text, *HIDDEN_SIZE_KEYS)
     found = []
     for key in _MLP_WIDTH_KEYS:
         if key not in text:
             continue
-        value = text[key]
+        value = config_int(text, key, layer)
         if value is None and key in _FOUR_TIMES_HIDDEN and hidden:
             found.append((4 * hidden, f"{key} unset: 4 x hidden size {hidden}"))
-        elif isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            found.append((value, f"{key} = {value}"))
-        elif (isinstance(value, list) and value
-              and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
-            found.append((max(value), f"the largest {key}, {max(value)}"))
-        elif value is not None:
-            return None
+        elif value:
+            found.append((value, config_note(text, key, layer)))
     shape = moe_shape(config)
     if shape is not None:
         experts, units = shape
@@ -171,22 +168,26 @@ def mlp_post_bound(config: dict[str, Any]) -> tuple[int, str] | None:
 
 def check_neurons_early(config: dict[str, Any], hidden_size: int, site: str, layer: int,
                         neurons: Iterable[int]) -> None:
-    """Refuse, from config.json and before any weight loads, a neuron id that no layer of the
-    site has: the residual-width sites are as wide as the hidden size; mlp_post at most
-    `mlp_post_bound`. The capture hook still checks every id against the width it sees."""
+    """Refuse, from config.json and before any weight loads, a neuron id that the site does not
+    have at `layer`: the residual-width sites are as wide as the hidden size; mlp_post at most
+    `mlp_post_bound` at that layer. The capture hook still checks every id against the width it
+    sees."""
     if site in RESIDUAL_WIDTH:
         for neuron in neurons:
             if neuron >= hidden_size:
                 raise neuron_out_of_range(neuron, hidden_size, site, layer)
         return
-    bound = mlp_post_bound(config) if site == "mlp_post" else None
+    bound = mlp_post_bound(config, layer) if site == "mlp_post" else None
     if bound is None:
         return
     width, why = bound
+    text = text_config(config)
+    per_layer = any(isinstance(text.get(key), list) for key in _MLP_WIDTH_KEYS)
+    where = f"at layer {layer}" if per_layer else "at any layer"
     for neuron in neurons:
         if neuron >= width:
             raise LazarusError(f"neuron {neuron} is out of range: the {site} site has at most "
-                               f"{plural(width, 'neuron')} at any layer of this model "
+                               f"{plural(width, 'neuron')} {where} of this model "
                                f"(config.json: {why}; use ids 0 to {width - 1})")
 
 
