@@ -127,8 +127,13 @@ def analyse_ablation(
     prompt_ids = tokenize(loaded, prompts)
     answer_ids = None if answers is None else [
         measures.answer_ids(loaded, p, a)[1] for p, a in zip(prompts, answers, strict=True)]
-    new_tokens = [len(a) for a in answer_ids] if answer_ids is not None else [max_tokens]
-    measures.check_room(loaded, prompt_ids, max(new_tokens))
+    if answer_ids is None:
+        measures.check_room(loaded, prompt_ids, max_tokens)
+    else:  # the answers are scored after their prompts; --max-tokens plays no part
+        measures.check_scored_room(loaded, prompt_ids, [
+            (f"its answer {measures.quoted(a)}", ids) for a, ids in zip(answers, answer_ids,
+                                                                        strict=True)],
+            paired=True)
     widths: dict[int, int] = {}
     capture(loaded, prompts[:1], CaptureRequest(tuple(layers), site, "last"), widths=widths)
     for layer in layers:
