@@ -96,7 +96,8 @@ def analyse_ablation(
     if top_k < 1:
         raise LazarusError(f"--top-k must be at least 1 (got {top_k})")
     if answers is not None and len(answers) != len(prompts):
-        raise ValueError("one answer per prompt")
+        raise LazarusError(f"got {plural(len(answers), 'answer')} for "
+                           f"{plural(len(prompts), 'prompt')} (give one answer per prompt)")
     if labels is not None:
         check_label_count(len(labels), len(prompts))
     if max_tokens < 1:
