@@ -17,6 +17,7 @@ import functools
 import inspect
 import math
 import os
+import reprlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from numbers import Integral, Real
 from typing import Any, TypeVar
@@ -31,7 +32,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _shown(value: object) -> str:
-    text = repr(value)
+    """The value as a script wrote it, cut short (reprlib: a huge list is not written out,
+    and a repr that fails is replaced)."""
+    text = reprlib.repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
