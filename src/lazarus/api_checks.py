@@ -7,8 +7,9 @@ argument, what was given and what is taken, never a TypeError or AttributeError 
 inside, nor a bool or float quietly read as a number (`layers=True` as layer 1). A method
 whose argument has no check fails at import, so a new argument cannot be left out. Checks also
 normalise (a path object to text, a generator of prompts to a list, numpy integers to int), so
-the analyses get plain values. Whether a value is in range is left to the analyses, which the
-CLI shares.
+the analyses get plain values. Ranges are mostly left to the analyses, which the CLI shares;
+checked here are only those no analysis sees (neuron ids from 0, batch sizes from 1, steer's
+neurons not empty).
 """
 
 from __future__ import annotations
@@ -138,9 +139,9 @@ def prompt_list(prompts: Any, name: str = "prompts", empty: bool = False) -> lis
     items = texts(name, prompts)
     if not items and not empty:
         raise LazarusError(f"{name} is empty (give at least one prompt)")
-    for number_, item in enumerate(items, 1):
+    for index, item in enumerate(items, 1):
         if not item.strip():
-            raise LazarusError(f"{name}: prompt {number_} of {len(items)} is empty (remove it)")
+            raise LazarusError(f"{name}: prompt {index} of {len(items)} is empty (remove it)")
     return items
 
 
