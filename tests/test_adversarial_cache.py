@@ -192,3 +192,113 @@ def test_a_damaged_first_row_cannot_set_the_width(llama_dir, position):
     assert again.computed == 1, "only the damaged prompt is computed again"
     for index in range(len(THREE)):
         assert close(again.rows[1][index], fresh[index])
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lazarus.cli", *args], capture_output=True,
+                          text=True)
+
+
+def precious(folder: Path) -> dict[str, bytes]:
+    """A folder of someone else's files (rows among them), and what they hold."""
+    files = {"notes.txt": b"keep me", "sub/row.npy": b"not ours", "v1/m/layer-1/x.npy": b"!"}
+    for name, content in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(content)
+    return files
+
+
+def untouched(folder: Path, files: dict[str, bytes]) -> bool:
+    found = {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    return found == files
+
+
+def test_clear_leaves_the_target_of_a_link_in_place_of_its_folder_alone(tmp_path):
+    outside = tmp_path / "outside"
+    files = precious(outside)
+    versioned = cache.cache_dir() / cache.FORMAT
+    versioned.parent.mkdir(parents=True, exist_ok=True)
+    versioned.symlink_to(outside, target_is_directory=True)
+    cleared = cli("cache", "clear")
+    assert cleared.returncode == 0, cleared.stderr
+    assert untouched(outside, files)
+    assert versioned.is_symlink()
+    assert cleared.stdout.startswith("removed 0 cached rows")
+    assert cleared.stderr.splitlines() == [
+        f"lazarus: skipped {versioned}, a symbolic link to {outside}: 'cache clear' never "
+        "follows links, so what it points to is left as it is (remove the link yourself if it "
+        "should go)"]
+
+
+def test_cache_info_counts_nothing_behind_a_link(tmp_path):
+    outside = tmp_path / "outside"
+    precious(outside)
+    root = cache.cache_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    (root / cache.FORMAT).symlink_to(outside, target_is_directory=True)
+    (root / "examples").symlink_to(outside, target_is_directory=True)
+    info = cli("cache", "info")
+    assert info.returncode == 0, info.stderr
+    assert "0 cached rows, 0 B" in info.stdout
+    assert "0 work folders, 0 B" in info.stdout
+    assert info.stderr.splitlines() == [
+        f"lazarus: not counted: {root / name}, a symbolic link to {outside} ('cache info' "
+        "never follows links)" for name in (cache.FORMAT, "examples")]
+
+
+def test_clear_removes_links_inside_the_cache_but_not_their_targets(llama_dir, tmp_path):
+    run(llama_dir)
+    outside = tmp_path / "outside"
+    files = precious(outside)
+    store = ActivationCache(read_model_info(str(llama_dir)), "resid_post")
+    (store.folder / "folder-link").symlink_to(outside, target_is_directory=True)
+    (store.folder / "file-link.npy").symlink_to(outside / "sub" / "row.npy")
+    cleared = cli("cache", "clear")
+    assert cleared.returncode == 0, cleared.stderr
+    assert untouched(outside, files)
+    assert not store.folder.exists()
+    assert cleared.stdout.startswith("removed 2 cached rows")
+    assert cleared.stderr.splitlines() == [
+        "lazarus: removed 2 symbolic links from the cache without following them: what they "
+        "point to is left as it is"]
+
+
+def test_a_cache_folder_that_is_a_link_is_the_users_choice(llama_dir, tmp_path, monkeypatch):
+    """The folder named by LAZARUS_CACHE_DIR is followed (the cache lives where the user put
+    it); only lazarus's own subfolder in it is emptied."""
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "beside.txt").write_bytes(b"beside")
+    link = tmp_path / "link"
+    link.symlink_to(real, target_is_directory=True)
+    monkeypatch.setenv("LAZARUS_CACHE_DIR", str(link))
+    run(llama_dir)
+    assert len(list((real / cache.FORMAT).rglob("*.npy"))) == 2
+    cleared = cli("cache", "clear")
+    assert cleared.returncode == 0, cleared.stderr
+    assert cleared.stdout.startswith("removed 2 cached rows")
+    assert cleared.stderr == ""
+    assert sorted(p.name for p in real.iterdir()) == ["beside.txt"]
+
+
+def test_a_folder_swapped_for_a_link_during_the_walk_is_not_entered(tmp_path):
+    """The walk opens each folder relative to its parent without following links, so a folder
+    replaced by a link after it was listed is reported as not entered, never walked."""
+    from lazarus.folder_walk import entries
+
+    outside = tmp_path / "outside"
+    precious(outside)
+    top = tmp_path / "top"
+    for name in ("a", "b"):
+        (top / name).mkdir(parents=True)
+        (top / name / "row.npy").write_bytes(b"ours")
+    walk = entries(top)
+    first = next(walk)  # a file in the folder entered first
+    other = top / ({"a", "b"} - {Path(first.path).parent.name}).pop()
+    for path in other.iterdir():
+        path.unlink()
+    other.rmdir()
+    other.symlink_to(outside, target_is_directory=True)
+    seen = [first, *walk]
+    assert not any(str(outside) in entry.path for entry in seen)
+    assert [(e.name, e.entered) for e in seen if e.path == str(other)] == [(other.name, False)]

@@ -187,7 +187,18 @@ BAD = {
     "seed too large": (["steer", "-p", "ab", "-l", "0", "-n", "1:2", "--temperature", "1",
                         "--seed", str(2**64)], "--seed must be from 0 to"),
     "ablate past the context": (["ablate", "-l", "0", "-p", "ab", "-n", "1", "--controls", "0",
-                                 "--max-tokens", "100000"], "lower --max-tokens"),
+                                 "--max-tokens", "100000"],
+                                "with 100000 new tokens (--max-tokens) is 100003 tokens but "
+                                "this model takes at most 256 (give --max-tokens 253 or less)"),
+    "ablate answer past the context": (
+        ["ablate", "-l", "0", "-p", "ab:" + "c" * 300, "-n", "1", "--controls", "0"],
+        "prompt 1 (3 tokens) followed by its answer 'ccccccccccccccccccccccccccc...' (300 "
+        "tokens) is 303 tokens but this model takes at most 256 (shorten it to 253 tokens or "
+        "less, or shorten the prompt)"),
+    "steer word past the context": (
+        ["steer", "-l", "0", "-p", "ab|a", "-n", "1:2", "--tokens", "d|" + "c" * 300],
+        "prompt 1 (3 tokens) followed by --tokens 'ccccccccccccccccccccccccccc...' (300 "
+        "tokens) is 303 tokens but this model takes at most 256"),
     "too many controls": (["ablate", "-l", "0", "-p", "ab", "-n", "1", "--controls",
                            "1000001"], "--controls must be from 0 to 100000"),
 }

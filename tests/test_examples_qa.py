@@ -86,8 +86,8 @@ def test_a_direction_that_names_no_site_is_not_checked_on_it(llama_dir, tmp_path
 
 @pytest.mark.parametrize(("kwargs", "expected"), [
     ({"neurons": [1.5]}, "neuron id 1.5 is not a whole number"),
-    ({"neurons": "78,191"}, "give a list of ids"),
-    ({"corpus": 123}, "corpus=123: give the corpus file's path"),
+    ({"neurons": "78,191"}, "neurons='78,191' is a str; neurons takes a list of neuron ids"),
+    ({"corpus": 123}, "corpus=123 is an int; corpus takes a path"),
 ])
 def test_api_examples_refuses_bad_input_in_one_line(llama_dir, no_weights, kwargs, expected):
     from lazarus import Model

@@ -96,7 +96,8 @@ def analyse_ablation(
     if top_k < 1:
         raise LazarusError(f"--top-k must be at least 1 (got {top_k})")
     if answers is not None and len(answers) != len(prompts):
-        raise ValueError("one answer per prompt")
+        raise LazarusError(f"got {plural(len(answers), 'answer')} for "
+                           f"{plural(len(prompts), 'prompt')} (give one answer per prompt)")
     if labels is not None:
         check_label_count(len(labels), len(prompts))
     if max_tokens < 1:
@@ -127,8 +128,13 @@ def analyse_ablation(
     prompt_ids = tokenize(loaded, prompts)
     answer_ids = None if answers is None else [
         measures.answer_ids(loaded, p, a)[1] for p, a in zip(prompts, answers, strict=True)]
-    new_tokens = [len(a) for a in answer_ids] if answer_ids is not None else [max_tokens]
-    measures.check_room(loaded, prompt_ids, max(new_tokens))
+    if answer_ids is None:
+        measures.check_room(loaded, prompt_ids, max_tokens)
+    else:  # the answers are scored after their prompts; --max-tokens plays no part
+        measures.check_scored_room(loaded, prompt_ids, [
+            (f"its answer {measures.quoted(a)}", ids) for a, ids in zip(answers, answer_ids,
+                                                                        strict=True)],
+            paired=True)
     widths: dict[int, int] = {}
     capture(loaded, prompts[:1], CaptureRequest(tuple(layers), site, "last"), widths=widths)
     for layer in layers:

@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from lazarus.api_checks import Layers, neuron_ids, prompt_list, resolve_layers
+from lazarus.api_checks import Layers, checked, resolve_layers
 from lazarus.collect import ModelSettings, Progress
 from lazarus.errors import LazarusError
 from lazarus.text import plural
@@ -60,6 +60,7 @@ class Model:
     blocks loads again.
     """
 
+    @checked
     def __init__(self, model: str, *, device: str = "auto", dtype: str = "auto",
                  trust_remote_code: bool = False, device_map: str | None = None,
                  use_cache: bool = True, whole: bool = True,
@@ -114,10 +115,14 @@ class Model:
         s = self.settings
         return resolve(self.info.config, s.device, s.dtype, s.device_map)
 
+    @checked
     def weights(self, up_to_layer: int) -> LoadedModel:
         """The loaded model, with at least blocks 0..up_to_layer; loads only when it must."""
         from lazarus.loading import load_model
 
+        if not 0 <= up_to_layer < self.layer_count:
+            raise LazarusError(f"up_to_layer={up_to_layer} is out of range; this model has "
+                               f"layers 0 to {self.layer_count - 1}")
         loaded = self._loaded
         if loaded is None or loaded.blocks_loaded <= up_to_layer:
             self._loaded = None  # let the old copy go before the new one arrives
@@ -148,10 +153,12 @@ class Model:
                                    "measured (give a causal language model)")
         return self._loaded
 
+    @checked
     def layers(self, layers: Layers) -> tuple[int, ...]:
         """Layer ids resolved against this model (negative ones count from the end)."""
         return resolve_layers(layers, self.layer_count)
 
+    @checked
     def capture(self, prompts: Sequence[str], layers: Layers = -1, *, site: str = "resid_post",
                 position: Position = "last", progress: Progress | None = None) -> Activations:
         """Every neuron of `site` at `layers`, at one token `position` of each prompt."""
@@ -162,13 +169,14 @@ class Model:
 
         position = parse_position(str(position))
         resolved = self.layers(layers)
-        collected = collect(self.info, prompt_list(prompts),
+        collected = collect(self.info, prompts,
                             CaptureRequest(resolved, site, position), self.settings,
                             progress=progress, notify=self.notify, loader=self.weights)
         return Activations(rows=collected.rows, prompts=tuple(prompts), layers=resolved,
                            site=site, position=position, model_id=self.model_id,
                            device=collected.device, dtype=collected.dtype)
 
+    @checked
     def neurons(self, prompts: Sequence[str], layers: Layers = -1, *, site: str = "resid_post",
                 position: Position = "last", neurons: Sequence[int] | None = None,
                 direction: Direction | str | None = None, top_k: int = 10,
@@ -182,11 +190,12 @@ class Model:
         most across the prompts. The result is what `lazarus introspect neurons` renders."""
         from lazarus.neurons import analyse_neurons
 
-        return analyse_neurons(self, prompt_list(prompts), self.layers(layers), site=site,
-                               position=position, neurons=neuron_ids(neurons), direction=direction,
+        return analyse_neurons(self, prompts, self.layers(layers), site=site,
+                               position=position, neurons=neurons, direction=direction,
                                top_k=top_k, labels=labels, progress=progress,
                                auto_discover=auto_discover, permutations=permutations)
 
+    @checked
     def probe(self, class_a: Sequence[str], class_b: Sequence[str], *,
               label_a: str = "class_a", label_b: str = "class_b", layers: Layers | None = None,
               site: str = "resid_post", position: Position = "last", method: str = "logistic",
@@ -202,14 +211,12 @@ class Model:
         from lazarus.probing import analyse_probe
 
         chosen = tuple(range(self.layer_count)) if layers is None else self.layers(layers)
-        return analyse_probe(self, prompt_list(class_a, "class_a"), prompt_list(class_b, "class_b"),
-                             chosen, label_a=label_a, label_b=label_b, site=site,
-                             position=position, method=method,
-                             test=prompt_list(test, "test", empty=True),
-                             test_labels=None if test_labels is None else prompt_list(
-                                 test_labels, "test_labels", empty=True),
-                             permutations=permutations, alpha=alpha, progress=progress)
+        return analyse_probe(self, class_a, class_b, chosen, label_a=label_a, label_b=label_b,
+                             site=site, position=position, method=method, test=test,
+                             test_labels=test_labels, permutations=permutations, alpha=alpha,
+                             progress=progress)
 
+    @checked
     def ablate(self, prompts: Sequence[str], layers: Layers, *,
                answers: Sequence[str] | None = None, labels: Sequence[str] | None = None,
                neurons: Sequence[int] | None = None, direction: Direction | str | None = None,
@@ -224,13 +231,12 @@ class Model:
         from lazarus.ablate import analyse_ablation
 
         return analyse_ablation(
-            self, prompt_list(prompts), self.layers(layers), answers=answers, labels=labels,
-            neurons=neuron_ids(neurons), direction=direction, top_k=top_k, component=component,
-            site=site, method=method,
-            reference=None if reference is None else prompt_list(reference, "reference"),
-            controls=controls, seed=seed, sweep=sweep, max_tokens=max_tokens,
-            progress=progress)
+            self, prompts, self.layers(layers), answers=answers, labels=labels,
+            neurons=neurons, direction=direction, top_k=top_k, component=component,
+            site=site, method=method, reference=reference, controls=controls, seed=seed,
+            sweep=sweep, max_tokens=max_tokens, progress=progress)
 
+    @checked
     def examples(self, corpus: str, layer: Layers = -1, *, site: str = "resid_post",
                  neurons: Sequence[int] | None = None, direction: Direction | str | None = None,
                  top_k: int | None = None, examples: int = 10, window: int = 64,
@@ -264,6 +270,7 @@ class Model:
             ray_address=ray_address, token_budget=token_budget, max_batch=max_batch,
             progress=progress)
 
+    @checked
     def steer(self, prompts: Sequence[str], layer: int | None = None, *,
               direction: Direction | str | None = None, positive: Sequence[str] | None = None,
               negative: Sequence[str] | None = None, neurons: dict[int, float] | None = None,
@@ -278,9 +285,7 @@ class Model:
         from lazarus.steer import analyse_steer
 
         return analyse_steer(
-            self, prompt_list(prompts), layer, direction=direction,
-            positive=None if positive is None else prompt_list(positive, "positive"),
-            negative=None if negative is None else prompt_list(negative, "negative"),
+            self, prompts, layer, direction=direction, positive=positive, negative=negative,
             neurons=neurons, coefficients=coefficients, absolute=absolute, site=site,
             tokens=tokens, max_tokens=max_tokens, temperature=temperature, seed=seed,
             clamp=clamp)

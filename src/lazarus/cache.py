@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from lazarus.files import remove_stale_temps, replace_atomically
+from lazarus.folder_walk import entries
 from lazarus.model_info import ModelInfo, config_path
 from lazarus.moe import moe_shape
 from lazarus.placement import Target, versions
@@ -216,14 +217,18 @@ class CacheSummary:
     rows: int
     bytes: int
     models: tuple[CachedModel, ...] = ()
+    skipped: Path | None = None  # lazarus's subfolder when it is a link: not followed
 
 
 def describe(root: Path | None = None) -> CacheSummary:
     """What the cache holds: its folder, and rows and bytes per model. Never fails on what it
-    finds there: unreadable or foreign files are counted as bytes, never as rows."""
+    finds there: unreadable or foreign files are counted as bytes, never as rows; links are
+    not followed (see `folder_walk`)."""
     root = root or cache_dir()
-    models = []
     versioned = root / FORMAT
+    if versioned.is_symlink():
+        return CacheSummary(folder=root, rows=0, bytes=0, skipped=versioned)
+    models = []
     for folder in _subfolders(versioned):
         about = _read_json_object(folder / "model.json")
         rows, size = _count(folder)
@@ -237,43 +242,55 @@ def describe(root: Path | None = None) -> CacheSummary:
 
 @dataclass(frozen=True)
 class Cleared:
-    """What `clear` really removed, and what it could not."""
+    """What `clear` really removed, and what it could not or would not."""
 
     folder: Path
     rows: int
     bytes: int
-    left: int  # files that could not be removed
+    left: int  # files (or folders that could not be opened) that could not be removed
+    links: int = 0  # symbolic links removed (never what they point to)
+    skipped: Path | None = None  # lazarus's subfolder when it is a link: left as it is
 
 
 def clear(root: Path | None = None) -> Cleared:
     """Delete every file under lazarus's own subfolder (files beside it are left alone), and
-    count what was really removed."""
+    count what was really removed. No link is ever followed (`folder_walk`): a link inside is
+    removed as a file, and a subfolder that is itself a link is left alone, since what it points
+    to is not ours to empty. The cache folder itself is followed when it is a link: it is where
+    the user chose to keep the cache."""
     root = root or cache_dir()
-    rows = size = left = 0
     versioned = root / FORMAT
-    for directory, folders, names in os.walk(versioned, topdown=False):
-        for name in names:
-            path = os.path.join(directory, name)
-            try:
-                length = os.lstat(path).st_size
-                os.unlink(path)
-            except OSError:
-                left += 1
-                continue
-            size += length
-            rows += _is_row(name)
-        for name in folders:
-            path = os.path.join(directory, name)
-            try:
-                if os.path.islink(path):
-                    os.unlink(path)
-                else:
-                    os.rmdir(path)
-            except OSError:
-                pass  # a folder holding files that could not be removed
+    if versioned.is_symlink():
+        return Cleared(folder=root, rows=0, bytes=0, left=0, skipped=versioned)
+    rows = size = left = links = 0
+    for entry in entries(versioned):
+        try:
+            if entry.is_folder:
+                os.rmdir(entry.name, dir_fd=entry.parent)
+            else:
+                os.unlink(entry.name, dir_fd=entry.parent)
+        except OSError:
+            # A folder that was entered is left because a file in it is, already counted.
+            left += not (entry.is_folder and entry.entered)
+            continue
+        links += entry.is_link
+        if stat.S_ISREG(entry.info.st_mode):
+            size += entry.info.st_size
+            rows += _is_row(entry.name)
     with contextlib.suppress(OSError):
         versioned.rmdir()
-    return Cleared(folder=root, rows=rows, bytes=size, left=left)
+    return Cleared(folder=root, rows=rows, bytes=size, left=left, links=links)
+
+
+def usage(folder: Path) -> tuple[int, int]:
+    """(subfolders, bytes of the files under them) of `folder`, without following links: what
+    `cache info` shows of the corpus scans' work folders."""
+    folders = size = 0
+    for entry in entries(folder):
+        folders += entry.is_folder and entry.depth == 1
+        if entry.depth > 1 and stat.S_ISREG(entry.info.st_mode):
+            size += entry.info.st_size
+    return folders, size
 
 
 def _subfolders(folder: Path) -> list[Path]:
@@ -288,12 +305,10 @@ def _is_row(name: str) -> bool:
 
 
 def _count(folder: Path) -> tuple[int, int]:
+    """(rows, bytes) of the regular files under `folder`, without following links."""
     rows = size = 0
-    for directory, _, names in os.walk(folder):
-        for name in names:
-            try:
-                size += os.lstat(os.path.join(directory, name)).st_size
-            except OSError:
-                continue
-            rows += _is_row(name)
+    for entry in entries(folder):
+        if stat.S_ISREG(entry.info.st_mode):
+            size += entry.info.st_size
+            rows += _is_row(entry.name)
     return rows, size

@@ -86,15 +86,47 @@ def check_seed(seed: int) -> None:
 
 
 def check_room(loaded: LoadedModel, prompts: Sequence[Sequence[int]], new: int) -> None:
-    """Refuse a run whose longest prompt plus `new` tokens is past the model's context."""
+    """Refuse generating `new` tokens (--max-tokens) when the longest prompt with them is past
+    the model's context."""
     from lazarus.capture import context_length
 
     limit = context_length(loaded.info.config)
-    longest = max(len(ids) for ids in prompts) + new
-    if limit is not None and longest > limit:
-        raise LazarusError(f"the longest prompt with {plural(new, 'new token')} is "
-                           f"{plural(longest, 'token')} but this model takes at most {limit} "
-                           "(lower --max-tokens)")
+    longest = max(len(ids) for ids in prompts)
+    if limit is None or longest + new <= limit:
+        return
+    room = limit - longest
+    raise LazarusError(f"the longest prompt ({plural(longest, 'token')}) with "
+                       f"{plural(new, 'new token')} (--max-tokens) is "
+                       f"{plural(longest + new, 'token')} but this model takes at most {limit} "
+                       f"({f'give --max-tokens {room} or less' if room > 0 else 'shorten it'})")
+
+
+def quoted(text: str, limit: int = 30) -> str:
+    """`text` quoted for a message, cut to about `limit` characters."""
+    return repr(text if len(text) <= limit else text[:limit - 3] + "...")
+
+
+def check_scored_room(loaded: LoadedModel, prompts: Sequence[Sequence[int]],
+                      scored: Sequence[tuple[str, Sequence[int]]], paired: bool) -> None:
+    """Refuse scoring text after a prompt past the model's context: `scored` is (what to call
+    it, its ids), each after its own prompt (`paired`: answers) or after every prompt (steer's
+    --tokens), so the message names the text that is too long, not --max-tokens."""
+    from lazarus.capture import context_length
+
+    limit = context_length(loaded.info.config)
+    if limit is None or not prompts:
+        return
+    longest = max(range(len(prompts)), key=lambda i: len(prompts[i]))
+    pairs = enumerate(scored) if paired else ((longest, each) for each in scored)
+    for index, (name, ids) in pairs:
+        size, total = len(prompts[index]), len(prompts[index]) + len(ids)
+        if total > limit:
+            room = limit - size
+            fix = (f"shorten it to {plural(room, 'token')} or less, or shorten the prompt"
+                   if room > 0 else "shorten the prompt: it leaves no room")
+            raise LazarusError(f"prompt {index + 1} ({plural(size, 'token')}) followed by {name} "
+                               f"({plural(len(ids), 'token')}) is {plural(total, 'token')} but "
+                               f"this model takes at most {limit} ({fix})")
 
 
 def generate(loaded: LoadedModel, prompts: Sequence[Sequence[int]], max_new: int,

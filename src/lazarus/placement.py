@@ -24,7 +24,8 @@ from typing import Any
 from lazarus.configs import text_config
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-DTYPES = ("auto", "float32", "float16", "bfloat16")
+DTYPES = ("auto", "float32", "float16", "bfloat16")  # the dtypes lazarus runs and caches in
+DEVICE_MAPS = ("auto",)  # accelerate's placement, the one the CLI offers and the tests cover
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ def checkpoint_dtype(config: dict[str, Any]) -> str:
     for part in (text_config(config), config):
         for key in ("dtype", "torch_dtype"):
             value = part.get(key)
-            if isinstance(value, str) and value in ("float32", "float16", "bfloat16"):
+            if isinstance(value, str) and value in DTYPES[1:]:
                 return value
     return "float32"
 

@@ -204,7 +204,11 @@ def analyse_steer(
         scale = float(np.mean(np.linalg.norm(np.concatenate(rows).astype(np.float64), axis=1)))
 
     prompt_ids = tokenize(loaded, prompts)
-    measures.check_room(loaded, prompt_ids, max(max_tokens, *map(len, token_ids), 0))
+    measures.check_room(loaded, prompt_ids, max_tokens)
+    measures.check_scored_room(loaded, prompt_ids, [
+        (f"--tokens {measures.quoted(word)}", ids) for word, ids in zip(tokens, token_ids,
+                                                                         strict=True)],
+        paired=False)
     ordered = [0.0, *[float(c) for c in coefficients if c != 0]]
     largest = max(abs(c) for c in ordered) * scale * float(np.max(np.abs(vector)))
     if not largest < float(np.finfo(np.float32).max) / 1e18:  # room for the model's own sums
