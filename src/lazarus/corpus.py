@@ -11,9 +11,9 @@ every format, with a note of how many were; a text of another type is an error t
 Windows: each document is tokenized without special tokens (a long one in bounded pieces, to the
 ids of tokenizing it whole: `corpus_tokens`), then cut into windows of at most `window` tokens
 starting every `stride` tokens (default: stride = window, no overlap); the last window ends at
-the document's end, and a document shorter than a window is one window. The
-tokens the tokenizer puts before a text (Llama's `<s>`, say) are put before every window, as
-the model saw them in training, and are never scored. With an overlap (stride < window), a
+the document's end, and a document shorter than a window is one window. The tokens the
+tokenizer puts before a text (Llama's `<s>`, say) are put before every window, as the model saw
+them in training, and are never scored. With an overlap (stride < window), a
 window scores only its tokens that the previous window did not hold, so every token of the
 corpus is counted exactly once, with at least window - stride tokens of context before it.
 A window is identified by (doc, index within the document); a token by (doc, window, position
@@ -114,8 +114,9 @@ def _is_text(kind: Any) -> bool:
 
     if pa.types.is_dictionary(kind):  # pandas' categorical strings
         kind = kind.value_type
-    return (pa.types.is_string(kind) or pa.types.is_large_string(kind)
-            or pa.types.is_string_view(kind) or pa.types.is_null(kind))
+    string_view = getattr(pa.types, "is_string_view", lambda _kind: False)  # pyarrow >= 16
+    return (pa.types.is_string(kind) or pa.types.is_large_string(kind) or string_view(kind)
+            or pa.types.is_null(kind))
 
 
 def check_window(window: int, stride: int | None) -> int:

@@ -1,28 +1,33 @@
 """Tokenizing a long document in bounded pieces, to the ids of tokenizing it whole.
 
 Why: one tokenizer call on a whole 18 MB document holds some 200 bytes per token at once (the
-fast tokenizer's encoding: offsets, masks, words) and grows faster than the text; in pieces,
-time and memory grow with the document, and what is held at once is one piece.
+fast tokenizer's encoding: offsets, masks, words), 3.6 GB, and its time grows faster than the
+text; in pieces, time and memory grow with the document, and one piece is held at a time.
 
 How the pieces are chosen. A document of at most PIECE_CHARS + OVERLAP_CHARS characters is
 tokenized in one call, exactly as before. A longer one is tokenized as consecutive pieces, each
-of PIECE_CHARS characters plus OVERLAP_CHARS reaching into the next, with each token's
-characters (`return_offsets_mapping`). The next piece starts where a token of this piece starts,
-the first at or after PIECE_CHARS (a token start no other token straddles, so never inside a
-character's bytes). The two are joined at the first token start x, within OVERLAP_CHARS / 2 of
-the next piece's start, from which both pieces hold the same tokens (ids and characters) up to
-OVERLAP_CHARS / 4 before the end of this piece's text (tokens closer to where the text was cut
-may change with what follows, and are not compared): this piece's tokens before x, then the
-next piece's from x. The tokens at the start of a piece are never used unless the previous piece
-agrees with them, so a tokenizer that treats the start of a text specially (SentencePiece's
-added '▁', say) joins one token later. The ids are those of the whole document wherever the
-tokenizer's choice of a token depends on at most OVERLAP_CHARS / 4 characters after it and its
-choices after a shared token start do not depend on the text before it: every tokenizer whose
-pre-tokenizer splits the text into words (whitespace, byte-level or regex splits, Metaspace)
-with BPE, WordPiece, Unigram or a word-level vocabulary, and character-level ones. Where the
-pieces agree on no such stretch (one word longer than the overlap: a base64 blob, a run of
-'=' with a long merge), the piece is made twice as long and the join sought again. A tokenizer
-that gives no offsets (a pure-Python one) tokenizes the document in one call, as before.
+PIECE_CHARS characters long plus OVERLAP_CHARS reaching into the next, with each token's
+characters and word (`return_offsets_mapping`, `word_ids`). A piece may only be joined to the
+next at a join point: a token that starts a word of the tokenizer's pre-tokenizer (any token,
+for a tokenizer without one, which makes the whole text one word: the demo model's) and starts
+where the token before it ended (never inside a character's bytes). The next piece starts at
+this piece's first join point at or after PIECE_CHARS; the two are joined at the first join
+point x of both, less than OVERLAP_CHARS / 2 past the cut, from which both pieces hold the same
+tokens (ids and characters) up to OVERLAP_CHARS / 4 before the end of this piece's text (tokens
+nearer to where its text was cut may change with what follows, so they are not compared): this
+piece's tokens before x, then the next piece's from x on. The tokens at the start of a piece
+are used only where the previous piece agrees with them, so a tokenizer that treats the start
+of a text apart (SentencePiece's '▁' put before it, say) joins a word later. Where the two
+agree on no such stretch (one word longer than the overlap: a base64 blob, a run of '='), this
+piece is made twice as long and the join sought again further on.
+
+The ids are those of the whole document when the tokens after a word boundary both pieces share
+do not depend on the text before it, and no token depends on text more than OVERLAP_CHARS / 4
+after it: true of every tokenizer that splits words by whitespace or a regex (byte-level BPE,
+Metaspace, BERT's) with BPE, WordPiece, Unigram or a word-level vocabulary, and of a BPE
+without a pre-tokenizer where merges reach a few characters; the tests compare the two routes
+for each of these kinds. A tokenizer that gives no offsets (a pure-Python one) tokenizes the
+document in one call, as before.
 """
 
 from __future__ import annotations
