@@ -171,7 +171,7 @@ def test_prompt_longer_than_the_context(capsys, tmp_path, tiny_model_dirs):
     too_long = "y" * 300  # the tiny GPT-2 has 256 positions
     message = run_failing(capsys, tmp_path, *neurons(tiny_model_dirs["gpt2"], "-l", "0",
                                                      "-p", f"ok|{too_long}", "-n", "1"))
-    assert "prompt 2 has 300 tokens" in message
+    assert "prompt 2 of 2 has 300 tokens" in message
     assert "at most 256" in message
 
 

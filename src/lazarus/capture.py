@@ -23,7 +23,7 @@ import numpy as np
 
 from lazarus.budget import BATCH_OVERHEAD_TOKENS, limits_for, plan_batches
 from lazarus.configs import config_int, text_config
-from lazarus.errors import LazarusError, is_out_of_memory, upstream
+from lazarus.errors import LazarusError, PromptError, is_out_of_memory, upstream
 from lazarus.loading import LoadedModel
 from lazarus.positions import check_lengths
 from lazarus.trace import CaptureRequest, StopForward, Trace
@@ -40,12 +40,12 @@ def tokenize(loaded: LoadedModel, prompts: Sequence[str]) -> list[list[int]]:
     with upstream(loaded.info.model_type, "tokenizing the prompts failed"):
         ids = [list(loaded.tokenizer(prompt)["input_ids"]) for prompt in prompts]
     limit = context_length(loaded.info.config)
-    for number, (prompt, row) in enumerate(zip(prompts, ids, strict=True), start=1):
+    for prompt, row in zip(prompts, ids, strict=True):  # named by text: `prompts` may be a part
         if not row:
-            raise LazarusError(f"prompt {prompt!r} tokenizes to nothing (give it some text)")
+            raise PromptError(prompt, "tokenizes to nothing (give it some text)")
         if limit is not None and len(row) > limit:
-            raise LazarusError(f"prompt {number} has {len(row)} tokens but this model takes at "
-                               f"most {limit} (shorten it)")
+            raise PromptError(prompt, f"has {len(row)} tokens but this model takes at most "
+                              f"{limit} (shorten it)")
     return ids
 
 

@@ -58,12 +58,13 @@ def run_neurons(args: argparse.Namespace) -> int:
 
         direction = load_direction(args.from_direction)
     model = open_model(args)
-    result = model.neurons(
-        prompts, model.layers(args.layer), site=args.site, position=args.position,
-        neurons=neurons, direction=direction,
-        top_k=10 if args.top_k is None else args.top_k, labels=labels,
-        progress=ProgressBar("capturing"), auto_discover=args.auto_discover,
-        **({} if args.permutations is None else {"permutations": args.permutations}))
+    with inputs.naming_prompts(prompts):
+        result = model.neurons(
+            prompts, model.layers(args.layer), site=args.site, position=args.position,
+            neurons=neurons, direction=direction,
+            top_k=10 if args.top_k is None else args.top_k, labels=labels,
+            progress=ProgressBar("capturing"), auto_discover=args.auto_discover,
+            **({} if args.permutations is None else {"permutations": args.permutations}))
     color = use_color(args)
     report = render_result(result, max_rows=max_rows, color=color)
     # Files before the report, so that a closed pipe cannot lose them.
@@ -116,11 +117,12 @@ def run_probe(args: argparse.Namespace) -> int:
     check_extension("--output", args.output, ".json")
     check_extension("--save-direction", args.save_direction, ".npz")
     model = open_model(args)
-    result = model.probe(class_a, class_b, label_a=args.label_a, label_b=args.label_b,
-                         layers=None if args.layer is None else model.layers(args.layer),
-                         site=args.site, position=args.position, method=args.method,
-                         test=tests, test_labels=test_labels, progress=ProgressBar("capturing"),
-                         **settings)
+    with inputs.naming_prompts(class_a, class_b, tests):
+        result = model.probe(class_a, class_b, label_a=args.label_a, label_b=args.label_b,
+                             layers=None if args.layer is None else model.layers(args.layer),
+                             site=args.site, position=args.position, method=args.method,
+                             test=tests, test_labels=test_labels,
+                             progress=ProgressBar("capturing"), **settings)
     report = result.report
     save = args.save_direction is not None and (report.significant or args.force_save)
     # Files first, so that a closed pipe on stdout cannot lose them.

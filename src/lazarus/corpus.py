@@ -5,12 +5,15 @@ Formats, chosen by the file's extension:
   .jsonl    one JSON object per line, its text in `text_field` (default "text"); id = line
   .parquet  a text column named `text_field`; id = row (needs pyarrow: pip install
             'lazarus[ray]' or pyarrow)
+A document whose text is null (JSON null, a null Parquet cell) is skipped, like an empty one, in
+every format, with a note of how many were; a text of another type is an error that names it.
 
-Windows: each document is tokenized without special tokens, then cut into windows of at most
-`window` tokens starting every `stride` tokens (default: stride = window, no overlap); the last
-window ends at the document's end, and a document shorter than a window is one window. The
-tokens the tokenizer puts before a text (Llama's `<s>`, say) are put before every window, as
-the model saw them in training, and are never scored. With an overlap (stride < window), a
+Windows: each document is tokenized without special tokens (a long one in bounded pieces, to the
+ids of tokenizing it whole: `corpus_tokens`), then cut into windows of at most `window` tokens
+starting every `stride` tokens (default: stride = window, no overlap); the last window ends at
+the document's end, and a document shorter than a window is one window. The tokens the
+tokenizer puts before a text (Llama's `<s>`, say) are put before every window, as the model saw
+them in training, and are never scored. With an overlap (stride < window), a
 window scores only its tokens that the previous window did not hold, so every token of the
 corpus is counted exactly once, with at least window - stride tokens of context before it.
 A window is identified by (doc, index within the document); a token by (doc, window, position
@@ -20,12 +23,14 @@ within the window, prefix excluded).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lazarus.corpus_tokens import document_ids
 from lazarus.errors import LazarusError
+from lazarus.text import plural
 
 FORMATS = (".txt", ".jsonl", ".parquet")
 PARQUET_BATCH = 1024  # rows read from a Parquet file at a time
@@ -49,8 +54,11 @@ def corpus_format(path: str) -> str:
     if suffix not in FORMATS:
         raise LazarusError(f"--corpus {path}: unknown format {suffix or '(no extension)'!r} "
                            "(give a .txt, .jsonl or .parquet file)")
-    if not file.is_file():
+    if not file.exists():
         raise LazarusError(f"corpus file not found: {path} (check the path)")
+    if not file.is_file():  # a device or a pipe: it may never end, and it cannot be read twice
+        raise LazarusError(f"--corpus {path} is not a regular file but a device or a pipe (the "
+                           "corpus is read more than once: save it to a file and give that)")
     return suffix
 
 
@@ -87,12 +95,28 @@ def resolve_corpus(spec: str) -> str:
 
 
 def check_corpus(path: str, text_field: str = "text") -> None:
-    """Cheap checks before a model loads: format, pyarrow and the Parquet column."""
+    """Cheap checks before a model loads: format, pyarrow and the Parquet column and its type."""
     if corpus_format(path) == ".parquet":
         schema = _parquet_file(path).schema_arrow
         if text_field not in schema.names:
             raise LazarusError(f"{path} has no column {text_field!r} (its columns: "
                                f"{', '.join(schema.names)}; choose one with --text-field)")
+        kind = schema.field(text_field).type
+        if not _is_text(kind):
+            raise LazarusError(f"{path}: column {text_field!r} holds Arrow type {kind}, not "
+                               "text (choose a string column with --text-field, or store this "
+                               "one as UTF-8 strings)")
+
+
+def _is_text(kind: Any) -> bool:
+    """Whether a Parquet column of this Arrow type reads as Python strings (or only nulls)."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(kind):  # pandas' categorical strings
+        kind = kind.value_type
+    string_view = getattr(pa.types, "is_string_view", lambda _kind: False)  # pyarrow >= 16
+    return (pa.types.is_string(kind) or pa.types.is_large_string(kind) or string_view(kind)
+            or pa.types.is_null(kind))
 
 
 def check_window(window: int, stride: int | None) -> int:
@@ -106,20 +130,37 @@ def check_window(window: int, stride: int | None) -> int:
     return stride
 
 
-def read_documents(path: str, text_field: str = "text") -> Iterator[tuple[int, str]]:
-    """(doc id, text) of every non-empty document, streamed: memory does not grow with the file."""
-    suffix = corpus_format(path)
-    if suffix == ".parquet":
-        yield from _parquet_documents(path, text_field)
-        return
+def read_documents(path: str, text_field: str = "text",
+                   note: Callable[[str], None] | None = None) -> Iterator[tuple[int, str]]:
+    """(doc id, text) of every non-empty document, streamed: memory does not grow with the file.
+
+    A document whose text is null (JSON null, a null Parquet cell) is skipped like an empty
+    one, in every format, and `note` is told how many were once all are read."""
+    nulls = [0]
+    if corpus_format(path) == ".parquet":
+        yield from _parquet_documents(path, text_field, nulls)
+    else:
+        yield from _line_documents(path, text_field, nulls)
+    if nulls[0] and note is not None:
+        note(f"skipped {plural(nulls[0], 'document')} of {path} whose {text_field!r} is null")
+
+
+def _line_documents(path: str, field: str, nulls: list[int]) -> Iterator[tuple[int, str]]:
+    """The documents of a .txt or .jsonl file, a line at a time."""
+    json_lines = path.lower().endswith(".jsonl")
     try:
         with open(path, encoding="utf-8-sig") as handle:
             for number, raw in enumerate(handle):
                 line = raw.rstrip("\r\n")
                 if not line.strip():
                     continue
-                text = line if suffix == ".txt" else _json_text(path, number, line, text_field)
-                if text.strip():
+                if "\0" in line:  # valid UTF-8, but no text has it: a binary file
+                    raise LazarusError(f"{path} line {number + 1} holds a NUL byte: binary "
+                                       "data, not text (give a UTF-8 text file)")
+                text = _json_text(path, number, line, field) if json_lines else line
+                if text is None:
+                    nulls[0] += 1
+                elif text.strip():
                     yield number, text
     except UnicodeDecodeError:
         raise LazarusError(f"{path} is not UTF-8 text (save it as UTF-8)") from None
@@ -127,7 +168,7 @@ def read_documents(path: str, text_field: str = "text") -> Iterator[tuple[int, s
         raise LazarusError(f"cannot read {path}: {err.strerror} (check its permissions)") from None
 
 
-def _json_text(path: str, number: int, line: str, field: str) -> str:
+def _json_text(path: str, number: int, line: str, field: str) -> str | None:
     try:
         record = json.loads(line)
     except json.JSONDecodeError as err:
@@ -137,16 +178,14 @@ def _json_text(path: str, number: int, line: str, field: str) -> str:
         raise LazarusError(f"{path} line {number + 1} has no {field!r} field (choose the text "
                            "field with --text-field)")
     text = record[field]
-    if not isinstance(text, str):
+    if text is not None and not isinstance(text, str):
         raise LazarusError(f"{path} line {number + 1}: field {field!r} is {_json_kind(text)}, "
                            f"not a string (give each line a string {field!r} field)")
     return text
 
 
 def _json_kind(value: Any) -> str:
-    """What a JSON value is, in JSON's words: null, a boolean, a number, a list, an object."""
-    if value is None:
-        return "null"
+    """What a JSON value is, in JSON's words: a boolean, a number, a list, an object."""
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, int | float):
@@ -166,12 +205,26 @@ def _parquet_file(path: str) -> Any:
         raise LazarusError(f"{path} is not a readable Parquet file ({err})") from None
 
 
-def _parquet_documents(path: str, field: str) -> Iterator[tuple[int, str]]:
+def _parquet_documents(path: str, field: str, nulls: list[int]) -> Iterator[tuple[int, str]]:
+    import pyarrow as pa
+
     check_corpus(path, field)
     number = 0
-    for batch in _parquet_file(path).iter_batches(batch_size=PARQUET_BATCH, columns=[field]):
-        for text in batch.column(0).to_pylist():
-            if isinstance(text, str) and text.strip():
+    batches = _parquet_file(path).iter_batches(batch_size=PARQUET_BATCH, columns=[field])
+    while True:
+        try:
+            batch = next(batches, None)
+            texts = [] if batch is None else batch.column(0).to_pylist()
+        except (OSError, UnicodeDecodeError, pa.ArrowException) as err:  # a damaged page
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise LazarusError(f"{path} is damaged: {reason} (at row {number} or after; "
+                               "repair or rewrite the file)") from None
+        if batch is None:
+            return
+        for text in texts:
+            if text is None:
+                nulls[0] += 1
+            elif text.strip():
                 yield number, text
             number += 1
 
@@ -188,25 +241,43 @@ def prefix_of(tokenizer: Any) -> tuple[int, ...]:
     return ()
 
 
-def cut(doc: int, ids: list[int], window: int, stride: int) -> Iterator[Window]:
-    """The windows of one document's tokens (see the module's notes)."""
-    start, index, previous_end = 0, 0, 0
+def cut(doc: int, pieces: Iterable[Sequence[int]], window: int,
+        stride: int) -> Iterator[Window]:
+    """The windows of one document's tokens, given as consecutive pieces (see the module's
+    notes); only the tokens of the current window and the piece being read are held."""
+    held: list[int] = []  # the document's tokens from `offset` on, as far as read
+    offset, start, index, previous_end = 0, 0, 0, 0
+    stream = iter(pieces)
+    more = True
     while True:
-        end = min(start + window, len(ids))
-        yield Window(doc, index, start, tuple(ids[start:end]), max(0, previous_end - start))
-        if end >= len(ids):
+        while more and offset + len(held) <= start + window:  # is there a token past it?
+            piece = next(stream, None)
+            more = piece is not None
+            held.extend(piece or ())
+        known = offset + len(held)
+        if known == 0:
+            return
+        end = min(start + window, known)
+        yield Window(doc, index, start, tuple(held[start - offset:end - offset]),
+                     max(0, previous_end - start))
+        if end >= known:
             return
         previous_end = end
         start += stride
         index += 1
+        if start - offset > len(held) // 2:  # drop what no window needs any more
+            del held[:start - offset]
+            offset = start
 
 
-def windows(path: str, tokenizer: Any, window: int, stride: int,
-            text_field: str = "text") -> Iterator[Window]:
-    """Every window of the corpus, in order, streamed."""
-    for doc, text in read_documents(path, text_field):
-        # verbose=False: a document longer than the model's context is cut into windows here,
-        # so the tokenizer's warning that it would not fit does not apply.
-        ids = list(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
-        if ids:
-            yield from cut(doc, ids, window, stride)
+def document_windows(tokenizer: Any, doc: int, text: str, window: int,
+                     stride: int) -> Iterator[Window]:
+    """The windows of one document, tokenized in bounded pieces (`corpus_tokens`)."""
+    return cut(doc, document_ids(tokenizer, text), window, stride)
+
+
+def windows(path: str, tokenizer: Any, window: int, stride: int, text_field: str = "text",
+            note: Callable[[str], None] | None = None) -> Iterator[Window]:
+    """Every window of the corpus, in order, streamed (`note`: see `read_documents`)."""
+    for doc, text in read_documents(path, text_field, note):
+        yield from document_windows(tokenizer, doc, text, window, stride)

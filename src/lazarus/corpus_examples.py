@@ -14,7 +14,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lazarus.corpus import check_corpus, check_window, cut, read_documents, resolve_corpus
+from lazarus.corpus import (
+    check_corpus,
+    check_window,
+    document_windows,
+    read_documents,
+    resolve_corpus,
+)
 from lazarus.errors import LazarusError
 from lazarus.examples import QUANTILES, Summary
 from lazarus.scan import (
@@ -184,7 +190,8 @@ def analyse_examples(model: Model, corpus: str, layer: int, *, site: str = "resi
         executor = local_executor(lambda: model.weights(layer), settings, folder,
                                   token_budget, max_batch)
     tokenizer = model.tokenizer()
-    outcome = run_scan(tokenizer, model.info.config, settings, folder, executor, progress)
+    outcome = run_scan(tokenizer, model.info.config, settings, folder, executor, progress,
+                       model.warn)
     return _result(model, settings, outcome, choice, tokenizer)
 
 
@@ -236,8 +243,9 @@ def _contexts(settings: ScanSettings, tokenizer: Any,
     for doc, document in read_documents(settings.corpus, settings.text_field):
         if doc not in wanted:
             continue
-        ids = list(tokenizer(document, add_special_tokens=False)["input_ids"])
-        windows = {w.index: w.tokens for w in cut(doc, ids, settings.window, settings.stride)}
+        needed = {window for window, _token in wanted[doc]}
+        windows = {w.index: w.tokens for w in document_windows(
+            tokenizer, doc, document, settings.window, settings.stride) if w.index in needed}
         for window, token in wanted[doc]:
             tokens = windows[window]
             found[(doc, window, token)] = (

@@ -20,6 +20,17 @@ class LazarusError(Exception):
     """
 
 
+class PromptError(LazarusError):
+    """A LazarusError about one prompt, named by its text; it keeps the prompt and the rest of
+    the message (`problem`), so that the CLI can name the prompt by its place instead (the
+    list, its number there, the file and line it was read from)."""
+
+    def __init__(self, prompt: str, problem: str) -> None:
+        shown = prompt if len(prompt) <= 40 else prompt[:39] + "…"
+        super().__init__(f"prompt {shown!r} {problem}")
+        self.prompt, self.problem = prompt, problem
+
+
 def is_out_of_memory(err: BaseException) -> bool:
     """True for the allocation failures of CUDA, MPS and the CPU allocator (torch's
     OutOfMemoryError is a RuntimeError saying "out of memory"), and Python's MemoryError."""

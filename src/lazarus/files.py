@@ -10,6 +10,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 from lazarus.errors import LazarusError
 
@@ -17,23 +18,63 @@ STALE_AFTER = 60.0  # seconds without a write before a dead process's temporary 
 ABANDONED_AFTER = 24 * 3600.0  # seconds after which any of our temporary files is stale
 
 
-def read_lines(path: str) -> list[str]:
-    """Lines of a text file (or a pipe), blank lines skipped, a UTF-8 BOM and CRs removed."""
+def read_lines(path: str) -> list[tuple[int, str]]:
+    """(line number, line) of a text file (or a pipe, /dev/stdin), blank lines skipped, a UTF-8
+    BOM and CRs removed.
+
+    Read a piece at a time, so that what can never be a list of prompts is refused early and in
+    bounded memory: a device (/dev/zero never ends), binary data (a NUL byte, or not UTF-8:
+    found in the first piece), more than MAX_LIST_BYTES (a pipe that never ends, say).
+    """
     file = Path(path)
     if file.is_dir():
         raise LazarusError(f"{path} is a folder, not a file (give a text file after '@')")
     if not file.exists():
         raise LazarusError(f"file not found: {path} (check the path after '@')")
     try:
-        with open(file, encoding="utf-8-sig") as handle:  # also reads pipes and /dev/stdin
-            text = handle.read()
+        with open(file, "rb") as handle:  # also reads pipes and /dev/stdin
+            text = _read_text(path, handle)
+    except OSError as err:
+        raise LazarusError(f"cannot read {path}: {err.strerror} (check its permissions)") from None
+    return [(number, line.rstrip("\r")) for number, line in enumerate(text.split("\n"), start=1)
+            if line.strip()]
+
+
+MAX_LIST_BYTES = 64 << 20  # an @file list is refused past this: far more than any run's prompts
+_PIECE_BYTES = 1 << 20
+
+
+def _read_text(path: str, handle: BinaryIO) -> str:
+    import codecs
+    import stat
+
+    status = os.fstat(handle.fileno())
+    device = stat.S_ISBLK(status.st_mode) or stat.S_ISCHR(status.st_mode)
+    if device and not os.isatty(handle.fileno()):  # a terminal is typed into, and ends
+        raise LazarusError(f"{path} is a device, not a text file (give a text file after '@', "
+                           "or pipe the text in with @/dev/stdin)")
+    too_long = (f"{path} is longer than {MAX_LIST_BYTES >> 20} MiB, the most an @file list may "
+                "hold (give fewer items, one per line, or split the run)")
+    if stat.S_ISREG(status.st_mode) and status.st_size > MAX_LIST_BYTES:
+        raise LazarusError(too_long)
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    parts, size = [], 0
+    try:
+        while piece := handle.read(_PIECE_BYTES):
+            nul = piece.find(b"\0")
+            if nul >= 0:
+                raise LazarusError(f"{path} holds a NUL byte (byte {size + nul + 1}): binary "
+                                   "data, not text (give a UTF-8 text file, one item per line)")
+            size += len(piece)
+            if size > MAX_LIST_BYTES:
+                raise LazarusError(too_long)
+            parts.append(decoder.decode(piece))
+        parts.append(decoder.decode(b"", final=True))
     except UnicodeDecodeError:
         raise LazarusError(
             f"{path} is not UTF-8 text (save it as UTF-8, one item per line)"
         ) from None
-    except OSError as err:
-        raise LazarusError(f"cannot read {path}: {err.strerror} (check its permissions)") from None
-    return [line.rstrip("\r") for line in text.split("\n") if line.strip()]
+    return "".join(parts)
 
 
 def check_writable(path: str) -> None:

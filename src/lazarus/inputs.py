@@ -5,7 +5,10 @@ Everything here is cheap and runs before a model loads, so that mistakes fail fa
 
 from __future__ import annotations
 
-from lazarus.errors import LazarusError
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from lazarus.errors import LazarusError, PromptError
 from lazarus.files import read_lines
 from lazarus.text import plural
 
@@ -32,16 +35,33 @@ def file_of(value: str) -> str | None:
     return None
 
 
-def parse_list(value: str, option: str, noun: str) -> list[str]:
+class Items(list[str]):
+    """A parsed list that remembers where each item came from, so that a message can name it:
+    `test prompt 1 of 2 (line 3 of tests.txt)`."""
+
+    def __init__(self, items: list[str], option: str, noun: str, path: str | None = None,
+                 lines: list[int] | None = None) -> None:
+        super().__init__(items)
+        self.option, self.noun, self.path, self.lines = option, noun, path, lines
+
+    def where(self, index: int) -> str:
+        name = self.noun if self.option in ("prompts", f"{self.noun}s") else \
+            f"{self.option} {self.noun}"
+        place = f" (line {self.lines[index]} of {self.path})" if self.lines is not None else ""
+        return f"{name} {index + 1} of {len(self)}{place}"
+
+
+def parse_list(value: str, option: str, noun: str) -> Items:
     """`a|b|c` or `@file.txt` (one item per line, blank lines skipped); `@@…` is a literal `@…`."""
-    if value.startswith("@@"):
-        items = value[1:].split("|")
-        source = f"--{option}"
-    elif file_of(value) is not None:
-        items = read_lines(value[1:])
-        source = f"file {value[1:]}"
+    path = file_of(value)
+    lines = None
+    if path is not None:
+        numbered = read_lines(path)
+        items = [line for _number, line in numbered]
+        lines = [number for number, _line in numbered]
+        source = f"file {path}"
     else:
-        items = value.split("|")
+        items = (value[1:] if value.startswith("@@") else value).split("|")
         source = f"--{option}"
     if not items or all(not item.strip() for item in items):
         raise LazarusError(f"{source} holds no {noun}s (give at least one, e.g. 'a|b')")
@@ -51,7 +71,21 @@ def parse_list(value: str, option: str, noun: str) -> list[str]:
                 f"{noun} {position} of {len(items)} in {source} is empty "
                 "(remove the extra '|' or fill it in)"
             )
-    return items
+    return Items(items, option, noun, path, lines)
+
+
+@contextmanager
+def naming_prompts(*lists: list[str] | None) -> Iterator[None]:
+    """Within the block, a `PromptError` about a prompt of these lists names it by where it
+    came from (`Items.where`) rather than by its text."""
+    try:
+        yield
+    except PromptError as err:
+        for items in lists:
+            if isinstance(items, Items) and err.prompt in items:
+                place = items.where(items.index(err.prompt))
+                raise LazarusError(f"{place} {err.problem}") from None
+        raise
 
 
 def parse_prompts(value: str, option: str = "prompts") -> list[str]:

@@ -237,7 +237,8 @@ def compute_shard(loaded: LoadedModel, folder: Path, number: int, shard: list[Wi
 
 
 def run_scan(tokenizer: Any, config: dict, settings: ScanSettings, folder: Path,
-             executor: Executor, progress: Progress | None = None) -> ScanOutcome:
+             executor: Executor, progress: Progress | None = None,
+             note: Callable[[str], None] | None = None) -> ScanOutcome:
     """Scan the corpus into `folder` (skipping shards already there; the others go to
     `executor`), then merge the shards. Only the tokenizer is needed here, not the model."""
     from lazarus.capture import context_length
@@ -250,12 +251,12 @@ def run_scan(tokenizer: Any, config: dict, settings: ScanSettings, folder: Path,
                            f"model's context of {limit} tokens (give at most "
                            f"{limit - len(prefix)})")
 
-    def stream() -> Iterator[Window]:
+    def stream(note: Callable[[str], None] | None = None) -> Iterator[Window]:
         return windows(settings.corpus, tokenizer, settings.window, settings.stride,
-                       settings.text_field)
+                       settings.text_field, note)
 
     total, documents, last = 0, 0, None  # a first pass: counts, and every input error early
-    for window in stream():
+    for window in stream(note):  # `note`: documents skipped (a null text), said once
         total += 1
         documents += window.doc != last
         last = window.doc
