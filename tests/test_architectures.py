@@ -6,19 +6,22 @@ whole by transformers, a forward hook on each decoder block, each prompt run alo
 `read_model_info` → `load_model(up_to_layer=L)` (the partial load) → `capture`, both prompts in
 one padded batch, for a middle layer L and for the last.
 
-Upstream breakage is told from ours by where it happens. Building and saving the tiny checkpoint
-(`build`) calls transformers and this folder's fixtures only, never lazarus; what raises there is
-skipped with a reason that starts with "upstream:", names the transformers version, the family,
-the exception's type and its first line, and is never counted as a pass. Two kinds:
+Upstream breakage is told from ours by where it happens. Two steps come before any lazarus code:
+building and saving the tiny checkpoint (`build`), and the oracle (`hooked_rows`: transformers
+loads it and runs it); only transformers and this folder's fixtures take part. What they raise
+(but the oracle's own assertions) is skipped with a reason that starts with "upstream:", names
+the transformers version, the family, the exception's type and its first line, and is never
+counted as a pass (`transformers_alone`). Two kinds:
 - transformers cannot build the family from its own defaults (the default config, or the model
-  from it, built on the meta device): a bug or a limit of that release, skipped always;
+  from it, made on the meta device): a bug or a limit of that release, skipped always;
 - its defaults build, but the tiny config that tests/tiny_configs.py derives from them (smaller
-  sizes) is rejected, or its model cannot be made or saved: skipped on any other transformers (a
-  release newer than the fixture, e.g. 5.25's kolibri1_1, whose config rejects a head size that is
-  not a multiple of 16, was one before tiny_configs knew it), but a failure on the version pinned
-  in constraints.txt, where the fixture is known to build every family and such a break is ours.
-Everything after the build, lazarus's reads and the comparison with the oracle (`check_family`),
-fails as before.
+  sizes) is rejected, or the tiny model cannot be made, saved, loaded or run: skipped on any
+  other transformers (a release newer than the fixture: 5.25's kolibri1_1, whose config rejects a
+  head size that is not a multiple of 16, was one until tiny_configs knew it), but a failure on
+  the version pinned in constraints.txt, where the fixture is known to build and run every
+  family, so that such a break is ours.
+Everything from lazarus's first call on, its reads and their comparison with the oracle
+(`check_family`), fails when wrong.
 """
 
 from __future__ import annotations
