@@ -1,7 +1,7 @@
 """Does lazarus work with the oldest transformers it declares, and with the newest one out?
 
     python bench/transformers_sweep.py --transformers oldest
-    python bench/transformers_sweep.py --transformers newest --transformers 4.57.6
+    python bench/transformers_sweep.py --transformers newest --transformers 5.20.0
     python bench/transformers_sweep.py --transformers oldest --tests tests/test_capture.py
 
 For each version: a throwaway venv in a temporary folder, torch 2.13.0 (the CPU build first, as
@@ -13,11 +13,12 @@ transformers in pyproject.toml, exactly; `newest` is what pip resolves within py
 causal-LM family of that transformers) and the integration tests that load models, and one line
 per version:
 
-    transformers 4.56.0: 398 passed, 0 failed, 2 skipped-upstream, 6 skipped (612 s)
+    transformers 5.18.0: 266 passed, 0 failed, 0 skipped-upstream, 7 skipped (254 s)
 
-skipped-upstream: families that transformers itself cannot build (the test's reason starts with
-"upstream:"), listed below the line; failed: lazarus's problems, listed too. Exit status 1 when
-any version failed or could not be installed. Several minutes per version on 2 cores.
+skipped-upstream: families that transformers itself cannot build or run (the test's reason starts
+with "upstream:", see tests/test_architectures.py), listed below the line with their reasons;
+failed: the tests that failed, listed too (the venv and pytest's log are kept). Exit status 1 when
+any version failed or could not be installed. A few minutes per version on 2 cores.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class Outcome:
 
 
 def declared_range() -> str:
-    """transformers' version range in pyproject.toml, e.g. '>=4.56,<6'."""
+    """transformers' version range in pyproject.toml, e.g. '>=5.18,<6'."""
     text = (REPO / "pyproject.toml").read_text(encoding="utf-8")
     found = re.search(r'"transformers\s*([<>=!~][^"]*)"', text)
     if found is None:
@@ -78,7 +79,7 @@ def requirement(choice: str) -> str:
     if choice == "newest":
         return f"transformers{declared_range()}"
     if not re.fullmatch(r"[0-9]+(\.[0-9]+)*", choice):
-        sys.exit(f"error: --transformers {choice!r}: give oldest, newest or a version like 4.57.6")
+        sys.exit(f"error: --transformers {choice!r}: give oldest, newest or a version like 5.20.0")
     return f"transformers=={choice}"
 
 
