@@ -7,6 +7,7 @@ too; `EXTRA` holds the few families that need more than that to build, with the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from tiny_models import VOCAB_SIZE
@@ -45,8 +46,11 @@ SIZES: dict[str, Any] = {
 }
 
 # Families whose config needs more than SIZES to build tinily: {model_type: (overrides, why)}.
+# Overrides made from another family's tiny config are a function, called only when that family is
+# built: an older transformers may not have the other family.
+Overrides = dict[str, Any] | Callable[[], dict[str, Any]]
 _MLA = ({"num_key_value_heads": 4}, "multi-head latent attention has one key per query head")
-EXTRA: dict[str, tuple[dict[str, Any], str]] = {
+EXTRA: dict[str, tuple[Overrides, str]] = {
     family: _MLA for family in ("axk1", "axk2", "deepseek_v2", "deepseek_v3", "deepseek_v32",
                                 "glm4_moe_lite", "glm_moe_dsa", "minicpm3", "sarvam_mla", "youtu",
                                 "longcat_flash")
@@ -102,6 +106,15 @@ EXTRA["bailing_hybrid"] = ({"num_key_value_heads": 4, "num_expert_group": 2, "to
                            "two groups of two experts, two chosen (keys of its own names); an "
                            "MLA block (one key per query head) among the linear ones")
 _S, _F = "sliding_attention", "full_attention"
+EXTRA["kolibri1_1"] = ({"head_dim": 16, "index_num_heads": 2, "index_topk": 4, "index_pool_size": 8,
+                        "index_compression": 2, "index_num_local_tokens": 2,
+                        "index_num_sink_tokens": 1, "sliding_window": 4,
+                        "mlp_only_intermediate_size": 64,
+                        "layer_types": [_S, "indexed_attention", _S]},
+                       "NVFP4 rounding of keys and values needs a head size that is a multiple "
+                       "of 16; its indexer scores with at most the query heads of one key head; "
+                       "an indexed-attention block (every 5th by default) whose pool, top-k and "
+                       "window are shorter than the prompts")
 # Gemma 3n and Gemma 4: the last block reuses the KV cache of an earlier one of its type.
 EXTRA["gemma3n_text"] = ({
     "layer_types": [_S, _F, _S], "num_kv_shared_layers": 1, "intermediate_size": [64] * LAYERS,
@@ -114,13 +127,19 @@ EXTRA["gemma4_text"] = ({"layer_types": [_S, _F, _S], "num_kv_shared_layers": 1}
 def tiny_config(model_type: str) -> PretrainedConfig:
     """The family's config with every known size key small and LAYERS decoder blocks."""
     config_class = CONFIG_MAPPING[model_type]
-    extra = EXTRA.get(model_type, ({}, ""))[0]
+    extra = overrides(model_type)
     try:
         known = config_class().to_dict()
     except Exception:  # noqa: BLE001 - a default that does not validate (Gemma 4 assistants)
         known = config_class(**extra).to_dict()
     sizes = {**SIZES, **extra}
     return _shrink(config_class(**{k: v for k, v in sizes.items() if k in known}), sizes)
+
+
+def overrides(model_type: str) -> dict[str, Any]:
+    """The family's entry in EXTRA ({} when it has none), made now if it is a function."""
+    extra = EXTRA.get(model_type, ({}, ""))[0]
+    return extra() if callable(extra) else extra
 
 
 def _shrink(config: PretrainedConfig, sizes: dict[str, Any]) -> PretrainedConfig:
@@ -143,14 +162,20 @@ def _shrink(config: PretrainedConfig, sizes: dict[str, Any]) -> PretrainedConfig
 # text family, built tinily as above.
 _ADAPTER = {"hidden_size": WIDTH, "num_attention_heads": 4, "adapter_in_dim": WIDTH,
             "adapter_input_size": WIDTH, "adapter_out_dim": WIDTH}
-EXTRA["dots3_note"] = ({"text_config": tiny_config("dots3_note_text").to_dict(),
-                        "vision_config": _ADAPTER, "audio_config": _ADAPTER,
-                        **EXTRA["dots3_note_text"][0]},
-                       "the text config of dots3_note_text (its own, at 46 layers, has "
-                       "per-layer configs for sliding layers that no tiny key reaches); vision "
-                       "and audio adapters as wide as the tiny towers and text")
+EXTRA["dots3_note"] = (lambda: {"text_config": tiny_config("dots3_note_text").to_dict(),
+                                "vision_config": _ADAPTER, "audio_config": _ADAPTER,
+                                **overrides("dots3_note_text")},
+                        "the text config of dots3_note_text (its own, at 46 layers, has "
+                        "per-layer configs for sliding layers that no tiny key reaches); vision "
+                        "and audio adapters as wide as the tiny towers and text")
+
+
+def _text_of(family: str) -> Callable[[], dict[str, Any]]:
+    return lambda: {"text_config": tiny_config(f"{family}_text").to_dict()}
+
+
 for _family in ("gemma4", "gemma4_unified"):
-    EXTRA[_family] = ({"text_config": tiny_config(f"{_family}_text").to_dict()},
+    EXTRA[_family] = (_text_of(_family),
                       f"the text config of {_family}_text (its own has per-layer configs for "
                       "30 layers)")
 _INKLING = {"unpadded_vocab_size": VOCAB_SIZE, "swa_num_attention_heads": 4,
@@ -175,12 +200,20 @@ EXTRA["blt"] = ({"encoder_hash_byte_group_vocab": 64, "hidden_size_global": WIDT
                 "global width")
 # Gemma 4's assistants: a text config without per-layer inputs, MoE or wide MLPs, all of whose
 # layers read the key-value states of the model they draft for.
+
+
+def _assistant_of(family: str) -> Callable[[], dict[str, Any]]:
+    def make() -> dict[str, Any]:
+        text = {**overrides(family)["text_config"], "hidden_size_per_layer_input": 0,
+                "vocab_size_per_layer_input": 0, "enable_moe_block": False,
+                "use_double_wide_mlp": False, "num_kv_shared_layers": LAYERS}
+        return {"text_config": text, "backbone_hidden_size": WIDTH, "num_centroids": 8,
+                "centroid_intermediate_top_k": 2, "hidden_size_per_layer_input": 0,
+                "vocab_size_per_layer_input": 0}
+
+    return make
+
+
 for _family in ("gemma4", "gemma4_unified"):
-    _text = {**EXTRA[_family][0]["text_config"], "hidden_size_per_layer_input": 0,
-             "vocab_size_per_layer_input": 0, "enable_moe_block": False,
-             "use_double_wide_mlp": False, "num_kv_shared_layers": LAYERS}
-    EXTRA[f"{_family}_assistant"] = (
-        {"text_config": _text, "backbone_hidden_size": WIDTH, "num_centroids": 8,
-         "centroid_intermediate_top_k": 2, "hidden_size_per_layer_input": 0,
-         "vocab_size_per_layer_input": 0},
-        "a text config that validates for an assistant (its default one does not)")
+    EXTRA[f"{_family}_assistant"] = (_assistant_of(_family), "a text config that validates for "
+                                     "an assistant (its default one does not)")
