@@ -121,20 +121,69 @@ class ExamplesResult:
         write_atomically(path, lambda temp: pq.write_table(table, str(temp)))
 
 
-def analyse_examples(model: Model, corpus: str, layer: int, *, site: str = "resid_post",
-                     neurons: Sequence[int] | None = None,
-                     direction: Direction | str | None = None, top_k: int | None = None,
-                     examples: int = 10, window: int = 64, stride: int | None = None,
-                     text_field: str = "text", work_dir: str | Path | None = None,
-                     shard_windows: int = SHARD_WINDOWS, ray: bool = False,
-                     ray_workers: int | None = None, ray_address: str | None = None,
-                     token_budget: int | None = None, max_batch: int | None = None,
-                     progress: Callable[[int, int], None] | None = None) -> ExamplesResult:
-    from lazarus.api_checks import neuron_ids
+# The options of `examples` (the CLI's arguments, the API's keywords) that change no value a
+# scan computes, and so are left out of the work folder's key; every other option is in it,
+# through `ScanSettings` or `model_key`. tests/test_adversarial_examples.py enumerates the
+# options and fails on one that is in neither: a new option must be put in one or the other.
+NOT_IN_KEY = {
+    "output": "the report's file",
+    "color": "how the report is shown",
+    "work_dir": "where the work folders are kept (the key names one inside it)",
+    "progress": "a callback told of the progress",
+    "ray": "who computes the shards: Ray's actors run the same code with this process's "
+           "torch thread count, bit for bit",
+    "ray_workers": "how many Ray actors (as for ray)",
+    "ray_address": "which Ray cluster (as for ray)",
+    "token_budget": "how windows are batched, which moves a value by float rounding at most, "
+                    "as the thread count does; a rerun with a smaller budget after running out "
+                    "of memory must keep its shards",
+    "max_batch": "how windows are batched (as for token_budget)",
+    "use_cache": "the activation cache, which examples does not use",
+    "no_cache": "the CLI's use_cache",
+    "whole": "whether a handle loads every block; examples reads the same values either way",
+    "notify": "a callback told of the notes",
+    "warn": "a callback told of the warnings",
+}
+
+
+@dataclass(frozen=True)
+class ExamplesPlan:
+    """What a scan will compute and where its shards are kept, known before any weight loads."""
+
+    settings: ScanSettings
+    folder: Path  # the work folder
+    width: int | None  # neurons read (None: the site's, known once its values are)
+    choice: str  # how the neurons were chosen
+
+
+def model_key(model: Model) -> dict[str, object]:
+    """What of the model changes the values a scan computes: its files (with the Hub revision,
+    see `cache.model_identity`), how they load (remote code, device map) and run (device type,
+    dtype), and the torch and transformers versions."""
     from lazarus.cache import model_identity
+    from lazarus.placement import versions
+
+    target = model.target()
+    return {"files": model_identity(model.info) or model.model_id, "device": target.device,
+            "dtype": target.dtype, "trust_remote_code": model.settings.trust_remote_code,
+            "device_map": model.settings.device_map, **versions()}
+
+
+def plan_examples(model: Model, corpus: str, layer: int, *, site: str = "resid_post",
+                  neurons: Sequence[int] | None = None,
+                  direction: Direction | str | None = None, top_k: int | None = None,
+                  examples: int = 10, window: int = 64, stride: int | None = None,
+                  text_field: str = "text", work_dir: str | Path | None = None,
+                  shard_windows: int = SHARD_WINDOWS, ray: bool = False,
+                  ray_workers: int | None = None,
+                  ray_address: str | None = None) -> ExamplesPlan:
+    """Check `analyse_examples`' arguments and name its work folder: a hash of every option
+    that changes a computed value (the others are in NOT_IN_KEY), the corpus file and the
+    model's files."""
+    from lazarus.api_checks import neuron_ids
     from lazarus.directions import check_direction_made, load_direction
     from lazarus.neurons import check_direction_early
-    from lazarus.sites import check_neurons_early, check_site
+    from lazarus.sites import RESIDUAL_WIDTH, check_neurons_early, check_site
 
     if not isinstance(corpus, str | os.PathLike):
         raise LazarusError(f"corpus={corpus!r}: give the corpus file's path (e.g. "
@@ -177,10 +226,26 @@ def analyse_examples(model: Model, corpus: str, layer: int, *, site: str = "resi
                             neurons=None if neurons is None else tuple(neurons),
                             examples=examples, window=window, stride=stride,
                             text_field=text_field, shard_windows=shard_windows)
-    target = model.target()
     root = default_root() if work_dir is None else Path(work_dir)
-    folder = work_folder(root, settings, [model_identity(model.info) or model.model_id,
-                                          target.device, target.dtype])
+    width = len(neurons) if neurons is not None else (
+        model.hidden_size if site in RESIDUAL_WIDTH else None)
+    return ExamplesPlan(settings, work_folder(root, settings, model_key(model)), width, choice)
+
+
+def analyse_examples(model: Model, corpus: str, layer: int, *, site: str = "resid_post",
+                     neurons: Sequence[int] | None = None,
+                     direction: Direction | str | None = None, top_k: int | None = None,
+                     examples: int = 10, window: int = 64, stride: int | None = None,
+                     text_field: str = "text", work_dir: str | Path | None = None,
+                     shard_windows: int = SHARD_WINDOWS, ray: bool = False,
+                     ray_workers: int | None = None, ray_address: str | None = None,
+                     token_budget: int | None = None, max_batch: int | None = None,
+                     progress: Callable[[int, int], None] | None = None) -> ExamplesResult:
+    plan = plan_examples(model, corpus, layer, site=site, neurons=neurons, direction=direction,
+                         top_k=top_k, examples=examples, window=window, stride=stride,
+                         text_field=text_field, work_dir=work_dir, shard_windows=shard_windows,
+                         ray=ray, ray_workers=ray_workers, ray_address=ray_address)
+    settings, folder = plan.settings, plan.folder
     if ray or ray_address is not None:  # this process only cuts the windows and merges
         from lazarus.scan_ray import ray_executor
 
@@ -191,8 +256,8 @@ def analyse_examples(model: Model, corpus: str, layer: int, *, site: str = "resi
                                   token_budget, max_batch)
     tokenizer = model.tokenizer()
     outcome = run_scan(tokenizer, model.info.config, settings, folder, executor, progress,
-                       model.warn)
-    return _result(model, settings, outcome, choice, tokenizer)
+                       plan.width, model.warn)
+    return _result(model, settings, outcome, plan.choice, tokenizer)
 
 
 def _result(model: Model, settings: ScanSettings, outcome: ScanOutcome, choice: str,
