@@ -14,7 +14,11 @@ import inspect
 import json
 import os
 import shutil
+import socket
 import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -340,3 +344,94 @@ def test_a_folder_where_a_shard_should_be_is_one_line(llama_dir, corpus, fresh, 
                           "--work-dir", str(tmp_path / "w")], tmp_path / "out.json")
     assert line == (f"lazarus: error: cannot write {folder / 'shard-000001.npz'}: Is a "
                     "directory (remove what is in its way, or give another --work-dir)")
+
+
+# 4. A Ray cluster that asks for a token.
+
+def cli(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    environment.update({"PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1", **env})
+    return subprocess.run([sys.executable, "-m", "lazarus.cli", *args], env=environment,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def examples_on_ray(llama_dir: Path, corpus: Path, work: Path, address: str) -> list[str]:
+    return ["introspect", "examples", "-m", str(llama_dir), "-l", "1", "--corpus", str(corpus),
+            "-n", "1,2", "--examples", "4", "--window", "10", "--shard-windows", "10",
+            "--work-dir", str(work), "--ray-address", address]
+
+
+def test_ray_token_mode_without_a_token_is_one_line(llama_dir, corpus, tmp_path):
+    """RAY_AUTH_MODE=token and no token anywhere: Ray raises before it connects (a real
+    `ray.init`, at an address where something listens)."""
+    pytest.importorskip("ray.data")
+    home = tmp_path / "home"
+    home.mkdir()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+        done = cli(examples_on_ray(llama_dir, corpus, tmp_path / "w", address),
+                   {"RAY_AUTH_MODE": "token", "HOME": str(home)})
+    print(done.stderr)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "lazarus: error: RAY_AUTH_MODE=token but no token was found (give the cluster's token, "
+        "which `ray get-auth-token` prints on its head node, in ~/.ray/auth_token, in a file "
+        "named by RAY_AUTH_TOKEN_PATH, or in RAY_AUTH_TOKEN)"]
+
+
+@pytest.mark.slow  # a Ray head of its own: about 30 s on 2 cores
+def test_a_ray_cluster_started_with_a_token_needs_ray_auth_mode(llama_dir, corpus, tmp_path):
+    """`ray start --head` turns token authentication on when ~/.ray/auth_token exists (any
+    earlier local Ray run writes one). Connecting by address without RAY_AUTH_MODE=token was
+    70 lines (AuthenticationError, then ConnectionError); with it, the result is the
+    single-process one."""
+    pytest.importorskip("ray.data")
+    ray = str(Path(sys.executable).parent / "ray")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_")},
+           "HOME": str(home), "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
+    subprocess.run([ray, "get-auth-token", "--generate"], env=env, check=True,
+                   capture_output=True)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    short = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # its socket paths must be short
+    head = subprocess.Popen([ray, "start", "--head", "--port", str(port), "--num-cpus", "1",
+                             "--include-dashboard=false", "--temp-dir", short, "--block"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert head.poll() is None, head.stderr.read()
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        address = f"127.0.0.1:{port}"
+        refused = cli(examples_on_ray(llama_dir, corpus, tmp_path / "a", address),
+                      {"HOME": str(home), "RAY_gcs_server_port_wait_time_s": "2"})
+        print(refused.stderr)
+        assert refused.returncode == 2
+        assert refused.stderr.splitlines() == [
+            f"lazarus: error: the Ray cluster at {address} asks for a token (Ray's token "
+            "authentication): export RAY_AUTH_MODE=token, and give the cluster's token, which "
+            "`ray get-auth-token` prints on its head node, in ~/.ray/auth_token, in a file "
+            "named by RAY_AUTH_TOKEN_PATH, or in RAY_AUTH_TOKEN"]
+        out = tmp_path / "ray.json"
+        done = cli([*examples_on_ray(llama_dir, corpus, tmp_path / "b", address), "-o",
+                    str(out)], {"HOME": str(home), "RAY_AUTH_MODE": "token"})
+        assert done.returncode == 0, done.stderr
+        alone = cli([*examples_on_ray(llama_dir, corpus, tmp_path / "c", address)[:-2], "-o",
+                     str(tmp_path / "alone.json")], {"HOME": str(home)})  # the same threads
+        assert alone.returncode == 0, alone.stderr
+        assert comparable(json.loads(out.read_text())) \
+            == comparable(json.loads((tmp_path / "alone.json").read_text()))
+    finally:
+        head.terminate()  # `ray start --block` stops the head's processes as it exits
+        head.wait(timeout=120)
+        shutil.rmtree(short, ignore_errors=True)
