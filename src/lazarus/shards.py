@@ -120,6 +120,7 @@ def read_shard(folder: Path, number: int, settings: ScanSettings, tokens: int,
         path = shard_path(folder, number, suffix)
         if not path.is_file():
             continue
+        read = _version(path)
         arrays = _read_npz(path) if suffix == ".npz" else _read_parquet(path, settings)
         if arrays is None:  # a Ray run's shards, resumed without pyarrow: computed again
             continue
@@ -135,9 +136,18 @@ def read_shard(folder: Path, number: int, settings: ScanSettings, tokens: int,
                     return summary
         if warn is not None:
             warn(f"{path} is damaged ({problem}); computing shard {number} again")
-        with contextlib.suppress(OSError):
-            path.unlink()
+        if _version(path) == read:  # not a concurrent run's new file, written meanwhile
+            with contextlib.suppress(OSError):
+                path.unlink()
     return None
+
+
+def _version(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray] | str:
