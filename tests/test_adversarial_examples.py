@@ -28,8 +28,9 @@ import lazarus
 from lazarus.api import LazarusWarning, Model
 from lazarus.cli import main
 from lazarus.cli_args import build_parser
-from lazarus.corpus_examples import NOT_IN_KEY, analyse_examples, plan_examples
+from lazarus.corpus_examples import analyse_examples
 from lazarus.directions import Direction
+from lazarus.examples_plan import NOT_IN_KEY, plan_examples
 
 CORPUS = Path(__file__).parent / "data" / "corpus.txt"
 SRC = Path(__file__).parent.parent / "src"
