@@ -257,11 +257,3 @@ def default_root() -> Path:
     from lazarus.cache import cache_dir
 
     return cache_dir() / "examples"
-
-
-def work_folders(root: Path | None = None) -> tuple[Path, int, int]:
-    """(the examples' root, how many work folders it holds, their bytes)."""
-    root = default_root() if root is None else root
-    folders = [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
-    size = sum(f.stat().st_size for folder in folders for f in folder.rglob("*") if f.is_file())
-    return root, len(folders), size
