@@ -115,8 +115,8 @@ def flips(tmp_path: Path, llama_dir: Path, corpus: Path,
         "layer": ({}, {"layer": 0}),
         "site": ({}, {"site": "mlp_out"}),
         "neurons": ({}, {"neurons": [1, 3]}),
-        "direction": ({}, {**by_one, "direction": Direction(two)}),  # vs `one`, below
-        "top_k": ({}, {**by_one, "top_k": 2}),
+        "direction": ({}, {**by_one, "direction": Direction(two)}),  # these two against
+        "top_k": ({}, {**by_one, "top_k": 2}),  # by_one, the rest the base
         "examples": ({}, {"examples": 5}),
         "window": ({}, {"window": 12}),
         "stride": ({}, {"stride": 5}),
