@@ -211,7 +211,8 @@ def test_ties_at_the_cut_are_taken_in_id_order_whatever_the_row_order():
 @pytest.mark.parametrize("parquet", [False, True])
 def test_a_shard_file_round_trips_and_a_damaged_one_reads_as_absent(tmp_path, parquet):
     """Both shard formats (the single process's .npz, Ray's .parquet) give back the summary
-    array for array; a truncated file, or one of other neurons, is no shard of this scan."""
+    array for array; a truncated file, or one of other neurons, is no shard of this scan, and
+    is named and removed (to be computed again)."""
     if parquet:
         pytest.importorskip("pyarrow")
     from lazarus.scan import ScanSettings
@@ -224,14 +225,19 @@ def test_a_shard_file_round_trips_and_a_damaged_one_reads_as_absent(tmp_path, pa
     settings = ScanSettings("corpus.txt", 1, neurons=(4, 8, 9), examples=KEEP)
     path = write_shard(tmp_path, 7, summary, settings, parquet=parquet)
     assert path.suffix == (".parquet" if parquet else ".npz")
-    again = read_shard(tmp_path, 7, settings)
+    again = read_shard(tmp_path, 7, settings, 50, 3)
     assert again is not None
     for name, want in summary.to_arrays().items():
         np.testing.assert_array_equal(again.to_arrays()[name], want)
+    told = []
     assert read_shard(tmp_path, 7, ScanSettings("corpus.txt", 1, neurons=(4, 8),
-                                                examples=KEEP)) is None
+                                                examples=KEEP), 50, 2, warn=told.append) is None
+    assert not path.exists()
+    write_shard(tmp_path, 7, summary, settings, parquet=parquet)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    assert read_shard(tmp_path, 7, settings) is None
+    assert read_shard(tmp_path, 7, settings, 50, 3, warn=told.append) is None
+    assert not path.exists()
+    assert [message.split(" is damaged (")[0] for message in told] == [str(path)] * 2
 
 
 def test_a_run_whose_shards_are_all_done_loads_no_weights(llama_dir, small_corpus, tmp_path):

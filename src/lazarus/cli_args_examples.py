@@ -61,7 +61,8 @@ def add_examples_command(commands: argparse._SubParsersAction) -> None:
                                "or its CPUs / torch threads)")
     examples.add_argument("--ray-address", metavar="ADDR",
                           help="run the shards on the Ray cluster at ADDR instead (its workers "
-                               "must see --work-dir and the model at the same paths)")
+                               "must see --work-dir and the model at the same paths; a cluster "
+                               "with token authentication needs RAY_AUTH_MODE=token)")
     examples.add_argument("--color", action="store_true",
                           help="mark the tokens in colour when standard output is a colour "
                                "terminal (else in brackets)")

@@ -1,28 +1,23 @@
 """`Model.examples`: the top- and bottom-activating tokens of chosen neurons over a corpus.
 
-Choose the neurons (ids, a direction's top-k, or every neuron of the site), scan the corpus
-(`scan.run_scan`, resumable, one process or Ray workers), then give each kept example its
-context: the window's tokens around it, at most CONTEXT_BEFORE before and CONTEXT_AFTER after,
-as the model saw them (the window's own tokens, not the document's beyond it).
+Choose the neurons (ids, a direction's top-k, or every neuron of the site) and the work folder
+(`examples_plan`), scan the corpus (`scan.run_scan`, resumable, one process or Ray workers),
+then give each kept example its context: the window's tokens around it, at most CONTEXT_BEFORE
+before and CONTEXT_AFTER after, as the model saw them (the window's own tokens, not the
+document's beyond it).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lazarus.corpus import (
-    check_corpus,
-    check_window,
-    document_windows,
-    read_documents,
-    resolve_corpus,
-)
+from lazarus.corpus import document_windows, read_documents
 from lazarus.errors import LazarusError
 from lazarus.examples import QUANTILES, Summary
+from lazarus.examples_plan import plan_examples
 from lazarus.scan import (
     SHARD_WINDOWS,
     ScanOutcome,
@@ -30,7 +25,6 @@ from lazarus.scan import (
     local_executor,
     run_scan,
 )
-from lazarus.shards import default_root, work_folder
 
 if TYPE_CHECKING:
     from lazarus.api import Model
@@ -130,57 +124,11 @@ def analyse_examples(model: Model, corpus: str, layer: int, *, site: str = "resi
                      ray_workers: int | None = None, ray_address: str | None = None,
                      token_budget: int | None = None, max_batch: int | None = None,
                      progress: Callable[[int, int], None] | None = None) -> ExamplesResult:
-    from lazarus.api_checks import neuron_ids
-    from lazarus.cache import model_identity
-    from lazarus.directions import check_direction_made, load_direction
-    from lazarus.neurons import check_direction_early
-    from lazarus.sites import check_neurons_early, check_site
-
-    if not isinstance(corpus, str | os.PathLike):
-        raise LazarusError(f"corpus={corpus!r}: give the corpus file's path (e.g. "
-                           "corpus='data.txt') or hf:ORG/NAME")
-    corpus = os.fspath(corpus)
-    neurons = neuron_ids(neurons)
-    check_site(site)
-    stride = check_window(window, stride)
-    for name, value in (("--examples", examples), ("--shard-windows", shard_windows),
-                        ("--top-k", top_k), ("ray_workers", ray_workers)):
-        if value is not None and value < 1:
-            raise LazarusError(f"{name} must be at least 1 (got {value})")
-    if neurons is not None and direction is not None:
-        raise LazarusError("--neurons and --from-direction were both given (choose one)")
-    if top_k is not None and direction is None:
-        model.warn("top_k is ignored without a direction (it chooses a direction's top "
-                   "neurons)")
-    if ray_workers is not None and not ray and ray_address is None:
-        model.warn("ray_workers is ignored without ray=True or ray_address (add ray=True)")
-    corpus = resolve_corpus(corpus)
-    check_corpus(corpus, text_field)
-    choice = "every neuron of the site"
-    if isinstance(direction, str):
-        direction = load_direction(direction)
-    if direction is not None:
-        name = direction.source or "the direction"
-        # Every token is read here, so the position the direction was made at does not apply.
-        check_direction_made(direction, name, model.model_id, (layer,), site,
-                             direction.position or "last", model.warn)
-        check_direction_early(direction, model.info.config, model.hidden_size, name, site)
-        neurons = direction.top_neurons(10 if top_k is None else top_k, model.warn)
-        choice = f"top {len(neurons)} of {name} by {direction.ranking_name()}"
-    elif neurons is not None:
-        if not neurons:
-            raise LazarusError("neurons is empty (give at least one id, e.g. neurons=[3, 50])")
-        # before the weights load: ids no layer of the site has
-        check_neurons_early(model.info.config, model.hidden_size, site, layer, neurons)
-        choice = "given"
-    settings = ScanSettings(corpus=corpus, layer=layer, site=site,
-                            neurons=None if neurons is None else tuple(neurons),
-                            examples=examples, window=window, stride=stride,
-                            text_field=text_field, shard_windows=shard_windows)
-    target = model.target()
-    root = default_root() if work_dir is None else Path(work_dir)
-    folder = work_folder(root, settings, [model_identity(model.info) or model.model_id,
-                                          target.device, target.dtype])
+    plan = plan_examples(model, corpus, layer, site=site, neurons=neurons, direction=direction,
+                         top_k=top_k, examples=examples, window=window, stride=stride,
+                         text_field=text_field, work_dir=work_dir, shard_windows=shard_windows,
+                         ray=ray, ray_workers=ray_workers, ray_address=ray_address)
+    settings, folder = plan.settings, plan.folder
     if ray or ray_address is not None:  # this process only cuts the windows and merges
         from lazarus.scan_ray import ray_executor
 
@@ -191,8 +139,8 @@ def analyse_examples(model: Model, corpus: str, layer: int, *, site: str = "resi
                                   token_budget, max_batch)
     tokenizer = model.tokenizer()
     outcome = run_scan(tokenizer, model.info.config, settings, folder, executor, progress,
-                       model.warn)
-    return _result(model, settings, outcome, choice, tokenizer)
+                       plan.width, model.warn)
+    return _result(model, settings, outcome, plan.choice, tokenizer)
 
 
 def _result(model: Model, settings: ScanSettings, outcome: ScanOutcome, choice: str,

@@ -15,7 +15,6 @@ whether the shards came from this run, a killed one, or Ray workers (`scan_ray`)
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy as np
 from lazarus.corpus import Window, prefix_of, windows
 from lazarus.errors import LazarusError
 from lazarus.examples import BUCKETS, LOW, SHIFT, SIDE, Summary, select
-from lazarus.shards import check_work_dir, read_shard, shard_path, write_shard
+from lazarus.shards import check_work_dir, read_shard, shard_path, write_shard, writing
 from lazarus.text import plural
 
 if TYPE_CHECKING:
@@ -68,6 +67,9 @@ def summarize(values: Any, ids: np.ndarray, keep: int) -> Summary:
         raise LazarusError("this site has no value at some tokens (MoE expert units); "
                            "examples needs a value at every token (use resid_post, mlp_out, "
                            "attn_out or a dense layer's mlp_post)")
+    if np.isinf(mean).any():  # so that a shard holding an infinity is one damaged on disk
+        raise LazarusError("this site's values overflow to infinity at some tokens (give "
+                           "--dtype float32)")
     np.subtract(host, mean, out=host)
     np.square(host, out=host)
     m2 = host.sum(axis=0)
@@ -237,11 +239,15 @@ def compute_shard(loaded: LoadedModel, folder: Path, number: int, shard: list[Wi
 
 
 def run_scan(tokenizer: Any, config: dict, settings: ScanSettings, folder: Path,
-             executor: Executor, progress: Progress | None = None,
-             note: Callable[[str], None] | None = None) -> ScanOutcome:
-    """Scan the corpus into `folder` (skipping shards already there; the others go to
-    `executor`), then merge the shards. Only the tokenizer is needed here, not the model."""
+             executor: Executor, progress: Progress | None = None, width: int | None = None,
+             warn: Callable[[str], None] | None = None) -> ScanOutcome:
+    """Scan the corpus into `folder`, then merge its shards. Shards already there are kept if
+    they pass the checks (`shards.read_shard`, for `width` neurons, None: as many as the first
+    kept); a damaged one is named to `warn` (as are documents skipped, a null text); the others
+    go to `executor`. Only the tokenizer is needed here, not the model."""
     from lazarus.capture import context_length
+    from lazarus.files import remove_stale_temps, replace_atomically
+    from lazarus.shard_checks import scored_tokens
 
     prefix = prefix_of(tokenizer)
     limit = context_length(config)
@@ -255,26 +261,31 @@ def run_scan(tokenizer: Any, config: dict, settings: ScanSettings, folder: Path,
         return windows(settings.corpus, tokenizer, settings.window, settings.stride,
                        settings.text_field, note)
 
-    total, documents, last = 0, 0, None  # a first pass: counts, and every input error early
-    for window in stream(note):  # `note`: documents skipped (a null text), said once
-        total += 1
-        documents += window.doc != last
-        last = window.doc
+    # A first pass: the counts, every input error early, and the shards already done, each
+    # checked against its own windows (one shard's windows held at a time). `warn`: documents
+    # skipped (a null text), said once.
+    total, documents, last, tokens, complete = 0, 0, None, [], set()
+    for number, shard in shards_of(stream(warn), settings.shard_windows):
+        for window in shard:
+            documents += window.doc != last
+            last = window.doc
+        total += len(shard)
+        tokens.append(scored_tokens(shard))
+        found = read_shard(folder, number, settings, tokens[-1], width, shard, warn)
+        if found is not None:
+            complete.add(number)
+            width = found.width
     if total == 0:
         raise LazarusError(f"{settings.corpus} holds no text (give a corpus with at least one "
                            "non-empty document)")
-    count = math.ceil(total / settings.shard_windows)
+    count = len(tokens)
     check_work_dir(folder)
     manifest = folder / "settings.json"
     if not manifest.exists():
-        from lazarus.files import replace_atomically
-
         text = json.dumps({**asdict(settings), "windows": total, "shards": count}, indent=2)
-        replace_atomically(manifest, lambda temp: temp.write_text(text + "\n"))
-    from lazarus.files import remove_stale_temps
-
+        with writing(manifest):
+            replace_atomically(manifest, lambda temp: temp.write_text(text + "\n"))
     remove_stale_temps(shard_path(folder, 0), any_target=True)
-    complete = {n for n in range(count) if read_shard(folder, n, settings) is not None}
     done = [sum(min(settings.shard_windows, total - n * settings.shard_windows)
                 for n in complete)]
     if progress is not None:
@@ -293,11 +304,11 @@ def run_scan(tokenizer: Any, config: dict, settings: ScanSettings, folder: Path,
     executor(pending(), report)
     summary = None
     for number in range(count):
-        part = read_shard(folder, number, settings)
+        part = read_shard(folder, number, settings, tokens[number], width, warn=warn)
         if part is None:
             raise LazarusError(f"shard {number} of the scan in {folder} is missing or damaged "
                                "(run again to compute it)")
+        width = part.width
         summary = part if summary is None else summary.merge(part, settings.examples)
     assert summary is not None
     return ScanOutcome(summary, documents, total, count, len(complete), folder)
-

@@ -175,8 +175,11 @@ def _start(ray: Any, address: str | None) -> None:
     handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         with _stderr_kept_unless_failing():
-            ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                     logging_level=logging.ERROR)
+            try:
+                ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                         logging_level=logging.ERROR)
+            except Exception as err:  # Ray's pages of retries and tracebacks, as one line
+                raise LazarusError(init_failure(err, address)) from None
     finally:
         for number, handler in handlers.items():
             with contextlib.suppress(ValueError, TypeError):  # not the main thread
@@ -185,16 +188,44 @@ def _start(ray: Any, address: str | None) -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)  # its logs of what is raised
 
 
+def init_failure(err: BaseException, address: str | None) -> str:
+    """What failed in `ray.init` (`err`, with its causes), and the fix, in one line. Since Ray
+    2.5x a cluster started by `ray start` asks for a token (~/.ray/auth_token on its head
+    node), which a process connecting to an address sends only with RAY_AUTH_MODE=token."""
+    chain: list[BaseException] = []
+    while err is not None and len(chain) < 8:
+        chain.append(err)
+        err = err.__cause__ or err.__context__
+    text = " ".join(f"{type(e).__name__}: {e}" for e in chain)
+    where = "a local Ray runtime" if address is None else f"the Ray cluster at {address}"
+    token = ("the cluster's token, which `ray get-auth-token` prints on its head node, in "
+             "~/.ray/auth_token, in a file named by RAY_AUTH_TOKEN_PATH, or in RAY_AUTH_TOKEN")
+    if not any(word in text for word in ("AuthenticationError", "InvalidAuthToken",
+                                          "Unauthenticated")):
+        reason = (str(chain[0]).strip().splitlines() or [type(chain[0]).__name__])[0][:200]
+        return (f"cannot connect to {where} ({reason}; check that it is up with `ray status` "
+                "there, and that its Ray version is this one's)")
+    if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+        return (f"{where} asks for a token (Ray's token authentication): export "
+                f"RAY_AUTH_MODE=token, and give {token}")
+    if "no authentication token was found" in text:
+        return f"RAY_AUTH_MODE=token but no token was found (give {token})"
+    return f"{where} refused this process's token (give {token})"
+
+
 @contextlib.contextmanager
 def _stderr_kept_unless_failing() -> Iterator[None]:
     """Hold what is written to file descriptor 2 (Ray's C++ core's notes as it starts, and
-    those of the processes it starts), and show it only if the block fails."""
+    those of the processes it starts), and show it only if the block fails with more than a
+    one-line `LazarusError`."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as held:
         os.dup2(held.fileno(), 2)
         try:
             yield
+        except LazarusError:
+            raise
         except BaseException:
             os.dup2(saved, 2)
             held.seek(0)

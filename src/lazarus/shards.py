@@ -5,10 +5,12 @@ The folder is named by a hash of the scan's settings, the corpus file and the mo
 
 A shard's summary is one file, `shard-NNNNNN.npz` (the single-process scan: numpy only) or
 `shard-NNNNNN.parquet` (Ray's workers: one row per neuron, Ray Data's own format), written
-atomically (`files.replace_atomically`), so a shard file is complete or absent. Either is read
-back without pickle and checked array by array (`Summary.from_arrays`); a file that is not a
-complete summary of this scan reads as absent, and the shard is computed again. The summary's
-sketch is mostly zeros, so both formats are compressed.
+atomically (`files.replace_atomically`), so a shard file is complete or absent; a failure to
+write (a full disk, a folder in the way) is one line (`writing`). Either is read back without
+pickle and checked array by array (`Summary.from_arrays`), then against the shard's windows
+(`shard_checks`); a file that is not a complete summary of this scan is named in a warning and
+removed, and the shard is computed again. The summary's sketch is mostly zeros, so both formats
+are compressed; Parquet's pages also carry checksums.
 
 For Ray, the driver writes each pending shard's windows (`windows-NNNNNN.npz`: token ids and
 where each window comes from) for a worker to read, so that the workers need neither the corpus
@@ -17,8 +19,11 @@ nor the tokenizer's pass over it, and the driver's memory does not grow with the
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,7 +37,8 @@ from lazarus.examples import BUCKETS, Summary
 if TYPE_CHECKING:
     from lazarus.scan import ScanSettings
 
-FORMAT = 2  # of the work folder's files (2: the sketch's grid from the float's bits)
+FORMAT = 3  # of the work folder's files (2: the sketch's grid from the float's bits; 3: the
+# Parquet shards' page checksums, and every option that changes a value in the key)
 KEYS = ("count", "mean", "m2", "positive", "sketch", "top", "top_ids", "bottom", "bottom_ids")
 FORMATS = (".npz", ".parquet")
 
@@ -55,11 +61,30 @@ def write_shard(folder: Path, number: int, summary: Summary, settings: ScanSetti
     def write_parquet(temp: Path) -> None:
         import pyarrow.parquet as pq
 
-        pq.write_table(_table(summary, settings, stamp or {}), temp, compression="zstd")
+        pq.write_table(_table(summary, settings, stamp or {}), temp, compression="zstd",
+                       write_page_checksum=True)
 
     # `run_scan` removes a killed run's temporary files once, not at every shard.
-    replace_atomically(path, write_parquet if parquet else write_npz, clean_stale=False)
+    with writing(path):
+        replace_atomically(path, write_parquet if parquet else write_npz, clean_stale=False)
     return path
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """An OSError while writing `path`, a file of the work folder, as one line naming the fix
+    (a full disk, a folder in the file's place, a folder that cannot be written)."""
+    try:
+        yield
+    except OSError as err:
+        reason = err.strerror or str(err)
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            fix = "free some space, or give --work-dir a folder on a disk with room"
+        elif err.errno in (errno.EISDIR, errno.ENOTDIR, errno.EEXIST):
+            fix = "remove what is in its way, or give another --work-dir"
+        else:
+            fix = "give --work-dir a folder you can write"
+        raise LazarusError(f"cannot write {path}: {reason} ({fix})") from None
 
 
 def _table(summary: Summary, settings: ScanSettings, stamp: dict[str, str]) -> object:
@@ -82,59 +107,91 @@ def _table(summary: Summary, settings: ScanSettings, stamp: dict[str, str]) -> o
     return pa.table(columns, metadata={f"lazarus.{k}": v for k, v in stamp.items()})
 
 
-def read_shard(folder: Path, number: int, settings: ScanSettings) -> Summary | None:
-    """A shard's summary, or None when it is absent or not a complete one of this scan's."""
+def read_shard(folder: Path, number: int, settings: ScanSettings, tokens: int,
+               width: int | None = None, windows: Sequence[Window] | None = None,
+               warn: Callable[[str], None] | None = None) -> Summary | None:
+    """The shard's summary, or None when it is absent or damaged: not a complete summary of
+    this scan's `width` neurons (None: any) over the shard's `tokens` scored tokens (and, given
+    them, its `windows`; `shard_checks`). A damaged file is named to `warn` and removed, so
+    that the shard is computed again, never merged."""
+    from lazarus.shard_checks import shard_problem
+
     for suffix in FORMATS:
         path = shard_path(folder, number, suffix)
         if not path.is_file():
             continue
-        arrays = _read_npz(path) if suffix == ".npz" else _read_parquet(path)
-        try:
-            summary = None if arrays is None else Summary.from_arrays(arrays, settings.examples)
-        except ValueError:
-            summary = None
-        if summary is not None and (settings.neurons is None
-                                    or summary.width == len(settings.neurons)):
-            return summary
+        read = _version(path)
+        arrays = _read_npz(path) if suffix == ".npz" else _read_parquet(path, settings)
+        if arrays is None:  # a Ray run's shards, resumed without pyarrow: computed again
+            continue
+        problem = arrays if isinstance(arrays, str) else None
+        if problem is None:
+            try:
+                summary = Summary.from_arrays(arrays, settings.examples)
+            except ValueError as err:
+                problem = f"{err}"
+            else:
+                problem = shard_problem(summary, tokens, width, windows)
+                if problem is None:
+                    return summary
+        if warn is not None:
+            warn(f"{path} is damaged ({problem}); computing shard {number} again")
+        if _version(path) == read:  # not a concurrent run's new file, written meanwhile
+            with contextlib.suppress(OSError):
+                path.unlink()
     return None
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray] | None:
+def _version(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray] | str:
+    """The arrays of a .npz shard, or what is wrong with the file."""
     from lazarus.npz import NpzError, read_arrays
 
     try:
         return read_arrays(path, dict.fromkeys(KEYS, 1 << 34))[0]
-    except NpzError:
-        return None
+    except NpzError as err:
+        return str(err)
 
 
-def _read_parquet(path: Path) -> dict[str, np.ndarray] | None:
-    """The arrays of a Parquet shard, or None when pyarrow is missing or the file is broken."""
+def _read_parquet(path: Path, settings: ScanSettings) -> dict[str, np.ndarray] | str | None:
+    """The arrays of a Parquet shard, what is wrong with the file, or None without pyarrow."""
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
-    except ImportError:  # a Ray run's shards, resumed without Ray: computed again
+    except ImportError:
         return None
-    try:
-        table = pq.read_table(path, columns=list(KEYS))
+    try:  # the checksums catch a damaged data page; a damaged header fails to decode
+        table = pq.read_table(path, columns=["neuron", *KEYS], page_checksum_verification=True)
         width = table.num_rows
         arrays = {}
-        for key in KEYS:
+        for key in ("neuron", *KEYS):
             column = table.column(key).combine_chunks()
             if pa.types.is_fixed_size_list(column.type):
                 column = column.flatten()
             arrays[key] = np.asarray(column.to_numpy(zero_copy_only=False))
-        counts = arrays["count"]
-        if width == 0 or len(np.unique(counts)) != 1:
-            return None
-        arrays["count"] = counts[:1]
+    except (pa.ArrowException, OSError, KeyError, ValueError) as err:
+        return f"not a readable Parquet file: {(str(err) or repr(err)).splitlines()[0]}"
+    neurons = np.arange(width) if settings.neurons is None else np.asarray(settings.neurons)
+    counts = arrays.pop("count")
+    if width == 0 or not np.array_equal(arrays.pop("neuron"), neurons) \
+            or len(np.unique(counts)) != 1:
+        return "its neuron and count columns are not this scan's"
+    arrays["count"] = counts[:1]
+    try:
         arrays["sketch"] = arrays["sketch"].reshape(width, BUCKETS)
         for key in ("top", "bottom"):
             arrays[key] = arrays[key].reshape(width, -1)
             arrays[f"{key}_ids"] = arrays[f"{key}_ids"].reshape(width, -1, 3)
-        return arrays
-    except (pa.ArrowException, OSError, KeyError, ValueError):
-        return None
+    except ValueError:
+        return "its columns are not of a shard's shapes"
+    return arrays
 
 
 def windows_path(folder: Path, number: int) -> Path:
@@ -145,7 +202,6 @@ def write_windows(folder: Path, number: int, shard: list[Window]) -> None:
     from lazarus.files import replace_atomically
 
     path = windows_path(folder, number)
-    path.parent.mkdir(exist_ok=True)
     where = np.array([[w.doc, w.index, w.start, w.scored_from, len(w.tokens)] for w in shard],
                      np.int64)  # [windows, 5]
     tokens = np.array([t for w in shard for t in w.tokens], np.int64)  # [tokens]
@@ -154,7 +210,9 @@ def write_windows(folder: Path, number: int, shard: list[Window]) -> None:
         with open(temp, "wb") as file:
             np.savez(file, where=where, tokens=tokens)
 
-    replace_atomically(path, write)
+    with writing(path):
+        path.parent.mkdir(exist_ok=True)
+        replace_atomically(path, write)
 
 
 def read_windows(folder: Path, number: int) -> list[Window]:
@@ -199,11 +257,3 @@ def default_root() -> Path:
     from lazarus.cache import cache_dir
 
     return cache_dir() / "examples"
-
-
-def work_folders(root: Path | None = None) -> tuple[Path, int, int]:
-    """(the examples' root, how many work folders it holds, their bytes)."""
-    root = default_root() if root is None else root
-    folders = [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
-    size = sum(f.stat().st_size for folder in folders for f in folder.rglob("*") if f.is_file())
-    return root, len(folders), size
