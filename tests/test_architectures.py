@@ -408,3 +408,12 @@ def test_a_wrong_read_by_lazarus_fails_the_comparison(tmp_path):
     with pytest.raises(AssertionError, match="llama refused"):
         check_family("llama", folder, [first, middle, LazarusError("cannot find the blocks")],
                      expected)
+
+
+def test_the_release_users_are_told_to_try_is_the_locked_one():
+    """A failure inside transformers advises `pip install transformers==TESTED_TRANSFORMERS`:
+    that must be the release the suite passed with, the one constraints.txt pins."""
+    from lazarus.errors import TESTED_TRANSFORMERS
+
+    assert locked_transformers() is not None
+    assert locked_transformers() == TESTED_TRANSFORMERS
