@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lazarus.corpus_tokens import document_ids
+from lazarus.corpus_tokens import MAX_PIECE_CHARS, document_ids
 from lazarus.errors import LazarusError
 from lazarus.text import plural
 
@@ -270,14 +270,25 @@ def cut(doc: int, pieces: Iterable[Sequence[int]], window: int,
             offset = start
 
 
-def document_windows(tokenizer: Any, doc: int, text: str, window: int,
-                     stride: int) -> Iterator[Window]:
-    """The windows of one document, tokenized in bounded pieces (`corpus_tokens`)."""
-    return cut(doc, document_ids(tokenizer, text), window, stride)
+def document_windows(tokenizer: Any, doc: int, text: str, window: int, stride: int,
+                     note: Callable[[str], None] | None = None) -> Iterator[Window]:
+    """The windows of one document, tokenized in bounded pieces (`corpus_tokens`); `note` is
+    told once if a piece was cut inside an over-long run with no word break."""
+    told = []
+
+    def cut_inside_word(character: int) -> None:
+        if note is not None and not told:
+            told.append(character)
+            note(f"document {doc} holds a run of over {MAX_PIECE_CHARS:,} characters with no "
+                 f"word break: tokenized in pieces cut inside it (at character {character:,}), "
+                 "so the tokens next to that cut may differ from tokenizing it whole")
+
+    return cut(doc, document_ids(tokenizer, text, cut_inside_word=cut_inside_word), window,
+               stride)
 
 
 def windows(path: str, tokenizer: Any, window: int, stride: int, text_field: str = "text",
             note: Callable[[str], None] | None = None) -> Iterator[Window]:
     """Every window of the corpus, in order, streamed (`note`: see `read_documents`)."""
     for doc, text in read_documents(path, text_field, note):
-        yield from document_windows(tokenizer, doc, text, window, stride)
+        yield from document_windows(tokenizer, doc, text, window, stride, note)

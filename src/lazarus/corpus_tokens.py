@@ -19,7 +19,11 @@ piece's tokens before x, then the next piece's from x on. The tokens at the star
 are used only where the previous piece agrees with them, so a tokenizer that treats the start
 of a text apart (SentencePiece's '▁' put before it, say) joins a word later. Where the two
 agree on no such stretch (one word longer than the overlap: a base64 blob, a run of '='), this
-piece is made twice as long and the join sought again further on.
+piece is made twice as long and the join sought again further on, up to MAX_PIECE_CHARS: past
+that (a run of hundreds of thousands of characters with no word break) the piece is cut at the
+first token boundary after PIECE_CHARS without a check, and `cut_inside_word` is told where, so
+that time and memory stay linear in the document; the tokens near such a cut may differ from
+those of one call over the whole text.
 
 The ids are those of the whole document when the tokens after a word boundary both pieces share
 do not depend on the text before it, and no token depends on text more than OVERLAP_CHARS / 4
@@ -33,18 +37,21 @@ document in one call, as before.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 PIECE_CHARS = 1 << 16  # characters per piece (some tens of milliseconds of a fast tokenizer)
 OVERLAP_CHARS = 1 << 11  # how far a piece reaches into the next, to find where they agree
+MAX_PIECE_CHARS = 1 << 19  # the longest a piece grows while no join is found
 
 
 def document_ids(tokenizer: Any, text: str, piece: int = PIECE_CHARS,
-                 overlap: int = OVERLAP_CHARS) -> Iterator[list[int]]:
+                 overlap: int = OVERLAP_CHARS, longest: int = MAX_PIECE_CHARS,
+                 cut_inside_word: Callable[[int], None] | None = None) -> Iterator[list[int]]:
     """The ids of `text` tokenized whole without special tokens, as consecutive lists, each
-    from one piece of the text (see the module's notes)."""
+    from one piece of the text (see the module's notes); `cut_inside_word(character)` is told
+    of each cut made without a check, in a run longer than `longest` with no word break."""
     if len(text) <= piece + overlap or not _has_offsets(tokenizer):
         yield _ids(tokenizer, text)
         return
@@ -53,6 +60,10 @@ def document_ids(tokenizer: Any, text: str, piece: int = PIECE_CHARS,
     part, keep = pieces.encode(start, length), 0  # part's tokens before `keep` went out
     while start + length + overlap < len(text):
         joined = pieces.join(part, start + length)
+        if joined is None and 2 * length > longest:
+            joined = pieces.force(part, start + length)
+            if joined is not None and cut_inside_word is not None:
+                cut_inside_word(joined[1].base)
         if joined is None:  # no stretch both agree on: grow this piece and look further on
             kept_from = part.begin(keep)
             length *= 2
@@ -128,6 +139,13 @@ class _Pieces:
             if i is not None and _agree(part, i, following, j, trusted):
                 return i, following, j
         return None
+
+
+    def force(self, part: _Piece, cut: int) -> tuple[int, _Piece, int] | None:
+        """A join at part's first token boundary at or after `cut`, unchecked (None if part has
+        none there)."""
+        i = next(part.starts(cut, cut + self.overlap // 2, True), None)
+        return None if i is None else (i, self.encode(part.begin(i), self.piece), 0)
 
 
 def _agree(part: _Piece, i: int, following: _Piece, j: int, trusted: int) -> bool:
