@@ -105,6 +105,36 @@ def test_a_long_document_in_pieces_has_the_ids_of_the_whole(tokenizers, kind, pi
         assert list(chain.from_iterable(pieces)) == whole
 
 
+class _Recording:
+    """A tokenizer that records the length of every text it is given."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerFast) -> None:
+        self.tokenizer, self.lengths = tokenizer, []
+
+    def __call__(self, text: str, **options):
+        self.lengths.append(len(text))
+        return self.tokenizer(text, **options)
+
+
+def test_a_run_with_no_word_break_is_cut_at_the_longest_piece_and_said(tokenizers):
+    """A run of letters no word break splits (DNA, minified code) never agrees across a join: a
+    piece grows only up to `longest`, then is cut unchecked there, and the caller is told where.
+    Every call tokenizes a bounded text, and the ids still spell the document exactly."""
+    tokenizer = tokenizers["byte-level BPE"]
+    rng = random.Random(7)
+    run = "".join(rng.choice("acgt") for _ in range(30_000))
+    text = varied_text(5_000, 1) + " " + run + " " + varied_text(5_000, 2)
+    recording, cuts = _Recording(tokenizer), []
+    ids = list(chain.from_iterable(document_ids(recording, text, 1000, 256, 4000, cuts.append)))
+    assert max(recording.lengths[2:]) <= 4000 + 256  # [:2]: the offset and word probes
+    assert cuts
+    assert all(5_001 < cut_at < 5_001 + len(run) for cut_at in cuts)
+    assert tokenizer.decode(ids) == text
+    told = []
+    list(document_ids(tokenizer, varied_text(30_000, 100), 1000, 256, 4000, told.append))
+    assert told == []
+
+
 def expected_windows(doc: int, ids: list[int], window: int, stride: int) -> list[Window]:
     """The module's rule, written out: starts every `stride` tokens until a window reaches the
     end; each scores what the previous window did not hold."""
