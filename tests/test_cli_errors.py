@@ -230,3 +230,28 @@ def test_a_residual_neuron_wider_than_the_hidden_size_is_refused_before_the_weig
                           "ab", "-n", "3:1,64:2")
     assert message == ("lazarus: error: neuron 64 is out of range: the resid_post site has 64 "
                        "neurons at layer 2 (use ids 0 to 63)")
+
+
+THREE = "\u0663"  # an Arabic-Indic three: int() and float() read it as 3
+OTHER_DIGITS = {
+    "layer": (["-l", THREE, "-n", "1"], f"layer '{THREE}' is not a layer number"),
+    "layer range": (["-l", f"0-{THREE}", "-n", "1"], f"layer '0-{THREE}' is not"),
+    "top-k": (["-l", "0", "--top-k", THREE], f"argument --top-k: '{THREE}' is not a whole"),
+    "position": (["-l", "0", "-n", "1", "--position", THREE], f"position '{THREE}' is not"),
+    "permutations": (["-l", "0", "-n", "1", "--labels", "x", "--permutations", THREE],
+                     f"argument --permutations: '{THREE}' is not a whole"),
+}
+
+
+@pytest.mark.parametrize("case", OTHER_DIGITS)
+def test_numbers_in_digits_other_than_ascii_are_refused(capsys, tmp_path, llama_dir, case):
+    arguments, words = OTHER_DIGITS[case]
+    message = run_failing(capsys, tmp_path, *neurons(llama_dir, "-p", "a", *arguments))
+    assert words in message
+
+
+def test_steer_values_in_digits_other_than_ascii_are_refused(capsys, tmp_path, llama_dir):
+    message = run_failing(capsys, tmp_path, "introspect", "steer", "-m", llama_dir, "-l", "0",
+                          "-p", "ab", "-n", f"3:{THREE}")
+    assert message == (f"lazarus: error: --neurons: '{THREE}' is not a number (give numbers, "
+                       "e.g. --neurons 808:2.5,1190:-1)")
