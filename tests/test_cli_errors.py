@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -255,3 +256,16 @@ def test_steer_values_in_digits_other_than_ascii_are_refused(capsys, tmp_path, l
                           "-p", "ab", "-n", f"3:{THREE}")
     assert message == (f"lazarus: error: --neurons: '{THREE}' is not a number (give numbers, "
                        "e.g. --neurons 808:2.5,1190:-1)")
+
+
+@pytest.mark.parametrize("name", ["tokenizer.json", "tokenizer_config.json"])
+def test_a_tokenizer_that_fails_to_load_is_blamed_not_the_weights(capsys, tmp_path, llama_dir,
+                                                                   name):
+    model = tmp_path / "model"
+    shutil.copytree(llama_dir, model)
+    (model / name).write_text('{"a": ' * 100_000 + "1" + "}" * 100_000)
+    message = run_failing(capsys, tmp_path, *neurons(model, "-l", "0", "-p", "a", "-n", "1",
+                                                     "--no-cache"))
+    assert message.startswith(f"lazarus: error: cannot load {model}: ")
+    assert ("check its tokenizer files (tokenizer.json, tokenizer_config.json); if they are "
+            "intact") in message
