@@ -110,6 +110,16 @@ def test_unwritable_output_is_caught_before_the_model(capsys, tmp_path):
     assert "is a folder" in message
 
 
+@pytest.mark.parametrize("under", ["out.json", "sub/out.json"])
+def test_output_under_a_file_says_it_is_a_file(capsys, tmp_path, under):
+    (tmp_path / "wfile").write_text("a file")
+    output = tmp_path / "wfile" / under
+    message = run_failing(capsys, tmp_path, *neurons(MISSING_MODEL, "-l", "0", "-p", "a",
+                                                     "-n", "1", "-o", output))
+    assert message == (f"lazarus: error: cannot write {output}: {tmp_path / 'wfile'} is a "
+                       "file, not a folder (give a path inside a folder)")
+
+
 def test_unknown_model_path(capsys, tmp_path):
     message = run_failing(capsys, tmp_path, *neurons(MISSING_MODEL, "-l", "0", "-p", "a",
                                                      "-n", "1"))
