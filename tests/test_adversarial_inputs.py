@@ -302,6 +302,20 @@ def test_a_prompt_file_that_is_a_device_is_one_line(device):
         "or pipe the text in with @/dev/stdin)"]
 
 
+@pytest.mark.parametrize("path", ["/dev/stdin", "/dev/fd/0", "/proc/self/fd/0", "/dev/zero"])
+def test_standard_input_that_is_a_device_is_named_as_such(path):
+    """`-p @/dev/stdin < /dev/zero`: the advice is not to do what the user did."""
+    with open("/dev/zero", "rb") as zero:
+        done = subprocess.run([*LAZARUS, "introspect", "neurons", "-m", MISSING_MODEL, "-l", "0",
+                               "-p", f"@{path}"], stdin=zero, capture_output=True, timeout=60,
+                              preexec_fn=_limited)
+    assert done.returncode == 2
+    assert done.stdout == b""
+    assert done.stderr.decode().splitlines() == [
+        "lazarus: error: standard input is a device (/dev/zero), not text: redirect a text file "
+        "into it or pipe text in"]
+
+
 @pytest.mark.parametrize(("stdin", "message"), [
     (b"a prompt\n" + b"\0" * 5000, "/dev/stdin holds a NUL byte (byte 10): binary data, not "
      "text (give a UTF-8 text file, one item per line)"),

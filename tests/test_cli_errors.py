@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +108,16 @@ def test_unwritable_output_is_caught_before_the_model(capsys, tmp_path):
     message = run_failing(capsys, tmp_path, *neurons(MISSING_MODEL, "-l", "0", "-p", "a",
                                                      "-n", "1", "-o", str(tmp_path)))
     assert "is a folder" in message
+
+
+@pytest.mark.parametrize("under", ["out.json", "sub/out.json"])
+def test_output_under_a_file_says_it_is_a_file(capsys, tmp_path, under):
+    (tmp_path / "wfile").write_text("a file")
+    output = tmp_path / "wfile" / under
+    message = run_failing(capsys, tmp_path, *neurons(MISSING_MODEL, "-l", "0", "-p", "a",
+                                                     "-n", "1", "-o", output))
+    assert message == (f"lazarus: error: cannot write {output}: {tmp_path / 'wfile'} is a "
+                       "file, not a folder (give a path inside a folder)")
 
 
 def test_unknown_model_path(capsys, tmp_path):
@@ -230,3 +241,41 @@ def test_a_residual_neuron_wider_than_the_hidden_size_is_refused_before_the_weig
                           "ab", "-n", "3:1,64:2")
     assert message == ("lazarus: error: neuron 64 is out of range: the resid_post site has 64 "
                        "neurons at layer 2 (use ids 0 to 63)")
+
+
+THREE = "\u0663"  # an Arabic-Indic three: int() and float() read it as 3
+OTHER_DIGITS = {
+    "layer": (["-l", THREE, "-n", "1"], f"layer '{THREE}' is not a layer number"),
+    "layer range": (["-l", f"0-{THREE}", "-n", "1"], f"layer '0-{THREE}' is not"),
+    "top-k": (["-l", "0", "--top-k", THREE], f"argument --top-k: '{THREE}' is not a whole"),
+    "position": (["-l", "0", "-n", "1", "--position", THREE], f"position '{THREE}' is not"),
+    "permutations": (["-l", "0", "-n", "1", "--labels", "x", "--permutations", THREE],
+                     f"argument --permutations: '{THREE}' is not a whole"),
+}
+
+
+@pytest.mark.parametrize("case", OTHER_DIGITS)
+def test_numbers_in_digits_other_than_ascii_are_refused(capsys, tmp_path, llama_dir, case):
+    arguments, words = OTHER_DIGITS[case]
+    message = run_failing(capsys, tmp_path, *neurons(llama_dir, "-p", "a", *arguments))
+    assert words in message
+
+
+def test_steer_values_in_digits_other_than_ascii_are_refused(capsys, tmp_path, llama_dir):
+    message = run_failing(capsys, tmp_path, "introspect", "steer", "-m", llama_dir, "-l", "0",
+                          "-p", "ab", "-n", f"3:{THREE}")
+    assert message == (f"lazarus: error: --neurons: '{THREE}' is not a number (give numbers, "
+                       "e.g. --neurons 808:2.5,1190:-1)")
+
+
+@pytest.mark.parametrize("name", ["tokenizer.json", "tokenizer_config.json"])
+def test_a_tokenizer_that_fails_to_load_is_blamed_not_the_weights(capsys, tmp_path, llama_dir,
+                                                                   name):
+    model = tmp_path / "model"
+    shutil.copytree(llama_dir, model)
+    (model / name).write_text('{"a": ' * 100_000 + "1" + "}" * 100_000)
+    message = run_failing(capsys, tmp_path, *neurons(model, "-l", "0", "-p", "a", "-n", "1",
+                                                     "--no-cache"))
+    assert message.startswith(f"lazarus: error: cannot load {model}: ")
+    assert ("check its tokenizer files (tokenizer.json, tokenizer_config.json); if they are "
+            "intact") in message

@@ -20,7 +20,14 @@ from lazarus.cli_help import (
     PROBE_EXAMPLES,
     PROBE_NOTES,
 )
-from lazarus.cli_options import Once, add_model_option, add_model_options, add_site_options
+from lazarus.cli_options import (
+    Once,
+    add_model_option,
+    add_model_options,
+    add_site_options,
+    real,
+    whole,
+)
 from lazarus.cli_output import write_stdout
 from lazarus.commands import run_neurons, run_probe
 from lazarus.commands_cache import run_cache_clear, run_cache_info
@@ -102,7 +109,7 @@ def _add_neurons_command(commands: argparse._SubParsersAction) -> None:
     neurons.add_argument("--from-direction", metavar="FILE",
                          help="take the top neurons of a direction .npz saved by "
                               "'lazarus introspect probe --save-direction'")
-    neurons.add_argument("--top-k", type=int, default=None,
+    neurons.add_argument("--top-k", type=whole, default=None,
                          help="how many neurons to take from --from-direction (default: 10); "
                               "with --auto-discover, at most this many of the strongest "
                               "survivors; without any of these, the top-k neurons with the "
@@ -114,7 +121,7 @@ def _add_neurons_command(commands: argparse._SubParsersAction) -> None:
                               "two labels, eta-squared for more; permutation p corrected "
                               "family-wise by the max-statistic over all neurons; bootstrap 95%% "
                               "CI) and show the --top-k strongest that survive")
-    neurons.add_argument("--permutations", type=int, default=None, metavar="N",
+    neurons.add_argument("--permutations", type=whole, default=None, metavar="N",
                          help="label shuffles for --auto-discover (default: 1000; the smallest "
                               "possible p is 1/(N+1))")
     add_site_options(neurons)
@@ -124,7 +131,7 @@ def _add_neurons_command(commands: argparse._SubParsersAction) -> None:
     neurons.add_argument("--plot", metavar="FILE", help="also draw the heatmap (and, with "
                          "--labels, per-label means with 95%% intervals) as .png or .svg "
                          "(needs: pip install 'lazarus[plot]')")
-    neurons.add_argument("--max-rows", type=int, default=None, metavar="N",
+    neurons.add_argument("--max-rows", type=whole, default=None, metavar="N",
                          help=f"show at most N prompts in the map and heatmap, then one row "
                               f"with the mean of the rest (default {MAX_ROWS}; 0: every row)")
     neurons.add_argument("--color", action="store_true",
@@ -165,10 +172,10 @@ def _add_probe_command(commands: argparse._SubParsersAction) -> None:
     probe.add_argument("--test-labels", metavar="LABELS",
                        help="the true class of each --test prompt (--label-a or --label-b), "
                             "pipe-separated or @file, for a held-out test accuracy")
-    probe.add_argument("--permutations", type=int, default=None, metavar="N",
+    probe.add_argument("--permutations", type=whole, default=None, metavar="N",
                        help="shuffled labellings for the baseline and the p-value (default: "
                             "200; the smallest p is 1/(N+1))")
-    probe.add_argument("--alpha", type=float, default=None,
+    probe.add_argument("--alpha", type=real, default=None,
                        help="significance level: a layer is marked best only when p < alpha "
                             "(default: 0.05)")
     probe.add_argument("--force-save", action="store_true",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from lazarus.cli_options import Once, add_model_option, add_model_options
+from lazarus.cli_options import Once, add_model_option, add_model_options, real, whole
 from lazarus.commands_causal import run_ablate, run_steer
 
 
@@ -30,7 +30,7 @@ def add_causal_commands(commands: argparse._SubParsersAction) -> None:
     ablate.add_argument("-n", "--neurons", action=Once, help="neuron ids, comma-separated")
     ablate.add_argument("--from-direction", metavar="FILE",
                         help="ablate the top neurons of a probe's direction .npz")
-    ablate.add_argument("--top-k", type=int, default=10,
+    ablate.add_argument("--top-k", type=whole, default=10,
                         help="how many neurons of --from-direction (default 10)")
     ablate.add_argument("--component", choices=("mlp", "attention"),
                         help="ablate a whole sub-block's output instead of neurons")
@@ -41,12 +41,12 @@ def add_causal_commands(commands: argparse._SubParsersAction) -> None:
                         help="what the values become (default zero)")
     ablate.add_argument("--reference", metavar="PROMPTS",
                         help="prompts for mean and resample values (default: --prompts)")
-    ablate.add_argument("--controls", type=int, default=100, metavar="N",
+    ablate.add_argument("--controls", type=whole, default=100, metavar="N",
                         help="random-neuron draws for the control (default 100; 0: none)")
-    ablate.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
+    ablate.add_argument("--seed", type=whole, default=0, help="seed of the draws (default 0)")
     ablate.add_argument("--sweep", action="store_true",
                         help="ablate one layer of -l at a time instead of all at once")
-    ablate.add_argument("--max-tokens", type=int, default=8, metavar="N",
+    ablate.add_argument("--max-tokens", type=whole, default=8, metavar="N",
                         help="greedy tokens generated after bare prompts (default 8)")
     ablate.add_argument("-o", "--output", metavar="FILE.json",
                         help="also save every number as JSON")
@@ -82,11 +82,11 @@ def add_causal_commands(commands: argparse._SubParsersAction) -> None:
     steer.add_argument("--absolute", action="store_true",
                        help="scale 1 instead of the mean activation norm (--neurons values "
                             "are always absolute)")
-    steer.add_argument("--max-tokens", type=int, default=20, metavar="N",
+    steer.add_argument("--max-tokens", type=whole, default=20, metavar="N",
                        help="tokens to generate (default 20)")
-    steer.add_argument("--temperature", type=float, default=0.0,
+    steer.add_argument("--temperature", type=real, default=0.0,
                        help="0 for greedy (default), else sample at this temperature")
-    steer.add_argument("--seed", type=int, default=0, help="seed for sampling (default 0)")
+    steer.add_argument("--seed", type=whole, default=0, help="seed for sampling (default 0)")
     steer.add_argument("--tokens", metavar="WORDS",
                        help="words whose log-probability change to report ('hard|easy')")
     steer.add_argument("-o", "--output", metavar="FILE.json", help="also save as JSON")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from lazarus.cli_options import Once, add_model_option, add_model_options
+from lazarus.cli_options import Once, add_model_option, add_model_options, whole
 from lazarus.commands_examples import run_examples
 
 
@@ -35,15 +35,15 @@ def add_examples_command(commands: argparse._SubParsersAction) -> None:
                           help="neuron ids, comma-separated (default: every neuron of the site)")
     examples.add_argument("--from-direction", metavar="FILE",
                           help="take the --top-k neurons of a probe's direction .npz")
-    examples.add_argument("--top-k", type=int, default=None,
+    examples.add_argument("--top-k", type=whole, default=None,
                           help="how many neurons of --from-direction (default 10)")
     examples.add_argument("--site", choices=tuple(SITE_HELP), default="resid_post",
                           action=Once, help="what to read (default resid_post)")
-    examples.add_argument("--examples", type=int, default=10, metavar="N",
+    examples.add_argument("--examples", type=whole, default=10, metavar="N",
                           help="top and bottom tokens kept per neuron (default 10)")
-    examples.add_argument("--window", type=int, default=64, metavar="W",
+    examples.add_argument("--window", type=whole, default=64, metavar="W",
                           help="tokens per window (default 64)")
-    examples.add_argument("--stride", type=int, default=None, metavar="S",
+    examples.add_argument("--stride", type=whole, default=None, metavar="S",
                           help="tokens between window starts (default: --window)")
     examples.add_argument("-o", "--output", metavar="FILE",
                           help="also save: FILE.json (everything), FILE.parquet (one row "
@@ -52,11 +52,11 @@ def add_examples_command(commands: argparse._SubParsersAction) -> None:
     examples.add_argument("--work-dir", metavar="DIR",
                           help="where shard summaries are kept for resuming (default: "
                                "<cache folder>/examples)")
-    examples.add_argument("--shard-windows", type=int, default=256, metavar="N",
+    examples.add_argument("--shard-windows", type=whole, default=256, metavar="N",
                           help="windows per shard, the unit of work and of resume (default 256)")
     examples.add_argument("--ray", action="store_true",
                           help="run the shards on local Ray actors (pip install 'lazarus[ray]')")
-    examples.add_argument("--ray-workers", type=int, metavar="N",
+    examples.add_argument("--ray-workers", type=whole, metavar="N",
                           help="model actors with --ray (default: one per GPU of the cluster, "
                                "or its CPUs / torch threads)")
     examples.add_argument("--ray-address", metavar="ADDR",

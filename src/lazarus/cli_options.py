@@ -8,6 +8,25 @@ import argparse
 
 from lazarus.model_info import DEMO_MODEL
 from lazarus.placement import DEVICES, DTYPES
+from lazarus.text import real_number, whole_number
+
+
+def whole(text: str) -> int:
+    """argparse's type for a count: ASCII digits only (`int` also reads '\u0663')."""
+    try:
+        return whole_number(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (write it in "
+                                         "digits 0-9, e.g. 10)") from None
+
+
+def real(text: str) -> float:
+    """argparse's type for a number: ASCII only (`float` also reads '\u0663')."""
+    try:
+        return real_number(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (write it in digits 0-9, "
+                                         "e.g. 0.5)") from None
 
 
 class Once(argparse.Action):

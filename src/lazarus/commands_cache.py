@@ -50,11 +50,10 @@ def _link(path: Path) -> str:
 
 
 def run_cache_clear(args: argparse.Namespace) -> int:
+    """Empty the cache; the success line only when all of it went (else one error line)."""
     from lazarus import cache
 
     removed = cache.clear()
-    out(f"removed {plural(removed.rows, 'cached row')} ({_size(removed.bytes)}) from "
-        f"{removed.folder}")
     if removed.skipped is not None:
         note(f"skipped {_link(removed.skipped)}: 'cache clear' never follows links, so what it "
              "points to is left as it is (remove the link yourself if it should go)")
@@ -65,4 +64,6 @@ def run_cache_clear(args: argparse.Namespace) -> int:
         raise LazarusError(f"{plural(removed.left, 'file')} under {removed.folder} could not "
                            "be removed (check their permissions, then run 'lazarus cache "
                            "clear' again)")
+    out(f"removed {plural(removed.rows, 'cached row')} ({_size(removed.bytes)}) from "
+        f"{removed.folder}")
     return 0

@@ -51,6 +51,9 @@ def _read_text(path: str, handle: BinaryIO) -> str:
     status = os.fstat(handle.fileno())
     device = stat.S_ISBLK(status.st_mode) or stat.S_ISCHR(status.st_mode)
     if device and not os.isatty(handle.fileno()):  # a terminal is typed into, and ends
+        if _is_stdin(path, status):  # piping in is what the user did: name what came in
+            raise LazarusError(f"standard input is a device ({os.path.realpath(path)}), not "
+                               "text: redirect a text file into it or pipe text in")
         raise LazarusError(f"{path} is a device, not a text file (give a text file after '@', "
                            "or pipe the text in with @/dev/stdin)")
     too_long = (f"{path} is longer than {MAX_LIST_BYTES >> 20} MiB, the most an @file list may "
@@ -77,6 +80,17 @@ def _read_text(path: str, handle: BinaryIO) -> str:
     return "".join(parts)
 
 
+def _is_stdin(path: str, status: os.stat_result) -> bool:
+    """Whether `path` is standard input: by its name, or as the file fd 0 is open on."""
+    if path in ("/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"):
+        return True
+    try:
+        stdin = os.fstat(0)
+    except OSError:  # fd 0 is closed
+        return False
+    return (stdin.st_dev, stdin.st_ino) == (status.st_dev, status.st_ino)
+
+
 def check_writable(path: str) -> None:
     """Fail now, before any model loads, if `path` could not be written later."""
     if not path:
@@ -88,6 +102,10 @@ def check_writable(path: str) -> None:
         raise LazarusError(f"output path {path} is not a regular file (give a file name)")
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
+        existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            raise LazarusError(f"cannot write {path}: {existing} is a file, not a folder (give "
+                               "a path inside a folder)")
         raise LazarusError(f"cannot write {path}: folder {folder} does not exist (create it first)")
     if not os.access(folder, os.W_OK):
         raise LazarusError(f"cannot write {path}: folder {folder} is not writable (choose another)")

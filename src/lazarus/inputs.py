@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 from lazarus.errors import LazarusError, PromptError
 from lazarus.files import read_lines
-from lazarus.text import plural
+from lazarus.text import plural, whole_number
 
 
 def check_utf8(value: str, option: str) -> None:
@@ -119,9 +119,7 @@ def parse_neurons(value: str) -> list[int]:
     for part in value.split(","):
         text = part.strip()
         try:
-            if not text.lstrip("+-").isascii():
-                raise ValueError(text)
-            neuron = int(text)
+            neuron = whole_number(text)
         except ValueError:
             raise LazarusError(
                 f"neuron id {text!r} is not a whole number (use e.g. --neurons 808,1190)"
@@ -161,14 +159,14 @@ def parse_layers(text: str, layer_count: int) -> tuple[int, ...]:
         try:
             if "-" in item[1:]:
                 cut = item.index("-", 1)
-                first = resolve_layer(int(item[:cut]), layer_count)
-                last = resolve_layer(int(item[cut + 1:]), layer_count)
+                first = resolve_layer(whole_number(item[:cut]), layer_count)
+                last = resolve_layer(whole_number(item[cut + 1:]), layer_count)
                 if first > last:
                     raise LazarusError(f"layer range {item!r} runs backwards (write it low-high, "
                                        "e.g. 2-5)")
                 numbers = list(range(first, last + 1))
             else:
-                numbers = [int(item)]
+                numbers = [whole_number(item)]
         except ValueError:
             raise LazarusError(f"layer {item!r} is not a layer number, a range or 'all' "
                                "(e.g. -l 3, -l 0,2,5-7, -l all)") from None

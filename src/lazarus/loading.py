@@ -33,6 +33,9 @@ from lazarus.placement import resolve
 from lazarus.prefetch import prefetch_blocks
 from lazarus.sites import first_blocks_only
 
+MODEL_FILES = "config.json and weight files"
+TOKENIZER_FILES = "tokenizer files (tokenizer.json, tokenizer_config.json)"
+
 
 @dataclass
 class LoadedModel:
@@ -80,7 +83,7 @@ def load_model(
     # Let the disk read the blocks' weights while Python imports torch and transformers.
     threading.Thread(target=prefetch_blocks, args=(info, up_to_layer), daemon=True).start()
     import torch
-    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModel, AutoModelForCausalLM
     from transformers.utils import logging
 
     # transformers' own bars and notices would bury lazarus's; errors still surface as such.
@@ -102,8 +105,8 @@ def load_model(
     check_safetensors(local_files(info, ".safetensors"))
     # torch's weights-only unpickler warns about what it then refuses, in several lines.
     warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\._weights_only")
+    tokenizer = load_tokenizer(info, trust_remote_code)
     with _loading(info, trust_remote_code):
-        tokenizer = from_pretrained(AutoTokenizer)
         model = None
         block_count = None
         if up_to_layer is not None:
@@ -161,11 +164,14 @@ def token_counts(info: ModelInfo, prompts: list[str], trust_remote_code: bool = 
 
 
 def load_tokenizer(info: ModelInfo, trust_remote_code: bool = False) -> Any:
-    """The tokenizer alone, as `load_model` loads it."""
-    from transformers import AutoTokenizer
+    """The tokenizer alone, as `load_model` loads it. The config is read first, on its own, so
+    that a failure names the files at fault: config.json's, or the tokenizer's."""
+    from transformers import AutoConfig, AutoTokenizer
 
     with _loading(info, trust_remote_code):
-        return _from_pretrained(info, AutoTokenizer, trust_remote_code)
+        config = _from_pretrained(info, AutoConfig, trust_remote_code)
+    with _loading(info, trust_remote_code, TOKENIZER_FILES):
+        return _from_pretrained(info, AutoTokenizer, trust_remote_code, config=config)
 
 
 def partial_load_obstacle(info: ModelInfo, trust_remote_code: bool = False) -> str | None:
@@ -220,10 +226,11 @@ def _load_blocks(
     return model, None
 
 
-def _loading(info: ModelInfo, trust_remote_code: bool) -> Any:
-    """`errors.upstream` for `from_pretrained`: whatever fails inside it is one line."""
+def _loading(info: ModelInfo, trust_remote_code: bool, files: str = MODEL_FILES) -> Any:
+    """`errors.upstream` for `from_pretrained`: whatever fails inside it is one line, whose
+    advice names the `files` being read."""
     return upstream(info.model_type, f"cannot load {info.model_id}",
-                    advice="check its config.json and weight files; if they are intact, ",
+                    advice=f"check its {files}; if they are intact, ",
                     explain=lambda err: _load_failure(info, err, trust_remote_code))
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from lazarus.errors import LazarusError
-from lazarus.text import plural
+from lazarus.text import plural, whole_number
 
 NAMES = ("last", "first", "all", "mean")
 Position = str | int
@@ -27,7 +27,7 @@ def parse_position(text: str, allow_all: bool = True) -> Position:
     if value in names:
         return value
     try:
-        return int(value)
+        return whole_number(value)
     except ValueError:
         raise LazarusError(f"position {text!r} is not one of {', '.join(names)} or a token "
                            "index (e.g. --position 0, or -2 for the second last)") from None

@@ -242,7 +242,7 @@ def check_address(address: str) -> None:
     if address == "auto":
         return
     host, colon, port = address.removeprefix("ray://").rpartition(":")
-    if not colon or not host or not port.isdigit():
+    if not colon or not host or not (port.isascii() and port.isdigit()):
         raise LazarusError(f"--ray-address {address!r} is not HOST:PORT (give the cluster's "
                            "head node, e.g. 10.0.0.5:6379, or auto)")
     try:

@@ -31,7 +31,7 @@ import numpy as np
 from lazarus import measures
 from lazarus.errors import LazarusError
 from lazarus.interventions import Edit, add
-from lazarus.text import plural
+from lazarus.text import plural, real_number
 
 if TYPE_CHECKING:
     from lazarus.api import Model
@@ -89,7 +89,7 @@ def parse_coefficients(text: str, option: str = "--compare") -> list[float]:
     values = []
     for part in text.split(","):
         try:
-            value = float(part.strip())
+            value = real_number(part.strip())
         except ValueError:
             example = "808:2.5,1190:-1" if option == "--neurons" else "-2,-1,0,1,2"
             raise LazarusError(f"{option}: {part.strip()!r} is not a number (give numbers, e.g. "

@@ -8,6 +8,7 @@ import unicodedata
 
 RULE = "=" * 80
 PROMPT_WIDTH = 20
+_WHOLE = re.compile(r"[+-]?[0-9]+")
 
 
 def plural(count: int, noun: str, nouns: str | None = None) -> str:
@@ -19,6 +20,22 @@ def plural(count: int, noun: str, nouns: str | None = None) -> str:
 def agree(count: int, one: str, many: str) -> str:
     """The word that agrees with `count`: agree(1, "was", "were") == "was"."""
     return one if count == 1 else many
+
+
+def whole_number(text: str) -> int:
+    """`int(text)` for ASCII digits only: `int` also reads other scripts' digits ('\u0663', an
+    Arabic-Indic three) and underscores, which a user never means as a number. ValueError else."""
+    value = text.strip()
+    if not _WHOLE.fullmatch(value):
+        raise ValueError(text)
+    return int(value)
+
+
+def real_number(text: str) -> float:
+    """`float(text)` for ASCII text only (`float` also reads other scripts' digits)."""
+    if not text.isascii():
+        raise ValueError(text)
+    return float(text)
 
 
 def banner(title: str) -> list[str]:
