@@ -9,6 +9,7 @@ Oracle: the same scan in a fresh work folder; the options' own argparse tree and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import inspect
 import json
@@ -331,6 +332,26 @@ def test_a_full_disk_is_one_line(llama_dir, corpus, tmp_path, capsys, small_disk
                           "--work-dir", str(work)], tmp_path / "out.json")
     assert line.startswith(f"lazarus: error: cannot write {work}/")
     assert "No space left on device (free some space, or give --work-dir a folder" in line
+
+
+def test_a_disk_full_before_the_first_file_leaves_no_work_folder(llama_dir, corpus, tmp_path,
+                                                                 capsys, small_disk):
+    """The work folder is made, then its settings.json cannot be written: one line, and the
+    empty folder is taken away again."""
+    if small_disk is None:
+        pytest.skip("needs a small tmpfs (root)")
+    filler = small_disk / "filler"
+    with contextlib.suppress(OSError), open(filler, "wb") as file:
+        while True:
+            file.write(b"x" * 4096)
+            file.flush()
+    line = fails(capsys, ["introspect", "examples", "-m", str(llama_dir), "-l", "1",
+                          "--corpus", str(corpus), "--window", "10", "--shard-windows", "10",
+                          "--work-dir", str(small_disk)], tmp_path / "out.json")
+    assert line.startswith(f"lazarus: error: cannot write {small_disk}/")
+    assert line.endswith("settings.json: No space left on device (free some space, or give "
+                         "--work-dir a folder on a disk with room)")
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]
 
 
 def test_a_folder_where_a_shard_should_be_is_one_line(llama_dir, corpus, fresh, tmp_path,

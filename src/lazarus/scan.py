@@ -14,6 +14,7 @@ whether the shards came from this run, a killed one, or Ray workers (`scan_ray`)
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -279,12 +280,19 @@ def run_scan(tokenizer: Any, config: dict, settings: ScanSettings, folder: Path,
         raise LazarusError(f"{settings.corpus} holds no text (give a corpus with at least one "
                            "non-empty document)")
     count = len(tokens)
+    made = not folder.exists()
     check_work_dir(folder)
     manifest = folder / "settings.json"
     if not manifest.exists():
         text = json.dumps({**asdict(settings), "windows": total, "shards": count}, indent=2)
-        with writing(manifest):
-            replace_atomically(manifest, lambda temp: temp.write_text(text + "\n"))
+        try:
+            with writing(manifest):
+                replace_atomically(manifest, lambda temp: temp.write_text(text + "\n"))
+        except LazarusError:
+            if made:  # leave no empty work folder behind a run that never started
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise
     remove_stale_temps(shard_path(folder, 0), any_target=True)
     done = [sum(min(settings.shard_windows, total - n * settings.shard_windows)
                 for n in complete)]
