@@ -133,7 +133,7 @@ def test_config_int_reads_one_number_or_one_per_layer():
 
 @pytest.mark.parametrize(("value", "words"), [
     ([16, 48], "lists 2 values but the model has 3 layers"),
-    ([], "lists 0 values but the model has 3 layers"),
+    ([], "is an empty list (give one value, or one per layer"),
     ([16, 48.5, 32], "is 48.5, not a whole number"),
     ("64", "is '64', not a whole number"),
     (True, "is True, not a whole number"),
@@ -146,6 +146,12 @@ def test_config_int_refuses_what_is_not_a_width(value, words):
         config_int(text, "intermediate_size", 0)
     assert words in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_an_empty_list_is_refused_without_a_layer_count():
+    with pytest.raises(LazarusError, match="intermediate_size is an empty list") as caught:
+        config_int({"intermediate_size": []}, "intermediate_size")
+    assert "None" not in str(caught.value)
 
 
 def copy_of(folder: Path, tmp_path: Path) -> Path:

@@ -59,7 +59,10 @@ def config_int(text: dict[str, Any], key: str, layer: int | None = None) -> int 
         return _whole(key, value)
     values = [_whole(key, item) for item in value]
     count = layer_count(text)
-    if not values or (count is not None and len(values) != count):
+    if not values:
+        raise LazarusError(f"config.json's {key} is an empty list (give one value, or one per "
+                           "layer; fix config.json)")
+    if count is not None and len(values) != count:
         raise LazarusError(f"config.json's {key} lists {len(values)} values but the model has "
                            f"{count} layers (a per-layer list needs one value per layer; fix "
                            "config.json)")
