@@ -216,8 +216,7 @@ def _load_blocks(
         return None, (f"its base model, {model_class.__name__}, has no single list of "
                       f"{info.layer_count} blocks")
     except ValueError as err:  # e.g. the checkpoint does not fit this base-model class
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else "ValueError"
-        return None, f"its first blocks cannot be loaded alone: {first_line}"
+        return None, f"its first blocks cannot be loaded alone: {first_line(err)}"
     refuse_chance(info.source, loading, up_to_layer, missing_outside_blocks=False)
     missing = loading.get("missing_keys") or ()
     if missing:  # e.g. embeddings stored only under the LM head's name
