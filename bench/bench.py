@@ -52,7 +52,7 @@ FLOOR_BATCHES = (16, 32, 64, 128, 256)
 
 def lazarus_command() -> list[str]:
     script = Path(sys.executable).parent / "lazarus"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "lazarus.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "lazarus.cli.main"]
 
 
 def timed(command: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess]:
@@ -94,9 +94,9 @@ def capture_against_floor(folder: Path, prompts: list[str], layer: int) -> dict:
     import torch
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    from lazarus.capture import CaptureRequest, capture
-    from lazarus.loading import load_model
-    from lazarus.model_info import read_model_info
+    from lazarus.engine.capture import CaptureRequest, capture
+    from lazarus.engine.loading import load_model
+    from lazarus.engine.model_info import read_model_info
 
     loaded = load_model(read_model_info(str(folder)), "cpu", "float32", up_to_layer=layer)
     request = CaptureRequest(layers=(layer,))
@@ -199,9 +199,9 @@ def child_load(mode: str, folder: Path, layer: int) -> None:
     import transformers.models.llama.modeling_llama  # noqa: F401
     from transformers import AutoTokenizer  # noqa: F401
 
-    from lazarus.capture import CaptureRequest, capture
-    from lazarus.loading import load_model
-    from lazarus.model_info import read_model_info
+    from lazarus.engine.capture import CaptureRequest, capture
+    from lazarus.engine.loading import load_model
+    from lazarus.engine.model_info import read_model_info
 
     before = _status_bytes("VmRSS")
     info = read_model_info(str(folder))

@@ -54,8 +54,8 @@ def write_corpus(path: Path, chars: int) -> None:
 def child(path: Path, whole: bool) -> None:
     from transformers import AutoTokenizer
 
-    from lazarus.corpus import cut, read_documents, windows
-    from lazarus.model_info import demo_model_folder
+    from lazarus.engine.model_info import demo_model_folder
+    from lazarus.io.corpus import cut, read_documents, windows
 
     tokenizer = AutoTokenizer.from_pretrained(demo_model_folder())
     tokenizer("warm up", add_special_tokens=False, return_offsets_mapping=True)

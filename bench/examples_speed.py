@@ -55,10 +55,10 @@ def speed(args: argparse.Namespace, corpus: Path) -> None:
     import torch
 
     import lazarus
-    from lazarus.budget import BATCH_OVERHEAD_TOKENS, batch_limits, plan_batches
-    from lazarus.capture import pad_batch, pad_id_of
-    from lazarus.corpus import prefix_of, windows
-    from lazarus.scan import ScanSettings, scan_shard, shards_of
+    from lazarus.analyses.scan import ScanSettings, scan_shard, shards_of
+    from lazarus.engine.budget import BATCH_OVERHEAD_TOKENS, batch_limits, plan_batches
+    from lazarus.engine.capture import pad_batch, pad_id_of
+    from lazarus.io.corpus import prefix_of, windows
 
     model = lazarus.load(model_path(args.model))
     loaded = model.weights(args.layer)

@@ -31,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lazarus import probe, probe_cv, solver
+from lazarus.stats import folds as probe_cv
+from lazarus.stats import probe, solver
 
 CONFIG = Path(probe.__file__).resolve().parent / "demo_model" / "config.json"
 

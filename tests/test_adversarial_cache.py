@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lazarus import cache
-from lazarus.cache import ActivationCache
-from lazarus.capture import CaptureRequest
-from lazarus.collect import ModelSettings, collect
-from lazarus.model_info import read_model_info
-from lazarus.placement import Target
+from lazarus.engine import cache
+from lazarus.engine.cache import ActivationCache
+from lazarus.engine.capture import CaptureRequest
+from lazarus.engine.collect import ModelSettings, collect
+from lazarus.engine.model_info import read_model_info
+from lazarus.engine.placement import Target
 
 PROMPTS = ["2+2=", "47*47="]
 REQUEST = CaptureRequest(layers=(1,))
@@ -108,14 +108,14 @@ def test_cache_info_and_clear_survive_any_index_file(llama_dir, index):
     for name in ("model.json",):
         (store.folder / name).write_text(index)
     env = {**os.environ}
-    info = subprocess.run([sys.executable, "-m", "lazarus.cli", "cache", "info"],
+    info = subprocess.run([sys.executable, "-m", "lazarus.cli.main", "cache", "info"],
                           capture_output=True, text=True, env=env)
     assert info.returncode == 0, info.stderr
     assert "2 cached rows" in info.stdout
     again, totals = run(llama_dir)
     assert again.prompts_from_cache == 2
     assert totals == set()
-    cleared = subprocess.run([sys.executable, "-m", "lazarus.cli", "cache", "clear"],
+    cleared = subprocess.run([sys.executable, "-m", "lazarus.cli.main", "cache", "clear"],
                              capture_output=True, text=True, env=env)
     assert cleared.returncode == 0, cleared.stderr
     assert cleared.stdout.startswith("removed 2 cached rows")
@@ -146,7 +146,7 @@ def test_clear_reports_what_it_really_removed(llama_dir):
     kept = entry(llama_dir, PROMPTS[0])
     with undeletable(kept):
         removed = cache.clear()
-        result = subprocess.run([sys.executable, "-m", "lazarus.cli", "cache", "clear"],
+        result = subprocess.run([sys.executable, "-m", "lazarus.cli.main", "cache", "clear"],
                                 capture_output=True, text=True)
     assert (removed.rows, removed.left) == (1, 1)
     assert kept.exists()
@@ -176,7 +176,7 @@ THREE = ["2+2=", "47*47=", "x"]  # a majority of sound rows
 def test_a_damaged_first_row_cannot_set_the_width(llama_dir, position):
     """At a site whose width lazarus cannot know in advance, the first row read must not decide
     it; and per token, a row must have one value per token of its prompt."""
-    from lazarus.positions import parse_position
+    from lazarus.engine.positions import parse_position
 
     request = CaptureRequest(layers=(1,), site="mlp_post", position=parse_position(position))
     info = read_model_info(str(llama_dir))
@@ -195,7 +195,7 @@ def test_a_damaged_first_row_cannot_set_the_width(llama_dir, position):
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lazarus.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "lazarus.cli.main", *args], capture_output=True,
                           text=True)
 
 
@@ -284,7 +284,7 @@ def test_a_cache_folder_that_is_a_link_is_the_users_choice(llama_dir, tmp_path, 
 def test_a_folder_swapped_for_a_link_during_the_walk_is_not_entered(tmp_path):
     """The walk opens each folder relative to its parent without following links, so a folder
     replaced by a link after it was listed is reported as not entered, never walked."""
-    from lazarus.folder_walk import entries
+    from lazarus.io.folder_walk import entries
 
     outside = tmp_path / "outside"
     precious(outside)

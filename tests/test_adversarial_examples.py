@@ -26,12 +26,12 @@ import numpy as np
 import pytest
 
 import lazarus
+from lazarus.analyses.examples import analyse_examples
+from lazarus.analyses.examples_plan import NOT_IN_KEY, plan_examples
 from lazarus.api import LazarusWarning, Model
-from lazarus.cli import main
-from lazarus.cli_args import build_parser
-from lazarus.corpus_examples import analyse_examples
-from lazarus.directions import Direction
-from lazarus.examples_plan import NOT_IN_KEY, plan_examples
+from lazarus.cli.main import main
+from lazarus.cli.parser import build_parser
+from lazarus.io.directions import Direction
 
 CORPUS = Path(__file__).parent / "data" / "corpus.txt"
 SRC = Path(__file__).parent.parent / "src"
@@ -231,9 +231,9 @@ def test_the_warning_names_the_shard_on_stderr(llama_dir, corpus, fresh, tmp_pat
 
 def as_parquet(folder: Path) -> None:
     """The work folder's shards as Ray's actors write them (`write_shard(parquet=True)`)."""
-    from lazarus.examples import Summary
-    from lazarus.scan import ScanSettings
-    from lazarus.shards import write_shard
+    from lazarus.analyses.scan import ScanSettings
+    from lazarus.analyses.shards import write_shard
+    from lazarus.stats.sketch import Summary
 
     settings = json.loads((folder / "settings.json").read_text())
     settings = ScanSettings(**{k: v for k, v in settings.items()
@@ -373,7 +373,7 @@ def test_a_folder_where_a_shard_should_be_is_one_line(llama_dir, corpus, fresh, 
 def cli(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
     environment.update({"PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1", **env})
-    return subprocess.run([sys.executable, "-m", "lazarus.cli", *args], env=environment,
+    return subprocess.run([sys.executable, "-m", "lazarus.cli.main", *args], env=environment,
                           capture_output=True, text=True, timeout=timeout)
 
 

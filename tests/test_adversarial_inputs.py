@@ -30,13 +30,13 @@ from tokenizers import (
 )
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from lazarus.cli import main
-from lazarus.corpus import Window, cut, windows
-from lazarus.corpus_tokens import OVERLAP_CHARS, PIECE_CHARS, document_ids
-from lazarus.model_info import demo_model_folder
+from lazarus.cli.main import main
+from lazarus.engine.model_info import demo_model_folder
+from lazarus.io.corpus import Window, cut, windows
+from lazarus.io.corpus_tokens import OVERLAP_CHARS, PIECE_CHARS, document_ids
 
 _SCRIPT = Path(sys.executable).with_name("lazarus")
-LAZARUS = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "lazarus.cli"]
+LAZARUS = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "lazarus.cli.main"]
 MISSING_MODEL = "/nonexistent/model"  # a check that fires before loading never names it
 
 

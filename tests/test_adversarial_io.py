@@ -21,14 +21,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lazarus.cli import main
-from lazarus.directions import Direction, save_direction
-from lazarus.files import write_atomically
-from lazarus.signals import Terminated, sigterm_raises
+from lazarus.cli.main import main
+from lazarus.cli.signals import Terminated, sigterm_raises
+from lazarus.io.directions import Direction, save_direction
+from lazarus.io.files import write_atomically
 
 MISSING_MODEL = "/nonexistent/model"  # a check that fires before loading never names it
 _SCRIPT = Path(sys.executable).with_name("lazarus")
-LAZARUS = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "lazarus.cli"]
+LAZARUS = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "lazarus.cli.main"]
 
 
 def fail_in_process(capsys, *argv: str) -> str:
@@ -286,7 +286,7 @@ def test_a_killed_runs_temporary_file_is_removed_by_the_next_write(capsys, tmp_p
     killed = subprocess.run([sys.executable, "-c", (
         "import os, signal, sys\n"
         "from pathlib import Path\n"
-        "from lazarus.files import replace_atomically\n"
+        "from lazarus.io.files import replace_atomically\n"
         "def write(temp):\n"
         "    temp.write_text('half')\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"

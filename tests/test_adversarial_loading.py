@@ -18,7 +18,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lazarus.cli import main
+from lazarus.cli.main import main
 
 
 def copy_of(folder: Path, tmp_path: Path, name: str = "model") -> Path:

@@ -16,8 +16,8 @@ import pytest
 from numpy.lib import format as npy_format
 from test_adversarial_io import fail_in_process
 
-from lazarus.directions import load_direction
 from lazarus.errors import LazarusError
+from lazarus.io.directions import load_direction
 
 MISSING_MODEL = "/nonexistent/model"  # a check that fires before loading never names it
 

@@ -7,8 +7,13 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-from lazarus.activations import ActivationMatrix
-from lazarus.analysis import MARK_THRESHOLD, label_correlation, neuron_stats, point_biserial
+from lazarus.analyses.neuron_stats import (
+    MARK_THRESHOLD,
+    label_correlation,
+    neuron_stats,
+    point_biserial,
+)
+from lazarus.results.activations import ActivationMatrix
 
 
 def matrix(columns, labels=None, neurons=None):

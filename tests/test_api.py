@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import lazarus
-from lazarus.cli import main
+from lazarus.cli.main import main
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 PROMPTS = ["2+3=", "4*2=", "10*10=", "45*45=", "58*67=", "94*39="]
@@ -167,8 +167,8 @@ def test_many_prompts_print_a_limited_map_with_the_rest_summarised(capsys, tmp_p
 
 
 def test_colour_heatmap_codes_reach_the_terminal_and_nothing_else_does():
-    from lazarus.activations import ActivationMatrix
-    from lazarus.render_grid import render_heatmap
+    from lazarus.render.grid import render_heatmap
+    from lazarus.results.activations import ActivationMatrix
     from lazarus.text import terminal_safe
 
     matrix = ActivationMatrix(values=np.array([[-4.0, 0.0], [2.0, 4.0]], np.float32),
@@ -184,10 +184,10 @@ def test_colour_heatmap_codes_reach_the_terminal_and_nothing_else_does():
 
 
 def test_help_examples_are_real_commands():
-    from lazarus.cli import build_parser
+    from lazarus.cli.main import build_parser
 
     for command in ("neurons", "probe", "ablate", "steer"):
-        shown = subprocess.run([sys.executable, "-m", "lazarus.cli", "introspect", command,
+        shown = subprocess.run([sys.executable, "-m", "lazarus.cli.main", "introspect", command,
                                 "--help"], capture_output=True, text=True, check=True).stdout
         examples = shown.split("examples:")[1].replace("\\\n", " ")
         lines = [line.strip() for line in examples.splitlines() if line.strip()]
@@ -210,7 +210,7 @@ def test_progress_on_a_terminal_starts_before_the_load_and_counts_the_prompts_gi
     prompts = "2+3=|4*2=|2+3=|45*45="  # four given, three distinct
     started = time.monotonic()
     child = subprocess.Popen(
-        [sys.executable, "-m", "lazarus.cli", "introspect", "neurons", "-m", "lazarus:demo",
+        [sys.executable, "-m", "lazarus.cli.main", "introspect", "neurons", "-m", "lazarus:demo",
          "-l", "0", "-p", prompts, "-n", "1", "--no-cache"],
         stdout=subprocess.PIPE, stderr=follower, stdin=subprocess.DEVNULL)
     os.close(follower)

@@ -39,10 +39,10 @@ from tiny_models import build_tokenizer
 from transformers import CONFIG_MAPPING, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-from lazarus.capture import CaptureRequest, capture
+from lazarus.engine.capture import CaptureRequest, capture
+from lazarus.engine.loading import load_model
+from lazarus.engine.model_info import read_model_info
 from lazarus.errors import LazarusError
-from lazarus.loading import load_model
-from lazarus.model_info import read_model_info
 
 CONSTRAINTS = Path(__file__).resolve().parent.parent / "constraints.txt"
 PROMPTS = ["The capital of France is", "2+2="]  # of different lengths: the batch is padded

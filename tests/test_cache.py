@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file, save_file
 
-from lazarus import cache
-from lazarus.cache import ActivationCache
-from lazarus.capture import CaptureRequest
-from lazarus.collect import ModelSettings, collect
-from lazarus.model_info import read_model_info
-from lazarus.placement import Target, resolve
+from lazarus.engine import cache
+from lazarus.engine.cache import ActivationCache
+from lazarus.engine.capture import CaptureRequest
+from lazarus.engine.collect import ModelSettings, collect
+from lazarus.engine.model_info import read_model_info
+from lazarus.engine.placement import Target, resolve
 
 PROMPTS = ["2+2=", "47*47=", "The capital of France is", "x"]
 REQUEST = CaptureRequest(layers=(1, 3))
@@ -205,9 +205,9 @@ def test_a_warm_run_imports_neither_torch_nor_transformers(llama_dir, cache_root
     script = textwrap.dedent(f"""
         import sys
         import numpy as np
-        from lazarus.capture import CaptureRequest
-        from lazarus.collect import collect
-        from lazarus.model_info import read_model_info
+        from lazarus.engine.capture import CaptureRequest
+        from lazarus.engine.collect import collect
+        from lazarus.engine.model_info import read_model_info
         got = collect(read_model_info({str(llama_dir)!r}), {PROMPTS!r},
                       CaptureRequest(layers=(1, 3)))
         expected = np.load({str(cache_root.parent / "expected.npy")!r})
@@ -225,7 +225,7 @@ def test_a_warm_cli_run_writes_the_same_json_without_torch(llama_dir, cache_root
             "-n", "1,5"]
     script = textwrap.dedent("""
         import sys
-        from lazarus.cli import main
+        from lazarus.cli.main import main
         status = main(sys.argv[1:])
         print("torch" in sys.modules, file=sys.stderr)
         sys.exit(status)

@@ -11,11 +11,11 @@ import pytest
 import torch
 from tiny_models import ARCHITECTURES, LAYERS
 
-from lazarus.budget import CPU_TOKEN_BUDGET, batch_limits, plan_batches
-from lazarus.capture import CaptureRequest, capture
+from lazarus.engine.budget import CPU_TOKEN_BUDGET, batch_limits, plan_batches
+from lazarus.engine.capture import CaptureRequest, capture
+from lazarus.engine.loading import load_model
+from lazarus.engine.model_info import read_model_info
 from lazarus.errors import LazarusError
-from lazarus.loading import load_model
-from lazarus.model_info import read_model_info
 
 PROMPTS = ["2+2=", "47*47=", "The capital of France is", "x", "67*83=", "  padded  prompt\n"]
 TOLERANCE = 1e-5

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 import lazarus
-from lazarus.cli import main
-from lazarus.directions import Direction, save_direction
+from lazarus.cli.main import main
+from lazarus.io.directions import Direction, save_direction
 
 PAIRS = ["hello:xy", "ab:c", "the fox:ed", "q = 1:2"]
 PROMPTS = [pair.rsplit(":", 1)[0] for pair in PAIRS]
@@ -225,9 +225,9 @@ def test_resampled_generation_uses_each_prompts_own_draw():
     """Generation under a per-prompt edit (resample) gives prompt i the values drawn for i: its
     first greedy token equals the argmax of that prompt run alone with its own draw's values."""
     import lazarus
-    from lazarus import measures
-    from lazarus.capture import CaptureRequest, capture, tokenize
-    from lazarus.interventions import Edit
+    from lazarus.engine import measures
+    from lazarus.engine.capture import CaptureRequest, capture, tokenize
+    from lazarus.engine.interventions import Edit
 
     model = lazarus.load("lazarus:demo", use_cache=False)
     prompts = ["45*45=", "2+3=", "7*8=", "91*23="]
@@ -281,7 +281,7 @@ def test_clamping_mlp_neurons_equals_a_copy_whose_down_projection_does_it():
 
 
 def test_zero_to_rounding_is_per_prompt_and_quadratic_for_kl():
-    from lazarus.ablate_stats import zero_to_rounding
+    from lazarus.stats.controls import zero_to_rounding
 
     eps = float(np.finfo(np.float32).eps)
     answer = np.array([-2.0, -0.5])
@@ -330,9 +330,9 @@ def test_a_tiny_real_kl_keeps_its_p_and_z_and_is_printed_as_a_number(capsys, tmp
     """Two mlp_post neurons of the demo set to their mean move the next token by a KL of about
     1e-7 nats: small, yet real (the same ablation computed in float64 gives the same KL), so it
     is compared with random neurons, and printed as a number, not as 0.0000."""
-    from lazarus import measures
-    from lazarus.capture import CaptureRequest, capture, tokenize
-    from lazarus.interventions import Edit
+    from lazarus.engine import measures
+    from lazarus.engine.capture import CaptureRequest, capture, tokenize
+    from lazarus.engine.interventions import Edit
 
     prompts = ["The cat", "A dog"]
     output = tmp_path / "ablate.json"

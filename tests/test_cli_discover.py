@@ -11,7 +11,7 @@ import torch
 from tiny_models import PLANTED_A, PLANTED_B, PLANTED_DIM, build_planted
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from lazarus.cli import main
+from lazarus.cli.main import main
 
 STEMS = ["the cat ", "a long stem ", "hi ", "one two three ", "x", "what is ", "7*8=", "so "]
 

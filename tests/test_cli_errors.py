@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lazarus.cli import main
+from lazarus.cli.main import main
 
 MISSING_MODEL = "/nonexistent/model"  # were it loaded, the error would name the model instead
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lazarus.cli import main
+from lazarus.cli.main import main
 
 CORPUS = Path(__file__).parent / "data" / "corpus.txt"
 SRC = Path(__file__).parent.parent / "src"
@@ -77,7 +77,7 @@ def test_parquet_in_and_out(llama_dir, lines, tmp_path, capsys):
 def run(args: list[str], **kwargs) -> subprocess.Popen:
     # One thread: on a shared machine two threads' spin-waits make small forwards slow.
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "lazarus.cli", *args], env=env,
+    return subprocess.Popen([sys.executable, "-m", "lazarus.cli.main", *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kwargs)
 
 
@@ -179,7 +179,7 @@ def test_parquet_without_the_column(llama_dir, tmp_path, capsys):
 
 
 def test_help_imports_neither_ray_nor_torch():
-    code = ("import sys\nfrom lazarus.cli import main\n"
+    code = ("import sys\nfrom lazarus.cli.main import main\n"
             "for argv in (['--help'], ['introspect', 'examples', '--help']):\n"
             "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'torch', "
@@ -233,8 +233,8 @@ def test_ray_local_with_two_workers_equals_one_process(llama_dir, lines, tmp_pat
 
 def test_ray_actor_plan():
     """One actor per GPU when the model may run on GPUs; CPU actors by threads otherwise."""
+    from lazarus.analyses.scan_ray import CPU_PER_ACTOR, actor_plan
     from lazarus.errors import LazarusError
-    from lazarus.scan_ray import CPU_PER_ACTOR, actor_plan
 
     gpu = {"num_cpus": CPU_PER_ACTOR, "num_gpus": 1}
     cpu = {"num_cpus": CPU_PER_ACTOR}
@@ -253,7 +253,7 @@ def test_ray_actor_plan():
 def test_from_direction_takes_its_top_neurons(llama_dir, lines, tmp_path, capsys):
     import numpy as np
 
-    from lazarus.directions import Direction, save_direction
+    from lazarus.io.directions import Direction, save_direction
 
     weights = np.full(64, 0.01, np.float32)
     weights[7], weights[2] = -0.9, 0.4  # ranked by |weight|: 7 first, then 2

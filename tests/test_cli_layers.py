@@ -15,8 +15,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from lazarus.cli import main
-from lazarus.directions import load_direction
+from lazarus.cli.main import main
+from lazarus.io.directions import load_direction
 
 PROMPTS = ["2+2=", "10*10=", "45*45=", "47*47=", "x"]
 LABELS = ["easy", "easy", "hard", "hard", "easy"]

@@ -12,7 +12,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from lazarus.cli import main
+from lazarus.cli.main import main
 
 SPEC_PROMPTS = ["2+2=", "10*10=", "45*45=", "47*47=", "67*83="]
 SPEC_LABELS = ["trivial", "trivial", "medium", "hard", "hard"]
@@ -133,7 +133,7 @@ def test_without_neuron_choice_shows_the_most_variable(capsys, llama_dir, tmp_pa
 def test_help_answers_without_importing_torch():
     code = (
         "import sys\n"
-        "from lazarus.cli import main\n"
+        "from lazarus.cli.main import main\n"
         "try:\n"
         "    main(['introspect', 'neurons', '--help'])\n"
         "except SystemExit as stop:\n"

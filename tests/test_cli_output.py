@@ -6,7 +6,7 @@ import io
 import re
 import sys
 
-from lazarus import cli_output
+from lazarus.cli import output as cli_output
 
 
 class Terminal(io.StringIO):

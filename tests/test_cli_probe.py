@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from tiny_models import PLANTED_A, PLANTED_B, PLANTED_DIM, build_planted
 
-from lazarus.cli import main
+from lazarus.cli.main import main
 
 # Words of varied length whose last character decides the class; the rest is shared noise.
 STEMS = ["the cat ", "a long stem ", "hi ", "one two three ", "x", "what is ", "7*8=", "so "]

@@ -20,13 +20,13 @@ import pytest
 import torch
 
 import lazarus
-from lazarus.capture import CaptureRequest, capture
-from lazarus.cli import main
-from lazarus.configs import config_int, config_note
+from lazarus.cli.main import main
+from lazarus.engine.capture import CaptureRequest, capture
+from lazarus.engine.configs import config_int, config_note
+from lazarus.engine.loading import load_model
+from lazarus.engine.model_info import read_model_info
+from lazarus.engine.sites import mlp_post_bound
 from lazarus.errors import LazarusError
-from lazarus.loading import load_model
-from lazarus.model_info import read_model_info
-from lazarus.sites import mlp_post_bound
 
 WIDTHS = [48, 64, 80]  # Gemma 3n's per-layer MLP widths, tiny
 PROMPTS = ["The capital of France is", "2+2="]

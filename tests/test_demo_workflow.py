@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from lazarus.cli import main
+from lazarus.cli.main import main
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import train_demo_model  # noqa: E402

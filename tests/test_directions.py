@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from lazarus.directions import Direction, load_direction, save_direction
 from lazarus.errors import LazarusError
+from lazarus.io.directions import Direction, load_direction, save_direction
 
 
 def test_round_trip_keeps_every_field(tmp_path):
@@ -117,7 +117,7 @@ TOP_K_RUNS = {
 def test_top_k_beyond_the_direction_is_one_warning_naming_its_width(capsys, tmp_path, llama_dir,
                                                                      command):
     """--top-k 5000 from a 64-wide direction: all 64 neurons, and one warning saying so."""
-    from lazarus.cli import main
+    from lazarus.cli.main import main
 
     path = tmp_path / "d.npz"
     weights = np.linspace(-1, 1, 64).astype(np.float32)

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import lazarus
-from lazarus.examples import ALPHA, MIN_ABS, QUANTILES, Summary
-from lazarus.scan import summarize
+from lazarus.analyses.scan import summarize
+from lazarus.stats.sketch import ALPHA, MIN_ABS, QUANTILES, Summary
 
 CORPUS = Path(__file__).parent / "data" / "corpus.txt"
 NEURONS = (0, 5, 17, 63)
@@ -162,8 +162,8 @@ def test_arrays_round_trip_and_refuse_other_shapes():
 
 
 def test_a_batch_out_of_memory_is_split_in_half(llama_dir, small_corpus):
-    from lazarus.corpus import prefix_of, windows
-    from lazarus.scan import ScanSettings, scan_shard
+    from lazarus.analyses.scan import ScanSettings, scan_shard
+    from lazarus.io.corpus import prefix_of, windows
 
     loaded = lazarus.load(str(llama_dir)).weights(1)
     prefix = prefix_of(loaded.tokenizer)
@@ -215,8 +215,8 @@ def test_a_shard_file_round_trips_and_a_damaged_one_reads_as_absent(tmp_path, pa
     is named and removed (to be computed again)."""
     if parquet:
         pytest.importorskip("pyarrow")
-    from lazarus.scan import ScanSettings
-    from lazarus.shards import read_shard, write_shard
+    from lazarus.analyses.scan import ScanSettings
+    from lazarus.analyses.shards import read_shard, write_shard
 
     rng = np.random.default_rng(5)
     values = rng.normal(size=(50, 3)).astype(np.float32)
@@ -256,7 +256,7 @@ def test_a_run_whose_shards_are_all_done_loads_no_weights(llama_dir, small_corpu
 def test_sketch_buckets_equal_the_float_s_exponent_and_mantissa_bits():
     """Each value's bucket, against an independent route: math.frexp's exponent and the
     mantissa's leading bits, at the grid's edges (MIN_ABS, MAX_ABS, -0.0, bucket bounds)."""
-    from lazarus.examples import BUCKETS, LOW, MANTISSA_BITS, MAX_ABS, SIDE
+    from lazarus.stats.sketch import BUCKETS, LOW, MANTISSA_BITS, MAX_ABS, SIDE
 
     rng = np.random.default_rng(11)
     edges = [0.0, -0.0, MIN_ABS, -MIN_ABS, np.nextafter(np.float32(MIN_ABS), 0), MAX_ABS,

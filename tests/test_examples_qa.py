@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lazarus.cli import main
+from lazarus.cli.main import main
 
 CORPUS = Path(__file__).parent / "data" / "corpus.txt"
 
@@ -47,7 +47,7 @@ def no_weights(monkeypatch):
 
 def test_examples_refuses_a_direction_of_the_wrong_width(llama_dir, tmp_path, capsys,
                                                          no_weights):
-    from lazarus.model_info import read_model_info
+    from lazarus.engine.model_info import read_model_info
 
     hidden = read_model_info(str(llama_dir)).hidden_size
     for size in (hidden - 10, hidden * 3):
@@ -58,8 +58,8 @@ def test_examples_refuses_a_direction_of_the_wrong_width(llama_dir, tmp_path, ca
 
 def test_examples_refuses_a_direction_wider_than_mlp_post(llama_dir, tmp_path, capsys,
                                                           no_weights):
-    from lazarus.model_info import read_model_info
-    from lazarus.sites import mlp_post_bound
+    from lazarus.engine.model_info import read_model_info
+    from lazarus.engine.sites import mlp_post_bound
 
     width = mlp_post_bound(read_model_info(str(llama_dir)).config)[0]
     message = fails(capsys, examples(llama_dir, CORPUS, "--site", "mlp_post", "--from-direction",
@@ -68,8 +68,8 @@ def test_examples_refuses_a_direction_wider_than_mlp_post(llama_dir, tmp_path, c
 
 
 def test_a_direction_that_names_no_site_is_not_checked_on_it(llama_dir, tmp_path, capsys):
-    from lazarus.model_info import read_model_info
-    from lazarus.sites import mlp_post_bound
+    from lazarus.engine.model_info import read_model_info
+    from lazarus.engine.sites import mlp_post_bound
 
     width = mlp_post_bound(read_model_info(str(llama_dir)).config)[0]
     bare = save(tmp_path / "bare.npz", width)  # only the required key

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from lazarus.errors import LazarusError
-from lazarus.files import check_writable, write_text_atomically
-from lazarus.inputs import parse_labels, parse_neurons, parse_prompts, resolve_layer
+from lazarus.io.files import check_writable, write_text_atomically
+from lazarus.io.inputs import parse_labels, parse_neurons, parse_prompts, resolve_layer
 
 
 def test_pipe_separated_prompts_keep_their_spaces():
@@ -45,7 +45,7 @@ def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
         temp.write_text("half")
         raise RuntimeError("disk full")
 
-    from lazarus.files import write_atomically
+    from lazarus.io.files import write_atomically
 
     with pytest.raises(RuntimeError):
         write_atomically(str(path), failing)

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from lazarus import interventions, measures
-from lazarus.loading import load_model
-from lazarus.model_info import read_model_info
+from lazarus.engine import interventions, measures
+from lazarus.engine.loading import load_model
+from lazarus.engine.model_info import read_model_info
 
 PROMPTS = ["hello world", "ab", "the quick brown fox", "x = 3*4"]
 NEW_TOKENS = 6

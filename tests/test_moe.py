@@ -1,6 +1,6 @@
 """MoE sites give what the model really computes: per-expert units and the router's choices.
 
-Oracles, all independent of `lazarus.moe`: the router module's own forward (hooked on its own)
+Oracles, all independent of `lazarus.engine.moe`: the router module's own forward (hooked on its own)
 for the routing and the experts' input; each family's documented expert formula, written out
 here from the raw 3-D parameters, for the units; the experts module's real output (whichever
 experts implementation runs) for the claim that the units are what the model multiplies by its
@@ -18,17 +18,17 @@ import torch.nn.functional as F
 from tiny_models import VOCAB_SIZE, _spread_weights, build, build_tokenizer, configs
 from transformers import AutoModelForCausalLM, MixtralConfig, Qwen3MoeConfig
 
-from lazarus.errors import LazarusError
-from lazarus.loading import load_model
-from lazarus.model_info import read_model_info
-from lazarus.moe import (
+from lazarus.engine.loading import load_model
+from lazarus.engine.model_info import read_model_info
+from lazarus.engine.moe import (
     MoeParts,
     find_moe,
     routed_mask,
     router_from_hook,
     units_from_hook,
 )
-from lazarus.sites import decoder_blocks
+from lazarus.engine.sites import decoder_blocks
+from lazarus.errors import LazarusError
 
 TOLERANCE = 1e-5
 EXPERTS = 4

@@ -11,10 +11,10 @@ import torch
 from test_interventions import _assert_same
 from test_moe import MOE_LAYERS, build_moe
 
-from lazarus import interventions
-from lazarus.loading import load_model
-from lazarus.model_info import read_model_info
-from lazarus.moe import find_moe
+from lazarus.engine import interventions
+from lazarus.engine.loading import load_model
+from lazarus.engine.model_info import read_model_info
+from lazarus.engine.moe import find_moe
 
 FAMILIES = ("mixtral", "gpt_oss")
 

@@ -17,11 +17,11 @@ from safetensors.torch import load_file, save_file
 from tiny_models import ARCHITECTURES, LAYERS
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from lazarus.capture import CaptureRequest, capture
-from lazarus.loading import load_model
-from lazarus.model_info import read_model_info
-from lazarus.prefetch import prefetch_blocks
-from lazarus.sites import decoder_blocks
+from lazarus.engine.capture import CaptureRequest, capture
+from lazarus.engine.loading import load_model
+from lazarus.engine.model_info import read_model_info
+from lazarus.engine.prefetch import prefetch_blocks
+from lazarus.engine.sites import decoder_blocks
 
 PROMPTS = ["2+2=", "47*47=", "The capital of France is", "x", "  padded  prompt\n"]
 ALL_LAYERS = tuple(range(LAYERS))

@@ -1,4 +1,4 @@
-"""Pictures (`lazarus.plot`, `--plot FILE`): valid files of the asked-for size, the right colours,
+"""Pictures (`lazarus.results.plot`, `--plot FILE`): valid files of the asked-for size, the right colours,
 nothing left behind on error, a clear error without matplotlib, and none of it at `--help`."""
 
 from __future__ import annotations
@@ -13,19 +13,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lazarus import analysis, probe
-from lazarus.activations import ActivationMatrix
-from lazarus.cli import main
+from lazarus.analyses import neuron_stats as analysis
+from lazarus.analyses.neurons import LayerResult, NeuronsResult
+from lazarus.cli.main import main
 from lazarus.errors import LazarusError
-from lazarus.neurons import LayerResult, NeuronsResult
-from lazarus.plot import (
+from lazarus.results.activations import ActivationMatrix
+from lazarus.results.plot import (
     MISSING,
     neurons_figure,
     plot_neurons,
     plot_probe,
     probe_figure,
 )
-from lazarus.t_interval import label_means, t_critical
+from lazarus.stats import probe
+from lazarus.stats.t_interval import label_means, t_critical
 
 matplotlib = pytest.importorskip("matplotlib")
 
@@ -221,7 +222,7 @@ def test_missing_matplotlib_is_one_line_with_the_fix(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
     script = ("import sys\n"
               "sys.modules['matplotlib'] = None\n"
-              "from lazarus.cli import main\n"
+              "from lazarus.cli.main import main\n"
               "sys.exit(main(sys.argv[1:]))\n")
     done = subprocess.run([sys.executable, "-c", script, "introspect", "neurons", "-m",
                            "/nonexistent/model", "-l", "0", "-p", "a|b", "--plot",
@@ -234,8 +235,8 @@ def test_missing_matplotlib_is_one_line_with_the_fix(tmp_path, monkeypatch):
 
 def test_help_and_import_do_not_import_matplotlib():
     script = ("import sys\n"
-              "import lazarus.plot\n"
-              "from lazarus.cli import main\n"
+              "import lazarus.results.plot\n"
+              "from lazarus.cli.main import main\n"
               "for argv in (['--help'], ['introspect', 'neurons', '--help'],\n"
               "             ['introspect', 'probe', '--help']):\n"
               "    assert main(argv) == 0\n"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from lazarus.cli import main
+from lazarus.cli.main import main
 from lazarus.text import agree, plural
 
 

@@ -13,9 +13,12 @@ import json
 import numpy as np
 import pytest
 
-from lazarus.directions import load_direction, save_direction
 from lazarus.errors import LazarusError
-from lazarus.probe import (
+from lazarus.io.directions import load_direction, save_direction
+from lazarus.render.probe import BAR_WIDTH, render_probe_report
+from lazarus.render.probe_json import probe_json
+from lazarus.stats.folds import fold_count, stratified_folds
+from lazarus.stats.probe import (
     METHODS,
     PERMUTATIONS,
     RANKING,
@@ -27,9 +30,6 @@ from lazarus.probe import (
     score_test,
     to_direction,
 )
-from lazarus.probe_cv import fold_count, stratified_folds
-from lazarus.render_probe import BAR_WIDTH, render_probe_report
-from lazarus.render_probe_json import probe_json
 
 HIDDEN = 64
 SIGNAL = 17  # carries +8 for class A, -8 for class B

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from lazarus.errors import LazarusError
-from lazarus.probe import ALPHA, probe_layers, smallest_p, to_direction
-from lazarus.probe_fit import score_test
-from lazarus.render_probe import render_probe_report
-from lazarus.render_probe_json import probe_json
-from lazarus.solver import coordinates, logistic_batch
+from lazarus.render.probe import render_probe_report
+from lazarus.render.probe_json import probe_json
+from lazarus.stats.probe import ALPHA, probe_layers, smallest_p, to_direction
+from lazarus.stats.probe_fit import score_test
+from lazarus.stats.solver import coordinates, logistic_batch
 
 
 def noise_layers(seed: int, n: int, hidden: int, layers: int = 3) -> dict[int, np.ndarray]:

@@ -18,13 +18,13 @@ import torch
 from test_moe import MOE_LAYERS, ROUTER_NAME, build_moe, hand_units
 from tiny_models import ARCHITECTURES, LAYERS
 
-from lazarus.capture import CaptureRequest, capture
-from lazarus.collect import ModelSettings, collect
+from lazarus.engine.capture import CaptureRequest, capture
+from lazarus.engine.collect import ModelSettings, collect
+from lazarus.engine.loading import load_model
+from lazarus.engine.model_info import read_model_info
+from lazarus.engine.positions import parse_position
+from lazarus.engine.sites import decoder_blocks
 from lazarus.errors import LazarusError
-from lazarus.loading import load_model
-from lazarus.model_info import read_model_info
-from lazarus.positions import parse_position
-from lazarus.sites import decoder_blocks
 
 PROMPTS = ["2+2=", "The capital of France is", "x y", "47*47=2209", "  padded  prompt\n"]
 LAYERS_READ = (0, 2)  # several at once, and not the last (HF applies the final norm there)
@@ -265,7 +265,7 @@ def test_mixed_widths_without_neurons_are_one_line(moe_models, tiny_model_dirs, 
 
 
 def test_mean_keeps_the_models_own_nan_but_skips_missing_units():
-    from lazarus.positions import gather
+    from lazarus.engine.positions import gather
 
     values = torch.tensor([[[1.0, 2.0], [float("nan"), 4.0], [5.0, 6.0], [9.0, 9.0]]])
     lengths = torch.tensor([3])  # the fourth token is padding
@@ -292,7 +292,7 @@ def test_mean_keeps_the_models_own_nan_but_skips_missing_units():
     ({"hidden_size": 32, "intermediate_size": 64, "moe_num_experts": 8}, None),  # an unknown key
 ])
 def test_mlp_post_bound_from_the_config(config, expected):
-    from lazarus.sites import mlp_post_bound
+    from lazarus.engine.sites import mlp_post_bound
 
     assert mlp_post_bound(config) == expected
 
@@ -309,7 +309,7 @@ def test_mlp_post_bound_holds_every_layer_of_the_family(family, tmp_path, monkey
     from tiny_models import build_tokenizer
     from transformers import AutoModelForCausalLM
 
-    from lazarus.sites import mlp_post_bound
+    from lazarus.engine.sites import mlp_post_bound
 
     for key, value in {"intermediate_size": 64, "ffn_dim": 72, "n_inner": 88,
                        "ffn_hidden_size": 96, "moe_intermediate_size": 40,

@@ -1,4 +1,4 @@
-"""Every statistic of `lazarus.stats` against an independent route: hand arithmetic, textbook
+"""Every statistic of `lazarus.stats.effects` against an independent route: hand arithmetic, textbook
 loops, exact enumeration of all labellings or resamples, or simulation with a known truth.
 (scipy is not installed here, so there is no library oracle.)"""
 
@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from lazarus import stats
+from lazarus.stats import effects as stats
 
 
 def textbook_d(first: np.ndarray, second: np.ndarray) -> float:

@@ -22,22 +22,22 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from lazarus.api_checks import Layers, checked, resolve_layers
-from lazarus.collect import ModelSettings, Progress
+from lazarus.analyses.checks import Layers, checked, resolve_layers
+from lazarus.engine.collect import ModelSettings, Progress
 from lazarus.errors import LazarusError
 from lazarus.text import plural
 
 if TYPE_CHECKING:
-    from lazarus.ablate_result import AblationResult
-    from lazarus.activations import Activations
-    from lazarus.corpus_examples import ExamplesResult
-    from lazarus.directions import Direction
-    from lazarus.loading import LoadedModel
-    from lazarus.neurons import NeuronsResult
-    from lazarus.placement import Target
-    from lazarus.positions import Position
-    from lazarus.probing import ProbeResult
-    from lazarus.steer import SteerResult
+    from lazarus.analyses.examples import ExamplesResult
+    from lazarus.analyses.neurons import NeuronsResult
+    from lazarus.analyses.probe import ProbeResult
+    from lazarus.analyses.steer import SteerResult
+    from lazarus.engine.loading import LoadedModel
+    from lazarus.engine.placement import Target
+    from lazarus.engine.positions import Position
+    from lazarus.io.directions import Direction
+    from lazarus.results.ablation import AblationResult
+    from lazarus.results.activations import Activations
 
 
 class LazarusWarning(UserWarning):
@@ -66,7 +66,7 @@ class Model:
                  use_cache: bool = True, whole: bool = True,
                  notify: Callable[[str], None] | None = None,
                  warn: Callable[[str], None] | None = None) -> None:
-        from lazarus.model_info import read_model_info
+        from lazarus.engine.model_info import read_model_info
 
         self.info = read_model_info(model)
         self.settings = ModelSettings(device=device, dtype=dtype,
@@ -100,7 +100,7 @@ class Model:
 
     def tokenizer(self) -> Any:
         """The model's tokenizer, without loading any weights (the loaded model's, if any)."""
-        from lazarus.loading import load_tokenizer
+        from lazarus.engine.loading import load_tokenizer
 
         if self._loaded is not None:
             return self._loaded.tokenizer
@@ -110,7 +110,7 @@ class Model:
 
     def target(self) -> Target:
         """The device type and dtype the weights are (or would be) loaded with."""
-        from lazarus.placement import resolve
+        from lazarus.engine.placement import resolve
 
         s = self.settings
         return resolve(self.info.config, s.device, s.dtype, s.device_map)
@@ -118,7 +118,7 @@ class Model:
     @checked
     def weights(self, up_to_layer: int) -> LoadedModel:
         """The loaded model, with at least blocks 0..up_to_layer; loads only when it must."""
-        from lazarus.loading import load_model
+        from lazarus.engine.loading import load_model
 
         if not 0 <= up_to_layer < self.layer_count:
             raise LazarusError(f"up_to_layer={up_to_layer} is out of range; this model has "
@@ -137,7 +137,7 @@ class Model:
     def whole_weights(self) -> LoadedModel:
         """Every block and the LM head, as interventions need (a partial load has no head):
         loads again only when the model held is not whole."""
-        from lazarus.loading import load_model
+        from lazarus.engine.loading import load_model
 
         loaded = self._loaded
         if loaded is None or loaded.block_count is not None \
@@ -162,10 +162,10 @@ class Model:
     def capture(self, prompts: Sequence[str], layers: Layers = -1, *, site: str = "resid_post",
                 position: Position = "last", progress: Progress | None = None) -> Activations:
         """Every neuron of `site` at `layers`, at one token `position` of each prompt."""
-        from lazarus.activations import Activations
-        from lazarus.capture import CaptureRequest
-        from lazarus.collect import collect
-        from lazarus.positions import parse_position
+        from lazarus.engine.capture import CaptureRequest
+        from lazarus.engine.collect import collect
+        from lazarus.engine.positions import parse_position
+        from lazarus.results.activations import Activations
 
         position = parse_position(str(position))
         resolved = self.layers(layers)
@@ -188,7 +188,7 @@ class Model:
         top-k of every neuron of the (one) layer that separate `labels` after a permutation
         test corrected across all of them (`permutations` shuffles), or else the k that spread
         most across the prompts. The result is what `lazarus introspect neurons` renders."""
-        from lazarus.neurons import analyse_neurons
+        from lazarus.analyses.neurons import analyse_neurons
 
         return analyse_neurons(self, prompts, self.layers(layers), site=site,
                                position=position, neurons=neurons, direction=direction,
@@ -208,7 +208,7 @@ class Model:
         chosen layer's direction, and predictions for `test` prompts (with a held-out accuracy
         given their `test_labels`). `.significant` says whether any layer beats chance;
         `.save_direction(path)` refuses otherwise, unless `force=True`."""
-        from lazarus.probing import analyse_probe
+        from lazarus.analyses.probe import analyse_probe
 
         chosen = tuple(range(self.layer_count)) if layers is None else self.layers(layers)
         return analyse_probe(self, class_a, class_b, chosen, label_a=label_a, label_b=label_b,
@@ -227,8 +227,8 @@ class Model:
         """Knock out `neurons` (or a `direction`'s top-k, or a whole `component`, "mlp" or
         "attention") at `layers` by `method` (zero, mean, resample), and measure each prompt's
         `answers` (log-prob, greedy match) or next-token KL, against `controls` draws of random
-        neurons (seeded). What `lazarus introspect ablate` renders; see `lazarus.ablate`."""
-        from lazarus.ablate import analyse_ablation
+        neurons (seeded). What `lazarus introspect ablate` renders; see `lazarus.analyses.ablate`."""
+        from lazarus.analyses.ablate import analyse_ablation
 
         return analyse_ablation(
             self, prompts, self.layers(layers), answers=answers, labels=labels,
@@ -254,8 +254,8 @@ class Model:
         runs the shards on `ray_workers` local Ray actors (default: one per GPU, or the CPUs
         divided by torch's threads; `ray_address`: on that cluster's, which must see the work
         folder at the same path). What `lazarus introspect examples`
-        renders; see `lazarus.corpus`, `lazarus.examples` and `lazarus.scan`."""
-        from lazarus.corpus_examples import analyse_examples
+        renders; see `lazarus.io.corpus`, `lazarus.stats.sketch` and `lazarus.analyses.scan`."""
+        from lazarus.analyses.examples import analyse_examples
 
         resolved = self.layers(layer)
         if len(resolved) != 1:
@@ -281,8 +281,8 @@ class Model:
         .npz, or the mean difference of `positive` and `negative` prompts) added at `layer`,
         or coefficient x `neurons` values; scale is the mean activation norm there (or 1 with
         `absolute`); `clamp` sets the `neurons` to coefficient x value instead. What
-        `lazarus introspect steer` renders; see `lazarus.steer`."""
-        from lazarus.steer import analyse_steer
+        `lazarus introspect steer` renders; see `lazarus.analyses.steer`."""
+        from lazarus.analyses.steer import analyse_steer
 
         return analyse_steer(
             self, prompts, layer, direction=direction, positive=positive, negative=negative,

@@ -1,0 +1,278 @@
+"""Knock neurons or whole components out and measure what the model loses, against chance:
+the analysis behind `lazarus introspect ablate` (never prints).
+
+What: neurons of a site at one or several layers (the same ids at each), or a whole component
+(`mlp` = the mlp_out site, `attention` = attn_out: everything the sub-block adds to the residual
+stream). All layers at once, or with `sweep` one layer at a time (a condition per layer).
+How (`method`), at every token position, generated tokens included:
+- zero: the values are set to 0;
+- mean: to their mean over every real token of the reference prompts (default: the prompts);
+- resample: each prompt takes the values of another reference prompt, drawn at random (seeded;
+  never itself when the reference is the prompts), token t getting that prompt's token
+  min(t, its last).
+Measured, per prompt, baseline and ablated (`measures`): for `prompt:answer` pairs the answer's
+log-probability under teacher forcing and whether greedy decoding still produces it; for bare
+prompts KL(baseline || ablated) of the next-token distribution and the greedy continuation.
+The effect of a condition is one number (the mean answer log-probability drop, or the mean
+KL), compared, for neurons, with `controls` draws of as many random neurons: `ablate_stats`
+says how, and when an effect is zero to float rounding; `ablate_result` holds what was found.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lazarus.engine import measures
+from lazarus.engine.interventions import Edit
+from lazarus.errors import LazarusError
+from lazarus.io.inputs import check_label_count
+from lazarus.results.ablation import AblationResult, Condition, Outcome
+from lazarus.stats.controls import control_summary, effect_of, zero_to_rounding
+from lazarus.text import agree, plural
+
+if TYPE_CHECKING:
+    from lazarus.api import Model
+    from lazarus.engine.loading import LoadedModel
+    from lazarus.io.directions import Direction
+
+METHODS = ("zero", "mean", "resample")
+COMPONENTS = {"mlp": "mlp_out", "attention": "attn_out"}
+CONTROLS = 100
+MAX_CONTROLS = 100_000  # each draw is one forward over every prompt
+MAX_TOKENS = 8  # greedy continuation of bare prompts
+Progress = Callable[[int, int], None]  # (forwards done, forwards in all)
+
+
+def split_answers(items: Sequence[str]) -> tuple[list[str], list[str] | None]:
+    """`prompt:answer` items (split at the last ':'), or bare prompts when no item has one."""
+    with_answer = [":" in item for item in items]
+    if not any(with_answer):
+        return list(items), None
+    if not all(with_answer):
+        first = with_answer.index(False) + 1
+        raise LazarusError(f"prompt {first} has no ':answer' while others do (give every "
+                           "prompt an answer, as '45*45=:2025', or none)")
+    prompts, answers = zip(*(item.rsplit(":", 1) for item in items), strict=True)
+    for prompt, answer in zip(prompts, answers, strict=True):
+        if not prompt:
+            raise LazarusError(f"'{prompt}:{answer}' has no prompt before the ':'")
+    return list(prompts), list(answers)
+
+
+def analyse_ablation(
+    model: Model, prompts: Sequence[str], layers: Sequence[int], *,
+    answers: Sequence[str] | None = None, labels: Sequence[str] | None = None,
+    neurons: Sequence[int] | None = None, direction: Direction | str | None = None,
+    top_k: int = 10, component: str | None = None, site: str | None = None,
+    method: str = "zero", reference: Sequence[str] | None = None, controls: int = CONTROLS,
+    seed: int = 0, sweep: bool = False, max_tokens: int = MAX_TOKENS,
+    progress: Progress | None = None,
+) -> AblationResult:
+    from lazarus.analyses.neurons import check_direction_width, check_neurons
+    from lazarus.engine.capture import CaptureRequest, capture, tokenize
+    from lazarus.io.directions import check_direction_made, load_direction
+
+    chosen_by = sum(x is not None for x in (neurons, direction, component))
+    if chosen_by != 1:
+        raise LazarusError("say what to ablate: one of --neurons, --from-direction or "
+                           "--component" + (" (not several)" if chosen_by else ""))
+    if component is not None and site is not None:
+        raise LazarusError("--site does not go with --component (the component says the site: "
+                           "mlp is mlp_out, attention is attn_out)")
+    if component is not None and component not in COMPONENTS:
+        raise LazarusError(f"unknown component {component!r} (choose mlp or attention)")
+    if method not in METHODS:
+        raise LazarusError(f"unknown method {method!r} (choose one of: {', '.join(METHODS)})")
+    if not 0 <= controls <= MAX_CONTROLS:
+        raise LazarusError(f"--controls must be from 0 to {MAX_CONTROLS} (got {controls})")
+    measures.check_seed(seed)
+    if reference is not None and method == "zero":
+        model.warn("--reference is ignored with --method zero (it gives the values of mean and "
+                   "resample)")
+    if top_k < 1:
+        raise LazarusError(f"--top-k must be at least 1 (got {top_k})")
+    if answers is not None and len(answers) != len(prompts):
+        raise LazarusError(f"got {plural(len(answers), 'answer')} for "
+                           f"{plural(len(prompts), 'prompt')} (give one answer per prompt)")
+    if labels is not None:
+        check_label_count(len(labels), len(prompts))
+    if max_tokens < 1:
+        raise LazarusError(f"--max-tokens must be at least 1 (got {max_tokens})")
+    if isinstance(direction, str):
+        direction = load_direction(direction)
+    site = COMPONENTS[component] if component is not None else (
+        site or (direction.site if direction is not None else None) or "resid_post")
+    if neurons is not None:  # before the weights load: ids no layer of the site has
+        from lazarus.engine.sites import check_neurons_early
+
+        check_neurons_early(model.info.config, model.hidden_size, site, layers[0],
+                            [int(n) for n in neurons])
+    if direction is not None:
+        name = direction.source or "the direction"
+        check_direction_made(direction, name, model.model_id, layers, site, "last", model.warn)
+        neurons = direction.top_neurons(top_k, model.warn)
+        selection = f"top {len(neurons)} of {name} (by {direction.ranking_name()})"
+    else:
+        selection = "--neurons" if neurons is not None else f"the whole {component} output"
+    own_reference = reference is None
+    reference = list(prompts if reference is None else reference)
+    if method == "resample" and own_reference and len(prompts) < 2:
+        raise LazarusError("--method resample takes each prompt's values from another prompt: "
+                           "give at least two prompts, or --reference prompts")
+
+    loaded = model.whole_weights()
+    prompt_ids = tokenize(loaded, prompts)
+    answer_ids = None if answers is None else [
+        measures.answer_ids(loaded, p, a)[1] for p, a in zip(prompts, answers, strict=True)]
+    if answer_ids is None:
+        measures.check_room(loaded, prompt_ids, max_tokens)
+    else:  # the answers are scored after their prompts; --max-tokens plays no part
+        measures.check_scored_room(loaded, prompt_ids, [
+            (f"its answer {measures.quoted(a)}", ids) for a, ids in zip(answers, answer_ids,
+                                                                        strict=True)],
+            paired=True)
+    widths: dict[int, int] = {}
+    capture(loaded, prompts[:1], CaptureRequest(tuple(layers), site, "last"), widths=widths)
+    for layer in layers:
+        if direction is not None:
+            check_direction_width(direction, widths[layer], direction.source or "the direction",
+                                  site)
+        if neurons is not None:
+            check_neurons(neurons, widths[layer], site, layer)
+    if neurons is not None:
+        neurons = [int(n) for n in neurons]
+        if len(set(neurons)) != len(neurons):
+            raise LazarusError("a neuron is listed twice (list each once)")
+        spare = min(widths[layer] for layer in layers) - len(neurons)
+        if controls and spare < len(neurons):
+            raise LazarusError(f"{plural(len(neurons), 'neuron')} "
+                               f"{agree(len(neurons), 'leaves', 'leave')} {spare} "
+                               f"{agree(spare, 'other', 'others')} to draw random controls of "
+                               "the same size from (ablate fewer neurons, or give --controls "
+                               "0)")
+
+    values: dict[int, Any] = {}  # per layer: the reference's [tokens, width] per prompt
+    if method != "zero":
+        request = CaptureRequest(tuple(layers), site, "all")
+        values = capture(loaded, reference, request)
+    rng = np.random.default_rng(seed)
+    resampled = None
+    if method == "resample":
+        resampled = _draw_references(rng, len(prompts), len(reference), own_reference)
+
+    def edits(layer_columns: Sequence[tuple[int, tuple[int, ...] | None]]) -> list[Edit]:
+        return [_edit(layer, site, columns, method, values.get(layer), resampled)
+                for layer, columns in layer_columns]
+
+    pairs = answer_ids is not None
+    eps = float(np.finfo(np.float64 if loaded.dtype == "float64" else np.float32).eps)
+    groups = [(layer,) for layer in layers] if sweep else [tuple(layers)]
+    total = 2 + len(groups) * (2 + (controls if neurons is not None else 0))  # forwards
+    done = 0
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    def run(edit_list: list[Edit], generate: bool) -> tuple[list[Any], list[list[int]] | None]:
+        if pairs:
+            scores = measures.answer_log_probs(loaded, prompt_ids, answer_ids, edit_list)
+        else:
+            scores = measures.next_token(loaded, prompt_ids, edit_list)
+        step()
+        made = None
+        if generate:  # all prompts in one call: per-prompt edits (resample) index them
+            wanted = [len(a) for a in answer_ids] if pairs else [max_tokens] * len(prompt_ids)
+            made = [row[:n] for row, n in zip(
+                measures.generate(loaded, prompt_ids, max(wanted), edit_list), wanted,
+                strict=True)]
+            step()
+        return scores, made
+
+    base_scores, base_made = run([], True)
+    baseline = _outcomes(loaded, base_scores, base_made, answer_ids, None)
+    conditions = []
+    for group in groups:
+        columns = None if neurons is None else tuple(neurons)
+        scores, made = run(edits([(layer, columns) for layer in group]), True)
+        effect = effect_of(base_scores, scores, pairs)
+        rounding = zero_to_rounding(base_scores, scores, pairs, eps)
+        control = None
+        if neurons is not None and controls:
+            draws, effects = [], []
+            for _ in range(controls):
+                draw = tuple(tuple(int(n) for n in rng.choice(
+                    np.setdiff1d(np.arange(widths[layer]), neurons), size=len(neurons),
+                    replace=False)) for layer in group)
+                control_scores, _ = run(edits(list(zip(group, draw, strict=True))), False)
+                draws.append(draw)
+                effects.append(effect_of(base_scores, control_scores, pairs))
+            control = control_summary(effect, effects, seed, draws, compare=not rounding)
+        conditions.append(Condition(layers=group, effect=effect, control=control,
+                                    zero_to_rounding=rounding,
+                                    outcomes=_outcomes(loaded, scores, made, answer_ids,
+                                                       base_scores)))
+    return AblationResult(
+        model_id=model.model_id, prompts=tuple(prompts),
+        answers=None if answers is None else tuple(answers),
+        labels=None if labels is None else tuple(labels), site=site, component=component,
+        neurons=None if neurons is None else tuple(neurons), selection=selection, method=method,
+        reference=tuple(reference) if method != "zero" else (),
+        resampled_from=None if resampled is None else tuple(resampled), sweep=sweep, seed=seed,
+        effect_name=("mean drop in the answer's log-probability (nats)" if pairs
+                     else "mean KL(baseline || ablated) of the next token (nats)"),
+        baseline=baseline, conditions=tuple(conditions))
+
+
+def _draw_references(rng: np.random.Generator, prompts: int, references: int,
+                     own: bool) -> list[int]:
+    """For each prompt, the reference prompt it takes its values from (never itself if own)."""
+    if not own:
+        return [int(rng.integers(references)) for _ in range(prompts)]
+    drawn = []
+    for index in range(prompts):
+        other = int(rng.integers(references - 1))
+        drawn.append(other + (other >= index))
+    return drawn
+
+
+def _edit(layer: int, site: str, columns: tuple[int, ...] | None, method: str,
+          reference: list[np.ndarray] | None, resampled: list[int] | None) -> Edit:
+    pick = slice(None) if columns is None else list(columns)
+    if method == "zero":
+        return Edit(layer, site, "set", columns)
+    assert reference is not None
+    if method == "mean":
+        # MoE units exist only where routed (NaN elsewhere): the mean of the routed tokens;
+        # a unit never routed in the reference stays as it is (NaN = no change).
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(np.concatenate(reference).astype(np.float64), axis=0)  # [width]
+        return Edit(layer, site, "set", columns, values=mean[pick].astype(np.float32))
+    assert resampled is not None
+    return Edit(layer, site, "set", columns,
+                per_prompt=tuple(reference[j][:, pick] for j in resampled))
+
+
+def _outcomes(loaded: LoadedModel, scores: list[np.ndarray], made: list[list[int]] | None,
+              answers: list[list[int]] | None,
+              base: list[np.ndarray] | None) -> tuple[Outcome, ...]:
+    assert made is not None
+    outcomes = []
+    for index, tokens in enumerate(made):
+        text = loaded.tokenizer.decode(tokens, skip_special_tokens=True)
+        if answers is not None:
+            outcomes.append(Outcome(
+                continuation=text, answer_log_prob=float(scores[index].sum()),
+                answer_token_log_probs=tuple(float(v) for v in scores[index]),
+                reproduces=tokens == list(answers[index])))
+        else:
+            kl = None if base is None else measures.kl_divergence(base[index], scores[index])
+            outcomes.append(Outcome(continuation=text, kl=kl))
+    return tuple(outcomes)

@@ -1,0 +1,202 @@
+"""`Model.examples`: the top- and bottom-activating tokens of chosen neurons over a corpus.
+
+Choose the neurons (ids, a direction's top-k, or every neuron of the site) and the work folder
+(`examples_plan`), scan the corpus (`scan.run_scan`, resumable, one process or Ray workers),
+then give each kept example its context: the window's tokens around it, at most CONTEXT_BEFORE
+before and CONTEXT_AFTER after, as the model saw them (the window's own tokens, not the
+document's beyond it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lazarus.analyses.examples_plan import plan_examples
+from lazarus.analyses.scan import (
+    SHARD_WINDOWS,
+    ScanOutcome,
+    ScanSettings,
+    local_executor,
+    run_scan,
+)
+from lazarus.errors import LazarusError
+from lazarus.io.corpus import document_windows, read_documents
+from lazarus.stats.sketch import QUANTILES, Summary
+
+if TYPE_CHECKING:
+    from lazarus.api import Model
+    from lazarus.io.directions import Direction
+
+CONTEXT_BEFORE = 16  # tokens of context shown before an example's token
+CONTEXT_AFTER = 4  # and after it
+HISTOGRAM_BINS = 10
+
+
+@dataclass(frozen=True)
+class Example:
+    value: float
+    doc: int  # the document's line (or row), 0-based
+    window: int  # the window's number within the document
+    token: int  # the token's position within the window (special prefix not counted)
+    before: str  # the window's text before the token (at most CONTEXT_BEFORE tokens)
+    text: str  # the token
+    after: str  # after it (at most CONTEXT_AFTER tokens)
+
+
+@dataclass(frozen=True)
+class NeuronExamples:
+    neuron: int
+    count: int  # tokens scored
+    mean: float
+    std: float  # population (ddof=0)
+    fraction_positive: float
+    min: float
+    max: float
+    quantiles: dict[str, float]  # "p1" ... "p99", from the sketch (within 0.78% relative)
+    histogram_edges: tuple[float, ...]
+    histogram_counts: tuple[int, ...]
+    top: tuple[Example, ...]  # highest first
+    bottom: tuple[Example, ...]  # lowest first
+
+
+@dataclass(frozen=True)
+class ExamplesResult:
+    model_id: str
+    layer: int
+    site: str
+    corpus: str
+    window: int
+    stride: int
+    text_field: str
+    examples: int
+    documents: int
+    windows: int
+    tokens: int
+    shards: int
+    resumed_shards: int
+    work_dir: str
+    neuron_choice: str  # how the neurons were chosen
+    neurons: tuple[NeuronExamples, ...]
+    summary: Summary  # the merged summary itself (arrays per neuron, in `neurons` order)
+
+    def to_json(self) -> dict[str, Any]:
+        """What `lazarus introspect examples -o FILE.json` writes."""
+        document = {key: value for key, value in asdict(self).items() if key != "summary"}
+        document["neurons"] = [asdict(n) for n in self.neurons]
+        return document
+
+    def to_rows(self) -> list[dict[str, Any]]:
+        """One row per example (what `-o FILE.parquet` writes), with its neuron's summary."""
+        rows = []
+        for n in self.neurons:
+            stats = {"neuron": n.neuron, "count": n.count, "mean": n.mean, "std": n.std,
+                     "fraction_positive": n.fraction_positive, "min": n.min, "max": n.max,
+                     **n.quantiles}
+            for kind, chosen in (("top", n.top), ("bottom", n.bottom)):
+                for rank, example in enumerate(chosen, start=1):
+                    rows.append({"model": self.model_id, "layer": self.layer, "site": self.site,
+                                 "kind": kind, "rank": rank, **asdict(example), **stats})
+        return rows
+
+    def write_parquet(self, path: str) -> None:
+        """Write `to_rows()` as Parquet, atomically (needs pyarrow)."""
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise LazarusError("writing .parquet needs pyarrow (pip install pyarrow), or use "
+                               "a .json name") from None
+        from lazarus.io.files import write_atomically
+
+        table = pa.Table.from_pylist(self.to_rows())
+        write_atomically(path, lambda temp: pq.write_table(table, str(temp)))
+
+
+def analyse_examples(model: Model, corpus: str, layer: int, *, site: str = "resid_post",
+                     neurons: Sequence[int] | None = None,
+                     direction: Direction | str | None = None, top_k: int | None = None,
+                     examples: int = 10, window: int = 64, stride: int | None = None,
+                     text_field: str = "text", work_dir: str | Path | None = None,
+                     shard_windows: int = SHARD_WINDOWS, ray: bool = False,
+                     ray_workers: int | None = None, ray_address: str | None = None,
+                     token_budget: int | None = None, max_batch: int | None = None,
+                     progress: Callable[[int, int], None] | None = None) -> ExamplesResult:
+    plan = plan_examples(model, corpus, layer, site=site, neurons=neurons, direction=direction,
+                         top_k=top_k, examples=examples, window=window, stride=stride,
+                         text_field=text_field, work_dir=work_dir, shard_windows=shard_windows,
+                         ray=ray, ray_workers=ray_workers, ray_address=ray_address)
+    settings, folder = plan.settings, plan.folder
+    if ray or ray_address is not None:  # this process only cuts the windows and merges
+        from lazarus.analyses.scan_ray import ray_executor
+
+        executor = ray_executor(model, settings, folder, ray_workers, token_budget, max_batch,
+                                ray_address)
+    else:
+        executor = local_executor(lambda: model.weights(layer), settings, folder,
+                                  token_budget, max_batch)
+    tokenizer = model.tokenizer()
+    outcome = run_scan(tokenizer, model.info.config, settings, folder, executor, progress,
+                       plan.width, model.warn)
+    return _result(model, settings, outcome, plan.choice, tokenizer)
+
+
+def _result(model: Model, settings: ScanSettings, outcome: ScanOutcome, choice: str,
+            tokenizer: Any) -> ExamplesResult:
+    summary = outcome.summary
+    ids = settings.neurons if settings.neurons is not None else tuple(range(summary.width))
+    contexts = _contexts(settings, tokenizer, summary)
+    quantiles = summary.quantiles()
+    edges, counts = summary.histogram(HISTOGRAM_BINS)
+    std = summary.std()
+    neurons = []
+    for k, neuron in enumerate(ids):
+        def chosen(values: Any, where: Any, k: int = k) -> tuple[Example, ...]:
+            return tuple(Example(float(v), *map(int, at), *contexts[tuple(map(int, at))])
+                         for v, at in zip(values[k], where[k], strict=True))
+
+        neurons.append(NeuronExamples(
+            neuron=int(neuron), count=summary.count, mean=float(summary.mean[k]),
+            std=float(std[k]), fraction_positive=float(summary.positive[k] / summary.count),
+            min=float(summary.bottom[k, 0]), max=float(summary.top[k, 0]),
+            quantiles={f"p{round(q * 100)}": float(v)
+                       for q, v in zip(QUANTILES, quantiles[k], strict=True)},
+            histogram_edges=tuple(float(e) for e in edges[k]),
+            histogram_counts=tuple(int(c) for c in counts[k]),
+            top=chosen(summary.top, summary.top_ids),
+            bottom=chosen(summary.bottom, summary.bottom_ids)))
+    return ExamplesResult(
+        model_id=model.model_id, layer=settings.layer, site=settings.site,
+        corpus=settings.corpus, window=settings.window, stride=settings.stride,
+        text_field=settings.text_field, examples=settings.examples,
+        documents=outcome.documents, windows=outcome.windows, tokens=summary.count,
+        shards=outcome.shards, resumed_shards=outcome.resumed, work_dir=str(outcome.folder),
+        neuron_choice=choice, neurons=tuple(neurons), summary=summary)
+
+
+def _contexts(settings: ScanSettings, tokenizer: Any,
+              summary: Summary) -> dict[tuple[int, int, int], tuple[str, str, str]]:
+    """(before, token, after) texts of every kept example, read again from the corpus."""
+    wanted: dict[int, set[tuple[int, int]]] = {}
+    for where in (summary.top_ids, summary.bottom_ids):
+        for doc, window, token in where.reshape(-1, 3).tolist():
+            wanted.setdefault(doc, set()).add((window, token))
+
+    def text(tokens: Sequence[int]) -> str:
+        return "".join(tokenizer.decode([t]) for t in tokens)
+
+    found = {}
+    for doc, document in read_documents(settings.corpus, settings.text_field):
+        if doc not in wanted:
+            continue
+        needed = {window for window, _token in wanted[doc]}
+        windows = {w.index: w.tokens for w in document_windows(
+            tokenizer, doc, document, settings.window, settings.stride) if w.index in needed}
+        for window, token in wanted[doc]:
+            tokens = windows[window]
+            found[(doc, window, token)] = (
+                text(tokens[max(0, token - CONTEXT_BEFORE):token]), text(tokens[token:token + 1]),
+                text(tokens[token + 1:token + 1 + CONTEXT_AFTER]))
+    return found

@@ -1,0 +1,184 @@
+"""Per-neuron statistics and how each neuron tracks the prompt labels (numpy only, never prints).
+
+Everything is computed in float64 from the float32 activations and returned as frozen
+dataclasses, which `dataclasses.asdict` turns into JSON-friendly dicts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lazarus.results.activations import ActivationMatrix
+from lazarus.stats.effects import correlation_interval
+
+MARK_THRESHOLD = 0.5
+"""|r| at or above which a neuron is marked as tracking a label ("large" by Cohen's convention)."""
+
+MASSIVE_FACTOR = 20.0
+"""A neuron whose mean |value| is at least this many times the median neuron's (over every
+neuron of the layer) is flagged as a "massive activation" dimension: such dimensions dominate
+any ranking by spread without saying anything about the prompts."""
+
+
+@dataclass(frozen=True)
+class NeuronStats:
+    """One neuron across the prompts where it has a value; `std` is the population std (ddof=0).
+
+    `count` is how many values entered: all of them, except for MoE expert units, which exist
+    only where the token was routed to their expert (NaN elsewhere). With no value at all, the
+    figures are NaN.
+    """
+
+    neuron: int
+    min: float
+    max: float
+    mean: float
+    std: float
+    count: int | None = None  # values that entered; None for hand-made stats
+
+
+@dataclass(frozen=True)
+class LabelEffect:
+    """One neuron on the prompts of one label.
+
+    `r` is the point-biserial correlation of the activation with "prompt has this label":
+    None when undefined (every prompt has the label, or the neuron never changes).
+    `verdict` is "high" or "low" when |r| >= MARK_THRESHOLD, else None. `r_ci` is r's 95%
+    interval by Fisher's z (`stats.correlation_interval`): None below 4 values or without r.
+    """
+
+    neuron: int
+    mean: float
+    rest_mean: float | None  # mean over the prompts without the label
+    r: float | None
+    verdict: str | None
+    count: int | None = None  # values with the label that entered (MoE units: the routed ones)
+    r_ci: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class LabelSummary:
+    label: str
+    count: int  # prompts with this label
+    effects: tuple[LabelEffect, ...]  # one per neuron, in matrix order
+
+
+def neuron_stats(matrix: ActivationMatrix) -> list[NeuronStats]:
+    """min, max, mean and population std of each neuron, in matrix order."""
+    values = matrix.values.astype(np.float64)
+    stats = []
+    for neuron, column in zip(matrix.neurons, values.T, strict=True):
+        present = column[~np.isnan(column)]
+        if present.size == 0:
+            stats.append(NeuronStats(neuron, *([float("nan")] * 4), count=0))
+            continue
+        stats.append(NeuronStats(neuron=neuron, min=float(present.min()),
+                                 max=float(present.max()), mean=float(present.mean()),
+                                 std=float(present.std(ddof=0)), count=int(present.size)))
+    return stats
+
+
+def point_biserial(values: np.ndarray, member: np.ndarray) -> float | None:
+    """Pearson r between `values` and the 0/1 indicator `member`, by the point-biserial formula.
+
+    r = (mean_in - mean_out) * sqrt(p * (1 - p)) / std, with p the share of members and the
+    population std of all values. None when the indicator or the values are constant
+    (or not finite).
+    """
+    values = values.astype(np.float64)
+    present = ~np.isnan(values)  # MoE units: only the routed tokens count
+    values, member = values[present], member[present]
+    if values.size == 0:
+        return None
+    share = float(member.mean())
+    if share in (0.0, 1.0) or values.max() == values.min():
+        return None
+    gap = values[member].mean() - values[~member].mean()
+    r = gap * np.sqrt(share * (1.0 - share)) / values.std(ddof=0)
+    if not np.isfinite(r):  # NaN or inf activations
+        return None
+    return float(np.clip(r, -1.0, 1.0))
+
+
+def _verdict(r: float | None) -> str | None:
+    if r is None:
+        return None
+    if r >= MARK_THRESHOLD:
+        return "high"
+    if r <= -MARK_THRESHOLD:
+        return "low"
+    return None
+
+
+def label_correlation(matrix: ActivationMatrix) -> list[LabelSummary]:
+    """For each label (in the order first given), each neuron's mean on its prompts and its
+    correlation with it, with r's 95% interval."""
+    if matrix.labels is None:
+        raise ValueError("label correlation needs labels, and this matrix has none")
+    labels = np.array(matrix.labels, dtype=object)
+    values = matrix.values.astype(np.float64)
+    summaries = []
+    for label in dict.fromkeys(matrix.labels):
+        member = labels == label
+        effects = []
+        for neuron, column in zip(matrix.neurons, values.T, strict=True):
+            r = point_biserial(column, member)
+            inside, rest = column[member], column[~member]
+            inside, rest = inside[~np.isnan(inside)], rest[~np.isnan(rest)]
+            effects.append(
+                LabelEffect(
+                    neuron=neuron,
+                    mean=float(inside.mean()) if inside.size else float("nan"),
+                    rest_mean=float(rest.mean()) if rest.size else None,
+                    r=r,
+                    verdict=_verdict(r),
+                    count=int(inside.size),
+                    r_ci=correlation_interval(r, int(inside.size + rest.size)),
+                )
+            )
+        summaries.append(LabelSummary(label, int(member.sum()), tuple(effects)))
+    return summaries
+
+
+def spread(values: np.ndarray) -> np.ndarray:
+    """Population std per column over its values (NaN ignored); -inf for a column with none."""
+    values = np.asarray(values, dtype=np.float64)
+    present = ~np.isnan(values)
+    counts = present.sum(axis=0)
+    filled = np.where(present, values, 0.0)
+    mean = filled.sum(axis=0) / np.maximum(counts, 1)
+    var = (np.where(present, values - mean, 0.0) ** 2).sum(axis=0) / np.maximum(counts, 1)
+    return np.where(counts > 0, np.sqrt(var), -np.inf)
+
+
+@dataclass(frozen=True)
+class Massive:
+    """A "massive activation" dimension: its mean |value| is `ratio` times the median neuron's."""
+
+    neuron: int
+    mean_abs: float
+    ratio: float
+
+
+def massive_dimensions(values: np.ndarray, neurons: np.ndarray | None = None,
+                       factor: float = MASSIVE_FACTOR) -> tuple[Massive, ...]:
+    """Neurons of `values` [samples, every neuron of a layer] whose mean |value| (NaN ignored) is
+    at least `factor` times the median over the neurons, largest first. None flagged when the
+    median is 0 (most neurons silent: no scale to compare with)."""
+    magnitude = np.abs(np.asarray(values, dtype=np.float64))
+    present = ~np.isnan(magnitude)
+    counts = present.sum(axis=0)
+    means = np.where(present, magnitude, 0.0).sum(axis=0) / np.maximum(counts, 1)
+    means = np.where(counts > 0, means, np.nan)
+    finite = means[np.isfinite(means)]
+    if finite.size == 0:
+        return ()
+    median = float(np.median(finite))
+    if not median > 0:
+        return ()
+    ids = np.arange(means.size) if neurons is None else np.asarray(neurons)
+    flagged = np.flatnonzero(np.isfinite(means) & (means >= factor * median))
+    flagged = flagged[np.argsort(-means[flagged], kind="stable")]
+    return tuple(Massive(int(ids[j]), float(means[j]), float(means[j] / median)) for j in flagged)

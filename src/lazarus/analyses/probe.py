@@ -1,0 +1,149 @@
+"""The probe analysis from prompts: one capture pass over both classes (and the test prompts),
+the cross-validated protocol of `probe.py` at each layer with its permutation test, and the
+test prompts' projections and predictions (and accuracy, given their labels);
+what `Model.probe` returns and `lazarus introspect probe` renders (never prints)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from lazarus.errors import LazarusError
+from lazarus.text import agree, plural
+
+if TYPE_CHECKING:
+    from lazarus.api import Model
+    from lazarus.engine.collect import Progress
+    from lazarus.engine.positions import Position
+    from lazarus.io.directions import Direction
+    from lazarus.stats.probe import Prediction, ProbeReport, TestScore
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    report: ProbeReport
+    test_prompts: tuple[str, ...]
+    test: TestScore  # the test prompts' projections, predictions and, with labels, accuracy
+    model_id: str
+    site: str
+    position: Position
+    device: str
+    dtype: str
+    training_prompts: tuple[str, ...] = ()  # class A first, then class B
+
+    @property
+    def best_layer(self) -> int | None:
+        """The chosen layer when it beats chance (p < alpha), else None."""
+        return self.report.best_layer
+
+    @property
+    def significant(self) -> bool:
+        return self.report.significant
+
+    @property
+    def predictions(self) -> tuple[Prediction, ...]:
+        return self.test.predictions
+
+    def direction(self, force: bool = False) -> Direction:
+        """The best layer's direction, as `--save-direction` writes it; refused when no layer
+        beats chance, unless `force` (then it is the top layer's)."""
+        from lazarus.stats.probe import to_direction
+
+        return to_direction(self.report, self.model_id, self.site, str(self.position),
+                            force=force)
+
+    def save_direction(self, path: str, force: bool = False) -> None:
+        from lazarus.io.directions import save_direction
+
+        save_direction(path, self.direction(force))
+
+    def plot(self, path: str) -> None:
+        """Accuracy by layer over the shuffled baseline, as .png or .svg; needs matplotlib."""
+        from lazarus.results.plot import plot_probe
+
+        plot_probe(self.report, path)
+
+    def to_json(self) -> dict:
+        """The document `lazarus introspect probe -o FILE.json` writes, provenance included."""
+        from lazarus import __version__
+        from lazarus.render.probe_json import probe_json
+
+        document = probe_json(self.report, model_id=self.model_id,
+                              prompts=self.training_prompts, test_prompts=self.test_prompts,
+                              test=self.test)
+        document.update(lazarus_version=__version__, dtype=self.dtype, device=self.device,
+                        site=self.site, position=self.position)
+        return document
+
+    def to_pandas(self):  # -> pandas.DataFrame
+        """Accuracy by layer: one row per layer searched; needs pandas."""
+        from lazarus.results.tables import dataframe
+
+        rows = self.to_json()["layers"]
+        return dataframe({key: [row[key] for row in rows] for key in rows[0]})
+
+
+def check_inputs(count_a: int, count_b: int, label_a: str, label_b: str, method: str) -> None:
+    """What can be refused before any model is read."""
+    from lazarus.stats import probe
+
+    for option, label in (("--label-a", label_a), ("--label-b", label_b)):
+        if not label.strip():
+            raise LazarusError(f"{option} is empty (give the class a name)")
+    probe.check_classes(count_a, count_b, label_a, label_b)
+    if label_a == label_b:
+        raise LazarusError(f"both classes are labelled {label_a!r} "
+                           "(give --label-a and --label-b different names)")
+    if method not in probe.METHODS:
+        raise LazarusError(f"unknown probe method {method!r} "
+                           f"(use one of: {', '.join(probe.METHODS)})")
+
+
+def analyse_probe(model: Model, class_a: Sequence[str], class_b: Sequence[str],
+                  layers: Sequence[int], *, label_a: str, label_b: str, site: str = "resid_post",
+                  position: Position = "last", method: str = "logistic",
+                  test: Sequence[str] = (), test_labels: Sequence[str] | None = None,
+                  permutations: int | None = None, alpha: float | None = None,
+                  progress: Progress | None = None) -> ProbeResult:
+    import numpy as np
+
+    from lazarus.engine.capture import CaptureRequest
+    from lazarus.engine.collect import collect
+    from lazarus.engine.positions import parse_position
+    from lazarus.stats import probe
+
+    position = parse_position(str(position), allow_all=False)
+    check_inputs(len(class_a), len(class_b), label_a, label_b, method)
+    permutations = probe.PERMUTATIONS if permutations is None else permutations
+    alpha = probe.ALPHA if alpha is None else alpha
+    probe.check_settings(method, permutations, alpha)
+    if test_labels is not None:
+        if len(test_labels) != len(test):
+            raise LazarusError(f"got {plural(len(test_labels), 'test label')} for "
+                               f"{plural(len(test), 'test prompt')} (give one label per test "
+                               "prompt, in the same order)")
+        probe.check_test_labels(test_labels, label_a, label_b)
+    shared = sorted(set(class_a) & set(class_b))
+    if shared:
+        model.warn(f"{plural(len(shared), 'prompt')} {agree(len(shared), 'is', 'are')} in both "
+                   f"classes, e.g. {shared[0]!r}; "
+                   "no probe can tell those apart")
+    prompts = [*class_a, *class_b, *test]  # one pass for everything
+    collected = collect(model.info, prompts, CaptureRequest(tuple(layers), site, position),
+                        model.settings, progress=progress, notify=model.notify,
+                        loader=model.weights)
+    if any(np.isnan(rows).any() for rows in collected.rows.values()):
+        raise LazarusError(f"the {site} values of this MoE model exist only for the experts "
+                           "each token was routed to, so a probe cannot use them (probe "
+                           "--site router, resid_post or mlp_out)")
+    trained = len(class_a) + len(class_b)
+    report = probe.probe_layers(
+        {layer: rows[:trained] for layer, rows in collected.rows.items()}, len(class_a),
+        method=method, label_a=label_a, label_b=label_b, permutations=permutations, alpha=alpha)
+    scored = probe.score_test(report.fit, collected.rows[report.top_layer][trained:],
+                              None if test_labels is None else list(test_labels))
+    return ProbeResult(report=report, test_prompts=tuple(test), test=scored,
+                       model_id=model.model_id, site=site, position=position,
+                       device=collected.device, dtype=collected.dtype,
+                       training_prompts=(*class_a, *class_b))

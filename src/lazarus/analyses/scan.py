@@ -1,0 +1,322 @@
+"""A corpus scan: windows -> shards -> one `Summary` per shard, on disk -> one merged summary.
+
+The corpus's windows (`corpus.windows`), in order, are cut into shards of `shard_windows`
+consecutive windows. A shard is the unit of work: its windows run through the model in the
+engine's batches (`capture.run_batches`), hooked at the layer's site at every token position,
+keeping only the chosen columns; the scored tokens' values stay on the device and, a few batches
+at a time (up to FLUSH_VALUES), are reduced to a `Summary` (top and bottom N, moments,
+positives, sketch) merged into the shard's, so nothing grows with the corpus. Each shard's
+summary is written to the work folder as one file, complete or absent (`shards`). A run with the
+same arguments finds the work folder by their hash, skips the shards already there and computes
+the rest; then every shard is read back and merged in shard order, so the result is the same
+whether the shards came from this run, a killed one, or Ray workers (`scan_ray`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lazarus.analyses.shards import check_work_dir, read_shard, shard_path, write_shard, writing
+from lazarus.errors import LazarusError
+from lazarus.io.corpus import Window, prefix_of, windows
+from lazarus.stats.sketch import BUCKETS, LOW, SHIFT, SIDE, Summary, select
+from lazarus.text import plural
+
+if TYPE_CHECKING:
+    from lazarus.engine.loading import LoadedModel
+
+SHARD_WINDOWS = 256  # windows per shard: a few seconds of work on a CPU
+FLUSH_VALUES = 1 << 20  # scored values (tokens x neurons) a shard holds before summarising
+Progress = Callable[[int, int], None]  # (windows done, windows in the corpus)
+# computes and writes the shards given, calling back with each one's window count
+Executor = Callable[[Iterable[tuple[int, list[Window]]], Callable[[int], None]], None]
+
+
+@dataclass(frozen=True)
+class ScanSettings:
+    """What a scan computes; the work folder is keyed by these (and the model's files)."""
+
+    corpus: str
+    layer: int
+    site: str = "resid_post"
+    neurons: tuple[int, ...] | None = None  # None: every neuron of the site
+    examples: int = 10  # kept each way per neuron
+    window: int = 64
+    stride: int = 64
+    text_field: str = "text"
+    shard_windows: int = SHARD_WINDOWS
+
+
+def summarize(values: Any, ids: np.ndarray, keep: int) -> Summary:
+    """The `Summary` of float32 torch [tokens, K] values (on their device) whose tokens have
+    int64 [tokens, 3] ids (in any row order)."""
+    count, width = values.shape
+    # Moments, positives and the sketch in numpy on the host: its sums do not depend on the
+    # thread count (torch's do), and its integer operations are faster on a CPU. Top and
+    # bottom are chosen on the device.
+    narrow = values.float().cpu().numpy()  # float32 [tokens, K]
+    host = narrow.astype(np.float64)
+    mean = host.mean(axis=0)
+    if np.isnan(mean).any():  # a NaN anywhere in a column makes its mean NaN
+        raise LazarusError("this site has no value at some tokens (MoE expert units); "
+                           "examples needs a value at every token (use resid_post, mlp_out, "
+                           "attn_out or a dense layer's mlp_post)")
+    if np.isinf(mean).any():  # so that a shard holding an infinity is one damaged on disk
+        raise LazarusError("this site's values overflow to infinity at some tokens (give "
+                           "--dtype float32)")
+    np.subtract(host, mean, out=host)
+    np.square(host, out=host)
+    m2 = host.sum(axis=0)
+    sketch = np.bincount(_sketch_columns(narrow).reshape(-1), minlength=width * BUCKETS)
+    positive = (narrow > 0).sum(axis=0)
+    top, top_ids = _extreme(values, ids, keep, highest=True)
+    bottom, bottom_ids = _extreme(values, ids, keep, highest=False)
+    return Summary(int(count), mean, m2, positive.astype(np.int64),
+                   sketch.reshape(width, BUCKETS).astype(np.int64),
+                   top, top_ids, bottom, bottom_ids)
+
+
+def _sketch_columns(values: np.ndarray) -> np.ndarray:
+    """Each value's sketch bucket (`examples`' grid), offset by its column's: int32 [tokens, K]
+    of float32 [tokens, K] values, from their bits alone."""
+    bits = values.view(np.int32)
+    bucket = (bits & 0x7FFFFFFF) >> SHIFT
+    bucket -= LOW - 1  # 1 for MIN_ABS's bits
+    np.clip(bucket, 0, SIDE, out=bucket)  # 0: the zero bucket
+    np.negative(bucket, out=bucket, where=bits < 0)
+    offsets = SIDE + BUCKETS * np.arange(values.shape[1])
+    if offsets[-1] + SIDE >= 2**31:  # past int32: hundreds of thousands of neurons
+        bucket = bucket.astype(np.int64)
+    bucket += offsets.astype(bucket.dtype)
+    return bucket
+
+
+def _extreme(values: Any, ids: np.ndarray, keep: int,
+             highest: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The `keep` highest (or lowest) per column, ties at the cut taken in id order: `topk`,
+    then, only in the columns where values tie across the cut, their rows at or above the cut
+    ordered by value, then id."""
+    import torch
+
+    signed = values if highest else -values
+    n = min(keep, signed.shape[0])
+    best, rows = torch.topk(signed, min(n + 1, signed.shape[0]), dim=0)  # [n (+1), K]
+    if n < signed.shape[0]:  # a tie across the cut: the (n+1)-th value equals the n-th
+        ties = (best[n] == best[n - 1]).nonzero().flatten() if n else best[:0, 0]
+        best, rows = best[:n], rows[:n]
+        if len(ties):  # order those columns' candidates (rows at or above the cut) by id
+            sub = signed[:, ties]  # [tokens, T]
+            r, c = (sub >= best[n - 1, ties]).nonzero(as_tuple=True)  # [candidates] each
+            value = sub[r, c].double().cpu().numpy()
+            r, c = r.cpu().numpy(), c.cpu().numpy()
+            order = np.lexsort((ids[r, 2], ids[r, 1], ids[r, 0], -value, c))
+            counts = np.bincount(c, minlength=len(ties))
+            first = np.cumsum(counts) - counts  # where each column's candidates start
+            chosen = r[order[first[:, None] + np.arange(n)]]  # [T, n]
+            rows[:, ties] = torch.from_numpy(chosen.T.copy()).to(rows.device)
+    rows = rows.T.cpu().numpy()  # [K, n]
+    chosen = np.take_along_axis(values.T.cpu().numpy(), rows, axis=1) if n else \
+        np.zeros((values.shape[1], 0), np.float32)
+    return select(chosen, ids[rows], keep, highest)
+
+
+class _Reducer:
+    """A shard's running summary. Batches' scored values wait on the device, up to
+    FLUSH_VALUES, and are summarised together: one summary per few batches instead of one per
+    batch, since on a small model the per-call cost of the summary rivals the forward's."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self.summary: Summary | None = None
+        self.pending: tuple[Any, np.ndarray] | None = None  # the batch that is running
+        self.parts: list[Any] = []  # torch [tokens, K] per batch
+        self.ids: list[np.ndarray] = []  # int64 [tokens, 3] per batch
+        self.held = 0
+
+    def hold(self, values: Any, ids: np.ndarray) -> None:
+        self.pending = values, ids
+
+    def commit(self) -> None:
+        assert self.pending is not None
+        values, ids = self.pending
+        self.pending = None
+        self.parts.append(values)
+        self.ids.append(ids)
+        self.held += values.numel()
+        if self.held >= FLUSH_VALUES:
+            self.flush()
+
+    def flush(self) -> Summary:
+        import torch
+
+        if self.parts:
+            part = summarize(torch.cat(self.parts), np.concatenate(self.ids), self.keep)
+            self.summary = part if self.summary is None else self.summary.merge(part, self.keep)
+            self.parts, self.ids, self.held = [], [], 0
+        assert self.summary is not None
+        return self.summary
+
+
+def scan_shard(loaded: LoadedModel, shard: list[Window], prefix: tuple[int, ...],
+               settings: ScanSettings, token_budget: int | None = None,
+               max_batch: int | None = None) -> Summary:
+    """One shard's summary: its windows through the model up to the layer, in the engine's
+    batches (`capture.run_batches`), every scored token's values reduced on the device."""
+    import torch
+
+    from lazarus.engine.capture import CaptureRequest, run_batches
+
+    request = CaptureRequest((settings.layer,), settings.site, "all", settings.neurons)
+    rows = [prefix + w.tokens for w in shard]
+    reducer = _Reducer(settings.examples)
+
+    def keep(batch: list[int], layer: int, kept: Any) -> None:  # kept: [batch, tokens, K]
+        width = kept.shape[1]
+        scored = torch.zeros((len(batch), width), dtype=torch.bool)
+        ids = np.zeros((len(batch), width, 3), np.int64)
+        for row, index in enumerate(batch):
+            w = shard[index]
+            scored[row, len(prefix) + w.scored_from:len(rows[index])] = True
+            ids[row, :, 0], ids[row, :, 1] = w.doc, w.index
+            ids[row, :, 2] = np.arange(width) - len(prefix)
+        reducer.hold(kept[scored.to(kept.device)], ids[scored.numpy()])
+
+    run_batches(loaded, rows, request, keep, token_budget, max_batch,
+                after_batch=lambda batch: reducer.commit(),
+                unit="window", too_long="give a smaller --window")
+    return reducer.flush()
+
+
+def shards_of(stream: Iterator[Window], size: int) -> Iterator[tuple[int, list[Window]]]:
+    shard: list[Window] = []
+    number = 0
+    for window in stream:
+        shard.append(window)
+        if len(shard) == size:
+            yield number, shard
+            shard, number = [], number + 1
+    if shard:
+        yield number, shard
+
+
+@dataclass(frozen=True)
+class ScanOutcome:
+    summary: Summary
+    documents: int
+    windows: int
+    shards: int
+    resumed: int  # shards found complete in the work folder
+    folder: Path
+
+
+def local_executor(weights: Callable[[], LoadedModel], settings: ScanSettings, folder: Path,
+                   token_budget: int | None = None, max_batch: int | None = None) -> Executor:
+    """Shards computed here, one after the other; `weights()` is asked for the model at the
+    first shard, so a run whose shards are all done loads nothing."""
+
+    def execute(work: Iterable[tuple[int, list[Window]]], report: Callable[[int], None]) -> None:
+        for number, shard in work:
+            compute_shard(weights(), folder, number, shard, settings, token_budget, max_batch)
+            report(len(shard))
+
+    return execute
+
+
+def compute_shard(loaded: LoadedModel, folder: Path, number: int, shard: list[Window],
+                  settings: ScanSettings, token_budget: int | None = None,
+                  max_batch: int | None = None, parquet: bool = False,
+                  stamp: dict[str, str] | None = None) -> None:
+    """Scan one shard and write its summary to the work folder (`shards.write_shard`)."""
+    summary = scan_shard(loaded, shard, prefix_of(loaded.tokenizer), settings, token_budget,
+                         max_batch)
+    write_shard(folder, number, summary, settings, parquet, stamp)
+
+
+def run_scan(tokenizer: Any, config: dict, settings: ScanSettings, folder: Path,
+             executor: Executor, progress: Progress | None = None, width: int | None = None,
+             warn: Callable[[str], None] | None = None) -> ScanOutcome:
+    """Scan the corpus into `folder`, then merge its shards. Shards already there are kept if
+    they pass the checks (`shards.read_shard`, for `width` neurons, None: as many as the first
+    kept); a damaged one is named to `warn` (as are documents skipped, a null text); the others
+    go to `executor`. Only the tokenizer is needed here, not the model."""
+    from lazarus.analyses.shard_checks import scored_tokens
+    from lazarus.engine.capture import context_length
+    from lazarus.io.files import remove_stale_temps, replace_atomically
+
+    prefix = prefix_of(tokenizer)
+    limit = context_length(config)
+    if limit is not None and settings.window + len(prefix) > limit:
+        special = plural(len(prefix), "special token")
+        raise LazarusError(f"--window {settings.window} (+{special}) is longer than this "
+                           f"model's context of {limit} tokens (give at most "
+                           f"{limit - len(prefix)})")
+
+    def stream(note: Callable[[str], None] | None = None) -> Iterator[Window]:
+        return windows(settings.corpus, tokenizer, settings.window, settings.stride,
+                       settings.text_field, note)
+
+    # A first pass: the counts, every input error early, and the shards already done, each
+    # checked against its own windows (one shard's windows held at a time). `warn`: documents
+    # skipped (a null text), said once.
+    total, documents, last, tokens, complete = 0, 0, None, [], set()
+    for number, shard in shards_of(stream(warn), settings.shard_windows):
+        for window in shard:
+            documents += window.doc != last
+            last = window.doc
+        total += len(shard)
+        tokens.append(scored_tokens(shard))
+        found = read_shard(folder, number, settings, tokens[-1], width, shard, warn)
+        if found is not None:
+            complete.add(number)
+            width = found.width
+    if total == 0:
+        raise LazarusError(f"{settings.corpus} holds no text (give a corpus with at least one "
+                           "non-empty document)")
+    count = len(tokens)
+    made = not folder.exists()
+    check_work_dir(folder)
+    manifest = folder / "settings.json"
+    if not manifest.exists():
+        text = json.dumps({**asdict(settings), "windows": total, "shards": count}, indent=2)
+        try:
+            with writing(manifest):
+                replace_atomically(manifest, lambda temp: temp.write_text(text + "\n"))
+        except LazarusError:
+            if made:  # leave no empty work folder behind a run that never started
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise
+    remove_stale_temps(shard_path(folder, 0), any_target=True)
+    done = [sum(min(settings.shard_windows, total - n * settings.shard_windows)
+                for n in complete)]
+    if progress is not None:
+        progress(done[0], total)
+
+    def pending() -> Iterator[tuple[int, list[Window]]]:
+        for number, shard in shards_of(stream(), settings.shard_windows):
+            if number not in complete:
+                yield number, shard
+
+    def report(windows: int) -> None:
+        done[0] += windows
+        if progress is not None:
+            progress(done[0], total)
+
+    executor(pending(), report)
+    summary = None
+    for number in range(count):
+        part = read_shard(folder, number, settings, tokens[number], width, warn=warn)
+        if part is None:
+            raise LazarusError(f"shard {number} of the scan in {folder} is missing or damaged "
+                               "(run again to compute it)")
+        width = part.width
+        summary = part if summary is None else summary.merge(part, settings.examples)
+    assert summary is not None
+    return ScanOutcome(summary, documents, total, count, len(complete), folder)

@@ -1,0 +1,84 @@
+"""`lazarus introspect …`: argv → library calls → rendered text on stdout.
+
+The entry point. With `cli_args`, `cli_args_causal`, `cli_args_examples` and `cli_options`
+(the argument tree), `commands`, `commands_causal`, `commands_examples` and `commands_cache`
+(what each command does; `commands_common` what they share), `cli_output` (stdout, stderr,
+progress) and `cli_help`, the only code that prints or exits; the library never does. User
+mistakes (`LazarusError`, bad arguments) become one line on stderr and exit status 2, with no
+traceback. torch and transformers are imported only once a command needs a model, so `--help`
+and argument errors answer at once.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from lazarus.cli.output import (
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_USER_ERROR,
+    StdoutFailed,
+    error,
+    flush_stdout,
+    note,
+    silence_stdout,
+)
+from lazarus.cli.parser import build_parser
+from lazarus.cli.signals import Terminated, sigterm_raises
+from lazarus.errors import LazarusError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; user errors are one stderr line and exit status 2.
+
+    A reader that goes away (`lazarus … | head -1`) ends the run quietly with status 141, as
+    SIGPIPE ends other Unix tools; output files are written before the report is printed, so
+    they are complete all the same. Ctrl-C exits 130 and SIGTERM 143, with one line on stderr
+    and no temporary files left.
+    """
+    if sys.stdout is None:  # started with `>&-`: nowhere to put the report
+        error("standard output is closed (run with it open, e.g. > /dev/null)")
+        return EXIT_USER_ERROR
+    with sigterm_raises():
+        try:
+            return _run(argv)
+        except LazarusError as err:
+            error(str(err))
+            return EXIT_USER_ERROR
+        except StdoutFailed as err:
+            silence_stdout()
+            if err.broken_pipe:
+                return EXIT_BROKEN_PIPE
+            error(f"cannot write to standard output: {err} (free some space, or send the "
+                  "output elsewhere)")
+            return EXIT_USER_ERROR
+        except KeyboardInterrupt:
+            note("interrupted")
+            return EXIT_INTERRUPTED
+        except Terminated:
+            note("interrupted")
+            return EXIT_TERMINATED
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # --help, --version, or a usage error already printed
+        flush_stdout()
+        return int(stop.code or 0)
+    except OSError as err:  # parse_args reads no file: it failed to print --help
+        raise StdoutFailed(err) from None
+    from lazarus.io.inputs import check_utf8
+
+    for name, value in vars(args).items():
+        if isinstance(value, str):
+            check_utf8(value, f"--{name.replace('_', '-')}")
+    code = args.run(args)
+    flush_stdout()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""How many padded tokens and prompts one forward pass may take: memory budgeting and the
+batch plan, apart from the engine that runs them.
+
+A padded token holds, at its peak inside a block, a few hidden-size vectors, the MLP's
+intermediate vectors (for each expert a token is routed to) and a row of attention scores per
+head; and what the hooks hold of it (`kept_bytes_per_token`: every layer's values for
+`--position all`, and the MoE units computed for every token for `all` and `mean`).
+`batch_limits` divides the memory to spare by that.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lazarus.engine.configs import HIDDEN_SIZE_KEYS, config_int, first_int, text_config
+from lazarus.engine.moe import moe_shape
+
+if TYPE_CHECKING:
+    from lazarus.engine.capture import CaptureRequest
+    from lazarus.engine.loading import LoadedModel
+
+
+CPU_TOKEN_BUDGET = 2048  # on CPU, larger batches are no faster
+MAX_BATCH = 256  # prompts per forward pass on CPU
+GPU_MAX_BATCH = 512
+# The fixed cost of one forward call, in tokens' worth of compute: {on CPU?: tokens}. On a CPU
+# a token costs much and a call little, so padding is avoided; a GPU computes padding ~for free.
+BATCH_OVERHEAD_TOKENS = {True: 8, False: 256}
+
+
+def plan_batches(
+    lengths: Sequence[int],
+    token_budget: int,
+    max_batch: int,
+    overhead_tokens: int = 8,
+) -> list[list[int]]:
+    """Prompt indices in batches of similar length, shortest first.
+
+    Among the ways to cut the prompts, sorted by length, into batches of at most `max_batch`
+    rows whose padded size (rows x longest) stays within `token_budget`, this picks the one that
+    computes the least: padded tokens, plus `overhead_tokens` for each forward call (its fixed
+    cost, in tokens' worth of compute). Prompts of equal length thus share batches, and a batch
+    mixes lengths only where padding costs less than another call. A prompt longer than the
+    budget gets a batch of its own.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    ordered = np.array([lengths[i] for i in order], dtype=np.int64)
+    count = len(order)
+    best = np.zeros(count + 1)  # best[j]: least cost of batching the first j prompts
+    start = np.zeros(count + 1, dtype=np.int64)  # where the last batch of that best way starts
+    for end in range(1, count + 1):
+        longest = int(ordered[end - 1])
+        most = max(1, min(max_batch, token_budget // longest, end))
+        rows = np.arange(1, most + 1)
+        costs = best[end - rows] + overhead_tokens + longest * rows
+        pick = int(np.argmin(costs))
+        best[end] = costs[pick]
+        start[end] = end - rows[pick]
+    batches: list[list[int]] = []
+    end = count
+    while end > 0:
+        batches.append(order[start[end]:end])
+        end = int(start[end])
+    return batches[::-1]
+
+
+def batch_limits(loaded: LoadedModel, longest: int, kept_bytes_per_token: int = 0,
+                 ) -> tuple[int, int]:
+    """(padded tokens per forward, prompts per forward) for this model on its device.
+
+    Per token: `activation_bytes_per_token`, doubled for safety, plus what the hooks keep of
+    it. The budget is the memory to spare divided by that: half the free memory of the
+    fullest GPU the model is on, or a quarter of the available RAM on CPU, where it is also
+    capped at `CPU_TOKEN_BUDGET` because larger batches are no faster there.
+    """
+    value_bytes = loaded.model.get_input_embeddings().weight.element_size()
+    per_token = (2 * activation_bytes_per_token(loaded.info.config, value_bytes, longest)
+                 + kept_bytes_per_token)
+    on_cpu = loaded.device == "cpu"
+    spare = free_memory_bytes(loaded)
+    budget = max(longest, int(spare // per_token))
+    if on_cpu:
+        budget = min(budget, CPU_TOKEN_BUDGET)
+    return budget, MAX_BATCH if on_cpu else GPU_MAX_BATCH
+
+
+def kept_bytes_per_token(loaded: LoadedModel, request: CaptureRequest) -> int:
+    """What the hooks hold per padded token beyond the forward's own needs: every layer's
+    values for `all`, and the MoE units computed for every token for `all` and `mean` (E*I
+    floats per token, while one layer's hook runs)."""
+    shape = moe_shape(loaded.info.config) if request.site == "mlp_post" else None
+    units = 4 * shape[0] * shape[1] if shape and request.position in ("all", "mean") else 0
+    if request.position != "all":
+        return units
+    width = len(request.columns) if request.columns is not None else site_width_guess(loaded)
+    return units + 4 * width * len(request.layers)
+
+
+def site_width_guess(loaded: LoadedModel) -> int:
+    """The widest a site's row can be: the hidden size, the MLP's width (the widest layer's,
+    when config.json lists one per layer), or experts x units."""
+    shape = moe_shape(loaded.info.config)
+    text = text_config(loaded.info.config)
+    widths = [loaded.info.hidden_size, config_int(text, "intermediate_size") or 0]
+    return max(widths + ([shape[0] * shape[1]] if shape else []))
+
+
+def activation_bytes_per_token(config: dict[str, Any], value_bytes: int, longest: int) -> int:
+    """What one padded token holds at its peak inside a block (see the module doc), for a
+    config.json and values of `value_bytes` bytes (the weights' element size). Widths listed
+    per layer count at the widest layer's."""
+    text = text_config(config)
+    hidden = first_int(text, *HIDDEN_SIZE_KEYS) or 0
+    intermediate = config_int(text, "intermediate_size") or 4 * hidden
+    heads = next((value for key in ("num_attention_heads", "n_head", "n_heads")
+                  if (value := config_int(text, key))), 1)
+    routed = config_int(text, "num_experts_per_tok") or 1
+    return value_bytes * (10 * hidden + 4 * intermediate * routed) + 4 * heads * longest
+
+
+def free_memory_bytes(loaded: LoadedModel) -> int:
+    import torch
+
+    if loaded.device == "cuda":
+        devices = {p.device for p in loaded.model.parameters() if p.device.type == "cuda"}
+        return min(torch.cuda.mem_get_info(d)[0] for d in devices) // 2
+    return available_ram_bytes() // 4
+
+
+def available_ram_bytes() -> int:
+    """MemAvailable from /proc/meminfo on Linux; else the physical memory's size; else 4 GiB."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+def limits_for(loaded: LoadedModel, longest: int, request: CaptureRequest,
+               token_budget: int | None, max_batch: int | None) -> tuple[int, int]:
+    """(tokens per forward, prompts per batch): the ones given, else what free memory allows
+    for prompts of up to `longest` tokens and what `request` keeps per token."""
+    if token_budget is None or max_batch is None:
+        default_budget, default_batch = batch_limits(loaded, longest,
+                                                     kept_bytes_per_token(loaded, request))
+        token_budget = token_budget or default_budget
+        max_batch = max_batch or default_batch
+    return token_budget, max_batch

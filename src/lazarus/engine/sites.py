@@ -1,0 +1,266 @@
+"""The vocabulary of activation sites, and where each lives inside a Hugging Face decoder block.
+
+Site names follow TransformerLens. Each is a vector per token, read by a hook on one module:
+- `resid_post`: the residual stream after block L (the block's output; HF hidden_states[L+1]).
+- `mlp_post`: the MLP's neurons, i.e. the input of its down projection: act(gate)·up for gated
+  MLPs, act(fc) for GPT-2-style ones. At MoE layers, a neuron is (expert, unit) (`moe.py`).
+- `attn_out`, `mlp_out`: what the attention and MLP sub-blocks add to the residual stream, so
+  that resid_post = resid_pre + attn_out + mlp_out (for sequential and parallel blocks alike).
+  For blocks that normalise a sub-block's output before adding it (Gemma 2/3, OLMo 2: a
+  `post_feedforward_layernorm`), that norm's output is what is added, so it is what is read.
+- `router`: at MoE layers, the weight each expert got for the token (0 when not chosen).
+Adding a site means adding an entry here; the engine and the commands do not change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from lazarus.engine.configs import HIDDEN_SIZE_KEYS, config_int, config_note, first_int, text_config
+from lazarus.errors import LazarusError
+from lazarus.text import plural
+
+SITES = ("resid_post", "mlp_post", "attn_out", "mlp_out", "router")
+RESIDUAL_WIDTH = ("resid_post", "attn_out", "mlp_out")  # as wide as the hidden size
+SITE_HELP = {
+    "resid_post": "residual stream after the block (default)",
+    "mlp_post": "MLP neurons: input of the MLP's down projection (MoE: expert x unit)",
+    "attn_out": "what the attention sub-block adds to the residual stream",
+    "mlp_out": "what the MLP sub-block adds to the residual stream",
+    "router": "MoE layers: each expert's routing weight for the token (0 if not chosen)",
+}
+
+# Attribute paths from the model to its list of decoder blocks, most common first.
+_BLOCK_PATHS = (
+    "model.layers",  # Llama, Qwen2, Gemma 2/3, Mistral, gpt-oss, Phi-3, ...
+    "transformer.h",  # GPT-2, GPT-J, Falcon, Bloom
+    "gpt_neox.layers",  # Pythia, GPT-NeoX
+    "model.decoder.layers",  # OPT
+    "model.language_model.layers",  # multimodal wrappers (Gemma 3, Llava, ...)
+    "transformer.blocks",  # MPT
+    "blocks",  # MptModel
+    "layers",  # base models without an LM head (LlamaModel, ...): lazarus's partial loads
+    "h",  # GPT2Model and kin, likewise
+)
+# Inside a block, per family, most common first.
+_MLP_DOWN = ("mlp.down_proj", "mlp.c_proj", "mlp.dense_4h_to_h", "mlp.fc2", "fc2",
+             "feed_forward.down_proj", "mlp.w2", "ffn.down_proj")
+_ATTENTION = ("self_attn", "attn", "attention", "self_attention")
+_MLP = ("mlp", "feed_forward", "block_sparse_moe", "ffn")
+_POST_NORMS = {"attn_out": "post_attention_layernorm", "mlp_out": "post_feedforward_layernorm"}
+
+Extract = Callable[[tuple[Any, ...], dict[str, Any], Any], Any]
+
+
+@dataclass(frozen=True)
+class Site:
+    """How to hook one site: the module, whether its input (pre-hook) or output is read, and
+    how to turn the hook's arguments into a [batch, tokens, width] tensor."""
+
+    module: Any
+    reads_input: bool
+    extract: Extract
+    # Values come per flattened token ([batch * tokens, width]), and `extract` takes `tokens=`,
+    # an index of the flattened tokens to compute (MoE units cost E*I floats per token).
+    flat: bool = False
+    # Flat sites are computed, not passed along, so an edit cannot hand the module new values:
+    # `edit(args, kwargs, output, change)` returns the module's output as if its values had been
+    # `change([batch * tokens, width])` (a forward hook's return value).
+    edit: Callable[[tuple, dict, Any, Callable[[Any], Any]], Any] | None = None
+
+
+def _first(value: Any) -> Any:
+    return value[0] if isinstance(value, (tuple, list)) else value
+
+
+def _input(args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> Any:
+    return _first(args[0] if args else kwargs["hidden_states"])
+
+
+def _output(args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> Any:
+    return _first(output)
+
+
+def get_path(root: Any, path: str) -> Any | None:
+    node = root
+    for name in path.split("."):
+        node = getattr(node, name, None)
+        if node is None:
+            return None
+    return node
+
+
+def decoder_blocks(model: Any, layer_count: int) -> list[Any]:
+    """The model's decoder blocks, in order; checked against the config's layer count."""
+    return list(_block_list(model, layer_count)[1])
+
+
+def _block_list(model: Any, layer_count: int) -> tuple[str, Any]:
+    """(attribute path, ModuleList) of the decoder blocks."""
+    for path in _BLOCK_PATHS:
+        blocks = get_path(model, path)
+        if blocks is not None and len(blocks) == layer_count:
+            return path, blocks
+    import torch
+
+    lists = [(name, m) for name, m in model.named_modules()
+             if isinstance(m, torch.nn.ModuleList) and len(m) == layer_count]
+    if len(lists) == 1:
+        return lists[0]
+    raise LazarusError(f"cannot find the {plural(layer_count, 'decoder block')} of this "
+                       f"{type(model).__name__} (this architecture is not supported yet)")
+
+
+def neuron_out_of_range(neuron: int, width: int, site: str, layer: int) -> LazarusError:
+    return LazarusError(f"neuron {neuron} is out of range: the {site} site has "
+                        f"{plural(width, 'neuron')} at layer {layer} (use ids 0 to {width - 1})")
+
+
+# config.json keys of a dense MLP's width (the input of its down projection), or a bound on it;
+# n_inner and ffn_hidden_size unset mean 4 x the hidden size (GPT-2, Falcon).
+_MLP_WIDTH_KEYS = ("intermediate_size", "intermediate_size_mlp", "ffn_dim", "decoder_ffn_dim",
+                   "ffn_hidden_size", "n_inner", "d_ff")
+_FOUR_TIMES_HIDDEN = ("n_inner", "ffn_hidden_size")
+
+
+def mlp_post_bound(config: dict[str, Any], layer: int | None = None) -> tuple[int, str] | None:
+    """(the widest the mlp_post site can be at `layer`, or at any layer when None; what in
+    config.json says so), read without torch; None when the config does not say clearly (no
+    width key, or experts counted under a key `moe.moe_shape` does not know). A width that is
+    not a whole number, or a per-layer list of the wrong length, is refused in one line
+    (`configs.config_int`).
+
+    The largest of the dense widths the config names (a per-layer list's value at `layer`, or
+    its largest) and, for MoE, experts x units per expert (`moe.moe_shape`): an MoE model's
+    dense layers and its expert layers both fit under it. A bound, not always the width: a
+    gated MLP may read half of ffn_dim, and an MoE model's dense layers are narrower. Checked on
+    every causal-LM family of transformers (tests/tiny_configs.py's tiny configs, with each
+    width key a different size), and per layer on Gemma 3n's per-layer widths."""
+    from lazarus.engine.moe import moe_shape
+
+    text = text_config(config)
+    hidden = first_int(text, *HIDDEN_SIZE_KEYS)
+    found = []
+    for key in _MLP_WIDTH_KEYS:
+        if key not in text:
+            continue
+        value = config_int(text, key, layer)
+        if value is None and key in _FOUR_TIMES_HIDDEN and hidden:
+            found.append((4 * hidden, f"{key} unset: 4 x hidden size {hidden}"))
+        elif value:
+            found.append((value, config_note(text, key, layer)))
+    shape = moe_shape(config)
+    if shape is not None:
+        experts, units = shape
+        found.append((experts * units, f"{experts} experts x {units} units"))
+    elif any(("expert" in key or "moe" in key) and value and not isinstance(value, dict)
+             for key, value in text.items()):
+        return None  # experts counted under a key moe_shape does not read
+    if not found:
+        return None
+    width, why = max(found)
+    if text.get("use_double_wide_mlp"):  # Gemma 4: some layers' MLPs are twice as wide
+        return 2 * width, f"{why}, x 2 for use_double_wide_mlp"
+    return width, why
+
+
+def check_neurons_early(config: dict[str, Any], hidden_size: int, site: str, layer: int,
+                        neurons: Iterable[int]) -> None:
+    """Refuse, from config.json and before any weight loads, a neuron id that the site does not
+    have at `layer`: the residual-width sites are as wide as the hidden size; mlp_post at most
+    `mlp_post_bound` at that layer. The capture hook still checks every id against the width it
+    sees."""
+    if site in RESIDUAL_WIDTH:
+        for neuron in neurons:
+            if neuron >= hidden_size:
+                raise neuron_out_of_range(neuron, hidden_size, site, layer)
+        return
+    bound = mlp_post_bound(config, layer) if site == "mlp_post" else None
+    if bound is None:
+        return
+    width, why = bound
+    text = text_config(config)
+    per_layer = any(isinstance(text.get(key), list) for key in _MLP_WIDTH_KEYS)
+    where = f"at layer {layer}" if per_layer else "at any layer"
+    for neuron in neurons:
+        if neuron >= width:
+            raise LazarusError(f"neuron {neuron} is out of range: the {site} site has at most "
+                               f"{plural(width, 'neuron')} {where} of this model "
+                               f"(config.json: {why}; use ids 0 to {width - 1})")
+
+
+def check_site(site: str) -> str:
+    if site not in SITES:
+        raise LazarusError(f"unknown site {site!r} (choose one of: {', '.join(SITES)})")
+    return site
+
+
+def first_blocks_only(model_class: type, layer_count: int, kept: int) -> type:
+    """A subclass of a transformers model class whose instances keep only their first `kept`
+    decoder blocks: the later ones are dropped as soon as the model is built (by
+    `from_pretrained`, on the meta device), so their weights are never read. The config stays
+    whole, so whatever depends on the layer count is computed as in the whole model."""
+
+    def __init__(self: Any, config: Any, *args: Any, **kwargs: Any) -> None:
+        model_class.__init__(self, config, *args, **kwargs)
+        import torch
+
+        path, blocks = _block_list(self, layer_count)
+        owner, _, name = path.rpartition(".")
+        parent = get_path(self, owner) if owner else self
+        setattr(parent, name, torch.nn.ModuleList(list(blocks)[:kept]))
+        _forget_dropped_ties(self)
+
+    return type(model_class.__name__, (model_class,), {
+        "__init__": __init__, "__module__": model_class.__module__,
+        "__qualname__": model_class.__qualname__})
+
+
+def _forget_dropped_ties(model: Any) -> None:
+    """Drop the weight ties (computed by `post_init`, before the blocks were dropped) that name
+    a dropped block's weight: Zamba ties every hybrid block's shared attention to the first's.
+    A kept weight tied to a dropped one is then missing from the load, and lazarus loads the
+    whole model instead."""
+    ties = getattr(model, "all_tied_weights_keys", None)
+    if not ties:
+        return
+    names = {name for name, _ in model.named_parameters(remove_duplicate=False)}
+    names |= {name for name, _ in model.named_buffers(remove_duplicate=False)}
+    model.all_tied_weights_keys = {target: source for target, source in ties.items()
+                                   if target in names and source in names}
+
+
+def locate(model: Any, layer_count: int, layer: int, site: str) -> Site:
+    """Where `site` of block `layer` is read; a one-line error when this block has no such
+    site (a dense block has no router, an unknown layout no attn_out)."""
+    check_site(site)
+    block = decoder_blocks(model, layer_count)[layer]
+    name = type(block).__name__
+    if site == "resid_post":
+        return Site(module=block, reads_input=False, extract=_output)
+    if site in ("mlp_post", "router"):
+        from lazarus.engine import moe
+
+        parts = moe.find_moe(block)
+        if parts is not None:
+            return moe.site(parts, site)
+        if site == "router":
+            raise LazarusError(f"layer {layer} ({name}) has no MoE router (the router site "
+                               "exists only at MoE layers)")
+        for path in _MLP_DOWN:
+            projection = get_path(block, path)
+            if projection is not None:
+                return Site(module=projection, reads_input=True, extract=_input)
+        raise LazarusError(f"{name} has no MLP down projection that lazarus knows (the "
+                           "mlp_post site is not available for this model; use resid_post)")
+    post_norm = get_path(block, _POST_NORMS[site])
+    if get_path(block, "post_feedforward_layernorm") is not None and post_norm is not None:
+        return Site(module=post_norm, reads_input=False, extract=_output)
+    for path in _ATTENTION if site == "attn_out" else _MLP:
+        module = get_path(block, path)
+        if module is not None:
+            return Site(module=module, reads_input=False, extract=_output)
+    raise LazarusError(f"{name} has no {'attention' if site == 'attn_out' else 'MLP'} module "
+                       f"that lazarus knows (the {site} site is not available for this model)")

@@ -1,0 +1,159 @@
+"""Text reports of `ablate` and `steer`: baseline against intervention, per prompt and label."""
+
+from __future__ import annotations
+
+from lazarus.analyses.steer import SteerResult
+from lazarus.results.ablation import AblationResult, Condition, Outcome
+from lazarus.stats.controls import NO_P_AT_ROUNDING, ROUNDING_ULPS
+from lazarus.text import banner, fit_cell, plural
+
+PROMPT = 20
+TEXT = 16
+
+
+def _number(value: float | None, width: int = 8, sign: bool = False) -> str:
+    if value is None:
+        return " " * (width - 1) + "-"
+    return f"{value:+{width}.2f}" if sign else f"{value:{width}.2f}"
+
+
+def _p(p: float) -> str:
+    return f"{p:.3g}"
+
+
+def _nats(value: float) -> str:
+    """An effect in nats: 4 decimals, or 3 significant digits when that would show 0.0000 for
+    a number that is not 0 (a KL of 7.8e-08 is small, not nothing)."""
+    return f"{value:.2e}" if 0 < abs(value) < 5e-4 else f"{value:.4f}"
+
+
+def _kl_cell(value: float | None) -> str:
+    if value is not None and 0 < abs(value) < 5e-3:
+        return f"{value:8.1e}"
+    return _number(value)
+
+
+def render_ablation(result: AblationResult) -> str:
+    what = (f"the {result.component} output ({result.site})" if result.component is not None
+            else f"{plural(len(result.neurons or ()), 'neuron')} of {result.site} "
+                 f"[{', '.join(map(str, result.neurons or ()))}] ({result.selection})")
+    how = {"zero": "set to 0",
+           "mean": "set to their mean over every token of "
+                   f"{plural(len(result.reference), 'reference prompt')}",
+           "resample": "set to another prompt's values (one of "
+                       f"{plural(len(result.reference), 'reference prompt')}, drawn with seed "
+                       f"{result.seed})"}[result.method]
+    lines = [*banner(f"ABLATION: {what}"), f"Method: {result.method} ({how}), at every token.",
+             f"Effect: {result.effect_name}.", ""]
+    for condition in result.conditions:
+        lines += _condition(result, condition)
+    return "\n".join(line.rstrip() for line in lines).rstrip("\n")
+
+
+def _condition(result: AblationResult, condition: Condition) -> list[str]:
+    layers = ", ".join(map(str, condition.layers))
+    lines = [f"Layer{'s' if len(condition.layers) > 1 else ''} {layers}:"]
+    pairs = result.answers is not None
+    if pairs:
+        lines.append(f"  {fit_cell('Prompt', PROMPT)} | {fit_cell('Answer', 8)} | log p base | "
+                     f"log p abl. |   change | {fit_cell('greedy base', TEXT)} | greedy ablated")
+    else:
+        lines.append(f"  {fit_cell('Prompt', PROMPT)} |    KL    | "
+                     f"{fit_cell('continuation base', TEXT)} | continuation ablated")
+    for index, prompt in enumerate(result.prompts):
+        base, after = result.baseline[index], condition.outcomes[index]
+        if pairs:
+            assert result.answers is not None
+            lines.append(
+                f"  {fit_cell(prompt, PROMPT)} | {fit_cell(result.answers[index], 8)} | "
+                f"{_number(base.answer_log_prob, 10)} | {_number(after.answer_log_prob, 10)} | "
+                f"{_number(_change(base, after), 8, sign=True)} | "
+                f"{fit_cell(_greedy(base), TEXT)} | {fit_cell(_greedy(after), TEXT)}")
+        else:
+            lines.append(f"  {fit_cell(prompt, PROMPT)} | {_kl_cell(after.kl)} | "
+                         f"{fit_cell(base.continuation, TEXT)} | "
+                         f"{fit_cell(after.continuation, TEXT)}")
+    summary = result.label_summary(condition)
+    if summary:
+        lines += ["", "  By label:"]
+        for row in summary:
+            if pairs:
+                lines.append(
+                    f"  {fit_cell(row['label'], 12)} n={row['prompts']:<3} mean log p "
+                    f"{row['baseline_log_prob']:.2f} -> {row['ablated_log_prob']:.2f}; "
+                    f"answer produced {row['baseline_reproduced']}/{row['prompts']} -> "
+                    f"{row['ablated_reproduced']}/{row['prompts']}")
+            else:
+                lines.append(f"  {fit_cell(row['label'], 12)} n={row['prompts']:<3} mean KL "
+                             f"{_nats(row['kl'])}; continuations changed "
+                             f"{row['continuations_changed']}/{row['prompts']}")
+    lines += ["", f"  Effect: {_nats(condition.effect)} nats"]
+    if condition.zero_to_rounding:
+        lines[-1] += (": zero to float rounding (no prompt changed more than rounding its "
+                      f"log-probabilities by {ROUNDING_ULPS} ulps could explain)")
+    control = condition.control
+    if control is not None:
+        spread = "" if control.std is None else f" ± {_nats(control.std)}"
+        z = "" if control.z is None else f", z = {control.z:+.2f}"
+        above = sum(e >= condition.effect for e in control.effects)
+        where = "layers" if len(condition.layers) > 1 else "layer"
+        lines.append(f"  Control: {plural(control.draws, 'draw')} of "
+                     f"{plural(len(result.neurons or ()), 'random neuron')} at the same {where} "
+                     f"and site (seed {control.seed}): {_nats(control.mean)}{spread} "
+                     "(mean ± std)")
+        if control.p is None:
+            lines.append(f"  {NO_P_AT_ROUNDING[0].upper()}{NO_P_AT_ROUNDING[1:]}")
+        else:
+            lines.append(f"  p = {_p(control.p)} ((1 + {plural(above, 'draw')} >= the effect) "
+                         f"/ (1 + {control.draws})){z}")
+    elif result.component is None:
+        lines.append("  Control: none (--controls 0)")
+    else:
+        lines.append("  Control: none (a whole component has no random counterpart of its "
+                     "size; compare components, or ablate neurons)")
+    lines.append("")
+    return lines
+
+
+def _change(base: Outcome, after: Outcome) -> float | None:
+    if base.answer_log_prob is None or after.answer_log_prob is None:
+        return None
+    return after.answer_log_prob - base.answer_log_prob
+
+
+def _greedy(outcome: Outcome) -> str:
+    return f"{outcome.continuation} {'✓' if outcome.reproduces else '✗'}"
+
+
+def render_steer(result: SteerResult) -> str:
+    scale = (f"× {result.scale:.3g} (mean L2 norm of {result.site} at layer {result.layer} over "
+             "the prompts' tokens) × the unit direction" if result.scale_kind == "relative"
+             else "× the values given, in place of the neurons' own (clamped)"
+             if result.source.startswith("neurons clamped")
+             else "× the vector as given (absolute)" if result.source.startswith("neurons")
+             else "× the unit direction (absolute: the coefficient is the added length)")
+    decoding = ("greedy" if not result.temperature
+                else f"sampled at temperature {result.temperature:g}, seed {result.seed}")
+    lines = [*banner(f"STEERING at layer {result.layer}, site {result.site}"),
+             f"Vector: {result.source}",
+             f"{'Set' if 'clamped' in result.source else 'Added'} at every token: "
+             f"coefficient {scale}.",
+             f"Continuations: {plural(result.max_tokens, 'token')}, {decoding}.", ""]
+    header = "".join(f" | Δlog p({fit_cell(t, 6).rstrip()})" for t in result.tokens)
+    for index, prompt in enumerate(result.prompts):
+        lines.append(f"Prompt: {prompt}")
+        lines.append(f"  {'coef':>6} | {fit_cell('continuation', 24)}{header}")
+        for run in result.runs:
+            changes = "".join(f" | {run.changes[index][k]:+{len(_header_cell(t)) - 3}.2f}"
+                              for k, t in enumerate(result.tokens))
+            lines.append(f"  {run.coefficient:>6g} | "
+                         f"{fit_cell(run.continuations[index], 24)}{changes}")
+        lines.append("")
+    if result.tokens:
+        lines.append("Δlog p(token): change of the named token's log-probability right after the "
+                     "prompt (nats, summed over its tokens), against coefficient 0.")
+    return "\n".join(line.rstrip() for line in lines).rstrip("\n")
+
+
+def _header_cell(token: str) -> str:
+    return f" | Δlog p({fit_cell(token, 6).rstrip()})"

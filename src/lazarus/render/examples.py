@@ -1,0 +1,91 @@
+"""Text view of `examples`: per neuron, its statistics, a histogram, and its top and bottom
+tokens in context, the token in [brackets] (in colour instead, on a colour terminal)."""
+
+from __future__ import annotations
+
+import html
+
+from lazarus.analyses.examples import Example, ExamplesResult, NeuronExamples
+from lazarus.text import banner, escape, plural
+
+BAR_WIDTH = 30
+HIGH, LOW, RESET = "\x1b[1;32m", "\x1b[1;31m", "\x1b[0m"
+
+
+def render_examples(result: ExamplesResult, color: bool = False) -> str:
+    lines = banner(f"TOP-ACTIVATING EXAMPLES - layer {result.layer}, {result.site}")
+    lines += [f"model {result.model_id}; corpus {result.corpus}: {_counts(result)}",
+              f"neurons: {result.neuron_choice}"]
+    for neuron in result.neurons:
+        lines += ["", *render_neuron(neuron, color)]
+    return "\n".join(lines)
+
+
+def _counts(result: ExamplesResult) -> str:
+    return (f"{plural(result.documents, 'document')}, {plural(result.windows, 'window')} of "
+            f"{plural(result.window, 'token')} (stride {result.stride}), "
+            f"{plural(result.tokens, 'token')} scored")
+
+
+def render_neuron(n: NeuronExamples, color: bool = False) -> list[str]:
+    q = n.quantiles
+    lines = [f"neuron {n.neuron}",
+             f"  mean {n.mean:.3f}  std {n.std:.3f}  positive {100 * n.fraction_positive:.1f}%  "
+             f"min {n.min:.3f}  max {n.max:.3f}  (n={n.count})",
+             "  quantiles " + "  ".join(f"{key} {value:.3f}" for key, value in q.items())]
+    lines += ["  histogram (approximate: each value counted at its sketch bucket's value)",
+              *_histogram(n.histogram_edges, n.histogram_counts)]
+    for title, chosen, tint in (("top", n.top, HIGH), ("bottom", n.bottom, LOW)):
+        lines.append(f"  {title} {len(chosen)}")
+        lines += [_example(e, tint if color else None) for e in chosen]
+    return lines
+
+
+def _histogram(edges: tuple[float, ...], counts: tuple[int, ...]) -> list[str]:
+    largest = max(counts, default=0) or 1
+    return [f"    {edges[i]:>9.3f} .. {edges[i + 1]:>9.3f} "
+            f"{'#' * round(BAR_WIDTH * count / largest):<{BAR_WIDTH}} {count}"
+            for i, count in enumerate(counts)]
+
+
+def _example(e: Example, tint: str | None) -> str:
+    token = escape(e.text)
+    marked = f"{tint}{token}{RESET}" if tint else f"[{token}]"
+    where = f"doc {e.doc}:{e.window}:{e.token}"
+    return f"    {e.value:>9.3f}  {escape(e.before)}{marked}{escape(e.after)}   ({where})"
+
+
+def render_html(result: ExamplesResult) -> str:
+    """A self-contained page (inline style, no script, nothing fetched): per neuron its
+    statistics and its top and bottom tokens in context, the token shaded by its value
+    relative to the neuron's largest |value| (red above 0, blue below)."""
+    e = html.escape
+    title = f"lazarus examples: {result.model_id}, layer {result.layer}, {result.site}"
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             f"<title>{e(title)}</title>",
+             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+             "td{padding:2px 8px;font-family:monospace;white-space:pre}"
+             "mark{padding:0 2px;border-radius:3px}</style></head><body>",
+             f"<h1>{e(title)}</h1>",
+             f"<p>corpus {e(result.corpus)}: {_counts(result)}; neurons: "
+             f"{e(result.neuron_choice)}</p>"]
+    for n in result.neurons:
+        top = max(abs(n.min), abs(n.max)) or 1.0
+        parts += [f"<h2>neuron {n.neuron}</h2>",
+                  f"<p>mean {n.mean:.4g}, std {n.std:.4g}, positive "
+                  f"{100 * n.fraction_positive:.1f}%, min {n.min:.4g}, max {n.max:.4g} "
+                  f"(n={n.count})</p>"]
+        for kind, chosen in (("top", n.top), ("bottom", n.bottom)):
+            parts.append(f"<h3>{kind} {len(chosen)}</h3><table>")
+            for example in chosen:
+                share = min(1.0, abs(example.value) / top)
+                colour = (f"rgba(214,39,40,{share:.2f})" if example.value >= 0
+                          else f"rgba(31,119,180,{share:.2f})")
+                parts.append(
+                    f"<tr><td>{example.value:.4g}</td><td>{e(example.before)}"
+                    f'<mark style="background:{colour}">{e(example.text)}</mark>'
+                    f"{e(example.after)}</td><td>doc {example.doc}:{example.window}:"
+                    f"{example.token}</td></tr>")
+            parts.append("</table>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,198 @@
+"""Text and JSON of a `NeuronsResult`: the spec's report for one layer, and what several layers
+and per-token positions add (per-layer sections, a cross-layer view, token strips); never
+prints.
+
+JSON: with one layer, exactly the spec's format plus provenance keys. With several, the top
+level keeps `model_id`, `neurons`, `prompts` and `labels`, `layers` lists the layer ids, and
+`by_layer` maps each layer id (as text) to the spec's per-layer fields (`layer`,
+`activations`, `stats`, `label_correlation`, `neuron_weights`); `across_layers` holds each
+neuron's mean per layer and, with labels, its per-label mean per layer. With
+`position="all"`, `tokens` holds each prompt's token texts and `activations` is
+[prompt][token][neuron]. Missing values (MoE units of experts a token was not routed to) are
+null, and their stats say how many values they count (`count`). Each layer read at full width
+adds `massive_activations` (possibly empty), and `--auto-discover` adds `discovery`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from lazarus.analyses.neurons import LayerResult, NeuronsResult
+from lazarus.render.grid import GLYPHS, heat_levels, map_decimals
+from lazarus.render.neurons import (
+    discovery_json,
+    massive_json,
+    massive_note,
+    neurons_json,
+    render_neurons_report,
+)
+from lazarus.text import banner, display_width, escape, json_number, pad, plural
+
+
+def render_result(result: NeuronsResult, ranking: str | None = None,
+                  max_rows: int | None = None, color: bool = False) -> str:
+    """Every layer's sections, then (several layers) the cross-layer view. With more prompts
+    than `max_rows` (None or 0: no limit), grids and strips show only the first `max_rows`."""
+    several = len(result.layers) > 1
+    every = result.position == "all"
+    parts = []
+    if (result.site, result.position) != ("resid_post", "last"):  # else exactly the spec's
+        parts.append(f"(site: {result.site}, position: {result.position})")
+    for layer in result.layers:
+        if layer.experts:
+            units = layer.width // layer.experts
+            mean = ("; --position mean averages each prompt's routed tokens only"
+                    if result.position == "mean" else "")
+            parts.append(f"(layer {layer.matrix.layer} is an MoE layer: neuron n is unit "
+                         f"n % {units} of expert n // {units}; · = the token was not routed to "
+                         f"that expert, and statistics count only the routed ones{mean})")
+        if every:
+            parts.append(render_strips(result, layer, max_rows))
+        parts.append(render_neurons_report(
+            layer.matrix, layer.stats, layer.label_summaries, weights=result.weights,
+            direction_labels=result.direction_labels, ranking=ranking,
+            selection=result.selection, at_layer=several or every, grids=not every,
+            sample_noun="token" if every else "prompt", max_rows=max_rows, color=color,
+            notes=tuple(n for n in [massive_note(layer.massive, result.neurons)] if n),
+            discovery=layer.discovery))
+    if several:
+        parts.append(render_across_layers(result))
+    return "\n\n".join(parts)
+
+
+def render_strips(result: NeuronsResult, layer: LayerResult, max_rows: int | None = None) -> str:
+    """Each prompt's tokens, and under them one glyph strip per neuron (its own scale); with
+    more prompts than `max_rows`, the first `max_rows` prompts."""
+    assert layer.per_token is not None and result.tokens is not None
+    columns = np.concatenate(layer.per_token)  # [every token, neurons]
+    levels = [heat_levels(column) for column in columns.T]  # per neuron, over every token
+    decimals = map_decimals(columns)
+    names = [f"N{neuron}" for neuron in result.neurons]
+    label_width = max(len("tokens"), *(len(n) for n in names))
+    lines = banner(f"PER-TOKEN VALUES AT LAYER {layer.matrix.layer} "
+                   "(░ = low, ▒ = medium, ▓ = high, █ = max; · = no value)")
+    scales = []
+    for name, column in zip(names, columns.T, strict=True):
+        present = column[np.isfinite(column)]
+        low, high = ((f"{present.min():+.{decimals}f}", f"{present.max():+.{decimals}f}")
+                     if present.size else ("·", "·"))
+        scales.append(f"{name} {low} to {high}")
+    lines.append(f"(each neuron on its own scale over every token: {'; '.join(scales)})")
+    total = len(result.prompts)
+    shown = total if not max_rows or total <= max_rows + 1 else max_rows
+    if shown < total:
+        lines.append(f"(the first {shown} of {plural(total, 'prompt')}; statistics below use "
+                     "every token "
+                     "of all of them; --max-rows 0 shows every prompt, -o FILE saves every "
+                     "value)")
+    start = 0
+    for index, (prompt, tokens) in enumerate(zip(result.prompts[:shown], result.tokens,
+                                                 strict=False)):
+        texts = [escape(token) or " " for token in tokens]
+        widths = [max(1, display_width(text)) for text in texts]
+        lines += ["", f"{index + 1}. {escape(prompt)}",
+                  f"  {pad('tokens', label_width)} " + " ".join(
+                      pad(text, width) for text, width in zip(texts, widths, strict=True))]
+        for name, neuron_levels in zip(names, levels, strict=True):
+            cells = []
+            for level, width in zip(neuron_levels[start:start + len(tokens)], widths,
+                                    strict=True):
+                glyph = {-2: "·", -1: "?"}.get(int(level)) or GLYPHS[int(level)]
+                cells.append(glyph * width)
+            lines.append(f"  {pad(name, label_width)} " + " ".join(cells))
+        start += len(tokens)
+    return "\n".join(lines)
+
+
+def render_across_layers(result: NeuronsResult) -> str:
+    """Each neuron's mean per layer; with labels, each label's mean per layer."""
+    layer_ids = result.layer_ids
+    means = np.array([[s.mean for s in layer.stats] for layer in result.layers])  # [layers, n]
+    decimals = map_decimals(means) + 1
+    header = ["Neuron", *(f"L{layer}" for layer in layer_ids)]
+    rows = [[f"N{neuron:4d}", *(_cell(means[i, j], decimals) for i in range(len(layer_ids)))]
+            for j, neuron in enumerate(result.neurons)]
+    routed = " (MoE units: the routed ones)" if any(layer.experts for layer in result.layers) \
+        else ""
+    lines = banner("NEURONS ACROSS LAYERS") + [
+        "(mean over every " + ("token" if result.position == "all" else "prompt") + routed +
+        " at each layer" + ("; then each label's mean" if result.labels else "") + ")"]
+    lines += _table(header, rows)
+    if result.layers[0].label_summaries is not None:
+        for k, summary in enumerate(result.layers[0].label_summaries):
+            lines += ["", f"{escape(summary.label)}:"]
+            label_rows = [[f"N{neuron:4d}", *(_cell(layer.label_summaries[k].effects[j].mean,
+                                                 decimals) for layer in result.layers)]
+                          for j, neuron in enumerate(result.neurons)]
+            lines += _table(header, label_rows)
+    return "\n".join(lines)
+
+
+def _cell(value: float, decimals: int) -> str:
+    return "·" if np.isnan(value) else f"{value:+.{decimals}f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    def line(cells: list[str]) -> str:
+        return " | ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))
+    return [line(header), "-" * len(line(header)), *(line(row) for row in rows)]
+
+
+def result_json(result: NeuronsResult, extra: dict) -> dict:
+    """The saved format (see the module doc)."""
+    documents = [_layer_json(result, layer) for layer in result.layers]
+    for layer, document in zip(result.layers, documents, strict=True):
+        document["site_width"] = layer.width  # MoE models mix dense and expert layers
+    if len(documents) == 1:
+        return {**documents[0], **extra}
+    keep = ("model_id", "neurons", "prompts", "labels", "tokens")
+    document = {key: documents[0][key] for key in keep if key in documents[0]}
+    document["layers"] = result.layer_ids
+    document["by_layer"] = {str(layer.matrix.layer): {k: v for k, v in doc.items()
+                                                      if k not in keep}
+                            for layer, doc in zip(result.layers, documents, strict=True)}
+    across: dict = {"mean": {str(n): {str(layer.matrix.layer): json_number(layer.stats[j].mean)
+                                       for layer in result.layers}
+                             for j, n in enumerate(result.neurons)}}
+    if result.labels is not None:
+        across["label_means"] = {
+            summary.label: {str(n): {str(layer.matrix.layer): json_number(
+                layer.label_summaries[k].effects[j].mean) for layer in result.layers}
+                for j, n in enumerate(result.neurons)}
+            for k, summary in enumerate(result.layers[0].label_summaries)}
+    document["across_layers"] = across
+    return {**document, **extra}
+
+
+def _layer_json(result: NeuronsResult, layer: LayerResult) -> dict:
+    matrix = layer.matrix
+    if result.position == "all":  # the spec's fields, per prompt rather than per token
+        matrix = replace(matrix, prompts=result.prompts, labels=result.labels,
+                         values=np.zeros((len(result.prompts), len(result.neurons)), np.float32))
+    document = neurons_json(matrix, layer.stats, layer.label_summaries, result.weights, {})
+    if layer.experts:
+        units = layer.width // layer.experts
+        document["moe"] = {"experts": layer.experts, "units_per_expert": units,
+                           "expert_unit": {str(n): list(divmod(n, units))
+                                           for n in result.neurons}}
+        for summary in layer.label_summaries or ():
+            for effect in summary.effects:
+                if effect.count is not None and effect.count < summary.count:
+                    label = document["label_correlation"][summary.label]["neurons"]
+                    label[str(effect.neuron)]["count"] = effect.count
+    if layer.massive is not None:
+        document["massive_activations"] = massive_json(layer.massive)
+    if layer.discovery is not None:
+        document["discovery"] = discovery_json(layer.discovery)
+    samples = layer.matrix.values.shape[0]
+    for stat in layer.stats:
+        if stat.count is not None and stat.count < samples:
+            document["stats"][str(stat.neuron)]["count"] = stat.count
+    if result.position == "all":
+        document["tokens"] = [list(tokens) for tokens in result.tokens]
+        document["activations"] = [[[json_number(v) for v in row] for row in values.tolist()]
+                                   for values in layer.per_token]
+    return document

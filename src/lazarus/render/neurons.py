@@ -1,0 +1,294 @@
+"""Text and JSON for `lazarus introspect neurons`, as its spec lays them out; never prints.
+
+The map and heatmap are `render_grid`'s; here are the statistics, label correlation and
+discovery sections, the report that puts them in order, and the JSON.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lazarus.analyses.neuron_stats import (
+    MARK_THRESHOLD,
+    MASSIVE_FACTOR,
+    LabelSummary,
+    Massive,
+    NeuronStats,
+)
+from lazarus.render.grid import map_decimals, render_activation_map, render_heatmap, signed
+from lazarus.results.activations import ActivationMatrix
+from lazarus.stats.discover import CORRECTION, INTERVAL, Discovery
+from lazarus.text import agree, banner, escape, json_number, plural
+
+INTERVAL_TEXT = f"{INTERVAL}, stratified by label"
+
+
+# --- statistics and labels ----------------------------------------------------------------------
+
+
+def _neuron_ids(neurons: list[int]) -> list[str]:
+    width = max([4] + [len(str(n)) for n in neurons])
+    return [f"Neuron {n:>{width}}" for n in neurons]
+
+
+def _aligned(texts: list[str]) -> list[str]:
+    width = max((len(t) for t in texts), default=0)
+    return [t.rjust(width) for t in texts]
+
+
+def render_stats(
+    stats: list[NeuronStats],
+    decimals: int,
+    weights: dict[int, float] | None = None,
+    direction_labels: tuple[str | None, str | None] | None = None,
+    ranking: str | None = None,
+    selection: str | None = None,
+    title: str = "NEURON STATISTICS",
+    samples: int | None = None,
+    notes: tuple[str, ...] = (),
+) -> str:
+    """One line per neuron; with direction weights, a closing note on what their sign means.
+
+    `selection` says where the neurons came from when the user did not list them. A neuron
+    with values on fewer than `samples` rows (MoE units) says on how many (`n=`).
+    """
+    names = _neuron_ids([s.neuron for s in stats])
+    mins = _aligned([signed(s.min, decimals) for s in stats])
+    maxes = _aligned([signed(s.max, decimals) for s in stats])
+    means = _aligned([signed(s.mean, decimals) for s in stats])
+    stds = _aligned(["·" if np.isnan(s.std) else f"{s.std:.{decimals}f}" for s in stats])
+    lines = [
+        f"{name}: min= {mn}, max= {mx}, mean= {me}, std= {sd}"
+        for name, mn, mx, me, sd in zip(names, mins, maxes, means, stds, strict=True)
+    ]
+    if samples is not None and any(s.count is not None and s.count < samples for s in stats):
+        lines = [f"{line}, n={s.count} of {samples}" for line, s in zip(lines, stats,
+                                                                       strict=True)]
+    if weights is not None:
+        found = [weights.get(s.neuron) for s in stats]
+        digits = max(4, map_decimals(np.array([w for w in found if w is not None])))
+        texts = _aligned([signed(w, digits) for w in found])
+        lines = [f"{line}, weight={text}" for line, text in zip(lines, texts, strict=True)]
+        positive, negative = direction_labels or (None, None)
+        lines += [
+            "",
+            f"Positive weight: higher activation = more like {positive or 'class A'}; "
+            f"negative: more like {negative or 'class B'}.",
+        ]
+        if ranking:
+            lines.append(f"Neurons ranked by {ranking}.")
+    heading = banner(title) + ([f"({selection})"] if selection else [])
+    return "\n".join(heading + [f"({note})" for note in notes] + lines)
+
+
+def render_label_correlation(summaries: list[LabelSummary], decimals: int,
+                             title: str = "LABEL CORRELATION", noun: str = "prompt") -> str:
+    """Per label: each neuron's mean on its prompts, r, and an arrow when |r| is large."""
+    rule = (f"(r = point-biserial correlation of the neuron with the label; "
+            f"← marks |r| ≥ {MARK_THRESHOLD:g})")
+    interval = (f"([low, high] = r's 95% interval by Fisher's z, not corrected for the many r "
+                f"shown; none below 4 {noun}s)")
+    effects = [e for s in summaries for e in s.effects]
+    names = iter(_neuron_ids([e.neuron for e in effects]))
+    means = iter(_aligned([signed(e.mean, decimals) for e in effects]))
+    lines = banner(title) + [rule, interval]
+    for summary in summaries:
+        label = escape(summary.label)
+        lines += ["", f"{label} ({summary.count} {noun}{'' if summary.count == 1 else 's'}):"]
+        for effect in summary.effects:
+            r = "n/a" if effect.r is None else f"{effect.r:+.2f}"
+            line = f"  {next(names)}: mean= {next(means)}  r={r:>5}"
+            if effect.r_ci is not None:
+                line += f" [{effect.r_ci[0]:+.2f}, {effect.r_ci[1]:+.2f}]"
+            if effect.count is not None and effect.count < summary.count:
+                line += f"  (n={effect.count} of {summary.count})"
+            if effect.verdict is not None:
+                line += f"  ← fires {effect.verdict} for {label}"
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def render_neurons_report(
+    matrix: ActivationMatrix,
+    stats: list[NeuronStats],
+    label_summaries: list[LabelSummary] | None,
+    weights: dict[int, float] | None = None,
+    direction_labels: tuple[str | None, str | None] | None = None,
+    ranking: str | None = None,
+    selection: str | None = None,
+    at_layer: bool = False,
+    grids: bool = True,
+    sample_noun: str = "prompt",
+    max_rows: int | None = None,
+    color: bool = False,
+    notes: tuple[str, ...] = (),
+    discovery: Discovery | None = None,
+) -> str:
+    """The spec's sections in order, a blank line apart, without a trailing newline.
+
+    Statistics and label means show one more decimal than the map. `at_layer` names the layer
+    in every title (several layers are shown); `grids=False` leaves out the map and heatmap
+    (per-token views show strips instead). With more prompts than `max_rows`, the map and the
+    heatmap show the first `max_rows` and one row with the mean of the rest. `notes` go under
+    the statistics' heading; with `discovery`, its section closes the report.
+    """
+    decimals = map_decimals(matrix.values)
+    at = f" AT LAYER {matrix.layer}" if at_layer else ""
+    sections = []
+    if grids:
+        sections += [render_activation_map(matrix, decimals, max_rows),
+                     render_heatmap(matrix, decimals, max_rows, color)]
+    sections.append(render_stats(stats, decimals + 1, weights, direction_labels, ranking,
+                                 selection, title=f"NEURON STATISTICS{at}",
+                                 samples=matrix.values.shape[0], notes=notes))
+    if label_summaries is not None:
+        sections.append(render_label_correlation(label_summaries, decimals + 1,
+                                                 title=f"LABEL CORRELATION{at}",
+                                                 noun=sample_noun))
+    if discovery is not None:
+        sections.append(render_discovery(discovery, matrix.layer))
+    return "\n\n".join(sections)
+
+
+def massive_note(massive: tuple[Massive, ...], shown: tuple[int, ...]) -> str | None:
+    """One sentence naming the layer's massive-activation dimensions, or None without any."""
+    if not massive:
+        return None
+    named = ", ".join(f"{m.neuron} ({m.ratio:.0f}x)" for m in massive[:10])
+    more = f" and {len(massive) - 10} more" if len(massive) > 10 else ""
+    among = [str(m.neuron) for m in massive if m.neuron in shown]
+    told = f"; among those shown: {', '.join(among)}" if among else ""
+    return (f"massive-activation dimensions at this layer (mean |value| at least "
+            f"{MASSIVE_FACTOR:g}x the median neuron's): {named}{more}; they top any ranking by "
+            f"spread whatever the prompts{told}")
+
+
+def _p(value: float) -> str:
+    return f"{value:.3f}" if value >= 0.001 else f"{value:.1e}"
+
+
+def render_discovery(discovery: Discovery, layer: int) -> str:
+    """What --auto-discover tested and how, then each surviving neuron: effect, 95% interval,
+    p and corrected p; with none, one plain sentence and the strongest effect chance gave."""
+    symbol = discovery.symbol
+    form = "+.2f" if discovery.effect == "Cohen's d" else ".3f"  # eta-squared is never < 0
+    lines = banner(f"DISCOVERED NEURONS AT LAYER {layer}") + [
+        f"(test: {discovery.test_text()}; 95% CI: {INTERVAL_TEXT}, "
+        f"{plural(discovery.resamples, 'resample')}; seed {discovery.seed})"]
+    if discovery.effect == "Cohen's d":
+        lines.append(f"(d > 0: higher on {escape(discovery.labels[0])} than on "
+                     f"{escape(discovery.labels[1])})")
+    if discovery.untested:
+        lines.append(f"({plural(len(discovery.untested), 'neuron')} not tested: constant, or "
+                     "missing or "
+                     "non-finite values)")
+    if discovery.smallest_p >= discovery.alpha:
+        lines.append(f"(with these label counts no p can fall below {discovery.alpha:g}: the "
+                     f"smallest possible is {discovery.smallest_p:.2g}; give more prompts)")
+    if not discovery.findings:
+        best = discovery.candidates[0] if discovery.candidates else None
+        lines.append(f"No neuron survives: none of the {discovery.tested} tested has corrected "
+                     f"p < {discovery.alpha:g}, so none separates the labels beyond what "
+                     "shuffled labels do.")
+        if best is not None:
+            lines.append(f"(the largest effect of the {discovery.tested}, neuron {best.neuron}: "
+                         f"{symbol}={best.effect:{form}}, corrected p={_p(best.p_corrected)}; a "
+                         "maximum over every neuron, expected to be large by chance alone; the "
+                         "neurons shown above are for inspection only)")
+        return "\n".join(lines)
+    lines.append(f"{discovery.survivors} of {plural(discovery.tested, 'neuron')} "
+                 f"{agree(discovery.survivors, 'survives', 'survive')} at corrected p < "
+                 f"{discovery.alpha:g}; the {len(discovery.findings)} strongest:")
+    names = _neuron_ids([f.neuron for f in discovery.findings])
+    effects = _aligned([f"{f.effect:{form}}" for f in discovery.findings])
+    intervals = _aligned([f"[{f.low:{form}}, {f.high:{form}}]" for f in discovery.findings])
+    for name, effect, interval, found in zip(names, effects, intervals, discovery.findings,
+                                             strict=True):
+        lines.append(f"{name}: {symbol}= {effect}  95% CI {interval}  p={_p(found.p)}  "
+                     f"corrected p={_p(found.p_corrected)}")
+    lines.append(f"(p cannot go below 1/{discovery.permutations + 1} = "
+                 f"{_p(1 / (discovery.permutations + 1))} with "
+                 f"{plural(discovery.permutations, 'shuffle')}. "
+                 "The corrected p allows for testing every neuron; the effects and intervals do "
+                 "not: chosen as the largest, they tend to overstate the true effect)")
+    return "\n".join(lines)
+
+
+# --- JSON ---------------------------------------------------------------------------------------
+
+
+def neurons_json(
+    matrix: ActivationMatrix,
+    stats: list[NeuronStats],
+    label_summaries: list[LabelSummary] | None,
+    weights: dict[int, float] | None,
+    extra: dict,
+) -> dict:
+    """The spec's saved format; `neuron_weights` only with weights, `label_correlation` only
+    with labels, then the keys of `extra` (which may not replace any of these)."""
+    result: dict = {
+        "model_id": matrix.model_id,
+        "layer": int(matrix.layer),
+        "neurons": [int(n) for n in matrix.neurons],
+        "prompts": list(matrix.prompts),
+        "labels": None if matrix.labels is None else list(matrix.labels),
+        "activations": [[json_number(v) for v in row] for row in matrix.values.tolist()],
+    }
+    if weights is not None:
+        result["neuron_weights"] = {str(n): json_number(weights.get(n)) for n in matrix.neurons}
+    result["stats"] = {
+        str(s.neuron): {key: json_number(getattr(s, key)) for key in ("min", "max", "mean", "std")}
+        for s in stats
+    }
+    if label_summaries is not None:
+        result["label_correlation"] = {
+            s.label: {
+                "count": s.count,
+                "neurons": {
+                    str(e.neuron): {
+                        "mean": json_number(e.mean),
+                        "rest_mean": json_number(e.rest_mean),
+                        "r": json_number(e.r),
+                        "r_ci95": None if e.r_ci is None else [json_number(v) for v in e.r_ci],
+                        "verdict": e.verdict,
+                    }
+                    for e in s.effects
+                },
+            }
+            for s in label_summaries
+        }
+    clash = sorted(result.keys() & extra.keys())
+    if clash:
+        raise ValueError(f"extra keys would replace the report's own: {', '.join(clash)}")
+    result.update(extra)
+    return result
+
+
+def discovery_json(discovery: Discovery) -> dict:
+    """--auto-discover's test, correction, counts and each shown neuron's figures."""
+    def finding(f) -> dict:  # type: ignore[no-untyped-def]
+        return {"neuron": f.neuron, "effect": json_number(f.effect),
+                "ci95": [json_number(f.low), json_number(f.high)], "p": f.p,
+                "p_corrected": f.p_corrected}
+    return {
+        "effect": discovery.effect,
+        "labels": list(discovery.labels),
+        "test": "permutation",
+        "correction": CORRECTION,
+        "interval": INTERVAL_TEXT,
+        "permutations": discovery.permutations,
+        "resamples": discovery.resamples,
+        "alpha": discovery.alpha,
+        "seed": discovery.seed,
+        "tested": discovery.tested,
+        "untested": list(discovery.untested),
+        "survivors": discovery.survivors,
+        "smallest_possible_p": discovery.smallest_p,
+        "findings": [finding(f) for f in discovery.findings],
+        "candidates": [finding(f) for f in discovery.candidates],
+    }
+
+
+def massive_json(massive: tuple[Massive, ...]) -> list[dict]:
+    return [{"neuron": m.neuron, "mean_abs": json_number(m.mean_abs),
+             "ratio_to_median": json_number(m.ratio)} for m in massive]

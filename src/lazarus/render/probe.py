@@ -1,0 +1,243 @@
+"""Text for `lazarus introspect probe`; never prints (its JSON: `lazarus.render.probe_json`).
+
+Sections, in order: PROBE ACCURACY BY LAYER (a row and a bar per layer, the chosen layer
+marked when it beats chance), the verdict of the permutation test of the whole layer search,
+PROJECTION ON THE DIRECTION (per class mean +- std and the separation), TOP N NEURONS (signed
+weight, importance, how they are ranked) and, when test prompts were given, TEST PREDICTIONS.
+Every figure says whether it is held out or in-sample.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from collections.abc import Sequence
+
+from lazarus.stats.probe import METHOD_SUMMARY, ProbeReport, TestScore
+from lazarus.text import (
+    PROMPT_WIDTH,
+    RULE,
+    banner,
+    display_width,
+    escape,
+    fit_cell,
+    pad,
+)
+
+BAR_WIDTH = 20  # cells of '█' for 100% accuracy
+BEST_MARK = "← best"
+
+
+# --- text helpers -------------------------------------------------------------------------------
+
+
+def _wrap(text: str) -> list[str]:
+    """Prose lines wrapped at the rule's width, continuation lines indented."""
+    return textwrap.wrap(text, width=len(RULE), subsequent_indent="  ",
+                         break_long_words=False, break_on_hyphens=False)
+
+
+def _percent(value: float) -> str:
+    return "  n/a " if math.isnan(value) else f"{100 * value:5.1f}%"
+
+
+def _number(value: float, decimals: int) -> str:
+    if math.isnan(value):
+        return "n/a"
+    if math.isinf(value):
+        return "+inf" if value > 0 else "-inf"
+    return f"{value:+.{decimals}f}"
+
+
+def decimals_for(scale: float, digits: int = 2, most: int = 6) -> int:
+    """Decimals that show a quantity of size `scale` with `digits` significant digits.
+
+    16 -> 0, 0.15 -> 2, 0.0012 -> 4 (digits = 2); zero or non-finite -> 0.
+    """
+    if not math.isfinite(scale) or scale <= 0:
+        return 0
+    exponent = int(f"{scale:.{digits - 1}e}".split("e")[1])  # after rounding
+    return min(most, max(0, digits - 1 - exponent))
+
+
+# --- sections -----------------------------------------------------------------------------------
+
+
+def _p(value: float) -> str:
+    """A p-value with two significant digits: 0.005, 0.048, 0.33, 1."""
+    return f"{value:.2g}" if value < 1 else "1"
+
+
+def verdict(report: ProbeReport) -> str:
+    """One sentence: does a layer beat chance, and why (not)."""
+    top = report.top
+    count = f"{report.permutations} shuffled labelling{'s' if report.permutations != 1 else ''}"
+    if report.significant:
+        return (f"Best layer: {report.top_layer} ({_percent(top.accuracy).strip()} held out), "
+                f"p = {_p(report.p_value)} < {report.alpha:g}: only {report.exceeding} of "
+                f"{count} had a best layer that did as well.")
+    if report.permutations == 0:
+        why = "no shuffled labellings were run to compare with"
+    else:
+        why = (f"{report.exceeding} of {count} had a best layer that did as well "
+               f"(p = {_p(report.p_value)}, not below {report.alpha:g})")
+    return (f"No layer beats chance: the top layer, {report.top_layer}, scores "
+            f"{_percent(top.accuracy).strip()} held out, and {why}; no layer is marked best.")
+
+
+def hopeless_warning(report: ProbeReport) -> str | None:
+    """Why no result could be significant with these class sizes and shuffles, if so."""
+    if not report.hopeless:
+        return None
+    floor = f"smallest possible p = {_p(report.smallest_p)}"
+    if report.smallest_p > 1.0 / (1 + report.permutations):
+        splits = round(1.0 / report.smallest_p)
+        reason = (f"{report.count_a} and {report.count_b} prompts can be split into the two "
+                  f"classes in only {splits} distinct way{'s' if splits != 1 else ''}")
+        fix = "add prompts to both classes"
+    else:
+        reason = f"{report.permutations} shuffled labellings cannot give a smaller p"
+        fix = "raise --permutations"
+    return (f"Warning: {reason}, so no result can reach p < {report.alpha:g} ({floor}); "
+            f"{fix}.")
+
+
+def render_accuracy_table(report: ProbeReport) -> str:
+    """One row per layer: held-out accuracy and the shuffled-label baseline (mean ± std), the
+    held-out separation that breaks ties, and a bar proportional to accuracy; then the
+    permutation test of the whole layer search."""
+    runs = f"{report.permutations} shuffle{'s' if report.permutations != 1 else ''}"
+    title = f"PROBE ACCURACY BY LAYER ({report.method}, {report.folds} folds held out, {runs})"
+    lines = banner(title)
+    header = f"{'Layer':>5} | {'Accuracy':^15} | {'Shuffled':^15} | {'Held-out d':>10} |"
+    lines += [header, "-" * (len(header) + 1 + BAR_WIDTH + 1 + len(BEST_MARK))]
+    for row in report.layers:
+        bar = "█" * round(BAR_WIDTH * row.accuracy)
+        line = (f"{row.layer:>5} | {_percent(row.accuracy)} ± {_percent(row.accuracy_std)} | "
+                f"{_percent(row.baseline)} ± {_percent(row.baseline_std)} | "
+                f"{_number(row.heldout_separation, 2):>10} | {bar.ljust(BAR_WIDTH)}")
+        if row.layer == report.best_layer:
+            line += f" {BEST_MARK}"
+        lines.append(line.rstrip())
+    notes = [
+        f"Accuracy: held out, mean ± std over {report.folds} stratified folds "
+        f"({report.count_a} {escape(report.label_a)}, {report.count_b} "
+        f"{escape(report.label_b)} prompts).",
+        "Shuffled: held out, the same cross-validation with the labels shuffled, at that layer "
+        "alone, mean ± std over the shuffles.",
+        "Held-out d: separation (Cohen's d) of the held-out prompts' projections.",
+    ]
+    if report.shuffled_best:
+        chance = sorted(report.shuffled_best)
+        high = chance[min(len(chance) - 1, math.ceil(0.95 * len(chance)) - 1)]
+        notes.append(
+            f"Whole search: the best of the {len(report.layers)} layers scores "
+            f"{_percent(sum(chance) / len(chance)).strip()} held out on average with shuffled "
+            f"labels (95th percentile {_percent(high).strip()}); p is the share of shuffles "
+            "whose best layer did at least as well as the real one, (1 + count) / (1 + "
+            "shuffles): how often label noise alone would give a result this good.")
+    summary = [verdict(report)]
+    warning = hopeless_warning(report)
+    if warning:
+        summary.append(warning)
+    summary += [
+        f"Layer rule: {report.tie_break}.",
+        f"Method: {report.method} ({METHOD_SUMMARY.get(report.method, report.method)})",
+    ]
+    lines.append("")
+    for text in notes:
+        lines += _wrap(text)
+    lines.append("")
+    for text in summary:
+        lines += _wrap(text)
+    return "\n".join(lines)
+
+
+def _layer_title(report: ProbeReport) -> str:
+    kind = "" if report.significant else "TOP LAYER, NOT SIGNIFICANT; "
+    return f"AT LAYER {report.fit.layer} ({kind}IN-SAMPLE)"
+
+
+def render_projection(report: ProbeReport) -> str:
+    """mean ± std of x·direction per class, and the separation: all in-sample."""
+    fit = report.fit
+    scale = [abs(fit.class_a.mean - fit.class_b.mean), fit.class_a.std, fit.class_b.std]
+    positive = [s for s in scale if math.isfinite(s) and s > 0]
+    decimals = decimals_for(min(positive)) if positive else 0
+    names = [escape(c.label) for c in (fit.class_a, fit.class_b)]
+    width = max(display_width(name) for name in names)
+    lines = banner(f"PROJECTION ON THE DIRECTION {_layer_title(report)}")
+    lines += _wrap(f"In-sample: the direction was fitted on these {report.count_a + report.count_b}"
+                   " prompts, so they separate better than new prompts would.")
+    for name, cls in zip(names, (fit.class_a, fit.class_b), strict=True):
+        lines.append(f"{pad(name, width)} ({cls.count:>3} prompts): "
+                     f"{_number(cls.mean, decimals)} ± {abs(cls.std):.{decimals}f}")
+    lines += _wrap(f"Separation (in-sample): {_number(fit.separation, 2)} (Cohen's d: "
+                   "difference of the class means over their pooled std)")
+    lines += _wrap(f"Direction: unit length, raw activation coordinates; positive = {names[0]}.")
+    return "\n".join(lines)
+
+
+def render_top_neurons(report: ProbeReport, k: int = 10) -> str:
+    fit = report.fit
+    top = fit.top_neurons(k)
+    lines = banner(f"TOP {len(top)} NEURONS {_layer_title(report)}")
+    lines += _wrap(f"Ranked by importance (in-sample): {report.ranking}.")
+    lines += _wrap(f"Weight > 0: higher activation = more like {escape(report.label_a)}; "
+                   f"< 0: more like {escape(report.label_b)}.")
+    largest = max((abs(n.importance) for n in top), default=0.0)
+    decimals = decimals_for(largest, digits=4)
+    id_width = max([4] + [len(str(n.neuron)) for n in top])
+    imp_width = max([1] + [len(_number(n.importance, decimals)) for n in top])
+    for neuron in top:
+        lines.append(f"Neuron {neuron.neuron:>{id_width}}: weight={neuron.weight:+.4f}  "
+                     f"importance={_number(neuron.importance, decimals):>{imp_width}}")
+    return "\n".join(lines)
+
+
+def render_predictions(prompts: Sequence[str], test: TestScore) -> str:
+    """Each test prompt's prediction, probability and projection (held out), with its true
+    label and the held-out accuracy when the labels were given."""
+    predictions = test.predictions
+    if len(prompts) != len(predictions):
+        raise ValueError("one prediction per test prompt is needed")
+    labels = [escape(p.label) for p in predictions]
+    width = max([len("Prediction")] + [display_width(label) for label in labels])
+    truth = [escape(label) for label in test.labels] if test.labels is not None else None
+    true_width = max([len("Label")] + [display_width(t) for t in truth or []])
+    header = f"{fit_cell('Prompt', PROMPT_WIDTH)} | "
+    if truth is not None:
+        header += f"{'Label'.ljust(true_width)} | "
+    header += f"{'Prediction'.ljust(width)} | Probability | Projection"
+    lines = banner("TEST PREDICTIONS (HELD OUT)")
+    lines += [header, "-" * len(header)]
+    for index, (prompt, label, prediction) in enumerate(
+            zip(prompts, labels, predictions, strict=True)):
+        line = f"{fit_cell(prompt, PROMPT_WIDTH)} | "
+        if truth is not None:
+            line += f"{pad(truth[index], true_width)} | "
+        line += (f"{pad(label, width)} | {_percent(prediction.probability).strip():>11} | "
+                 f"{_number(float(test.projections[index]), 4):>10}")
+        lines.append(line)
+    if test.accuracy is not None:
+        lines.append("")
+        lines += _wrap(f"Test accuracy (held out): {test.correct} of {len(predictions)} "
+                       f"({_percent(test.accuracy).strip()}).")
+    return "\n".join(lines)
+
+
+def render_probe_report(
+    report: ProbeReport,
+    *,
+    top_k: int = 10,
+    test_prompts: Sequence[str] | None = None,
+    test: TestScore | None = None,
+) -> str:
+    """Every section, separated by blank lines, ending with a newline."""
+    sections = [render_accuracy_table(report), render_projection(report),
+                render_top_neurons(report, top_k)]
+    if test_prompts:
+        if test is None:
+            raise ValueError("test prompts need their TestScore")
+        sections.append(render_predictions(test_prompts, test))
+    return "\n\n".join(sections) + "\n"

@@ -1,0 +1,115 @@
+"""What an ablation found, as frozen dataclasses: per prompt and condition the outcome, the
+control, per-label summaries, and the JSON `lazarus introspect ablate -o` writes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from lazarus.stats.controls import NO_P_AT_ROUNDING, Control
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One prompt under one condition (or the baseline)."""
+
+    continuation: str  # greedy, decoded: as many tokens as the answer, else max_tokens
+    answer_log_prob: float | None = None  # pairs: sum over the answer's tokens (nats)
+    answer_token_log_probs: tuple[float, ...] | None = None
+    reproduces: bool | None = None  # pairs: greedy decoding gives the answer's tokens
+    kl: float | None = None  # bare prompts, ablated only: KL(baseline || ablated), nats
+
+
+@dataclass(frozen=True)
+class Condition:
+    layers: tuple[int, ...]
+    outcomes: tuple[Outcome, ...]
+    effect: float
+    control: Control | None
+    zero_to_rounding: bool = False  # every prompt's change is within float rounding
+
+
+@dataclass(frozen=True)
+class AblationResult:
+    model_id: str
+    prompts: tuple[str, ...]
+    answers: tuple[str, ...] | None
+    labels: tuple[str, ...] | None
+    site: str
+    component: str | None  # "mlp" / "attention", or None for neurons
+    neurons: tuple[int, ...] | None
+    selection: str  # where the neurons came from, said to the user
+    method: str
+    reference: tuple[str, ...]  # the prompts mean / resample values came from
+    resampled_from: tuple[int, ...] | None  # resample: each prompt's reference prompt
+    sweep: bool
+    seed: int
+    effect_name: str
+    baseline: tuple[Outcome, ...]
+    conditions: tuple[Condition, ...]
+
+    def label_summary(self, condition: Condition) -> list[dict[str, Any]]:
+        """Per label (in order of first appearance): prompts, means baseline vs ablated."""
+        if self.labels is None:
+            return []
+        rows = []
+        for label in dict.fromkeys(self.labels):
+            chosen = [i for i, name in enumerate(self.labels) if name == label]
+            rows.append({"label": label, "prompts": len(chosen),
+                         **_summary([self.baseline[i] for i in chosen],
+                                    [condition.outcomes[i] for i in chosen])})
+        return rows
+
+    def to_json(self) -> dict[str, Any]:
+        """Every number: what `lazarus introspect ablate -o FILE.json` writes."""
+        from lazarus import __version__
+
+        def outcome(o: Outcome) -> dict[str, Any]:
+            return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(o).items()}
+
+        return {
+            "lazarus_version": __version__,
+            "model_id": self.model_id,
+            "site": self.site,
+            "component": self.component,
+            "neurons": None if self.neurons is None else list(self.neurons),
+            "neuron_selection": self.selection,
+            "method": self.method,
+            "reference_prompts": list(self.reference),
+            "resampled_from": None if self.resampled_from is None else list(self.resampled_from),
+            "sweep": self.sweep,
+            "seed": self.seed,
+            "effect": self.effect_name,
+            "prompts": [{"prompt": p, "answer": None if self.answers is None else self.answers[i],
+                         "label": None if self.labels is None else self.labels[i],
+                         "baseline": outcome(self.baseline[i])}
+                        for i, p in enumerate(self.prompts)],
+            "conditions": [{
+                "layers": list(c.layers),
+                "effect": c.effect,
+                "zero_to_rounding": c.zero_to_rounding,
+                "ablated": [outcome(o) for o in c.outcomes],
+                "by_label": self.label_summary(c),
+                "control": None if c.control is None else {
+                    **{k: v for k, v in asdict(c.control).items() if k != "neurons"},
+                    "effects": list(c.control.effects),
+                    "neurons": [[list(layer) for layer in draw] for draw in c.control.neurons],
+                    "note": NO_P_AT_ROUNDING if c.zero_to_rounding else None,
+                },
+            } for c in self.conditions],
+        }
+
+
+def _summary(base: list[Outcome], ablated: list[Outcome]) -> dict[str, Any]:
+    if base and base[0].answer_log_prob is not None:
+        before = [o.answer_log_prob for o in base]
+        after = [o.answer_log_prob for o in ablated]
+        return {"baseline_log_prob": float(np.mean(before)),
+                "ablated_log_prob": float(np.mean(after)),
+                "baseline_reproduced": sum(bool(o.reproduces) for o in base),
+                "ablated_reproduced": sum(bool(o.reproduces) for o in ablated)}
+    return {"kl": float(np.mean([o.kl for o in ablated])),
+            "continuations_changed": sum(b.continuation != a.continuation
+                                         for b, a in zip(base, ablated, strict=True))}
