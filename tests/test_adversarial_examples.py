@@ -231,8 +231,7 @@ def test_the_warning_names_the_shard_on_stderr(llama_dir, corpus, fresh, tmp_pat
 
 def as_parquet(folder: Path) -> None:
     """The work folder's shards as Ray's actors write them (`write_shard(parquet=True)`)."""
-    from lazarus.analyses.scan import ScanSettings
-    from lazarus.analyses.shards import write_shard
+    from lazarus.analyses.shards import ScanSettings, write_shard
     from lazarus.stats.sketch import Summary
 
     settings = json.loads((folder / "settings.json").read_text())

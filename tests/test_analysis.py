@@ -7,13 +7,13 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-from lazarus.analyses.neuron_stats import (
+from lazarus.results.activations import ActivationMatrix
+from lazarus.stats.neurons import (
     MARK_THRESHOLD,
     label_correlation,
     neuron_stats,
     point_biserial,
 )
-from lazarus.results.activations import ActivationMatrix
 
 
 def matrix(columns, labels=None, neurons=None):

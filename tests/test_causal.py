@@ -333,6 +333,7 @@ def test_a_tiny_real_kl_keeps_its_p_and_z_and_is_printed_as_a_number(capsys, tmp
     from lazarus.engine import measures
     from lazarus.engine.capture import CaptureRequest, capture, tokenize
     from lazarus.engine.interventions import Edit
+    from lazarus.stats import controls
 
     prompts = ["The cat", "A dog"]
     output = tmp_path / "ablate.json"
@@ -357,5 +358,5 @@ def test_a_tiny_real_kl_keeps_its_p_and_z_and_is_printed_as_a_number(capsys, tmp
     base = measures.next_token(loaded, ids)
     ablated = measures.next_token(loaded, ids, [Edit(2, "mlp_post", "set", (12, 400),
                                                      values=mean)])
-    kls = [measures.kl_divergence(b, a) for b, a in zip(base, ablated, strict=True)]
+    kls = [controls.kl_divergence(b, a) for b, a in zip(base, ablated, strict=True)]
     assert condition["effect"] == pytest.approx(statistics.mean(kls), rel=1e-2)

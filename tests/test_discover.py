@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from lazarus.analyses.neuron_stats import MASSIVE_FACTOR, massive_dimensions
 from lazarus.errors import LazarusError
 from lazarus.stats import discover
+from lazarus.stats.neurons import MASSIVE_FACTOR, massive_dimensions
 
 
 def binomial_upper(trials: int, rate: float, tail: float = 0.001) -> int:

@@ -162,7 +162,8 @@ def test_arrays_round_trip_and_refuse_other_shapes():
 
 
 def test_a_batch_out_of_memory_is_split_in_half(llama_dir, small_corpus):
-    from lazarus.analyses.scan import ScanSettings, scan_shard
+    from lazarus.analyses.scan import scan_shard
+    from lazarus.analyses.shards import ScanSettings
     from lazarus.io.corpus import prefix_of, windows
 
     loaded = lazarus.load(str(llama_dir)).weights(1)
@@ -215,8 +216,7 @@ def test_a_shard_file_round_trips_and_a_damaged_one_reads_as_absent(tmp_path, pa
     is named and removed (to be computed again)."""
     if parquet:
         pytest.importorskip("pyarrow")
-    from lazarus.analyses.scan import ScanSettings
-    from lazarus.analyses.shards import read_shard, write_shard
+    from lazarus.analyses.shards import ScanSettings, read_shard, write_shard
 
     rng = np.random.default_rng(5)
     values = rng.normal(size=(50, 3)).astype(np.float32)

@@ -13,11 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lazarus.analyses import neuron_stats as analysis
-from lazarus.analyses.neurons import LayerResult, NeuronsResult
 from lazarus.cli.main import main
 from lazarus.errors import LazarusError
 from lazarus.results.activations import ActivationMatrix
+from lazarus.results.neurons import LayerResult, NeuronsResult
 from lazarus.results.plot import (
     MISSING,
     neurons_figure,
@@ -25,6 +24,7 @@ from lazarus.results.plot import (
     plot_probe,
     probe_figure,
 )
+from lazarus.stats import neurons as analysis
 from lazarus.stats import probe
 from lazarus.stats.t_interval import label_means, t_critical
 

@@ -16,7 +16,7 @@ import pytest
 from lazarus.errors import LazarusError
 from lazarus.io.directions import load_direction, save_direction
 from lazarus.render.probe import BAR_WIDTH, render_probe_report
-from lazarus.render.probe_json import probe_json
+from lazarus.results.probe import probe_json
 from lazarus.stats.folds import fold_count, stratified_folds
 from lazarus.stats.probe import (
     METHODS,

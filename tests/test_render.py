@@ -4,15 +4,15 @@ import json
 
 import numpy as np
 
-from lazarus.analyses.neuron_stats import LabelEffect, LabelSummary, NeuronStats
 from lazarus.render.grid import heat_levels, map_decimals, render_heatmap
 from lazarus.render.neurons import (
-    neurons_json,
     render_label_correlation,
     render_neurons_report,
     render_stats,
 )
 from lazarus.results.activations import ActivationMatrix
+from lazarus.results.neurons import neurons_json
+from lazarus.stats.neurons import LabelEffect, LabelSummary, NeuronStats
 
 # The spec's example map (rows: prompts, columns: neurons 808, 1190, 1168, 891).
 SPEC_VALUES = [

@@ -17,31 +17,23 @@ in the CLI (`use_cache=False` skips it). Notes go to the `lazarus` logger and wa
 
 from __future__ import annotations
 
-import logging
-import warnings
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from lazarus.analyses.checks import Layers, checked, resolve_layers
-from lazarus.engine.collect import ModelSettings, Progress
+from lazarus.engine.checks import Layers, checked
+from lazarus.engine.collect import Progress
+from lazarus.engine.handle import Handle
 from lazarus.errors import LazarusError
-from lazarus.text import plural
 
 if TYPE_CHECKING:
     from lazarus.analyses.examples import ExamplesResult
-    from lazarus.analyses.neurons import NeuronsResult
-    from lazarus.analyses.probe import ProbeResult
     from lazarus.analyses.steer import SteerResult
-    from lazarus.engine.loading import LoadedModel
-    from lazarus.engine.placement import Target
     from lazarus.engine.positions import Position
     from lazarus.io.directions import Direction
     from lazarus.results.ablation import AblationResult
     from lazarus.results.activations import Activations
-
-
-class LazarusWarning(UserWarning):
-    """Something the user should know, which does not stop the analysis."""
+    from lazarus.results.neurons import NeuronsResult
+    from lazarus.results.probe import ProbeResult
 
 
 def load(model: str, *, device: str = "auto", dtype: str = "auto",
@@ -52,111 +44,13 @@ def load(model: str, *, device: str = "auto", dtype: str = "auto",
                  device_map=device_map, use_cache=use_cache)
 
 
-class Model:
+class Model(Handle):
     """A model, read once: its config now, its weights at the first call that computes.
 
     `whole=True` loads every block, so any later layer is free; `whole=False` loads only the
     blocks the call needs (what the CLI does for one run), and a later call that needs deeper
     blocks loads again.
     """
-
-    @checked
-    def __init__(self, model: str, *, device: str = "auto", dtype: str = "auto",
-                 trust_remote_code: bool = False, device_map: str | None = None,
-                 use_cache: bool = True, whole: bool = True,
-                 notify: Callable[[str], None] | None = None,
-                 warn: Callable[[str], None] | None = None) -> None:
-        from lazarus.engine.model_info import read_model_info
-
-        self.info = read_model_info(model)
-        self.settings = ModelSettings(device=device, dtype=dtype,
-                                      trust_remote_code=trust_remote_code,
-                                      device_map=device_map, use_cache=use_cache)
-        self.whole = whole
-        self.notify = notify or logging.getLogger("lazarus").info
-        self.warn = warn or (lambda message: warnings.warn(message, LazarusWarning,
-                                                           stacklevel=3))
-        self.loads = 0  # how many times the weights were loaded
-        self._loaded: LoadedModel | None = None
-        self._tokenizer: Any = None
-
-    def __repr__(self) -> str:
-        state = "not loaded" if self._loaded is None else (
-            f"{plural(self._loaded.blocks_loaded, 'block')} on {self._loaded.device}")
-        return (f"lazarus.Model({self.info.model_id!r}, {plural(self.info.layer_count, 'layer')}, "
-                f"hidden size {self.info.hidden_size}, {state})")
-
-    @property
-    def model_id(self) -> str:
-        return self.info.model_id
-
-    @property
-    def layer_count(self) -> int:
-        return self.info.layer_count
-
-    @property
-    def hidden_size(self) -> int:
-        return self.info.hidden_size
-
-    def tokenizer(self) -> Any:
-        """The model's tokenizer, without loading any weights (the loaded model's, if any)."""
-        from lazarus.engine.loading import load_tokenizer
-
-        if self._loaded is not None:
-            return self._loaded.tokenizer
-        if self._tokenizer is None:
-            self._tokenizer = load_tokenizer(self.info, self.settings.trust_remote_code)
-        return self._tokenizer
-
-    def target(self) -> Target:
-        """The device type and dtype the weights are (or would be) loaded with."""
-        from lazarus.engine.placement import resolve
-
-        s = self.settings
-        return resolve(self.info.config, s.device, s.dtype, s.device_map)
-
-    @checked
-    def weights(self, up_to_layer: int) -> LoadedModel:
-        """The loaded model, with at least blocks 0..up_to_layer; loads only when it must."""
-        from lazarus.engine.loading import load_model
-
-        if not 0 <= up_to_layer < self.layer_count:
-            raise LazarusError(f"up_to_layer={up_to_layer} is out of range; this model has "
-                               f"layers 0 to {self.layer_count - 1}")
-        loaded = self._loaded
-        if loaded is None or loaded.blocks_loaded <= up_to_layer:
-            self._loaded = None  # let the old copy go before the new one arrives
-            del loaded
-            s = self.settings
-            self._loaded = load_model(self.info, s.device, s.dtype, s.trust_remote_code,
-                                      up_to_layer=None if self.whole else up_to_layer,
-                                      device_map=s.device_map, notify=self.notify)
-            self.loads += 1
-        return self._loaded
-
-    def whole_weights(self) -> LoadedModel:
-        """Every block and the LM head, as interventions need (a partial load has no head):
-        loads again only when the model held is not whole."""
-        from lazarus.engine.loading import load_model
-
-        loaded = self._loaded
-        if loaded is None or loaded.block_count is not None \
-                or loaded.model.get_output_embeddings() is None:
-            self._loaded = None  # let the old copy go before the new one arrives
-            del loaded
-            s = self.settings
-            self._loaded = load_model(self.info, s.device, s.dtype, s.trust_remote_code,
-                                      device_map=s.device_map, notify=self.notify)
-            self.loads += 1
-            if self._loaded.model.get_output_embeddings() is None:
-                raise LazarusError(f"{self.model_id} has no LM head, so its outputs cannot be "
-                                   "measured (give a causal language model)")
-        return self._loaded
-
-    @checked
-    def layers(self, layers: Layers) -> tuple[int, ...]:
-        """Layer ids resolved against this model (negative ones count from the end)."""
-        return resolve_layers(layers, self.layer_count)
 
     @checked
     def capture(self, prompts: Sequence[str], layers: Layers = -1, *, site: str = "resid_post",

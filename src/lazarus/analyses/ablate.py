@@ -31,11 +31,12 @@ from lazarus.engine.interventions import Edit
 from lazarus.errors import LazarusError
 from lazarus.io.inputs import check_label_count
 from lazarus.results.ablation import AblationResult, Condition, Outcome
+from lazarus.stats import controls
 from lazarus.stats.controls import control_summary, effect_of, zero_to_rounding
 from lazarus.text import agree, plural
 
 if TYPE_CHECKING:
-    from lazarus.api import Model
+    from lazarus.engine.handle import Handle
     from lazarus.engine.loading import LoadedModel
     from lazarus.io.directions import Direction
 
@@ -64,7 +65,7 @@ def split_answers(items: Sequence[str]) -> tuple[list[str], list[str] | None]:
 
 
 def analyse_ablation(
-    model: Model, prompts: Sequence[str], layers: Sequence[int], *,
+    model: Handle, prompts: Sequence[str], layers: Sequence[int], *,
     answers: Sequence[str] | None = None, labels: Sequence[str] | None = None,
     neurons: Sequence[int] | None = None, direction: Direction | str | None = None,
     top_k: int = 10, component: str | None = None, site: str | None = None,
@@ -73,8 +74,9 @@ def analyse_ablation(
     progress: Progress | None = None,
 ) -> AblationResult:
     from lazarus.analyses.neurons import check_direction_width, check_neurons
+    from lazarus.analyses.selection import check_direction_made
     from lazarus.engine.capture import CaptureRequest, capture, tokenize
-    from lazarus.io.directions import check_direction_made, load_direction
+    from lazarus.io.directions import load_direction
 
     chosen_by = sum(x is not None for x in (neurons, direction, component))
     if chosen_by != 1:
@@ -273,6 +275,6 @@ def _outcomes(loaded: LoadedModel, scores: list[np.ndarray], made: list[list[int
                 answer_token_log_probs=tuple(float(v) for v in scores[index]),
                 reproduces=tokens == list(answers[index])))
         else:
-            kl = None if base is None else measures.kl_divergence(base[index], scores[index])
+            kl = None if base is None else controls.kl_divergence(base[index], scores[index])
             outcomes.append(Outcome(continuation=text, kl=kl))
     return tuple(outcomes)

@@ -15,19 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lazarus.analyses.examples_plan import plan_examples
-from lazarus.analyses.scan import (
-    SHARD_WINDOWS,
-    ScanOutcome,
-    ScanSettings,
-    local_executor,
-    run_scan,
-)
+from lazarus.analyses.scan import ScanOutcome, local_executor, run_scan
+from lazarus.analyses.shards import SHARD_WINDOWS, ScanSettings
 from lazarus.errors import LazarusError
 from lazarus.io.corpus import document_windows, read_documents
 from lazarus.stats.sketch import QUANTILES, Summary
 
 if TYPE_CHECKING:
-    from lazarus.api import Model
+    from lazarus.engine.handle import Handle
     from lazarus.io.directions import Direction
 
 CONTEXT_BEFORE = 16  # tokens of context shown before an example's token
@@ -115,7 +110,7 @@ class ExamplesResult:
         write_atomically(path, lambda temp: pq.write_table(table, str(temp)))
 
 
-def analyse_examples(model: Model, corpus: str, layer: int, *, site: str = "resid_post",
+def analyse_examples(model: Handle, corpus: str, layer: int, *, site: str = "resid_post",
                      neurons: Sequence[int] | None = None,
                      direction: Direction | str | None = None, top_k: int | None = None,
                      examples: int = 10, window: int = 64, stride: int | None = None,
@@ -143,7 +138,7 @@ def analyse_examples(model: Model, corpus: str, layer: int, *, site: str = "resi
     return _result(model, settings, outcome, plan.choice, tokenizer)
 
 
-def _result(model: Model, settings: ScanSettings, outcome: ScanOutcome, choice: str,
+def _result(model: Handle, settings: ScanSettings, outcome: ScanOutcome, choice: str,
             tokenizer: Any) -> ExamplesResult:
     summary = outcome.summary
     ids = settings.neurons if settings.neurons is not None else tuple(range(summary.width))

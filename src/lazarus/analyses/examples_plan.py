@@ -11,13 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lazarus.analyses.scan import SHARD_WINDOWS, ScanSettings
-from lazarus.analyses.shards import default_root, work_folder
+from lazarus.analyses.shards import SHARD_WINDOWS, ScanSettings, default_root, work_folder
 from lazarus.errors import LazarusError
 from lazarus.io.corpus import check_corpus, check_window, resolve_corpus
 
 if TYPE_CHECKING:
-    from lazarus.api import Model
+    from lazarus.engine.handle import Handle
     from lazarus.io.directions import Direction
 
 # The options of `examples` (the CLI's arguments, the API's keywords) that change no value a
@@ -55,7 +54,7 @@ class ExamplesPlan:
     choice: str  # how the neurons were chosen
 
 
-def model_key(model: Model) -> dict[str, object]:
+def model_key(model: Handle) -> dict[str, object]:
     """What of the model changes the values a scan computes: its files (with the Hub revision,
     see `cache.model_identity`), how they load (remote code, device map) and run (device type,
     dtype), and the torch and transformers versions."""
@@ -68,7 +67,7 @@ def model_key(model: Model) -> dict[str, object]:
             "device_map": model.settings.device_map, **versions()}
 
 
-def plan_examples(model: Model, corpus: str, layer: int, *, site: str = "resid_post",
+def plan_examples(model: Handle, corpus: str, layer: int, *, site: str = "resid_post",
                   neurons: Sequence[int] | None = None,
                   direction: Direction | str | None = None, top_k: int | None = None,
                   examples: int = 10, window: int = 64, stride: int | None = None,
@@ -79,10 +78,11 @@ def plan_examples(model: Model, corpus: str, layer: int, *, site: str = "resid_p
     """Check `analyse_examples`' arguments and name its work folder: a hash of every option
     that changes a computed value (the others are in NOT_IN_KEY), the corpus file and the
     model's files."""
-    from lazarus.analyses.checks import neuron_ids
     from lazarus.analyses.neurons import check_direction_early
+    from lazarus.analyses.selection import check_direction_made
+    from lazarus.engine.checks import neuron_ids
     from lazarus.engine.sites import RESIDUAL_WIDTH, check_neurons_early, check_site
-    from lazarus.io.directions import check_direction_made, load_direction
+    from lazarus.io.directions import load_direction
 
     if not isinstance(corpus, str | os.PathLike):
         raise LazarusError(f"corpus={corpus!r}: give the corpus file's path (e.g. "

@@ -14,15 +14,12 @@ are over tokens, and each prompt's per-token values are kept.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lazarus.analyses import neuron_stats as analysis
-from lazarus.analyses.neuron_stats import LabelSummary, Massive, NeuronStats
 from lazarus.engine.capture import CaptureRequest
-from lazarus.engine.collect import Collected, Progress, collect
+from lazarus.engine.collect import Progress, collect
 from lazarus.engine.loading import token_texts
 from lazarus.engine.model_info import ModelInfo
 from lazarus.engine.moe import moe_shape
@@ -32,99 +29,17 @@ from lazarus.errors import LazarusError
 from lazarus.io.directions import Direction
 from lazarus.io.inputs import check_label_count
 from lazarus.results.activations import ActivationMatrix
+from lazarus.results.neurons import LayerResult, NeuronsResult
 from lazarus.stats import discover
-from lazarus.stats.discover import Discovery
+from lazarus.stats import neurons as analysis
 from lazarus.text import plural
 
 if TYPE_CHECKING:
-    from lazarus.api import Model
-
-
-@dataclass(frozen=True)
-class LayerResult:
-    """One layer: values of the chosen neurons (a row per prompt, or per token for "all"),
-    their statistics and, with labels, their per-label means."""
-
-    matrix: ActivationMatrix
-    stats: list[NeuronStats]
-    label_summaries: list[LabelSummary] | None
-    per_token: tuple[np.ndarray, ...] | None = None  # "all": [tokens, neurons] per prompt
-    width: int = 0  # neurons the site has at this layer
-    experts: int | None = None  # MoE mlp_post: neuron n is unit n % (width / E) of expert n // ..
-    massive: tuple[Massive, ...] | None = None  # None: the layer was not read at full width
-    discovery: Discovery | None = None  # --auto-discover: the test of every neuron of the layer
-
-
-@dataclass(frozen=True)
-class NeuronsResult:
-    layers: tuple[LayerResult, ...]
-    neurons: tuple[int, ...]
-    prompts: tuple[str, ...]
-    labels: tuple[str, ...] | None
-    site: str
-    position: Position
-    selection: str | None  # where the neurons came from, said to the user (None: --neurons)
-    tokens: tuple[tuple[str, ...], ...] | None = None  # "all": each prompt's token texts
-    weights: dict[int, float] | None = None  # the direction's weights of the neurons
-    direction_labels: tuple[str | None, str | None] | None = None
-    collected: Collected | None = None
-    model_id: str = ""
-    layer_count: int = 0
-    hidden_size: int = 0
-
-    @property
-    def layer_ids(self) -> list[int]:
-        return [result.matrix.layer for result in self.layers]
-
-    def to_json(self) -> dict:
-        """The document `lazarus introspect neurons -o FILE.json` writes, provenance included."""
-        from lazarus import __version__
-        from lazarus.render.layers import result_json
-
-        collected = self.collected
-        return result_json(self, {
-            "lazarus_version": __version__,
-            "site": self.site,
-            "position": self.position,
-            "layer_count": self.layer_count,
-            "hidden_size": self.hidden_size,
-            "dtype": None if collected is None else collected.dtype,
-            "device": None if collected is None else collected.device,
-            "neuron_selection": self.selection or "--neurons",
-        })
-
-    def to_numpy(self, layer: int | None = None) -> np.ndarray:
-        """Values of the chosen neurons: [samples, neurons] at `layer`, else [layers, samples,
-        neurons]; a sample is a prompt, or a token of a prompt for position "all"."""
-        if layer is None:
-            return np.stack([result.matrix.values for result in self.layers])
-        for result in self.layers:
-            if result.matrix.layer == layer:
-                return result.matrix.values
-        raise KeyError(f"layer {layer} is not in this result (it has {self.layer_ids})")
-
-    def plot(self, path: str) -> None:
-        """The heatmap (and per-label means) as .png or .svg; needs matplotlib."""
-        from lazarus.results.plot import plot_neurons
-
-        plot_neurons(self, path)
-
-    def to_csv(self) -> str:
-        """The tidy table as CSV text (what `-o FILE.csv` writes)."""
-        from lazarus.results.tables import csv_text, neurons_table
-
-        return csv_text(*neurons_table(self))
-
-    def to_pandas(self):  # -> pandas.DataFrame
-        """The tidy table as a DataFrame; needs pandas."""
-        from lazarus.results.tables import dataframe, neurons_table
-
-        header, rows = neurons_table(self)
-        return dataframe({name: [row[k] for row in rows] for k, name in enumerate(header)})
+    from lazarus.engine.handle import Handle
 
 
 def analyse_neurons(
-    model: Model,
+    model: Handle,
     prompts: Sequence[str],
     layers: Sequence[int],
     *,
@@ -141,8 +56,9 @@ def analyse_neurons(
     """Capture `layers` at `site` and `position` for `prompts` in one pass, choose the neurons,
     and compute their statistics per layer. `auto_discover` tests every neuron of the (one)
     layer against `labels` and shows the strongest survivors (`permutations` shuffles)."""
+    from lazarus.analyses.selection import check_direction_made
     from lazarus.engine.positions import parse_position
-    from lazarus.io.directions import check_direction_made, load_direction
+    from lazarus.io.directions import load_direction
 
     info = model.info
     position = parse_position(str(position))

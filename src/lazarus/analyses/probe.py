@@ -6,82 +6,16 @@ what `Model.probe` returns and `lazarus introspect probe` renders (never prints)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lazarus.errors import LazarusError
 from lazarus.text import agree, plural
 
 if TYPE_CHECKING:
-    from lazarus.api import Model
     from lazarus.engine.collect import Progress
+    from lazarus.engine.handle import Handle
     from lazarus.engine.positions import Position
-    from lazarus.io.directions import Direction
-    from lazarus.stats.probe import Prediction, ProbeReport, TestScore
-
-
-@dataclass(frozen=True)
-class ProbeResult:
-    report: ProbeReport
-    test_prompts: tuple[str, ...]
-    test: TestScore  # the test prompts' projections, predictions and, with labels, accuracy
-    model_id: str
-    site: str
-    position: Position
-    device: str
-    dtype: str
-    training_prompts: tuple[str, ...] = ()  # class A first, then class B
-
-    @property
-    def best_layer(self) -> int | None:
-        """The chosen layer when it beats chance (p < alpha), else None."""
-        return self.report.best_layer
-
-    @property
-    def significant(self) -> bool:
-        return self.report.significant
-
-    @property
-    def predictions(self) -> tuple[Prediction, ...]:
-        return self.test.predictions
-
-    def direction(self, force: bool = False) -> Direction:
-        """The best layer's direction, as `--save-direction` writes it; refused when no layer
-        beats chance, unless `force` (then it is the top layer's)."""
-        from lazarus.stats.probe import to_direction
-
-        return to_direction(self.report, self.model_id, self.site, str(self.position),
-                            force=force)
-
-    def save_direction(self, path: str, force: bool = False) -> None:
-        from lazarus.io.directions import save_direction
-
-        save_direction(path, self.direction(force))
-
-    def plot(self, path: str) -> None:
-        """Accuracy by layer over the shuffled baseline, as .png or .svg; needs matplotlib."""
-        from lazarus.results.plot import plot_probe
-
-        plot_probe(self.report, path)
-
-    def to_json(self) -> dict:
-        """The document `lazarus introspect probe -o FILE.json` writes, provenance included."""
-        from lazarus import __version__
-        from lazarus.render.probe_json import probe_json
-
-        document = probe_json(self.report, model_id=self.model_id,
-                              prompts=self.training_prompts, test_prompts=self.test_prompts,
-                              test=self.test)
-        document.update(lazarus_version=__version__, dtype=self.dtype, device=self.device,
-                        site=self.site, position=self.position)
-        return document
-
-    def to_pandas(self):  # -> pandas.DataFrame
-        """Accuracy by layer: one row per layer searched; needs pandas."""
-        from lazarus.results.tables import dataframe
-
-        rows = self.to_json()["layers"]
-        return dataframe({key: [row[key] for row in rows] for key in rows[0]})
+    from lazarus.results.probe import ProbeResult
 
 
 def check_inputs(count_a: int, count_b: int, label_a: str, label_b: str, method: str) -> None:
@@ -100,7 +34,7 @@ def check_inputs(count_a: int, count_b: int, label_a: str, label_b: str, method:
                            f"(use one of: {', '.join(probe.METHODS)})")
 
 
-def analyse_probe(model: Model, class_a: Sequence[str], class_b: Sequence[str],
+def analyse_probe(model: Handle, class_a: Sequence[str], class_b: Sequence[str],
                   layers: Sequence[int], *, label_a: str, label_b: str, site: str = "resid_post",
                   position: Position = "last", method: str = "logistic",
                   test: Sequence[str] = (), test_labels: Sequence[str] | None = None,

@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lazarus.analyses.shards import check_work_dir, read_shard, shard_path, write_shard, writing
+from lazarus.analyses.shards import (
+    ScanSettings,
+    check_work_dir,
+    read_shard,
+    shard_path,
+    write_shard,
+    writing,
+)
 from lazarus.errors import LazarusError
 from lazarus.io.corpus import Window, prefix_of, windows
 from lazarus.stats.sketch import BUCKETS, LOW, SHIFT, SIDE, Summary, select
@@ -32,26 +39,10 @@ from lazarus.text import plural
 if TYPE_CHECKING:
     from lazarus.engine.loading import LoadedModel
 
-SHARD_WINDOWS = 256  # windows per shard: a few seconds of work on a CPU
 FLUSH_VALUES = 1 << 20  # scored values (tokens x neurons) a shard holds before summarising
 Progress = Callable[[int, int], None]  # (windows done, windows in the corpus)
 # computes and writes the shards given, calling back with each one's window count
 Executor = Callable[[Iterable[tuple[int, list[Window]]], Callable[[int], None]], None]
-
-
-@dataclass(frozen=True)
-class ScanSettings:
-    """What a scan computes; the work folder is keyed by these (and the model's files)."""
-
-    corpus: str
-    layer: int
-    site: str = "resid_post"
-    neurons: tuple[int, ...] | None = None  # None: every neuron of the site
-    examples: int = 10  # kept each way per neuron
-    window: int = 64
-    stride: int = 64
-    text_field: str = "text"
-    shard_windows: int = SHARD_WINDOWS
 
 
 def summarize(values: Any, ids: np.ndarray, keep: int) -> Summary:

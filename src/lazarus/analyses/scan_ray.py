@@ -31,13 +31,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lazarus.analyses.scan import Executor, ScanSettings
-from lazarus.analyses.shards import windows_path, write_windows
+from lazarus.analyses.scan import Executor
+from lazarus.analyses.shards import ScanSettings, windows_path, write_windows
 from lazarus.errors import LazarusError
 from lazarus.io.corpus import Window
 
 if TYPE_CHECKING:
-    from lazarus.api import Model
+    from lazarus.engine.handle import Handle
 
 CPU_PER_ACTOR = 0.5  # a fraction: on 2 cores, whole CPUs for the actors starve the read tasks
 
@@ -52,12 +52,12 @@ class ShardActor:
 
         import torch
 
-        from lazarus.api import Model
+        from lazarus.engine.handle import Handle
 
         torch.set_num_threads(threads)
         self.settings = ScanSettings(**{**settings, "neurons": None if settings["neurons"]
                                         is None else tuple(settings["neurons"])})
-        self.loaded = Model(model, whole=False, **options).weights(self.settings.layer)
+        self.loaded = Handle(model, whole=False, **options).weights(self.settings.layer)
         self.folder = Path(folder)
         self.limits = token_budget, max_batch
         self.stamp = {"actor": uuid.uuid4().hex, "host": platform.node()}
@@ -107,7 +107,7 @@ def actor_plan(device: str, cluster: dict[str, float], threads: int,
     return asked or default, {"num_cpus": CPU_PER_ACTOR}, None
 
 
-def ray_executor(model: Model, settings: ScanSettings, folder: Path, workers: int | None,
+def ray_executor(model: Handle, settings: ScanSettings, folder: Path, workers: int | None,
                  token_budget: int | None, max_batch: int | None,
                  address: str | None = None) -> Executor:
     """Shards run by `workers` actors (None: `actor_plan`'s choice) of a local Ray runtime, or

@@ -24,9 +24,8 @@ import errno
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -34,13 +33,27 @@ from lazarus.errors import LazarusError
 from lazarus.io.corpus import Window
 from lazarus.stats.sketch import BUCKETS, Summary
 
-if TYPE_CHECKING:
-    from lazarus.analyses.scan import ScanSettings
-
 FORMAT = 3  # of the work folder's files (2: the sketch's grid from the float's bits; 3: the
 # Parquet shards' page checksums, and every option that changes a value in the key)
 KEYS = ("count", "mean", "m2", "positive", "sketch", "top", "top_ids", "bottom", "bottom_ids")
 FORMATS = (".npz", ".parquet")
+
+SHARD_WINDOWS = 256  # windows per shard: a few seconds of work on a CPU
+
+
+@dataclass(frozen=True)
+class ScanSettings:
+    """What a scan computes; the work folder is keyed by these (and the model's files)."""
+
+    corpus: str
+    layer: int
+    site: str = "resid_post"
+    neurons: tuple[int, ...] | None = None  # None: every neuron of the site
+    examples: int = 10  # kept each way per neuron
+    window: int = 64
+    stride: int = 64
+    text_field: str = "text"
+    shard_windows: int = SHARD_WINDOWS
 
 
 def shard_path(folder: Path, number: int, suffix: str = ".npz") -> Path:

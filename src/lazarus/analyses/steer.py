@@ -34,7 +34,7 @@ from lazarus.errors import LazarusError
 from lazarus.text import plural, real_number
 
 if TYPE_CHECKING:
-    from lazarus.api import Model
+    from lazarus.engine.handle import Handle
     from lazarus.io.directions import Direction
 
 MAX_TOKENS = 20
@@ -114,15 +114,16 @@ def parse_neuron_values(text: str) -> dict[int, float]:
 
 
 def analyse_steer(
-    model: Model, prompts: Sequence[str], layer: int | None = None, *,
+    model: Handle, prompts: Sequence[str], layer: int | None = None, *,
     direction: Direction | str | None = None, positive: Sequence[str] | None = None,
     negative: Sequence[str] | None = None, neurons: Mapping[int, float] | None = None,
     coefficients: Sequence[float] = (1.0,), absolute: bool = False, site: str | None = None,
     tokens: Sequence[str] = (), max_tokens: int = MAX_TOKENS, temperature: float = 0.0,
     seed: int = 0, clamp: bool = False,
 ) -> SteerResult:
+    from lazarus.analyses.selection import check_direction_made
     from lazarus.engine.capture import CaptureRequest, capture, tokenize
-    from lazarus.io.directions import check_direction_made, load_direction
+    from lazarus.io.directions import load_direction
 
     given = sum(x is not None for x in (direction, positive if positive is not None
                                          else negative, neurons))

@@ -81,8 +81,9 @@ def run_probe(args: argparse.Namespace) -> int:
     from lazarus.analyses.probe import check_inputs
     from lazarus.io import inputs
     from lazarus.io.files import check_outputs_apart, check_writable
-    from lazarus.render.probe import hopeless_warning, render_probe_report
+    from lazarus.render.probe import render_probe_report
     from lazarus.results.plot import check_plot_path, plot_probe
+    from lazarus.results.probe import hopeless_warning
     from lazarus.stats.probe import (
         MAX_PERMUTATIONS,
         PERMUTATIONS,

@@ -10,7 +10,6 @@ head; and what the hooks hold of it (`kept_bytes_per_token`: every layer's value
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -18,10 +17,11 @@ import numpy as np
 
 from lazarus.engine.configs import HIDDEN_SIZE_KEYS, config_int, first_int, text_config
 from lazarus.engine.moe import moe_shape
+from lazarus.engine.prefetch import available_ram_bytes
 
 if TYPE_CHECKING:
-    from lazarus.engine.capture import CaptureRequest
     from lazarus.engine.loading import LoadedModel
+    from lazarus.engine.trace import CaptureRequest
 
 
 CPU_TOKEN_BUDGET = 2048  # on CPU, larger batches are no faster
@@ -129,21 +129,6 @@ def free_memory_bytes(loaded: LoadedModel) -> int:
         devices = {p.device for p in loaded.model.parameters() if p.device.type == "cuda"}
         return min(torch.cuda.mem_get_info(d)[0] for d in devices) // 2
     return available_ram_bytes() // 4
-
-
-def available_ram_bytes() -> int:
-    """MemAvailable from /proc/meminfo on Linux; else the physical memory's size; else 4 GiB."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 4 << 30
 
 
 def limits_for(loaded: LoadedModel, longest: int, request: CaptureRequest,

@@ -224,7 +224,3 @@ def next_token(loaded: LoadedModel, prompts: Sequence[Sequence[int]],
     return [row[-1] for row in log_probs(loaded, prompts, [len(p) for p in prompts], edits)]
 
 
-def kl_divergence(log_p: np.ndarray, log_q: np.ndarray) -> float:
-    """KL(p || q) in nats, from log-probabilities over the same vocabulary."""
-    p = np.exp(log_p)
-    return float(np.sum(np.where(p > 0, p * (log_p - log_q), 0.0)))

@@ -220,28 +220,6 @@ def router_from_hook(parts: MoeParts, args: tuple[Any, ...], kwargs: dict[str, A
     return weights if tokens is None else weights[tokens]
 
 
-def site(parts: MoeParts, name: str) -> Any:
-    """The engine's `sites.Site` for `mlp_post` (expert units) or `router` at this MoE block:
-    a pre-hook on the experts, whose values come per flattened token."""
-    from lazarus.engine.sites import Site
-
-    read = units_from_hook if name == "mlp_post" else router_from_hook
-
-    def extract(args: tuple[Any, ...], kwargs: dict[str, Any], output: Any,
-                tokens: Any | None = None) -> Any:
-        if name == "mlp_post" and parts.experts.down_proj.device.type == "meta":
-            raise LazarusError("the experts' weights are offloaded (--device-map put them off "
-                               "the device), so their units cannot be read before the model "
-                               "loads them (use a device with room for the experts, or "
-                               "--site router or resid_post)")
-        return read(parts, args, kwargs, tokens)
-
-    def edit(args: tuple[Any, ...], kwargs: dict[str, Any], output: Any, change: Any) -> Any:
-        return edited_output(parts, name, args, kwargs, output, change)
-
-    return Site(module=parts.experts, reads_input=True, extract=extract, flat=True, edit=edit)
-
-
 def edited_output(parts: MoeParts, name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
                   output: Any, change: Any) -> Any:
     """The experts module's output [tokens, H] as if its units (`mlp_post`) or routing weights

@@ -22,7 +22,6 @@ def prefetch_blocks(info: ModelInfo, up_to_layer: int | None = None) -> int:
     asked for, so the kernel's read-ahead does not pull in the blocks around them. Returns the
     bytes asked for: 0 where this is not possible, or when they would fill half the free RAM.
     """
-    from lazarus.engine.budget import available_ram_bytes
     from lazarus.engine.model_info import local_files
 
     if not hasattr(os, "posix_fadvise"):
@@ -64,3 +63,18 @@ def _block_ranges(path: Path, up_to_layer: int | None) -> list[tuple[int, int]]:
         else:
             merged.append((start, end))
     return merged
+
+
+def available_ram_bytes() -> int:
+    """MemAvailable from /proc/meminfo on Linux; else the physical memory's size; else 4 GiB."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from lazarus.engine import moe
 from lazarus.engine.configs import HIDDEN_SIZE_KEYS, config_int, config_note, first_int, text_config
 from lazarus.errors import LazarusError
 from lazarus.text import plural
@@ -241,11 +242,9 @@ def locate(model: Any, layer_count: int, layer: int, site: str) -> Site:
     if site == "resid_post":
         return Site(module=block, reads_input=False, extract=_output)
     if site in ("mlp_post", "router"):
-        from lazarus.engine import moe
-
         parts = moe.find_moe(block)
         if parts is not None:
-            return moe.site(parts, site)
+            return _moe_site(parts, site)
         if site == "router":
             raise LazarusError(f"layer {layer} ({name}) has no MoE router (the router site "
                                "exists only at MoE layers)")
@@ -264,3 +263,23 @@ def locate(model: Any, layer_count: int, layer: int, site: str) -> Site:
             return Site(module=module, reads_input=False, extract=_output)
     raise LazarusError(f"{name} has no {'attention' if site == 'attn_out' else 'MLP'} module "
                        f"that lazarus knows (the {site} site is not available for this model)")
+
+
+def _moe_site(parts: moe.MoeParts, name: str) -> Any:
+    """The `Site` for `mlp_post` (expert units) or `router` at this MoE block:
+    a pre-hook on the experts, whose values come per flattened token."""
+    read = moe.units_from_hook if name == "mlp_post" else moe.router_from_hook
+
+    def extract(args: tuple[Any, ...], kwargs: dict[str, Any], output: Any,
+                tokens: Any | None = None) -> Any:
+        if name == "mlp_post" and parts.experts.down_proj.device.type == "meta":
+            raise LazarusError("the experts' weights are offloaded (--device-map put them off "
+                               "the device), so their units cannot be read before the model "
+                               "loads them (use a device with room for the experts, or "
+                               "--site router or resid_post)")
+        return read(parts, args, kwargs, tokens)
+
+    def edit(args: tuple[Any, ...], kwargs: dict[str, Any], output: Any, change: Any) -> Any:
+        return moe.edited_output(parts, name, args, kwargs, output, change)
+
+    return Site(module=parts.experts, reads_input=True, extract=extract, flat=True, edit=edit)

@@ -1,34 +1,15 @@
-"""Text and JSON of a `NeuronsResult`: the spec's report for one layer, and what several layers
-and per-token positions add (per-layer sections, a cross-layer view, token strips); never
-prints.
-
-JSON: with one layer, exactly the spec's format plus provenance keys. With several, the top
-level keeps `model_id`, `neurons`, `prompts` and `labels`, `layers` lists the layer ids, and
-`by_layer` maps each layer id (as text) to the spec's per-layer fields (`layer`,
-`activations`, `stats`, `label_correlation`, `neuron_weights`); `across_layers` holds each
-neuron's mean per layer and, with labels, its per-label mean per layer. With
-`position="all"`, `tokens` holds each prompt's token texts and `activations` is
-[prompt][token][neuron]. Missing values (MoE units of experts a token was not routed to) are
-null, and their stats say how many values they count (`count`). Each layer read at full width
-adds `massive_activations` (possibly empty), and `--auto-discover` adds `discovery`.
-"""
+"""Text of a `NeuronsResult`: the spec's report for one layer, and what several layers and
+per-token positions add (per-layer sections, a cross-layer view, token strips); never prints.
+Its JSON is `lazarus.results.neurons`'s."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 
-from lazarus.analyses.neurons import LayerResult, NeuronsResult
 from lazarus.render.grid import GLYPHS, heat_levels, map_decimals
-from lazarus.render.neurons import (
-    discovery_json,
-    massive_json,
-    massive_note,
-    neurons_json,
-    render_neurons_report,
-)
-from lazarus.text import banner, display_width, escape, json_number, pad, plural
+from lazarus.render.neurons import massive_note, render_neurons_report
+from lazarus.results.neurons import LayerResult, NeuronsResult
+from lazarus.text import banner, display_width, escape, pad, plural
 
 
 def render_result(result: NeuronsResult, ranking: str | None = None,
@@ -141,58 +122,3 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [line(header), "-" * len(line(header)), *(line(row) for row in rows)]
 
 
-def result_json(result: NeuronsResult, extra: dict) -> dict:
-    """The saved format (see the module doc)."""
-    documents = [_layer_json(result, layer) for layer in result.layers]
-    for layer, document in zip(result.layers, documents, strict=True):
-        document["site_width"] = layer.width  # MoE models mix dense and expert layers
-    if len(documents) == 1:
-        return {**documents[0], **extra}
-    keep = ("model_id", "neurons", "prompts", "labels", "tokens")
-    document = {key: documents[0][key] for key in keep if key in documents[0]}
-    document["layers"] = result.layer_ids
-    document["by_layer"] = {str(layer.matrix.layer): {k: v for k, v in doc.items()
-                                                      if k not in keep}
-                            for layer, doc in zip(result.layers, documents, strict=True)}
-    across: dict = {"mean": {str(n): {str(layer.matrix.layer): json_number(layer.stats[j].mean)
-                                       for layer in result.layers}
-                             for j, n in enumerate(result.neurons)}}
-    if result.labels is not None:
-        across["label_means"] = {
-            summary.label: {str(n): {str(layer.matrix.layer): json_number(
-                layer.label_summaries[k].effects[j].mean) for layer in result.layers}
-                for j, n in enumerate(result.neurons)}
-            for k, summary in enumerate(result.layers[0].label_summaries)}
-    document["across_layers"] = across
-    return {**document, **extra}
-
-
-def _layer_json(result: NeuronsResult, layer: LayerResult) -> dict:
-    matrix = layer.matrix
-    if result.position == "all":  # the spec's fields, per prompt rather than per token
-        matrix = replace(matrix, prompts=result.prompts, labels=result.labels,
-                         values=np.zeros((len(result.prompts), len(result.neurons)), np.float32))
-    document = neurons_json(matrix, layer.stats, layer.label_summaries, result.weights, {})
-    if layer.experts:
-        units = layer.width // layer.experts
-        document["moe"] = {"experts": layer.experts, "units_per_expert": units,
-                           "expert_unit": {str(n): list(divmod(n, units))
-                                           for n in result.neurons}}
-        for summary in layer.label_summaries or ():
-            for effect in summary.effects:
-                if effect.count is not None and effect.count < summary.count:
-                    label = document["label_correlation"][summary.label]["neurons"]
-                    label[str(effect.neuron)]["count"] = effect.count
-    if layer.massive is not None:
-        document["massive_activations"] = massive_json(layer.massive)
-    if layer.discovery is not None:
-        document["discovery"] = discovery_json(layer.discovery)
-    samples = layer.matrix.values.shape[0]
-    for stat in layer.stats:
-        if stat.count is not None and stat.count < samples:
-            document["stats"][str(stat.neuron)]["count"] = stat.count
-    if result.position == "all":
-        document["tokens"] = [list(tokens) for tokens in result.tokens]
-        document["activations"] = [[[json_number(v) for v in row] for row in values.tolist()]
-                                   for values in layer.per_token]
-    return document

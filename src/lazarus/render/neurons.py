@@ -1,27 +1,24 @@
-"""Text and JSON for `lazarus introspect neurons`, as its spec lays them out; never prints.
+"""Text for `lazarus introspect neurons`, as its spec lays them out; never prints.
 
 The map and heatmap are `render_grid`'s; here are the statistics, label correlation and
-discovery sections, the report that puts them in order, and the JSON.
+discovery sections and the report that puts them in order (its JSON: `results.neurons`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from lazarus.analyses.neuron_stats import (
+from lazarus.render.grid import map_decimals, render_activation_map, render_heatmap, signed
+from lazarus.results.activations import ActivationMatrix
+from lazarus.stats.discover import INTERVAL_TEXT, Discovery
+from lazarus.stats.neurons import (
     MARK_THRESHOLD,
     MASSIVE_FACTOR,
     LabelSummary,
     Massive,
     NeuronStats,
 )
-from lazarus.render.grid import map_decimals, render_activation_map, render_heatmap, signed
-from lazarus.results.activations import ActivationMatrix
-from lazarus.stats.discover import CORRECTION, INTERVAL, Discovery
-from lazarus.text import agree, banner, escape, json_number, plural
-
-INTERVAL_TEXT = f"{INTERVAL}, stratified by label"
-
+from lazarus.text import agree, banner, escape, plural
 
 # --- statistics and labels ----------------------------------------------------------------------
 
@@ -217,78 +214,3 @@ def render_discovery(discovery: Discovery, layer: int) -> str:
 # --- JSON ---------------------------------------------------------------------------------------
 
 
-def neurons_json(
-    matrix: ActivationMatrix,
-    stats: list[NeuronStats],
-    label_summaries: list[LabelSummary] | None,
-    weights: dict[int, float] | None,
-    extra: dict,
-) -> dict:
-    """The spec's saved format; `neuron_weights` only with weights, `label_correlation` only
-    with labels, then the keys of `extra` (which may not replace any of these)."""
-    result: dict = {
-        "model_id": matrix.model_id,
-        "layer": int(matrix.layer),
-        "neurons": [int(n) for n in matrix.neurons],
-        "prompts": list(matrix.prompts),
-        "labels": None if matrix.labels is None else list(matrix.labels),
-        "activations": [[json_number(v) for v in row] for row in matrix.values.tolist()],
-    }
-    if weights is not None:
-        result["neuron_weights"] = {str(n): json_number(weights.get(n)) for n in matrix.neurons}
-    result["stats"] = {
-        str(s.neuron): {key: json_number(getattr(s, key)) for key in ("min", "max", "mean", "std")}
-        for s in stats
-    }
-    if label_summaries is not None:
-        result["label_correlation"] = {
-            s.label: {
-                "count": s.count,
-                "neurons": {
-                    str(e.neuron): {
-                        "mean": json_number(e.mean),
-                        "rest_mean": json_number(e.rest_mean),
-                        "r": json_number(e.r),
-                        "r_ci95": None if e.r_ci is None else [json_number(v) for v in e.r_ci],
-                        "verdict": e.verdict,
-                    }
-                    for e in s.effects
-                },
-            }
-            for s in label_summaries
-        }
-    clash = sorted(result.keys() & extra.keys())
-    if clash:
-        raise ValueError(f"extra keys would replace the report's own: {', '.join(clash)}")
-    result.update(extra)
-    return result
-
-
-def discovery_json(discovery: Discovery) -> dict:
-    """--auto-discover's test, correction, counts and each shown neuron's figures."""
-    def finding(f) -> dict:  # type: ignore[no-untyped-def]
-        return {"neuron": f.neuron, "effect": json_number(f.effect),
-                "ci95": [json_number(f.low), json_number(f.high)], "p": f.p,
-                "p_corrected": f.p_corrected}
-    return {
-        "effect": discovery.effect,
-        "labels": list(discovery.labels),
-        "test": "permutation",
-        "correction": CORRECTION,
-        "interval": INTERVAL_TEXT,
-        "permutations": discovery.permutations,
-        "resamples": discovery.resamples,
-        "alpha": discovery.alpha,
-        "seed": discovery.seed,
-        "tested": discovery.tested,
-        "untested": list(discovery.untested),
-        "survivors": discovery.survivors,
-        "smallest_possible_p": discovery.smallest_p,
-        "findings": [finding(f) for f in discovery.findings],
-        "candidates": [finding(f) for f in discovery.candidates],
-    }
-
-
-def massive_json(massive: tuple[Massive, ...]) -> list[dict]:
-    return [{"neuron": m.neuron, "mean_abs": json_number(m.mean_abs),
-             "ratio_to_median": json_number(m.ratio)} for m in massive]

@@ -1,4 +1,4 @@
-"""Text for `lazarus introspect probe`; never prints (its JSON: `lazarus.render.probe_json`).
+"""Text for `lazarus introspect probe`; never prints (its JSON: `lazarus.results.probe`).
 
 Sections, in order: PROBE ACCURACY BY LAYER (a row and a bar per layer, the chosen layer
 marked when it beats chance), the verdict of the permutation test of the whole layer search,
@@ -13,6 +13,7 @@ import math
 import textwrap
 from collections.abc import Sequence
 
+from lazarus.results.probe import hopeless_warning, percent, verdict
 from lazarus.stats.probe import METHOD_SUMMARY, ProbeReport, TestScore
 from lazarus.text import (
     PROMPT_WIDTH,
@@ -37,10 +38,6 @@ def _wrap(text: str) -> list[str]:
                          break_long_words=False, break_on_hyphens=False)
 
 
-def _percent(value: float) -> str:
-    return "  n/a " if math.isnan(value) else f"{100 * value:5.1f}%"
-
-
 def _number(value: float, decimals: int) -> str:
     if math.isnan(value):
         return "n/a"
@@ -63,45 +60,6 @@ def decimals_for(scale: float, digits: int = 2, most: int = 6) -> int:
 # --- sections -----------------------------------------------------------------------------------
 
 
-def _p(value: float) -> str:
-    """A p-value with two significant digits: 0.005, 0.048, 0.33, 1."""
-    return f"{value:.2g}" if value < 1 else "1"
-
-
-def verdict(report: ProbeReport) -> str:
-    """One sentence: does a layer beat chance, and why (not)."""
-    top = report.top
-    count = f"{report.permutations} shuffled labelling{'s' if report.permutations != 1 else ''}"
-    if report.significant:
-        return (f"Best layer: {report.top_layer} ({_percent(top.accuracy).strip()} held out), "
-                f"p = {_p(report.p_value)} < {report.alpha:g}: only {report.exceeding} of "
-                f"{count} had a best layer that did as well.")
-    if report.permutations == 0:
-        why = "no shuffled labellings were run to compare with"
-    else:
-        why = (f"{report.exceeding} of {count} had a best layer that did as well "
-               f"(p = {_p(report.p_value)}, not below {report.alpha:g})")
-    return (f"No layer beats chance: the top layer, {report.top_layer}, scores "
-            f"{_percent(top.accuracy).strip()} held out, and {why}; no layer is marked best.")
-
-
-def hopeless_warning(report: ProbeReport) -> str | None:
-    """Why no result could be significant with these class sizes and shuffles, if so."""
-    if not report.hopeless:
-        return None
-    floor = f"smallest possible p = {_p(report.smallest_p)}"
-    if report.smallest_p > 1.0 / (1 + report.permutations):
-        splits = round(1.0 / report.smallest_p)
-        reason = (f"{report.count_a} and {report.count_b} prompts can be split into the two "
-                  f"classes in only {splits} distinct way{'s' if splits != 1 else ''}")
-        fix = "add prompts to both classes"
-    else:
-        reason = f"{report.permutations} shuffled labellings cannot give a smaller p"
-        fix = "raise --permutations"
-    return (f"Warning: {reason}, so no result can reach p < {report.alpha:g} ({floor}); "
-            f"{fix}.")
-
-
 def render_accuracy_table(report: ProbeReport) -> str:
     """One row per layer: held-out accuracy and the shuffled-label baseline (mean ± std), the
     held-out separation that breaks ties, and a bar proportional to accuracy; then the
@@ -113,8 +71,8 @@ def render_accuracy_table(report: ProbeReport) -> str:
     lines += [header, "-" * (len(header) + 1 + BAR_WIDTH + 1 + len(BEST_MARK))]
     for row in report.layers:
         bar = "█" * round(BAR_WIDTH * row.accuracy)
-        line = (f"{row.layer:>5} | {_percent(row.accuracy)} ± {_percent(row.accuracy_std)} | "
-                f"{_percent(row.baseline)} ± {_percent(row.baseline_std)} | "
+        line = (f"{row.layer:>5} | {percent(row.accuracy)} ± {percent(row.accuracy_std)} | "
+                f"{percent(row.baseline)} ± {percent(row.baseline_std)} | "
                 f"{_number(row.heldout_separation, 2):>10} | {bar.ljust(BAR_WIDTH)}")
         if row.layer == report.best_layer:
             line += f" {BEST_MARK}"
@@ -132,8 +90,8 @@ def render_accuracy_table(report: ProbeReport) -> str:
         high = chance[min(len(chance) - 1, math.ceil(0.95 * len(chance)) - 1)]
         notes.append(
             f"Whole search: the best of the {len(report.layers)} layers scores "
-            f"{_percent(sum(chance) / len(chance)).strip()} held out on average with shuffled "
-            f"labels (95th percentile {_percent(high).strip()}); p is the share of shuffles "
+            f"{percent(sum(chance) / len(chance)).strip()} held out on average with shuffled "
+            f"labels (95th percentile {percent(high).strip()}); p is the share of shuffles "
             "whose best layer did at least as well as the real one, (1 + count) / (1 + "
             "shuffles): how often label noise alone would give a result this good.")
     summary = [verdict(report)]
@@ -216,13 +174,13 @@ def render_predictions(prompts: Sequence[str], test: TestScore) -> str:
         line = f"{fit_cell(prompt, PROMPT_WIDTH)} | "
         if truth is not None:
             line += f"{pad(truth[index], true_width)} | "
-        line += (f"{pad(label, width)} | {_percent(prediction.probability).strip():>11} | "
+        line += (f"{pad(label, width)} | {percent(prediction.probability).strip():>11} | "
                  f"{_number(float(test.projections[index]), 4):>10}")
         lines.append(line)
     if test.accuracy is not None:
         lines.append("")
         lines += _wrap(f"Test accuracy (held out): {test.correct} of {len(predictions)} "
-                       f"({_percent(test.accuracy).strip()}).")
+                       f"({percent(test.accuracy).strip()}).")
     return "\n".join(lines)
 
 

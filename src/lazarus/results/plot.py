@@ -18,18 +18,15 @@ import importlib.util
 import math
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from lazarus.errors import LazarusError
 from lazarus.io.files import check_writable, write_atomically
+from lazarus.stats.probe import ProbeReport
 from lazarus.stats.t_interval import label_means
 from lazarus.text import escape
-
-if TYPE_CHECKING:
-    from lazarus.analyses.neurons import NeuronsResult
-    from lazarus.stats.probe import ProbeReport
 
 FORMATS = ("png", "svg")
 MISSING = "--plot needs matplotlib (pip install 'lazarus[plot]')"
@@ -79,16 +76,17 @@ def _figure_class() -> Any:
 # --- neurons ----------------------------------------------------------------------------------
 
 
-def plot_neurons(result: NeuronsResult, path: str, size: tuple[float, float] | None = None,
+def plot_neurons(result: Any, path: str, size: tuple[float, float] | None = None,
                  dpi: int = DPI) -> None:
     """Draw `result` (see the module docstring) and write it to `path` (.png or .svg)."""
     fmt = plot_format(path)
     _save(neurons_figure(result, size, dpi), path, fmt)
 
 
-def neurons_figure(result: NeuronsResult, size: tuple[float, float] | None = None,
+def neurons_figure(result: Any, size: tuple[float, float] | None = None,
                    dpi: int = DPI) -> Any:
-    """The matplotlib `Figure` of `plot_neurons`; `size` in inches (default: fits the data)."""
+    """The matplotlib `Figure` of `plot_neurons` for a `NeuronsResult`; `size` in inches
+    (default: fits the data)."""
     figure_class = _figure_class()
     layers = result.layers
     labelled = layers[0].matrix.labels is not None

@@ -6,12 +6,9 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lazarus.errors import LazarusError
-
-if TYPE_CHECKING:
-    from lazarus.analyses.neurons import NeuronsResult
 
 
 def dataframe(columns: Mapping[str, Sequence[Any]]):  # -> pandas.DataFrame
@@ -38,8 +35,8 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def neurons_table(result: NeuronsResult) -> tuple[list[str], list[list]]:
-    """(header, rows) of the tidy table: one row per layer x sample x neuron."""
+def neurons_table(result: Any) -> tuple[list[str], list[list]]:
+    """(header, rows) of a `NeuronsResult`'s tidy table: one row per layer x sample x neuron."""
     every = result.position == "all"
     header = ["layer", "prompt_index", "prompt", "label", *(
         ["token_index", "token"] if every else []), "neuron", "value"]

@@ -28,6 +28,7 @@ ALPHA = 0.05
 SEED = 0
 CORRECTION = "family-wise, by the max-statistic over all neurons tested (Westfall-Young)"
 INTERVAL = "percentile bootstrap"
+INTERVAL_TEXT = f"{INTERVAL}, stratified by label"
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,23 @@ dataclasses, which `dataclasses.asdict` turns into JSON-friendly dicts.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-from lazarus.results.activations import ActivationMatrix
 from lazarus.stats.effects import correlation_interval
+
+
+class Columns(Protocol):
+    """What the statistics read of an activation matrix (`results.ActivationMatrix` is one):
+    float32 [samples, neurons] values, the neuron ids, and a label per sample (or None)."""
+
+    values: np.ndarray
+    neurons: Sequence[int]
+    labels: Sequence[str] | None
+
 
 MARK_THRESHOLD = 0.5
 """|r| at or above which a neuron is marked as tracking a label ("large" by Cohen's convention)."""
@@ -65,7 +76,7 @@ class LabelSummary:
     effects: tuple[LabelEffect, ...]  # one per neuron, in matrix order
 
 
-def neuron_stats(matrix: ActivationMatrix) -> list[NeuronStats]:
+def neuron_stats(matrix: Columns) -> list[NeuronStats]:
     """min, max, mean and population std of each neuron, in matrix order."""
     values = matrix.values.astype(np.float64)
     stats = []
@@ -112,7 +123,7 @@ def _verdict(r: float | None) -> str | None:
     return None
 
 
-def label_correlation(matrix: ActivationMatrix) -> list[LabelSummary]:
+def label_correlation(matrix: Columns) -> list[LabelSummary]:
     """For each label (in the order first given), each neuron's mean on its prompts and its
     correlation with it, with r's 95% interval."""
     if matrix.labels is None:

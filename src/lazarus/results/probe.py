@@ -1,0 +1,206 @@
+"""What `lazarus introspect probe` found (`ProbeResult`), its verdict sentences, and its JSON
+(`probe_json`): the report as plain JSON types, each figure named as held out or in-sample
+(`FIGURES`); never prints. The text report (`lazarus.render.probe`) uses the same sentences."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from lazarus import __version__
+from lazarus.engine.positions import Position
+from lazarus.io.directions import Direction, save_direction
+from lazarus.results.plot import plot_probe
+from lazarus.results.tables import dataframe
+from lazarus.stats.probe import Prediction, ProbeReport, TestScore, to_direction
+from lazarus.text import json_number
+
+FIGURES = {  # which figures the fit saw the prompts of
+    "accuracy": "held out (cross-validated)",
+    "baseline": "held out (cross-validated, shuffled labels)",
+    "heldout_separation": "held out (cross-validated)",
+    "p_value": "held out (permutation test of the whole layer search)",
+    "projection": "in-sample (the final fit on all training prompts)",
+    "separation": "in-sample (the final fit on all training prompts)",
+    "training_projections": "in-sample",
+    "top_neurons": "in-sample",
+    "predictions": "held out (test prompts)",
+    "test_accuracy": "held out (test prompts)",
+}
+
+
+def probe_json(
+    report: ProbeReport,
+    *,
+    model_id: str | None = None,
+    top_k: int = 10,
+    prompts: Sequence[str] | None = None,
+    test_prompts: Sequence[str] | None = None,
+    test: TestScore | None = None,
+) -> dict:
+    """The report as plain JSON types; NaN and infinities become null. `prompts` are the
+    training prompts (class A first), named beside their in-sample projections."""
+    fit = report.fit
+    labels = [report.label_a] * report.count_a + [report.label_b] * report.count_b
+    result: dict = {
+        "model_id": model_id,
+        "method": report.method,
+        "label_a": report.label_a,
+        "label_b": report.label_b,
+        "count_a": report.count_a,
+        "count_b": report.count_b,
+        "folds": report.folds,
+        "permutations": report.permutations,
+        "seed": report.seed,
+        "figures": FIGURES,
+        "layers": [
+            {
+                "layer": row.layer,
+                "accuracy": json_number(row.accuracy),
+                "accuracy_std": json_number(row.accuracy_std),
+                "baseline": json_number(row.baseline),
+                "baseline_std": json_number(row.baseline_std),
+                "heldout_separation": json_number(row.heldout_separation),
+            }
+            for row in report.layers
+        ],
+        "best_layer": report.best_layer,
+        "top_layer": report.top_layer,
+        "significant": report.significant,
+        "p_value": json_number(report.p_value),
+        "alpha": report.alpha,
+        "exceeding": report.exceeding,
+        "smallest_p": json_number(report.smallest_p),
+        "verdict": verdict(report),
+        "warning": hopeless_warning(report),
+        "shuffled_best": [json_number(a) for a in report.shuffled_best],
+        "tie_break": report.tie_break,
+        "hidden_size": fit.hidden_size,
+        "projection": {
+            key: {"label": cls.label, "count": cls.count, "mean": json_number(cls.mean),
+                  "std": json_number(cls.std)}
+            for key, cls in (("class_a", fit.class_a), ("class_b", fit.class_b))
+        },
+        "separation": json_number(fit.separation),
+        "training_projections": [
+            {"prompt": prompts[i] if prompts is not None else None, "label": labels[i],
+             "projection": json_number(float(value)), "in_sample": True}
+            for i, value in enumerate(fit.projections)
+        ],
+        "ranking": report.ranking,
+        "top_neurons": [
+            {"neuron": n.neuron, "weight": json_number(n.weight),
+             "importance": json_number(n.importance)}
+            for n in fit.top_neurons(top_k)
+        ],
+    }
+    if test_prompts:
+        if test is None:
+            raise ValueError("test prompts need their TestScore")
+        result["predictions"] = [
+            {"prompt": prompt, "label": p.label, "probability": json_number(p.probability),
+             "probability_a": json_number(p.probability_a),
+             "projection": json_number(float(test.projections[i])),
+             "true_label": None if test.labels is None else test.labels[i],
+             "in_sample": False}
+            for i, (prompt, p) in enumerate(zip(test_prompts, test.predictions, strict=True))
+        ]
+        result["test_accuracy"] = json_number(test.accuracy)
+    return result
+
+
+def percent(value: float) -> str:
+    return "  n/a " if math.isnan(value) else f"{100 * value:5.1f}%"
+
+
+def p_text(value: float) -> str:
+    """A p-value with two significant digits: 0.005, 0.048, 0.33, 1."""
+    return f"{value:.2g}" if value < 1 else "1"
+
+
+def verdict(report: ProbeReport) -> str:
+    """One sentence: does a layer beat chance, and why (not)."""
+    top = report.top
+    count = f"{report.permutations} shuffled labelling{'s' if report.permutations != 1 else ''}"
+    if report.significant:
+        return (f"Best layer: {report.top_layer} ({percent(top.accuracy).strip()} held out), "
+                f"p = {p_text(report.p_value)} < {report.alpha:g}: only {report.exceeding} of "
+                f"{count} had a best layer that did as well.")
+    if report.permutations == 0:
+        why = "no shuffled labellings were run to compare with"
+    else:
+        why = (f"{report.exceeding} of {count} had a best layer that did as well "
+               f"(p = {p_text(report.p_value)}, not below {report.alpha:g})")
+    return (f"No layer beats chance: the top layer, {report.top_layer}, scores "
+            f"{percent(top.accuracy).strip()} held out, and {why}; no layer is marked best.")
+
+
+def hopeless_warning(report: ProbeReport) -> str | None:
+    """Why no result could be significant with these class sizes and shuffles, if so."""
+    if not report.hopeless:
+        return None
+    floor = f"smallest possible p = {p_text(report.smallest_p)}"
+    if report.smallest_p > 1.0 / (1 + report.permutations):
+        splits = round(1.0 / report.smallest_p)
+        reason = (f"{report.count_a} and {report.count_b} prompts can be split into the two "
+                  f"classes in only {splits} distinct way{'s' if splits != 1 else ''}")
+        fix = "add prompts to both classes"
+    else:
+        reason = f"{report.permutations} shuffled labellings cannot give a smaller p"
+        fix = "raise --permutations"
+    return (f"Warning: {reason}, so no result can reach p < {report.alpha:g} ({floor}); "
+            f"{fix}.")
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    report: ProbeReport
+    test_prompts: tuple[str, ...]
+    test: TestScore  # the test prompts' projections, predictions and, with labels, accuracy
+    model_id: str
+    site: str
+    position: Position
+    device: str
+    dtype: str
+    training_prompts: tuple[str, ...] = ()  # class A first, then class B
+
+    @property
+    def best_layer(self) -> int | None:
+        """The chosen layer when it beats chance (p < alpha), else None."""
+        return self.report.best_layer
+
+    @property
+    def significant(self) -> bool:
+        return self.report.significant
+
+    @property
+    def predictions(self) -> tuple[Prediction, ...]:
+        return self.test.predictions
+
+    def direction(self, force: bool = False) -> Direction:
+        """The best layer's direction, as `--save-direction` writes it; refused when no layer
+        beats chance, unless `force` (then it is the top layer's)."""
+        return to_direction(self.report, self.model_id, self.site, str(self.position),
+                            force=force)
+
+    def save_direction(self, path: str, force: bool = False) -> None:
+        save_direction(path, self.direction(force))
+
+    def plot(self, path: str) -> None:
+        """Accuracy by layer over the shuffled baseline, as .png or .svg; needs matplotlib."""
+        plot_probe(self.report, path)
+
+    def to_json(self) -> dict:
+        """The document `lazarus introspect probe -o FILE.json` writes, provenance included."""
+        document = probe_json(self.report, model_id=self.model_id,
+                              prompts=self.training_prompts, test_prompts=self.test_prompts,
+                              test=self.test)
+        document.update(lazarus_version=__version__, dtype=self.dtype, device=self.device,
+                        site=self.site, position=self.position)
+        return document
+
+    def to_pandas(self):  # -> pandas.DataFrame
+        """Accuracy by layer: one row per layer searched; needs pandas."""
+        rows = self.to_json()["layers"]
+        return dataframe({key: [row[key] for row in rows] for key in rows[0]})
