@@ -1,6 +1,7 @@
 """MoE sites give what the model really computes: per-expert units and the router's choices.
 
-Oracles, all independent of `lazarus.engine.moe`: the router module's own forward (hooked on its own)
+Oracles, all independent of `lazarus.engine.moe`: the router module's own forward (hooked on its
+own)
 for the routing and the experts' input; each family's documented expert formula, written out
 here from the raw 3-D parameters, for the units; the experts module's real output (whichever
 experts implementation runs) for the claim that the units are what the model multiplies by its

@@ -1,5 +1,6 @@
-"""Pictures (`lazarus.results.plot`, `--plot FILE`): valid files of the asked-for size, the right colours,
-nothing left behind on error, a clear error without matplotlib, and none of it at `--help`."""
+"""Pictures (`lazarus.results.plot`, `--plot FILE`): valid files of the asked-for size, the right
+colours, nothing left behind on error, a clear error without matplotlib, and none of it at
+`--help`."""
 
 from __future__ import annotations
 

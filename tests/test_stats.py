@@ -1,5 +1,5 @@
-"""Every statistic of `lazarus.stats.effects` against an independent route: hand arithmetic, textbook
-loops, exact enumeration of all labellings or resamples, or simulation with a known truth.
+"""Every statistic of `lazarus.stats.effects` against an independent route: hand arithmetic,
+textbook loops, exact enumeration of all labellings or resamples, or simulation with a known truth.
 (scipy is not installed here, so there is no library oracle.)"""
 
 from __future__ import annotations

@@ -18,22 +18,23 @@ in the CLI (`use_cache=False` skips it). Notes go to the `lazarus` logger and wa
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
+from lazarus.analyses.ablate import analyse_ablation
+from lazarus.analyses.examples import ExamplesResult, analyse_examples
+from lazarus.analyses.neurons import analyse_neurons
+from lazarus.analyses.probe import analyse_probe
+from lazarus.analyses.steer import SteerResult, analyse_steer
+from lazarus.engine.capture import CaptureRequest
 from lazarus.engine.checks import Layers, checked
-from lazarus.engine.collect import Progress
+from lazarus.engine.collect import Progress, collect
 from lazarus.engine.handle import Handle
+from lazarus.engine.positions import Position, parse_position
 from lazarus.errors import LazarusError
-
-if TYPE_CHECKING:
-    from lazarus.analyses.examples import ExamplesResult
-    from lazarus.analyses.steer import SteerResult
-    from lazarus.engine.positions import Position
-    from lazarus.io.directions import Direction
-    from lazarus.results.ablation import AblationResult
-    from lazarus.results.activations import Activations
-    from lazarus.results.neurons import NeuronsResult
-    from lazarus.results.probe import ProbeResult
+from lazarus.io.directions import Direction
+from lazarus.results.ablation import AblationResult
+from lazarus.results.activations import Activations
+from lazarus.results.neurons import NeuronsResult
+from lazarus.results.probe import ProbeResult
 
 
 def load(model: str, *, device: str = "auto", dtype: str = "auto",
@@ -56,11 +57,6 @@ class Model(Handle):
     def capture(self, prompts: Sequence[str], layers: Layers = -1, *, site: str = "resid_post",
                 position: Position = "last", progress: Progress | None = None) -> Activations:
         """Every neuron of `site` at `layers`, at one token `position` of each prompt."""
-        from lazarus.engine.capture import CaptureRequest
-        from lazarus.engine.collect import collect
-        from lazarus.engine.positions import parse_position
-        from lazarus.results.activations import Activations
-
         position = parse_position(str(position))
         resolved = self.layers(layers)
         collected = collect(self.info, prompts,
@@ -82,8 +78,6 @@ class Model(Handle):
         top-k of every neuron of the (one) layer that separate `labels` after a permutation
         test corrected across all of them (`permutations` shuffles), or else the k that spread
         most across the prompts. The result is what `lazarus introspect neurons` renders."""
-        from lazarus.analyses.neurons import analyse_neurons
-
         return analyse_neurons(self, prompts, self.layers(layers), site=site,
                                position=position, neurons=neurons, direction=direction,
                                top_k=top_k, labels=labels, progress=progress,
@@ -102,8 +96,6 @@ class Model(Handle):
         chosen layer's direction, and predictions for `test` prompts (with a held-out accuracy
         given their `test_labels`). `.significant` says whether any layer beats chance;
         `.save_direction(path)` refuses otherwise, unless `force=True`."""
-        from lazarus.analyses.probe import analyse_probe
-
         chosen = tuple(range(self.layer_count)) if layers is None else self.layers(layers)
         return analyse_probe(self, class_a, class_b, chosen, label_a=label_a, label_b=label_b,
                              site=site, position=position, method=method, test=test,
@@ -121,9 +113,8 @@ class Model(Handle):
         """Knock out `neurons` (or a `direction`'s top-k, or a whole `component`, "mlp" or
         "attention") at `layers` by `method` (zero, mean, resample), and measure each prompt's
         `answers` (log-prob, greedy match) or next-token KL, against `controls` draws of random
-        neurons (seeded). What `lazarus introspect ablate` renders; see `lazarus.analyses.ablate`."""
-        from lazarus.analyses.ablate import analyse_ablation
-
+        neurons (seeded). What `lazarus introspect ablate` renders; see
+        `lazarus.analyses.ablate`."""
         return analyse_ablation(
             self, prompts, self.layers(layers), answers=answers, labels=labels,
             neurons=neurons, direction=direction, top_k=top_k, component=component,
@@ -149,8 +140,6 @@ class Model(Handle):
         divided by torch's threads; `ray_address`: on that cluster's, which must see the work
         folder at the same path). What `lazarus introspect examples`
         renders; see `lazarus.io.corpus`, `lazarus.stats.sketch` and `lazarus.analyses.scan`."""
-        from lazarus.analyses.examples import analyse_examples
-
         resolved = self.layers(layer)
         if len(resolved) != 1:
             shown = layer if isinstance(layer, str | int) else ",".join(map(str, layer))
@@ -176,8 +165,6 @@ class Model(Handle):
         or coefficient x `neurons` values; scale is the mean activation norm there (or 1 with
         `absolute`); `clamp` sets the `neurons` to coefficient x value instead. What
         `lazarus introspect steer` renders; see `lazarus.analyses.steer`."""
-        from lazarus.analyses.steer import analyse_steer
-
         return analyse_steer(
             self, prompts, layer, direction=direction, positive=positive, negative=negative,
             neurons=neurons, coefficients=coefficients, absolute=absolute, site=site,

@@ -22,23 +22,25 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from lazarus.analyses.neurons import check_direction_width, check_neurons
+from lazarus.analyses.selection import check_direction_made
 from lazarus.engine import measures
+from lazarus.engine.capture import CaptureRequest, capture, tokenize
+from lazarus.engine.handle import Handle
 from lazarus.engine.interventions import Edit
+from lazarus.engine.loading import LoadedModel
+from lazarus.engine.sites import check_neurons_early
 from lazarus.errors import LazarusError
+from lazarus.io.directions import Direction, load_direction
 from lazarus.io.inputs import check_label_count
 from lazarus.results.ablation import AblationResult, Condition, Outcome
 from lazarus.stats import controls
 from lazarus.stats.controls import control_summary, effect_of, zero_to_rounding
 from lazarus.text import agree, plural
-
-if TYPE_CHECKING:
-    from lazarus.engine.handle import Handle
-    from lazarus.engine.loading import LoadedModel
-    from lazarus.io.directions import Direction
 
 METHODS = ("zero", "mean", "resample")
 COMPONENTS = {"mlp": "mlp_out", "attention": "attn_out"}
@@ -73,11 +75,6 @@ def analyse_ablation(
     seed: int = 0, sweep: bool = False, max_tokens: int = MAX_TOKENS,
     progress: Progress | None = None,
 ) -> AblationResult:
-    from lazarus.analyses.neurons import check_direction_width, check_neurons
-    from lazarus.analyses.selection import check_direction_made
-    from lazarus.engine.capture import CaptureRequest, capture, tokenize
-    from lazarus.io.directions import load_direction
-
     chosen_by = sum(x is not None for x in (neurons, direction, component))
     if chosen_by != 1:
         raise LazarusError("say what to ablate: one of --neurons, --from-direction or "
@@ -109,7 +106,6 @@ def analyse_ablation(
     site = COMPONENTS[component] if component is not None else (
         site or (direction.site if direction is not None else None) or "resid_post")
     if neurons is not None:  # before the weights load: ids no layer of the site has
-        from lazarus.engine.sites import check_neurons_early
 
         check_neurons_early(model.info.config, model.hidden_size, site, layers[0],
                             [int(n) for n in neurons])

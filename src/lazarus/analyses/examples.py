@@ -12,18 +12,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lazarus.analyses.examples_plan import plan_examples
 from lazarus.analyses.scan import ScanOutcome, local_executor, run_scan
+from lazarus.analyses.scan_ray import ray_executor
 from lazarus.analyses.shards import SHARD_WINDOWS, ScanSettings
+from lazarus.engine.handle import Handle
 from lazarus.errors import LazarusError
 from lazarus.io.corpus import document_windows, read_documents
+from lazarus.io.directions import Direction
+from lazarus.io.files import write_atomically
 from lazarus.stats.sketch import QUANTILES, Summary
-
-if TYPE_CHECKING:
-    from lazarus.engine.handle import Handle
-    from lazarus.io.directions import Direction
 
 CONTEXT_BEFORE = 16  # tokens of context shown before an example's token
 CONTEXT_AFTER = 4  # and after it
@@ -104,7 +104,6 @@ class ExamplesResult:
         except ImportError:
             raise LazarusError("writing .parquet needs pyarrow (pip install pyarrow), or use "
                                "a .json name") from None
-        from lazarus.io.files import write_atomically
 
         table = pa.Table.from_pylist(self.to_rows())
         write_atomically(path, lambda temp: pq.write_table(table, str(temp)))
@@ -125,7 +124,6 @@ def analyse_examples(model: Handle, corpus: str, layer: int, *, site: str = "res
                          ray=ray, ray_workers=ray_workers, ray_address=ray_address)
     settings, folder = plan.settings, plan.folder
     if ray or ray_address is not None:  # this process only cuts the windows and merges
-        from lazarus.analyses.scan_ray import ray_executor
 
         executor = ray_executor(model, settings, folder, ray_workers, token_budget, max_batch,
                                 ray_address)

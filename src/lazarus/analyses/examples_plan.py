@@ -9,15 +9,18 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from lazarus.analyses.neurons import check_direction_early
+from lazarus.analyses.selection import check_direction_made
 from lazarus.analyses.shards import SHARD_WINDOWS, ScanSettings, default_root, work_folder
+from lazarus.engine.cache import model_identity
+from lazarus.engine.checks import neuron_ids
+from lazarus.engine.handle import Handle
+from lazarus.engine.placement import versions
+from lazarus.engine.sites import RESIDUAL_WIDTH, check_neurons_early, check_site
 from lazarus.errors import LazarusError
 from lazarus.io.corpus import check_corpus, check_window, resolve_corpus
-
-if TYPE_CHECKING:
-    from lazarus.engine.handle import Handle
-    from lazarus.io.directions import Direction
+from lazarus.io.directions import Direction, load_direction
 
 # The options of `examples` (the CLI's arguments, the API's keywords) that change no value a
 # scan computes, and so are left out of the work folder's key; every other option is in it,
@@ -58,9 +61,6 @@ def model_key(model: Handle) -> dict[str, object]:
     """What of the model changes the values a scan computes: its files (with the Hub revision,
     see `cache.model_identity`), how they load (remote code, device map) and run (device type,
     dtype), and the torch and transformers versions."""
-    from lazarus.engine.cache import model_identity
-    from lazarus.engine.placement import versions
-
     target = model.target()
     return {"files": model_identity(model.info) or model.model_id, "device": target.device,
             "dtype": target.dtype, "trust_remote_code": model.settings.trust_remote_code,
@@ -78,12 +78,6 @@ def plan_examples(model: Handle, corpus: str, layer: int, *, site: str = "resid_
     """Check `analyse_examples`' arguments and name its work folder: a hash of every option
     that changes a computed value (the others are in NOT_IN_KEY), the corpus file and the
     model's files."""
-    from lazarus.analyses.neurons import check_direction_early
-    from lazarus.analyses.selection import check_direction_made
-    from lazarus.engine.checks import neuron_ids
-    from lazarus.engine.sites import RESIDUAL_WIDTH, check_neurons_early, check_site
-    from lazarus.io.directions import load_direction
-
     if not isinstance(corpus, str | os.PathLike):
         raise LazarusError(f"corpus={corpus!r}: give the corpus file's path (e.g. "
                            "corpus='data.txt') or hf:ORG/NAME")

@@ -14,28 +14,31 @@ are over tokens, and each prompt's per-token values are kept.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lazarus.analyses.selection import check_direction_made
 from lazarus.engine.capture import CaptureRequest
 from lazarus.engine.collect import Progress, collect
+from lazarus.engine.handle import Handle
 from lazarus.engine.loading import token_texts
 from lazarus.engine.model_info import ModelInfo
 from lazarus.engine.moe import moe_shape
-from lazarus.engine.positions import Position
-from lazarus.engine.sites import RESIDUAL_WIDTH, check_neurons_early, neuron_out_of_range
+from lazarus.engine.positions import Position, parse_position
+from lazarus.engine.sites import (
+    RESIDUAL_WIDTH,
+    check_neurons_early,
+    mlp_post_bound,
+    neuron_out_of_range,
+)
 from lazarus.errors import LazarusError
-from lazarus.io.directions import Direction
+from lazarus.io.directions import Direction, load_direction
 from lazarus.io.inputs import check_label_count
 from lazarus.results.activations import ActivationMatrix
 from lazarus.results.neurons import LayerResult, NeuronsResult
 from lazarus.stats import discover
 from lazarus.stats import neurons as analysis
 from lazarus.text import plural
-
-if TYPE_CHECKING:
-    from lazarus.engine.handle import Handle
 
 
 def analyse_neurons(
@@ -56,10 +59,6 @@ def analyse_neurons(
     """Capture `layers` at `site` and `position` for `prompts` in one pass, choose the neurons,
     and compute their statistics per layer. `auto_discover` tests every neuron of the (one)
     layer against `labels` and shows the strongest survivors (`permutations` shuffles)."""
-    from lazarus.analyses.selection import check_direction_made
-    from lazarus.engine.positions import parse_position
-    from lazarus.io.directions import load_direction
-
     info = model.info
     position = parse_position(str(position))
     if neurons is not None and direction is not None:
@@ -192,8 +191,6 @@ def check_direction_early(direction: Direction, config: dict, hidden_size: int, 
     """Refuse, from config.json and before any weight loads, a direction no layer of the site
     fits: the residual-width sites are exactly the hidden size wide; mlp_post at most
     `sites.mlp_post_bound` (a shorter one is refused once the width is seen)."""
-    from lazarus.engine.sites import mlp_post_bound
-
     if site in RESIDUAL_WIDTH:
         check_direction_width(direction, hidden_size, name, site)
         return

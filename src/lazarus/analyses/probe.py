@@ -6,22 +6,19 @@ what `Model.probe` returns and `lazarus introspect probe` renders (never prints)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
+from lazarus.engine.capture import CaptureRequest
+from lazarus.engine.collect import Progress, collect
+from lazarus.engine.handle import Handle
+from lazarus.engine.positions import Position, parse_position
 from lazarus.errors import LazarusError
+from lazarus.results.probe import ProbeResult
+from lazarus.stats import probe
 from lazarus.text import agree, plural
-
-if TYPE_CHECKING:
-    from lazarus.engine.collect import Progress
-    from lazarus.engine.handle import Handle
-    from lazarus.engine.positions import Position
-    from lazarus.results.probe import ProbeResult
 
 
 def check_inputs(count_a: int, count_b: int, label_a: str, label_b: str, method: str) -> None:
     """What can be refused before any model is read."""
-    from lazarus.stats import probe
-
     for option, label in (("--label-a", label_a), ("--label-b", label_b)):
         if not label.strip():
             raise LazarusError(f"{option} is empty (give the class a name)")
@@ -42,10 +39,6 @@ def analyse_probe(model: Handle, class_a: Sequence[str], class_b: Sequence[str],
                   progress: Progress | None = None) -> ProbeResult:
     import numpy as np
 
-    from lazarus.engine.capture import CaptureRequest
-    from lazarus.engine.collect import collect
-    from lazarus.engine.positions import parse_position
-    from lazarus.stats import probe
 
     position = parse_position(str(position), allow_all=False)
     check_inputs(len(class_a), len(class_b), label_a, label_b, method)

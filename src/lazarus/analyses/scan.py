@@ -19,10 +19,11 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from lazarus.analyses.shard_checks import scored_tokens
 from lazarus.analyses.shards import (
     ScanSettings,
     check_work_dir,
@@ -31,13 +32,13 @@ from lazarus.analyses.shards import (
     write_shard,
     writing,
 )
+from lazarus.engine.capture import CaptureRequest, context_length, run_batches
+from lazarus.engine.loading import LoadedModel
 from lazarus.errors import LazarusError
 from lazarus.io.corpus import Window, prefix_of, windows
+from lazarus.io.files import remove_stale_temps, replace_atomically
 from lazarus.stats.sketch import BUCKETS, LOW, SHIFT, SIDE, Summary, select
 from lazarus.text import plural
-
-if TYPE_CHECKING:
-    from lazarus.engine.loading import LoadedModel
 
 FLUSH_VALUES = 1 << 20  # scored values (tokens x neurons) a shard holds before summarising
 Progress = Callable[[int, int], None]  # (windows done, windows in the corpus)
@@ -162,7 +163,6 @@ def scan_shard(loaded: LoadedModel, shard: list[Window], prefix: tuple[int, ...]
     batches (`capture.run_batches`), every scored token's values reduced on the device."""
     import torch
 
-    from lazarus.engine.capture import CaptureRequest, run_batches
 
     request = CaptureRequest((settings.layer,), settings.site, "all", settings.neurons)
     rows = [prefix + w.tokens for w in shard]
@@ -237,10 +237,6 @@ def run_scan(tokenizer: Any, config: dict, settings: ScanSettings, folder: Path,
     they pass the checks (`shards.read_shard`, for `width` neurons, None: as many as the first
     kept); a damaged one is named to `warn` (as are documents skipped, a null text); the others
     go to `executor`. Only the tokenizer is needed here, not the model."""
-    from lazarus.analyses.shard_checks import scored_tokens
-    from lazarus.engine.capture import context_length
-    from lazarus.io.files import remove_stale_temps, replace_atomically
-
     prefix = prefix_of(tokenizer)
     limit = context_length(config)
     if limit is not None and settings.window + len(prefix) > limit:

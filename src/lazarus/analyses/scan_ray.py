@@ -27,17 +27,15 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from lazarus.analyses.scan import Executor
-from lazarus.analyses.shards import ScanSettings, windows_path, write_windows
+from lazarus.analyses.scan import Executor, compute_shard
+from lazarus.analyses.shards import ScanSettings, read_windows, windows_path, write_windows
+from lazarus.engine.handle import Handle
 from lazarus.errors import LazarusError
 from lazarus.io.corpus import Window
-
-if TYPE_CHECKING:
-    from lazarus.engine.handle import Handle
 
 CPU_PER_ACTOR = 0.5  # a fraction: on 2 cores, whole CPUs for the actors starve the read tasks
 
@@ -52,7 +50,6 @@ class ShardActor:
 
         import torch
 
-        from lazarus.engine.handle import Handle
 
         torch.set_num_threads(threads)
         self.settings = ScanSettings(**{**settings, "neurons": None if settings["neurons"]
@@ -63,9 +60,6 @@ class ShardActor:
         self.stamp = {"actor": uuid.uuid4().hex, "host": platform.node()}
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from lazarus.analyses.scan import compute_shard
-        from lazarus.analyses.shards import read_windows
-
         sizes, errors = [], []
         for number in batch["shard"]:
             shard = read_windows(self.folder, int(number))

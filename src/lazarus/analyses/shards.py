@@ -29,8 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
+from lazarus.analyses.shard_checks import shard_problem
+from lazarus.engine.cache import _file_identity, cache_dir
 from lazarus.errors import LazarusError
 from lazarus.io.corpus import Window
+from lazarus.io.files import replace_atomically
+from lazarus.io.npz import NpzError, read_arrays
 from lazarus.stats.sketch import BUCKETS, Summary
 
 FORMAT = 3  # of the work folder's files (2: the sketch's grid from the float's bits; 3: the
@@ -63,8 +67,6 @@ def shard_path(folder: Path, number: int, suffix: str = ".npz") -> Path:
 def write_shard(folder: Path, number: int, summary: Summary, settings: ScanSettings,
                 parquet: bool = False, stamp: dict[str, str] | None = None) -> Path:
     """Write the shard's summary; `stamp` goes into a Parquet file's metadata."""
-    from lazarus.io.files import replace_atomically
-
     path = shard_path(folder, number, ".parquet" if parquet else ".npz")
 
     def write_npz(temp: Path) -> None:
@@ -127,8 +129,6 @@ def read_shard(folder: Path, number: int, settings: ScanSettings, tokens: int,
     this scan's `width` neurons (None: any) over the shard's `tokens` scored tokens (and, given
     them, its `windows`; `shard_checks`). A damaged file is named to `warn` and removed, so
     that the shard is computed again, never merged."""
-    from lazarus.analyses.shard_checks import shard_problem
-
     for suffix in FORMATS:
         path = shard_path(folder, number, suffix)
         if not path.is_file():
@@ -165,8 +165,6 @@ def _version(path: Path) -> tuple[int, int] | None:
 
 def _read_npz(path: Path) -> dict[str, np.ndarray] | str:
     """The arrays of a .npz shard, or what is wrong with the file."""
-    from lazarus.io.npz import NpzError, read_arrays
-
     try:
         return read_arrays(path, dict.fromkeys(KEYS, 1 << 34))[0]
     except NpzError as err:
@@ -212,8 +210,6 @@ def windows_path(folder: Path, number: int) -> Path:
 
 
 def write_windows(folder: Path, number: int, shard: list[Window]) -> None:
-    from lazarus.io.files import replace_atomically
-
     path = windows_path(folder, number)
     where = np.array([[w.doc, w.index, w.start, w.scored_from, len(w.tokens)] for w in shard],
                      np.int64)  # [windows, 5]
@@ -230,8 +226,6 @@ def write_windows(folder: Path, number: int, shard: list[Window]) -> None:
 
 def read_windows(folder: Path, number: int) -> list[Window]:
     """A shard's windows, as the driver wrote them (ValueError if the file is not that)."""
-    from lazarus.io.npz import NpzError, read_arrays
-
     try:
         arrays, _ = read_arrays(windows_path(folder, number),
                                 {"where": 1 << 30, "tokens": 1 << 34})
@@ -249,8 +243,6 @@ def read_windows(folder: Path, number: int) -> list[Window]:
 
 def work_folder(root: Path, settings: ScanSettings, model_key: object) -> Path:
     """`root`/<hash of the settings, the corpus file and the model's files>."""
-    from lazarus.engine.cache import _file_identity
-
     identity = {"format": FORMAT, "settings": asdict(settings), "model": model_key,
                 "corpus": _file_identity(Path(settings.corpus))}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode())
@@ -267,6 +259,4 @@ def check_work_dir(folder: Path) -> None:
 
 
 def default_root() -> Path:
-    from lazarus.engine.cache import cache_dir
-
     return cache_dir() / "examples"

@@ -24,18 +24,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from lazarus import __version__
+from lazarus.analyses.selection import check_direction_made
 from lazarus.engine import measures
+from lazarus.engine.capture import CaptureRequest, capture, tokenize
+from lazarus.engine.handle import Handle
 from lazarus.engine.interventions import Edit, add
+from lazarus.engine.sites import check_neurons_early, neuron_out_of_range
 from lazarus.errors import LazarusError
+from lazarus.io.directions import Direction, load_direction
+from lazarus.io.inputs import parse_neurons
 from lazarus.text import plural, real_number
-
-if TYPE_CHECKING:
-    from lazarus.engine.handle import Handle
-    from lazarus.io.directions import Direction
 
 MAX_TOKENS = 20
 
@@ -66,8 +69,6 @@ class SteerResult:
 
     def to_json(self) -> dict[str, Any]:
         """Every number: what `lazarus introspect steer -o FILE.json` writes."""
-        from lazarus import __version__
-
         return {
             "lazarus_version": __version__, "model_id": self.model_id, "layer": self.layer,
             "site": self.site, "source": self.source, "scale_kind": self.scale_kind,
@@ -102,8 +103,6 @@ def parse_coefficients(text: str, option: str = "--compare") -> list[float]:
 
 def parse_neuron_values(text: str) -> dict[int, float]:
     """`808:2.5,1190:-1` -> {808: 2.5, 1190: -1.0}."""
-    from lazarus.io.inputs import parse_neurons
-
     pairs = [part.split(":", 1) for part in text.split(",")]
     if any(len(pair) != 2 for pair in pairs):
         raise LazarusError("--neurons for steer takes id:value pairs (e.g. --neurons "
@@ -121,10 +120,6 @@ def analyse_steer(
     tokens: Sequence[str] = (), max_tokens: int = MAX_TOKENS, temperature: float = 0.0,
     seed: int = 0, clamp: bool = False,
 ) -> SteerResult:
-    from lazarus.analyses.selection import check_direction_made
-    from lazarus.engine.capture import CaptureRequest, capture, tokenize
-    from lazarus.io.directions import load_direction
-
     given = sum(x is not None for x in (direction, positive if positive is not None
                                          else negative, neurons))
     if given != 1:
@@ -157,7 +152,6 @@ def analyse_steer(
     layer = model.layers(layer)[0]
     site = site or (direction.site if direction is not None else None) or "resid_post"
     if neurons is not None:  # before the weights load: ids no layer of the site has
-        from lazarus.engine.sites import check_neurons_early
 
         check_neurons_early(model.info.config, model.hidden_size, site, layer, neurons)
     loaded = model.whole_weights()
@@ -182,8 +176,6 @@ def analyse_steer(
         vector = _unit(direction.direction.astype(np.float64), name)
         source = f"{name} (positive = {direction.label_positive or 'class A'})"
     elif neurons is not None:
-        from lazarus.engine.sites import neuron_out_of_range
-
         vector = np.zeros(width)
         for neuron, value in neurons.items():
             if neuron >= width:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lazarus.analyses.shards import default_root
 from lazarus.cli.output import note, out
+from lazarus.engine import cache
 from lazarus.errors import LazarusError
 from lazarus.text import plural
 
@@ -20,14 +22,11 @@ def _size(count: int) -> str:
 
 
 def run_cache_info(args: argparse.Namespace) -> int:
-    from lazarus.engine import cache
-
     summary = cache.describe()
     lines = [f"cache folder: {summary.folder}",
              f"{plural(summary.rows, 'cached row')}, {_size(summary.bytes)}"]
     lines += [f"  {model.model_id}: {plural(model.rows, 'row')}, {_size(model.bytes)} "
               f"({model.source}; {model.folder.name})" for model in summary.models]
-    from lazarus.analyses.shards import default_root
 
     root = default_root()
     count, size = cache.usage(root)
@@ -51,8 +50,6 @@ def _link(path: Path) -> str:
 
 def run_cache_clear(args: argparse.Namespace) -> int:
     """Empty the cache; the success line only when all of it went (else one error line)."""
-    from lazarus.engine import cache
-
     removed = cache.clear()
     if removed.skipped is not None:
         note(f"skipped {_link(removed.skipped)}: 'cache clear' never follows links, so what it "

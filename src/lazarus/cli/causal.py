@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 
+from lazarus.analyses.ablate import split_answers
+from lazarus.analyses.steer import parse_coefficients, parse_neuron_values
 from lazarus.cli.common import (
     check_json_output,
     inputs_of,
@@ -15,13 +17,12 @@ from lazarus.cli.common import (
 )
 from lazarus.cli.output import ProgressBar
 from lazarus.errors import LazarusError
+from lazarus.io import inputs
+from lazarus.io.directions import load_direction
+from lazarus.render.causal import render_ablation, render_steer
 
 
 def run_ablate(args: argparse.Namespace) -> int:
-    from lazarus.analyses.ablate import split_answers
-    from lazarus.io import inputs
-    from lazarus.render.causal import render_ablation
-
     chosen = [name for name, value in (("--neurons", args.neurons),
                                        ("--from-direction", args.from_direction),
                                        ("--component", args.component)) if value is not None]
@@ -36,8 +37,6 @@ def run_ablate(args: argparse.Namespace) -> int:
     check_json_output(args, inputs_of(args, "prompts", "labels", "reference", "from_direction"))
     direction = None
     if args.from_direction is not None:
-        from lazarus.io.directions import load_direction
-
         direction = load_direction(args.from_direction)
     model = open_model(args)
     bar = ProgressBar("ablating")
@@ -54,10 +53,6 @@ def run_ablate(args: argparse.Namespace) -> int:
 
 
 def run_steer(args: argparse.Namespace) -> int:
-    from lazarus.analyses.steer import parse_coefficients, parse_neuron_values
-    from lazarus.io import inputs
-    from lazarus.render.causal import render_steer
-
     if args.coefficient is not None and args.compare is not None:
         raise LazarusError("--coefficient and --compare were both given (choose one)")
     coefficients = parse_coefficients(args.compare) if args.compare is not None else \
@@ -72,8 +67,6 @@ def run_steer(args: argparse.Namespace) -> int:
     check_json_output(args, read + ([("--direction", args.direction)] if args.direction else []))
     direction = None
     if args.direction is not None:
-        from lazarus.io.directions import load_direction
-
         direction = load_direction(args.direction)
     model = open_model(args)
     layers = None if args.layer is None else model.layers(args.layer)

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import argparse
 
-from lazarus.cli.causal import run_ablate, run_steer
+from lazarus.cli import help as cli_help
 from lazarus.cli.options import Once, add_model_option, add_model_options, real, whole
+from lazarus.engine.sites import SITE_HELP
 
 
 def add_causal_commands(commands: argparse._SubParsersAction) -> None:
     """`ablate` and `steer` (help texts in `cli_help`)."""
-    from lazarus.cli import help as cli_help
-    from lazarus.engine.sites import SITE_HELP
-
     ablate = commands.add_parser(
         "ablate", help="knock neurons or components out and measure the loss, against chance",
         description="Ablate neurons (by id or a direction's top-k) or whole components at one "
@@ -51,7 +49,7 @@ def add_causal_commands(commands: argparse._SubParsersAction) -> None:
     ablate.add_argument("-o", "--output", metavar="FILE.json",
                         help="also save every number as JSON")
     add_model_options(ablate)
-    ablate.set_defaults(run=run_ablate)
+    ablate.set_defaults(run="lazarus.cli.causal:run_ablate")
 
     steer = commands.add_parser(
         "steer", help="add a direction while the model generates, and measure the change",
@@ -91,4 +89,4 @@ def add_causal_commands(commands: argparse._SubParsersAction) -> None:
                        help="words whose log-probability change to report ('hard|easy')")
     steer.add_argument("-o", "--output", metavar="FILE.json", help="also save as JSON")
     add_model_options(steer)
-    steer.set_defaults(run=run_steer)
+    steer.set_defaults(run="lazarus.cli.causal:run_steer")

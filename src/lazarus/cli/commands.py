@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 
+from lazarus.analyses.probe import check_inputs
 from lazarus.cli.common import (
     check_extension,
     inputs_of,
@@ -17,14 +18,17 @@ from lazarus.cli.common import (
 )
 from lazarus.cli.output import EXIT_NOTHING_FOUND, ProgressBar, note, out, warn
 from lazarus.errors import LazarusError
+from lazarus.io import inputs
+from lazarus.io.directions import load_direction
+from lazarus.io.files import check_outputs_apart, check_writable
+from lazarus.render.layers import render_result
+from lazarus.render.probe import render_probe_report
+from lazarus.results.plot import check_plot_path, plot_neurons, plot_probe
+from lazarus.results.probe import hopeless_warning
+from lazarus.stats.probe import MAX_PERMUTATIONS, PERMUTATIONS, check_settings, check_test_labels
 
 
 def run_neurons(args: argparse.Namespace) -> int:
-    from lazarus.io import inputs
-    from lazarus.io.files import check_outputs_apart, check_writable
-    from lazarus.render.layers import render_result
-    from lazarus.results.plot import check_plot_path, plot_neurons
-
     # Cheap checks first: nothing heavy has happened yet.
     if args.neurons is not None and args.from_direction is not None:
         raise LazarusError("--neurons and --from-direction were both given (choose one)")
@@ -54,8 +58,6 @@ def run_neurons(args: argparse.Namespace) -> int:
     check_extension("--output", args.output, ".json", ".csv")
     direction = None
     if args.from_direction is not None:
-        from lazarus.io.directions import load_direction
-
         direction = load_direction(args.from_direction)
     model = open_model(args)
     with inputs.naming_prompts(prompts):
@@ -78,19 +80,6 @@ def run_neurons(args: argparse.Namespace) -> int:
 
 
 def run_probe(args: argparse.Namespace) -> int:
-    from lazarus.analyses.probe import check_inputs
-    from lazarus.io import inputs
-    from lazarus.io.files import check_outputs_apart, check_writable
-    from lazarus.render.probe import render_probe_report
-    from lazarus.results.plot import check_plot_path, plot_probe
-    from lazarus.results.probe import hopeless_warning
-    from lazarus.stats.probe import (
-        MAX_PERMUTATIONS,
-        PERMUTATIONS,
-        check_settings,
-        check_test_labels,
-    )
-
     class_a = inputs.parse_prompts(args.class_a, "class-a")
     class_b = inputs.parse_prompts(args.class_b, "class-b")
     check_inputs(len(class_a), len(class_b), args.label_a, args.label_b, args.method)

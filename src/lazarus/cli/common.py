@@ -9,15 +9,13 @@ import contextlib
 import json
 import os
 import sys
-from typing import TYPE_CHECKING
 
+from lazarus.api import Model
 from lazarus.cli.help import MAX_ROWS
 from lazarus.cli.output import note, out, warn
 from lazarus.errors import LazarusError
-
-if TYPE_CHECKING:
-    from lazarus.api import Model
-
+from lazarus.io.files import check_outputs_apart, check_writable, write_text_atomically
+from lazarus.io.inputs import file_of
 
 # What a Hugging Face model folder's loader may read; other files there (a results.json from a
 # previous run, say) are not inputs.
@@ -32,7 +30,6 @@ def inputs_of(args: argparse.Namespace, *names: str) -> list[tuple[str, str]]:
     model folder's config, tokenizer and weights (`MODEL_FILES`)."""
     from fnmatch import fnmatch
 
-    from lazarus.io.inputs import file_of
 
     found = []
     for name in names:
@@ -68,8 +65,6 @@ def use_color(args: argparse.Namespace) -> bool:
 
 def open_model(args: argparse.Namespace) -> Model:
     """A handle for this run: only the blocks the run needs are loaded."""
-    from lazarus.api import Model
-
     return Model(args.model, device=args.device, dtype=args.dtype,
                  trust_remote_code=args.trust_remote_code, device_map=args.device_map,
                  use_cache=not args.no_cache, whole=False, notify=note, warn=warn)
@@ -93,8 +88,6 @@ def check_extension(option: str, path: str | None, *allowed: str) -> None:
 
 def write_output(path: str | None, document: dict, table: str | None = None) -> None:
     """`-o`: JSON, or the tidy CSV table when the name ends in .csv."""
-    from lazarus.io.files import write_text_atomically
-
     if path is None:
         return
     if path.lower().endswith(".csv"):
@@ -106,8 +99,6 @@ def write_output(path: str | None, document: dict, table: str | None = None) -> 
 
 def check_json_output(args: argparse.Namespace, inputs: list[tuple[str, str]]) -> None:
     """Cheap checks of -o for the JSON-only commands, before anything loads."""
-    from lazarus.io.files import check_outputs_apart, check_writable
-
     if args.output is None:
         return
     check_writable(args.output)

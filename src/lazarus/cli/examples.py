@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 
+from lazarus.analyses.shards import check_work_dir
 from lazarus.cli.common import (
     check_extension,
     inputs_of,
@@ -15,15 +16,15 @@ from lazarus.cli.common import (
 )
 from lazarus.cli.output import ProgressBar, note, out, warn
 from lazarus.errors import LazarusError
+from lazarus.io import inputs
+from lazarus.io.corpus import check_corpus, check_window, resolve_corpus
+from lazarus.io.directions import load_direction
+from lazarus.io.files import check_outputs_apart, check_writable, write_text_atomically
+from lazarus.render.examples import render_examples, render_html
 from lazarus.text import agree, plural
 
 
 def run_examples(args: argparse.Namespace) -> int:
-    from lazarus.io import inputs
-    from lazarus.io.corpus import check_corpus, check_window, resolve_corpus
-    from lazarus.io.files import check_outputs_apart, check_writable
-    from lazarus.render.examples import render_examples
-
     if args.neurons is not None and args.from_direction is not None:
         raise LazarusError("--neurons and --from-direction were both given (choose one)")
     neurons = None if args.neurons is None else inputs.parse_neurons(args.neurons)
@@ -45,8 +46,6 @@ def run_examples(args: argparse.Namespace) -> int:
     if args.work_dir is not None:  # before the model loads
         from pathlib import Path
 
-        from lazarus.analyses.shards import check_work_dir
-
         check_work_dir(Path(args.work_dir))
     corpus = resolve_corpus(args.corpus)
     check_corpus(corpus, text_field)
@@ -66,8 +65,6 @@ def run_examples(args: argparse.Namespace) -> int:
                         [("--corpus", corpus), *inputs_of(args, "from_direction")])
     direction = None
     if args.from_direction is not None:
-        from lazarus.io.directions import load_direction
-
         direction = load_direction(args.from_direction)
     model = open_model(args)
     bar = ProgressBar("scanning windows")
@@ -85,9 +82,6 @@ def run_examples(args: argparse.Namespace) -> int:
         if output.lower().endswith(".parquet"):
             result.write_parquet(output)
         elif output.lower().endswith(".html"):
-            from lazarus.io.files import write_text_atomically
-            from lazarus.render.examples import render_html
-
             write_text_atomically(output, render_html(result))
         else:
             write_output(output, result.to_json())

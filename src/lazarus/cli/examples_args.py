@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import argparse
 
-from lazarus.cli.examples import run_examples
+from lazarus.cli import help as cli_help
 from lazarus.cli.options import Once, add_model_option, add_model_options, whole
+from lazarus.engine.sites import SITE_HELP
 
 
 def add_examples_command(commands: argparse._SubParsersAction) -> None:
     """`examples` (help texts in `cli_help`)."""
-    from lazarus.cli import help as cli_help
-    from lazarus.engine.sites import SITE_HELP
-
     examples = commands.add_parser(
         "examples", help="top- and bottom-activating tokens of neurons over a corpus",
         description="Scan every token of a corpus and show, per neuron, the tokens it fires on "
@@ -67,4 +65,4 @@ def add_examples_command(commands: argparse._SubParsersAction) -> None:
                           help="mark the tokens in colour when standard output is a colour "
                                "terminal (else in brackets)")
     add_model_options(examples)
-    examples.set_defaults(run=run_examples)
+    examples.set_defaults(run="lazarus.cli.examples:run_examples")

@@ -11,8 +11,10 @@ and argument errors answer at once.
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from lazarus.cli.output import (
     EXIT_BROKEN_PIPE,
@@ -28,6 +30,7 @@ from lazarus.cli.output import (
 from lazarus.cli.parser import build_parser
 from lazarus.cli.signals import Terminated, sigterm_raises
 from lazarus.errors import LazarusError
+from lazarus.io.inputs import check_utf8
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,6 +65,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_TERMINATED
 
 
+def command(name: str) -> Callable[[argparse.Namespace], int]:
+    """The run function the argument tree names as "module:function": only the command that
+    runs is imported, so that `--help` stays light (no numpy, no torch)."""
+    module, function = name.split(":")
+    return getattr(importlib.import_module(module), function)
+
+
 def _run(argv: Sequence[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -70,12 +80,11 @@ def _run(argv: Sequence[str] | None) -> int:
         return int(stop.code or 0)
     except OSError as err:  # parse_args reads no file: it failed to print --help
         raise StdoutFailed(err) from None
-    from lazarus.io.inputs import check_utf8
 
     for name, value in vars(args).items():
         if isinstance(value, str):
             check_utf8(value, f"--{name.replace('_', '-')}")
-    code = args.run(args)
+    code = command(args.run)(args)
     flush_stdout()
     return code
 

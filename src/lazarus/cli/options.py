@@ -8,6 +8,7 @@ import argparse
 
 from lazarus.engine.model_info import DEMO_MODEL
 from lazarus.engine.placement import DEVICES, DTYPES
+from lazarus.engine.sites import SITE_HELP
 from lazarus.text import real_number, whole_number
 
 
@@ -42,8 +43,6 @@ class Once(argparse.Action):
 
 
 def add_site_options(parser: argparse.ArgumentParser, probe: bool = False) -> None:
-    from lazarus.engine.sites import SITE_HELP
-
     sites = "; ".join(f"{name}: {text}" for name, text in SITE_HELP.items())
     parser.add_argument("--site", choices=tuple(SITE_HELP), default="resid_post", action=Once,
                         help=f"what to read in each block ({sites})")

@@ -10,9 +10,7 @@ import re
 import sys
 
 from lazarus import __version__
-from lazarus.cli.cache import run_cache_clear, run_cache_info
 from lazarus.cli.causal_args import add_causal_commands
-from lazarus.cli.commands import run_neurons, run_probe
 from lazarus.cli.examples_args import add_examples_command
 from lazarus.cli.help import (
     DEFINITIONS,
@@ -80,9 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     actions = cache.add_subparsers(dest="action", metavar="ACTION", required=True,
                                    parser_class=_Parser)
     actions.add_parser("info", help="show the cache folder and what it holds"
-                       ).set_defaults(run=run_cache_info)
+                       ).set_defaults(run="lazarus.cli.cache:run_cache_info")
     actions.add_parser("clear", help="delete every cached row"
-                       ).set_defaults(run=run_cache_clear)
+                       ).set_defaults(run="lazarus.cli.cache:run_cache_clear")
     return parser
 
 
@@ -138,7 +136,7 @@ def _add_neurons_command(commands: argparse._SubParsersAction) -> None:
                          help="colour the heatmap on a scale centred at 0, when standard "
                               "output is a colour terminal")
     add_model_options(neurons)
-    neurons.set_defaults(run=run_neurons)
+    neurons.set_defaults(run="lazarus.cli.commands:run_neurons")
 
 
 def _add_probe_command(commands: argparse._SubParsersAction) -> None:
@@ -185,4 +183,4 @@ def _add_probe_command(commands: argparse._SubParsersAction) -> None:
                        "shuffled baseline, as .png or .svg (needs: pip install 'lazarus[plot]')")
     add_site_options(probe, probe=True)
     add_model_options(probe)
-    probe.set_defaults(run=run_probe)
+    probe.set_defaults(run="lazarus.cli.commands:run_probe")

@@ -11,18 +11,15 @@ head; and what the hooks hold of it (`kept_bytes_per_token`: every layer's value
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from lazarus.engine.configs import HIDDEN_SIZE_KEYS, config_int, first_int, text_config
+from lazarus.engine.loading import LoadedModel
 from lazarus.engine.moe import moe_shape
 from lazarus.engine.prefetch import available_ram_bytes
-
-if TYPE_CHECKING:
-    from lazarus.engine.loading import LoadedModel
-    from lazarus.engine.trace import CaptureRequest
-
+from lazarus.engine.trace import CaptureRequest
 
 CPU_TOKEN_BUDGET = 2048  # on CPU, larger batches are no faster
 MAX_BATCH = 256  # prompts per forward pass on CPU

@@ -25,6 +25,8 @@ from typing import Any, TypeVar
 
 from lazarus.engine.placement import DEVICE_MAPS, DEVICES, DTYPES
 from lazarus.errors import LazarusError
+from lazarus.io.directions import Direction
+from lazarus.io.inputs import parse_layers, resolve_layer
 
 Layers = int | Sequence[int] | str  # 3, -1, [0, 2], "0,2,5-7", "all"
 LAYERS = ('a layer number (e.g. 0, or -1 for the last), a list of them, or text such as "0,2-5" '
@@ -162,8 +164,6 @@ def layers(name: str, value: Any) -> str | int | list[int]:
 def resolve_layers(given: str | int | list[int], layer_count: int) -> tuple[int, ...]:
     """Layer ids (as `layers` leaves them) resolved against a model of `layer_count` layers
     (negative ones count from the end), each once, in the order given."""
-    from lazarus.io.inputs import parse_layers, resolve_layer
-
     if isinstance(given, str):
         return parse_layers(given, layer_count)
     if isinstance(given, int):
@@ -211,8 +211,6 @@ def numbers(name: str, value: Any) -> list[float]:
 
 
 def direction(name: str, value: Any) -> Any:
-    from lazarus.io.directions import Direction
-
     if isinstance(value, Direction):
         return value
     takes = "a Direction or a direction file's path (a str or pathlib.Path)"

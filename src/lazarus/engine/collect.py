@@ -14,16 +14,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from lazarus.engine.cache import ActivationCache
+from lazarus.engine.capture import CaptureRequest, capture
+from lazarus.engine.loading import LoadedModel, load_model, token_counts
+from lazarus.engine.model_info import ModelInfo
+from lazarus.engine.placement import Target, resolve
+from lazarus.engine.sites import RESIDUAL_WIDTH
 from lazarus.text import plural
 
 if TYPE_CHECKING:  # numpy, torch and the cache are imported only when `collect` runs
     import numpy as np
 
-    from lazarus.engine.cache import ActivationCache
-    from lazarus.engine.capture import CaptureRequest
-    from lazarus.engine.loading import LoadedModel
-    from lazarus.engine.model_info import ModelInfo
-    from lazarus.engine.placement import Target
 
 Notify = Callable[[str], None]  # a note for the user (the CLI shows it on stderr)
 Progress = Callable[[int, int, str], None]  # (prompts given done, prompts given, what goes on)
@@ -68,7 +69,6 @@ def collect(
 
     import numpy as np
 
-    from lazarus.engine.placement import Target, resolve
 
     say = notify or (lambda _message: None)
     tell = progress or (lambda _done, _total, _detail="": None)
@@ -88,8 +88,6 @@ def collect(
     widths: dict[int, int] = {}
 
     if missing:
-        from lazarus.engine.capture import capture
-
         tell(0, len(prompts), f"loading {info.model_id}: importing torch, reading weights")
         loaded = (loader or _loader(info, settings, say))(max(request.layers))
         actual = Target(device=loaded.device, dtype=loaded.dtype)
@@ -140,8 +138,6 @@ def collect(
 def _loader(info: ModelInfo, settings: ModelSettings,
             say: Notify) -> Callable[[int], LoadedModel]:
     """Load for one call: only the blocks up to the deepest asked-for layer."""
-    from lazarus.engine.loading import load_model
-
     def load(deepest: int) -> LoadedModel:
         return load_model(info, settings.device, settings.dtype, settings.trust_remote_code,
                           up_to_layer=deepest, device_map=settings.device_map, notify=say)
@@ -161,8 +157,6 @@ def _skipped_detail(prompts: Sequence[str], missing: Sequence[str], cached: bool
 
 def _open_cache(info: ModelInfo, request: CaptureRequest,
                 settings: ModelSettings) -> ActivationCache:
-    from lazarus.engine.cache import ActivationCache
-
     return ActivationCache(info, request.site, position=request.position,
                            trust_remote_code=settings.trust_remote_code,
                            device_map=settings.device_map)
@@ -176,7 +170,6 @@ def _read(store: ActivationCache | None, target: Target, info: ModelInfo,
     row cannot set the width), and for position "all" one row per token of the prompt."""
     from collections import Counter
 
-    from lazarus.engine.sites import RESIDUAL_WIDTH
 
     found: dict[int, dict[str, np.ndarray]] = {layer: {} for layer in request.layers}
     if store is None:
@@ -187,8 +180,6 @@ def _read(store: ActivationCache | None, target: Target, info: ModelInfo,
         if not got:
             continue
         if request.position == "all" and counts is None:
-            from lazarus.engine.loading import token_counts
-
             counts = token_counts(info, list(prompts), settings.trust_remote_code)
         widths = Counter(row.shape[-1] for row in got.values())
         width = info.hidden_size if request.site in RESIDUAL_WIDTH else widths.most_common(1)[0][0]

@@ -55,8 +55,9 @@ class Handle:
     def __repr__(self) -> str:
         state = "not loaded" if self._loaded is None else (
             f"{plural(self._loaded.blocks_loaded, 'block')} on {self._loaded.device}")
-        return (f"lazarus.{type(self).__name__}({self.info.model_id!r}, {plural(self.info.layer_count, 'layer')}, "
-                f"hidden size {self.info.hidden_size}, {state})")
+        return (f"lazarus.{type(self).__name__}({self.info.model_id!r}, "
+                f"{plural(self.info.layer_count, 'layer')}, hidden size "
+                f"{self.info.hidden_size}, {state})")
 
     @property
     def model_id(self) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from lazarus.engine.capture import pad_batch, pad_id_of
+from lazarus.engine.capture import context_length, pad_batch, pad_id_of, tokenize
 from lazarus.engine.interventions import Edit
 from lazarus.engine.loading import LoadedModel
 from lazarus.engine.trace import Trace
@@ -88,8 +88,6 @@ def check_seed(seed: int) -> None:
 def check_room(loaded: LoadedModel, prompts: Sequence[Sequence[int]], new: int) -> None:
     """Refuse generating `new` tokens (--max-tokens) when the longest prompt with them is past
     the model's context."""
-    from lazarus.engine.capture import context_length
-
     limit = context_length(loaded.info.config)
     longest = max(len(ids) for ids in prompts)
     if limit is None or longest + new <= limit:
@@ -111,8 +109,6 @@ def check_scored_room(loaded: LoadedModel, prompts: Sequence[Sequence[int]],
     """Refuse scoring text after a prompt past the model's context: `scored` is (what to call
     it, its ids), each after its own prompt (`paired`: answers) or after every prompt (steer's
     --tokens), so the message names the text that is too long, not --max-tokens."""
-    from lazarus.engine.capture import context_length
-
     limit = context_length(loaded.info.config)
     if limit is None or not prompts:
         return
@@ -199,8 +195,6 @@ def _parameters(model: Any) -> set[str]:
 
 def answer_ids(loaded: LoadedModel, prompt: str, answer: str) -> tuple[list[int], list[int]]:
     """(prompt ids with the tokenizer's special tokens, answer ids without any)."""
-    from lazarus.engine.capture import tokenize
-
     prompt_ids = tokenize(loaded, [prompt])[0]
     ids = list(loaded.tokenizer(answer, add_special_tokens=False)["input_ids"])
     if not ids:

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from lazarus.engine.checkpoint import block_index, safetensors_header
+from lazarus.engine.model_info import ModelInfo, local_files
 from lazarus.errors import LazarusError
-
-if TYPE_CHECKING:
-    from lazarus.engine.model_info import ModelInfo
 
 _PREFETCH_STEP = 2 << 20
 
@@ -22,8 +19,6 @@ def prefetch_blocks(info: ModelInfo, up_to_layer: int | None = None) -> int:
     asked for, so the kernel's read-ahead does not pull in the blocks around them. Returns the
     bytes asked for: 0 where this is not possible, or when they would fill half the free RAM.
     """
-    from lazarus.engine.model_info import local_files
-
     if not hasattr(os, "posix_fadvise"):
         return 0
     try:

@@ -20,6 +20,7 @@ from typing import Any
 
 from lazarus.engine import moe
 from lazarus.engine.configs import HIDDEN_SIZE_KEYS, config_int, config_note, first_int, text_config
+from lazarus.engine.moe import moe_shape
 from lazarus.errors import LazarusError
 from lazarus.text import plural
 
@@ -139,8 +140,6 @@ def mlp_post_bound(config: dict[str, Any], layer: int | None = None) -> tuple[in
     gated MLP may read half of ffn_dim, and an MoE model's dense layers are narrower. Checked on
     every causal-LM family of transformers (tests/tiny_configs.py's tiny configs, with each
     width key a different size), and per layer on Gemma 3n's per-layer widths."""
-    from lazarus.engine.moe import moe_shape
-
     text = text_config(config)
     hidden = first_int(text, *HIDDEN_SIZE_KEYS)
     found = []

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from lazarus import __version__
 from lazarus.stats.controls import NO_P_AT_ROUNDING, Control
 
 
@@ -64,8 +65,6 @@ class AblationResult:
 
     def to_json(self) -> dict[str, Any]:
         """Every number: what `lazarus introspect ablate -o FILE.json` writes."""
-        from lazarus import __version__
-
         def outcome(o: Outcome) -> dict[str, Any]:
             return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(o).items()}
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lazarus.results.tables import dataframe
 from lazarus.text import plural
 
 
@@ -101,8 +102,6 @@ class Activations:
 
     def to_pandas(self):  # -> pandas.DataFrame
         """A tidy table, one row per (layer, prompt[, token], neuron); needs pandas."""
-        from lazarus.results.tables import dataframe
-
         records = {"layer": [], "prompt_index": [], "prompt": [], "token_index": [],
                    "neuron": [], "value": []}
         for layer in self.layers:
