@@ -39,8 +39,8 @@ def parameters(method: str) -> list[str]:
 
 def test_every_public_method_is_checked():
     """A public method added without `checked` would let wrong types through again."""
-    public = {name for name, member in vars(Model).items()
-              if inspect.isfunction(member) and not name.startswith("_")}
+    public = {name for name, member in inspect.getmembers(Model, inspect.isfunction)
+              if not name.startswith("_")}
     with_arguments = {name for name in public if parameters(name)}
     assert with_arguments == set(METHODS) - {"__init__"}
     for name in METHODS:

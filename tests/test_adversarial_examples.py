@@ -26,9 +26,10 @@ import numpy as np
 import pytest
 
 import lazarus
+from lazarus import LazarusWarning
 from lazarus.analyses.examples import analyse_examples
 from lazarus.analyses.examples_plan import NOT_IN_KEY, plan_examples
-from lazarus.api import LazarusWarning, Model
+from lazarus.api import Model
 from lazarus.cli.main import main
 from lazarus.cli.parser import build_parser
 from lazarus.io.directions import Direction

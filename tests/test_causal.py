@@ -156,7 +156,7 @@ def test_steer_absolute_with_neurons_is_a_warning_and_changes_nothing(capsys, tm
 
 
 def test_steer_absolute_with_neurons_warns_from_the_library(model):
-    from lazarus.api import LazarusWarning
+    from lazarus import LazarusWarning
 
     with pytest.warns(LazarusWarning, match="--absolute changes nothing with --neurons"):
         model.steer(["ab"], 1, neurons={3: 2.5}, absolute=True, clamp=True, max_tokens=1)
