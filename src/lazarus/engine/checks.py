@@ -14,6 +14,7 @@ neurons not empty).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import math
@@ -21,7 +22,7 @@ import os
 import reprlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from numbers import Integral, Real
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from lazarus.engine.placement import DEVICE_MAPS, DEVICES, DTYPES
 from lazarus.errors import LazarusError
@@ -267,3 +268,29 @@ def checked(method: F) -> F:
         return method(*bound.args, **bound.kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+class Options:
+    """Base of each command's options, a frozen dataclass: every field is checked (and
+    normalised) by its name in `CHECKS` when the options are made, so that the CLI (which builds
+    them from argv) and the API (from keyword arguments) share one check. A field whose default
+    is None may be None; `command` names the command for the checks that differ by command
+    (`("steer", "layer")`)."""
+
+    command: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        annotations = cls.__dict__.get("__annotations__", {})
+        unchecked = [name for name, kind in annotations.items() if "ClassVar" not in str(kind)
+                     and (cls.command, name) not in CHECKS and name not in CHECKS]
+        if unchecked:  # a programming error, found at import
+            raise TypeError(f"{cls.__qualname__}: no check for {', '.join(unchecked)} in CHECKS")
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, field.name)
+            if value is None and field.default is None:
+                continue
+            check = CHECKS.get((self.command, field.name)) or CHECKS[field.name]
+            object.__setattr__(self, field.name, check(field.name, value))
