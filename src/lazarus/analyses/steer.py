@@ -42,8 +42,7 @@ from lazarus.engine.handle import Handle
 from lazarus.engine.interventions import Edit, add
 from lazarus.engine.sites import check_neurons_early
 from lazarus.errors import LazarusError
-from lazarus.io.inputs import parse_neurons
-from lazarus.text import plural, real_number
+from lazarus.text import plural
 
 
 @dataclass(frozen=True)
@@ -87,32 +86,6 @@ class SteerResult:
                 "token_log_prob_changes": dict(zip(self.tokens, run.changes[i], strict=True)),
             } for run in self.runs]} for i, prompt in enumerate(self.prompts)],
         }
-
-
-def parse_coefficients(text: str, option: str = "--compare") -> list[float]:
-    values = []
-    for part in text.split(","):
-        try:
-            value = real_number(part.strip())
-        except ValueError:
-            example = "808:2.5,1190:-1" if option == "--neurons" else "-2,-1,0,1,2"
-            raise LazarusError(f"{option}: {part.strip()!r} is not a number (give numbers, e.g. "
-                               f"{option} {example})") from None
-        if not np.isfinite(value):
-            raise LazarusError(f"{option}: {part.strip()!r} is not a finite number")
-        values.append(value)
-    return values
-
-
-def parse_neuron_values(text: str) -> dict[int, float]:
-    """`808:2.5,1190:-1` -> {808: 2.5, 1190: -1.0}."""
-    pairs = [part.split(":", 1) for part in text.split(",")]
-    if any(len(pair) != 2 for pair in pairs):
-        raise LazarusError("--neurons for steer takes id:value pairs (e.g. --neurons "
-                           "808:2.5,1190:-1)")
-    ids = parse_neurons(",".join(pair[0] for pair in pairs))
-    values = parse_coefficients(",".join(pair[1] for pair in pairs), "--neurons")
-    return dict(zip(ids, values, strict=True))
 
 
 def analyse_steer(model: Handle, prompts: Sequence[str], options: SteerOptions) -> SteerResult:

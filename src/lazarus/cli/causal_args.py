@@ -1,5 +1,5 @@
 """The arguments of `introspect ablate` and `introspect steer`, the causal commands (their
-help texts are in `cli_help`, their work in `commands_causal`)."""
+help texts are in `help`, their work in `ablate` and `steer`)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The arguments of `introspect examples`, the corpus scan (its help texts are in `cli_help`,
-its work in `commands_examples`)."""
+"""The arguments of `introspect examples`, the corpus scan (its help texts are in `help`, its
+work in `examples`)."""
 
 from __future__ import annotations
 

@@ -5,9 +5,10 @@ the JSON written before the report."""
 from __future__ import annotations
 
 import argparse
+import math
 
 from lazarus.analyses.options import SteerOptions
-from lazarus.analyses.steer import analyse_steer, parse_coefficients, parse_neuron_values
+from lazarus.analyses.steer import analyse_steer
 from lazarus.api import Model
 from lazarus.cli.common import (
     check_json_output,
@@ -20,6 +21,7 @@ from lazarus.cli.common import (
 from lazarus.errors import LazarusError
 from lazarus.io import inputs
 from lazarus.render.causal import render_steer
+from lazarus.text import real_number
 
 
 def steer_options(args: argparse.Namespace, model: Model) -> tuple[list[str], SteerOptions]:
@@ -51,6 +53,32 @@ def _coefficients(args: argparse.Namespace) -> list[float]:
     if args.compare is not None:
         return parse_coefficients(args.compare)
     return parse_coefficients(args.coefficient or "1", "--coefficient")
+
+
+def parse_coefficients(text: str, option: str = "--compare") -> list[float]:
+    values = []
+    for part in text.split(","):
+        try:
+            value = real_number(part.strip())
+        except ValueError:
+            example = "808:2.5,1190:-1" if option == "--neurons" else "-2,-1,0,1,2"
+            raise LazarusError(f"{option}: {part.strip()!r} is not a number (give numbers, e.g. "
+                               f"{option} {example})") from None
+        if not math.isfinite(value):
+            raise LazarusError(f"{option}: {part.strip()!r} is not a finite number")
+        values.append(value)
+    return values
+
+
+def parse_neuron_values(text: str) -> dict[int, float]:
+    """`808:2.5,1190:-1` -> {808: 2.5, 1190: -1.0}."""
+    pairs = [part.split(":", 1) for part in text.split(",")]
+    if any(len(pair) != 2 for pair in pairs):
+        raise LazarusError("--neurons for steer takes id:value pairs (e.g. --neurons "
+                           "808:2.5,1190:-1)")
+    ids = inputs.parse_neurons(",".join(pair[0] for pair in pairs))
+    values = parse_coefficients(",".join(pair[1] for pair in pairs), "--neurons")
+    return dict(zip(ids, values, strict=True))
 
 
 def run_steer(args: argparse.Namespace) -> int:
