@@ -1,9 +1,11 @@
-"""Small text helpers shared by the renderers: banners, one-line prompts, terminal widths."""
+"""Small text helpers shared by the renderers and the messages: banners, plurals, values cut
+short, one-line prompts, terminal widths."""
 
 from __future__ import annotations
 
 import math
 import re
+import reprlib
 import unicodedata
 
 RULE = "=" * 80
@@ -20,6 +22,18 @@ def plural(count: int, noun: str, nouns: str | None = None) -> str:
 def agree(count: int, one: str, many: str) -> str:
     """The word that agrees with `count`: agree(1, "was", "were") == "was"."""
     return one if count == 1 else many
+
+
+def shorten(text: str, limit: int = 40, mark: str = "...") -> str:
+    """`text` if it has at most `limit` characters, else its start and `mark`, `limit` long
+    in all: a value quoted in a one-line message stays short."""
+    return text if len(text) <= limit else text[:limit - len(mark)] + mark
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """A value as a script wrote it (its repr), cut short for a message; through reprlib, so a
+    huge list is not written out in full first, and a repr that fails is replaced."""
+    return shorten(reprlib.repr(value), limit)
 
 
 def whole_number(text: str) -> int:
