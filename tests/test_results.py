@@ -15,6 +15,7 @@ import pytest
 import lazarus
 from lazarus.errors import LazarusError
 from lazarus.io.directions import load_direction
+from lazarus.text import json_plain
 
 HARD = ["47*47=", "67*83=", "53*59=", "38*76=", "91*23=", "64*58=", "29*84=", "73*36="]
 EASY = ["20+30=", "10*10=", "11+11=", "40+50=", "10+20=", "30*10=", "12+12=", "20*20="]
@@ -157,6 +158,15 @@ def test_every_result_type_is_exported_from_lazarus():
 def test_to_json_is_plain_json(found, name):
     document = getattr(found, name).to_json()
     assert json.loads(json.dumps(document, allow_nan=False)) == document
+
+
+def test_json_plain_leaves_only_json_types():
+    given = {"a": (1, np.int64(2), (np.float32(0.5), float("nan"))), "b": [np.bool_(True), None],
+             "c": float("-inf"), "d": "text", "e": np.float64(1e300)}
+    assert json_plain(given) == {"a": [1, 2, [0.5, None]], "b": [True, None], "c": None,
+                                 "d": "text", "e": 1e300}
+    assert [type(v) for v in json_plain(given)["a"][:2]] == [int, int]
+    assert type(json_plain(given)["b"][0]) is bool
 
 
 def test_activations_as_array_and_table(found):

@@ -108,8 +108,7 @@ def json_number(value: float | None) -> float | None:
 
 def json_plain(value: Any) -> Any:
     """`value` in plain JSON types, for `to_json`: tuples become lists, numpy scalars Python
-    ones, NaN and infinities null (as `json_number`); what `json.dumps` writes of anything else
-    is unchanged."""
+    ones, NaN and infinities null (as `json_number`); `json.dumps` writes the rest as before."""
     if isinstance(value, dict):
         return {key: json_plain(item) for key, item in value.items()}
     if isinstance(value, list | tuple):

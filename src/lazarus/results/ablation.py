@@ -118,8 +118,6 @@ class AblationResult:
         prompt (with answer and label), both continuations, what was measured (with answers:
         log-probs and whether greedy decoding reproduces the answer; else the KL) and the
         change `to_numpy` holds; needs pandas."""
-        measured = (("log_prob", "answer_log_prob"), ("reproduces", "reproduces")) if \
-            self.pairs else ()
         records: dict[str, list[Any]] = {}
         for k, c in enumerate(self.conditions):
             for i, prompt in enumerate(self.prompts):
@@ -130,10 +128,11 @@ class AblationResult:
                        "label": None if self.labels is None else self.labels[i],
                        "baseline_continuation": base.continuation,
                        "continuation": ablated.continuation}
-                for name, field in measured:
-                    row[f"baseline_{name}"] = getattr(base, field)
-                    row[name] = getattr(ablated, field)
-                if not self.pairs:
+                if self.pairs:
+                    row.update(baseline_log_prob=base.answer_log_prob,
+                               log_prob=ablated.answer_log_prob,
+                               baseline_reproduces=base.reproduces, reproduces=ablated.reproduces)
+                else:
                     row["kl"] = ablated.kl
                 row["change"] = self._change(i, c)
                 for key, value in row.items():

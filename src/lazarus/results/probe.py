@@ -216,7 +216,7 @@ class ProbeResult:
                         dtype=np.float64).reshape(len(self.report.layers), len(SCORES))
 
     def to_pandas(self):  # -> pandas.DataFrame
-        """Accuracy by layer: one row per layer searched (`layer` and `SCORES`, None where
+        """Accuracy by layer: one row per layer searched (`layer` and `SCORES`, missing where
         there is no score); needs pandas."""
         rows = self.to_json()["layers"]
         return dataframe({key: [row[key] for row in rows] for key in rows[0]})
