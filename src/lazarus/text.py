@@ -7,6 +7,8 @@ import math
 import re
 import reprlib
 import unicodedata
+from numbers import Integral, Real
+from typing import Any
 
 RULE = "=" * 80
 PROMPT_WIDTH = 20
@@ -116,3 +118,19 @@ def json_number(value: float | None) -> float | None:
     if value is None or not math.isfinite(value):
         return None
     return float(value)
+
+
+def json_plain(value: Any) -> Any:
+    """`value` in plain JSON types, for `to_json`: tuples become lists, numpy scalars Python
+    ones, NaN and infinities null (as `json_number`); `json.dumps` writes the rest as before."""
+    if isinstance(value, dict):
+        return {key: json_plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_plain(item) for item in value]
+    if type(value).__name__ in ("bool", "bool_"):  # Python's or numpy's
+        return bool(value)
+    if isinstance(value, Integral):
+        return int(value)
+    if isinstance(value, Real):
+        return json_number(float(value))
+    return value

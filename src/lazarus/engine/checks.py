@@ -25,8 +25,8 @@ from typing import Any, ClassVar, TypeVar
 
 from lazarus.engine.placement import DEVICE_MAPS, DEVICES, DTYPES
 from lazarus.errors import LazarusError
-from lazarus.io.directions import Direction
-from lazarus.io.inputs import parse_layers, resolve_layer
+from lazarus.io.directions import Direction, DirectionSource
+from lazarus.io.inputs import NeuronIds, parse_layers, resolve_layer
 from lazarus.text import shown
 
 Layers = int | Sequence[int] | str  # 3, -1, [0, 2], "0,2,5-7", "all"
@@ -177,9 +177,12 @@ def position(name: str, value: Any) -> str | int:
 
 
 def neuron_ids(neurons: Any, name: str = "neurons") -> list[int] | None:
-    """Neuron ids as given by a script: whole numbers from 0, each once."""
+    """Neuron ids as given by a script: whole numbers from 0, each once; or a result that names
+    neurons (`NeuronIds`: a neurons result), its ids."""
     if neurons is None:
         return None
+    if isinstance(neurons, NeuronIds):
+        neurons = neurons.neuron_ids()
     ids = _items(name, neurons, f"a list of neuron ids (e.g. {name}=[808, 1190])")
     for value in ids:
         if not _is_whole(value) or value < 0:
@@ -205,11 +208,14 @@ def numbers(name: str, value: Any) -> list[float]:
 
 
 def direction(name: str, value: Any) -> Any:
+    """A `Direction`, a direction file's path, or a result that stands for a direction
+    (`DirectionSource`: a probe's, whose best layer's direction it is; refused, as its
+    `save_direction` is, when no layer beats chance)."""
+    if isinstance(value, DirectionSource):
+        value = value.to_direction()
     if isinstance(value, Direction):
         return value
-    takes = "a Direction or a direction file's path (a str or pathlib.Path)"
-    if type(value).__name__ == "ProbeResult":
-        raise _refused(name, value, takes, "a probe's result (give its .direction())")
+    takes = "a Direction, a probe's result or a direction file's path (a str or pathlib.Path)"
     if not isinstance(value, str | os.PathLike) or not isinstance(os.fspath(value), str):
         raise _refused(name, value, takes)
     return os.fspath(value)
