@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from lazarus.analyses.ablate import analyse_ablation
-from lazarus.analyses.examples import ExamplesResult, analyse_examples
+from lazarus.analyses.examples import analyse_examples
 from lazarus.analyses.neurons import analyse_neurons
 from lazarus.analyses.options import (
     AblateOptions,
@@ -30,7 +30,7 @@ from lazarus.analyses.options import (
     SteerOptions,
 )
 from lazarus.analyses.probe import analyse_probe
-from lazarus.analyses.steer import SteerResult, analyse_steer
+from lazarus.analyses.steer import analyse_steer
 from lazarus.engine.capture import CaptureRequest
 from lazarus.engine.checks import Layers, builds, checked
 from lazarus.engine.collect import Progress, collect
@@ -39,8 +39,10 @@ from lazarus.engine.positions import Position, parse_position
 from lazarus.io.directions import Direction
 from lazarus.results.ablation import AblationResult
 from lazarus.results.activations import Activations
+from lazarus.results.examples import ExamplesResult
 from lazarus.results.neurons import NeuronsResult
 from lazarus.results.probe import ProbeResult
+from lazarus.results.steer import SteerResult
 
 
 def load(model: str, *, device: str = "auto", dtype: str = "auto",

@@ -23,12 +23,9 @@ summed), with its change from coefficient 0.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from lazarus import __version__
 from lazarus.analyses.options import SteerOptions
 from lazarus.analyses.selection import (
     check_direction,
@@ -42,50 +39,8 @@ from lazarus.engine.handle import Handle
 from lazarus.engine.interventions import Edit, add
 from lazarus.engine.sites import check_neurons_early
 from lazarus.errors import LazarusError
+from lazarus.results.steer import SteerResult, SteerRun
 from lazarus.text import plural
-
-
-@dataclass(frozen=True)
-class SteerRun:
-    coefficient: float
-    continuations: tuple[str, ...]  # per prompt
-    log_probs: tuple[tuple[float, ...], ...]  # per prompt, per named token
-    changes: tuple[tuple[float, ...], ...]  # the same minus coefficient 0's
-
-
-@dataclass(frozen=True)
-class SteerResult:
-    model_id: str
-    prompts: tuple[str, ...]
-    layer: int
-    site: str
-    source: str  # where the vector came from, said to the user
-    scale_kind: str  # "relative" or "absolute"
-    scale: float  # what the coefficient multiplies: mean activation norm, or 1
-    vector: np.ndarray  # unit direction, or the neuron values
-    tokens: tuple[str, ...]
-    max_tokens: int
-    temperature: float
-    seed: int
-    runs: tuple[SteerRun, ...]  # coefficient 0 first, then the ones asked for
-
-    def to_json(self) -> dict[str, Any]:
-        """Every number: what `lazarus introspect steer -o FILE.json` writes."""
-        return {
-            "lazarus_version": __version__, "model_id": self.model_id, "layer": self.layer,
-            "site": self.site, "source": self.source, "scale_kind": self.scale_kind,
-            "scale": self.scale, "vector": [float(v) for v in self.vector],
-            "tokens": list(self.tokens), "max_tokens": self.max_tokens,
-            "temperature": self.temperature, "seed": self.seed,
-            "prompts": [{"prompt": prompt, "runs": [{
-                "coefficient": run.coefficient,
-                "added_norm": abs(run.coefficient) * self.scale * float(
-                    np.linalg.norm(self.vector)),
-                "continuation": run.continuations[i],
-                "token_log_probs": dict(zip(self.tokens, run.log_probs[i], strict=True)),
-                "token_log_prob_changes": dict(zip(self.tokens, run.changes[i], strict=True)),
-            } for run in self.runs]} for i, prompt in enumerate(self.prompts)],
-        }
 
 
 def analyse_steer(model: Handle, prompts: Sequence[str], options: SteerOptions) -> SteerResult:

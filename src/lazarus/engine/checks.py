@@ -19,27 +19,20 @@ import functools
 import inspect
 import math
 import os
-import reprlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from numbers import Integral, Real
 from typing import Any, ClassVar, TypeVar
 
 from lazarus.engine.placement import DEVICE_MAPS, DEVICES, DTYPES
 from lazarus.errors import LazarusError
-from lazarus.io.directions import Direction
-from lazarus.io.inputs import parse_layers, resolve_layer
+from lazarus.io.directions import Direction, DirectionSource
+from lazarus.io.inputs import NeuronIds, parse_layers, resolve_layer
+from lazarus.text import shown
 
 Layers = int | Sequence[int] | str  # 3, -1, [0, 2], "0,2,5-7", "all"
 LAYERS = ('a layer number (e.g. 0, or -1 for the last), a list of them, or text such as "0,2-5" '
           'or "all"')
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _shown(value: object) -> str:
-    """The value as a script wrote it, cut short (reprlib: a huge list is not written out,
-    and a repr that fails is replaced)."""
-    text = reprlib.repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _kind(value: object) -> str:
@@ -51,7 +44,7 @@ def _kind(value: object) -> str:
 
 
 def _refused(name: str, value: object, takes: str, why: str | None = None) -> LazarusError:
-    return LazarusError(f"{name}={_shown(value)} is {why or _kind(value)}; {name} takes {takes}")
+    return LazarusError(f"{name}={shown(value)} is {why or _kind(value)}; {name} takes {takes}")
 
 
 def _is_whole(value: object) -> bool:
@@ -126,12 +119,12 @@ def _items(name: str, value: Any, takes: str) -> list[Any]:
 def texts(name: str, value: Any) -> list[str]:
     """A list of strings (labels, answers, words)."""
     if isinstance(value, str):
-        raise _refused(name, value, f"a list of strings (e.g. {name}=[{_shown(value)}])",
+        raise _refused(name, value, f"a list of strings (e.g. {name}=[{shown(value)}])",
                        "one string")
     items = _items(name, value, "a list of strings")
     for item in items:
         if not isinstance(item, str):
-            raise LazarusError(f"{name} holds {_kind(item)} {_shown(item)}; {name} takes "
+            raise LazarusError(f"{name} holds {_kind(item)} {shown(item)}; {name} takes "
                                "strings only")
     return items
 
@@ -157,7 +150,7 @@ def layers(name: str, value: Any) -> str | int | list[int]:
     items = _items(name, value, LAYERS)
     for item in items:
         if not _is_whole(item):
-            raise LazarusError(f"{name} holds {_kind(item)} {_shown(item)}; a layer is a whole "
+            raise LazarusError(f"{name} holds {_kind(item)} {shown(item)}; a layer is a whole "
                                "number (e.g. 0, or -1 for the last)")
     return [int(item) for item in items]
 
@@ -184,13 +177,16 @@ def position(name: str, value: Any) -> str | int:
 
 
 def neuron_ids(neurons: Any, name: str = "neurons") -> list[int] | None:
-    """Neuron ids as given by a script: whole numbers from 0, each once."""
+    """Neuron ids as given by a script: whole numbers from 0, each once; or a result that names
+    neurons (`NeuronIds`: a neurons result), its ids."""
     if neurons is None:
         return None
+    if isinstance(neurons, NeuronIds):
+        neurons = neurons.neuron_ids()
     ids = _items(name, neurons, f"a list of neuron ids (e.g. {name}=[808, 1190])")
     for value in ids:
         if not _is_whole(value) or value < 0:
-            raise LazarusError(f"neuron id {_shown(value)} is not a whole number from 0 (neurons "
+            raise LazarusError(f"neuron id {shown(value)} is not a whole number from 0 (neurons "
                                "are numbered 0 .. width - 1)")
     if len(set(ids)) != len(ids):
         raise LazarusError("a neuron id is listed twice (list each once)")
@@ -212,11 +208,14 @@ def numbers(name: str, value: Any) -> list[float]:
 
 
 def direction(name: str, value: Any) -> Any:
+    """A `Direction`, a direction file's path, or a result that stands for a direction
+    (`DirectionSource`: a probe's, whose best layer's direction it is; refused, as its
+    `save_direction` is, when no layer beats chance)."""
+    if isinstance(value, DirectionSource):
+        value = value.to_direction()
     if isinstance(value, Direction):
         return value
-    takes = "a Direction or a direction file's path (a str or pathlib.Path)"
-    if type(value).__name__ == "ProbeResult":
-        raise _refused(name, value, takes, "a probe's result (give its .direction())")
+    takes = "a Direction, a probe's result or a direction file's path (a str or pathlib.Path)"
     if not isinstance(value, str | os.PathLike) or not isinstance(os.fspath(value), str):
         raise _refused(name, value, takes)
     return os.fspath(value)

@@ -90,33 +90,30 @@ class Handle:
         if not 0 <= up_to_layer < self.layer_count:
             raise LazarusError(f"up_to_layer={up_to_layer} is out of range; this model has "
                                f"layers 0 to {self.layer_count - 1}")
-        loaded = self._loaded
-        if loaded is None or loaded.blocks_loaded <= up_to_layer:
-            self._loaded = None  # let the old copy go before the new one arrives
-            del loaded
-            s = self.settings
-            self._loaded = load_model(self.info, s.device, s.dtype, s.trust_remote_code,
-                                      up_to_layer=None if self.whole else up_to_layer,
-                                      device_map=s.device_map, notify=self.notify)
-            self.loads += 1
+        if self._loaded is None or self._loaded.blocks_loaded <= up_to_layer:
+            self._load(None if self.whole else up_to_layer)
         return self._loaded
 
     def whole_weights(self) -> LoadedModel:
         """Every block and the LM head, as interventions need (a partial load has no head):
         loads again only when the model held is not whole."""
-        loaded = self._loaded
-        if loaded is None or loaded.block_count is not None \
-                or loaded.model.get_output_embeddings() is None:
-            self._loaded = None  # let the old copy go before the new one arrives
-            del loaded
-            s = self.settings
-            self._loaded = load_model(self.info, s.device, s.dtype, s.trust_remote_code,
-                                      device_map=s.device_map, notify=self.notify)
-            self.loads += 1
+        if self._loaded is None or self._loaded.block_count is not None \
+                or self._loaded.model.get_output_embeddings() is None:
+            self._load(None)
             if self._loaded.model.get_output_embeddings() is None:
                 raise LazarusError(f"{self.model_id} has no LM head, so its outputs cannot be "
                                    "measured (give a causal language model)")
         return self._loaded
+
+    def _load(self, up_to_layer: int | None) -> None:
+        """Load the weights anew, blocks 0..up_to_layer (all with None), letting the copy held
+        go first so that two are never held at once."""
+        self._loaded = None
+        s = self.settings
+        self._loaded = load_model(self.info, s.device, s.dtype, s.trust_remote_code,
+                                  up_to_layer=up_to_layer, device_map=s.device_map,
+                                  notify=self.notify)
+        self.loads += 1
 
     @checked
     def layers(self, layers: Layers) -> tuple[int, ...]:

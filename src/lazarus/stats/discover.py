@@ -1,6 +1,6 @@
 """`--auto-discover`: which neurons of a layer separate the labels, with corrected statistics.
 
-Every neuron of the layer is tested at once (see `stats` for the choices): the effect is
+Every neuron of the layer is tested at once (see `stats.effects` for the choices): the effect is
 Cohen's d with two labels (first label given minus second) and eta-squared with more; each
 neuron gets a permutation p-value from shuffles shared by all neurons, corrected family-wise by
 the max-statistic over all neurons tested; a neuron *survives* when its corrected p is below
