@@ -87,8 +87,8 @@ def plan_examples(model: Handle, corpus: str, options: ExamplesOptions) -> Examp
         check_direction(model, direction, (layer,), site, None)
         neurons = direction.top_neurons(10 if options.top_k is None else options.top_k,
                                         model.warn)
-        choice = f"top {len(neurons)} of {direction_name(direction)} by " \
-                 f"{direction.ranking_name()}"
+        choice = (f"top {len(neurons)} of {direction_name(direction)} by "
+                  f"{direction.ranking_name()}")
     elif neurons is not None:
         # before the weights load: ids no layer of the site has
         check_neurons_early(model.info.config, model.hidden_size, site, layer, neurons)

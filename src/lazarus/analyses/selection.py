@@ -45,7 +45,7 @@ def check_direction(model: Handle, direction: Direction, layers: Sequence[int], 
 
 
 def _check_made(direction: Direction, model_id: str, layers: Sequence[int], site: str,
-                         position: Position | None, warn: Callable[[str], None]) -> None:
+                position: Position | None, warn: Callable[[str], None]) -> None:
     """A direction read elsewhere names other neurons: refuse another site, warn of the rest.
     What the file does not name (site, layer, position, model) is not checked."""
     name = direction_name(direction)
