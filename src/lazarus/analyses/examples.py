@@ -10,16 +10,15 @@ document's beyond it).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from lazarus.analyses.examples_plan import plan_examples
+from lazarus.analyses.options import ExamplesOptions
 from lazarus.analyses.scan import ScanOutcome, local_executor, run_scan
 from lazarus.analyses.scan_ray import ray_executor
-from lazarus.analyses.shards import SHARD_WINDOWS, ScanSettings
+from lazarus.analyses.shards import ScanSettings
 from lazarus.engine.handle import Handle
 from lazarus.io.corpus import document_windows, read_documents
-from lazarus.io.directions import Direction
 from lazarus.results.examples import Example, ExamplesResult, NeuronExamples
 from lazarus.stats.sketch import QUANTILES, Summary
 
@@ -28,27 +27,19 @@ CONTEXT_AFTER = 4  # and after it
 HISTOGRAM_BINS = 10
 
 
-def analyse_examples(model: Handle, corpus: str, layer: int, *, site: str = "resid_post",
-                     neurons: Sequence[int] | None = None,
-                     direction: Direction | str | None = None, top_k: int | None = None,
-                     examples: int = 10, window: int = 64, stride: int | None = None,
-                     text_field: str = "text", work_dir: str | Path | None = None,
-                     shard_windows: int = SHARD_WINDOWS, ray: bool = False,
-                     ray_workers: int | None = None, ray_address: str | None = None,
-                     token_budget: int | None = None, max_batch: int | None = None,
+def analyse_examples(model: Handle, corpus: str, options: ExamplesOptions,
                      progress: Callable[[int, int], None] | None = None) -> ExamplesResult:
-    plan = plan_examples(model, corpus, layer, site=site, neurons=neurons, direction=direction,
-                         top_k=top_k, examples=examples, window=window, stride=stride,
-                         text_field=text_field, work_dir=work_dir, shard_windows=shard_windows,
-                         ray=ray, ray_workers=ray_workers, ray_address=ray_address)
+    """Scan `corpus` as `options` say (see `examples_plan`), then give each kept example its
+    context."""
+    plan = plan_examples(model, corpus, options)
     settings, folder = plan.settings, plan.folder
-    if ray or ray_address is not None:  # this process only cuts the windows and merges
-
-        executor = ray_executor(model, settings, folder, ray_workers, token_budget, max_batch,
-                                ray_address)
+    budget, batch = options.token_budget, options.max_batch
+    if options.ray or options.ray_address is not None:  # here: cut the windows, merge
+        executor = ray_executor(model, settings, folder, options.ray_workers, budget, batch,
+                                options.ray_address)
     else:
-        executor = local_executor(lambda: model.weights(layer), settings, folder,
-                                  token_budget, max_batch)
+        executor = local_executor(lambda: model.weights(settings.layer), settings, folder,
+                                  budget, batch)
     tokenizer = model.tokenizer()
     outcome = run_scan(tokenizer, model.info.config, settings, folder, executor, progress,
                        plan.width, model.warn)

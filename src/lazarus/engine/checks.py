@@ -2,14 +2,14 @@
 checks argv.
 
 Every argument of `Model` (its constructor, so `lazarus.load` too, and each public method) is
-checked by its name (`CHECKS`), by `checked`: a wrong type is one `LazarusError` naming the
-argument, what was given and what is taken, never a TypeError or AttributeError from deep
-inside, nor a bool or float quietly read as a number (`layers=True` as layer 1). A method
-whose argument has no check fails at import, so a new argument cannot be left out. Checks also
-normalise (a path object to text, a generator of prompts to a list, numpy integers to int), so
-the analyses get plain values. Ranges are mostly left to the analyses, which the CLI shares;
-checked here are only those no analysis sees (neuron ids from 0, batch sizes from 1, steer's
-neurons not empty).
+checked by its name (`CHECKS`): by `checked`, or for a command's options when they are made
+(`Options`, which the CLI builds too). A wrong type is one `LazarusError` naming the argument,
+what was given and what is taken, never a TypeError or AttributeError from deep inside, nor a
+bool or float quietly read as a number (`layers=True` as layer 1). An argument or field with no
+check fails at import, so a new one cannot be left out. Checks also normalise (a path object to
+text, a generator of prompts to a list, numpy integers to int), so the analyses get plain
+values. The rules between a command's options are its `Options.check`; what needs the model
+(layers against its depth, widths) is left to the analyses.
 """
 
 from __future__ import annotations
@@ -246,8 +246,34 @@ CHECKS: dict[str | tuple[str, str], Callable[[str, Any], Any]] = {
 def checked(method: F) -> F:
     """`method` with every argument checked (and normalised) by its name in `CHECKS` first; an
     argument whose default is None may be None."""
+    return _checking(method, ())
+
+
+def builds(options: type[Options]) -> Callable[[F], F]:
+    """A `Model` method that builds `options` from its keyword arguments: those named like the
+    options' fields are checked when the options are made (as the CLI's are), only the others
+    (its inputs: prompts, a corpus, a callback) here, so each argument is checked once. At
+    import, every field must be an argument with the field's default, so that the method and
+    the options cannot drift apart."""
+    fields = {field.name: field for field in dataclasses.fields(options)}  # type: ignore[arg-type]
+
+    def decorate(method: F) -> F:
+        arguments = dict(list(inspect.signature(method).parameters.items())[1:])
+        drifted = [name for name, field in fields.items() if name not in arguments
+                   or arguments[name].default != (inspect.Parameter.empty if field.default
+                                                  is dataclasses.MISSING else field.default)]
+        if drifted:  # a programming error, found at import
+            raise TypeError(f"{method.__qualname__}: {', '.join(drifted)} missing, or with "
+                            f"another default than in {options.__name__}")
+        return _checking(method, tuple(fields))
+    return decorate
+
+
+def _checking(method: F, skipped: tuple[str, ...]) -> F:
+    """`method` with its arguments but `skipped` checked by name (see `checked`)."""
     signature = inspect.signature(method)
-    parameters = list(signature.parameters.values())[1:]  # after self
+    parameters = [p for p in list(signature.parameters.values())[1:]  # after self
+                  if p.name not in skipped]
     checks = {p.name: CHECKS.get((method.__name__, p.name)) or CHECKS.get(p.name)
               for p in parameters}
     unchecked = [name for name, check in checks.items() if check is None]
@@ -271,10 +297,10 @@ def checked(method: F) -> F:
 
 class Options:
     """Base of each command's options, a frozen dataclass: every field is checked (and
-    normalised) by its name in `CHECKS` when the options are made, so that the CLI (which builds
-    them from argv) and the API (from keyword arguments) share one check. A field whose default
-    is None may be None; `command` names the command for the checks that differ by command
-    (`("steer", "layer")`)."""
+    normalised) by its name in `CHECKS` when the options are made, then the rules between
+    fields (`check`), so that the CLI (which builds them from argv) and the API (from keyword
+    arguments) share one check. A field whose default is None may be None; `command` names the
+    command for the checks that differ by command (`("steer", "layer")`)."""
 
     command: ClassVar[str] = ""
 
@@ -292,4 +318,13 @@ class Options:
             if value is None and field.default is None:
                 continue
             check = CHECKS.get((self.command, field.name)) or CHECKS[field.name]
-            object.__setattr__(self, field.name, check(field.name, value))
+            self._set(field.name, check(field.name, value))
+        self.check()
+
+    def check(self) -> None:
+        """The command's rules between fields, and what a field's value must be beyond its type
+        (a count from 1, a known method), that need no model; none here."""
+
+    def _set(self, name: str, value: Any) -> None:
+        """Normalise a field of these frozen options while they are made."""
+        object.__setattr__(self, name, value)
