@@ -14,8 +14,8 @@ Measured, per prompt, baseline and ablated (`measures`): for `prompt:answer` pai
 log-probability under teacher forcing and whether greedy decoding still produces it; for bare
 prompts KL(baseline || ablated) of the next-token distribution and the greedy continuation.
 The effect of a condition is one number (the mean answer log-probability drop, or the mean
-KL), compared, for neurons, with `controls` draws of as many random neurons: `ablate_stats`
-says how, and when an effect is zero to float rounding; `ablate_result` holds what was found.
+KL), compared, for neurons, with `controls` draws of as many random neurons: `stats.controls`
+says how, and when an effect is zero to float rounding; `results.ablation` holds what was found.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The probe analysis from prompts: one capture pass over both classes (and the test prompts),
-the cross-validated protocol of `probe.py` at each layer with its permutation test, and the
+the cross-validated protocol of `stats.probe` at each layer with its permutation test, and the
 test prompts' projections and predictions (and accuracy, given their labels);
 what `Model.probe` returns and `lazarus introspect probe` renders (never prints)."""
 

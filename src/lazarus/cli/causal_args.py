@@ -11,7 +11,7 @@ from lazarus.engine.sites import SITE_HELP
 
 
 def add_causal_commands(commands: argparse._SubParsersAction) -> None:
-    """`ablate` and `steer` (help texts in `cli_help`)."""
+    """`ablate` and `steer` (help texts in `cli.help`)."""
     ablate = commands.add_parser(
         "ablate", help="knock neurons or components out and measure the loss, against chance",
         description="Ablate neurons (by id or a direction's top-k) or whole components at one "

@@ -11,7 +11,7 @@ from lazarus.engine.sites import SITE_HELP
 
 
 def add_examples_command(commands: argparse._SubParsersAction) -> None:
-    """`examples` (help texts in `cli_help`)."""
+    """`examples` (help texts in `cli.help`)."""
     examples = commands.add_parser(
         "examples", help="top- and bottom-activating tokens of neurons over a corpus",
         description="Scan every token of a corpus and show, per neuron, the tokens it fires on "
