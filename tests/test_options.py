@@ -31,7 +31,7 @@ from lazarus.cli.output import EXIT_NOTHING_FOUND
 from lazarus.cli.parser import build_parser
 from lazarus.cli.probe import probe_options
 from lazarus.cli.steer import steer_options
-from lazarus.engine.checks import builds
+from lazarus.engine.arguments import builds
 from lazarus.errors import LazarusError
 from lazarus.io.directions import Direction, save_direction
 

@@ -31,8 +31,9 @@ from lazarus.analyses.options import (
 )
 from lazarus.analyses.probe import analyse_probe
 from lazarus.analyses.steer import analyse_steer
+from lazarus.engine.arguments import builds, checked
 from lazarus.engine.capture import CaptureRequest
-from lazarus.engine.checks import Layers, builds, checked
+from lazarus.engine.checks import Layers
 from lazarus.engine.collect import Progress, collect
 from lazarus.engine.handle import Handle
 from lazarus.engine.positions import Position, parse_position

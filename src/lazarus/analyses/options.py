@@ -1,6 +1,6 @@
 """Each command's options: one frozen dataclass per command, each field with its default and
 what it means. The CLI builds them from argv, `lazarus.Model` from its keyword arguments, and
-either way they are checked when made (`engine.checks.Options`: each field by its name, then
+either way they are checked when made (`engine.arguments.Options`: each field by its name, then
 `check`, the rules between fields), so both refuse the same mistakes in the same words before
 any model is read. A direction given by its file is read here, once.
 
@@ -17,7 +17,8 @@ from typing import ClassVar
 
 from lazarus.analyses.selection import check_top_k, read_direction
 from lazarus.analyses.shards import SHARD_WINDOWS
-from lazarus.engine.checks import Layers, Options
+from lazarus.engine.arguments import Options
+from lazarus.engine.checks import Layers
 from lazarus.engine.measures import check_seed
 from lazarus.engine.positions import Position, parse_position
 from lazarus.engine.sites import check_site

@@ -12,7 +12,8 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from lazarus.engine.checks import Layers, checked, resolve_layers
+from lazarus.engine.arguments import checked
+from lazarus.engine.checks import Layers, resolve_layers
 from lazarus.engine.collect import ModelSettings
 from lazarus.engine.loading import LoadedModel, load_model, load_tokenizer
 from lazarus.engine.model_info import read_model_info
