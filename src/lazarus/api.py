@@ -32,11 +32,11 @@ from lazarus.analyses.options import (
 from lazarus.analyses.probe import analyse_probe
 from lazarus.analyses.steer import analyse_steer
 from lazarus.engine.arguments import builds, checked
-from lazarus.engine.capture import CaptureRequest
 from lazarus.engine.checks import Layers
 from lazarus.engine.collect import Progress, collect
 from lazarus.engine.handle import Handle
 from lazarus.engine.positions import Position, parse_position
+from lazarus.engine.trace import CaptureRequest
 from lazarus.io.directions import Direction
 from lazarus.results.ablation import AblationResult
 from lazarus.results.activations import Activations

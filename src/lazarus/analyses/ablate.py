@@ -34,11 +34,12 @@ from lazarus.analyses.selection import (
     direction_name,
 )
 from lazarus.engine import measures
-from lazarus.engine.capture import CaptureRequest, capture, tokenize
+from lazarus.engine.capture import capture, tokenize
 from lazarus.engine.handle import Handle
 from lazarus.engine.interventions import Edit
 from lazarus.engine.loading import LoadedModel
 from lazarus.engine.sites import check_neurons_early
+from lazarus.engine.trace import CaptureRequest
 from lazarus.errors import LazarusError
 from lazarus.io.inputs import check_label_count
 from lazarus.results.ablation import AblationResult, Condition, Outcome

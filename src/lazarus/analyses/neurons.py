@@ -24,13 +24,13 @@ from lazarus.analyses.selection import (
     check_neurons,
     direction_name,
 )
-from lazarus.engine.capture import CaptureRequest
 from lazarus.engine.collect import Progress, collect
 from lazarus.engine.handle import Handle
 from lazarus.engine.loading import token_texts
 from lazarus.engine.model_info import ModelInfo
 from lazarus.engine.moe import moe_shape
 from lazarus.engine.sites import check_neurons_early
+from lazarus.engine.trace import CaptureRequest
 from lazarus.errors import LazarusError
 from lazarus.io.inputs import check_label_count
 from lazarus.results.activations import ActivationMatrix

@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from lazarus.analyses.options import ProbeOptions
-from lazarus.engine.capture import CaptureRequest
 from lazarus.engine.collect import Progress, collect
 from lazarus.engine.handle import Handle
+from lazarus.engine.trace import CaptureRequest
 from lazarus.errors import LazarusError
 from lazarus.results.probe import ProbeResult
 from lazarus.stats import probe

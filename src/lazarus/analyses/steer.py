@@ -34,10 +34,11 @@ from lazarus.analyses.selection import (
     direction_name,
 )
 from lazarus.engine import measures
-from lazarus.engine.capture import CaptureRequest, capture, tokenize
+from lazarus.engine.capture import capture, tokenize
 from lazarus.engine.handle import Handle
 from lazarus.engine.interventions import Edit, add
 from lazarus.engine.sites import check_neurons_early
+from lazarus.engine.trace import CaptureRequest
 from lazarus.errors import LazarusError
 from lazarus.results.steer import SteerResult, SteerRun
 from lazarus.text import plural
