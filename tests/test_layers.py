@@ -134,3 +134,21 @@ def test_help_screens_import_neither_numpy_nor_torch():
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == "[]"
+
+
+def test_the_handle_has_all_the_analyses_may_ask_of_it():
+    """Analyses are typed against `ModelHandle`; the one implementation (and so `Model`) must
+    have every attribute and method it names, with the methods callable on a config-only
+    handle where they need no weights."""
+    import inspect
+
+    from lazarus.api import Model
+    from lazarus.engine.handle import Handle, ModelHandle
+
+    asked = set(ModelHandle.__annotations__) | {
+        name for name, _ in inspect.getmembers(ModelHandle) if not name.startswith("_")}
+    handle = Handle("lazarus:demo")
+    assert sorted(name for name in asked if not hasattr(handle, name)) == []
+    assert issubclass(Model, Handle)
+    assert handle.layers(-1) == (handle.layer_count - 1,)
+    assert handle.loads == 0  # nothing above needed the weights

@@ -35,7 +35,7 @@ from lazarus.analyses.selection import (
 )
 from lazarus.engine import measures
 from lazarus.engine.capture import capture, tokenize
-from lazarus.engine.handle import Handle
+from lazarus.engine.handle import ModelHandle
 from lazarus.engine.interventions import Edit
 from lazarus.engine.loading import LoadedModel
 from lazarus.engine.sites import check_neurons_early
@@ -50,7 +50,7 @@ from lazarus.text import agree, plural
 Progress = Callable[[int, int], None]  # (forwards done, forwards in all)
 
 
-def analyse_ablation(model: Handle, prompts: Sequence[str], options: AblateOptions,
+def analyse_ablation(model: ModelHandle, prompts: Sequence[str], options: AblateOptions,
                      progress: Progress | None = None) -> AblationResult:
     """Ablate what `options` says at its layers, for `prompts`, against random controls."""
     layers = model.layers(options.layers)

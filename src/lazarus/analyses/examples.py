@@ -17,7 +17,7 @@ from lazarus.analyses.options import ExamplesOptions
 from lazarus.analyses.scan import ScanOutcome, local_executor, run_scan
 from lazarus.analyses.scan_ray import ray_executor
 from lazarus.analyses.shards import ScanSettings
-from lazarus.engine.handle import Handle
+from lazarus.engine.handle import ModelHandle
 from lazarus.io.corpus import document_windows, read_documents
 from lazarus.results.examples import Example, ExamplesResult, NeuronExamples
 from lazarus.stats.sketch import QUANTILES, Summary
@@ -27,7 +27,7 @@ CONTEXT_AFTER = 4  # and after it
 HISTOGRAM_BINS = 10
 
 
-def analyse_examples(model: Handle, corpus: str, options: ExamplesOptions,
+def analyse_examples(model: ModelHandle, corpus: str, options: ExamplesOptions,
                      progress: Callable[[int, int], None] | None = None) -> ExamplesResult:
     """Scan `corpus` as `options` say (see `examples_plan`), then give each kept example its
     context."""
@@ -46,7 +46,7 @@ def analyse_examples(model: Handle, corpus: str, options: ExamplesOptions,
     return _result(model, settings, outcome, plan.choice, tokenizer)
 
 
-def _result(model: Handle, settings: ScanSettings, outcome: ScanOutcome, choice: str,
+def _result(model: ModelHandle, settings: ScanSettings, outcome: ScanOutcome, choice: str,
             tokenizer: Any) -> ExamplesResult:
     summary = outcome.summary
     ids = settings.neurons if settings.neurons is not None else tuple(range(summary.width))

@@ -13,7 +13,7 @@ from lazarus.analyses.options import ExamplesOptions
 from lazarus.analyses.selection import check_direction, direction_name
 from lazarus.analyses.shards import ScanSettings, default_root, work_folder
 from lazarus.engine.cache import model_identity
-from lazarus.engine.handle import Handle
+from lazarus.engine.handle import ModelHandle
 from lazarus.engine.placement import versions
 from lazarus.engine.sites import RESIDUAL_WIDTH, check_neurons_early
 from lazarus.errors import LazarusError
@@ -54,7 +54,7 @@ class ExamplesPlan:
     choice: str  # how the neurons were chosen
 
 
-def model_key(model: Handle) -> dict[str, object]:
+def model_key(model: ModelHandle) -> dict[str, object]:
     """What of the model changes the values a scan computes: its files (with the Hub revision,
     see `cache.model_identity`), how they load (remote code, device map) and run (device type,
     dtype), and the torch and transformers versions."""
@@ -64,7 +64,7 @@ def model_key(model: Handle) -> dict[str, object]:
             "device_map": model.settings.device_map, **versions()}
 
 
-def plan_examples(model: Handle, corpus: str, options: ExamplesOptions) -> ExamplesPlan:
+def plan_examples(model: ModelHandle, corpus: str, options: ExamplesOptions) -> ExamplesPlan:
     """Check what `analyse_examples` is asked against the model and the corpus, choose the
     neurons and name the work folder: a hash of every option that changes a computed value
     (the others are in NOT_IN_KEY), the corpus file and the model's files."""

@@ -25,7 +25,7 @@ from lazarus.analyses.selection import (
     direction_name,
 )
 from lazarus.engine.collect import Progress, collect
-from lazarus.engine.handle import Handle
+from lazarus.engine.handle import ModelHandle
 from lazarus.engine.loading import token_texts
 from lazarus.engine.model_info import ModelInfo
 from lazarus.engine.moe import moe_shape
@@ -39,7 +39,7 @@ from lazarus.stats import discover
 from lazarus.stats import neurons as analysis
 
 
-def analyse_neurons(model: Handle, prompts: Sequence[str], options: NeuronsOptions,
+def analyse_neurons(model: ModelHandle, prompts: Sequence[str], options: NeuronsOptions,
                     progress: Progress | None = None) -> NeuronsResult:
     """Capture the layers at the site and position of `options` for `prompts` in one pass,
     choose the neurons, and compute their statistics per layer. With `auto_discover`, every

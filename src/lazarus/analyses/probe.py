@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from lazarus.analyses.options import ProbeOptions
 from lazarus.engine.collect import Progress, collect
-from lazarus.engine.handle import Handle
+from lazarus.engine.handle import ModelHandle
 from lazarus.engine.trace import CaptureRequest
 from lazarus.errors import LazarusError
 from lazarus.results.probe import ProbeResult
@@ -17,7 +17,7 @@ from lazarus.stats import probe
 from lazarus.text import agree, plural
 
 
-def analyse_probe(model: Handle, class_a: Sequence[str], class_b: Sequence[str],
+def analyse_probe(model: ModelHandle, class_a: Sequence[str], class_b: Sequence[str],
                   options: ProbeOptions, progress: Progress | None = None) -> ProbeResult:
     """Probe `options.layers` (None: every layer) between the two classes of prompts."""
     import numpy as np

@@ -33,7 +33,7 @@ import numpy as np
 
 from lazarus.analyses.scan import Executor, compute_shard
 from lazarus.analyses.shards import ScanSettings, read_windows, windows_path, write_windows
-from lazarus.engine.handle import Handle
+from lazarus.engine.handle import Handle, ModelHandle
 from lazarus.errors import LazarusError, first_line
 from lazarus.io.corpus import Window
 
@@ -101,7 +101,7 @@ def actor_plan(device: str, cluster: dict[str, float], threads: int,
     return asked or default, {"num_cpus": CPU_PER_ACTOR}, None
 
 
-def ray_executor(model: Handle, settings: ScanSettings, folder: Path, workers: int | None,
+def ray_executor(model: ModelHandle, settings: ScanSettings, folder: Path, workers: int | None,
                  token_budget: int | None, max_batch: int | None,
                  address: str | None = None) -> Executor:
     """Shards run by `workers` actors (None: `actor_plan`'s choice) of a local Ray runtime, or

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 
-from lazarus.engine.handle import Handle
+from lazarus.engine.handle import ModelHandle
 from lazarus.engine.positions import Position, parse_position, same_token
 from lazarus.engine.sites import RESIDUAL_WIDTH, mlp_post_bound, neuron_out_of_range
 from lazarus.errors import LazarusError
@@ -34,7 +34,7 @@ def direction_name(direction: Direction) -> str:
     return direction.source or "the direction"
 
 
-def check_direction(model: Handle, direction: Direction, layers: Sequence[int], site: str,
+def check_direction(model: ModelHandle, direction: Direction, layers: Sequence[int], site: str,
                     position: Position | None) -> None:
     """A direction against the request, before any weight loads: refuse another site or a
     width no layer of the site has (from config.json), warn of another layer, model or

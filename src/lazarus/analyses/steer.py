@@ -35,7 +35,7 @@ from lazarus.analyses.selection import (
 )
 from lazarus.engine import measures
 from lazarus.engine.capture import capture, tokenize
-from lazarus.engine.handle import Handle
+from lazarus.engine.handle import ModelHandle
 from lazarus.engine.interventions import Edit, add
 from lazarus.engine.sites import check_neurons_early
 from lazarus.engine.trace import CaptureRequest
@@ -44,7 +44,7 @@ from lazarus.results.steer import SteerResult, SteerRun
 from lazarus.text import plural
 
 
-def analyse_steer(model: Handle, prompts: Sequence[str], options: SteerOptions) -> SteerResult:
+def analyse_steer(model: ModelHandle, prompts: Sequence[str], options: SteerOptions) -> SteerResult:
     """Generate from `prompts` with what `options` says added at its layer, per coefficient."""
     direction, neurons, clamp = options.direction, options.neurons, options.clamp
     positive, negative, tokens = options.positive, options.negative, options.tokens

@@ -1,8 +1,10 @@
 """The handle every analysis is given: a model read once, its config now, its weights (whole or
 up to a block) on first use, its tokenizer, and how it is run (device, dtype, cache, callbacks).
 
-`lazarus.Model` is this handle with the analyses as methods; a Ray worker builds a bare
-`Handle`, so loading is written once, here.
+Analyses are typed against `ModelHandle`, the little they use, so that anything holding a
+model (a later keep-alive server's, a test's) can be given to them. `Handle` is the one
+implementation: `lazarus.Model` is it with the analyses as methods, and a Ray worker builds a
+bare `Handle`, so loading is written once, here.
 """
 
 from __future__ import annotations
@@ -10,13 +12,13 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from lazarus.engine.arguments import checked
 from lazarus.engine.checks import Layers, resolve_layers
 from lazarus.engine.collect import ModelSettings
 from lazarus.engine.loading import LoadedModel, load_model, load_tokenizer
-from lazarus.engine.model_info import read_model_info
+from lazarus.engine.model_info import ModelInfo, read_model_info
 from lazarus.engine.placement import Target, resolve
 from lazarus.errors import LazarusError
 from lazarus.text import plural
@@ -24,6 +26,39 @@ from lazarus.text import plural
 
 class LazarusWarning(UserWarning):
     """Something the user should know, which does not stop the analysis."""
+
+
+class ModelHandle(Protocol):
+    """What an analysis may ask of a model."""
+
+    info: ModelInfo  # what its files say (config, identity), read without torch
+    settings: ModelSettings  # device, dtype, remote code, device map, cache
+    notify: Callable[[str], None]  # notes (the CLI: stderr; the API: the `lazarus` logger)
+    warn: Callable[[str], None]  # warnings, likewise
+
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def layer_count(self) -> int: ...
+
+    @property
+    def hidden_size(self) -> int: ...
+
+    def layers(self, layers: Layers) -> tuple[int, ...]:
+        """Layer ids resolved against the model (negative ones count from the end)."""
+
+    def tokenizer(self) -> Any:
+        """The tokenizer, without loading weights."""
+
+    def target(self) -> Target:
+        """The device type and dtype the weights are (or would be) loaded with."""
+
+    def weights(self, up_to_layer: int) -> LoadedModel:
+        """The loaded model with at least blocks 0..up_to_layer."""
+
+    def whole_weights(self) -> LoadedModel:
+        """Every block and the LM head, as interventions need."""
 
 
 class Handle:
