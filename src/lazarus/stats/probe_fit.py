@@ -7,6 +7,11 @@ numpy only; nothing here prints. Everything measured here on the training prompt
 * Separation: Cohen's d of the projections x.direction, (mean_A - mean_B) / pooled standard
   deviation (each class ddof 1, pooled with n_A - 1 and n_B - 1 weights).
 * Neuron importance: see `RANKING` and `neuron_importance`.
+* Decision: class A when the projection x.direction is above the fit's `threshold` t, class B
+  otherwise; t is where the fitted probability of A is 50% (logistic: where its logit is 0,
+  which with unequal classes lies nearer the smaller class's mean; difference: the midpoint of
+  the class means). So a positive projection is not necessarily class A: "positive = A" names
+  the direction's sign, t the boundary.
 * Probability: logistic gives the fitted model's sigmoid. difference has no model of its own, so
   it uses the Gaussian one its midpoint rule implies: both classes normal along the direction
   with the observed means and the pooled standard deviation, equal priors, so
@@ -58,7 +63,8 @@ class Prediction:
 class ProbeFit:
     """The direction fitted on all prompts of one layer; its figures are in-sample.
 
-    The classifier is logit(A) = slope * (x . direction) + intercept.
+    The classifier is logit(A) = slope * (x . direction - threshold), slope > 0: class A above
+    the threshold.
     """
 
     layer: int
@@ -66,7 +72,7 @@ class ProbeFit:
     direction: np.ndarray  # [hidden], unit length, raw coordinates, float64
     importance: np.ndarray  # [hidden], see RANKING
     slope: float
-    intercept: float
+    threshold: float  # on the projection x . direction: class A above it, B at or below
     class_a: ClassProjection
     class_b: ClassProjection
     separation: float  # Cohen's d of the projections (see the module docstring), in-sample
@@ -75,6 +81,11 @@ class ProbeFit:
     @property
     def hidden_size(self) -> int:
         return int(self.direction.shape[0])
+
+    @property
+    def intercept(self) -> float:
+        """logit(A) = slope * (x . direction) + intercept."""
+        return -self.slope * self.threshold
 
     def top_neurons(self, k: int = 10) -> tuple[NeuronWeight, ...]:
         """The k most important neurons, best first; ties go to the lower id."""
@@ -91,12 +102,34 @@ class TestScore:
     predictions: tuple[Prediction, ...]
     labels: tuple[str, ...] | None  # the true class of each prompt, when given
     correct: int | None  # predictions that match `labels`
+    classes: tuple[str, str] = ("A", "B")  # the fit's two class labels, A first
+    threshold: float = float("nan")  # the fit's: class A above it (see `ProbeFit.threshold`)
 
     @property
     def accuracy(self) -> float | None:
         if self.labels is None or not self.labels:
             return None
         return (self.correct or 0) / len(self.labels)
+
+    def recalls(self) -> tuple[tuple[str, int, int], ...]:
+        """(class, predicted right, prompts) for each class among the true labels, A first."""
+        if self.labels is None:
+            return ()
+        rows = []
+        for name in self.classes:
+            chosen = [p.label for p, true in zip(self.predictions, self.labels, strict=True)
+                      if true == name]
+            if chosen:
+                rows.append((name, sum(label == name for label in chosen), len(chosen)))
+        return tuple(rows)
+
+    @property
+    def balanced_accuracy(self) -> float | None:
+        """The mean of the two classes' recall; None unless both classes are among the labels."""
+        recalls = self.recalls()
+        if len(recalls) != 2:
+            return None
+        return sum(right / count for _, right, count in recalls) / 2
 
 
 def pooled_std(a: np.ndarray, b: np.ndarray) -> float:
@@ -172,7 +205,7 @@ def final_fit(rows: np.ndarray, is_a: np.ndarray, layer: int, method: str,
     direction /= norm
     # logit = slope * (z.u - threshold), and z.u = norm * (x - mean).direction
     raw_slope = float(slope[0]) * norm
-    intercept = -raw_slope * float(mean @ direction) - float(slope[0] * threshold[0])
+    boundary = float(mean @ direction) + float(threshold[0]) / norm
     proj = x @ direction
     pa, pb = proj[is_a], proj[~is_a]
     return ProbeFit(
@@ -181,7 +214,7 @@ def final_fit(rows: np.ndarray, is_a: np.ndarray, layer: int, method: str,
         direction=direction,
         importance=neuron_importance(x, is_a, direction),
         slope=raw_slope,
-        intercept=intercept,
+        threshold=boundary,
         class_a=ClassProjection(labels[0], pa.size, float(pa.mean()), float(pa.std(ddof=1))),
         class_b=ClassProjection(labels[1], pb.size, float(pb.mean()), float(pb.std(ddof=1))),
         separation=cohens_d(pa, pb),
@@ -221,18 +254,27 @@ def neuron_importance(rows: np.ndarray, is_a: np.ndarray, direction: np.ndarray)
     return total_gap / np.sqrt(total_spread) - (total_gap - share) / np.sqrt(rest)
 
 
-def predict(fit: ProbeFit, x: np.ndarray) -> Prediction:
-    """Class and probability for one prompt's activations [hidden] at the fit's layer."""
+def decide(fit: ProbeFit, projection: float) -> Prediction:
+    """Class and probability for a prompt whose projection x.direction is `projection`.
+
+    The label comes from comparing the projection with the threshold itself, so that it always
+    agrees with the projection and threshold shown (a probability within rounding of 50% could
+    not say which side it is on)."""
     label_a, label_b = fit.class_a.label, fit.class_b.label
-    logit = fit.slope * float(np.asarray(x, dtype=np.float64) @ fit.direction) + fit.intercept
-    probability_a = float(0.5 * (1.0 + np.tanh(0.5 * logit)))
-    if probability_a > 0.5:
+    probability_a = float(0.5 * (1.0 + np.tanh(0.5 * fit.slope * (projection - fit.threshold))))
+    if projection > fit.threshold:
         return Prediction(label_a, probability_a, probability_a)
     return Prediction(label_b, 1.0 - probability_a, probability_a)
 
 
+def predict(fit: ProbeFit, x: np.ndarray) -> Prediction:
+    """Class and probability for one prompt's activations [hidden] at the fit's layer."""
+    return predict_rows(fit, np.asarray(x).reshape(1, -1))[0]
+
+
 def predict_rows(fit: ProbeFit, rows: np.ndarray) -> tuple[Prediction, ...]:
-    return tuple(predict(fit, row) for row in np.asarray(rows))
+    projections = np.asarray(rows, dtype=np.float64) @ fit.direction
+    return tuple(decide(fit, float(p)) for p in projections)
 
 
 def check_test_labels(labels: Sequence[str], label_a: str, label_b: str) -> None:
@@ -248,14 +290,16 @@ def score_test(fit: ProbeFit, rows: np.ndarray,
                labels: Sequence[str] | None = None) -> TestScore:
     """Projections and predictions of test prompts [prompts, hidden] and, with their true
     labels, how many the fit got right (a held-out accuracy)."""
-    x = np.asarray(rows, dtype=np.float64).reshape(-1, fit.hidden_size)
-    predictions = predict_rows(fit, x)
+    projections = np.asarray(rows, dtype=np.float64).reshape(-1, fit.hidden_size) @ fit.direction
+    predictions = tuple(decide(fit, float(p)) for p in projections)
+    classes = (fit.class_a.label, fit.class_b.label)
     if labels is None:
-        return TestScore(x @ fit.direction, predictions, None, None)
+        return TestScore(projections, predictions, None, None, classes, fit.threshold)
     if len(labels) != len(predictions):
         raise LazarusError(f"got {plural(len(labels), 'test label')} for "
                            f"{plural(len(predictions), 'test prompt')} (give one label per "
                            "test prompt, in the same order)")
     check_test_labels(labels, fit.class_a.label, fit.class_b.label)
     correct = sum(p.label == label for p, label in zip(predictions, labels, strict=True))
-    return TestScore(x @ fit.direction, predictions, tuple(labels), int(correct))
+    return TestScore(projections, predictions, tuple(labels), int(correct), classes,
+                     fit.threshold)
