@@ -8,6 +8,7 @@ so at level alpha a valid test rejects at most alpha of the time."""
 
 from __future__ import annotations
 
+import json
 import math
 import unicodedata
 
@@ -20,6 +21,9 @@ from lazarus.engine.cache import ActivationCache
 from lazarus.engine.model_info import read_model_info
 from lazarus.engine.placement import Target
 from lazarus.io.distinct import merge, merge_classes
+from lazarus.render.probe import render_predictions
+from lazarus.stats.probe import probe_layers
+from lazarus.stats.probe_fit import score_test
 
 WORDS = ["cat", "dog", "sun", "moon", "tree", "fish", "bird", "rock"]
 POOL = [f"{word} {i}" for i, word in enumerate(WORDS * 5)]  # 40 distinct prompts
@@ -179,6 +183,21 @@ def test_the_issue_example_cannot_reach_significance(capsys):
             "often it is listed\n") in err
 
 
+def test_cli_neurons_says_what_it_merged(capsys, tmp_path):
+    output = tmp_path / "neurons.json"
+    code, out, err = run(capsys, "introspect", "neurons", "-m", "lazarus:demo", "-l", "1",
+                         "-p", "cat 1|dog 2|sun 3|moon 4|sun 3|cat 1", "--labels",
+                         "x|x|y|y|y|x", "-n", "2,5", "-o", str(output))
+    assert code == 0, err
+    assert out.splitlines()[0] == ("4 distinct prompts (2 copies merged): a repeated prompt "
+                                   "counts once.")
+    assert ("lazarus: 6 prompts given, 4 distinct: merged 2 copies ('cat 1' ×2, 'sun 3' ×2), "
+            "since a prompt is one sample however often it is listed\n") in err
+    document = json.loads(output.read_text())
+    assert (document["prompts"], document["merged_copies"]) == (
+        ["cat 1", "dog 2", "sun 3", "moon 4"], 2)
+
+
 # --- test prompts --------------------------------------------------------------------------
 
 
@@ -249,3 +268,20 @@ def test_auto_discover_with_every_prompt_twice_rejects_at_most_alpha(demo):
         rejected += result.layers[0].discovery.survivors > 0
     print(f"auto-discover, 5 + 5 prompts each given twice: rejected {rejected} of {trials}")
     assert rejected / trials <= upper_bound(trials)
+
+
+def test_held_out_accuracy_counts_only_prompts_the_fit_never_saw():
+    rng = np.random.default_rng(3)
+    rows = rng.normal(size=(8, 6))
+    rows[:4, 0] += 5.0  # class A high on neuron 0
+    report = probe_layers({0: rows}, 4, permutations=0)
+    test_rows = np.stack([rows[0], rows[5], rows[1] * 0 + [5, 0, 0, 0, 0, 0]])
+    score = score_test(report.fit, test_rows, ["A", "A", "A"], in_sample=[True, True, False])
+    assert [p.label for p in score.predictions] == ["A", "B", "A"]
+    assert (score.held_out, score.correct, score.accuracy) == (1, 1, 1.0)
+    text = " ".join(render_predictions(["a", "f", "new"], score).split())
+    assert "Test accuracy (held out): 1 of 1 (100.0%); 2 in-sample not counted." in text
+    none = score_test(report.fit, test_rows[:2], ["A", "B"], in_sample=[True, True])
+    assert (none.held_out, none.accuracy) == (0, None)
+    text = " ".join(render_predictions(["a", "f"], none).split())
+    assert "Test accuracy (held out): none; every test prompt is a training prompt." in text
