@@ -201,6 +201,11 @@ def test_test_labels_give_a_balanced_accuracy_beside_the_plain_one():
     assert document["score"].startswith("balanced accuracy")
     one_class = score_test(report.fit, rows[2:], truth[2:])
     assert one_class.balanced_accuracy is None  # one class's recall is not a balanced figure
+    # a test prompt that is also a training prompt is not held out, so it is not counted
+    seen = score_test(report.fit, rows, truth, in_sample=[False, True] + [False] * 6)
+    assert seen.recalls()[0] == ("hard", int(said[0] == "hard"), 1)
+    assert seen.balanced_accuracy == pytest.approx(
+        (int(said[0] == "hard") + recall_b) / 2, abs=1e-15)
 
 
 # --- the ablate control's z ---
