@@ -22,7 +22,7 @@ from lazarus.results.probe import probe_json
 from lazarus.stats.controls import control_summary
 from lazarus.stats.folds import fold_count, stratified_folds
 from lazarus.stats.probe import ALPHA, probe_layers
-from lazarus.stats.probe_fit import score_test
+from lazarus.stats.probe_predict import score_test
 
 
 def noise_layers(seed: int, n: int, hidden: int, layers: int) -> dict[int, np.ndarray]:

@@ -17,7 +17,7 @@ from lazarus.errors import LazarusError
 from lazarus.render.probe import render_probe_report
 from lazarus.results.probe import probe_json
 from lazarus.stats.probe import ALPHA, probe_layers, smallest_p, to_direction
-from lazarus.stats.probe_fit import score_test
+from lazarus.stats.probe_predict import score_test
 from lazarus.stats.solver import coordinates, logistic_batch
 
 

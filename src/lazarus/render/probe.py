@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from lazarus.results.probe import hopeless_warning, percent, verdict
 from lazarus.stats.probe import CHANCE, METHOD_SUMMARY, ProbeReport
-from lazarus.stats.probe_fit import TestScore
+from lazarus.stats.probe_predict import TestScore
 from lazarus.text import (
     PROMPT_WIDTH,
     RULE,

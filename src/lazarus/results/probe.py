@@ -17,7 +17,7 @@ from lazarus.io.directions import Direction, save_direction
 from lazarus.results.plot import plot_probe
 from lazarus.results.tables import dataframe
 from lazarus.stats.probe import ProbeReport, to_direction
-from lazarus.stats.probe_fit import Prediction, TestScore
+from lazarus.stats.probe_predict import Prediction, TestScore
 from lazarus.text import json_number
 
 FIGURES = {  # which figures the fit saw the prompts of

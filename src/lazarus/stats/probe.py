@@ -4,8 +4,8 @@ search, and the direction of the chosen layer.
 numpy only; nothing here prints. Rows of every activation matrix are prompts, class A first
 (`count_a` rows), then class B; columns are the neurons of one layer, in raw units. The folds,
 shuffles and held-out scores are `lazarus.stats.folds`'s; the fits themselves (`logistic`,
-`difference`) are `lazarus.stats.solver`'s; the direction fitted on all prompts, its in-sample
-figures and predictions are `lazarus.stats.probe_fit`'s.
+`difference`) are `lazarus.stats.solver`'s; the direction fitted on all prompts and its in-sample
+figures are `lazarus.stats.probe_fit`'s, its predictions `lazarus.stats.probe_predict`'s.
 
 Decisions written down once
 ---------------------------
@@ -45,13 +45,15 @@ from lazarus.stats.probe_fit import (
     RANKING,
     ClassProjection,
     NeuronWeight,
-    Prediction,
     ProbeFit,
-    TestScore,
-    check_test_labels,
     cohens_d,
     final_fit,
     neuron_importance,
+)
+from lazarus.stats.probe_predict import (
+    Prediction,
+    TestScore,
+    check_test_labels,
     predict,
     predict_rows,
     score_test,
