@@ -23,7 +23,7 @@ from lazarus.engine.placement import Target
 from lazarus.io.distinct import merge, merge_classes
 from lazarus.render.probe import render_predictions
 from lazarus.stats.probe import probe_layers
-from lazarus.stats.probe_fit import score_test
+from lazarus.stats.probe_predict import score_test
 
 WORDS = ["cat", "dog", "sun", "moon", "tree", "fish", "bird", "rock"]
 POOL = [f"{word} {i}" for i, word in enumerate(WORDS * 5)]  # 40 distinct prompts

@@ -19,7 +19,8 @@ from lazarus.render.probe import BAR_WIDTH, render_probe_report
 from lazarus.results.probe import probe_json
 from lazarus.stats.folds import fold_count, stratified_folds
 from lazarus.stats.probe import METHODS, PERMUTATIONS, TIE_BREAK, probe_layers, to_direction
-from lazarus.stats.probe_fit import RANKING, predict, predict_rows, score_test
+from lazarus.stats.probe_fit import RANKING
+from lazarus.stats.probe_predict import predict, predict_rows, score_test
 from lazarus.stats.solver import fit_logistic
 
 HIDDEN = 64

@@ -17,7 +17,7 @@ from lazarus.errors import LazarusError
 from lazarus.render.probe import render_probe_report
 from lazarus.results.probe import probe_json
 from lazarus.stats.probe import ALPHA, probe_layers, smallest_p, to_direction
-from lazarus.stats.probe_fit import score_test
+from lazarus.stats.probe_predict import score_test
 from lazarus.stats.solver import coordinates, logistic_batch
 
 
@@ -85,7 +85,8 @@ def _hand_folds(is_a: np.ndarray, folds: int, rng: np.random.Generator) -> np.nd
 
 
 def _hand_accuracy(x: np.ndarray, is_a: np.ndarray, assignment: np.ndarray, folds: int) -> float:
-    """Mean over folds of the midpoint rule of mean(A) - mean(B), written out."""
+    """Mean over folds of the balanced accuracy (the mean of the two classes' recall) of the
+    midpoint rule of mean(A) - mean(B), written out."""
     shares = []
     for fold in range(folds):
         train, test = assignment != fold, assignment == fold
@@ -93,7 +94,8 @@ def _hand_accuracy(x: np.ndarray, is_a: np.ndarray, assignment: np.ndarray, fold
         mean_b = x[train & ~is_a].mean(axis=0)
         gap = mean_a - mean_b
         says_a = (x[test] - (mean_a + mean_b) / 2) @ gap > 0
-        shares.append(np.mean(says_a == is_a[test]))
+        truth = is_a[test]
+        shares.append((np.mean(says_a[truth]) + np.mean(~says_a[~truth])) / 2)
     return float(np.mean(shares))
 
 

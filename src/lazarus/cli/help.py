@@ -31,20 +31,24 @@ models:
 
 PROBE_NOTES = """\
 statistics:
-  accuracy   held out: mean ± std over stratified folds (as many as the smaller class holds,
-             at most 5; one prompt of the smaller class held out per fold for tiny sets)
+  accuracy   held out, balanced: the mean of the two classes' recall in each fold, so chance
+             is 50% whatever the class sizes; mean ± std over stratified folds (as many as
+             the smaller class holds, at most 5; one prompt of the smaller class held out per
+             fold for tiny sets)
   baseline   the same cross-validation on shuffled labellings (--permutations, default 200),
              per layer: accuracy that means nothing
   p          permutation test of the whole layer search: the share of shuffled labellings
              whose best layer did at least as well as the real labels' best layer,
              (1 + count) / (1 + shuffles)
-  best layer highest mean accuracy (ties go to the larger held-out separation, then the
-             earlier layer), marked only when p < --alpha (default 0.05); otherwise no layer
+  best layer highest mean balanced accuracy (ties go to the larger held-out separation, then
+             the earlier layer), marked only when p < --alpha (default 0.05); otherwise no layer
              beats chance, no direction is saved without --force-save, and the exit status is 3
   direction  unit length in raw activation coordinates, positive = more like class A;
              logistic: L2-penalised logistic regression on centred raw activations;
              difference: mean(A) - mean(B)
   separation in-sample: Cohen's d of the training prompts' projections on the direction
+  threshold  in-sample: a test prompt is class A when its projection is above it (where the
+             fit's probability of A is 50%), shown with the test predictions
   ranking    top neurons are ranked by the separation lost when the neuron is left out of the
              direction (stored in the file as 'importance')
 """
@@ -105,8 +109,9 @@ measured, per prompt, baseline and ablated:
 control (neurons): --controls N draws (default 100) of as many random neurons at each of the
   same layers and site, uniformly without replacement among the neurons not chosen
   (numpy default_rng(--seed)), ablated the same way;
-  p = (1 + #{draws with effect >= the chosen neurons' effect}) / (1 + N), z = (effect - mean of
-  the draws) / their std (ddof=1)
+  p = (1 + #{draws with effect >= the chosen neurons' effect}) / (1 + N): the test;
+  z = (effect - mean of the draws) / their std (ddof=1): descriptive only, not a test (the
+  draws' effects are skewed, so z > 1.645 comes about 8% of the time by chance)
 """
 
 ABLATE_EXAMPLES = f"""\

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lazarus.results.ablation import AblationResult, Condition, Outcome
 from lazarus.results.steer import SteerResult
-from lazarus.stats.controls import NO_P_AT_ROUNDING, ROUNDING_ULPS
+from lazarus.stats.controls import NO_P_AT_ROUNDING, ROUNDING_ULPS, Z_NOTE
 from lazarus.text import banner, fit_cell, plural
 
 PROMPT = 20
@@ -94,7 +94,6 @@ def _condition(result: AblationResult, condition: Condition) -> list[str]:
     control = condition.control
     if control is not None:
         spread = "" if control.std is None else f" ± {_nats(control.std)}"
-        z = "" if control.z is None else f", z = {control.z:+.2f}"
         above = sum(e >= condition.effect for e in control.effects)
         where = "layers" if len(condition.layers) > 1 else "layer"
         lines.append(f"  Control: {plural(control.draws, 'draw')} of "
@@ -105,7 +104,9 @@ def _condition(result: AblationResult, condition: Condition) -> list[str]:
             lines.append(f"  {NO_P_AT_ROUNDING[0].upper()}{NO_P_AT_ROUNDING[1:]}")
         else:
             lines.append(f"  p = {_p(control.p)} ((1 + {plural(above, 'draw')} >= the effect) "
-                         f"/ (1 + {control.draws})){z}")
+                         f"/ (1 + {control.draws})): the test")
+            if control.z is not None:
+                lines.append(f"  z = {control.z:+.2f}: {Z_NOTE}")
     elif result.component is None:
         lines.append("  Control: none (--controls 0)")
     else:

@@ -14,8 +14,8 @@ import textwrap
 from collections.abc import Sequence
 
 from lazarus.results.probe import hopeless_warning, percent, verdict
-from lazarus.stats.probe import METHOD_SUMMARY, ProbeReport
-from lazarus.stats.probe_fit import TestScore
+from lazarus.stats.probe import CHANCE, METHOD_SUMMARY, ProbeReport
+from lazarus.stats.probe_predict import TestScore
 from lazarus.text import (
     PROMPT_WIDTH,
     RULE,
@@ -66,7 +66,8 @@ def render_accuracy_table(report: ProbeReport, merged: int = 0) -> str:
     held-out separation that breaks ties, and a bar proportional to accuracy; then the
     permutation test of the whole layer search. `merged`: repeated prompts merged away."""
     runs = f"{report.permutations} shuffle{'s' if report.permutations != 1 else ''}"
-    title = f"PROBE ACCURACY BY LAYER ({report.method}, {report.folds} folds held out, {runs})"
+    title = (f"PROBE ACCURACY BY LAYER (balanced; {report.method}, {report.folds} folds held "
+             f"out, {runs})")
     lines = banner(title)
     header = f"{'Layer':>5} | {'Accuracy':^15} | {'Shuffled':^15} | {'Held-out d':>10} |"
     lines += [header, "-" * (len(header) + 1 + BAR_WIDTH + 1 + len(BEST_MARK))]
@@ -81,7 +82,9 @@ def render_accuracy_table(report: ProbeReport, merged: int = 0) -> str:
     counts = (f"{report.count_a} {escape(report.label_a)}, {report.count_b} "
               f"{escape(report.label_b)}")
     notes = [
-        f"Accuracy: held out, mean ± std over {report.folds} stratified folds "
+        f"Accuracy: held out, balanced (the mean of the two classes' recall, so chance is "
+        f"{percent(report.chance).strip()} whatever the class sizes), mean ± std over "
+        f"{report.folds} stratified folds "
         + (f"of {report.count_a + report.count_b} distinct prompts ({merged} "
            f"{'copy' if merged == 1 else 'copies'} merged): {counts}." if merged
            else f"({counts} prompts)."),
@@ -157,12 +160,29 @@ def render_top_neurons(report: ProbeReport, k: int = 10) -> str:
     return "\n".join(lines)
 
 
+def boundary_decimals(projections: Sequence[float], threshold: float, least: int = 4,
+                      most: int = 12) -> int:
+    """Decimals (from `least`) at which no projection prints the same as the threshold unless
+    it is the threshold, so each row's side of it can be read off the numbers shown."""
+    decimals = least
+    while decimals < most and any(
+            p != threshold and _number(p, decimals) == _number(threshold, decimals)
+            for p in projections):
+        decimals += 1
+    return decimals
+
+
 def render_predictions(prompts: Sequence[str], test: TestScore) -> str:
-    """Each test prompt's prediction, probability and projection (held out), with its true
-    label and the held-out accuracy when the labels were given."""
+    """Each test prompt's prediction, probability and projection (held out), the threshold on
+    the projection that decides between the classes, and with the true labels the held-out
+    accuracy (plain and balanced)."""
     predictions = test.predictions
     if len(prompts) != len(predictions):
         raise ValueError("one prediction per test prompt is needed")
+    projections = [float(p) for p in test.projections]
+    decimals = boundary_decimals(projections, test.threshold)
+    cells = [_number(p, decimals) for p in projections]
+    proj_width = max([len("Projection")] + [len(cell) for cell in cells])
     labels = [escape(p.label) for p in predictions]
     width = max([len("Prediction")] + [display_width(label) for label in labels])
     truth = [escape(label) for label in test.labels] if test.labels is not None else None
@@ -171,9 +191,13 @@ def render_predictions(prompts: Sequence[str], test: TestScore) -> str:
     if truth is not None:
         header += f"{'Label'.ljust(true_width)} | "
     header += f"{'Prediction'.ljust(width)} | Probability | Projection"
+    name_a, name_b = (escape(name) for name in test.classes)
     seen = test.in_sample or (False,) * len(predictions)
     lines = banner("TEST PREDICTIONS (HELD OUT" + (", EXCEPT THOSE MARKED IN-SAMPLE)"
                                                    if any(seen) else ")"))
+    lines += _wrap(f"Decision: {name_a} when the projection is above t = "
+                   f"{_number(test.threshold, decimals)}, else {name_b} (t is where the fit "
+                   f"gives {name_a} a probability of 50%; fitted in-sample).")
     lines += [header, "-" * len(header)]
     for index, (prompt, label, prediction) in enumerate(
             zip(prompts, labels, predictions, strict=True)):
@@ -181,7 +205,7 @@ def render_predictions(prompts: Sequence[str], test: TestScore) -> str:
         if truth is not None:
             line += f"{pad(truth[index], true_width)} | "
         line += (f"{pad(label, width)} | {percent(prediction.probability).strip():>11} | "
-                 f"{_number(float(test.projections[index]), 4):>10}")
+                 f"{cells[index]:>{proj_width}}")
         lines.append(line + ("  in-sample" if seen[index] else ""))
     in_sample = sum(seen)
     if in_sample:
@@ -197,6 +221,12 @@ def render_predictions(prompts: Sequence[str], test: TestScore) -> str:
             f"Test accuracy (held out): {test.correct} of {test.held_out} "
             f"({percent(test.accuracy).strip()}){uncounted}." if test.accuracy is not None
             else "Test accuracy (held out): none; every test prompt is a training prompt.")
+        if test.balanced_accuracy is not None:
+            recalls = ", ".join(f"{escape(name)} {right} of {count}"
+                                for name, right, count in test.recalls())
+            lines += _wrap(f"Balanced (held out): {percent(test.balanced_accuracy).strip()}, "
+                           f"the mean of the two classes' recall ({recalls}); chance "
+                           f"{percent(CHANCE).strip()}.")
     return "\n".join(lines)
 
 

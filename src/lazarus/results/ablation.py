@@ -11,7 +11,7 @@ import numpy as np
 
 from lazarus import __version__
 from lazarus.results.tables import dataframe
-from lazarus.stats.controls import NO_P_AT_ROUNDING, Control
+from lazarus.stats.controls import NO_P_AT_ROUNDING, Z_NOTE, Control
 from lazarus.text import json_plain
 
 
@@ -102,6 +102,7 @@ class AblationResult:
                     "effects": list(c.control.effects),
                     "neurons": [[list(layer) for layer in draw] for draw in c.control.neurons],
                     "note": NO_P_AT_ROUNDING if c.zero_to_rounding else None,
+                    "z_note": None if c.control.z is None else Z_NOTE,
                 },
             } for c in self.conditions],
         })

@@ -3,9 +3,9 @@
 `plot_neurons` draws the activation heatmap (rows = prompts, or every token of every prompt
 for position "all"; columns = neurons) on a diverging scale centred at 0 with symmetric limits,
 one panel per layer on one shared scale, and, with labels, each label's mean per neuron with
-its 95% t-interval of the mean (`lazarus.stats.t_interval`). `plot_probe` draws accuracy by layer
-(mean ± std over folds) over the shuffled-label baseline's band (mean ± std over
-relabellings), with the chance line and the best layer marked.
+its 95% t-interval of the mean (`lazarus.stats.t_interval`). `plot_probe` draws held-out balanced
+accuracy by layer (mean ± std over folds) over the shuffled-label baseline's band (mean ± std
+over relabellings), with the chance line (50%) and the best layer marked.
 
 matplotlib is an optional extra (`pip install 'lazarus[plot]'`), imported only inside the
 functions that draw, through the figure API with the Agg canvas (no pyplot, no GUI, no global
@@ -204,11 +204,12 @@ def probe_figure(report: ProbeReport, size: tuple[float, float] | None = None,
         axes.fill_between(layers, baseline - spread, baseline + spread, color="0.8", alpha=0.7,
                           linewidth=0, label="shuffled labels (mean ± std)")
         axes.plot(layers, baseline, color="0.5", linewidth=1, linestyle="--")
-    axes.axhline(0.5, color="0.3", linewidth=0.8, linestyle=":", label="chance (50%)")
+    axes.axhline(report.chance, color="0.3", linewidth=0.8, linestyle=":",
+                 label=f"chance ({report.chance:.0%})")
     accuracy = np.array([s.accuracy for s in report.layers])
     axes.errorbar(layers, accuracy, yerr=[s.accuracy_std for s in report.layers], fmt="o-",
                   color="tab:red", capsize=3, markersize=4,
-                  label=f"accuracy (mean ± std over {report.folds} folds)")
+                  label=f"balanced accuracy (mean ± std over {report.folds} folds)")
     if report.best_layer is not None:
         best = report.top
         axes.plot([best.layer], [best.accuracy], marker="*", markersize=16, color="tab:red",
@@ -216,7 +217,7 @@ def probe_figure(report: ProbeReport, size: tuple[float, float] | None = None,
                   label=f"best: layer {best.layer} (p = {report.p_value:.2g})")
     axes.set_ylim(0.0, 1.05)
     axes.set_xlabel("layer")
-    axes.set_ylabel("held-out accuracy")
+    axes.set_ylabel("held-out balanced accuracy")
     if len(layers) <= 40:
         axes.set_xticks(layers)
     axes.yaxis.set_major_formatter(lambda value, _: f"{value:.0%}")

@@ -17,20 +17,22 @@ from lazarus.io.directions import Direction, save_direction
 from lazarus.results.plot import plot_probe
 from lazarus.results.tables import dataframe
 from lazarus.stats.probe import ProbeReport, to_direction
-from lazarus.stats.probe_fit import Prediction, TestScore
+from lazarus.stats.probe_predict import Prediction, TestScore
 from lazarus.text import json_number
 
 FIGURES = {  # which figures the fit saw the prompts of
-    "accuracy": "held out (cross-validated)",
-    "baseline": "held out (cross-validated, shuffled labels)",
+    "accuracy": "held out (cross-validated balanced accuracy, see `score`)",
+    "baseline": "held out (cross-validated balanced accuracy, shuffled labels)",
     "heldout_separation": "held out (cross-validated)",
     "p_value": "held out (permutation test of the whole layer search)",
     "projection": "in-sample (the final fit on all training prompts)",
     "separation": "in-sample (the final fit on all training prompts)",
+    "threshold": "in-sample (the final fit's boundary on the projection)",
     "training_projections": "in-sample",
     "top_neurons": "in-sample",
     "predictions": "held out (test prompts), except those marked in_sample (training prompts)",
     "test_accuracy": "held out (the test prompts that are not training prompts)",
+    "test_balanced_accuracy": "held out (the test prompts that are not training prompts)",
 }
 SCORES = ("accuracy", "accuracy_std", "baseline", "baseline_std", "heldout_separation")
 
@@ -59,6 +61,8 @@ def probe_json(
         "permutations": report.permutations,
         "seed": report.seed,
         "figures": FIGURES,
+        "score": report.measure,
+        "chance": report.chance,
         "layers": [
             {
                 "layer": row.layer,
@@ -84,6 +88,8 @@ def probe_json(
             for key, cls in (("class_a", fit.class_a), ("class_b", fit.class_b))
         },
         "separation": json_number(fit.separation),
+        "threshold": json_number(fit.threshold),
+        "decision": f"{report.label_a} when projection > threshold, else {report.label_b}",
         "training_projections": [
             {"prompt": prompts[i] if prompts is not None else None, "label": labels[i],
              "projection": json_number(float(value)), "in_sample": True}
@@ -108,6 +114,8 @@ def probe_json(
             for i, (prompt, p) in enumerate(zip(test_prompts, test.predictions, strict=True))
         ]
         result["test_accuracy"] = json_number(test.accuracy)
+        balanced = test.balanced_accuracy
+        result["test_balanced_accuracy"] = None if balanced is None else json_number(balanced)
         result["test_in_sample"] = sum(test.in_sample)
     return result
 

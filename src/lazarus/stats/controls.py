@@ -7,7 +7,13 @@ KL(baseline || ablated) of the next-token distribution (nats).
 Control (neurons only): `controls` draws of as many random neurons at each of the same layers
 and site, uniformly without replacement among the neurons not chosen, from
 numpy.random.default_rng(seed), ablated the same way; p = (1 + #{draws with effect >= the
-chosen neurons' effect}) / (1 + draws), z = (effect - mean) / std (ddof=1) of the draws.
+chosen neurons' effect}) / (1 + draws) is the test, z = (effect - mean) / std (ddof=1) of the
+draws is descriptive only (`Z_NOTE`). z is kept because it says how far beyond the draws an
+effect lies, which p cannot once no draw reaches it (p stays 1 / (1 + draws) for an effect just
+past the largest draw and for one 30 std past it); it is not a test, because random neurons'
+effects are skewed (most near 0, a few large): with the chosen effect drawn from the same
+skewed law as 100 draws (gamma, shape 0.5), z > 1.645 comes 7.7% of the time, p <= 0.05 5.1%
+(4,000 replicates; tests/test_probe_balance.py).
 Zero to float rounding (`zero_to_rounding`): when no prompt changed by more than rounding can
 explain, there is no effect to compare with random neurons, so there is no p or z. The
 log-probabilities are no finer than float32 (float64 for a float64 model: eps below), and
@@ -34,6 +40,8 @@ from typing import Any
 import numpy as np
 
 ROUNDING_ULPS = 64  # a change within this many ulps of the log-probabilities' size is rounding
+Z_NOTE = ("descriptive, not a test (the effect minus the draws' mean, in their std; the draws "
+          "need not be normal)")
 NO_P_AT_ROUNDING = ("no p or z: the effect is zero to float rounding, so there is nothing to "
                     "compare with random neurons")
 

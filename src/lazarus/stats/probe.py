@@ -4,12 +4,16 @@ search, and the direction of the chosen layer.
 numpy only; nothing here prints. Rows of every activation matrix are prompts, class A first
 (`count_a` rows), then class B; columns are the neurons of one layer, in raw units. The folds,
 shuffles and held-out scores are `lazarus.stats.folds`'s; the fits themselves (`logistic`,
-`difference`) are `lazarus.stats.solver`'s; the direction fitted on all prompts, its in-sample
-figures and predictions are `lazarus.stats.probe_fit`'s.
+`difference`) are `lazarus.stats.solver`'s; the direction fitted on all prompts and its in-sample
+figures are `lazarus.stats.probe_fit`'s, its predictions `lazarus.stats.probe_predict`'s.
 
 Decisions written down once
 ---------------------------
 * Folds and shuffles: see `lazarus.stats.folds`.
+* Score (`SCORE`): balanced accuracy, the mean of the two classes' recall in each held-out
+  fold, so that chance is `CHANCE` = 50% whatever the class sizes (plain accuracy rewards
+  always naming the larger class: 80% at 5 + 20 prompts). It is the score of every layer, of
+  every shuffle, of the layer choice and of the test of the whole search.
 * Per-layer baseline ("Shuffled"): the mean and standard deviation over shuffles of that
   layer's accuracy. It is what one layer scores by chance, not what the best of several does.
 * The test of the whole search: for each shuffle, the best accuracy over all the layers
@@ -41,13 +45,15 @@ from lazarus.stats.probe_fit import (
     RANKING,
     ClassProjection,
     NeuronWeight,
-    Prediction,
     ProbeFit,
-    TestScore,
-    check_test_labels,
     cohens_d,
     final_fit,
     neuron_importance,
+)
+from lazarus.stats.probe_predict import (
+    Prediction,
+    TestScore,
+    check_test_labels,
     predict,
     predict_rows,
     score_test,
@@ -55,7 +61,8 @@ from lazarus.stats.probe_fit import (
 from lazarus.stats.solver import LogisticFit, fit_logistic
 
 __all__ = [
-    "ALPHA", "METHODS", "METHOD_SUMMARY", "PERMUTATIONS", "RANKING", "TIE_BREAK",
+    "ALPHA", "CHANCE", "METHODS", "METHOD_SUMMARY", "PERMUTATIONS", "RANKING", "SCORE",
+    "TIE_BREAK",
     "ClassProjection", "LayerScore", "LogisticFit", "NeuronWeight", "Prediction", "ProbeFit",
     "ProbeReport", "TestScore", "check_classes", "check_test_labels", "choose_layer",
     "fit_logistic", "neuron_importance", "predict", "predict_rows",
@@ -71,7 +78,10 @@ METHOD_SUMMARY = {
 PERMUTATIONS = 200  # smallest p 1/201 < 0.005; 10,000 prompts x 4 layers of 192 in ~15 s
 MAX_PERMUTATIONS = 100_000  # memory and time grow with it; p can reach 1e-5 already
 ALPHA = 0.05
-TIE_BREAK = ("highest mean accuracy; ties go to the larger held-out separation, "
+SCORE = ("balanced accuracy: the mean of the two classes' recall in each held-out fold, "
+         "so chance is 50% whatever the class sizes")
+CHANCE = 0.5  # the balanced accuracy of any rule that ignores the activations
+TIE_BREAK = ("highest mean balanced accuracy; ties go to the larger held-out separation, "
              "then to the earlier layer")
 _TIED = 1e-9  # accuracies this close are equal (means of fractions, rounded differently)
 
@@ -81,9 +91,9 @@ class LayerScore:
     """Cross-validated (held-out) results at one layer."""
 
     layer: int
-    accuracy: float  # mean over folds
+    accuracy: float  # balanced accuracy (`SCORE`), mean over folds
     accuracy_std: float  # standard deviation over folds (ddof 0)
-    baseline: float  # shuffled-label accuracy at this layer, mean over relabellings
+    baseline: float  # shuffled-label balanced accuracy at this layer, mean over relabellings
     baseline_std: float  # standard deviation over relabellings (ddof 0)
     heldout_separation: float  # Cohen's d of the held-out prompts' projections (tie-break)
 
@@ -107,6 +117,8 @@ class ProbeReport:
     smallest_p: float  # the smallest p these class sizes and shuffles allow
     tie_break: str = TIE_BREAK
     ranking: str = RANKING
+    measure: str = SCORE  # what `accuracy`, `baseline` and `shuffled_best` are
+    chance: float = CHANCE
 
     @property
     def significant(self) -> bool:

@@ -1,28 +1,24 @@
-"""The probe's two methods as fits (`fit_batch`), the direction fitted on all prompts of one
-layer, and what it says about prompts.
+"""The probe's two methods as fits (`fit_batch`) and the direction fitted on all prompts of one
+layer, with its in-sample figures; what it says about new prompts is
+`lazarus.stats.probe_predict`'s.
 
 numpy only; nothing here prints. Everything measured here on the training prompts is
-*in-sample* (the fit saw those prompts); only test prompts (`score_test`) are held out.
+*in-sample* (the fit saw those prompts).
 
 * Separation: Cohen's d of the projections x.direction, (mean_A - mean_B) / pooled standard
   deviation (each class ddof 1, pooled with n_A - 1 and n_B - 1 weights).
 * Neuron importance: see `RANKING` and `neuron_importance`.
-* Probability: logistic gives the fitted model's sigmoid. difference has no model of its own, so
-  it uses the Gaussian one its midpoint rule implies: both classes normal along the direction
-  with the observed means and the pooled standard deviation, equal priors, so
-  logit = (m_A - m_B) / sd^2 * (p - (m_A + m_B) / 2).
+* Threshold: class A is predicted above it, see `lazarus.stats.probe_predict`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from lazarus.errors import LazarusError
 from lazarus.stats.solver import coordinates, logistic_batch
-from lazarus.text import plural
 
 RANKING = ("separation lost when the neuron is left out of the direction "
            "(neurons' spreads taken as independent)")
@@ -48,17 +44,11 @@ class NeuronWeight:
 
 
 @dataclass(frozen=True)
-class Prediction:
-    label: str  # the more probable class
-    probability: float  # of that label
-    probability_a: float  # of class A
-
-
-@dataclass(frozen=True)
 class ProbeFit:
     """The direction fitted on all prompts of one layer; its figures are in-sample.
 
-    The classifier is logit(A) = slope * (x . direction) + intercept.
+    The classifier is logit(A) = slope * (x . direction - threshold), slope > 0: class A above
+    the threshold.
     """
 
     layer: int
@@ -66,7 +56,7 @@ class ProbeFit:
     direction: np.ndarray  # [hidden], unit length, raw coordinates, float64
     importance: np.ndarray  # [hidden], see RANKING
     slope: float
-    intercept: float
+    threshold: float  # on the projection x . direction: class A above it, B at or below
     class_a: ClassProjection
     class_b: ClassProjection
     separation: float  # Cohen's d of the projections (see the module docstring), in-sample
@@ -76,36 +66,16 @@ class ProbeFit:
     def hidden_size(self) -> int:
         return int(self.direction.shape[0])
 
+    @property
+    def intercept(self) -> float:
+        """logit(A) = slope * (x . direction) + intercept."""
+        return -self.slope * self.threshold
+
     def top_neurons(self, k: int = 10) -> tuple[NeuronWeight, ...]:
         """The k most important neurons, best first; ties go to the lower id."""
         order = np.lexsort((np.arange(self.importance.shape[0]), -self.importance))
         return tuple(NeuronWeight(int(i), float(self.direction[i]), float(self.importance[i]))
                      for i in order[:k])
-
-
-@dataclass(frozen=True)
-class TestScore:
-    """The fit applied to test prompts: held-out figures, except for the prompts marked
-    `in_sample` (also training prompts), which are predicted but never counted as held out."""
-
-    projections: np.ndarray  # [prompts] x.direction
-    predictions: tuple[Prediction, ...]
-    labels: tuple[str, ...] | None  # the true class of each prompt, when given
-    correct: int | None  # held-out predictions that match `labels`
-    in_sample: tuple[bool, ...] = ()  # per prompt: also a training prompt (empty: none is)
-
-    @property
-    def held_out(self) -> int:
-        """How many of the prompts are held out (not training prompts)."""
-        return len(self.predictions) - sum(self.in_sample)
-
-    @property
-    def accuracy(self) -> float | None:
-        """The share of held-out prompts predicted right (None without labels or held-out
-        prompts)."""
-        if self.labels is None or not self.held_out:
-            return None
-        return (self.correct or 0) / self.held_out
 
 
 def pooled_std(a: np.ndarray, b: np.ndarray) -> float:
@@ -137,7 +107,7 @@ def fit_batch(z: np.ndarray, y: np.ndarray, train: np.ndarray, method: str,
     Returns (u [P, r], threshold [P], slope [P]): u is unit length (or zero when nothing
     separates), class A is predicted when z.u > threshold, and logit(A) = slope * (z.u -
     threshold). `logistic` is the regression above; `difference` is mean(A) - mean(B) with the
-    Gaussian model its midpoint rule implies.
+    Gaussian model its midpoint rule implies (see `lazarus.stats.probe_predict`).
     """
     if method == "logistic":
         beta, bias = logistic_batch(z, y, train, hidden)
@@ -181,7 +151,7 @@ def final_fit(rows: np.ndarray, is_a: np.ndarray, layer: int, method: str,
     direction /= norm
     # logit = slope * (z.u - threshold), and z.u = norm * (x - mean).direction
     raw_slope = float(slope[0]) * norm
-    intercept = -raw_slope * float(mean @ direction) - float(slope[0] * threshold[0])
+    boundary = float(mean @ direction) + float(threshold[0]) / norm
     proj = x @ direction
     pa, pb = proj[is_a], proj[~is_a]
     return ProbeFit(
@@ -190,7 +160,7 @@ def final_fit(rows: np.ndarray, is_a: np.ndarray, layer: int, method: str,
         direction=direction,
         importance=neuron_importance(x, is_a, direction),
         slope=raw_slope,
-        intercept=intercept,
+        threshold=boundary,
         class_a=ClassProjection(labels[0], pa.size, float(pa.mean()), float(pa.std(ddof=1))),
         class_b=ClassProjection(labels[1], pb.size, float(pb.mean()), float(pb.std(ddof=1))),
         separation=cohens_d(pa, pb),
@@ -228,50 +198,3 @@ def neuron_importance(rows: np.ndarray, is_a: np.ndarray, direction: np.ndarray)
         return share / abs(total_gap) if total_gap else np.zeros_like(share)
     rest = np.maximum(total_spread - spread, floor)
     return total_gap / np.sqrt(total_spread) - (total_gap - share) / np.sqrt(rest)
-
-
-def predict(fit: ProbeFit, x: np.ndarray) -> Prediction:
-    """Class and probability for one prompt's activations [hidden] at the fit's layer."""
-    label_a, label_b = fit.class_a.label, fit.class_b.label
-    logit = fit.slope * float(np.asarray(x, dtype=np.float64) @ fit.direction) + fit.intercept
-    probability_a = float(0.5 * (1.0 + np.tanh(0.5 * logit)))
-    if probability_a > 0.5:
-        return Prediction(label_a, probability_a, probability_a)
-    return Prediction(label_b, 1.0 - probability_a, probability_a)
-
-
-def predict_rows(fit: ProbeFit, rows: np.ndarray) -> tuple[Prediction, ...]:
-    return tuple(predict(fit, row) for row in np.asarray(rows))
-
-
-def check_test_labels(labels: Sequence[str], label_a: str, label_b: str) -> None:
-    """Each test label must name one of the two classes."""
-    for position, label in enumerate(labels, start=1):
-        if label not in (label_a, label_b):
-            raise LazarusError(
-                f"test label {position} is {label!r}, which is neither class ({label_a!r} or "
-                f"{label_b!r}); give each test prompt one of the two class labels")
-
-
-def score_test(fit: ProbeFit, rows: np.ndarray, labels: Sequence[str] | None = None,
-               in_sample: Sequence[bool] = ()) -> TestScore:
-    """Projections and predictions of test prompts [prompts, hidden] and, with their true
-    labels, how many of the held-out ones the fit got right (a held-out accuracy); the prompts
-    flagged `in_sample` (empty: none) are training prompts, and are not counted."""
-    x = np.asarray(rows, dtype=np.float64).reshape(-1, fit.hidden_size)
-    predictions = predict_rows(fit, x)
-    seen = tuple(bool(flag) for flag in in_sample)
-    if seen and len(seen) != len(predictions):
-        raise ValueError("one in-sample flag per test prompt is needed")
-    seen = seen if any(seen) else ()
-    if labels is None:
-        return TestScore(x @ fit.direction, predictions, None, None, seen)
-    if len(labels) != len(predictions):
-        raise LazarusError(f"got {plural(len(labels), 'test label')} for "
-                           f"{plural(len(predictions), 'test prompt')} (give one label per "
-                           "test prompt, in the same order)")
-    check_test_labels(labels, fit.class_a.label, fit.class_b.label)
-    flags = seen or (False,) * len(predictions)
-    correct = sum(p.label == label for p, label, flag in zip(predictions, labels, flags,
-                                                             strict=True) if not flag)
-    return TestScore(x @ fit.direction, predictions, tuple(labels), int(correct), seen)
