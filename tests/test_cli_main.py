@@ -54,24 +54,28 @@ def test_a_reader_that_went_away_ends_the_run_quietly(monkeypatch, capsys):
 @pytest.mark.parametrize(("sent", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_mid_run_is_one_line_and_leaves_no_file(tmp_path, capsys, sent, status):
     """The run blocks reading its prompts from a FIFO; once it has the FIFO open, a real signal
-    is sent to this process. SIGTERM's own handler is restored afterwards."""
+    is sent to the main thread (sent to the process, another thread, torch's say, could take
+    it and leave the read blocked). SIGTERM's own handler is restored afterwards."""
     fifo = tmp_path / "prompts.fifo"
     os.mkfifo(fifo)
     output = tmp_path / "out.json"
-    writer: list[int] = []
+    returned = threading.Event()
 
     def interrupt() -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # opens without blocking once the run reads it
             try:
-                writer.append(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
             except OSError:
                 time.sleep(0.01)
                 continue
             time.sleep(0.1)  # from open() into read()
-            os.kill(os.getpid(), sent)
+            signal.pthread_kill(main_thread, sent)
+            returned.wait(timeout=30)  # unanswered: the end of the file ends the read
+            os.close(writer)
             return
 
+    main_thread = threading.main_thread().ident
     before = signal.getsignal(signal.SIGTERM)
     sender = threading.Thread(target=interrupt)
     sender.start()
@@ -79,9 +83,8 @@ def test_a_signal_mid_run_is_one_line_and_leaves_no_file(tmp_path, capsys, sent,
         code = main(["introspect", "neurons", "-m", MISSING_MODEL, "-l", "0", "-p", f"@{fifo}",
                      "-n", "1", "-o", str(output)])
     finally:
+        returned.set()
         sender.join()
-        for fd in writer:
-            os.close(fd)
     assert code == status
     assert capsys.readouterr().err == "lazarus: interrupted\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prompts.fifo"]
