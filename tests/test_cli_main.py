@@ -55,7 +55,10 @@ def test_a_reader_that_went_away_ends_the_run_quietly(monkeypatch, capsys):
 def test_a_signal_mid_run_is_one_line_and_leaves_no_file(tmp_path, capsys, sent, status):
     """The run blocks reading its prompts from a FIFO; once it has the FIFO open, a real signal
     is sent to the main thread (sent to the process, another thread, torch's say, could take
-    it and leave the read blocked). SIGTERM's own handler is restored afterwards."""
+    it and leave the read blocked). Ctrl-C raises KeyboardInterrupt, as Python makes it do
+    unless started with SIGINT ignored (a shell's background job). SIGTERM's own handler is
+    restored afterwards."""
+    interrupt_handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     fifo = tmp_path / "prompts.fifo"
     os.mkfifo(fifo)
     output = tmp_path / "out.json"
@@ -85,6 +88,7 @@ def test_a_signal_mid_run_is_one_line_and_leaves_no_file(tmp_path, capsys, sent,
     finally:
         returned.set()
         sender.join()
+        signal.signal(signal.SIGINT, interrupt_handler)
     assert code == status
     assert capsys.readouterr().err == "lazarus: interrupted\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prompts.fifo"]
