@@ -94,9 +94,10 @@ def capture_against_floor(folder: Path, prompts: list[str], layer: int) -> dict:
     import torch
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    from lazarus.engine.capture import CaptureRequest, capture
+    from lazarus.engine.capture import capture
     from lazarus.engine.loading import load_model
     from lazarus.engine.model_info import read_model_info
+    from lazarus.engine.trace import CaptureRequest
 
     loaded = load_model(read_model_info(str(folder)), "cpu", "float32", up_to_layer=layer)
     request = CaptureRequest(layers=(layer,))
@@ -199,9 +200,10 @@ def child_load(mode: str, folder: Path, layer: int) -> None:
     import transformers.models.llama.modeling_llama  # noqa: F401
     from transformers import AutoTokenizer  # noqa: F401
 
-    from lazarus.engine.capture import CaptureRequest, capture
+    from lazarus.engine.capture import capture
     from lazarus.engine.loading import load_model
     from lazarus.engine.model_info import read_model_info
+    from lazarus.engine.trace import CaptureRequest
 
     before = _status_bytes("VmRSS")
     info = read_model_info(str(folder))

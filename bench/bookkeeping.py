@@ -42,9 +42,9 @@ def main() -> int:
     os.environ["HF_HUB_OFFLINE"] = "1"
     folder = workload.build_model(work / "model", workload.SMOKE)
 
-    from lazarus.engine.capture import CaptureRequest
     from lazarus.engine.collect import ModelSettings, collect
     from lazarus.engine.model_info import read_model_info
+    from lazarus.engine.trace import CaptureRequest
 
     info = read_model_info(str(folder))
     request = CaptureRequest(layers=(1,))

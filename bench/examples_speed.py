@@ -55,7 +55,8 @@ def speed(args: argparse.Namespace, corpus: Path) -> None:
     import torch
 
     import lazarus
-    from lazarus.analyses.scan import ScanSettings, scan_shard, shards_of
+    from lazarus.analyses.scan import scan_shard, shards_of
+    from lazarus.analyses.shards import ScanSettings
     from lazarus.engine.budget import BATCH_OVERHEAD_TOKENS, batch_limits, plan_batches
     from lazarus.engine.capture import pad_batch, pad_id_of
     from lazarus.io.corpus import prefix_of, windows

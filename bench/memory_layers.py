@@ -45,9 +45,10 @@ def _status_kib(field: str) -> int:
 
 
 def child(folder: Path, layers: str, count: int) -> None:
-    from lazarus.engine.capture import CaptureRequest, capture
+    from lazarus.engine.capture import capture
     from lazarus.engine.loading import load_model
     from lazarus.engine.model_info import read_model_info
+    from lazarus.engine.trace import CaptureRequest
 
     info = read_model_info(str(folder))
     loaded = load_model(info, device="cpu")

@@ -27,20 +27,27 @@ HEADER = """\
 #     python scripts/lock_constraints.py --venv .venv
 """
 
+# lazarus itself (a non-editable install of it), and the installer's own tools, which `pip
+# freeze` leaves out too.
+_LEFT_OUT = {"lazarus", "pip", "setuptools", "wheel", "distribute"}
+
 
 def frozen(venv: Path) -> list[str]:
-    """`pip freeze` of the venv, without editable installs, local build tags dropped."""
+    """`name==version` of every package in the venv but editable ones (lazarus), local build
+    tags dropped. `pip list --format=freeze`, not `pip freeze`: a package installed from a
+    wheel file or URL is pinned by its version too, not written as `name @ url`."""
     python = venv / "bin" / "python"
     if not python.exists():
         sys.exit(f"error: no Python at {python}: name a venv with --venv")
-    out = subprocess.run([str(python), "-m", "pip", "freeze", "--exclude-editable"],
+    out = subprocess.run([str(python), "-m", "pip", "list", "--format=freeze",
+                          "--exclude-editable"],
                          check=True, capture_output=True, text=True).stdout
     lines = []
     for line in out.splitlines():
         line = line.strip()
-        if not line or line.startswith(("#", "-e ")) or " @ " in line:
-            continue  # comments, editable and direct-URL installs (lazarus itself)
-        if line.lower().startswith("lazarus=="):
+        if not line or line.startswith("#") or "==" not in line:
+            continue
+        if line.split("==")[0].lower() in _LEFT_OUT:
             continue
         lines.append(re.sub(r"\+[A-Za-z0-9.]+$", "", line))
     return sorted(lines, key=lambda line: line.split("==")[0].lower())

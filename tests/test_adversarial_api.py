@@ -112,8 +112,10 @@ BAD = {
                           "tokens='yes' is one string; tokens takes a list of strings (e.g. "
                           "tokens=['yes'])"),
     "position bool": ("capture", {"position": True}, "position=True is a bool"),
-    "probe result as direction": ("neurons", {"direction": "PROBE"},
-                                  "is a probe's result (give its .direction())"),
+    "probe result beating no chance as direction": (
+        "neurons", {"direction": "PROBE"},
+        "no layer beats chance (p = 0.0909 >= alpha 0.05), so there is no direction worth "
+        "saving (add prompts, or force it with --force-save)"),
     "max_batch 0": ("examples", {"max_batch": 0}, "max_batch=0 is below 1"),
     "up_to_layer past the end": ("weights", {"up_to_layer": 4},
                                  "up_to_layer=4 is out of range; this model has layers 0 to 3"),

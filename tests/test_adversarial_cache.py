@@ -20,10 +20,10 @@ import pytest
 
 from lazarus.engine import cache
 from lazarus.engine.cache import ActivationCache
-from lazarus.engine.capture import CaptureRequest
 from lazarus.engine.collect import ModelSettings, collect
 from lazarus.engine.model_info import read_model_info
 from lazarus.engine.placement import Target
+from lazarus.engine.trace import CaptureRequest
 
 PROMPTS = ["2+2=", "47*47="]
 REQUEST = CaptureRequest(layers=(1,))

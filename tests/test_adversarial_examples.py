@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import errno
 import inspect
 import json
@@ -27,8 +28,8 @@ import pytest
 
 import lazarus
 from lazarus import LazarusWarning
-from lazarus.analyses.examples import analyse_examples
 from lazarus.analyses.examples_plan import NOT_IN_KEY, plan_examples
+from lazarus.analyses.options import ExamplesOptions
 from lazarus.api import Model
 from lazarus.cli.main import main
 from lazarus.cli.parser import build_parser
@@ -84,8 +85,8 @@ def examples_options() -> set[str]:
 
     examples = subcommand(subcommand(build_parser(), "introspect"), "examples")
     cli = {a.dest for a in examples._actions if a.dest != "help"}
-    api = set()
-    for function in (Model.examples, Model.__init__, lazarus.load, analyse_examples):
+    api = {field.name for field in dataclasses.fields(ExamplesOptions)}
+    for function in (Model.examples, Model.__init__, lazarus.load):
         api |= set(inspect.signature(function).parameters) - {"self"}
     return cli | api
 
@@ -138,8 +139,7 @@ def test_every_option_is_in_the_work_folder_s_key_or_said_to_change_no_value(
         model_options = {"model": str(llama_dir), **model_options}
         handle = Model(model_options.pop("model"), **model_options)
         options = {**base, **plan_options}
-        return plan_examples(handle, options.pop("corpus"), options.pop("layer"),
-                             **options).folder
+        return plan_examples(handle, options.pop("corpus"), ExamplesOptions(**options)).folder
 
     table, by_one = flips(tmp_path, llama_dir, corpus, Model(str(llama_dir)).hidden_size)
     options = {CLI_NAMES.get(name, name) for name in examples_options()}

@@ -185,7 +185,7 @@ def test_colour_heatmap_codes_reach_the_terminal_and_nothing_else_does():
 
 @pytest.mark.integration
 def test_help_examples_are_real_commands():
-    from lazarus.cli.main import build_parser
+    from lazarus.cli.parser import build_parser
 
     for command in ("neurons", "probe", "ablate", "steer"):
         shown = subprocess.run([sys.executable, "-m", "lazarus.cli.main", "introspect", command,

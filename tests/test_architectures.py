@@ -39,9 +39,10 @@ from tiny_models import build_tokenizer
 from transformers import CONFIG_MAPPING, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-from lazarus.engine.capture import CaptureRequest, capture
+from lazarus.engine.capture import capture
 from lazarus.engine.loading import load_model
 from lazarus.engine.model_info import read_model_info
+from lazarus.engine.trace import CaptureRequest
 from lazarus.errors import LazarusError
 
 # A sweep that builds and loads a whole model per family: the integration tier.

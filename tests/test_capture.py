@@ -12,9 +12,10 @@ import torch
 from tiny_models import ARCHITECTURES, LAYERS
 
 from lazarus.engine.budget import CPU_TOKEN_BUDGET, batch_limits, plan_batches
-from lazarus.engine.capture import CaptureRequest, capture
+from lazarus.engine.capture import capture
 from lazarus.engine.loading import load_model
 from lazarus.engine.model_info import read_model_info
+from lazarus.engine.trace import CaptureRequest
 from lazarus.errors import LazarusError
 
 PROMPTS = ["2+2=", "47*47=", "The capital of France is", "x", "67*83=", "  padded  prompt\n"]

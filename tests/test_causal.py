@@ -226,8 +226,9 @@ def test_resampled_generation_uses_each_prompts_own_draw():
     first greedy token equals the argmax of that prompt run alone with its own draw's values."""
     import lazarus
     from lazarus.engine import measures
-    from lazarus.engine.capture import CaptureRequest, capture, tokenize
+    from lazarus.engine.capture import capture, tokenize
     from lazarus.engine.interventions import Edit
+    from lazarus.engine.trace import CaptureRequest
 
     model = lazarus.load("lazarus:demo", use_cache=False)
     prompts = ["45*45=", "2+3=", "7*8=", "91*23="]
@@ -331,8 +332,9 @@ def test_a_tiny_real_kl_keeps_its_p_and_z_and_is_printed_as_a_number(capsys, tmp
     1e-7 nats: small, yet real (the same ablation computed in float64 gives the same KL), so it
     is compared with random neurons, and printed as a number, not as 0.0000."""
     from lazarus.engine import measures
-    from lazarus.engine.capture import CaptureRequest, capture, tokenize
+    from lazarus.engine.capture import capture, tokenize
     from lazarus.engine.interventions import Edit
+    from lazarus.engine.trace import CaptureRequest
     from lazarus.stats import controls
 
     prompts = ["The cat", "A dog"]

@@ -17,11 +17,12 @@ from safetensors.torch import load_file, save_file
 from tiny_models import ARCHITECTURES, LAYERS
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from lazarus.engine.capture import CaptureRequest, capture
+from lazarus.engine.capture import capture
 from lazarus.engine.loading import load_model
 from lazarus.engine.model_info import read_model_info
 from lazarus.engine.prefetch import prefetch_blocks
 from lazarus.engine.sites import decoder_blocks
+from lazarus.engine.trace import CaptureRequest
 
 PROMPTS = ["2+2=", "47*47=", "The capital of France is", "x", "  padded  prompt\n"]
 ALL_LAYERS = tuple(range(LAYERS))

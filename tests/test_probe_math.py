@@ -18,18 +18,9 @@ from lazarus.io.directions import load_direction, save_direction
 from lazarus.render.probe import BAR_WIDTH, render_probe_report
 from lazarus.results.probe import probe_json
 from lazarus.stats.folds import fold_count, stratified_folds
-from lazarus.stats.probe import (
-    METHODS,
-    PERMUTATIONS,
-    RANKING,
-    TIE_BREAK,
-    fit_logistic,
-    predict,
-    predict_rows,
-    probe_layers,
-    score_test,
-    to_direction,
-)
+from lazarus.stats.probe import METHODS, PERMUTATIONS, TIE_BREAK, probe_layers, to_direction
+from lazarus.stats.probe_fit import RANKING, predict, predict_rows, score_test
+from lazarus.stats.solver import fit_logistic
 
 HIDDEN = 64
 SIGNAL = 17  # carries +8 for class A, -8 for class B

@@ -18,12 +18,13 @@ import torch
 from test_moe import MOE_LAYERS, ROUTER_NAME, build_moe, hand_units
 from tiny_models import ARCHITECTURES, LAYERS
 
-from lazarus.engine.capture import CaptureRequest, capture
+from lazarus.engine.capture import capture
 from lazarus.engine.collect import ModelSettings, collect
 from lazarus.engine.loading import load_model
 from lazarus.engine.model_info import read_model_info
 from lazarus.engine.positions import parse_position
 from lazarus.engine.sites import decoder_blocks
+from lazarus.engine.trace import CaptureRequest
 from lazarus.errors import LazarusError
 
 PROMPTS = ["2+2=", "The capital of France is", "x y", "47*47=2209", "  padded  prompt\n"]

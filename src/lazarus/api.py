@@ -20,21 +20,30 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from lazarus.analyses.ablate import analyse_ablation
-from lazarus.analyses.examples import ExamplesResult, analyse_examples
+from lazarus.analyses.examples import analyse_examples
 from lazarus.analyses.neurons import analyse_neurons
+from lazarus.analyses.options import (
+    AblateOptions,
+    ExamplesOptions,
+    NeuronsOptions,
+    ProbeOptions,
+    SteerOptions,
+)
 from lazarus.analyses.probe import analyse_probe
-from lazarus.analyses.steer import SteerResult, analyse_steer
-from lazarus.engine.capture import CaptureRequest
-from lazarus.engine.checks import Layers, checked
+from lazarus.analyses.steer import analyse_steer
+from lazarus.engine.arguments import builds, checked
+from lazarus.engine.checks import Layers
 from lazarus.engine.collect import Progress, collect
 from lazarus.engine.handle import Handle
 from lazarus.engine.positions import Position, parse_position
-from lazarus.errors import LazarusError
+from lazarus.engine.trace import CaptureRequest
 from lazarus.io.directions import Direction
 from lazarus.results.ablation import AblationResult
 from lazarus.results.activations import Activations
+from lazarus.results.examples import ExamplesResult
 from lazarus.results.neurons import NeuronsResult
 from lazarus.results.probe import ProbeResult
+from lazarus.results.steer import SteerResult
 
 
 def load(model: str, *, device: str = "auto", dtype: str = "auto",
@@ -66,7 +75,7 @@ class Model(Handle):
                            site=site, position=position, model_id=self.model_id,
                            device=collected.device, dtype=collected.dtype)
 
-    @checked
+    @builds(NeuronsOptions)
     def neurons(self, prompts: Sequence[str], layers: Layers = -1, *, site: str = "resid_post",
                 position: Position = "last", neurons: Sequence[int] | None = None,
                 direction: Direction | str | None = None, top_k: int = 10,
@@ -78,12 +87,12 @@ class Model(Handle):
         top-k of every neuron of the (one) layer that separate `labels` after a permutation
         test corrected across all of them (`permutations` shuffles), or else the k that spread
         most across the prompts. The result is what `lazarus introspect neurons` renders."""
-        return analyse_neurons(self, prompts, self.layers(layers), site=site,
-                               position=position, neurons=neurons, direction=direction,
-                               top_k=top_k, labels=labels, progress=progress,
-                               auto_discover=auto_discover, permutations=permutations)
+        options = NeuronsOptions(layers=layers, site=site, position=position, neurons=neurons,
+                                 direction=direction, top_k=top_k, labels=labels,
+                                 auto_discover=auto_discover, permutations=permutations)
+        return analyse_neurons(self, prompts, options, progress)
 
-    @checked
+    @builds(ProbeOptions)
     def probe(self, class_a: Sequence[str], class_b: Sequence[str], *,
               label_a: str = "class_a", label_b: str = "class_b", layers: Layers | None = None,
               site: str = "resid_post", position: Position = "last", method: str = "logistic",
@@ -96,13 +105,12 @@ class Model(Handle):
         chosen layer's direction, and predictions for `test` prompts (with a held-out accuracy
         given their `test_labels`). `.significant` says whether any layer beats chance;
         `.save_direction(path)` refuses otherwise, unless `force=True`."""
-        chosen = tuple(range(self.layer_count)) if layers is None else self.layers(layers)
-        return analyse_probe(self, class_a, class_b, chosen, label_a=label_a, label_b=label_b,
-                             site=site, position=position, method=method, test=test,
-                             test_labels=test_labels, permutations=permutations, alpha=alpha,
-                             progress=progress)
+        options = ProbeOptions(label_a=label_a, label_b=label_b, layers=layers, site=site,
+                               position=position, method=method, test=test,
+                               test_labels=test_labels, permutations=permutations, alpha=alpha)
+        return analyse_probe(self, class_a, class_b, options, progress)
 
-    @checked
+    @builds(AblateOptions)
     def ablate(self, prompts: Sequence[str], layers: Layers, *,
                answers: Sequence[str] | None = None, labels: Sequence[str] | None = None,
                neurons: Sequence[int] | None = None, direction: Direction | str | None = None,
@@ -115,13 +123,14 @@ class Model(Handle):
         `answers` (log-prob, greedy match) or next-token KL, against `controls` draws of random
         neurons (seeded). What `lazarus introspect ablate` renders; see
         `lazarus.analyses.ablate`."""
-        return analyse_ablation(
-            self, prompts, self.layers(layers), answers=answers, labels=labels,
-            neurons=neurons, direction=direction, top_k=top_k, component=component,
-            site=site, method=method, reference=reference, controls=controls, seed=seed,
-            sweep=sweep, max_tokens=max_tokens, progress=progress)
+        options = AblateOptions(layers=layers, answers=answers, labels=labels, neurons=neurons,
+                                direction=direction, top_k=top_k, component=component,
+                                site=site, method=method, reference=reference,
+                                controls=controls, seed=seed, sweep=sweep,
+                                max_tokens=max_tokens)
+        return analyse_ablation(self, prompts, options, progress)
 
-    @checked
+    @builds(ExamplesOptions)
     def examples(self, corpus: str, layer: Layers = -1, *, site: str = "resid_post",
                  neurons: Sequence[int] | None = None, direction: Direction | str | None = None,
                  top_k: int | None = None, examples: int = 10, window: int = 64,
@@ -140,20 +149,15 @@ class Model(Handle):
         divided by torch's threads; `ray_address`: on that cluster's, which must see the work
         folder at the same path). What `lazarus introspect examples`
         renders; see `lazarus.io.corpus`, `lazarus.stats.sketch` and `lazarus.analyses.scan`."""
-        resolved = self.layers(layer)
-        if len(resolved) != 1:
-            shown = layer if isinstance(layer, str | int) else ",".join(map(str, layer))
-            raise LazarusError(f"examples reads one layer; {shown} names {len(resolved)} "
-                               "(give one)")
-        return analyse_examples(
-            self, corpus, resolved[0],
-            site=site, neurons=neurons, direction=direction, top_k=top_k, examples=examples,
-            window=window, stride=stride, text_field=text_field, work_dir=work_dir,
-            shard_windows=shard_windows, ray=ray, ray_workers=ray_workers,
-            ray_address=ray_address, token_budget=token_budget, max_batch=max_batch,
-            progress=progress)
+        options = ExamplesOptions(layer=layer, site=site, neurons=neurons, direction=direction,
+                                  top_k=top_k, examples=examples, window=window, stride=stride,
+                                  text_field=text_field, work_dir=work_dir,
+                                  shard_windows=shard_windows, ray=ray, ray_workers=ray_workers,
+                                  ray_address=ray_address, token_budget=token_budget,
+                                  max_batch=max_batch)
+        return analyse_examples(self, corpus, options, progress)
 
-    @checked
+    @builds(SteerOptions)
     def steer(self, prompts: Sequence[str], layer: int | None = None, *,
               direction: Direction | str | None = None, positive: Sequence[str] | None = None,
               negative: Sequence[str] | None = None, neurons: dict[int, float] | None = None,
@@ -165,8 +169,9 @@ class Model(Handle):
         or coefficient x `neurons` values; scale is the mean activation norm there (or 1 with
         `absolute`); `clamp` sets the `neurons` to coefficient x value instead. What
         `lazarus introspect steer` renders; see `lazarus.analyses.steer`."""
-        return analyse_steer(
-            self, prompts, layer, direction=direction, positive=positive, negative=negative,
-            neurons=neurons, coefficients=coefficients, absolute=absolute, site=site,
-            tokens=tokens, max_tokens=max_tokens, temperature=temperature, seed=seed,
-            clamp=clamp)
+        options = SteerOptions(layer=layer, direction=direction, positive=positive,
+                               negative=negative, neurons=neurons, coefficients=coefficients,
+                               absolute=absolute, site=site, tokens=tokens,
+                               max_tokens=max_tokens, temperature=temperature, seed=seed,
+                               clamp=clamp)
+        return analyse_steer(self, prompts, options)

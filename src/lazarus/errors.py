@@ -7,6 +7,8 @@ import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from lazarus.text import shorten
+
 # The transformers release the test suite passed with (the constraints file's): what a user is
 # told to try when model code fails inside another one.
 TESTED_TRANSFORMERS = "5.25.0"
@@ -26,8 +28,7 @@ class PromptError(LazarusError):
     list, its number there, the file and line it was read from)."""
 
     def __init__(self, prompt: str, problem: str) -> None:
-        shown = prompt if len(prompt) <= 40 else prompt[:39] + "…"
-        super().__init__(f"prompt {shown!r} {problem}")
+        super().__init__(f"prompt {shorten(prompt, mark='…')!r} {problem}")
         self.prompt, self.problem = prompt, problem
 
 
@@ -87,7 +88,7 @@ def first_line(err: BaseException, limit: int = 200) -> str:
     cut to `limit` characters."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     first = lines[0] if lines else type(err).__name__
-    return first if len(first) <= limit else first[:limit - 3] + "..."
+    return shorten(first, limit)
 
 
 def other_transformers() -> str:

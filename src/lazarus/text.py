@@ -1,10 +1,14 @@
-"""Small text helpers shared by the renderers: banners, one-line prompts, terminal widths."""
+"""Small text helpers shared by the renderers and the messages: banners, plurals, values cut
+short, one-line prompts, terminal widths."""
 
 from __future__ import annotations
 
 import math
 import re
+import reprlib
 import unicodedata
+from numbers import Integral, Real
+from typing import Any
 
 RULE = "=" * 80
 PROMPT_WIDTH = 20
@@ -20,6 +24,18 @@ def plural(count: int, noun: str, nouns: str | None = None) -> str:
 def agree(count: int, one: str, many: str) -> str:
     """The word that agrees with `count`: agree(1, "was", "were") == "was"."""
     return one if count == 1 else many
+
+
+def shorten(text: str, limit: int = 40, mark: str = "...") -> str:
+    """`text` if it has at most `limit` characters, else its start and `mark`, `limit` long
+    in all: a value quoted in a one-line message stays short."""
+    return text if len(text) <= limit else text[:limit - len(mark)] + mark
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """A value as a script wrote it (its repr), cut short for a message; through reprlib, so a
+    huge list is not written out in full first, and a repr that fails is replaced."""
+    return shorten(reprlib.repr(value), limit)
 
 
 def whole_number(text: str) -> int:
@@ -102,3 +118,19 @@ def json_number(value: float | None) -> float | None:
     if value is None or not math.isfinite(value):
         return None
     return float(value)
+
+
+def json_plain(value: Any) -> Any:
+    """`value` in plain JSON types, for `to_json`: tuples become lists, numpy scalars Python
+    ones, NaN and infinities null (as `json_number`); `json.dumps` writes the rest as before."""
+    if isinstance(value, dict):
+        return {key: json_plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_plain(item) for item in value]
+    if type(value).__name__ in ("bool", "bool_"):  # Python's or numpy's
+        return bool(value)
+    if isinstance(value, Integral):
+        return int(value)
+    if isinstance(value, Real):
+        return json_number(float(value))
+    return value

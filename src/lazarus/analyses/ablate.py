@@ -14,8 +14,8 @@ Measured, per prompt, baseline and ablated (`measures`): for `prompt:answer` pai
 log-probability under teacher forcing and whether greedy decoding still produces it; for bare
 prompts KL(baseline || ablated) of the next-token distribution and the greedy continuation.
 The effect of a condition is one number (the mean answer log-probability drop, or the mean
-KL), compared, for neurons, with `controls` draws of as many random neurons: `ablate_stats`
-says how, and when an effect is zero to float rounding; `ablate_result` holds what was found.
+KL), compared, for neurons, with `controls` draws of as many random neurons: `stats.controls`
+says how, and when an effect is zero to float rounding; `results.ablation` holds what was found.
 """
 
 from __future__ import annotations
@@ -26,94 +26,55 @@ from typing import Any
 
 import numpy as np
 
-from lazarus.analyses.neurons import check_direction_width, check_neurons
-from lazarus.analyses.selection import check_direction_made
+from lazarus.analyses.options import COMPONENTS, AblateOptions
+from lazarus.analyses.selection import (
+    check_direction,
+    check_direction_width,
+    check_neurons,
+    direction_name,
+)
 from lazarus.engine import measures
-from lazarus.engine.capture import CaptureRequest, capture, tokenize
-from lazarus.engine.handle import Handle
+from lazarus.engine.capture import capture, tokenize
+from lazarus.engine.handle import ModelHandle
 from lazarus.engine.interventions import Edit
 from lazarus.engine.loading import LoadedModel
 from lazarus.engine.sites import check_neurons_early
+from lazarus.engine.trace import CaptureRequest
 from lazarus.errors import LazarusError
-from lazarus.io.directions import Direction, load_direction
 from lazarus.io.inputs import check_label_count
 from lazarus.results.ablation import AblationResult, Condition, Outcome
 from lazarus.stats import controls
 from lazarus.stats.controls import control_summary, effect_of, zero_to_rounding
 from lazarus.text import agree, plural
 
-METHODS = ("zero", "mean", "resample")
-COMPONENTS = {"mlp": "mlp_out", "attention": "attn_out"}
-CONTROLS = 100
-MAX_CONTROLS = 100_000  # each draw is one forward over every prompt
-MAX_TOKENS = 8  # greedy continuation of bare prompts
 Progress = Callable[[int, int], None]  # (forwards done, forwards in all)
 
 
-def split_answers(items: Sequence[str]) -> tuple[list[str], list[str] | None]:
-    """`prompt:answer` items (split at the last ':'), or bare prompts when no item has one."""
-    with_answer = [":" in item for item in items]
-    if not any(with_answer):
-        return list(items), None
-    if not all(with_answer):
-        first = with_answer.index(False) + 1
-        raise LazarusError(f"prompt {first} has no ':answer' while others do (give every "
-                           "prompt an answer, as '45*45=:2025', or none)")
-    prompts, answers = zip(*(item.rsplit(":", 1) for item in items), strict=True)
-    for prompt, answer in zip(prompts, answers, strict=True):
-        if not prompt:
-            raise LazarusError(f"'{prompt}:{answer}' has no prompt before the ':'")
-    return list(prompts), list(answers)
-
-
-def analyse_ablation(
-    model: Handle, prompts: Sequence[str], layers: Sequence[int], *,
-    answers: Sequence[str] | None = None, labels: Sequence[str] | None = None,
-    neurons: Sequence[int] | None = None, direction: Direction | str | None = None,
-    top_k: int = 10, component: str | None = None, site: str | None = None,
-    method: str = "zero", reference: Sequence[str] | None = None, controls: int = CONTROLS,
-    seed: int = 0, sweep: bool = False, max_tokens: int = MAX_TOKENS,
-    progress: Progress | None = None,
-) -> AblationResult:
-    chosen_by = sum(x is not None for x in (neurons, direction, component))
-    if chosen_by != 1:
-        raise LazarusError("say what to ablate: one of --neurons, --from-direction or "
-                           "--component" + (" (not several)" if chosen_by else ""))
-    if component is not None and site is not None:
-        raise LazarusError("--site does not go with --component (the component says the site: "
-                           "mlp is mlp_out, attention is attn_out)")
-    if component is not None and component not in COMPONENTS:
-        raise LazarusError(f"unknown component {component!r} (choose mlp or attention)")
-    if method not in METHODS:
-        raise LazarusError(f"unknown method {method!r} (choose one of: {', '.join(METHODS)})")
-    if not 0 <= controls <= MAX_CONTROLS:
-        raise LazarusError(f"--controls must be from 0 to {MAX_CONTROLS} (got {controls})")
-    measures.check_seed(seed)
+def analyse_ablation(model: ModelHandle, prompts: Sequence[str], options: AblateOptions,
+                     progress: Progress | None = None) -> AblationResult:
+    """Ablate what `options` says at its layers, for `prompts`, against random controls."""
+    layers = model.layers(options.layers)
+    answers, labels, reference = options.answers, options.labels, options.reference
+    neurons, direction, component = options.neurons, options.direction, options.component
+    method, controls, seed, max_tokens = (options.method, options.controls, options.seed,
+                                          options.max_tokens)
     if reference is not None and method == "zero":
         model.warn("--reference is ignored with --method zero (it gives the values of mean and "
                    "resample)")
-    if top_k < 1:
-        raise LazarusError(f"--top-k must be at least 1 (got {top_k})")
     if answers is not None and len(answers) != len(prompts):
         raise LazarusError(f"got {plural(len(answers), 'answer')} for "
                            f"{plural(len(prompts), 'prompt')} (give one answer per prompt)")
     if labels is not None:
         check_label_count(len(labels), len(prompts))
-    if max_tokens < 1:
-        raise LazarusError(f"--max-tokens must be at least 1 (got {max_tokens})")
-    if isinstance(direction, str):
-        direction = load_direction(direction)
     site = COMPONENTS[component] if component is not None else (
-        site or (direction.site if direction is not None else None) or "resid_post")
+        options.site or (direction.site if direction is not None else None) or "resid_post")
     if neurons is not None:  # before the weights load: ids no layer of the site has
-
-        check_neurons_early(model.info.config, model.hidden_size, site, layers[0],
-                            [int(n) for n in neurons])
+        check_neurons_early(model.info.config, model.hidden_size, site, layers[0], neurons)
     if direction is not None:
-        name = direction.source or "the direction"
-        check_direction_made(direction, name, model.model_id, layers, site, "last", model.warn)
-        neurons = direction.top_neurons(top_k, model.warn)
-        selection = f"top {len(neurons)} of {name} (by {direction.ranking_name()})"
+        check_direction(model, direction, layers, site, "last")
+        neurons = direction.top_neurons(options.top_k, model.warn)
+        selection = (f"top {len(neurons)} of {direction_name(direction)} "
+                     f"(by {direction.ranking_name()})")
     else:
         selection = "--neurons" if neurons is not None else f"the whole {component} output"
     own_reference = reference is None
@@ -137,14 +98,10 @@ def analyse_ablation(
     capture(loaded, prompts[:1], CaptureRequest(tuple(layers), site, "last"), widths=widths)
     for layer in layers:
         if direction is not None:
-            check_direction_width(direction, widths[layer], direction.source or "the direction",
-                                  site)
+            check_direction_width(direction, widths[layer], site)
         if neurons is not None:
             check_neurons(neurons, widths[layer], site, layer)
     if neurons is not None:
-        neurons = [int(n) for n in neurons]
-        if len(set(neurons)) != len(neurons):
-            raise LazarusError("a neuron is listed twice (list each once)")
         spare = min(widths[layer] for layer in layers) - len(neurons)
         if controls and spare < len(neurons):
             raise LazarusError(f"{plural(len(neurons), 'neuron')} "
@@ -168,7 +125,7 @@ def analyse_ablation(
 
     pairs = answer_ids is not None
     eps = float(np.finfo(np.float64 if loaded.dtype == "float64" else np.float32).eps)
-    groups = [(layer,) for layer in layers] if sweep else [tuple(layers)]
+    groups = [(layer,) for layer in layers] if options.sweep else [tuple(layers)]
     total = 2 + len(groups) * (2 + (controls if neurons is not None else 0))  # forwards
     done = 0
 
@@ -222,7 +179,8 @@ def analyse_ablation(
         labels=None if labels is None else tuple(labels), site=site, component=component,
         neurons=None if neurons is None else tuple(neurons), selection=selection, method=method,
         reference=tuple(reference) if method != "zero" else (),
-        resampled_from=None if resampled is None else tuple(resampled), sweep=sweep, seed=seed,
+        resampled_from=None if resampled is None else tuple(resampled), sweep=options.sweep,
+        seed=seed,
         effect_name=("mean drop in the answer's log-probability (nats)" if pairs
                      else "mean KL(baseline || ablated) of the next token (nats)"),
         baseline=baseline, conditions=tuple(conditions))

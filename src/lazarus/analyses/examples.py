@@ -10,19 +10,16 @@ document's beyond it).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from lazarus.analyses.examples_plan import plan_examples
+from lazarus.analyses.options import ExamplesOptions
 from lazarus.analyses.scan import ScanOutcome, local_executor, run_scan
 from lazarus.analyses.scan_ray import ray_executor
-from lazarus.analyses.shards import SHARD_WINDOWS, ScanSettings
-from lazarus.engine.handle import Handle
-from lazarus.errors import LazarusError
+from lazarus.analyses.shards import ScanSettings
+from lazarus.engine.handle import ModelHandle
 from lazarus.io.corpus import document_windows, read_documents
-from lazarus.io.directions import Direction
-from lazarus.io.files import write_atomically
+from lazarus.results.examples import Example, ExamplesResult, NeuronExamples
 from lazarus.stats.sketch import QUANTILES, Summary
 
 CONTEXT_BEFORE = 16  # tokens of context shown before an example's token
@@ -30,113 +27,26 @@ CONTEXT_AFTER = 4  # and after it
 HISTOGRAM_BINS = 10
 
 
-@dataclass(frozen=True)
-class Example:
-    value: float
-    doc: int  # the document's line (or row), 0-based
-    window: int  # the window's number within the document
-    token: int  # the token's position within the window (special prefix not counted)
-    before: str  # the window's text before the token (at most CONTEXT_BEFORE tokens)
-    text: str  # the token
-    after: str  # after it (at most CONTEXT_AFTER tokens)
-
-
-@dataclass(frozen=True)
-class NeuronExamples:
-    neuron: int
-    count: int  # tokens scored
-    mean: float
-    std: float  # population (ddof=0)
-    fraction_positive: float
-    min: float
-    max: float
-    quantiles: dict[str, float]  # "p1" ... "p99", from the sketch (within 0.78% relative)
-    histogram_edges: tuple[float, ...]
-    histogram_counts: tuple[int, ...]
-    top: tuple[Example, ...]  # highest first
-    bottom: tuple[Example, ...]  # lowest first
-
-
-@dataclass(frozen=True)
-class ExamplesResult:
-    model_id: str
-    layer: int
-    site: str
-    corpus: str
-    window: int
-    stride: int
-    text_field: str
-    examples: int
-    documents: int
-    windows: int
-    tokens: int
-    shards: int
-    resumed_shards: int
-    work_dir: str
-    neuron_choice: str  # how the neurons were chosen
-    neurons: tuple[NeuronExamples, ...]
-    summary: Summary  # the merged summary itself (arrays per neuron, in `neurons` order)
-
-    def to_json(self) -> dict[str, Any]:
-        """What `lazarus introspect examples -o FILE.json` writes."""
-        document = {key: value for key, value in asdict(self).items() if key != "summary"}
-        document["neurons"] = [asdict(n) for n in self.neurons]
-        return document
-
-    def to_rows(self) -> list[dict[str, Any]]:
-        """One row per example (what `-o FILE.parquet` writes), with its neuron's summary."""
-        rows = []
-        for n in self.neurons:
-            stats = {"neuron": n.neuron, "count": n.count, "mean": n.mean, "std": n.std,
-                     "fraction_positive": n.fraction_positive, "min": n.min, "max": n.max,
-                     **n.quantiles}
-            for kind, chosen in (("top", n.top), ("bottom", n.bottom)):
-                for rank, example in enumerate(chosen, start=1):
-                    rows.append({"model": self.model_id, "layer": self.layer, "site": self.site,
-                                 "kind": kind, "rank": rank, **asdict(example), **stats})
-        return rows
-
-    def write_parquet(self, path: str) -> None:
-        """Write `to_rows()` as Parquet, atomically (needs pyarrow)."""
-        try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise LazarusError("writing .parquet needs pyarrow (pip install pyarrow), or use "
-                               "a .json name") from None
-
-        table = pa.Table.from_pylist(self.to_rows())
-        write_atomically(path, lambda temp: pq.write_table(table, str(temp)))
-
-
-def analyse_examples(model: Handle, corpus: str, layer: int, *, site: str = "resid_post",
-                     neurons: Sequence[int] | None = None,
-                     direction: Direction | str | None = None, top_k: int | None = None,
-                     examples: int = 10, window: int = 64, stride: int | None = None,
-                     text_field: str = "text", work_dir: str | Path | None = None,
-                     shard_windows: int = SHARD_WINDOWS, ray: bool = False,
-                     ray_workers: int | None = None, ray_address: str | None = None,
-                     token_budget: int | None = None, max_batch: int | None = None,
+def analyse_examples(model: ModelHandle, corpus: str, options: ExamplesOptions,
                      progress: Callable[[int, int], None] | None = None) -> ExamplesResult:
-    plan = plan_examples(model, corpus, layer, site=site, neurons=neurons, direction=direction,
-                         top_k=top_k, examples=examples, window=window, stride=stride,
-                         text_field=text_field, work_dir=work_dir, shard_windows=shard_windows,
-                         ray=ray, ray_workers=ray_workers, ray_address=ray_address)
+    """Scan `corpus` as `options` say (see `examples_plan`), then give each kept example its
+    context."""
+    plan = plan_examples(model, corpus, options)
     settings, folder = plan.settings, plan.folder
-    if ray or ray_address is not None:  # this process only cuts the windows and merges
-
-        executor = ray_executor(model, settings, folder, ray_workers, token_budget, max_batch,
-                                ray_address)
+    budget, batch = options.token_budget, options.max_batch
+    if options.ray or options.ray_address is not None:  # here: cut the windows, merge
+        executor = ray_executor(model, settings, folder, options.ray_workers, budget, batch,
+                                options.ray_address)
     else:
-        executor = local_executor(lambda: model.weights(layer), settings, folder,
-                                  token_budget, max_batch)
+        executor = local_executor(lambda: model.weights(settings.layer), settings, folder,
+                                  budget, batch)
     tokenizer = model.tokenizer()
     outcome = run_scan(tokenizer, model.info.config, settings, folder, executor, progress,
                        plan.width, model.warn)
     return _result(model, settings, outcome, plan.choice, tokenizer)
 
 
-def _result(model: Handle, settings: ScanSettings, outcome: ScanOutcome, choice: str,
+def _result(model: ModelHandle, settings: ScanSettings, outcome: ScanOutcome, choice: str,
             tokenizer: Any) -> ExamplesResult:
     summary = outcome.summary
     ids = settings.neurons if settings.neurons is not None else tuple(range(summary.width))

@@ -3,7 +3,7 @@ position: the analysis behind `lazarus introspect neurons`, as plain results (ne
 
 One capture pass (`collect`) reads every asked-for layer. The neurons are the same ids at every
 layer, so that one neuron can be followed across layers: the ones given, the top-k of a
-direction file, the strongest survivors of `--auto-discover` (see `discover`), or else the k
+direction, the strongest survivors of `--auto-discover` (see `discover`), or else the k
 with the largest spread (population std) across the prompts, averaged over the layers. Each
 layer read at full width also names its "massive activation" dimensions
 (`analysis.massive_dimensions`), which would otherwise top a ranking by spread silently.
@@ -17,70 +17,45 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lazarus.analyses.selection import check_direction_made
-from lazarus.engine.capture import CaptureRequest
+from lazarus.analyses.options import NeuronsOptions
+from lazarus.analyses.selection import (
+    check_direction,
+    check_direction_width,
+    check_neurons,
+    direction_name,
+)
 from lazarus.engine.collect import Progress, collect
-from lazarus.engine.handle import Handle
+from lazarus.engine.handle import ModelHandle
 from lazarus.engine.loading import token_texts
 from lazarus.engine.model_info import ModelInfo
 from lazarus.engine.moe import moe_shape
-from lazarus.engine.positions import Position, parse_position
-from lazarus.engine.sites import (
-    RESIDUAL_WIDTH,
-    check_neurons_early,
-    mlp_post_bound,
-    neuron_out_of_range,
-)
+from lazarus.engine.sites import check_neurons_early
+from lazarus.engine.trace import CaptureRequest
 from lazarus.errors import LazarusError
-from lazarus.io.directions import Direction, load_direction
 from lazarus.io.inputs import check_label_count
 from lazarus.results.activations import ActivationMatrix
 from lazarus.results.neurons import LayerResult, NeuronsResult
 from lazarus.stats import discover
 from lazarus.stats import neurons as analysis
-from lazarus.text import plural
 
 
-def analyse_neurons(
-    model: Handle,
-    prompts: Sequence[str],
-    layers: Sequence[int],
-    *,
-    site: str = "resid_post",
-    position: Position = "last",
-    neurons: Sequence[int] | None = None,
-    direction: Direction | str | None = None,
-    top_k: int = 10,
-    labels: Sequence[str] | None = None,
-    progress: Progress | None = None,
-    auto_discover: bool = False,
-    permutations: int = discover.PERMUTATIONS,
-) -> NeuronsResult:
-    """Capture `layers` at `site` and `position` for `prompts` in one pass, choose the neurons,
-    and compute their statistics per layer. `auto_discover` tests every neuron of the (one)
-    layer against `labels` and shows the strongest survivors (`permutations` shuffles)."""
+def analyse_neurons(model: ModelHandle, prompts: Sequence[str], options: NeuronsOptions,
+                    progress: Progress | None = None) -> NeuronsResult:
+    """Capture the layers at the site and position of `options` for `prompts` in one pass,
+    choose the neurons, and compute their statistics per layer. With `auto_discover`, every
+    neuron of the (one) layer is tested against the labels and the strongest survivors shown."""
     info = model.info
-    position = parse_position(str(position))
-    if neurons is not None and direction is not None:
-        raise LazarusError("--neurons and --from-direction were both given (choose one)")
-    if top_k < 1:
-        raise LazarusError(f"--top-k must be at least 1 (got {top_k})")
+    layers = model.layers(options.layers)
+    site, position, labels = options.site, options.position, options.labels
+    neurons, direction, top_k = options.neurons, options.direction, options.top_k
     if labels is not None:
         check_label_count(len(labels), len(prompts))
-    if auto_discover:
-        discover.check_request(labels, neurons, direction is not None, layers, position,
-                               permutations)
-    if isinstance(direction, str):
-        direction = load_direction(direction)
-    direction_name = (direction.source if direction is not None else None) or "the direction"
-    if direction is not None:
-        check_direction_made(direction, direction_name, model.model_id, layers, site, position,
-                             model.warn)
+    if options.auto_discover:
+        discover.check_layers(layers)
     if neurons is not None:
-        neurons = [int(n) for n in neurons]
         check_neurons_early(info.config, info.hidden_size, site, layers[0], neurons)
     if direction is not None:
-        check_direction_early(direction, info.config, info.hidden_size, direction_name, site)
+        check_direction(model, direction, layers, site, position)
     every = position == "all"
     known = (direction.top_neurons(top_k, model.warn) if direction is not None
              else None if neurons is None else list(neurons))
@@ -98,16 +73,17 @@ def analyse_neurons(
         if neurons is not None:
             check_neurons(neurons, width, site, layer)
         if direction is not None:
-            check_direction_width(direction, width, direction_name, site)
+            check_direction_width(direction, width, site)
 
     found = None
-    if auto_discover:
+    if options.auto_discover:
         found = discover.discover(samples[layers[0]], labels, top_k=top_k,
-                                  permutations=permutations)
+                                  permutations=options.permutations)
         chosen, selection = [f.neuron for f in found.shown], found.describe()
     elif direction is not None:
         chosen = known
-        selection = f"top {len(chosen)} of {direction_name} by {direction.ranking_name()}"
+        selection = (f"top {len(chosen)} of {direction_name(direction)} by "
+                     f"{direction.ranking_name()}")
     elif neurons is not None:
         chosen, selection = known, None
     else:
@@ -171,36 +147,6 @@ def _most_variable(samples: dict[int, np.ndarray], k: int, every: bool) -> tuple
 def _sample_names(prompts: Sequence[str], rows: list[np.ndarray]) -> list[str]:
     return [f"{prompt}[{j}]" for prompt, values in zip(prompts, rows, strict=True)
             for j in range(values.shape[0])]
-
-
-def check_neurons(neurons: Sequence[int], width: int, site: str, layer: int) -> None:
-    for neuron in neurons:
-        if neuron >= width:
-            raise neuron_out_of_range(neuron, width, site, layer)
-
-
-def check_direction_width(direction: Direction, width: int, name: str, site: str) -> None:
-    if direction.hidden_size != width:
-        raise LazarusError(f"{name} has {plural(direction.hidden_size, 'weight')} but the {site} "
-                           f"site has {plural(width, 'neuron')} (use a direction made for this "
-                           "model and site)")
-
-
-def check_direction_early(direction: Direction, config: dict, hidden_size: int, name: str,
-                          site: str) -> None:
-    """Refuse, from config.json and before any weight loads, a direction no layer of the site
-    fits: the residual-width sites are exactly the hidden size wide; mlp_post at most
-    `sites.mlp_post_bound` (a shorter one is refused once the width is seen)."""
-    if site in RESIDUAL_WIDTH:
-        check_direction_width(direction, hidden_size, name, site)
-        return
-    bound = mlp_post_bound(config) if site == "mlp_post" else None
-    if bound is not None and direction.hidden_size > bound[0]:
-        width, why = bound
-        raise LazarusError(f"{name} has {plural(direction.hidden_size, 'weight')} but the {site} "
-                           f"site has at most {plural(width, 'neuron')} at any layer of this "
-                           f"model (config.json: {why}; use a direction made for this model "
-                           "and site)")
 
 
 def moe_experts(info: ModelInfo, site: str, width: int) -> int | None:

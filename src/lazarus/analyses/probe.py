@@ -1,5 +1,5 @@
 """The probe analysis from prompts: one capture pass over both classes (and the test prompts),
-the cross-validated protocol of `probe.py` at each layer with its permutation test, and the
+the cross-validated protocol of `stats.probe` at each layer with its permutation test, and the
 test prompts' projections and predictions (and accuracy, given their labels);
 what `Model.probe` returns and `lazarus introspect probe` renders (never prints)."""
 
@@ -7,50 +7,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from lazarus.engine.capture import CaptureRequest
+from lazarus.analyses.options import ProbeOptions
 from lazarus.engine.collect import Progress, collect
-from lazarus.engine.handle import Handle
-from lazarus.engine.positions import Position, parse_position
+from lazarus.engine.handle import ModelHandle
+from lazarus.engine.trace import CaptureRequest
 from lazarus.errors import LazarusError
 from lazarus.results.probe import ProbeResult
 from lazarus.stats import probe
 from lazarus.text import agree, plural
 
 
-def check_inputs(count_a: int, count_b: int, label_a: str, label_b: str, method: str) -> None:
-    """What can be refused before any model is read."""
-    for option, label in (("--label-a", label_a), ("--label-b", label_b)):
-        if not label.strip():
-            raise LazarusError(f"{option} is empty (give the class a name)")
-    probe.check_classes(count_a, count_b, label_a, label_b)
-    if label_a == label_b:
-        raise LazarusError(f"both classes are labelled {label_a!r} "
-                           "(give --label-a and --label-b different names)")
-    if method not in probe.METHODS:
-        raise LazarusError(f"unknown probe method {method!r} "
-                           f"(use one of: {', '.join(probe.METHODS)})")
-
-
-def analyse_probe(model: Handle, class_a: Sequence[str], class_b: Sequence[str],
-                  layers: Sequence[int], *, label_a: str, label_b: str, site: str = "resid_post",
-                  position: Position = "last", method: str = "logistic",
-                  test: Sequence[str] = (), test_labels: Sequence[str] | None = None,
-                  permutations: int | None = None, alpha: float | None = None,
-                  progress: Progress | None = None) -> ProbeResult:
+def analyse_probe(model: ModelHandle, class_a: Sequence[str], class_b: Sequence[str],
+                  options: ProbeOptions, progress: Progress | None = None) -> ProbeResult:
+    """Probe `options.layers` (None: every layer) between the two classes of prompts."""
     import numpy as np
 
-
-    position = parse_position(str(position), allow_all=False)
-    check_inputs(len(class_a), len(class_b), label_a, label_b, method)
-    permutations = probe.PERMUTATIONS if permutations is None else permutations
-    alpha = probe.ALPHA if alpha is None else alpha
-    probe.check_settings(method, permutations, alpha)
-    if test_labels is not None:
-        if len(test_labels) != len(test):
-            raise LazarusError(f"got {plural(len(test_labels), 'test label')} for "
-                               f"{plural(len(test), 'test prompt')} (give one label per test "
-                               "prompt, in the same order)")
-        probe.check_test_labels(test_labels, label_a, label_b)
+    layers = (tuple(range(model.layer_count)) if options.layers is None
+              else model.layers(options.layers))
+    site, position, test = options.site, options.position, options.test
+    probe.check_classes(len(class_a), len(class_b), options.label_a, options.label_b)
     shared = sorted(set(class_a) & set(class_b))
     if shared:
         model.warn(f"{plural(len(shared), 'prompt')} {agree(len(shared), 'is', 'are')} in both "
@@ -67,9 +42,10 @@ def analyse_probe(model: Handle, class_a: Sequence[str], class_b: Sequence[str],
     trained = len(class_a) + len(class_b)
     report = probe.probe_layers(
         {layer: rows[:trained] for layer, rows in collected.rows.items()}, len(class_a),
-        method=method, label_a=label_a, label_b=label_b, permutations=permutations, alpha=alpha)
+        method=options.method, label_a=options.label_a, label_b=options.label_b,
+        permutations=options.permutations, alpha=options.alpha)
     scored = probe.score_test(report.fit, collected.rows[report.top_layer][trained:],
-                              None if test_labels is None else list(test_labels))
+                              options.test_labels)
     return ProbeResult(report=report, test_prompts=tuple(test), test=scored,
                        model_id=model.model_id, site=site, position=position,
                        device=collected.device, dtype=collected.dtype,

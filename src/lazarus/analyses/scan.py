@@ -32,8 +32,9 @@ from lazarus.analyses.shards import (
     write_shard,
     writing,
 )
-from lazarus.engine.capture import CaptureRequest, context_length, run_batches
+from lazarus.engine.capture import context_length, run_batches
 from lazarus.engine.loading import LoadedModel
+from lazarus.engine.trace import CaptureRequest
 from lazarus.errors import LazarusError
 from lazarus.io.corpus import Window, prefix_of, windows
 from lazarus.io.files import remove_stale_temps, replace_atomically

@@ -33,8 +33,8 @@ import numpy as np
 
 from lazarus.analyses.scan import Executor, compute_shard
 from lazarus.analyses.shards import ScanSettings, read_windows, windows_path, write_windows
-from lazarus.engine.handle import Handle
-from lazarus.errors import LazarusError
+from lazarus.engine.handle import Handle, ModelHandle
+from lazarus.errors import LazarusError, first_line
 from lazarus.io.corpus import Window
 
 CPU_PER_ACTOR = 0.5  # a fraction: on 2 cores, whole CPUs for the actors starve the read tasks
@@ -101,7 +101,7 @@ def actor_plan(device: str, cluster: dict[str, float], threads: int,
     return asked or default, {"num_cpus": CPU_PER_ACTOR}, None
 
 
-def ray_executor(model: Handle, settings: ScanSettings, folder: Path, workers: int | None,
+def ray_executor(model: ModelHandle, settings: ScanSettings, folder: Path, workers: int | None,
                  token_budget: int | None, max_batch: int | None,
                  address: str | None = None) -> Executor:
     """Shards run by `workers` actors (None: `actor_plan`'s choice) of a local Ray runtime, or
@@ -196,7 +196,7 @@ def init_failure(err: BaseException, address: str | None) -> str:
              "~/.ray/auth_token, in a file named by RAY_AUTH_TOKEN_PATH, or in RAY_AUTH_TOKEN")
     if not any(word in text for word in ("AuthenticationError", "InvalidAuthToken",
                                           "Unauthenticated")):
-        reason = (str(chain[0]).strip().splitlines() or [type(chain[0]).__name__])[0][:200]
+        reason = first_line(chain[0])
         return (f"cannot connect to {where} ({reason}; check that it is up with `ray status` "
                 "there, and that its Ray version is this one's)")
     if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":

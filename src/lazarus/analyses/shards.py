@@ -31,7 +31,7 @@ import numpy as np
 
 from lazarus.analyses.shard_checks import shard_problem
 from lazarus.engine.cache import _file_identity, cache_dir
-from lazarus.errors import LazarusError
+from lazarus.errors import LazarusError, first_line
 from lazarus.io.corpus import Window
 from lazarus.io.files import replace_atomically
 from lazarus.io.npz import NpzError, read_arrays
@@ -188,7 +188,7 @@ def _read_parquet(path: Path, settings: ScanSettings) -> dict[str, np.ndarray] |
                 column = column.flatten()
             arrays[key] = np.asarray(column.to_numpy(zero_copy_only=False))
     except (pa.ArrowException, OSError, KeyError, ValueError) as err:
-        return f"not a readable Parquet file: {(str(err) or repr(err)).splitlines()[0]}"
+        return f"not a readable Parquet file: {first_line(err)}"
     neurons = np.arange(width) if settings.neurons is None else np.asarray(settings.neurons)
     counts = arrays.pop("count")
     if width == 0 or not np.array_equal(arrays.pop("neuron"), neurons) \

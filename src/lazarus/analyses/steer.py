@@ -22,127 +22,38 @@ summed), with its change from coefficient 0.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
-from lazarus import __version__
-from lazarus.analyses.selection import check_direction_made
+from lazarus.analyses.options import SteerOptions
+from lazarus.analyses.selection import (
+    check_direction,
+    check_direction_width,
+    check_neurons,
+    direction_name,
+)
 from lazarus.engine import measures
-from lazarus.engine.capture import CaptureRequest, capture, tokenize
-from lazarus.engine.handle import Handle
+from lazarus.engine.capture import capture, tokenize
+from lazarus.engine.handle import ModelHandle
 from lazarus.engine.interventions import Edit, add
-from lazarus.engine.sites import check_neurons_early, neuron_out_of_range
+from lazarus.engine.sites import check_neurons_early
+from lazarus.engine.trace import CaptureRequest
 from lazarus.errors import LazarusError
-from lazarus.io.directions import Direction, load_direction
-from lazarus.io.inputs import parse_neurons
-from lazarus.text import plural, real_number
-
-MAX_TOKENS = 20
+from lazarus.results.steer import SteerResult, SteerRun
+from lazarus.text import plural
 
 
-@dataclass(frozen=True)
-class SteerRun:
-    coefficient: float
-    continuations: tuple[str, ...]  # per prompt
-    log_probs: tuple[tuple[float, ...], ...]  # per prompt, per named token
-    changes: tuple[tuple[float, ...], ...]  # the same minus coefficient 0's
-
-
-@dataclass(frozen=True)
-class SteerResult:
-    model_id: str
-    prompts: tuple[str, ...]
-    layer: int
-    site: str
-    source: str  # where the vector came from, said to the user
-    scale_kind: str  # "relative" or "absolute"
-    scale: float  # what the coefficient multiplies: mean activation norm, or 1
-    vector: np.ndarray  # unit direction, or the neuron values
-    tokens: tuple[str, ...]
-    max_tokens: int
-    temperature: float
-    seed: int
-    runs: tuple[SteerRun, ...]  # coefficient 0 first, then the ones asked for
-
-    def to_json(self) -> dict[str, Any]:
-        """Every number: what `lazarus introspect steer -o FILE.json` writes."""
-        return {
-            "lazarus_version": __version__, "model_id": self.model_id, "layer": self.layer,
-            "site": self.site, "source": self.source, "scale_kind": self.scale_kind,
-            "scale": self.scale, "vector": [float(v) for v in self.vector],
-            "tokens": list(self.tokens), "max_tokens": self.max_tokens,
-            "temperature": self.temperature, "seed": self.seed,
-            "prompts": [{"prompt": prompt, "runs": [{
-                "coefficient": run.coefficient,
-                "added_norm": abs(run.coefficient) * self.scale * float(
-                    np.linalg.norm(self.vector)),
-                "continuation": run.continuations[i],
-                "token_log_probs": dict(zip(self.tokens, run.log_probs[i], strict=True)),
-                "token_log_prob_changes": dict(zip(self.tokens, run.changes[i], strict=True)),
-            } for run in self.runs]} for i, prompt in enumerate(self.prompts)],
-        }
-
-
-def parse_coefficients(text: str, option: str = "--compare") -> list[float]:
-    values = []
-    for part in text.split(","):
-        try:
-            value = real_number(part.strip())
-        except ValueError:
-            example = "808:2.5,1190:-1" if option == "--neurons" else "-2,-1,0,1,2"
-            raise LazarusError(f"{option}: {part.strip()!r} is not a number (give numbers, e.g. "
-                               f"{option} {example})") from None
-        if not np.isfinite(value):
-            raise LazarusError(f"{option}: {part.strip()!r} is not a finite number")
-        values.append(value)
-    return values
-
-
-def parse_neuron_values(text: str) -> dict[int, float]:
-    """`808:2.5,1190:-1` -> {808: 2.5, 1190: -1.0}."""
-    pairs = [part.split(":", 1) for part in text.split(",")]
-    if any(len(pair) != 2 for pair in pairs):
-        raise LazarusError("--neurons for steer takes id:value pairs (e.g. --neurons "
-                           "808:2.5,1190:-1)")
-    ids = parse_neurons(",".join(pair[0] for pair in pairs))
-    values = parse_coefficients(",".join(pair[1] for pair in pairs), "--neurons")
-    return dict(zip(ids, values, strict=True))
-
-
-def analyse_steer(
-    model: Handle, prompts: Sequence[str], layer: int | None = None, *,
-    direction: Direction | str | None = None, positive: Sequence[str] | None = None,
-    negative: Sequence[str] | None = None, neurons: Mapping[int, float] | None = None,
-    coefficients: Sequence[float] = (1.0,), absolute: bool = False, site: str | None = None,
-    tokens: Sequence[str] = (), max_tokens: int = MAX_TOKENS, temperature: float = 0.0,
-    seed: int = 0, clamp: bool = False,
-) -> SteerResult:
-    given = sum(x is not None for x in (direction, positive if positive is not None
-                                         else negative, neurons))
-    if given != 1:
-        raise LazarusError("say what to add: one of --direction, --positive with --negative, "
-                           "or --neurons" + (" (not several)" if given else ""))
-    if clamp and neurons is None:
-        raise LazarusError("--clamp sets neurons to values: it goes with --neurons id:value")
+def analyse_steer(model: ModelHandle, prompts: Sequence[str], options: SteerOptions) -> SteerResult:
+    """Generate from `prompts` with what `options` says added at its layer, per coefficient."""
+    direction, neurons, clamp = options.direction, options.neurons, options.clamp
+    positive, negative, tokens = options.positive, options.negative, options.tokens
+    max_tokens, absolute, seed = options.max_tokens, options.absolute, options.seed
     if absolute and neurons is not None:
         model.warn("--absolute changes nothing with --neurons: their values are always "
                    f"{'set' if clamp else 'added'} as given (coefficient x value, in activation "
                    "units)")
-    if (positive is None) != (negative is None):
-        raise LazarusError("--positive and --negative go together (give both)")
-    if max_tokens < 1:
-        raise LazarusError(f"--max-tokens must be at least 1 (got {max_tokens})")
-    if temperature < 0 or not np.isfinite(temperature):
-        raise LazarusError(f"--temperature must be 0 (greedy) or more (got {temperature})")
-    measures.check_seed(seed)
-    for value in coefficients:
-        if not np.isfinite(value):
-            raise LazarusError(f"coefficient {value} is not a finite number")
-    if isinstance(direction, str):
-        direction = load_direction(direction)
+    layer = options.layer
     if layer is None:
         if direction is None or direction.layer is None:
             raise LazarusError("give a layer (-l): "
@@ -150,10 +61,11 @@ def analyse_steer(
                                   else "--positive/--negative and --neurons need one"))
         layer = direction.layer
     layer = model.layers(layer)[0]
-    site = site or (direction.site if direction is not None else None) or "resid_post"
+    site = options.site or (direction.site if direction is not None else None) or "resid_post"
     if neurons is not None:  # before the weights load: ids no layer of the site has
-
         check_neurons_early(model.info.config, model.hidden_size, site, layer, neurons)
+    if direction is not None:
+        check_direction(model, direction, [layer], site, "last")
     loaded = model.whole_weights()
     tokenize(loaded, prompts)  # every prompt has tokens, before any forward
     token_ids = []
@@ -167,19 +79,14 @@ def analyse_steer(
     width = widths[layer]
 
     if direction is not None:
-        name = direction.source or "the direction"
-        check_direction_made(direction, name, model.model_id, [layer], site, "last", model.warn)
-        if direction.hidden_size != width:
-            raise LazarusError(f"{name} has {plural(direction.hidden_size, 'weight')} but the "
-                               f"{site} site of layer {layer} has {width} (use a direction made "
-                               "for this model and site)")
+        name = direction_name(direction)
+        check_direction_width(direction, width, site)
         vector = _unit(direction.direction.astype(np.float64), name)
         source = f"{name} (positive = {direction.label_positive or 'class A'})"
     elif neurons is not None:
+        check_neurons(list(neurons), width, site, layer)
         vector = np.zeros(width)
         for neuron, value in neurons.items():
-            if neuron >= width:
-                raise neuron_out_of_range(neuron, width, site, layer)
             vector[neuron] = value
         source = ("neurons clamped to coefficient x " if clamp else "neurons ") + ", ".join(
             f"{n}:{v:g}" for n, v in neurons.items())
@@ -202,7 +109,7 @@ def analyse_steer(
         (f"--tokens {measures.quoted(word)}", ids) for word, ids in zip(tokens, token_ids,
                                                                          strict=True)],
         paired=False)
-    ordered = [0.0, *[float(c) for c in coefficients if c != 0]]
+    ordered = [0.0, *[float(c) for c in options.coefficients if c != 0]]
     largest = max(abs(c) for c in ordered) * scale * float(np.max(np.abs(vector)))
     if not largest < float(np.finfo(np.float32).max) / 1e18:  # room for the model's own sums
         raise LazarusError(f"a coefficient of {max(abs(c) for c in ordered):g} makes a vector "
@@ -216,7 +123,8 @@ def analyse_steer(
                 [coefficient * neurons[n] for n in ids], dtype=np.float32))]
         else:
             edits = [add(layer, site, (coefficient * scale * vector).astype(np.float32))]
-        made = measures.generate(loaded, prompt_ids, max_tokens, edits, temperature, seed)
+        made = measures.generate(loaded, prompt_ids, max_tokens, edits, options.temperature,
+                                 seed)
         scores = [[float(row.sum()) for row in measures.answer_log_probs(
             loaded, prompt_ids, [ids] * len(prompt_ids), edits)] for ids in token_ids]
         per_prompt = tuple(tuple(scores[w][p] for w in range(len(token_ids)))
@@ -232,7 +140,7 @@ def analyse_steer(
     return SteerResult(model_id=model.model_id, prompts=tuple(prompts), layer=layer, site=site,
                        source=source, scale_kind="absolute" if absolute else "relative",
                        scale=scale, vector=vector.astype(np.float32), tokens=tuple(tokens),
-                       max_tokens=max_tokens, temperature=temperature, seed=seed,
+                       max_tokens=max_tokens, temperature=options.temperature, seed=seed,
                        runs=tuple(runs))
 
 

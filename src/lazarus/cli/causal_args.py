@@ -1,5 +1,5 @@
 """The arguments of `introspect ablate` and `introspect steer`, the causal commands (their
-help texts are in `cli_help`, their work in `commands_causal`)."""
+help texts are in `help`, their work in `ablate` and `steer`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from lazarus.engine.sites import SITE_HELP
 
 
 def add_causal_commands(commands: argparse._SubParsersAction) -> None:
-    """`ablate` and `steer` (help texts in `cli_help`)."""
+    """`ablate` and `steer` (help texts in `cli.help`)."""
     ablate = commands.add_parser(
         "ablate", help="knock neurons or components out and measure the loss, against chance",
         description="Ablate neurons (by id or a direction's top-k) or whole components at one "
@@ -28,28 +28,28 @@ def add_causal_commands(commands: argparse._SubParsersAction) -> None:
     ablate.add_argument("-n", "--neurons", action=Once, help="neuron ids, comma-separated")
     ablate.add_argument("--from-direction", metavar="FILE",
                         help="ablate the top neurons of a probe's direction .npz")
-    ablate.add_argument("--top-k", type=whole, default=10,
+    ablate.add_argument("--top-k", type=whole,
                         help="how many neurons of --from-direction (default 10)")
     ablate.add_argument("--component", choices=("mlp", "attention"),
                         help="ablate a whole sub-block's output instead of neurons")
-    ablate.add_argument("--site", choices=tuple(SITE_HELP), default=None, action=Once,
+    ablate.add_argument("--site", choices=tuple(SITE_HELP), action=Once,
                         help="where the neurons are (default: the direction's, else "
                              "resid_post)")
-    ablate.add_argument("--method", choices=("zero", "mean", "resample"), default="zero",
+    ablate.add_argument("--method", choices=("zero", "mean", "resample"),
                         help="what the values become (default zero)")
     ablate.add_argument("--reference", metavar="PROMPTS",
                         help="prompts for mean and resample values (default: --prompts)")
-    ablate.add_argument("--controls", type=whole, default=100, metavar="N",
+    ablate.add_argument("--controls", type=whole, metavar="N",
                         help="random-neuron draws for the control (default 100; 0: none)")
-    ablate.add_argument("--seed", type=whole, default=0, help="seed of the draws (default 0)")
+    ablate.add_argument("--seed", type=whole, help="seed of the draws (default 0)")
     ablate.add_argument("--sweep", action="store_true",
                         help="ablate one layer of -l at a time instead of all at once")
-    ablate.add_argument("--max-tokens", type=whole, default=8, metavar="N",
+    ablate.add_argument("--max-tokens", type=whole, metavar="N",
                         help="greedy tokens generated after bare prompts (default 8)")
     ablate.add_argument("-o", "--output", metavar="FILE.json",
                         help="also save every number as JSON")
     add_model_options(ablate)
-    ablate.set_defaults(run="lazarus.cli.causal:run_ablate")
+    ablate.set_defaults(run="lazarus.cli.ablate:run_ablate")
 
     steer = commands.add_parser(
         "steer", help="add a direction while the model generates, and measure the change",
@@ -69,7 +69,7 @@ def add_causal_commands(commands: argparse._SubParsersAction) -> None:
     steer.add_argument("--negative", metavar="PROMPTS")
     steer.add_argument("-n", "--neurons", action=Once, metavar="ID:VALUE,...",
                        help="add coefficient x value to each neuron (e.g. 808:2.5,1190:-1)")
-    steer.add_argument("--site", choices=tuple(SITE_HELP), default=None, action=Once,
+    steer.add_argument("--site", choices=tuple(SITE_HELP), action=Once,
                        help="where to add (default: the direction's, else resid_post)")
     steer.add_argument("--coefficient", metavar="C", help="one coefficient (default 1)")
     steer.add_argument("--compare", metavar="C1,C2,...",
@@ -80,13 +80,13 @@ def add_causal_commands(commands: argparse._SubParsersAction) -> None:
     steer.add_argument("--absolute", action="store_true",
                        help="scale 1 instead of the mean activation norm (--neurons values "
                             "are always absolute)")
-    steer.add_argument("--max-tokens", type=whole, default=20, metavar="N",
+    steer.add_argument("--max-tokens", type=whole, metavar="N",
                        help="tokens to generate (default 20)")
-    steer.add_argument("--temperature", type=real, default=0.0,
+    steer.add_argument("--temperature", type=real,
                        help="0 for greedy (default), else sample at this temperature")
-    steer.add_argument("--seed", type=whole, default=0, help="seed for sampling (default 0)")
+    steer.add_argument("--seed", type=whole, help="seed for sampling (default 0)")
     steer.add_argument("--tokens", metavar="WORDS",
                        help="words whose log-probability change to report ('hard|easy')")
     steer.add_argument("-o", "--output", metavar="FILE.json", help="also save as JSON")
     add_model_options(steer)
-    steer.set_defaults(run="lazarus.cli.causal:run_steer")
+    steer.set_defaults(run="lazarus.cli.steer:run_steer")

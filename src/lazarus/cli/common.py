@@ -1,6 +1,6 @@
-"""What every command's run shares, between the parsed arguments and the report: the model
-handle, the files a run reads (so outputs never overwrite them), the checks and writing of
-`-o`, and the report on stdout with a note per file saved."""
+"""What every command's run shares, between the parsed arguments and the report: the options
+given, the model handle, the files a run reads (so outputs never overwrite them), the checks
+and writing of `-o`, and the report on stdout with a note per file saved."""
 
 from __future__ import annotations
 
@@ -42,6 +42,12 @@ def inputs_of(args: argparse.Namespace, *names: str) -> list[tuple[str, str]]:
             found += [("--model", entry.path) for entry in os.scandir(args.model)
                       if entry.is_file() and any(fnmatch(entry.name, p) for p in MODEL_FILES)]
     return found
+
+
+def given(**values: object) -> dict[str, object]:
+    """The options given on the command line (None: left out), so that what was not given takes
+    its default from the command's options type, where every default is written."""
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def row_limit(value: int | None) -> int | None:

@@ -1,14 +1,18 @@
-"""What `introspect examples` does, between the parsed arguments and the rendered report:
-checks of the corpus, work folder and output before the model loads, then the scan, the file
-(.json, .parquet or .html) written before the report."""
+"""What `introspect examples` does, between the parsed arguments and the rendered report: the
+corpus and `ExamplesOptions` from argv, checks of the corpus, work folder and output before the
+model loads, then the scan, the file (.json, .parquet or .html) written before the report."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from lazarus.analyses.examples import analyse_examples
+from lazarus.analyses.options import ExamplesOptions
 from lazarus.analyses.shards import check_work_dir
 from lazarus.cli.common import (
     check_extension,
+    given,
     inputs_of,
     open_model,
     use_color,
@@ -17,40 +21,40 @@ from lazarus.cli.common import (
 from lazarus.cli.output import ProgressBar, note, out, warn
 from lazarus.errors import LazarusError
 from lazarus.io import inputs
-from lazarus.io.corpus import check_corpus, check_window, resolve_corpus
-from lazarus.io.directions import load_direction
+from lazarus.io.corpus import check_corpus, resolve_corpus
 from lazarus.io.files import check_outputs_apart, check_writable, write_text_atomically
 from lazarus.render.examples import render_examples, render_html
 from lazarus.text import agree, plural
 
 
-def run_examples(args: argparse.Namespace) -> int:
-    if args.neurons is not None and args.from_direction is not None:
-        raise LazarusError("--neurons and --from-direction were both given (choose one)")
+def examples_options(args: argparse.Namespace) -> tuple[str, ExamplesOptions]:
+    """The corpus and the options of `examples`, from its arguments (the options a flag given
+    in vain would set are left out, with a warning)."""
     neurons = None if args.neurons is None else inputs.parse_neurons(args.neurons)
+    ignored_ray_workers = (args.ray_workers is not None and not args.ray
+                           and args.ray_address is None)
+    options = ExamplesOptions(**given(
+        layer=args.layer, site=args.site, neurons=neurons, direction=args.from_direction,
+        top_k=None if args.from_direction is None else args.top_k, examples=args.examples,
+        window=args.window, stride=args.stride, text_field=args.text_field,
+        work_dir=args.work_dir, shard_windows=args.shard_windows, ray=args.ray,
+        ray_workers=None if ignored_ray_workers else args.ray_workers,
+        ray_address=args.ray_address))
     if args.top_k is not None and args.from_direction is None:
         warn("--top-k is ignored without --from-direction")
-    ray_workers = args.ray_workers
-    if ray_workers is not None and not args.ray and args.ray_address is None:
+    if ignored_ray_workers:
         warn("--ray-workers is ignored without --ray or --ray-address (add --ray)")
-        ray_workers = None
-    text_field = "text" if args.text_field is None else args.text_field
-    check_window(args.window, args.stride)
-    for name in ("examples", "shard_windows", "ray_workers", "top_k"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise LazarusError(f"--{name.replace('_', '-')} must be at least 1 (got {value})")
-    if args.work_dir is not None and not args.work_dir.strip():
-        raise LazarusError("--work-dir is empty (give a folder, or leave the option out for "
-                           "the cache folder's examples/)")
-    if args.work_dir is not None:  # before the model loads
-        from pathlib import Path
-
-        check_work_dir(Path(args.work_dir))
     corpus = resolve_corpus(args.corpus)
-    check_corpus(corpus, text_field)
+    check_corpus(corpus, options.text_field)
     if args.text_field is not None and corpus.lower().endswith(".txt"):
         warn("--text-field is ignored with a .txt corpus (each line is a document)")
+    return corpus, options
+
+
+def run_examples(args: argparse.Namespace) -> int:
+    corpus, options = examples_options(args)
+    if options.work_dir is not None:  # before the model loads
+        check_work_dir(Path(options.work_dir))
     output = args.output
     if output is not None:
         check_extension("--output", output, ".json", ".parquet", ".html")
@@ -63,19 +67,9 @@ def run_examples(args: argparse.Namespace) -> int:
         check_writable(output)
     check_outputs_apart({"--output": output},
                         [("--corpus", corpus), *inputs_of(args, "from_direction")])
-    direction = None
-    if args.from_direction is not None:
-        direction = load_direction(args.from_direction)
     model = open_model(args)
     bar = ProgressBar("scanning windows")
-    result = model.examples(corpus, model.layers(args.layer), site=args.site,
-                            neurons=neurons, direction=direction,
-                            top_k=None if args.from_direction is None else args.top_k,
-                            examples=args.examples, window=args.window, stride=args.stride,
-                            text_field=text_field, work_dir=args.work_dir,
-                            shard_windows=args.shard_windows, ray=args.ray,
-                            ray_workers=ray_workers, ray_address=args.ray_address,
-                            progress=lambda done, total: bar(done, total))
+    result = analyse_examples(model, corpus, options, lambda done, total: bar(done, total))
     color = use_color(args)
     report = render_examples(result, color=color)
     if output is not None:  # files before the report, so that a closed pipe cannot lose them

@@ -1,5 +1,5 @@
-"""The arguments of `introspect examples`, the corpus scan (its help texts are in `cli_help`,
-its work in `commands_examples`)."""
+"""The arguments of `introspect examples`, the corpus scan (its help texts are in `help`, its
+work in `examples`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from lazarus.engine.sites import SITE_HELP
 
 
 def add_examples_command(commands: argparse._SubParsersAction) -> None:
-    """`examples` (help texts in `cli_help`)."""
+    """`examples` (help texts in `cli.help`)."""
     examples = commands.add_parser(
         "examples", help="top- and bottom-activating tokens of neurons over a corpus",
         description="Scan every token of a corpus and show, per neuron, the tokens it fires on "
@@ -35,11 +35,11 @@ def add_examples_command(commands: argparse._SubParsersAction) -> None:
                           help="take the --top-k neurons of a probe's direction .npz")
     examples.add_argument("--top-k", type=whole, default=None,
                           help="how many neurons of --from-direction (default 10)")
-    examples.add_argument("--site", choices=tuple(SITE_HELP), default="resid_post",
+    examples.add_argument("--site", choices=tuple(SITE_HELP),
                           action=Once, help="what to read (default resid_post)")
-    examples.add_argument("--examples", type=whole, default=10, metavar="N",
+    examples.add_argument("--examples", type=whole, metavar="N",
                           help="top and bottom tokens kept per neuron (default 10)")
-    examples.add_argument("--window", type=whole, default=64, metavar="W",
+    examples.add_argument("--window", type=whole, metavar="W",
                           help="tokens per window (default 64)")
     examples.add_argument("--stride", type=whole, default=None, metavar="S",
                           help="tokens between window starts (default: --window)")
@@ -50,7 +50,7 @@ def add_examples_command(commands: argparse._SubParsersAction) -> None:
     examples.add_argument("--work-dir", metavar="DIR",
                           help="where shard summaries are kept for resuming (default: "
                                "<cache folder>/examples)")
-    examples.add_argument("--shard-windows", type=whole, default=256, metavar="N",
+    examples.add_argument("--shard-windows", type=whole, metavar="N",
                           help="windows per shard, the unit of work and of resume (default 256)")
     examples.add_argument("--ray", action="store_true",
                           help="run the shards on local Ray actors (pip install 'lazarus[ray]')")

@@ -1,9 +1,10 @@
 """`lazarus introspect …`: argv → library calls → rendered text on stdout.
 
-The entry point. With `cli_args`, `cli_args_causal`, `cli_args_examples` and `cli_options`
-(the argument tree), `commands`, `commands_causal`, `commands_examples` and `commands_cache`
-(what each command does; `commands_common` what they share), `cli_output` (stdout, stderr,
-progress) and `cli_help`, the only code that prints or exits; the library never does. User
+The entry point. With `parser`, `causal_args`, `examples_args` and `options` (the argument
+tree, which imports no numpy), one module per command saying what it does (`neurons`, `probe`,
+`ablate`, `steer`, `examples`, `cache`: argv -> the command's options -> the analysis -> the
+report; `common` what they share), `output` (stdout, stderr, progress) and `help`, the only
+code that prints or exits; the library never does. User
 mistakes (`LazarusError`, bad arguments) become one line on stderr and exit status 2, with no
 traceback. torch and transformers are imported only once a command needs a model, so `--help`
 and argument errors answer at once.

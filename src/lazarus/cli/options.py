@@ -44,10 +44,10 @@ class Once(argparse.Action):
 
 def add_site_options(parser: argparse.ArgumentParser, probe: bool = False) -> None:
     sites = "; ".join(f"{name}: {text}" for name, text in SITE_HELP.items())
-    parser.add_argument("--site", choices=tuple(SITE_HELP), default="resid_post", action=Once,
+    parser.add_argument("--site", choices=tuple(SITE_HELP), action=Once,
                         help=f"what to read in each block ({sites})")
     positions = "last (default), first, an index (negative from the end), mean"
-    parser.add_argument("--position", default="last", action=Once,
+    parser.add_argument("--position", action=Once,
                         help=f"which token of each prompt: {positions}"
                              + ("" if probe else ", or all (every token, shown as strips)"))
 

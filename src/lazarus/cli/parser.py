@@ -1,7 +1,10 @@
 """The argument tree of `lazarus`: its groups and commands, each command's options in the
 order users need them (required first), and its help with examples; the neurons, probe and
-cache commands here, ablate and steer in `cli_args_causal`, examples in `cli_args_examples`,
-the options they share in `cli_options`. Usage mistakes are one stderr line, exit 2."""
+cache commands here, ablate and steer in `causal_args`, examples in `examples_args`, the
+options they share in `options`. Each command names its run function as "module:function",
+imported only when it runs: the tree imports no numpy, so `--help` answers at once. An option
+left out is None, and takes its default from the command's options type
+(`lazarus.analyses.options`). Usage mistakes are one stderr line, exit 2."""
 
 from __future__ import annotations
 
@@ -136,7 +139,7 @@ def _add_neurons_command(commands: argparse._SubParsersAction) -> None:
                          help="colour the heatmap on a scale centred at 0, when standard "
                               "output is a colour terminal")
     add_model_options(neurons)
-    neurons.set_defaults(run="lazarus.cli.commands:run_neurons")
+    neurons.set_defaults(run="lazarus.cli.neurons:run_neurons")
 
 
 def _add_probe_command(commands: argparse._SubParsersAction) -> None:
@@ -156,12 +159,12 @@ def _add_probe_command(commands: argparse._SubParsersAction) -> None:
                        help="class A prompts, pipe-separated or @file.txt (positive class)")
     probe.add_argument("--class-b", required=True,
                        help="class B prompts, pipe-separated or @file.txt")
-    probe.add_argument("--label-a", default="class_a", help="name of class A (default: class_a)")
-    probe.add_argument("--label-b", default="class_b", help="name of class B (default: class_b)")
+    probe.add_argument("--label-a", help="name of class A (default: class_a)")
+    probe.add_argument("--label-b", help="name of class B (default: class_b)")
     probe.add_argument("-l", "--layer", action=Once,
                        help="probe only these layers (one, a list and ranges such as 0,2,5-7, "
                             "or all; default: every layer, and pick the best)")
-    probe.add_argument("--method", choices=("logistic", "difference"), default="logistic",
+    probe.add_argument("--method", choices=("logistic", "difference"),
                        help="how the direction is fitted (default: logistic)")
     probe.add_argument("--save-direction", metavar="FILE.npz",
                        help="save the best layer's direction for 'neurons --from-direction'")
@@ -183,4 +186,4 @@ def _add_probe_command(commands: argparse._SubParsersAction) -> None:
                        "shuffled baseline, as .png or .svg (needs: pip install 'lazarus[plot]')")
     add_site_options(probe, probe=True)
     add_model_options(probe)
-    probe.set_defaults(run="lazarus.cli.commands:run_probe")
+    probe.set_defaults(run="lazarus.cli.probe:run_probe")

@@ -15,10 +15,17 @@ from typing import Any
 
 import numpy as np
 
-from lazarus.engine.configs import HIDDEN_SIZE_KEYS, config_int, first_int, text_config
+from lazarus.engine.configs import (
+    HIDDEN_SIZE_KEYS,
+    config_int,
+    first_config_int,
+    first_int,
+    text_config,
+)
 from lazarus.engine.loading import LoadedModel
 from lazarus.engine.moe import moe_shape
 from lazarus.engine.prefetch import available_ram_bytes
+from lazarus.engine.sites import mlp_post_bound, mlp_width
 from lazarus.engine.trace import CaptureRequest
 
 CPU_TOKEN_BUDGET = 2048  # on CPU, larger batches are no faster
@@ -27,6 +34,8 @@ GPU_MAX_BATCH = 512
 # The fixed cost of one forward call, in tokens' worth of compute: {on CPU?: tokens}. On a CPU
 # a token costs much and a call little, so padding is avoided; a GPU computes padding ~for free.
 BATCH_OVERHEAD_TOKENS = {True: 8, False: 256}
+# Bytes of one float32: the hooks keep rows as float32, and attention scores are float32.
+FLOAT32 = np.dtype(np.float32).itemsize
 
 
 def plan_batches(
@@ -90,33 +99,32 @@ def kept_bytes_per_token(loaded: LoadedModel, request: CaptureRequest) -> int:
     values for `all`, and the MoE units computed for every token for `all` and `mean` (E*I
     floats per token, while one layer's hook runs)."""
     shape = moe_shape(loaded.info.config) if request.site == "mlp_post" else None
-    units = 4 * shape[0] * shape[1] if shape and request.position in ("all", "mean") else 0
+    units = FLOAT32 * shape[0] * shape[1] if shape and request.position in ("all", "mean") else 0
     if request.position != "all":
         return units
     width = len(request.columns) if request.columns is not None else site_width_guess(loaded)
-    return units + 4 * width * len(request.layers)
+    return units + FLOAT32 * width * len(request.layers)
 
 
 def site_width_guess(loaded: LoadedModel) -> int:
-    """The widest a site's row can be: the hidden size, the MLP's width (the widest layer's,
-    when config.json lists one per layer), or experts x units."""
-    shape = moe_shape(loaded.info.config)
-    text = text_config(loaded.info.config)
-    widths = [loaded.info.hidden_size, config_int(text, "intermediate_size") or 0]
-    return max(widths + ([shape[0] * shape[1]] if shape else []))
+    """The widest a site's row can be: the hidden size, or the mlp_post site's bound (the
+    widest layer's MLP, when config.json lists one per layer, or experts x units)."""
+    bound = mlp_post_bound(loaded.info.config) or mlp_width(loaded.info.config)
+    return max(loaded.info.hidden_size, bound[0] if bound else 0)
 
 
 def activation_bytes_per_token(config: dict[str, Any], value_bytes: int, longest: int) -> int:
     """What one padded token holds at its peak inside a block (see the module doc), for a
     config.json and values of `value_bytes` bytes (the weights' element size). Widths listed
-    per layer count at the widest layer's."""
+    per layer count at the widest layer's; an MLP width config.json does not name, as 4 x the
+    hidden size."""
     text = text_config(config)
     hidden = first_int(text, *HIDDEN_SIZE_KEYS) or 0
-    intermediate = config_int(text, "intermediate_size") or 4 * hidden
-    heads = next((value for key in ("num_attention_heads", "n_head", "n_heads")
-                  if (value := config_int(text, key))), 1)
+    dense = mlp_width(config)
+    intermediate = dense[0] if dense else 4 * hidden
+    heads = first_config_int(text, "num_attention_heads", "n_head", "n_heads") or 1
     routed = config_int(text, "num_experts_per_tok") or 1
-    return value_bytes * (10 * hidden + 4 * intermediate * routed) + 4 * heads * longest
+    return value_bytes * (10 * hidden + 4 * intermediate * routed) + FLOAT32 * heads * longest
 
 
 def free_memory_bytes(loaded: LoadedModel) -> int:

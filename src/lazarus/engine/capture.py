@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from lazarus.engine.budget import BATCH_OVERHEAD_TOKENS, limits_for, plan_batches
-from lazarus.engine.configs import config_int, text_config
+from lazarus.engine.configs import first_config_int, text_config
 from lazarus.engine.loading import LoadedModel
 from lazarus.engine.positions import check_lengths
 from lazarus.engine.trace import CaptureRequest, StopForward, Trace
@@ -52,8 +52,7 @@ def tokenize(loaded: LoadedModel, prompts: Sequence[str]) -> list[list[int]]:
 def context_length(config: dict) -> int | None:
     """The longest input the model was built for; past it, positions are out of its range."""
     text = text_config(config)
-    return next((value for key in ("n_positions", "max_position_embeddings", "n_ctx")
-                 if (value := config_int(text, key))), None)
+    return first_config_int(text, "n_positions", "max_position_embeddings", "n_ctx")
 
 
 def pad_batch(rows: Sequence[Sequence[int]], pad_id: int, left: bool = False) -> tuple[Any, Any]:

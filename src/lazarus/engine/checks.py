@@ -2,44 +2,34 @@
 checks argv.
 
 Every argument of `Model` (its constructor, so `lazarus.load` too, and each public method) is
-checked by its name (`CHECKS`), by `checked`: a wrong type is one `LazarusError` naming the
-argument, what was given and what is taken, never a TypeError or AttributeError from deep
-inside, nor a bool or float quietly read as a number (`layers=True` as layer 1). A method
-whose argument has no check fails at import, so a new argument cannot be left out. Checks also
-normalise (a path object to text, a generator of prompts to a list, numpy integers to int), so
-the analyses get plain values. Ranges are mostly left to the analyses, which the CLI shares;
-checked here are only those no analysis sees (neuron ids from 0, batch sizes from 1, steer's
-neurons not empty).
+checked by its name (`CHECKS`), through `engine.arguments`: by `checked`, or for a command's
+options when they are made (`Options`, which the CLI builds too). A wrong type is one
+`LazarusError` naming the argument, what was given and what is taken, never a TypeError or
+AttributeError from deep inside, nor a bool or float quietly read as a number (`layers=True` as
+layer 1). An argument or field with no check fails at import, so a new one cannot be left out.
+Checks also normalise (a path object to text, a generator of prompts to a list, numpy integers
+to int), so the analyses get plain values. The rules between a command's options are its
+`Options.check`; what needs the model (layers against its depth, widths) is left to the
+analyses.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import inspect
 import math
 import os
-import reprlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from numbers import Integral, Real
-from typing import Any, ClassVar, TypeVar
+from typing import Any
 
 from lazarus.engine.placement import DEVICE_MAPS, DEVICES, DTYPES
 from lazarus.errors import LazarusError
-from lazarus.io.directions import Direction
-from lazarus.io.inputs import parse_layers, resolve_layer
+from lazarus.io.directions import Direction, DirectionSource
+from lazarus.io.inputs import NeuronIds, parse_layers, resolve_layer
+from lazarus.text import shown
 
 Layers = int | Sequence[int] | str  # 3, -1, [0, 2], "0,2,5-7", "all"
 LAYERS = ('a layer number (e.g. 0, or -1 for the last), a list of them, or text such as "0,2-5" '
           'or "all"')
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _shown(value: object) -> str:
-    """The value as a script wrote it, cut short (reprlib: a huge list is not written out,
-    and a repr that fails is replaced)."""
-    text = reprlib.repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _kind(value: object) -> str:
@@ -51,7 +41,7 @@ def _kind(value: object) -> str:
 
 
 def _refused(name: str, value: object, takes: str, why: str | None = None) -> LazarusError:
-    return LazarusError(f"{name}={_shown(value)} is {why or _kind(value)}; {name} takes {takes}")
+    return LazarusError(f"{name}={shown(value)} is {why or _kind(value)}; {name} takes {takes}")
 
 
 def _is_whole(value: object) -> bool:
@@ -126,12 +116,12 @@ def _items(name: str, value: Any, takes: str) -> list[Any]:
 def texts(name: str, value: Any) -> list[str]:
     """A list of strings (labels, answers, words)."""
     if isinstance(value, str):
-        raise _refused(name, value, f"a list of strings (e.g. {name}=[{_shown(value)}])",
+        raise _refused(name, value, f"a list of strings (e.g. {name}=[{shown(value)}])",
                        "one string")
     items = _items(name, value, "a list of strings")
     for item in items:
         if not isinstance(item, str):
-            raise LazarusError(f"{name} holds {_kind(item)} {_shown(item)}; {name} takes "
+            raise LazarusError(f"{name} holds {_kind(item)} {shown(item)}; {name} takes "
                                "strings only")
     return items
 
@@ -157,7 +147,7 @@ def layers(name: str, value: Any) -> str | int | list[int]:
     items = _items(name, value, LAYERS)
     for item in items:
         if not _is_whole(item):
-            raise LazarusError(f"{name} holds {_kind(item)} {_shown(item)}; a layer is a whole "
+            raise LazarusError(f"{name} holds {_kind(item)} {shown(item)}; a layer is a whole "
                                "number (e.g. 0, or -1 for the last)")
     return [int(item) for item in items]
 
@@ -184,13 +174,16 @@ def position(name: str, value: Any) -> str | int:
 
 
 def neuron_ids(neurons: Any, name: str = "neurons") -> list[int] | None:
-    """Neuron ids as given by a script: whole numbers from 0, each once."""
+    """Neuron ids as given by a script: whole numbers from 0, each once; or a result that names
+    neurons (`NeuronIds`: a neurons result), its ids."""
     if neurons is None:
         return None
+    if isinstance(neurons, NeuronIds):
+        neurons = neurons.neuron_ids()
     ids = _items(name, neurons, f"a list of neuron ids (e.g. {name}=[808, 1190])")
     for value in ids:
         if not _is_whole(value) or value < 0:
-            raise LazarusError(f"neuron id {_shown(value)} is not a whole number from 0 (neurons "
+            raise LazarusError(f"neuron id {shown(value)} is not a whole number from 0 (neurons "
                                "are numbered 0 .. width - 1)")
     if len(set(ids)) != len(ids):
         raise LazarusError("a neuron id is listed twice (list each once)")
@@ -212,11 +205,14 @@ def numbers(name: str, value: Any) -> list[float]:
 
 
 def direction(name: str, value: Any) -> Any:
+    """A `Direction`, a direction file's path, or a result that stands for a direction
+    (`DirectionSource`: a probe's, whose best layer's direction it is; refused, as its
+    `save_direction` is, when no layer beats chance)."""
+    if isinstance(value, DirectionSource):
+        value = value.to_direction()
     if isinstance(value, Direction):
         return value
-    takes = "a Direction or a direction file's path (a str or pathlib.Path)"
-    if type(value).__name__ == "ProbeResult":
-        raise _refused(name, value, takes, "a probe's result (give its .direction())")
+    takes = "a Direction, a probe's result or a direction file's path (a str or pathlib.Path)"
     if not isinstance(value, str | os.PathLike) or not isinstance(os.fspath(value), str):
         raise _refused(name, value, takes)
     return os.fspath(value)
@@ -244,53 +240,3 @@ CHECKS: dict[str | tuple[str, str], Callable[[str, Any], Any]] = {
 }
 
 
-def checked(method: F) -> F:
-    """`method` with every argument checked (and normalised) by its name in `CHECKS` first; an
-    argument whose default is None may be None."""
-    signature = inspect.signature(method)
-    parameters = list(signature.parameters.values())[1:]  # after self
-    checks = {p.name: CHECKS.get((method.__name__, p.name)) or CHECKS.get(p.name)
-              for p in parameters}
-    unchecked = [name for name, check in checks.items() if check is None]
-    if unchecked:  # a programming error, found at import
-        raise TypeError(f"{method.__qualname__}: no check for {', '.join(unchecked)} in CHECKS")
-
-    @functools.wraps(method)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        bound = signature.bind(*args, **kwargs)
-        for parameter in parameters:
-            if parameter.name not in bound.arguments:
-                continue
-            value = bound.arguments[parameter.name]
-            if value is None and parameter.default is None:
-                continue
-            bound.arguments[parameter.name] = checks[parameter.name](parameter.name, value)
-        return method(*bound.args, **bound.kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
-
-class Options:
-    """Base of each command's options, a frozen dataclass: every field is checked (and
-    normalised) by its name in `CHECKS` when the options are made, so that the CLI (which builds
-    them from argv) and the API (from keyword arguments) share one check. A field whose default
-    is None may be None; `command` names the command for the checks that differ by command
-    (`("steer", "layer")`)."""
-
-    command: ClassVar[str] = ""
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        annotations = cls.__dict__.get("__annotations__", {})
-        unchecked = [name for name, kind in annotations.items() if "ClassVar" not in str(kind)
-                     and (cls.command, name) not in CHECKS and name not in CHECKS]
-        if unchecked:  # a programming error, found at import
-            raise TypeError(f"{cls.__qualname__}: no check for {', '.join(unchecked)} in CHECKS")
-
-    def __post_init__(self) -> None:
-        for field in dataclasses.fields(self):  # type: ignore[arg-type]
-            value = getattr(self, field.name)
-            if value is None and field.default is None:
-                continue
-            check = CHECKS.get((self.command, field.name)) or CHECKS[field.name]
-            object.__setattr__(self, field.name, check(field.name, value))

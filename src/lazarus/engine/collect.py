@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lazarus.engine.cache import ActivationCache
-from lazarus.engine.capture import CaptureRequest, capture
+from lazarus.engine.capture import capture
 from lazarus.engine.loading import LoadedModel, load_model, token_counts
 from lazarus.engine.model_info import ModelInfo
 from lazarus.engine.placement import Target, resolve
 from lazarus.engine.sites import RESIDUAL_WIDTH
+from lazarus.engine.trace import CaptureRequest
 from lazarus.text import plural
 
 if TYPE_CHECKING:  # numpy, torch and the cache are imported only when `collect` runs

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from lazarus.errors import LazarusError
+from lazarus.text import shorten
 
 # Names of the decoder's layer count in config.json: transformers' own, then GPT-2's, MPT's,
 # and the decoder's of BART-like causal LMs (whose configs also name an encoder's).
@@ -75,6 +76,16 @@ def config_int(text: dict[str, Any], key: str, layer: int | None = None) -> int 
     return values[layer]
 
 
+def first_config_int(text: dict[str, Any], *keys: str) -> int | None:
+    """`config_int` of the first of `keys` that holds a number other than 0, or None: for a
+    quantity that families store under different names (the head count, the context length,
+    the expert count), one value or one per layer (the largest)."""
+    for key in keys:
+        if value := config_int(text, key):
+            return value
+    return None
+
+
 def config_note(text: dict[str, Any], key: str, layer: int | None = None) -> str:
     """What `config_int` read, for a message: `key = value`, and for a per-layer list which
     layer's value it is (the asked-for layer's, or the widest layer's)."""
@@ -90,7 +101,5 @@ def config_note(text: dict[str, Any], key: str, layer: int | None = None) -> str
 def _whole(key: str, value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
-    shown = repr(value)
-    shown = shown if len(shown) <= 40 else shown[:37] + "..."
-    raise LazarusError(f"config.json's {key} is {shown}, not a whole number or one per layer "
-                       "(fix config.json)")
+    raise LazarusError(f"config.json's {key} is {shorten(repr(value))}, not a whole number or "
+                       "one per layer (fix config.json)")

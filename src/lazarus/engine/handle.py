@@ -1,8 +1,10 @@
 """The handle every analysis is given: a model read once, its config now, its weights (whole or
 up to a block) on first use, its tokenizer, and how it is run (device, dtype, cache, callbacks).
 
-`lazarus.Model` is this handle with the analyses as methods; a Ray worker builds a bare
-`Handle`, so loading is written once, here.
+Analyses are typed against `ModelHandle`, the little they use, so that anything holding a
+model (a later keep-alive server's, a test's) can be given to them. `Handle` is the one
+implementation: `lazarus.Model` is it with the analyses as methods, and a Ray worker builds a
+bare `Handle`, so loading is written once, here.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
-from lazarus.engine.checks import Layers, checked, resolve_layers
+from lazarus.engine.arguments import checked
+from lazarus.engine.checks import Layers, resolve_layers
 from lazarus.engine.collect import ModelSettings
 from lazarus.engine.loading import LoadedModel, load_model, load_tokenizer
-from lazarus.engine.model_info import read_model_info
+from lazarus.engine.model_info import ModelInfo, read_model_info
 from lazarus.engine.placement import Target, resolve
 from lazarus.errors import LazarusError
 from lazarus.text import plural
@@ -23,6 +26,39 @@ from lazarus.text import plural
 
 class LazarusWarning(UserWarning):
     """Something the user should know, which does not stop the analysis."""
+
+
+class ModelHandle(Protocol):
+    """What an analysis may ask of a model."""
+
+    info: ModelInfo  # what its files say (config, identity), read without torch
+    settings: ModelSettings  # device, dtype, remote code, device map, cache
+    notify: Callable[[str], None]  # notes (the CLI: stderr; the API: the `lazarus` logger)
+    warn: Callable[[str], None]  # warnings, likewise
+
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def layer_count(self) -> int: ...
+
+    @property
+    def hidden_size(self) -> int: ...
+
+    def layers(self, layers: Layers) -> tuple[int, ...]:
+        """Layer ids resolved against the model (negative ones count from the end)."""
+
+    def tokenizer(self) -> Any:
+        """The tokenizer, without loading weights."""
+
+    def target(self) -> Target:
+        """The device type and dtype the weights are (or would be) loaded with."""
+
+    def weights(self, up_to_layer: int) -> LoadedModel:
+        """The loaded model with at least blocks 0..up_to_layer."""
+
+    def whole_weights(self) -> LoadedModel:
+        """Every block and the LM head, as interventions need."""
 
 
 class Handle:
@@ -90,33 +126,30 @@ class Handle:
         if not 0 <= up_to_layer < self.layer_count:
             raise LazarusError(f"up_to_layer={up_to_layer} is out of range; this model has "
                                f"layers 0 to {self.layer_count - 1}")
-        loaded = self._loaded
-        if loaded is None or loaded.blocks_loaded <= up_to_layer:
-            self._loaded = None  # let the old copy go before the new one arrives
-            del loaded
-            s = self.settings
-            self._loaded = load_model(self.info, s.device, s.dtype, s.trust_remote_code,
-                                      up_to_layer=None if self.whole else up_to_layer,
-                                      device_map=s.device_map, notify=self.notify)
-            self.loads += 1
+        if self._loaded is None or self._loaded.blocks_loaded <= up_to_layer:
+            self._load(None if self.whole else up_to_layer)
         return self._loaded
 
     def whole_weights(self) -> LoadedModel:
         """Every block and the LM head, as interventions need (a partial load has no head):
         loads again only when the model held is not whole."""
-        loaded = self._loaded
-        if loaded is None or loaded.block_count is not None \
-                or loaded.model.get_output_embeddings() is None:
-            self._loaded = None  # let the old copy go before the new one arrives
-            del loaded
-            s = self.settings
-            self._loaded = load_model(self.info, s.device, s.dtype, s.trust_remote_code,
-                                      device_map=s.device_map, notify=self.notify)
-            self.loads += 1
+        if self._loaded is None or self._loaded.block_count is not None \
+                or self._loaded.model.get_output_embeddings() is None:
+            self._load(None)
             if self._loaded.model.get_output_embeddings() is None:
                 raise LazarusError(f"{self.model_id} has no LM head, so its outputs cannot be "
                                    "measured (give a causal language model)")
         return self._loaded
+
+    def _load(self, up_to_layer: int | None) -> None:
+        """Load the weights anew, blocks 0..up_to_layer (all with None), letting the copy held
+        go first so that two are never held at once."""
+        self._loaded = None
+        s = self.settings
+        self._loaded = load_model(self.info, s.device, s.dtype, s.trust_remote_code,
+                                  up_to_layer=up_to_layer, device_map=s.device_map,
+                                  notify=self.notify)
+        self.loads += 1
 
     @checked
     def layers(self, layers: Layers) -> tuple[int, ...]:

@@ -26,7 +26,7 @@ from lazarus.engine.interventions import Edit
 from lazarus.engine.loading import LoadedModel
 from lazarus.engine.trace import Trace
 from lazarus.errors import LazarusError, upstream
-from lazarus.text import plural
+from lazarus.text import plural, shorten
 
 BATCH = 16  # sequences per forward
 
@@ -101,7 +101,7 @@ def check_room(loaded: LoadedModel, prompts: Sequence[Sequence[int]], new: int) 
 
 def quoted(text: str, limit: int = 30) -> str:
     """`text` quoted for a message, cut to about `limit` characters."""
-    return repr(text if len(text) <= limit else text[:limit - 3] + "...")
+    return repr(shorten(text, limit))
 
 
 def check_scored_room(loaded: LoadedModel, prompts: Sequence[Sequence[int]],

@@ -22,7 +22,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any
 
-from lazarus.engine.configs import config_int, text_config
+from lazarus.engine.configs import first_config_int, text_config
 from lazarus.errors import LazarusError
 
 # Names of the router module next to the experts, per family: gpt-oss, Mixtral / Qwen3-MoE / most.
@@ -270,9 +270,8 @@ def moe_shape(config: dict) -> tuple[int, int] | None:
     read without torch (the cache and the reports need it before any model loads). Units
     stored per layer (`configs.config_int`) give the largest."""
     text = text_config(config)
-    experts = next((value for key in ("num_local_experts", "num_experts", "n_routed_experts")
-                    if (value := config_int(text, key))), None)
+    experts = first_config_int(text, "num_local_experts", "num_experts", "n_routed_experts")
     if experts is None:
         return None
-    units = config_int(text, "moe_intermediate_size") or config_int(text, "intermediate_size")
+    units = first_config_int(text, "moe_intermediate_size", "intermediate_size")
     return None if units is None else (experts, units)

@@ -127,19 +127,10 @@ _MLP_WIDTH_KEYS = ("intermediate_size", "intermediate_size_mlp", "ffn_dim", "dec
 _FOUR_TIMES_HIDDEN = ("n_inner", "ffn_hidden_size")
 
 
-def mlp_post_bound(config: dict[str, Any], layer: int | None = None) -> tuple[int, str] | None:
-    """(the widest the mlp_post site can be at `layer`, or at any layer when None; what in
-    config.json says so), read without torch; None when the config does not say clearly (no
-    width key, or experts counted under a key `moe.moe_shape` does not know). A width that is
-    not a whole number, or a per-layer list of the wrong length, is refused in one line
-    (`configs.config_int`).
-
-    The largest of the dense widths the config names (a per-layer list's value at `layer`, or
-    its largest) and, for MoE, experts x units per expert (`moe.moe_shape`): an MoE model's
-    dense layers and its expert layers both fit under it. A bound, not always the width: a
-    gated MLP may read half of ffn_dim, and an MoE model's dense layers are narrower. Checked on
-    every causal-LM family of transformers (tests/tiny_configs.py's tiny configs, with each
-    width key a different size), and per layer on Gemma 3n's per-layer widths."""
+def mlp_width(config: dict[str, Any], layer: int | None = None) -> tuple[int, str] | None:
+    """(the widest dense MLP width config.json names at `layer`, or at any layer when None;
+    what in config.json says so), or None when it names none. A per-layer list gives its value
+    at `layer`, or its largest (`configs.config_int`)."""
     text = text_config(config)
     hidden = first_int(text, *HIDDEN_SIZE_KEYS)
     found = []
@@ -151,6 +142,25 @@ def mlp_post_bound(config: dict[str, Any], layer: int | None = None) -> tuple[in
             found.append((4 * hidden, f"{key} unset: 4 x hidden size {hidden}"))
         elif value:
             found.append((value, config_note(text, key, layer)))
+    return max(found) if found else None
+
+
+def mlp_post_bound(config: dict[str, Any], layer: int | None = None) -> tuple[int, str] | None:
+    """(the widest the mlp_post site can be at `layer`, or at any layer when None; what in
+    config.json says so), read without torch; None when the config does not say clearly (no
+    width key, or experts counted under a key `moe.moe_shape` does not know). A width that is
+    not a whole number, or a per-layer list of the wrong length, is refused in one line
+    (`configs.config_int`).
+
+    The larger of the dense width (`mlp_width`) and, for MoE, experts x units per expert
+    (`moe.moe_shape`): an MoE model's
+    dense layers and its expert layers both fit under it. A bound, not always the width: a
+    gated MLP may read half of ffn_dim, and an MoE model's dense layers are narrower. Checked on
+    every causal-LM family of transformers (tests/tiny_configs.py's tiny configs, with each
+    width key a different size), and per layer on Gemma 3n's per-layer widths."""
+    text = text_config(config)
+    dense = mlp_width(config, layer)
+    found = [] if dense is None else [dense]
     shape = moe_shape(config)
     if shape is not None:
         experts, units = shape

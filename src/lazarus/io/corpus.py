@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lazarus.errors import LazarusError
+from lazarus.errors import LazarusError, first_line
 from lazarus.io.corpus_tokens import MAX_PIECE_CHARS, document_ids
 from lazarus.text import plural
 
@@ -202,7 +202,7 @@ def _parquet_file(path: str) -> Any:
     try:
         return pq.ParquetFile(path)
     except Exception as err:  # noqa: BLE001 - pyarrow's many error types
-        raise LazarusError(f"{path} is not a readable Parquet file ({err})") from None
+        raise LazarusError(f"{path} is not a readable Parquet file ({first_line(err)})") from None
 
 
 def _parquet_documents(path: str, field: str, nulls: list[int]) -> Iterator[tuple[int, str]]:
@@ -216,8 +216,7 @@ def _parquet_documents(path: str, field: str, nulls: list[int]) -> Iterator[tupl
             batch = next(batches, None)
             texts = [] if batch is None else batch.column(0).to_pylist()
         except (OSError, UnicodeDecodeError, pa.ArrowException) as err:  # a damaged page
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise LazarusError(f"{path} is damaged: {reason} (at row {number} or after; "
+            raise LazarusError(f"{path} is damaged: {first_line(err)} (at row {number} or after; "
                                "repair or rewrite the file)") from None
         if batch is None:
             return

@@ -6,6 +6,9 @@ Keys: `direction` (float32, hidden size) is required; `layer`, `label_positive`,
 (what `importance` measures) and `lazarus_version` are optional. Nothing is ever unpickled:
 only the keys above are read, each within a size cap checked before it is inflated
 (`lazarus.io.npz`), so a hostile file costs no more memory than a real one.
+
+`DirectionSource` is what a script may give as a direction besides a `Direction` or a file: a
+result that stands for one (a probe's).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -81,6 +85,14 @@ class Direction:
 
     def weights_of(self, neurons: list[int]) -> dict[int, float]:
         return {n: float(self.direction[n]) for n in neurons}
+
+
+@runtime_checkable
+class DirectionSource(Protocol):
+    """Anything that stands for a direction (a probe's result): taken wherever a `Direction`
+    is (`model.neurons(direction=result)`). `to_direction` may refuse with a `LazarusError`."""
+
+    def to_direction(self) -> Direction: ...
 
 
 def save_direction(path: str, direction: Direction) -> None:

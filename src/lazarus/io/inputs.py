@@ -1,12 +1,14 @@
-"""Parsing the command line's lists: prompts, labels, neuron ids.
+"""Parsing the command line's lists: prompts, labels, neuron ids; and what a script may give
+as neuron ids besides a list (`NeuronIds`).
 
 Everything here is cheap and runs before a model loads, so that mistakes fail fast.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Protocol, runtime_checkable
 
 from lazarus.errors import LazarusError, PromptError
 from lazarus.io.files import read_lines
@@ -110,6 +112,15 @@ def check_label_count(labels: int, prompts: int, option: str = "labels") -> None
 def counted(count: int, noun: str) -> str:
     """`1 label`, `3 labels`."""
     return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+@runtime_checkable
+class NeuronIds(Protocol):
+    """Anything that names neurons (a neurons result, an examples result): taken wherever
+    neuron ids are (`model.ablate(..., neurons=result)`). A method, not a `neurons` attribute:
+    several results hold per-neuron records, not ids, under that name."""
+
+    def neuron_ids(self) -> Sequence[int]: ...
 
 
 def parse_neurons(value: str) -> list[int]:

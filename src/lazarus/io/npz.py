@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 from numpy.lib import format as npy_format
 
+from lazarus.errors import first_line
+
 MAX_DIRECTORY = 1 << 20  # bytes of zip central directory: thousands of members, a few MB parsed
 _EOCD = b"PK\x05\x06"
 _EOCD_SIZE = 22
@@ -46,7 +48,7 @@ def read_arrays(path: Path, caps: dict[str, int]) -> tuple[dict[str, np.ndarray]
     except NpzError:
         raise
     except _BROKEN as err:
-        raise NpzError(f"not a readable .npz file ({_reason(err)})") from None
+        raise NpzError(f"not a readable .npz file ({first_line(err)})") from None
     return arrays, list(members)
 
 
@@ -62,7 +64,7 @@ def _check_directory_size(path: Path) -> None:
             handle.seek(max(0, size - _SEARCH))
             tail = handle.read()
     except OSError as err:
-        raise NpzError(f"cannot read it ({_reason(err)})") from None
+        raise NpzError(f"cannot read it ({first_line(err)})") from None
     at = tail.rfind(_EOCD)
     if at < 0 or len(tail) - at < _EOCD_SIZE:
         raise NpzError("not a readable .npz file (no zip directory at its end)")
@@ -92,7 +94,7 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str,
             else:
                 raise ValueError(f"unknown .npy version {version}")
         except (ValueError, EOFError, SyntaxError, TypeError) as err:
-            raise NpzError(f"'{key}' is not a valid .npy array ({_reason(err)})") from None
+            raise NpzError(f"'{key}' is not a valid .npy array ({first_line(err)})") from None
         if any(length < 0 for length in shape):
             raise NpzError(f"'{key}' declares a negative length in its shape {shape}")
         if dtype.hasobject:
@@ -110,6 +112,3 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str,
     return array.reshape(shape, order="F" if fortran else "C")
 
 
-def _reason(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0][:200] if text else type(err).__name__

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from lazarus.analyses.steer import SteerResult
 from lazarus.results.ablation import AblationResult, Condition, Outcome
+from lazarus.results.steer import SteerResult
 from lazarus.stats.controls import NO_P_AT_ROUNDING, ROUNDING_ULPS
 from lazarus.text import banner, fit_cell, plural
 

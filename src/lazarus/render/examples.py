@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 
-from lazarus.analyses.examples import Example, ExamplesResult, NeuronExamples
+from lazarus.results.examples import Example, ExamplesResult, NeuronExamples
 from lazarus.text import banner, escape, plural
 
 BAR_WIDTH = 30

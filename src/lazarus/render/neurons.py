@@ -1,6 +1,6 @@
 """Text for `lazarus introspect neurons`, as its spec lays them out; never prints.
 
-The map and heatmap are `render_grid`'s; here are the statistics, label correlation and
+The map and heatmap are `render.grid`'s; here are the statistics, label correlation and
 discovery sections and the report that puts them in order (its JSON: `results.neurons`).
 """
 

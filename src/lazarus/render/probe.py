@@ -14,7 +14,8 @@ import textwrap
 from collections.abc import Sequence
 
 from lazarus.results.probe import hopeless_warning, percent, verdict
-from lazarus.stats.probe import METHOD_SUMMARY, ProbeReport, TestScore
+from lazarus.stats.probe import METHOD_SUMMARY, ProbeReport
+from lazarus.stats.probe_fit import TestScore
 from lazarus.text import (
     PROMPT_WIDTH,
     RULE,

@@ -1,5 +1,6 @@
 """What an ablation found, as frozen dataclasses: per prompt and condition the outcome, the
-control, per-label summaries, and the JSON `lazarus introspect ablate -o` writes."""
+control, per-label summaries, the JSON `lazarus introspect ablate -o` writes, and each prompt's
+change as an array (`to_numpy`) and a table (`to_pandas`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from typing import Any
 import numpy as np
 
 from lazarus import __version__
+from lazarus.results.tables import dataframe
 from lazarus.stats.controls import NO_P_AT_ROUNDING, Control
+from lazarus.text import json_plain
 
 
 @dataclass(frozen=True)
@@ -63,12 +66,15 @@ class AblationResult:
                                     [condition.outcomes[i] for i in chosen])})
         return rows
 
-    def to_json(self) -> dict[str, Any]:
-        """Every number: what `lazarus introspect ablate -o FILE.json` writes."""
-        def outcome(o: Outcome) -> dict[str, Any]:
-            return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(o).items()}
+    @property
+    def pairs(self) -> bool:
+        """Whether prompts came with answers (measured: answer log-probs, else next-token KL)."""
+        return self.answers is not None
 
-        return {
+    def to_json(self) -> dict[str, Any]:
+        """Every number: what `lazarus introspect ablate -o FILE.json` writes (plain JSON types;
+        a non-finite number is null)."""
+        return json_plain({
             "lazarus_version": __version__,
             "model_id": self.model_id,
             "site": self.site,
@@ -83,13 +89,13 @@ class AblationResult:
             "effect": self.effect_name,
             "prompts": [{"prompt": p, "answer": None if self.answers is None else self.answers[i],
                          "label": None if self.labels is None else self.labels[i],
-                         "baseline": outcome(self.baseline[i])}
+                         "baseline": asdict(self.baseline[i])}
                         for i, p in enumerate(self.prompts)],
             "conditions": [{
                 "layers": list(c.layers),
                 "effect": c.effect,
                 "zero_to_rounding": c.zero_to_rounding,
-                "ablated": [outcome(o) for o in c.outcomes],
+                "ablated": [asdict(o) for o in c.outcomes],
                 "by_label": self.label_summary(c),
                 "control": None if c.control is None else {
                     **{k: v for k, v in asdict(c.control).items() if k != "neurons"},
@@ -98,7 +104,46 @@ class AblationResult:
                     "note": NO_P_AT_ROUNDING if c.zero_to_rounding else None,
                 },
             } for c in self.conditions],
-        }
+        })
+
+    def to_numpy(self) -> np.ndarray:
+        """Each prompt's change under each condition, float64 [conditions, prompts]: with
+        answers the drop in the answer's log-probability (baseline minus ablated, nats), else
+        KL(baseline || ablated) of the next token; a condition's `effect` is its row's mean."""
+        return np.array([[self._change(i, c) for i in range(len(self.prompts))]
+                         for c in self.conditions], dtype=np.float64)
+
+    def to_pandas(self):  # -> pandas.DataFrame
+        """One row per condition x prompt: the condition (its index and layers, as "0,2"), the
+        prompt (with answer and label), both continuations, what was measured (with answers:
+        log-probs and whether greedy decoding reproduces the answer; else the KL) and the
+        change `to_numpy` holds; needs pandas."""
+        records: dict[str, list[Any]] = {}
+        for k, c in enumerate(self.conditions):
+            for i, prompt in enumerate(self.prompts):
+                base, ablated = self.baseline[i], c.outcomes[i]
+                row = {"condition": k, "layers": ",".join(map(str, c.layers)),
+                       "prompt_index": i, "prompt": prompt,
+                       "answer": None if self.answers is None else self.answers[i],
+                       "label": None if self.labels is None else self.labels[i],
+                       "baseline_continuation": base.continuation,
+                       "continuation": ablated.continuation}
+                if self.pairs:
+                    row.update(baseline_log_prob=base.answer_log_prob,
+                               log_prob=ablated.answer_log_prob,
+                               baseline_reproduces=base.reproduces, reproduces=ablated.reproduces)
+                else:
+                    row["kl"] = ablated.kl
+                row["change"] = self._change(i, c)
+                for key, value in row.items():
+                    records.setdefault(key, []).append(value)
+        return dataframe(records)
+
+    def _change(self, prompt: int, condition: Condition) -> float:
+        ablated = condition.outcomes[prompt]
+        if self.pairs:
+            return self.baseline[prompt].answer_log_prob - ablated.answer_log_prob
+        return ablated.kl
 
 
 def _summary(base: list[Outcome], ablated: list[Outcome]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""`ActivationMatrix`: what a capture produced, as plain numpy plus its context."""
+"""`ActivationMatrix` and `Activations`: what a capture produced, as plain numpy plus its
+context, and as JSON, numpy and a tidy table."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lazarus import __version__
 from lazarus.results.tables import dataframe
-from lazarus.text import plural
+from lazarus.text import json_plain, plural
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,18 @@ class Activations:
     model_id: str
     device: str
     dtype: str
+
+    def to_json(self) -> dict:
+        """Every value with its context, in plain JSON types: `activations` maps each layer (as
+        text) to its rows, [prompt][neuron], or [prompt][token][neuron] for position "all";
+        NaN (an MoE unit a token was not routed to) is null."""
+        return json_plain({
+            "lazarus_version": __version__, "model_id": self.model_id, "site": self.site,
+            "position": self.position, "layers": list(self.layers),
+            "prompts": list(self.prompts), "device": self.device, "dtype": self.dtype,
+            "activations": {str(layer): [np.asarray(rows).tolist() for rows in self.rows[layer]]
+                            for layer in self.layers},
+        })
 
     def to_numpy(self, layer: int | None = None) -> np.ndarray | list[np.ndarray]:
         """One layer's rows; without `layer`, every layer stacked as [layers, prompts, width]

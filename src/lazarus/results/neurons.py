@@ -64,6 +64,11 @@ class NeuronsResult:
     def layer_ids(self) -> list[int]:
         return [result.matrix.layer for result in self.layers]
 
+    def neuron_ids(self) -> tuple[int, ...]:
+        """The neurons read, in order: what a neuron-ids argument takes from this result
+        (`model.ablate(..., neurons=result)`)."""
+        return self.neurons
+
     def to_json(self) -> dict:
         """The document `lazarus introspect neurons -o FILE.json` writes, provenance included."""
 

@@ -1,19 +1,23 @@
 """What `lazarus introspect probe` found (`ProbeResult`), its verdict sentences, and its JSON
 (`probe_json`): the report as plain JSON types, each figure named as held out or in-sample
-(`FIGURES`); never prints. The text report (`lazarus.render.probe`) uses the same sentences."""
+(`FIGURES`); never prints. The text report (`lazarus.render.probe`) uses the same sentences.
+A `ProbeResult` is taken wherever a direction is (`to_direction`)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+import numpy as np
 
 from lazarus import __version__
 from lazarus.engine.positions import Position
 from lazarus.io.directions import Direction, save_direction
 from lazarus.results.plot import plot_probe
 from lazarus.results.tables import dataframe
-from lazarus.stats.probe import Prediction, ProbeReport, TestScore, to_direction
+from lazarus.stats.probe import ProbeReport, to_direction
+from lazarus.stats.probe_fit import Prediction, TestScore
 from lazarus.text import json_number
 
 FIGURES = {  # which figures the fit saw the prompts of
@@ -28,6 +32,7 @@ FIGURES = {  # which figures the fit saw the prompts of
     "predictions": "held out (test prompts)",
     "test_accuracy": "held out (test prompts)",
 }
+SCORES = ("accuracy", "accuracy_std", "baseline", "baseline_std", "heldout_separation")
 
 
 def probe_json(
@@ -57,11 +62,7 @@ def probe_json(
         "layers": [
             {
                 "layer": row.layer,
-                "accuracy": json_number(row.accuracy),
-                "accuracy_std": json_number(row.accuracy_std),
-                "baseline": json_number(row.baseline),
-                "baseline_std": json_number(row.baseline_std),
-                "heldout_separation": json_number(row.heldout_separation),
+                **{key: json_number(getattr(row, key)) for key in SCORES},
             }
             for row in report.layers
         ],
@@ -181,8 +182,16 @@ class ProbeResult:
     def direction(self, force: bool = False) -> Direction:
         """The best layer's direction, as `--save-direction` writes it; refused when no layer
         beats chance, unless `force` (then it is the top layer's)."""
-        return to_direction(self.report, self.model_id, self.site, str(self.position),
+        made = to_direction(self.report, self.model_id, self.site, str(self.position),
                             force=force)
+        return replace(made, source=f"the probe's direction (layer {made.layer})")
+
+    def to_direction(self) -> Direction:
+        """What this result stands for where a direction is taken (`model.neurons(direction=
+        result)`, ablate, steer, examples): `direction()`, the best layer's, the same as its
+        saved `.npz` reads back; refused when no layer beats chance (to use the top layer's
+        anyway, give `direction(force=True)` instead)."""
+        return self.direction()
 
     def save_direction(self, path: str, force: bool = False) -> None:
         save_direction(path, self.direction(force))
@@ -200,7 +209,15 @@ class ProbeResult:
                         site=self.site, position=self.position)
         return document
 
+    def to_numpy(self) -> np.ndarray:
+        """The scores of each layer searched, float64 [layers, 5], rows in `report.layers`
+        order, columns `SCORES` (accuracy, accuracy_std, baseline, baseline_std,
+        heldout_separation; NaN where there is none); `direction()` holds the weights."""
+        return np.array([[getattr(row, key) for key in SCORES] for row in self.report.layers],
+                        dtype=np.float64).reshape(len(self.report.layers), len(SCORES))
+
     def to_pandas(self):  # -> pandas.DataFrame
-        """Accuracy by layer: one row per layer searched; needs pandas."""
+        """Accuracy by layer: one row per layer searched (`layer` and `SCORES`, missing where
+        there is no score); needs pandas."""
         rows = self.to_json()["layers"]
         return dataframe({key: [row[key] for row in rows] for key in rows[0]})

@@ -12,10 +12,11 @@ from lazarus.errors import LazarusError
 
 
 def dataframe(columns: Mapping[str, Sequence[Any]]):  # -> pandas.DataFrame
+    """`columns` (equal lengths) as a DataFrame; pandas is an optional extra, imported here."""
     try:
         import pandas as pd
     except ImportError:
-        raise LazarusError("to_pandas needs pandas (pip install pandas)") from None
+        raise LazarusError("to_pandas needs pandas (pip install 'lazarus[pandas]')") from None
     return pd.DataFrame(dict(columns))
 
 

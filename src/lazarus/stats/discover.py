@@ -1,6 +1,6 @@
 """`--auto-discover`: which neurons of a layer separate the labels, with corrected statistics.
 
-Every neuron of the layer is tested at once (see `stats` for the choices): the effect is
+Every neuron of the layer is tested at once (see `stats.effects` for the choices): the effect is
 Cohen's d with two labels (first label given minus second) and eta-squared with more; each
 neuron gets a permutation p-value from shuffles shared by all neurons, corrected family-wise by
 the max-statistic over all neurons tested; a neuron *survives* when its corrected p is below
@@ -90,10 +90,16 @@ class Discovery:
                 "match")
 
 
+def check_layers(layers: Sequence[int]) -> None:
+    if len(layers) != 1:
+        raise LazarusError("--auto-discover tests the neurons of one layer (give one -l)")
+
+
 def check_request(labels: Sequence[str] | None, neurons: Sequence[int] | None,
-                  direction_given: bool, layers: Sequence[int], position: str,
+                  direction_given: bool, layers: Sequence[int] | None, position: str | int,
                   permutations: int) -> None:
-    """The one-line errors of an --auto-discover request, before anything is captured."""
+    """The one-line errors of an --auto-discover request, before anything is captured
+    (`layers` None: not known yet, checked later by `check_layers`)."""
     if neurons is not None or direction_given:
         raise LazarusError("--auto-discover chooses the neurons itself: leave out "
                            f"{'--neurons' if neurons is not None else '--from-direction'}")
@@ -105,8 +111,8 @@ def check_request(labels: Sequence[str] | None, neurons: Sequence[int] | None,
     if len(labels) <= len(set(labels)):
         raise LazarusError("--auto-discover needs more prompts than labels (some label "
                            "must have two prompts)")
-    if len(layers) != 1:
-        raise LazarusError("--auto-discover tests the neurons of one layer (give one -l)")
+    if layers is not None:
+        check_layers(layers)
     if position == "all":
         raise LazarusError("--auto-discover needs one value per prompt, and tokens of one "
                            "prompt are not independent samples (use --position last, mean, "

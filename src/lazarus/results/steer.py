@@ -1,0 +1,87 @@
+"""What steering found (`SteerResult`): per coefficient and prompt the continuation and the
+named tokens' log-probabilities, with the JSON `lazarus introspect steer -o` writes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lazarus import __version__
+from lazarus.results.tables import dataframe
+from lazarus.text import json_plain
+
+
+@dataclass(frozen=True)
+class SteerRun:
+    coefficient: float
+    continuations: tuple[str, ...]  # per prompt
+    log_probs: tuple[tuple[float, ...], ...]  # per prompt, per named token
+    changes: tuple[tuple[float, ...], ...]  # the same minus coefficient 0's
+
+
+@dataclass(frozen=True)
+class SteerResult:
+    model_id: str
+    prompts: tuple[str, ...]
+    layer: int
+    site: str
+    source: str  # where the vector came from, said to the user
+    scale_kind: str  # "relative" or "absolute"
+    scale: float  # what the coefficient multiplies: mean activation norm, or 1
+    vector: np.ndarray  # unit direction, or the neuron values
+    tokens: tuple[str, ...]
+    max_tokens: int
+    temperature: float
+    seed: int
+    runs: tuple[SteerRun, ...]  # coefficient 0 first, then the ones asked for
+
+    def added_norm(self, run: SteerRun) -> float:
+        """The L2 length of the vector `run` added."""
+        return abs(run.coefficient) * self.scale * float(np.linalg.norm(self.vector))
+
+    def to_json(self) -> dict[str, Any]:
+        """Every number: what `lazarus introspect steer -o FILE.json` writes (plain JSON types;
+        a non-finite log-probability is null)."""
+        return json_plain({
+            "lazarus_version": __version__, "model_id": self.model_id, "layer": self.layer,
+            "site": self.site, "source": self.source, "scale_kind": self.scale_kind,
+            "scale": self.scale, "vector": [float(v) for v in self.vector],
+            "tokens": list(self.tokens), "max_tokens": self.max_tokens,
+            "temperature": self.temperature, "seed": self.seed,
+            "prompts": [{"prompt": prompt, "runs": [{
+                "coefficient": run.coefficient,
+                "added_norm": self.added_norm(run),
+                "continuation": run.continuations[i],
+                "token_log_probs": dict(zip(self.tokens, run.log_probs[i], strict=True)),
+                "token_log_prob_changes": dict(zip(self.tokens, run.changes[i], strict=True)),
+            } for run in self.runs]} for i, prompt in enumerate(self.prompts)],
+        })
+
+    def to_numpy(self) -> np.ndarray:
+        """The named tokens' log-probabilities (nats), float64 [runs, prompts, tokens]: runs in
+        `runs` order (coefficient 0 first); the vector added is `vector`."""
+        shape = (len(self.runs), len(self.prompts), len(self.tokens))
+        return np.array([run.log_probs for run in self.runs], dtype=np.float64).reshape(shape)
+
+    def to_pandas(self):  # -> pandas.DataFrame
+        """One row per coefficient x prompt (x named token, with `tokens`): the continuation,
+        the added vector's length and, per token, its log-probability and change from
+        coefficient 0; needs pandas."""
+        records: dict[str, list[Any]] = {
+            "coefficient": [], "prompt_index": [], "prompt": [], "added_norm": [],
+            "continuation": [], "token": [], "log_prob": [], "log_prob_change": []}
+        for run in self.runs:
+            for i, prompt in enumerate(self.prompts):
+                named = list(zip(self.tokens, run.log_probs[i], run.changes[i], strict=True))
+                for token, log_prob, change in named or [(None, None, None)]:
+                    for key, value in (("coefficient", run.coefficient), ("prompt_index", i),
+                                       ("prompt", prompt), ("added_norm", self.added_norm(run)),
+                                       ("continuation", run.continuations[i]), ("token", token),
+                                       ("log_prob", log_prob), ("log_prob_change", change)):
+                        records[key].append(value)
+        if not self.tokens:
+            for key in ("token", "log_prob", "log_prob_change"):
+                del records[key]
+        return dataframe(records)
