@@ -160,7 +160,8 @@ def sweep(choice: str, tests: list[str], keep: bool) -> Outcome | None:
         env["VIRTUAL_ENV"] = str(python.parent.parent)  # as if activated: its console scripts
         env["PATH"] = f"{python.parent}{os.pathsep}{env.get('PATH', '')}"
         report = folder / "report.xml"
-        run([str(python), "-m", "pytest", "-p", "no:cacheprovider", "-rfEs",
+        # Both tiers: the sweep over every family is an integration test.
+        run([str(python), "-m", "pytest", "-p", "no:cacheprovider", "-rfEs", "-m", "not slow",
              f"--junitxml={report}", *tests], log, env)
         if not report.exists():
             print(f"transformers {outcome.version}: pytest wrote no report (see {log})")

@@ -101,6 +101,7 @@ def test_a_fifo_in_place_of_an_entry_does_not_hang_the_run(llama_dir):
     assert totals == {1}
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("index", ["[1, 2, 3]", '"text"', "null", "{broken", ""])
 def test_cache_info_and_clear_survive_any_index_file(llama_dir, index):
     run(llama_dir)
@@ -141,6 +142,7 @@ def undeletable(path: Path):
             path.parent.chmod(stat.S_IRWXU)
 
 
+@pytest.mark.integration
 def test_clear_reports_what_it_really_removed(llama_dir):
     run(llama_dir)
     kept = entry(llama_dir, PROMPTS[0])
@@ -213,6 +215,7 @@ def untouched(folder: Path, files: dict[str, bytes]) -> bool:
     return found == files
 
 
+@pytest.mark.integration
 def test_clear_leaves_the_target_of_a_link_in_place_of_its_folder_alone(tmp_path):
     outside = tmp_path / "outside"
     files = precious(outside)
@@ -230,6 +233,7 @@ def test_clear_leaves_the_target_of_a_link_in_place_of_its_folder_alone(tmp_path
         "should go)"]
 
 
+@pytest.mark.integration
 def test_cache_info_counts_nothing_behind_a_link(tmp_path):
     outside = tmp_path / "outside"
     precious(outside)
@@ -246,6 +250,7 @@ def test_cache_info_counts_nothing_behind_a_link(tmp_path):
         "never follows links)" for name in (cache.FORMAT, "examples")]
 
 
+@pytest.mark.integration
 def test_clear_removes_links_inside_the_cache_but_not_their_targets(llama_dir, tmp_path):
     run(llama_dir)
     outside = tmp_path / "outside"
@@ -263,6 +268,7 @@ def test_clear_removes_links_inside_the_cache_but_not_their_targets(llama_dir, t
         "point to is left as it is"]
 
 
+@pytest.mark.integration
 def test_a_cache_folder_that_is_a_link_is_the_users_choice(llama_dir, tmp_path, monkeypatch):
     """The folder named by LAZARUS_CACHE_DIR is followed (the cache lives where the user put
     it); only lazarus's own subfolder in it is emptied."""

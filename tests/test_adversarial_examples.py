@@ -383,6 +383,7 @@ def examples_on_ray(llama_dir: Path, corpus: Path, work: Path, address: str) -> 
             "--work-dir", str(work), "--ray-address", address]
 
 
+@pytest.mark.integration
 def test_ray_token_mode_without_a_token_is_one_line(llama_dir, corpus, tmp_path):
     """RAY_AUTH_MODE=token and no token anywhere: Ray raises before it connects (a real
     `ray.init`, at an address where something listens)."""

@@ -291,6 +291,7 @@ def run_limited(argv: list[str], stdin: bytes | None = None) -> subprocess.Compl
                           subprocess.DEVNULL)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom"])
 def test_a_prompt_file_that_is_a_device_is_one_line(device):
     done = run_limited(["introspect", "neurons", "-m", MISSING_MODEL, "-l", "0", "-p",
@@ -302,6 +303,7 @@ def test_a_prompt_file_that_is_a_device_is_one_line(device):
         "or pipe the text in with @/dev/stdin)"]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("path", ["/dev/stdin", "/dev/fd/0", "/proc/self/fd/0", "/dev/zero"])
 def test_standard_input_that_is_a_device_is_named_as_such(path):
     """`-p @/dev/stdin < /dev/zero`: the advice is not to do what the user did."""
@@ -316,6 +318,7 @@ def test_standard_input_that_is_a_device_is_named_as_such(path):
         "into it or pipe text in"]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(("stdin", "message"), [
     (b"a prompt\n" + b"\0" * 5000, "/dev/stdin holds a NUL byte (byte 10): binary data, not "
      "text (give a UTF-8 text file, one item per line)"),

@@ -161,6 +161,7 @@ def _cache_note(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if "from the activation cache" not in line]
 
 
+@pytest.mark.integration
 def test_a_closed_pipe_ends_the_run_quietly_and_keeps_the_output_file(warm_run, tmp_path):
     output = tmp_path / "out.json"
     process = subprocess.Popen([*LAZARUS, *warm_run, "-o", str(output)],
@@ -172,6 +173,7 @@ def test_a_closed_pipe_ends_the_run_quietly_and_keeps_the_output_file(warm_run, 
     assert json.loads(output.read_text())["neurons"] == [1, 5]
 
 
+@pytest.mark.integration
 def test_stdout_on_a_full_device_is_one_line(warm_run):
     with open("/dev/full", "w") as full:
         done = subprocess.run([*LAZARUS, *warm_run], stdout=full, stderr=subprocess.PIPE,
@@ -248,6 +250,7 @@ def _blocked_on_fifo(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, int
             time.sleep(0.02)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("sent,status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_sigterm_and_sigint_are_one_line(tmp_path, sent, status):
     output = tmp_path / "out.json"
@@ -281,6 +284,7 @@ def test_sigterm_in_the_middle_of_a_write_leaves_no_file(tmp_path):
     assert signal.getsignal(signal.SIGTERM) == before  # restored afterwards
 
 
+@pytest.mark.integration
 def test_a_killed_runs_temporary_file_is_removed_by_the_next_write(capsys, tmp_path, warm_run):
     output = tmp_path / "out.json"
     killed = subprocess.run([sys.executable, "-c", (
@@ -332,6 +336,7 @@ def test_an_argument_that_is_not_utf8_is_one_line_naming_it(capsys, option):
     assert message.startswith(f"lazarus: error: {option} is not valid UTF-8 (character ")
 
 
+@pytest.mark.integration
 def test_a_non_utf8_prompt_from_a_real_command_line(tmp_path):
     done = subprocess.run([*LAZARUS, "introspect", "neurons", "-m", MISSING_MODEL, "-l", "0",
                            "-p", b"2+2=\xff", "-n", "1"], capture_output=True, timeout=60)
@@ -410,6 +415,7 @@ def big_report(llama_dir, capsys) -> list[str]:
     return arguments
 
 
+@pytest.mark.integration
 def test_a_large_report_on_a_small_disk_is_never_cut_silently(big_report, tmp_path):
     with small_tmpfs(tmp_path / "small", "100k") as folder, \
             open(folder / "report.txt", "w") as report:
@@ -421,6 +427,7 @@ def test_a_large_report_on_a_small_disk_is_never_cut_silently(big_report, tmp_pa
         "space, or send the output elsewhere)"]
 
 
+@pytest.mark.integration
 def test_a_large_report_into_head_ends_as_a_closed_pipe(big_report):
     process = subprocess.Popen([*LAZARUS, *big_report], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
@@ -432,6 +439,7 @@ def test_a_large_report_into_head_ends_as_a_closed_pipe(big_report):
     assert _cache_note(stderr) == []
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("argv", [["--help"], ["--version"], ["introspect", "neurons", "--help"]])
 def test_help_on_a_full_device_is_one_line(argv):
     with open("/dev/full", "w") as full:
@@ -443,6 +451,7 @@ def test_help_on_a_full_device_is_one_line(argv):
         "space, or send the output elsewhere)"]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("argv", [["--help"], ["introspect", "neurons", "-m", "x", "-l", "0",
                                                "-p", "a"]])
 def test_a_closed_stdout_is_one_line(argv):

@@ -183,6 +183,7 @@ def test_colour_heatmap_codes_reach_the_terminal_and_nothing_else_does():
     assert "\x1b" not in plain
 
 
+@pytest.mark.integration
 def test_help_examples_are_real_commands():
     from lazarus.cli.parser import build_parser
 
@@ -200,6 +201,7 @@ def test_help_examples_are_real_commands():
             build_parser().parse_args(words[1:])  # parses, or exits with a usage error
 
 
+@pytest.mark.integration
 def test_progress_on_a_terminal_starts_before_the_load_and_counts_the_prompts_given(tmp_path):
     import os
     import pty

@@ -45,6 +45,9 @@ from lazarus.engine.model_info import read_model_info
 from lazarus.engine.trace import CaptureRequest
 from lazarus.errors import LazarusError
 
+# A sweep that builds and loads a whole model per family: the integration tier.
+pytestmark = pytest.mark.integration
+
 CONSTRAINTS = Path(__file__).resolve().parent.parent / "constraints.txt"
 PROMPTS = ["The capital of France is", "2+2="]  # of different lengths: the batch is padded
 LOADS = ((0,), (0, 1), (LAYERS - 1,))  # layers read per partial load: first, middle, last

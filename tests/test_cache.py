@@ -199,6 +199,7 @@ def test_a_corrupt_entry_is_ignored_and_rewritten(llama_dir, cache_root):
     assert [p for p in cache_root.rglob("*") if p.name.startswith(".tmp")] == []
 
 
+@pytest.mark.integration
 def test_a_warm_run_imports_neither_torch_nor_transformers(llama_dir, cache_root):
     fresh, _, _ = run(llama_dir)
     np.save(cache_root.parent / "expected.npy", fresh.rows[3])
@@ -220,6 +221,7 @@ def test_a_warm_run_imports_neither_torch_nor_transformers(llama_dir, cache_root
     assert out.split() == ["4", "True", "False", "False"]
 
 
+@pytest.mark.integration
 def test_a_warm_cli_run_writes_the_same_json_without_torch(llama_dir, cache_root, tmp_path):
     args = ["introspect", "neurons", "-m", str(llama_dir), "-l", "2", "-p", "2+2=|47*47=",
             "-n", "1,5"]

@@ -81,6 +81,7 @@ def run(args: list[str], **kwargs) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kwargs)
 
 
+@pytest.mark.integration
 def test_sigkill_then_resume_gives_the_same_result(llama_dir, lines, tmp_path):
     corpus = tmp_path / "c.txt"
     corpus.write_text("\n".join(lines) + "\n")
@@ -178,6 +179,7 @@ def test_parquet_without_the_column(llama_dir, tmp_path, capsys):
     assert "has no column 'text'" in message
 
 
+@pytest.mark.integration
 def test_help_imports_neither_ray_nor_torch():
     code = ("import sys\nfrom lazarus.cli.main import main\n"
             "for argv in (['--help'], ['introspect', 'examples', '--help']):\n"
@@ -189,6 +191,7 @@ def test_help_imports_neither_ray_nor_torch():
     assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
+@pytest.mark.integration
 def test_ray_local_with_two_workers_equals_one_process(llama_dir, lines, tmp_path):
     """Bit for bit the single process's result; Parquet shards; each of the two actors loads
     the model once, however many shards it is given."""

@@ -130,6 +130,7 @@ def test_without_neuron_choice_shows_the_most_variable(capsys, llama_dir, tmp_pa
     assert json.loads(output.read_text())["neurons"] == [int(i) for i in expected_order]
 
 
+@pytest.mark.integration
 def test_help_answers_without_importing_torch():
     code = (
         "import sys\n"
@@ -147,6 +148,7 @@ def test_help_answers_without_importing_torch():
     assert "--from-direction" in result.stdout
 
 
+@pytest.mark.integration
 def test_console_script_is_installed():
     result = subprocess.run(["lazarus", "--version"], capture_output=True, text=True)
     assert result.returncode == 0

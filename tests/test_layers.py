@@ -13,6 +13,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
 PYPROJECT = REPO / "pyproject.toml"
@@ -117,6 +119,7 @@ HELP_SCREENS = [["--help"], ["--version"], ["introspect", "--help"], ["cache", "
                   for name in ("neurons", "probe", "ablate", "steer", "examples"))]
 
 
+@pytest.mark.integration
 def test_help_screens_import_neither_numpy_nor_torch():
     code = (
         "import sys\n"

@@ -215,6 +215,7 @@ def test_label_means_and_intervals_by_hand():
 # --- without matplotlib, and at --help --------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_missing_matplotlib_is_one_line_with_the_fix(tmp_path, monkeypatch):
     for name in ("matplotlib", "matplotlib.figure"):
         monkeypatch.setitem(sys.modules, name, None)
@@ -234,6 +235,7 @@ def test_missing_matplotlib_is_one_line_with_the_fix(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.integration
 def test_help_and_import_do_not_import_matplotlib():
     script = ("import sys\n"
               "import lazarus.results.plot\n"

@@ -14,6 +14,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 import update_readme  # noqa: E402
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(shutil.which("lazarus") is None, reason="needs the installed console script")
 def test_readme_shows_the_quickstart_output_of_today():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
