@@ -185,10 +185,11 @@ def render_discovery(discovery: Discovery, layer: int) -> str:
     if not discovery.findings:
         best = discovery.candidates[0] if discovery.candidates else None
         lines.append(f"No neuron survives: none of the {discovery.tested} tested has corrected "
-                     f"p < {discovery.alpha:g}, so none separates the labels beyond what "
-                     "shuffled labels do.")
+                     f"p < {discovery.alpha:g}, so none separates the label means beyond what "
+                     "resamples without a difference do.")
+        lines.append(f"Not finding is not absence: {discovery.detectable_text()}.")
         if best is not None:
-            lines.append(f"(the largest effect of the {discovery.tested}, neuron {best.neuron}: "
+            lines.append(f"(the largest F of the {discovery.tested}, neuron {best.neuron}: "
                          f"{symbol}={best.effect:{form}}, corrected p={_p(best.p_corrected)}; a "
                          "maximum over every neuron, expected to be large by chance alone; the "
                          "neurons shown above are for inspection only)")
@@ -205,7 +206,7 @@ def render_discovery(discovery: Discovery, layer: int) -> str:
                      f"corrected p={_p(found.p_corrected)}")
     lines.append(f"(p cannot go below 1/{discovery.permutations + 1} = "
                  f"{_p(1 / (discovery.permutations + 1))} with "
-                 f"{plural(discovery.permutations, 'shuffle')}. "
+                 f"{plural(discovery.permutations, 'resample')}. "
                  "The corrected p allows for testing every neuron; the effects and intervals do "
                  "not: chosen as the largest, they tend to overstate the true effect)")
     return "\n".join(lines)
