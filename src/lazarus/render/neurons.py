@@ -166,7 +166,8 @@ def _p(value: float) -> str:
 
 def render_discovery(discovery: Discovery, layer: int) -> str:
     """What --auto-discover tested and how, then each surviving neuron: effect, 95% interval,
-    p and corrected p; with none, one plain sentence and the strongest effect chance gave."""
+    p and corrected p; with none, one plain sentence, the smallest effect the test would have
+    found (80% power), and the largest statistic chance gave."""
     symbol = discovery.symbol
     form = "+.2f" if discovery.effect == "Cohen's d" else ".3f"  # eta-squared is never < 0
     lines = banner(f"DISCOVERED NEURONS AT LAYER {layer}") + [
