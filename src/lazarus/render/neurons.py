@@ -85,6 +85,9 @@ def render_label_correlation(summaries: list[LabelSummary], decimals: int,
             f"← marks |r| ≥ {MARK_THRESHOLD:g})")
     interval = (f"([low, high] = r's 95% interval by Fisher's z, not corrected for the many r "
                 f"shown; none below 4 {noun}s)")
+    if noun == "token":
+        interval = ("(no intervals: the tokens of one prompt are not independent samples; "
+                    "--position last or mean gives r an interval over prompts)")
     effects = [e for s in summaries for e in s.effects]
     names = iter(_neuron_ids([e.neuron for e in effects]))
     means = iter(_aligned([signed(e.mean, decimals) for e in effects]))

@@ -123,9 +123,10 @@ def _verdict(r: float | None) -> str | None:
     return None
 
 
-def label_correlation(matrix: Columns) -> list[LabelSummary]:
+def label_correlation(matrix: Columns, intervals: bool = True) -> list[LabelSummary]:
     """For each label (in the order first given), each neuron's mean on its prompts and its
-    correlation with it, with r's 95% interval."""
+    correlation with it, with r's 95% interval; `intervals=False` when the samples are not
+    independent (the tokens of a prompt), where no interval over them would hold."""
     if matrix.labels is None:
         raise ValueError("label correlation needs labels, and this matrix has none")
     labels = np.array(matrix.labels, dtype=object)
@@ -146,7 +147,8 @@ def label_correlation(matrix: Columns) -> list[LabelSummary]:
                     r=r,
                     verdict=_verdict(r),
                     count=int(inside.size),
-                    r_ci=correlation_interval(r, int(inside.size + rest.size)),
+                    r_ci=(correlation_interval(r, int(inside.size + rest.size))
+                          if intervals else None),
                 )
             )
         summaries.append(LabelSummary(label, int(member.sum()), tuple(effects)))
