@@ -14,6 +14,7 @@ an effect it rules out.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -39,8 +40,8 @@ INTERVAL_TEXT = f"{INTERVAL}, stratified by label"
 
 @dataclass(frozen=True)
 class Finding:
-    """One neuron: its effect, the effect's 95% bootstrap interval, its own permutation p and
-    its p corrected across every neuron tested."""
+    """One neuron: its effect, the effect's 95% bootstrap interval, its own p (Welch's F against
+    the bootstrap) and its p corrected across every neuron tested."""
 
     neuron: int
     effect: float
@@ -54,15 +55,15 @@ class Finding:
 class Discovery:
     effect: str  # "Cohen's d" or "eta-squared"
     labels: tuple[str, ...]  # in the order first given; d = first minus second
-    permutations: int
-    resamples: int
+    permutations: int  # the test's bootstrap resamples (the name of the CLI's option)
+    resamples: int  # the intervals' bootstrap resamples
     alpha: float
     seed: int
     tested: int  # neurons tested (the correction's family)
     untested: tuple[int, ...]  # constant, or with missing or non-finite values
     survivors: int  # corrected p < alpha
     findings: tuple[Finding, ...]  # the strongest survivors, at most top_k; empty when none
-    candidates: tuple[Finding, ...]  # when none survives: the largest effects, not findings
+    candidates: tuple[Finding, ...]  # when none survives: the largest F, not findings
     smallest_p: float  # the smallest p any neuron could reach in this run
     detectable: float  # the smallest effect found with POWER (d or eta2); inf: none could be
 
@@ -85,7 +86,7 @@ class Discovery:
     def detectable_text(self, method: bool = True) -> str:
         """What finding none rules out: the smallest effect found with 80% power (and how that
         was computed, with `method`)."""
-        if self.detectable == float("inf"):
+        if math.isinf(self.detectable):
             return (f"with these label counts the test could not find an effect of any size "
                     f"with {POWER:.0%} power (give more prompts)")
         how = f" ({WELCH_METHOD})" if method else ""

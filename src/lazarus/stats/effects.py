@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 
 Z_975 = 1.959963984540054  # the standard normal's 97.5% quantile
-BATCH = 64  # shuffles or resamples computed at once
+BATCH = 64  # resamples computed at once
 
 
 def label_codes(labels: Sequence[str]) -> tuple[np.ndarray, tuple[str, ...]]:
