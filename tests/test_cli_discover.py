@@ -69,7 +69,7 @@ def test_planted_neuron_is_discovered(capsys, tmp_path, planted_dir):
     # the report says what was tested, how, and what survived
     section = out.split("DISCOVERED NEURONS AT LAYER 2")[1]
     assert "max-statistic" in section
-    assert "1000 shuffles" in section
+    assert "1000 resamples of prompts within each label" in section
     assert f"{found['survivors']} of 64 neurons survive" in section
     assert f"Neuron   {PLANTED_DIM}: d=" in section
     assert "--auto-discover" in out.split("NEURON STATISTICS")[1]
@@ -96,6 +96,27 @@ def test_random_labels_on_a_random_model_find_nothing(capsys, tmp_path, llama_di
     assert "No neuron survives" in out
     assert "not findings" in out.split("NEURON STATISTICS")[1]
     assert "survive at corrected" not in out
+
+
+def test_nothing_found_on_the_demo_model_says_what_it_rules_out(capsys, tmp_path):
+    prompts = ["2+3=", "4*2=", "10*10=", "45*45=", "58*67=", "94*39=", "1+1=", "7*7=",
+               "33+12=", "81-9=", "5-2=", "60*3=", "12*12=", "9+9=", "70-35=", "8*8="]
+    labels = list(np.random.default_rng(1).permutation(["u", "v"] * 8))
+    output = tmp_path / "none.json"
+    code, out, err = run(capsys, "introspect", "neurons", "-m", "lazarus:demo", "-l", "1",
+                         "--prompts", "|".join(prompts), "--labels", "|".join(labels),
+                         "--auto-discover", "--permutations", "300", "-o", output)
+    assert code == 3, err
+    found = json.loads(output.read_text())["discovery"]
+    assert found["survivors"] == 0
+    detectable = found["smallest_detectable"]
+    assert (detectable["measure"], detectable["power"]) == ("Cohen's d", 0.8)
+    assert detectable["method"].startswith("by simulation")
+    assert 1.0 < detectable["effect"] < 10.0  # 8 + 8 prompts, 192 neurons: only a large d
+    section = out.split("DISCOVERED NEURONS AT LAYER 1")[1]
+    assert (f"Not finding is not absence: an effect of d = {detectable['effect']:.2g} or more "
+            "would have been found with 80% power (by simulation") in section
+    assert "Welch's F" in section
 
 
 def test_label_correlation_keeps_the_given_order_and_shows_intervals(capsys, llama_dir):

@@ -94,15 +94,61 @@ def test_constant_and_missing_neurons_are_not_tested():
     assert {f.neuron for f in found.shown} == {10, 12, 13, 15}
 
 
-def test_smallest_p_by_counting_labellings():
-    # 2 + 2: 6 labellings, and swapping the two labels gives the same |d|: 2/6
-    assert discover.smallest_p(np.array([0, 0, 1, 1])) == pytest.approx(1 / 3)
-    # 3 + 2: 10 labellings; 2 + 2 + 1: 30
-    assert discover.smallest_p(np.array([0, 0, 0, 1, 1])) == pytest.approx(1 / 10)
-    assert discover.smallest_p(np.array([0, 0, 1, 1, 2])) == pytest.approx(1 / 30)
+def test_smallest_p_counts_the_resamples_without_any_spread():
+    # 2 + 2 prompts: a quarter of the resamples draw each label as one prompt repeated, where F
+    # is infinite, so no p falls below about 1/4; 10 + 10: such resamples are (1/10^9)^2 rare
     found = discover.discover(np.random.default_rng(0).normal(size=(4, 5)), ["a", "a", "b", "b"],
-                              permutations=100, resamples=10)
+                              permutations=400, resamples=10)
+    assert 0.25 - 3 * 0.0217 < found.smallest_p < 0.25 + 3 * 0.0217  # Binomial(400, 1/4) / 401
+    assert all(f.p_corrected >= found.smallest_p for f in found.shown)
     assert "no p can fall below 0.05" in found.describe()
+    assert found.detectable == math.inf
+    assert "could not find an effect of any size" in found.describe()
+    many = discover.discover(np.random.default_rng(0).normal(size=(20, 5)), ["a", "b"] * 10,
+                             permutations=400, resamples=10)
+    assert many.smallest_p == 1 / 401
+
+
+def test_a_label_with_one_prompt_is_refused():
+    # Welch's F needs each label's own spread
+    with pytest.raises(LazarusError, match="label 'c' has 1"):
+        discover.discover(np.random.default_rng(0).normal(size=(5, 3)), ["a", "b", "a", "b", "c"])
+    with pytest.raises(LazarusError, match="every label needs at least 2 prompts"):
+        discover.check_request(["a", "b", "a"], None, False, [1], "last", 100)
+
+
+@pytest.mark.parametrize("sizes", [(5, 20), (10, 10)])
+def test_equal_means_with_unequal_spreads_find_nothing_beyond_alpha(sizes):
+    # The case: equal means, three times the spread in the first (smaller) label, 60
+    # neurons, 200 seeds. The old shuffle test of eta-squared found a survivor in 97% (5 + 20)
+    # and 19% (10 + 10) of these runs; a test of the means must stay at alpha + 3 SE.
+    runs, hits = 200, 0
+    spread = np.repeat([3.0, 1.0], sizes)[:, None]
+    labels = ["few"] * sizes[0] + ["many"] * sizes[1]
+    for seed in range(runs):
+        values = np.random.default_rng(seed).normal(size=(sum(sizes), 60)) * spread
+        found = discover.discover(values, labels, permutations=200, resamples=20, seed=seed)
+        hits += int(found.survivors > 0)
+    assert hits / runs <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / runs)  # 19 of 200
+
+
+def test_power_rises_with_the_difference_in_means():
+    # 10 + 10 prompts, 60 neurons, neuron 0 shifted by d standard deviations in the first label
+    rates, wrong, runs = [], 0, 60
+    for step, d in enumerate((1.5, 2.5, 3.5)):
+        hits = 0
+        for seed in range(step * runs, (step + 1) * runs):  # new data for every d
+            values = np.random.default_rng(seed).normal(size=(20, 60))
+            values[:10, 0] += d
+            found = discover.discover(values, ["x"] * 10 + ["y"] * 10, permutations=200,
+                                      resamples=20, seed=seed)
+            hits += int(any(f.neuron == 0 for f in found.findings))
+            wrong += int(any(f.neuron != 0 for f in found.findings))
+        rates.append(hits / runs)
+    assert rates[0] < rates[1] < rates[2]
+    assert rates[2] >= 0.9
+    # the 59 unshifted neurons still survive in no more than alpha + 3 SE of the runs
+    assert wrong / (3 * runs) <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / (3 * runs))
 
 
 @pytest.mark.parametrize("kwargs, message", [

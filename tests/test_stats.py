@@ -76,55 +76,6 @@ def test_constant_column_has_no_effect():
     assert np.isfinite(stats.cohens_d(values, codes)[1])
 
 
-def test_permutation_test_equals_a_loop_over_the_same_shuffles():
-    rng = np.random.default_rng(2)
-    codes = np.array([0, 0, 0, 1, 1, 1, 1, 2, 2, 2])
-    values = rng.normal(size=(10, 7))
-    values[:, 2] += codes * 0.8  # one neuron with some signal
-    orders = stats.shuffles(10, 300, seed=5)
-    result = stats.permutation_test(values, codes, orders)
-    observed = [textbook_eta(values[:, j], codes) for j in range(7)]
-    null = np.array([[textbook_eta(values[:, j], codes[order]) for j in range(7)]
-                     for order in orders])  # a shuffle gives row i the label of row order[i]
-    assert result.statistic == pytest.approx(observed, abs=1e-12)
-    assert result.max_null == pytest.approx(null.max(axis=1), abs=1e-12)
-    for j in range(7):
-        beaten = sum(null[b, j] >= observed[j] - 1e-9 for b in range(300))
-        beaten_max = sum(null[b].max() >= observed[j] - 1e-9 for b in range(300))
-        assert result.p[j] == (1 + beaten) / 301
-        assert result.p_corrected[j] == (1 + beaten_max) / 301
-    assert np.all(result.p_corrected >= result.p)
-
-
-def test_shuffles_are_seeded_permutations():
-    orders = stats.shuffles(9, 50, seed=3)
-    assert orders.shape == (50, 9)
-    assert all(sorted(row) == list(range(9)) for row in orders.tolist())
-    assert np.array_equal(orders, stats.shuffles(9, 50, seed=3))
-    assert not np.array_equal(orders, stats.shuffles(9, 50, seed=4))
-
-
-def test_permutation_p_converges_to_the_exact_p_over_every_labelling():
-    # 4 + 4 prompts: 70 labellings; the exact p counts those at least as extreme
-    rng = np.random.default_rng(3)
-    codes = np.array([0, 0, 0, 0, 1, 1, 1, 1])
-    values = rng.normal(size=(8, 3))
-    values[:4, 0] += 1.5
-    labellings = []
-    for chosen in itertools.combinations(range(8), 4):
-        labelling = np.ones(8, dtype=int)
-        labelling[list(chosen)] = 0
-        labellings.append(labelling)
-    observed = [textbook_eta(values[:, j], codes) for j in range(3)]
-    every = np.array([[textbook_eta(values[:, j], lab) for j in range(3)] for lab in labellings])
-    exact = [(every[:, j] >= observed[j] - 1e-9).mean() for j in range(3)]
-    exact_max = [(every.max(axis=1) >= observed[j] - 1e-9).mean() for j in range(3)]
-    result = stats.permutation_test(values, codes, stats.shuffles(8, 20000, seed=0))
-    # 20,000 shuffles: the binomial standard error is at most 0.0036
-    assert result.p == pytest.approx(exact, abs=0.015)
-    assert result.p_corrected == pytest.approx(exact_max, abs=0.015)
-
-
 def test_stratified_resamples_keep_each_label_within_itself():
     codes = np.array([1, 0, 1, 1, 0, 2, 2])
     resamples = stats.stratified_resamples(codes, 200, seed=0)

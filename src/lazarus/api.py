@@ -84,8 +84,8 @@ class Model(Handle):
                 permutations: int = 1000) -> NeuronsResult:
         """How chosen neurons fire across `prompts`: `neurons` by id, the top-k of a
         `direction` (a `Direction` or the path of a probe's .npz), with `auto_discover` the
-        top-k of every neuron of the (one) layer that separate `labels` after a permutation
-        test corrected across all of them (`permutations` shuffles), or else the k that spread
+        top-k of every neuron of the (one) layer whose `labels` means differ after a bootstrap
+        test corrected across all of them (`permutations` resamples), or else the k that spread
         most across the prompts. The result is what `lazarus introspect neurons` renders."""
         options = NeuronsOptions(layers=layers, site=site, position=position, neurons=neurons,
                                  direction=direction, top_k=top_k, labels=labels,

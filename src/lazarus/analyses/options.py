@@ -56,7 +56,7 @@ class NeuronsOptions(Options):
     top_k: int = 10  # neurons of the direction, of auto_discover, or with the largest spread
     labels: Sequence[str] | None = None  # one per prompt: per-label means, auto_discover
     auto_discover: bool = False  # test every neuron of the layer against the labels
-    permutations: int = discover.PERMUTATIONS  # label shuffles of auto_discover's test
+    permutations: int = discover.PERMUTATIONS  # bootstrap resamples of auto_discover's test
 
     def check(self) -> None:
         self._set("position", parse_position(str(self.position)))

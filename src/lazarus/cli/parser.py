@@ -118,13 +118,15 @@ def _add_neurons_command(commands: argparse._SubParsersAction) -> None:
     neurons.add_argument("--labels", help="a label per prompt, pipe-separated, same order "
                                           "(or @file.txt)")
     neurons.add_argument("--auto-discover", action="store_true",
-                         help="test every neuron of the layer against --labels (Cohen's d for "
-                              "two labels, eta-squared for more; permutation p corrected "
-                              "family-wise by the max-statistic over all neurons; bootstrap 95%% "
-                              "CI) and show the --top-k strongest that survive")
+                         help="test every neuron of the layer for a difference in --labels' "
+                              "means (Welch's F, each label with its own spread, against a "
+                              "bootstrap within labels; p corrected family-wise by the "
+                              "max-statistic over all neurons; shown: Cohen's d for two labels, "
+                              "eta-squared for more, bootstrap 95%% CI) and show the --top-k "
+                              "strongest that survive")
     neurons.add_argument("--permutations", type=whole, default=None, metavar="N",
-                         help="label shuffles for --auto-discover (default: 1000; the smallest "
-                              "possible p is 1/(N+1))")
+                         help="bootstrap resamples of --auto-discover's test (default: 1000; "
+                              "the smallest possible p is 1/(N+1))")
     add_site_options(neurons)
     neurons.add_argument("-o", "--output", metavar="FILE",
                          help="also save every value: FILE.json (the spec's format), or "

@@ -169,7 +169,8 @@ def _p(value: float) -> str:
 
 def render_discovery(discovery: Discovery, layer: int) -> str:
     """What --auto-discover tested and how, then each surviving neuron: effect, 95% interval,
-    p and corrected p; with none, one plain sentence and the strongest effect chance gave."""
+    p and corrected p; with none, one plain sentence, the smallest effect the test would have
+    found (80% power), and the largest statistic chance gave."""
     symbol = discovery.symbol
     form = "+.2f" if discovery.effect == "Cohen's d" else ".3f"  # eta-squared is never < 0
     lines = banner(f"DISCOVERED NEURONS AT LAYER {layer}") + [
@@ -188,10 +189,11 @@ def render_discovery(discovery: Discovery, layer: int) -> str:
     if not discovery.findings:
         best = discovery.candidates[0] if discovery.candidates else None
         lines.append(f"No neuron survives: none of the {discovery.tested} tested has corrected "
-                     f"p < {discovery.alpha:g}, so none separates the labels beyond what "
-                     "shuffled labels do.")
+                     f"p < {discovery.alpha:g}, so none separates the label means beyond what "
+                     "resamples without a difference do.")
+        lines.append(f"Not finding is not absence: {discovery.detectable_text()}.")
         if best is not None:
-            lines.append(f"(the largest effect of the {discovery.tested}, neuron {best.neuron}: "
+            lines.append(f"(the largest F of the {discovery.tested}, neuron {best.neuron}: "
                          f"{symbol}={best.effect:{form}}, corrected p={_p(best.p_corrected)}; a "
                          "maximum over every neuron, expected to be large by chance alone; the "
                          "neurons shown above are for inspection only)")
@@ -208,7 +210,7 @@ def render_discovery(discovery: Discovery, layer: int) -> str:
                      f"corrected p={_p(found.p_corrected)}")
     lines.append(f"(p cannot go below 1/{discovery.permutations + 1} = "
                  f"{_p(1 / (discovery.permutations + 1))} with "
-                 f"{plural(discovery.permutations, 'shuffle')}. "
+                 f"{plural(discovery.permutations, 'resample')}. "
                  "The corrected p allows for testing every neuron; the effects and intervals do "
                  "not: chosen as the largest, they tend to overstate the true effect)")
     return "\n".join(lines)

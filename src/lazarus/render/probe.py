@@ -13,7 +13,7 @@ import math
 import textwrap
 from collections.abc import Sequence
 
-from lazarus.results.probe import hopeless_warning, percent, verdict
+from lazarus.results.probe import hopeless_warning, percent, power_sentence, verdict
 from lazarus.stats.probe import CHANCE, METHOD_SUMMARY, ProbeReport
 from lazarus.stats.probe_predict import TestScore
 from lazarus.text import (
@@ -102,9 +102,9 @@ def render_accuracy_table(report: ProbeReport, merged: int = 0) -> str:
             "whose best layer did at least as well as the real one, (1 + count) / (1 + "
             "shuffles): how often label noise alone would give a result this good.")
     summary = [verdict(report)]
-    warning = hopeless_warning(report)
-    if warning:
-        summary.append(warning)
+    for extra in (power_sentence(report), hopeless_warning(report)):
+        if extra:
+            summary.append(extra)
     summary += [
         f"Layer rule: {report.tie_break}.",
         f"Method: {report.method} ({METHOD_SUMMARY.get(report.method, report.method)})",

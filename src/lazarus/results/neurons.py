@@ -23,8 +23,9 @@ from lazarus.engine.positions import Position
 from lazarus.results.activations import ActivationMatrix
 from lazarus.results.plot import plot_neurons
 from lazarus.results.tables import csv_text, dataframe, neurons_table
-from lazarus.stats.discover import CORRECTION, INTERVAL_TEXT, Discovery
+from lazarus.stats.discover import CORRECTION, INTERVAL_TEXT, TEST, Discovery
 from lazarus.stats.neurons import LabelSummary, Massive, NeuronStats
+from lazarus.stats.power import POWER, WELCH_METHOD
 from lazarus.text import json_number
 
 
@@ -223,7 +224,7 @@ def discovery_json(discovery: Discovery) -> dict:
     return {
         "effect": discovery.effect,
         "labels": list(discovery.labels),
-        "test": "permutation",
+        "test": TEST,
         "correction": CORRECTION,
         "interval": INTERVAL_TEXT,
         "permutations": discovery.permutations,
@@ -234,6 +235,9 @@ def discovery_json(discovery: Discovery) -> dict:
         "untested": list(discovery.untested),
         "survivors": discovery.survivors,
         "smallest_possible_p": discovery.smallest_p,
+        "smallest_detectable": {"effect": json_number(discovery.detectable),
+                                "measure": discovery.effect, "power": POWER,
+                                "method": WELCH_METHOD},
         "findings": [finding(f) for f in discovery.findings],
         "candidates": [finding(f) for f in discovery.candidates],
     }

@@ -16,6 +16,13 @@ from lazarus.engine.positions import Position
 from lazarus.io.directions import Direction, save_direction
 from lazarus.results.plot import plot_probe
 from lazarus.results.tables import dataframe
+from lazarus.stats.power import (
+    ACCURACY_METHOD,
+    POWER,
+    accuracy_to_d,
+    critical_value,
+    detectable_accuracy,
+)
 from lazarus.stats.probe import ProbeReport, to_direction
 from lazarus.stats.probe_predict import Prediction, TestScore
 from lazarus.text import json_number
@@ -25,6 +32,7 @@ FIGURES = {  # which figures the fit saw the prompts of
     "baseline": "held out (cross-validated balanced accuracy, shuffled labels)",
     "heldout_separation": "held out (cross-validated)",
     "p_value": "held out (permutation test of the whole layer search)",
+    "smallest_detectable": "held out (the accuracy the test needed, 80% of the time)",
     "projection": "in-sample (the final fit on all training prompts)",
     "separation": "in-sample (the final fit on all training prompts)",
     "threshold": "in-sample (the final fit's boundary on the projection)",
@@ -79,6 +87,7 @@ def probe_json(
         "smallest_p": json_number(report.smallest_p),
         "verdict": verdict(report),
         "warning": hopeless_warning(report),
+        "smallest_detectable": _detectable_json(report),
         "shuffled_best": [json_number(a) for a in report.shuffled_best],
         "tie_break": report.tie_break,
         "hidden_size": fit.hidden_size,
@@ -144,6 +153,37 @@ def verdict(report: ProbeReport) -> str:
                f"(p = {p_text(report.p_value)}, not below {report.alpha:g})")
     return (f"No layer beats chance: the top layer, {report.top_layer}, scores "
             f"{percent(top.accuracy).strip()} held out, and {why}; no layer is marked best.")
+
+
+def detectable(report: ProbeReport) -> float | None:
+    """The held-out accuracy the best layer needed to beat chance with 80% power at these counts
+    (`stats.power`); inf when none could, None without shuffles."""
+    if report.permutations == 0:
+        return None
+    critical = critical_value(np.array(report.shuffled_best), report.alpha)
+    return detectable_accuracy(critical, report.top.baseline_std)
+
+
+def _detectable_json(report: ProbeReport) -> dict | None:
+    accuracy = detectable(report)
+    if accuracy is None:
+        return None
+    return {"accuracy": json_number(accuracy), "heldout_d": json_number(accuracy_to_d(accuracy)),
+            "power": POWER, "method": ACCURACY_METHOD}
+
+
+def power_sentence(report: ProbeReport) -> str | None:
+    """When no layer beats chance: how good a layer would have had to be to (80% of the time)."""
+    accuracy = detectable(report)
+    if report.significant or report.hopeless or accuracy is None:
+        return None  # hopeless: `hopeless_warning` says why nothing could
+    if not math.isfinite(accuracy):
+        return (f"Not beating chance is not absence: with these counts no accuracy would beat "
+                f"chance with {POWER:.0%} power.")
+    return (f"Not beating chance is not absence: with these counts a layer needed about "
+            f"{percent(accuracy).strip()} held out (held-out d = {accuracy_to_d(accuracy):.2g}) "
+            f"to beat chance with {POWER:.0%} power ({ACCURACY_METHOD}; d = 2 x the accuracy's "
+            "normal quantile, for normal projections with one spread).")
 
 
 def hopeless_warning(report: ProbeReport) -> str | None:

@@ -1,12 +1,15 @@
-"""`--auto-discover`: which neurons of a layer separate the labels, with corrected statistics.
+"""`--auto-discover`: which neurons of a layer separate the label means, with corrected statistics.
 
-Every neuron of the layer is tested at once (see `stats.effects` for the choices): the effect is
-Cohen's d with two labels (first label given minus second) and eta-squared with more; each
-neuron gets a permutation p-value from shuffles shared by all neurons, corrected family-wise by
-the max-statistic over all neurons tested; a neuron *survives* when its corrected p is below
-`alpha`. The neurons shown are the `top_k` strongest survivors (by |d| or eta-squared, which
-order them as the test does). When none survives, nothing is a finding: the `top_k` largest
-effects are still returned as `candidates`, for inspection, and the text says so.
+Every neuron of the layer is tested at once (see `stats.welch` for the test and `stats.effects`
+for the effects): each neuron's Welch F (a difference in label means that allows each label its
+own spread) gets a p-value from a null-centred bootstrap whose resamples are shared by all
+neurons, corrected family-wise by the max-statistic over all neurons tested; a neuron *survives*
+when its corrected p is below `alpha`. The effect shown is Cohen's d (pooled sd; first label
+given minus second) with two labels and eta-squared with more. The neurons shown are the `top_k`
+survivors with the largest F. When none survives, nothing is a finding: the `top_k` largest F
+are still returned as `candidates`, for inspection, and the text says so, with the smallest
+effect the test would have found with 80% power (`stats.power`), so that "none" says how large
+an effect it rules out.
 """
 
 from __future__ import annotations
@@ -19,13 +22,17 @@ import numpy as np
 
 from lazarus.errors import LazarusError
 from lazarus.stats import effects as stats
+from lazarus.stats.power import POWER, WELCH_METHOD, critical_value, detectable_welch
 from lazarus.stats.probe import MAX_PERMUTATIONS
+from lazarus.stats.welch import bootstrap_test, within_label_draws
 from lazarus.text import agree, plural
 
-PERMUTATIONS = 1000  # smallest possible p: 1/1001
+PERMUTATIONS = 1000  # bootstrap resamples of the test; smallest possible p: 1/1001
 RESAMPLES = 1000  # bootstrap resamples for the 95% intervals
 ALPHA = 0.05
 SEED = 0
+TEST = ("Welch's F (label means compared, each label with its own spread) against a bootstrap "
+        "of prompts within each label, every label centred at its mean")
 CORRECTION = "family-wise, by the max-statistic over all neurons tested (Westfall-Young)"
 INTERVAL = "percentile bootstrap"
 INTERVAL_TEXT = f"{INTERVAL}, stratified by label"
@@ -33,8 +40,8 @@ INTERVAL_TEXT = f"{INTERVAL}, stratified by label"
 
 @dataclass(frozen=True)
 class Finding:
-    """One neuron: its effect, the effect's 95% bootstrap interval, its own permutation p and
-    its p corrected across every neuron tested."""
+    """One neuron: its effect, the effect's 95% bootstrap interval, its own p (Welch's F against
+    the bootstrap) and its p corrected across every neuron tested."""
 
     neuron: int
     effect: float
@@ -48,16 +55,17 @@ class Finding:
 class Discovery:
     effect: str  # "Cohen's d" or "eta-squared"
     labels: tuple[str, ...]  # in the order first given; d = first minus second
-    permutations: int
-    resamples: int
+    permutations: int  # the test's bootstrap resamples (the name of the CLI's option)
+    resamples: int  # the intervals' bootstrap resamples
     alpha: float
     seed: int
     tested: int  # neurons tested (the correction's family)
     untested: tuple[int, ...]  # constant, or with missing or non-finite values
     survivors: int  # corrected p < alpha
     findings: tuple[Finding, ...]  # the strongest survivors, at most top_k; empty when none
-    candidates: tuple[Finding, ...]  # when none survives: the largest effects, not findings
-    smallest_p: float  # the smallest p any neuron could reach with these label counts
+    candidates: tuple[Finding, ...]  # when none survives: the largest F, not findings
+    smallest_p: float  # the smallest p any neuron could reach in this run
+    detectable: float  # the smallest effect found with POWER (d or eta2); inf: none could be
 
     @property
     def shown(self) -> tuple[Finding, ...]:
@@ -68,11 +76,22 @@ class Discovery:
         return "d" if self.effect == "Cohen's d" else "eta2"
 
     def test_text(self) -> str:
-        versus = (f"{self.labels[0]} minus {self.labels[1]}" if len(self.labels) == 2
+        versus = (f"{self.labels[0]} minus {self.labels[1]}, pooled sd" if len(self.labels) == 2
                   else f"{len(self.labels)} labels")
-        return (f"permutation test of {self.effect} ({versus}) on "
-                f"{plural(self.tested, 'neuron')}, {plural(self.permutations, 'shuffle')} "
-                f"shared by all; p corrected {CORRECTION}")
+        return (f"bootstrap test of a difference in label means that allows unequal spreads "
+                f"(Welch's F) on {plural(self.tested, 'neuron')}, "
+                f"{plural(self.permutations, 'resample')} of prompts within each label shared "
+                f"by all; p corrected {CORRECTION}; effect shown: {self.effect} ({versus})")
+
+    def detectable_text(self, method: bool = True) -> str:
+        """What finding none rules out: the smallest effect found with 80% power (and how that
+        was computed, with `method`)."""
+        if math.isinf(self.detectable):
+            return (f"with these label counts the test could not find an effect of any size "
+                    f"with {POWER:.0%} power (give more prompts)")
+        how = f" ({WELCH_METHOD})" if method else ""
+        return (f"an effect of {self.symbol} = {self.detectable:.2g} or more would have been "
+                f"found with {POWER:.0%} power{how}")
 
     def describe(self) -> str:
         """The selection, in one sentence: what was tested, how, and what survived."""
@@ -84,10 +103,10 @@ class Discovery:
             return (head + f"{self.survivors} of {self.tested} "
                     f"{agree(self.survivors, 'survives', 'survive')} at corrected p < "
                     f"{self.alpha:g}; showing the {len(self.findings)} strongest")
-        return (head + f"none of {self.tested} survives at corrected p < {self.alpha:g}; "
-                "shown for inspection only, not findings: the "
-                f"{plural(len(self.candidates), 'largest effect')}, which shuffled labels "
-                "match")
+        return (head + f"none of {self.tested} survives at corrected p < {self.alpha:g} "
+                f"({self.detectable_text(method=False)}); shown for inspection only, not "
+                f"findings: the {plural(len(self.candidates), 'largest statistic')}, which the "
+                "null resamples match")
 
 
 def check_layers(layers: Sequence[int]) -> None:
@@ -120,6 +139,19 @@ def check_request(labels: Sequence[str] | None, neurons: Sequence[int] | None,
     if not 1 <= permutations <= MAX_PERMUTATIONS:
         raise LazarusError(f"--permutations must be from 1 to {MAX_PERMUTATIONS} (got "
                            f"{permutations}; p can go down to 1/(N+1))")
+    check_label_sizes(labels)
+
+
+def check_label_sizes(labels: Sequence[str]) -> None:
+    """Welch's F needs each label's own spread, so each label needs two prompts."""
+    counts: dict[str, int] = {}
+    for label in labels:
+        counts[label] = counts.get(label, 0) + 1
+    alone = [label for label, count in counts.items() if count < 2]
+    if alone:
+        raise LazarusError(f"--auto-discover compares label means allowing each label its own "
+                           f"spread, so every label needs at least 2 prompts (label "
+                           f"{alone[0]!r} has 1)")
 
 
 def discover(values: np.ndarray, labels: Sequence[str], neurons: Sequence[int] | None = None,
@@ -129,6 +161,7 @@ def discover(values: np.ndarray, labels: Sequence[str], neurons: Sequence[int] |
     `neurons` names the columns (default 0, 1, ...)."""
     values = np.asarray(values, dtype=np.float64)
     ids = np.arange(values.shape[1]) if neurons is None else np.asarray(neurons)
+    check_label_sizes(labels)
     codes, names = stats.label_codes(labels)
     finite = np.isfinite(values).all(axis=0)
     varies = finite & (np.ptp(np.where(finite, values, 0.0), axis=0) > 0)
@@ -136,9 +169,9 @@ def discover(values: np.ndarray, labels: Sequence[str], neurons: Sequence[int] |
     if columns.size == 0:
         raise LazarusError("no neuron of this layer varies across these prompts, so none can "
                            "separate the labels")
-    test = stats.permutation_test(values[:, columns], codes,
-                                  stats.shuffles(len(labels), permutations, seed))
-    order = np.lexsort((ids[columns], -test.statistic))  # strongest first, then lower id
+    test = bootstrap_test(values[:, columns], codes,
+                          within_label_draws(codes, permutations, seed))
+    order = np.lexsort((ids[columns], -test.statistic))  # largest F first, then lower id
     surviving = order[test.p_corrected[order] < alpha]
     picked = surviving[:top_k] if surviving.size else order[:top_k]
     effects = stats.effect_size(values[:, columns[picked]], codes)
@@ -153,16 +186,6 @@ def discover(values: np.ndarray, labels: Sequence[str], neurons: Sequence[int] |
         resamples=resamples, alpha=alpha, seed=seed, tested=int(columns.size),
         untested=tuple(int(ids[j]) for j in np.flatnonzero(~varies)),
         survivors=int(surviving.size), findings=shown if surviving.size else (),
-        candidates=() if surviving.size else shown,
-        smallest_p=smallest_p(codes))
-
-
-def smallest_p(codes: np.ndarray) -> float:
-    """The smallest exact permutation p any labelling can have: 1 / (distinct labellings),
-    twice that with two labels of equal size (swapping them gives the same |d|)."""
-    sizes = np.bincount(codes)
-    labellings = math.factorial(int(sizes.sum()))
-    for size in sizes:
-        labellings //= math.factorial(int(size))
-    twin = 2 if len(sizes) == 2 and sizes[0] == sizes[1] else 1
-    return min(1.0, twin / labellings)
+        candidates=() if surviving.size else shown, smallest_p=test.smallest_p,
+        detectable=detectable_welch(critical_value(test.max_null, alpha),
+                                    np.bincount(codes).tolist()))

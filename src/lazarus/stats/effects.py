@@ -1,4 +1,4 @@
-"""Effect sizes, permutation tests, corrections and intervals for neurons (numpy only).
+"""Effect sizes and intervals for neurons (numpy only).
 
 Choices, made once here and said in the output:
 
@@ -7,17 +7,8 @@ Choices, made once here and said in the output:
   eta-squared of a one-way ANOVA, the share of the neuron's variance that lies between the label
   means (0..1; direction-free). Both are scale-free, so a neuron with huge values does not win
   by its size.
-- **Test.** A permutation test: the labels are shuffled (group sizes kept) and the statistic is
-  recomputed for every neuron on the same shuffles, so that the shuffles are shared across the
-  neurons and the test is vectorised (one matrix product per batch of shuffles). The statistic
-  is eta-squared, which for two labels is a monotone function of |d| (d^2 = c * eta2 / (1 -
-  eta2), c fixed by the group sizes), so the test of |d| and of eta-squared is the same test.
-  p = (1 + shuffles at least as extreme) / (1 + shuffles): never 0, smallest 1 / (1 + B).
-- **Correction.** Family-wise, by the single-step max-statistic method (Westfall & Young 1993):
-  a neuron's corrected p is the share of shuffles in which the largest statistic over *all*
-  neurons tested reaches the neuron's own. It controls the chance of any false discovery among
-  the neurons tested, and holds under any dependence between them (the residual stream's
-  dimensions are far from independent, which the Benjamini-Hochberg guarantee would need).
+- **Test and correction.** Welch's F against a bootstrap, max-statistic corrected: see
+  `stats.welch`.
 - **Interval.** Percentile bootstrap, stratified by label (each label's prompts are resampled
   with replacement within the label, so every resample keeps the group sizes), seeded.
 - **Correlation r.** 95% interval by Fisher's z: tanh(atanh(r) +- 1.96 / sqrt(n - 3)), the
@@ -28,12 +19,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 Z_975 = 1.959963984540054  # the standard normal's 97.5% quantile
-BATCH = 64  # shuffles or resamples computed at once
+BATCH = 64  # resamples computed at once
 
 
 def label_codes(labels: Sequence[str]) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -96,57 +86,6 @@ def effect_size(values: np.ndarray, codes: np.ndarray) -> np.ndarray:
 
 def effect_name(groups: int) -> str:
     return "Cohen's d" if groups == 2 else "eta-squared"
-
-
-@dataclass(frozen=True)
-class PermutationTest:
-    """Per column: the observed statistic (eta-squared), its own permutation p, and its p
-    corrected across all columns by the max-statistic; `max_null` is each shuffle's largest
-    statistic over the columns."""
-
-    statistic: np.ndarray  # [m]
-    p: np.ndarray  # [m]
-    p_corrected: np.ndarray  # [m]
-    max_null: np.ndarray  # [shuffles]
-    shuffles: int
-
-
-def shuffles(n: int, count: int, seed: int) -> np.ndarray:
-    """`count` seeded random orders of range(n), one per row."""
-    rng = np.random.default_rng(seed)
-    return np.argsort(rng.random((count, n)), axis=1)
-
-
-def permutation_test(values: np.ndarray, codes: np.ndarray, orders: np.ndarray
-                     ) -> PermutationTest:
-    """Max-statistic permutation test of eta-squared on every column of `values` [n, m], with
-    the shuffled label orders `orders` [B, n] shared by all columns. Every column must have
-    variance (drop constant ones first)."""
-    values = np.asarray(values, dtype=np.float64)
-    centred = values - values.mean(axis=0)
-    total = (centred**2).sum(axis=0)  # the same under every shuffle
-    if np.any(total <= 0):
-        raise ValueError("every column needs some variance (drop constant ones first)")
-    one_hot = _one_hot(codes)  # [n, g]
-    sizes = one_hot.sum(axis=0)
-    observed = ((one_hot.T @ centred) ** 2 / sizes[:, None]).sum(axis=0) / total
-    threshold = observed * (1.0 - 1e-9)  # a shuffle equal to the observed labelling counts
-    beaten = np.zeros(values.shape[1], dtype=np.int64)
-    max_null = np.empty(orders.shape[0])
-    groups = one_hot.shape[1]
-    for start in range(0, orders.shape[0], BATCH):
-        batch = orders[start:start + BATCH]  # [b, n]
-        shuffled = one_hot[batch]  # [b, n, g]: row i of a shuffle gets the label of row order[i]
-        stacked = shuffled.transpose(0, 2, 1).reshape(-1, values.shape[0])  # [b * g, n]
-        sums = (stacked @ centred).reshape(batch.shape[0], groups, -1)  # [b, g, m]
-        null = (sums**2 / sizes[None, :, None]).sum(axis=1) / total  # [b, m]
-        beaten += (null >= threshold).sum(axis=0)
-        max_null[start:start + batch.shape[0]] = null.max(axis=1)
-    count = orders.shape[0]
-    p = (1 + beaten) / (1 + count)
-    p_corrected = (1 + (max_null[None, :] >= threshold[:, None]).sum(axis=1)) / (1 + count)
-    return PermutationTest(statistic=observed, p=p, p_corrected=p_corrected, max_null=max_null,
-                           shuffles=count)
 
 
 def stratified_resamples(codes: np.ndarray, count: int, seed: int) -> np.ndarray:
