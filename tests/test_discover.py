@@ -34,7 +34,7 @@ def test_noise_reports_a_survivor_at_no_more_than_the_nominal_rate(correlated):
         if correlated:
             values += 2.0 * rng.normal(size=(20, 1)) * rng.normal(size=(1, 60))
         labels = list(rng.permutation(["a"] * 10 + ["b"] * 10))
-        found = discover.discover(values, labels, permutations=200, resamples=50, seed=seed)
+        found = discover.discover(values, labels, permutations=200, seed=seed)
         hits += int(found.survivors > 0)
         assert found.tested == 60
         assert (found.survivors > 0) == bool(found.findings)
@@ -45,7 +45,7 @@ def test_noise_shows_candidates_not_findings():
     rng = np.random.default_rng(7)
     values = rng.normal(size=(16, 40))
     labels = ["x", "y"] * 8
-    found = discover.discover(values, labels, top_k=4, permutations=500, resamples=100)
+    found = discover.discover(values, labels, top_k=4, permutations=500)
     assert found.survivors == 0
     assert found.findings == ()
     assert len(found.candidates) == 4
@@ -88,7 +88,7 @@ def test_constant_and_missing_neurons_are_not_tested():
     values[:, 1] = 4.0
     values[3, 4] = np.nan
     found = discover.discover(values, ["a", "b"] * 5, neurons=[10, 11, 12, 13, 14, 15],
-                              permutations=100, resamples=20)
+                              permutations=100)
     assert found.tested == 4
     assert found.untested == (11, 14)
     assert {f.neuron for f in found.shown} == {10, 12, 13, 15}
@@ -101,7 +101,7 @@ def test_smallest_p_by_counting_labellings():
     assert discover.smallest_p(np.array([0, 0, 0, 1, 1])) == pytest.approx(1 / 10)
     assert discover.smallest_p(np.array([0, 0, 1, 1, 2])) == pytest.approx(1 / 30)
     found = discover.discover(np.random.default_rng(0).normal(size=(4, 5)), ["a", "a", "b", "b"],
-                              permutations=100, resamples=10)
+                              permutations=100)
     assert "no p can fall below 0.05" in found.describe()
 
 

@@ -76,10 +76,13 @@ def analyse_neurons(model: ModelHandle, prompts: Sequence[str], options: Neurons
             check_direction_width(direction, width, site)
 
     found = None
+    choice = analysis.Choice(per_token=every)  # given: listed, or a direction's top neurons
     if options.auto_discover:
         found = discover.discover(samples[layers[0]], labels, top_k=top_k,
                                   permutations=options.permutations)
         chosen, selection = [f.neuron for f in found.shown], found.describe()
+        choice = analysis.Choice(by=analysis.EFFECT, among=found.tested,
+                                 survivors=frozenset(f.neuron for f in found.findings))
     elif direction is not None:
         chosen = known
         selection = (f"top {len(chosen)} of {direction_name(direction)} by "
@@ -88,6 +91,7 @@ def analyse_neurons(model: ModelHandle, prompts: Sequence[str], options: Neurons
         chosen, selection = known, None
     else:
         chosen, selection = _most_variable(samples, top_k, every)
+        choice = analysis.Choice(by=analysis.SPREAD, among=widths[layers[0]], per_token=every)
     picked = list(range(len(chosen))) if columns is not None else chosen  # columns of samples
 
     sample_labels = None
@@ -105,7 +109,7 @@ def analyse_neurons(model: ModelHandle, prompts: Sequence[str], options: Neurons
         per_token = (tuple(rows[:, picked] for rows in per_prompt[layer]) if every else None)
         results.append(LayerResult(
             matrix=matrix, stats=analysis.neuron_stats(matrix),
-            label_summaries=analysis.label_correlation(matrix) if labels else None,
+            label_summaries=analysis.label_correlation(matrix, choice) if labels else None,
             per_token=per_token, width=widths[layer],
             experts=moe_experts(info, site, widths[layer]),
             massive=None if columns is not None else analysis.massive_dimensions(samples[layer]),
@@ -117,7 +121,7 @@ def analyse_neurons(model: ModelHandle, prompts: Sequence[str], options: Neurons
     return NeuronsResult(
         layers=tuple(results), neurons=tuple(chosen), prompts=tuple(prompts),
         labels=None if labels is None else tuple(labels), site=site, position=position,
-        selection=selection, tokens=tokens,
+        selection=selection, choice=choice, tokens=tokens,
         weights=direction.weights_of(chosen) if direction is not None else None,
         direction_labels=((direction.label_positive, direction.label_negative)
                           if direction is not None else None),

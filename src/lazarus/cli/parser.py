@@ -120,8 +120,9 @@ def _add_neurons_command(commands: argparse._SubParsersAction) -> None:
     neurons.add_argument("--auto-discover", action="store_true",
                          help="test every neuron of the layer against --labels (Cohen's d for "
                               "two labels, eta-squared for more; permutation p corrected "
-                              "family-wise by the max-statistic over all neurons; bootstrap 95%% "
-                              "CI) and show the --top-k strongest that survive")
+                              "family-wise by the max-statistic over all neurons; exact 95%% "
+                              "CI, simultaneous over all neurons) and show the --top-k "
+                              "strongest that survive")
     neurons.add_argument("--permutations", type=whole, default=None, metavar="N",
                          help="label shuffles for --auto-discover (default: 1000; the smallest "
                               "possible p is 1/(N+1))")
