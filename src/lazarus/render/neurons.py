@@ -91,20 +91,22 @@ def _label_notes(summaries: list[LabelSummary], noun: str, choice: Choice) -> li
         return [f"({r_is})", f"(per {noun}: the {noun}s of one prompt are not independent "
                 "samples, so no interval and no mark; --position last or mean gives one value "
                 "per prompt)"]
-    interval = (f"[low, high] = its 95% interval, {INTERVAL_ASSUMPTION}; n/a: no spread within "
-                "the labels")
+    def interval(simultaneous: str = "") -> str:
+        return (f"[low, high] = its 95% interval{simultaneous}, {INTERVAL_ASSUMPTION}; n/a: no "
+                "spread within the labels")
+
     if choice.by != EFFECT:
         examined = plural(neurons, "neuron") + ("" if groups == 2 else f" x {groups} labels")
-        notes = [f"({r_is}; {interval})"]
+        notes = [f"({r_is}; {interval()})"]
         if choice.by == SPREAD:
             notes.append(f"(selected: chosen by their spread on these {noun}s, so the intervals "
                          "may cover less than 95%; the choice is blind to the labels, so a "
                          "mark's test of r = 0 stays valid)")
         return notes + [f"(← marks an r whose interval excludes 0: uncorrected, {examined} "
                         "examined, so about 1 in 20 with no effect is marked by chance)"]
-    family = plural(choice.family(groups), "interval") + (
-        "" if groups == 2 else f" ({choice.among} neurons x {groups} labels)")
-    notes = [f"({r_is}; {interval}, simultaneous over {family} (Bonferroni))",
+    how = "Bonferroni" if groups == 2 else f"{choice.among} neurons x {groups} labels; Bonferroni"
+    family = f" simultaneous over {plural(choice.family(groups), 'interval')} ({how})"
+    notes = [f"({r_is}; {interval(family)})",
              f"(selected: --auto-discover chose these neurons as the largest effects of the "
              f"{choice.among} tested on these {noun}s; a simultaneous interval holds for neurons "
              "so chosen, one neuron's would not)"]
