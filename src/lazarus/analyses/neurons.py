@@ -8,7 +8,10 @@ with the largest spread (population std) across the prompts, averaged over the l
 layer read at full width also names its "massive activation" dimensions
 (`analysis.massive_dimensions`), which would otherwise top a ranking by spread silently.
 With `position="all"` every real token of every prompt is a sample: statistics and label means
-are over tokens, and each prompt's per-token values are kept.
+are over tokens, and each prompt's per-token values are kept; label correlations then come
+without intervals or marks, since tokens of one prompt are not independent samples.
+With labels, prompts are the unit of every statistic: a repeated prompt is merged into one
+(`io.distinct`; said through `model.notify`), and one prompt under two labels is refused.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from lazarus.engine.moe import moe_shape
 from lazarus.engine.sites import check_neurons_early
 from lazarus.engine.trace import CaptureRequest
 from lazarus.errors import LazarusError
+from lazarus.io.distinct import merge
 from lazarus.io.inputs import check_label_count
 from lazarus.results.activations import ActivationMatrix
 from lazarus.results.neurons import LayerResult, NeuronsResult
@@ -48,10 +52,17 @@ def analyse_neurons(model: ModelHandle, prompts: Sequence[str], options: Neurons
     layers = model.layers(options.layers)
     site, position, labels = options.site, options.position, options.labels
     neurons, direction, top_k = options.neurons, options.direction, options.top_k
+    merged = 0
     if labels is not None:
         check_label_count(len(labels), len(prompts))
+        distinct = merge(prompts, labels)
+        prompts, labels, merged = list(distinct.prompts), list(distinct.labels), distinct.merged
+        if merged:
+            model.notify(distinct.note())
     if options.auto_discover:
-        discover.check_layers(layers)
+        # again on the distinct prompts: merging may leave a label with one prompt
+        discover.check_request(labels, neurons, direction is not None, layers, position,
+                               options.permutations)
     if neurons is not None:
         check_neurons_early(info.config, info.hidden_size, site, layers[0], neurons)
     if direction is not None:
@@ -126,7 +137,7 @@ def analyse_neurons(model: ModelHandle, prompts: Sequence[str], options: Neurons
         direction_labels=((direction.label_positive, direction.label_negative)
                           if direction is not None else None),
         collected=collected, model_id=info.model_id, layer_count=info.layer_count,
-        hidden_size=info.hidden_size)
+        hidden_size=info.hidden_size, merged_copies=merged)
 
 
 def _most_variable(samples: dict[int, np.ndarray], k: int, every: bool) -> tuple[list[int], str]:

@@ -67,8 +67,8 @@ def run_probe(args: argparse.Namespace) -> int:
     write_output(args.output, result.to_json())
     if args.plot is not None:
         plot_probe(report, args.plot)
-    text = render_probe_report(report, test_prompts=options.test,
-                               test=result.test).rstrip("\n")
+    text = render_probe_report(report, test_prompts=result.test_prompts, test=result.test,
+                               merged=result.merged_copies).rstrip("\n")
     if (result.site, result.position) != ("resid_post", "last"):
         text = f"(site: {result.site}, position: {result.position})\n{text}"
     out(text)

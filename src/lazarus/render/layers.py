@@ -21,6 +21,10 @@ def render_result(result: NeuronsResult, ranking: str | None = None,
     parts = []
     if (result.site, result.position) != ("resid_post", "last"):  # else exactly the spec's
         parts.append(f"(site: {result.site}, position: {result.position})")
+    if result.merged_copies:
+        parts.append(f"{plural(len(result.prompts), 'distinct prompt')} "
+                     f"({plural(result.merged_copies, 'copy', 'copies')} merged): a repeated "
+                     "prompt counts once.")
     for layer in result.layers:
         if layer.experts:
             units = layer.width // layer.experts

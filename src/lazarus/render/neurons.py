@@ -91,6 +91,7 @@ def _label_notes(summaries: list[LabelSummary], noun: str, choice: Choice) -> li
         return [f"({r_is})", f"(per {noun}: the {noun}s of one prompt are not independent "
                 "samples, so no interval and no mark; --position last or mean gives one value "
                 "per prompt)"]
+
     def interval(simultaneous: str = "") -> str:
         return (f"[low, high] = its 95% interval{simultaneous}, {INTERVAL_ASSUMPTION}; n/a: no "
                 "spread within the labels")

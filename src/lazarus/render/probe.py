@@ -61,10 +61,10 @@ def decimals_for(scale: float, digits: int = 2, most: int = 6) -> int:
 # --- sections -----------------------------------------------------------------------------------
 
 
-def render_accuracy_table(report: ProbeReport) -> str:
+def render_accuracy_table(report: ProbeReport, merged: int = 0) -> str:
     """One row per layer: held-out accuracy and the shuffled-label baseline (mean ± std), the
     held-out separation that breaks ties, and a bar proportional to accuracy; then the
-    permutation test of the whole layer search."""
+    permutation test of the whole layer search. `merged`: repeated prompts merged away."""
     runs = f"{report.permutations} shuffle{'s' if report.permutations != 1 else ''}"
     title = f"PROBE ACCURACY BY LAYER ({report.method}, {report.folds} folds held out, {runs})"
     lines = banner(title)
@@ -78,10 +78,13 @@ def render_accuracy_table(report: ProbeReport) -> str:
         if row.layer == report.best_layer:
             line += f" {BEST_MARK}"
         lines.append(line.rstrip())
+    counts = (f"{report.count_a} {escape(report.label_a)}, {report.count_b} "
+              f"{escape(report.label_b)}")
     notes = [
         f"Accuracy: held out, mean ± std over {report.folds} stratified folds "
-        f"({report.count_a} {escape(report.label_a)}, {report.count_b} "
-        f"{escape(report.label_b)} prompts).",
+        + (f"of {report.count_a + report.count_b} distinct prompts ({merged} "
+           f"{'copy' if merged == 1 else 'copies'} merged): {counts}." if merged
+           else f"({counts} prompts)."),
         "Shuffled: held out, the same cross-validation with the labels shuffled, at that layer "
         "alone, mean ± std over the shuffles.",
         "Held-out d: separation (Cohen's d) of the held-out prompts' projections.",
@@ -168,7 +171,9 @@ def render_predictions(prompts: Sequence[str], test: TestScore) -> str:
     if truth is not None:
         header += f"{'Label'.ljust(true_width)} | "
     header += f"{'Prediction'.ljust(width)} | Probability | Projection"
-    lines = banner("TEST PREDICTIONS (HELD OUT)")
+    seen = test.in_sample or (False,) * len(predictions)
+    lines = banner("TEST PREDICTIONS (HELD OUT" + (", EXCEPT THOSE MARKED IN-SAMPLE)"
+                                                   if any(seen) else ")"))
     lines += [header, "-" * len(header)]
     for index, (prompt, label, prediction) in enumerate(
             zip(prompts, labels, predictions, strict=True)):
@@ -177,11 +182,21 @@ def render_predictions(prompts: Sequence[str], test: TestScore) -> str:
             line += f"{pad(truth[index], true_width)} | "
         line += (f"{pad(label, width)} | {percent(prediction.probability).strip():>11} | "
                  f"{_number(float(test.projections[index]), 4):>10}")
-        lines.append(line)
-    if test.accuracy is not None:
+        lines.append(line + ("  in-sample" if seen[index] else ""))
+    in_sample = sum(seen)
+    if in_sample:
         lines.append("")
-        lines += _wrap(f"Test accuracy (held out): {test.correct} of {len(predictions)} "
-                       f"({percent(test.accuracy).strip()}).")
+        lines += _wrap(f"In-sample: {in_sample} of these {len(predictions)} test prompts "
+                       + ("is a training prompt; the probe saw it, so it is" if in_sample == 1
+                          else "are training prompts; the probe saw them, so they are")
+                       + " not held out.")
+    if truth is not None:
+        lines.append("")
+        uncounted = (f"; {in_sample} in-sample not counted" if in_sample else "")
+        lines += _wrap(
+            f"Test accuracy (held out): {test.correct} of {test.held_out} "
+            f"({percent(test.accuracy).strip()}){uncounted}." if test.accuracy is not None
+            else "Test accuracy (held out): none; every test prompt is a training prompt.")
     return "\n".join(lines)
 
 
@@ -191,9 +206,11 @@ def render_probe_report(
     top_k: int = 10,
     test_prompts: Sequence[str] | None = None,
     test: TestScore | None = None,
+    merged: int = 0,
 ) -> str:
-    """Every section, separated by blank lines, ending with a newline."""
-    sections = [render_accuracy_table(report), render_projection(report),
+    """Every section, separated by blank lines, ending with a newline; `merged` counts the
+    repeated training prompts merged away."""
+    sections = [render_accuracy_table(report, merged), render_projection(report),
                 render_top_neurons(report, top_k)]
     if test_prompts:
         if test is None:

@@ -63,6 +63,7 @@ class NeuronsResult:
     model_id: str = ""
     layer_count: int = 0
     hidden_size: int = 0
+    merged_copies: int = 0  # repeated prompts merged into one (with labels; see io.distinct)
 
     @property
     def layer_ids(self) -> list[int]:
@@ -86,6 +87,7 @@ class NeuronsResult:
             "dtype": None if collected is None else collected.dtype,
             "device": None if collected is None else collected.device,
             "neuron_selection": self.selection or "--neurons",
+            "merged_copies": self.merged_copies,
         })
 
     def to_numpy(self, layer: int | None = None) -> np.ndarray:

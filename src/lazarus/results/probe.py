@@ -29,8 +29,8 @@ FIGURES = {  # which figures the fit saw the prompts of
     "separation": "in-sample (the final fit on all training prompts)",
     "training_projections": "in-sample",
     "top_neurons": "in-sample",
-    "predictions": "held out (test prompts)",
-    "test_accuracy": "held out (test prompts)",
+    "predictions": "held out (test prompts), except those marked in_sample (training prompts)",
+    "test_accuracy": "held out (the test prompts that are not training prompts)",
 }
 SCORES = ("accuracy", "accuracy_std", "baseline", "baseline_std", "heldout_separation")
 
@@ -104,10 +104,11 @@ def probe_json(
              "probability_a": json_number(p.probability_a),
              "projection": json_number(float(test.projections[i])),
              "true_label": None if test.labels is None else test.labels[i],
-             "in_sample": False}
+             "in_sample": bool(test.in_sample and test.in_sample[i])}
             for i, (prompt, p) in enumerate(zip(test_prompts, test.predictions, strict=True))
         ]
         result["test_accuracy"] = json_number(test.accuracy)
+        result["test_in_sample"] = sum(test.in_sample)
     return result
 
 
@@ -164,7 +165,9 @@ class ProbeResult:
     position: Position
     device: str
     dtype: str
-    training_prompts: tuple[str, ...] = ()  # class A first, then class B
+    training_prompts: tuple[str, ...] = ()  # class A first, then class B; each once
+    merged_copies: int = 0  # repeated training prompts merged into one (see io.distinct)
+    test_merged_copies: int = 0  # repeated test prompts merged likewise
 
     @property
     def best_layer(self) -> int | None:
@@ -206,7 +209,9 @@ class ProbeResult:
                               prompts=self.training_prompts, test_prompts=self.test_prompts,
                               test=self.test)
         document.update(lazarus_version=__version__, dtype=self.dtype, device=self.device,
-                        site=self.site, position=self.position)
+                        site=self.site, position=self.position,
+                        merged_copies=self.merged_copies,
+                        test_merged_copies=self.test_merged_copies)
         return document
 
     def to_numpy(self) -> np.ndarray:

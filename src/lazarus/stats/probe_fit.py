@@ -85,18 +85,27 @@ class ProbeFit:
 
 @dataclass(frozen=True)
 class TestScore:
-    """The fit applied to prompts it never saw: held-out figures."""
+    """The fit applied to test prompts: held-out figures, except for the prompts marked
+    `in_sample` (also training prompts), which are predicted but never counted as held out."""
 
     projections: np.ndarray  # [prompts] x.direction
     predictions: tuple[Prediction, ...]
     labels: tuple[str, ...] | None  # the true class of each prompt, when given
-    correct: int | None  # predictions that match `labels`
+    correct: int | None  # held-out predictions that match `labels`
+    in_sample: tuple[bool, ...] = ()  # per prompt: also a training prompt (empty: none is)
+
+    @property
+    def held_out(self) -> int:
+        """How many of the prompts are held out (not training prompts)."""
+        return len(self.predictions) - sum(self.in_sample)
 
     @property
     def accuracy(self) -> float | None:
-        if self.labels is None or not self.labels:
+        """The share of held-out prompts predicted right (None without labels or held-out
+        prompts)."""
+        if self.labels is None or not self.held_out:
             return None
-        return (self.correct or 0) / len(self.labels)
+        return (self.correct or 0) / self.held_out
 
 
 def pooled_std(a: np.ndarray, b: np.ndarray) -> float:
@@ -244,18 +253,25 @@ def check_test_labels(labels: Sequence[str], label_a: str, label_b: str) -> None
                 f"{label_b!r}); give each test prompt one of the two class labels")
 
 
-def score_test(fit: ProbeFit, rows: np.ndarray,
-               labels: Sequence[str] | None = None) -> TestScore:
+def score_test(fit: ProbeFit, rows: np.ndarray, labels: Sequence[str] | None = None,
+               in_sample: Sequence[bool] = ()) -> TestScore:
     """Projections and predictions of test prompts [prompts, hidden] and, with their true
-    labels, how many the fit got right (a held-out accuracy)."""
+    labels, how many of the held-out ones the fit got right (a held-out accuracy); the prompts
+    flagged `in_sample` (empty: none) are training prompts, and are not counted."""
     x = np.asarray(rows, dtype=np.float64).reshape(-1, fit.hidden_size)
     predictions = predict_rows(fit, x)
+    seen = tuple(bool(flag) for flag in in_sample)
+    if seen and len(seen) != len(predictions):
+        raise ValueError("one in-sample flag per test prompt is needed")
+    seen = seen if any(seen) else ()
     if labels is None:
-        return TestScore(x @ fit.direction, predictions, None, None)
+        return TestScore(x @ fit.direction, predictions, None, None, seen)
     if len(labels) != len(predictions):
         raise LazarusError(f"got {plural(len(labels), 'test label')} for "
                            f"{plural(len(predictions), 'test prompt')} (give one label per "
                            "test prompt, in the same order)")
     check_test_labels(labels, fit.class_a.label, fit.class_b.label)
-    correct = sum(p.label == label for p, label in zip(predictions, labels, strict=True))
-    return TestScore(x @ fit.direction, predictions, tuple(labels), int(correct))
+    flags = seen or (False,) * len(predictions)
+    correct = sum(p.label == label for p, label, flag in zip(predictions, labels, flags,
+                                                             strict=True) if not flag)
+    return TestScore(x @ fit.direction, predictions, tuple(labels), int(correct), seen)
