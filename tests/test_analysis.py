@@ -9,7 +9,6 @@ import pytest
 
 from lazarus.results.activations import ActivationMatrix
 from lazarus.stats.neurons import (
-    MARK_THRESHOLD,
     label_correlation,
     neuron_stats,
     point_biserial,
@@ -83,24 +82,6 @@ def test_means_counts_and_given_order_on_spec_example():
     trivial = summaries[0].effects[0]
     assert trivial.mean == -77.0  # (-156 + 2) / 2
     assert trivial.rest_mean == pytest.approx(726 / 3)  # (232 + 326 + 168) / 3
-
-
-def test_verdict_at_and_below_threshold():
-    assert MARK_THRESHOLD == 0.5
-    labels = ["x", "x", "x", "y", "y", "y"]
-    # x-prompts [4, -2, 1]: mean 1; y-prompts [-1, -1, -1]: mean -1; overall mean 0;
-    # squares sum 16+4+1+1+1+1 = 24, variance 4, std 2; r = (1 - -1) * sqrt(.5 * .5) / 2 = 0.5
-    exact = label_correlation(matrix([[4, -2, 1, -1, -1, -1]], labels))
-    assert exact[0].effects[0].r == 0.5
-    assert exact[0].effects[0].verdict == "high"
-    assert exact[1].effects[0].r == -0.5
-    assert exact[1].effects[0].verdict == "low"
-    flipped = label_correlation(matrix([[-4, 2, -1, 1, 1, 1]], labels))
-    assert flipped[0].effects[0].verdict == "low"
-    # [3, -1 | 1, -3]: gap 2, std sqrt(20/4) = sqrt(5); r = 2 * 0.5 / sqrt(5) = 0.447
-    below = label_correlation(matrix([[3, -1, 1, -3]], ["x", "x", "y", "y"]))
-    assert below[0].effects[0].r == pytest.approx(1 / math.sqrt(5), abs=1e-12)
-    assert below[0].effects[0].verdict is None
 
 
 def test_undefined_correlation_gives_none():

@@ -119,6 +119,32 @@ def test_nothing_found_on_the_demo_model_says_what_it_rules_out(capsys, tmp_path
     assert "Welch's F" in section
 
 
+def test_neurons_chosen_as_the_largest_effects_of_noise_get_no_mark(capsys, tmp_path, llama_dir):
+    # random labels: the four shown are the four largest |d| of 64 neurons on these prompts, so
+    # their r is large by the choice alone; none survives the correction, so none is marked
+    prompts = ["2+2=", "10*10=", "hello", "The end.", "abc", "x y z", "47*47=", "cat",
+               "one", "two", "three", "four", "Paris is", "9-3=", "why?", "ok"]
+    labels = list(np.random.default_rng(0).permutation(["u", "v"] * 8))
+    output = tmp_path / "none.json"
+    code, out, err = run(capsys, "introspect", "neurons", "-m", llama_dir, "-l", "1",
+                         "--prompts", "|".join(prompts), "--labels", "|".join(labels),
+                         "--auto-discover", "--top-k", "4", "--permutations", "500",
+                         "-o", output)
+    assert code == 3, err
+    document = json.loads(output.read_text())
+    section = out.split("LABEL CORRELATION")[1].split("DISCOVERED NEURONS")[0]
+    assert "selected: --auto-discover chose these neurons as the largest effects of the 64" \
+        in section
+    assert "simultaneous over 64 intervals (Bonferroni)" in section
+    assert "no mark: no neuron shown survives" in section
+    assert "←" not in section
+    verdicts = {effect["verdict"] for label in document["label_correlation"].values()
+                for effect in label["neurons"].values()}
+    assert verdicts == {None}
+    assert document["label_correlation_method"]["chosen_by"] == "effect"
+    assert document["label_correlation_method"]["interval_family"] == 64
+
+
 def test_label_correlation_keeps_the_given_order_and_shows_intervals(capsys, llama_dir):
     prompts = "2+2=|10*10=|45*45=|47*47=|67*83=|3+3="
     code, out, err = run(capsys, "introspect", "neurons", "-m", llama_dir, "-l", "1",
@@ -127,7 +153,7 @@ def test_label_correlation_keeps_the_given_order_and_shows_intervals(capsys, lla
     assert code == 0, err
     section = out.split("LABEL CORRELATION")[1]
     assert section.index("trivial (3") < section.index("medium (1") < section.index("hard (2")
-    assert "Fisher's z" in section
+    assert "95% interval, exact for values normal" in section
     assert section.count(" [") >= 6  # an interval beside each r (6 prompts, r defined)
 
 

@@ -77,7 +77,13 @@ def test_probe_then_neurons_from_direction(capsys, tmp_path, planted_dir):
     document = json.loads(output.read_text())
     assert document["neurons"] == expected_top
     assert list(document["neuron_weights"]) == [str(n) for n in expected_top]
-    assert "fires high for hard" in out  # the planted dimension, on the hard prompts
+    # the planted dimension is -8 on both trivial prompts and +8 on the other four: a mark
+    # needs an interval that excludes 0, which 2 trivial prompts against 4 give, while 3 hard
+    # prompts against a rest that holds the (hard-looking) medium one do not
+    trivial = out.split("LABEL CORRELATION")[1].split("trivial (2 prompts):")[1].split("\n\n")[0]
+    planted = next(line for line in trivial.split("\n") if f"Neuron   {PLANTED_DIM}:" in line)
+    assert planted.endswith("← fires low for trivial")
+    assert "fires high for hard" not in out
     assert "warning" not in err
 
 

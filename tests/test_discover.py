@@ -34,7 +34,7 @@ def test_noise_reports_a_survivor_at_no_more_than_the_nominal_rate(correlated):
         if correlated:
             values += 2.0 * rng.normal(size=(20, 1)) * rng.normal(size=(1, 60))
         labels = list(rng.permutation(["a"] * 10 + ["b"] * 10))
-        found = discover.discover(values, labels, permutations=200, resamples=50, seed=seed)
+        found = discover.discover(values, labels, permutations=200, seed=seed)
         hits += int(found.survivors > 0)
         assert found.tested == 60
         assert (found.survivors > 0) == bool(found.findings)
@@ -45,7 +45,7 @@ def test_noise_shows_candidates_not_findings():
     rng = np.random.default_rng(7)
     values = rng.normal(size=(16, 40))
     labels = ["x", "y"] * 8
-    found = discover.discover(values, labels, top_k=4, permutations=500, resamples=100)
+    found = discover.discover(values, labels, top_k=4, permutations=500)
     assert found.survivors == 0
     assert found.findings == ()
     assert len(found.candidates) == 4
@@ -88,7 +88,7 @@ def test_constant_and_missing_neurons_are_not_tested():
     values[:, 1] = 4.0
     values[3, 4] = np.nan
     found = discover.discover(values, ["a", "b"] * 5, neurons=[10, 11, 12, 13, 14, 15],
-                              permutations=100, resamples=20)
+                              permutations=100)
     assert found.tested == 4
     assert found.untested == (11, 14)
     assert {f.neuron for f in found.shown} == {10, 12, 13, 15}
@@ -98,7 +98,7 @@ def test_smallest_p_counts_the_resamples_without_any_spread():
     # 2 + 2 prompts: a quarter of the resamples draw each label as one prompt repeated, where F
     # is infinite, so no p falls below about 1/4; 10 + 10: such resamples are (1/10^9)^2 rare
     found = discover.discover(np.random.default_rng(0).normal(size=(4, 5)), ["a", "a", "b", "b"],
-                              permutations=400, resamples=10)
+                              permutations=400)
     assert 0.25 - 3 * 0.0217 < found.smallest_p < 0.25 + 3 * 0.0217  # Binomial(400, 1/4) / 401
     assert all(f.p_corrected >= found.smallest_p for f in found.shown)
     assert "no p can fall below 0.05" in found.describe()

@@ -240,16 +240,18 @@ def test_label_correlation_section():
         "=" * 80,
         "LABEL CORRELATION",
         "=" * 80,
-        "(r = point-biserial correlation of the neuron with the label; ← marks |r| ≥ 0.5)",
-        "([low, high] = r's 95% interval by Fisher's z, not corrected for the many r shown; "
-        "none below 4 prompts)",
+        "(r = point-biserial correlation of the neuron with the label; [low, high] = its 95% "
+        "interval, exact for values normal within each label with one spread; n/a: no spread "
+        "within the labels)",
+        "(← marks an r whose interval excludes 0: uncorrected, 2 neurons examined, so about 1 in "
+        "20 with no effect is marked by chance)",
         "",
         "hard (2 prompts):",
         "  Neuron  808: mean= +228.8  r=+0.87 [+0.50, +0.97]  ← fires high for hard",
         "  Neuron 1190: mean=  +40.7  r=-0.61 [-0.90, -0.00]  ← fires low for hard",
         "",
         "trivial (1 prompt):",
-        "  Neuron  808: mean=  -40.7  r=+0.20",
+        "  Neuron  808: mean=  -40.7  r=+0.20 [n/a]",
         "  Neuron 1190: mean= +186.7  r=  n/a",
     ]
 

@@ -1,10 +1,9 @@
 """Every statistic of `lazarus.stats.effects` against an independent route: hand arithmetic,
-textbook loops, exact enumeration of all labellings or resamples, or simulation with a known truth.
-(scipy is not installed here, so there is no library oracle.)"""
+textbook loops, exact enumeration of all labellings, or simulation with a known truth. (scipy is
+not installed here, so there is no library oracle; the intervals are in test_intervals.py.)"""
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
@@ -76,69 +75,3 @@ def test_constant_column_has_no_effect():
     assert np.isfinite(stats.cohens_d(values, codes)[1])
 
 
-def test_stratified_resamples_keep_each_label_within_itself():
-    codes = np.array([1, 0, 1, 1, 0, 2, 2])
-    resamples = stats.stratified_resamples(codes, 200, seed=0)
-    assert resamples.shape == (200, 7)
-    # every resample lists label 0's rows, then label 1's, then label 2's, as many as each has
-    for row in resamples:
-        assert codes[row].tolist() == [0, 0, 1, 1, 1, 2, 2]
-    assert len({tuple(row) for row in resamples.tolist()}) > 100  # really random
-
-
-def test_bootstrap_interval_matches_the_exact_bootstrap_distribution():
-    # 3 + 3 prompts: every stratified resample (27 x 27, equally likely) enumerated
-    first, second = np.array([1.0, 2.5, 4.0]), np.array([-1.0, 0.5, 3.0])
-    values = np.concatenate([first, second])[:, None]
-    codes = np.array([0, 0, 0, 1, 1, 1])
-    exact = []
-    for a in itertools.product(first, repeat=3):
-        for b in itertools.product(second, repeat=3):
-            a_, b_ = np.array(a), np.array(b)
-            pooled = (((a_ - a_.mean()) ** 2).sum() + ((b_ - b_.mean()) ** 2).sum()) / 4
-            if pooled > 0:
-                exact.append((a_.mean() - b_.mean()) / math.sqrt(pooled))
-    exact = np.sort(exact)
-    low, high = stats.bootstrap_interval(values, codes,
-                                         stats.stratified_resamples(codes, 40000, seed=1))
-    # the Monte Carlo quantile must sit where the exact distribution puts 2.5% / 97.5%
-    assert np.mean(exact <= low[0]) == pytest.approx(0.025, abs=0.006)
-    assert np.mean(exact >= high[0]) == pytest.approx(0.025, abs=0.006)
-
-
-@pytest.mark.parametrize("effect", ["d", "eta"])
-def test_bootstrap_intervals_cover_a_known_effect_about_95_percent(effect):
-    # normal groups with known population effect; 400 draws: binomial sd of the coverage at
-    # 0.95 is 0.011, and the percentile bootstrap runs slightly short at this size: 0.92..0.98
-    rng = np.random.default_rng(11)
-    if effect == "d":
-        codes, shift, truth = np.repeat([0, 1], 50), np.repeat([1.0, 0.0], 50), 1.0
-    else:  # means -0.6, 0, 0.6 of sd 1: between-variance 0.24, eta-squared 0.24 / 1.24
-        codes, shift = np.repeat([0, 1, 2], 50), np.repeat([-0.6, 0.0, 0.6], 50)
-        truth = 0.24 / 1.24
-    covered = 0
-    draws = 400
-    for draw in range(draws):
-        values = (rng.normal(size=codes.size) + shift)[:, None]
-        low, high = stats.bootstrap_interval(values, codes,
-                                             stats.stratified_resamples(codes, 1000, draw))
-        covered += int(low[0] <= truth <= high[0])
-    assert 0.92 <= covered / draws <= 0.98
-
-
-def test_correlation_interval_textbook_value_and_coverage():
-    # r = 0.5 from 28 pairs: z = atanh(0.5) = 0.5493, se = 1/5; 0.5493 -+ 0.392 -> tanh:
-    # (0.156, 0.736), the interval tabulated in textbooks for this case
-    low, high = stats.correlation_interval(0.5, 28)
-    assert (round(low, 3), round(high, 3)) == (0.156, 0.736)
-    assert stats.correlation_interval(0.5, 3) is None
-    assert stats.correlation_interval(None, 30) is None
-    # bivariate normal with rho = 0.4, n = 30: about 95% of the intervals hold rho
-    rng = np.random.default_rng(4)
-    rho, covered, draws = 0.4, 0, 2000
-    for _ in range(draws):
-        x = rng.normal(size=30)
-        y = rho * x + math.sqrt(1 - rho**2) * rng.normal(size=30)
-        low, high = stats.correlation_interval(float(np.corrcoef(x, y)[0, 1]), 30)
-        covered += int(low <= rho <= high)
-    assert 0.93 <= covered / draws <= 0.97  # binomial sd 0.005

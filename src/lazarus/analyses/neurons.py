@@ -9,7 +9,7 @@ layer read at full width also names its "massive activation" dimensions
 (`analysis.massive_dimensions`), which would otherwise top a ranking by spread silently.
 With `position="all"` every real token of every prompt is a sample: statistics and label means
 are over tokens, and each prompt's per-token values are kept; label correlations then come
-without intervals, since tokens of one prompt are not independent samples.
+without intervals or marks, since tokens of one prompt are not independent samples.
 With labels, prompts are the unit of every statistic: a repeated prompt is merged into one
 (`io.distinct`; said through `model.notify`), and one prompt under two labels is refused.
 """
@@ -87,10 +87,13 @@ def analyse_neurons(model: ModelHandle, prompts: Sequence[str], options: Neurons
             check_direction_width(direction, width, site)
 
     found = None
+    choice = analysis.Choice(per_token=every)  # given: listed, or a direction's top neurons
     if options.auto_discover:
         found = discover.discover(samples[layers[0]], labels, top_k=top_k,
                                   permutations=options.permutations)
         chosen, selection = [f.neuron for f in found.shown], found.describe()
+        choice = analysis.Choice(by=analysis.EFFECT, among=found.tested,
+                                 survivors=frozenset(f.neuron for f in found.findings))
     elif direction is not None:
         chosen = known
         selection = (f"top {len(chosen)} of {direction_name(direction)} by "
@@ -99,6 +102,7 @@ def analyse_neurons(model: ModelHandle, prompts: Sequence[str], options: Neurons
         chosen, selection = known, None
     else:
         chosen, selection = _most_variable(samples, top_k, every)
+        choice = analysis.Choice(by=analysis.SPREAD, among=widths[layers[0]], per_token=every)
     picked = list(range(len(chosen))) if columns is not None else chosen  # columns of samples
 
     sample_labels = None
@@ -116,8 +120,7 @@ def analyse_neurons(model: ModelHandle, prompts: Sequence[str], options: Neurons
         per_token = (tuple(rows[:, picked] for rows in per_prompt[layer]) if every else None)
         results.append(LayerResult(
             matrix=matrix, stats=analysis.neuron_stats(matrix),
-            label_summaries=(analysis.label_correlation(matrix, intervals=not every)
-                             if labels else None),
+            label_summaries=analysis.label_correlation(matrix, choice) if labels else None,
             per_token=per_token, width=widths[layer],
             experts=moe_experts(info, site, widths[layer]),
             massive=None if columns is not None else analysis.massive_dimensions(samples[layer]),
@@ -129,7 +132,7 @@ def analyse_neurons(model: ModelHandle, prompts: Sequence[str], options: Neurons
     return NeuronsResult(
         layers=tuple(results), neurons=tuple(chosen), prompts=tuple(prompts),
         labels=None if labels is None else tuple(labels), site=site, position=position,
-        selection=selection, tokens=tokens,
+        selection=selection, choice=choice, tokens=tokens,
         weights=direction.weights_of(chosen) if direction is not None else None,
         direction_labels=((direction.label_positive, direction.label_negative)
                           if direction is not None else None),

@@ -122,7 +122,8 @@ def _add_neurons_command(commands: argparse._SubParsersAction) -> None:
                               "means (Welch's F, each label with its own spread, against a "
                               "bootstrap within labels; p corrected family-wise by the "
                               "max-statistic over all neurons; shown: Cohen's d for two labels, "
-                              "eta-squared for more, bootstrap 95%% CI) and show the --top-k "
+                              "eta-squared for more, exact 95%% CI simultaneous over all "
+                              "neurons) and show the --top-k "
                               "strongest that survive")
     neurons.add_argument("--permutations", type=whole, default=None, metavar="N",
                          help="bootstrap resamples of --auto-discover's test (default: 1000; "

@@ -11,9 +11,12 @@ import numpy as np
 from lazarus.render.grid import map_decimals, render_activation_map, render_heatmap, signed
 from lazarus.results.activations import ActivationMatrix
 from lazarus.stats.discover import INTERVAL_TEXT, Discovery
+from lazarus.stats.intervals import INTERVAL_ASSUMPTION
 from lazarus.stats.neurons import (
-    MARK_THRESHOLD,
+    EFFECT,
     MASSIVE_FACTOR,
+    SPREAD,
+    Choice,
     LabelSummary,
     Massive,
     NeuronStats,
@@ -78,20 +81,55 @@ def render_stats(
     return "\n".join(heading + [f"({note})" for note in notes] + lines)
 
 
+def _label_notes(summaries: list[LabelSummary], noun: str, choice: Choice) -> list[str]:
+    """What the intervals and the marks of LABEL CORRELATION claim, for the way the neurons
+    were chosen (`stats.neurons.Choice`)."""
+    groups = len(summaries)
+    neurons = len(summaries[0].effects) if summaries else 0
+    r_is = "r = point-biserial correlation of the neuron with the label"
+    if choice.per_token:
+        return [f"({r_is})", f"(per {noun}: the {noun}s of one prompt are not independent "
+                "samples, so no interval and no mark; --position last or mean gives one value "
+                "per prompt)"]
+
+    def interval(simultaneous: str = "") -> str:
+        return (f"[low, high] = its 95% interval{simultaneous}, {INTERVAL_ASSUMPTION}; n/a: no "
+                "spread within the labels")
+
+    if choice.by != EFFECT:
+        examined = plural(neurons, "neuron") + ("" if groups == 2 else f" x {groups} labels")
+        notes = [f"({r_is}; {interval()})"]
+        if choice.by == SPREAD:
+            notes.append(f"(selected: chosen by their spread on these {noun}s, so the intervals "
+                         "may cover less than 95%; the choice is blind to the labels, so a "
+                         "mark's test of r = 0 stays valid)")
+        return notes + [f"(← marks an r whose interval excludes 0: uncorrected, {examined} "
+                        "examined, so about 1 in 20 with no effect is marked by chance)"]
+    how = "Bonferroni" if groups == 2 else f"{choice.among} neurons x {groups} labels; Bonferroni"
+    family = f" simultaneous over {plural(choice.family(groups), 'interval')} ({how})"
+    notes = [f"({r_is}; {interval(family)})",
+             f"(selected: --auto-discover chose these neurons as the largest effects of the "
+             f"{choice.among} tested on these {noun}s; a simultaneous interval holds for neurons "
+             "so chosen, one neuron's would not)"]
+    marked = sum(1 for e in summaries[0].effects if e.neuron in choice.survivors
+                 ) if summaries else 0
+    if not marked:
+        return notes + ["(no mark: no neuron shown survives --auto-discover's correction; the "
+                        "largest of many effects is large by chance alone)"]
+    return notes + [f"(← marks a survivor of --auto-discover's correction whose interval "
+                    f"excludes 0; {marked} of the {neurons} shown survive)"]
+
+
 def render_label_correlation(summaries: list[LabelSummary], decimals: int,
-                             title: str = "LABEL CORRELATION", noun: str = "prompt") -> str:
-    """Per label: each neuron's mean on its prompts, r, and an arrow when |r| is large."""
-    rule = (f"(r = point-biserial correlation of the neuron with the label; "
-            f"← marks |r| ≥ {MARK_THRESHOLD:g})")
-    interval = (f"([low, high] = r's 95% interval by Fisher's z, not corrected for the many r "
-                f"shown; none below 4 {noun}s)")
-    if noun == "token":
-        interval = ("(no intervals: the tokens of one prompt are not independent samples; "
-                    "--position last or mean gives r an interval over prompts)")
+                             title: str = "LABEL CORRELATION", noun: str = "prompt",
+                             choice: Choice | None = None) -> str:
+    """Per label: each neuron's mean on its prompts, r, r's interval, and an arrow where the
+    evidence allows one (see `stats.neurons.Choice`), with what those claim above them."""
+    choice = choice or Choice()
     effects = [e for s in summaries for e in s.effects]
     names = iter(_neuron_ids([e.neuron for e in effects]))
     means = iter(_aligned([signed(e.mean, decimals) for e in effects]))
-    lines = banner(title) + [rule, interval]
+    lines = banner(title) + _label_notes(summaries, noun, choice)
     for summary in summaries:
         label = escape(summary.label)
         lines += ["", f"{label} ({summary.count} {noun}{'' if summary.count == 1 else 's'}):"]
@@ -100,6 +138,8 @@ def render_label_correlation(summaries: list[LabelSummary], decimals: int,
             line = f"  {next(names)}: mean= {next(means)}  r={r:>5}"
             if effect.r_ci is not None:
                 line += f" [{effect.r_ci[0]:+.2f}, {effect.r_ci[1]:+.2f}]"
+            elif effect.r is not None and not choice.per_token:
+                line += " [n/a]"
             if effect.count is not None and effect.count < summary.count:
                 line += f"  (n={effect.count} of {summary.count})"
             if effect.verdict is not None:
@@ -123,6 +163,7 @@ def render_neurons_report(
     color: bool = False,
     notes: tuple[str, ...] = (),
     discovery: Discovery | None = None,
+    choice: Choice | None = None,
 ) -> str:
     """The spec's sections in order, a blank line apart, without a trailing newline.
 
@@ -130,7 +171,8 @@ def render_neurons_report(
     in every title (several layers are shown); `grids=False` leaves out the map and heatmap
     (per-token views show strips instead). With more prompts than `max_rows`, the map and the
     heatmap show the first `max_rows` and one row with the mean of the rest. `notes` go under
-    the statistics' heading; with `discovery`, its section closes the report.
+    the statistics' heading; with `discovery`, its section closes the report. `choice`: how the
+    neurons were chosen, which decides what LABEL CORRELATION's intervals and marks claim.
     """
     decimals = map_decimals(matrix.values)
     at = f" AT LAYER {matrix.layer}" if at_layer else ""
@@ -144,7 +186,7 @@ def render_neurons_report(
     if label_summaries is not None:
         sections.append(render_label_correlation(label_summaries, decimals + 1,
                                                  title=f"LABEL CORRELATION{at}",
-                                                 noun=sample_noun))
+                                                 noun=sample_noun, choice=choice))
     if discovery is not None:
         sections.append(render_discovery(discovery, matrix.layer))
     return "\n\n".join(sections)
@@ -174,8 +216,7 @@ def render_discovery(discovery: Discovery, layer: int) -> str:
     symbol = discovery.symbol
     form = "+.2f" if discovery.effect == "Cohen's d" else ".3f"  # eta-squared is never < 0
     lines = banner(f"DISCOVERED NEURONS AT LAYER {layer}") + [
-        f"(test: {discovery.test_text()}; 95% CI: {INTERVAL_TEXT}, "
-        f"{plural(discovery.resamples, 'resample')}; seed {discovery.seed})"]
+        f"(test: {discovery.test_text()}; seed {discovery.seed}; 95% CI: {INTERVAL_TEXT})"]
     if discovery.effect == "Cohen's d":
         lines.append(f"(d > 0: higher on {escape(discovery.labels[0])} than on "
                      f"{escape(discovery.labels[1])})")
@@ -211,8 +252,9 @@ def render_discovery(discovery: Discovery, layer: int) -> str:
     lines.append(f"(p cannot go below 1/{discovery.permutations + 1} = "
                  f"{_p(1 / (discovery.permutations + 1))} with "
                  f"{plural(discovery.permutations, 'resample')}. "
-                 "The corrected p allows for testing every neuron; the effects and intervals do "
-                 "not: chosen as the largest, they tend to overstate the true effect)")
+                 "The corrected p and the intervals allow for testing every neuron; the "
+                 "effects do not: chosen as the largest, they tend to overstate the true "
+                 "effect)")
     return "\n".join(lines)
 
 

@@ -8,7 +8,9 @@ neuron's mean per layer and, with labels, its per-label mean per layer. With
 `position="all"`, `tokens` holds each prompt's token texts and `activations` is
 [prompt][token][neuron]. Missing values (MoE units of experts a token was not routed to) are
 null, and their stats say how many values they count (`count`). Each layer read at full width
-adds `massive_activations` (possibly empty), and `--auto-discover` adds `discovery`.
+adds `massive_activations` (possibly empty), and `--auto-discover` adds `discovery`. With
+labels, `label_correlation_method` says what the intervals and verdicts of `label_correlation`
+claim for the way the neurons were chosen.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from lazarus.results.activations import ActivationMatrix
 from lazarus.results.plot import plot_neurons
 from lazarus.results.tables import csv_text, dataframe, neurons_table
 from lazarus.stats.discover import CORRECTION, INTERVAL_TEXT, TEST, Discovery
-from lazarus.stats.neurons import LabelSummary, Massive, NeuronStats
+from lazarus.stats.intervals import R_INTERVAL_TEXT
+from lazarus.stats.neurons import EFFECT, Choice, LabelSummary, Massive, NeuronStats
 from lazarus.stats.power import POWER, WELCH_METHOD
 from lazarus.text import json_number
 
@@ -53,6 +56,7 @@ class NeuronsResult:
     site: str
     position: Position
     selection: str | None  # where the neurons came from, said to the user (None: --neurons)
+    choice: Choice = Choice()  # how they were chosen: what their intervals and marks claim
     tokens: tuple[tuple[str, ...], ...] | None = None  # "all": each prompt's token texts
     weights: dict[int, float] | None = None  # the direction's weights of the neurons
     direction_labels: tuple[str | None, str | None] | None = None
@@ -153,6 +157,9 @@ def _layer_json(result: NeuronsResult, layer: LayerResult) -> dict:
                 if effect.count is not None and effect.count < summary.count:
                     label = document["label_correlation"][summary.label]["neurons"]
                     label[str(effect.neuron)]["count"] = effect.count
+    if layer.label_summaries is not None:
+        document["label_correlation_method"] = label_method_json(result.choice,
+                                                                 len(layer.label_summaries))
     if layer.massive is not None:
         document["massive_activations"] = massive_json(layer.massive)
     if layer.discovery is not None:
@@ -215,6 +222,24 @@ def neurons_json(
     return result
 
 
+def label_method_json(choice: Choice, groups: int) -> dict:
+    """What `label_correlation`'s intervals and verdicts claim: how the neurons were chosen
+    (`chosen_by`: given, spread or effect; `among`: how many the choice looked at), the
+    interval's method and family (1: each interval for its own neuron), and the rule behind a
+    verdict."""
+    if choice.per_token:
+        interval, marks = None, "none: the tokens of one prompt are not independent samples"
+    else:
+        interval = R_INTERVAL_TEXT + ("; simultaneous (Bonferroni)" if choice.by == EFFECT
+                                      else "")
+        marks = ("the interval excludes 0" + (
+            " and the neuron survives --auto-discover's correction" if choice.by == EFFECT
+            else " (uncorrected)"))
+    return {"chosen_by": choice.by, "among": choice.among, "interval": interval,
+            "interval_family": None if interval is None else choice.family(groups),
+            "verdict": marks}
+
+
 def discovery_json(discovery: Discovery) -> dict:
     """--auto-discover's test, correction, counts and each shown neuron's figures."""
     def finding(f) -> dict:  # type: ignore[no-untyped-def]
@@ -228,7 +253,7 @@ def discovery_json(discovery: Discovery) -> dict:
         "correction": CORRECTION,
         "interval": INTERVAL_TEXT,
         "permutations": discovery.permutations,
-        "resamples": discovery.resamples,
+        "interval_family": discovery.tested,
         "alpha": discovery.alpha,
         "seed": discovery.seed,
         "tested": discovery.tested,

@@ -22,26 +22,27 @@ import numpy as np
 
 from lazarus.errors import LazarusError
 from lazarus.stats import effects as stats
+from lazarus.stats.intervals import effect_interval
 from lazarus.stats.power import POWER, WELCH_METHOD, critical_value, detectable_welch
 from lazarus.stats.probe import MAX_PERMUTATIONS
 from lazarus.stats.welch import bootstrap_test, within_label_draws
 from lazarus.text import agree, plural
 
 PERMUTATIONS = 1000  # bootstrap resamples of the test; smallest possible p: 1/1001
-RESAMPLES = 1000  # bootstrap resamples for the 95% intervals
 ALPHA = 0.05
 SEED = 0
 TEST = ("Welch's F (label means compared, each label with its own spread) against a bootstrap "
         "of prompts within each label, every label centred at its mean")
 CORRECTION = "family-wise, by the max-statistic over all neurons tested (Westfall-Young)"
-INTERVAL = "percentile bootstrap"
-INTERVAL_TEXT = f"{INTERVAL}, stratified by label"
+INTERVAL_TEXT = ("exact for values normal within each label with one spread (noncentral t or F), "
+                 "simultaneous over every neuron tested (Bonferroni), so that it holds for "
+                 "neurons chosen as the largest")
 
 
 @dataclass(frozen=True)
 class Finding:
-    """One neuron: its effect, the effect's 95% bootstrap interval, its own p (Welch's F against
-    the bootstrap) and its p corrected across every neuron tested."""
+    """One neuron: its effect, the effect's 95% interval simultaneous over every neuron tested,
+    its own p (Welch's F against the bootstrap) and its p corrected across every neuron tested."""
 
     neuron: int
     effect: float
@@ -56,7 +57,6 @@ class Discovery:
     effect: str  # "Cohen's d" or "eta-squared"
     labels: tuple[str, ...]  # in the order first given; d = first minus second
     permutations: int  # the test's bootstrap resamples (the name of the CLI's option)
-    resamples: int  # the intervals' bootstrap resamples
     alpha: float
     seed: int
     tested: int  # neurons tested (the correction's family)
@@ -155,8 +155,8 @@ def check_label_sizes(labels: Sequence[str]) -> None:
 
 
 def discover(values: np.ndarray, labels: Sequence[str], neurons: Sequence[int] | None = None,
-             *, top_k: int = 10, permutations: int = PERMUTATIONS, resamples: int = RESAMPLES,
-             alpha: float = ALPHA, seed: int = SEED) -> Discovery:
+             *, top_k: int = 10, permutations: int = PERMUTATIONS, alpha: float = ALPHA,
+             seed: int = SEED) -> Discovery:
     """Test every column of `values` [prompts, neurons] against `labels` (one per row);
     `neurons` names the columns (default 0, 1, ...)."""
     values = np.asarray(values, dtype=np.float64)
@@ -175,15 +175,14 @@ def discover(values: np.ndarray, labels: Sequence[str], neurons: Sequence[int] |
     surviving = order[test.p_corrected[order] < alpha]
     picked = surviving[:top_k] if surviving.size else order[:top_k]
     effects = stats.effect_size(values[:, columns[picked]], codes)
-    resampled = stats.stratified_resamples(codes, resamples, seed + 1)
-    low, high = stats.bootstrap_interval(values[:, columns[picked]], codes, resampled)
+    low, high = effect_interval(values[:, columns[picked]], codes, family=int(columns.size))
     shown = tuple(Finding(neuron=int(ids[columns[j]]), effect=float(effects[i]),
                           low=float(low[i]), high=float(high[i]), p=float(test.p[j]),
                           p_corrected=float(test.p_corrected[j]))
                   for i, j in enumerate(picked))
     return Discovery(
         effect=stats.effect_name(len(names)), labels=names, permutations=permutations,
-        resamples=resamples, alpha=alpha, seed=seed, tested=int(columns.size),
+        alpha=alpha, seed=seed, tested=int(columns.size),
         untested=tuple(int(ids[j]) for j in np.flatnonzero(~varies)),
         survivors=int(surviving.size), findings=shown if surviving.size else (),
         candidates=() if surviving.size else shown, smallest_p=test.smallest_p,

@@ -1,4 +1,4 @@
-"""Effect sizes and intervals for neurons (numpy only).
+"""Effect sizes of neurons against labels (numpy only).
 
 Choices, made once here and said in the output:
 
@@ -9,21 +9,15 @@ Choices, made once here and said in the output:
   by its size.
 - **Test and correction.** Welch's F against a bootstrap, max-statistic corrected: see
   `stats.welch`.
-- **Interval.** Percentile bootstrap, stratified by label (each label's prompts are resampled
-  with replacement within the label, so every resample keeps the group sizes), seeded.
-- **Correlation r.** 95% interval by Fisher's z: tanh(atanh(r) +- 1.96 / sqrt(n - 3)), the
-  normal approximation; undefined below 4 values.
+- **Intervals.** Exact normal-theory intervals (noncentral t and F), in `stats.intervals`,
+  which says why not the bootstrap.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
-
-Z_975 = 1.959963984540054  # the standard normal's 97.5% quantile
-BATCH = 64  # resamples computed at once
 
 
 def label_codes(labels: Sequence[str]) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -87,44 +81,4 @@ def effect_size(values: np.ndarray, codes: np.ndarray) -> np.ndarray:
 def effect_name(groups: int) -> str:
     return "Cohen's d" if groups == 2 else "eta-squared"
 
-
-def stratified_resamples(codes: np.ndarray, count: int, seed: int) -> np.ndarray:
-    """`count` bootstrap resamples [count, n] of row indices, each label's rows drawn with
-    replacement from that label's rows, as many as it has."""
-    rng = np.random.default_rng(seed)
-    parts = []
-    for group in range(int(codes.max()) + 1):
-        rows = np.flatnonzero(codes == group)
-        parts.append(rows[rng.integers(0, rows.size, size=(count, rows.size))])
-    return np.concatenate(parts, axis=1)
-
-
-def bootstrap_interval(values: np.ndarray, codes: np.ndarray, resamples: np.ndarray,
-                       level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile bootstrap interval of `effect_size` per column of `values` [n, m], over the
-    row resamples `resamples` [B, n] (from `stratified_resamples`). Resamples where the effect
-    is undefined (no spread within the labels) are left out; NaN when none is left."""
-    values = np.asarray(values, dtype=np.float64)
-    sorted_codes = codes[resamples[0]]  # every resample lists the groups in the same order
-    effects = np.concatenate([effect_size(values[resamples[start:start + BATCH]], sorted_codes)
-                              for start in range(0, resamples.shape[0], BATCH)])  # [B, m]
-    tail = (1.0 - level) / 2
-    low = np.full(values.shape[1], np.nan)
-    high = np.full(values.shape[1], np.nan)
-    for column in range(values.shape[1]):
-        finite = effects[:, column][np.isfinite(effects[:, column])]
-        if finite.size:
-            low[column], high[column] = np.quantile(finite, [tail, 1.0 - tail])
-    return low, high
-
-
-def correlation_interval(r: float | None, n: int) -> tuple[float, float] | None:
-    """95% Fisher-z interval for a correlation r from n pairs; None when r is None or n < 4."""
-    if r is None or n < 4:
-        return None
-    if abs(r) >= 1.0:
-        return (r, r)
-    half = Z_975 / math.sqrt(n - 3)
-    centre = math.atanh(r)
-    return (math.tanh(centre - half), math.tanh(centre + half))
 

@@ -12,7 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
-from lazarus.stats.effects import correlation_interval
+from lazarus.stats.intervals import r_interval
 
 
 class Columns(Protocol):
@@ -24,8 +24,35 @@ class Columns(Protocol):
     labels: Sequence[str] | None
 
 
-MARK_THRESHOLD = 0.5
-"""|r| at or above which a neuron is marked as tracking a label ("large" by Cohen's convention)."""
+GIVEN, SPREAD, EFFECT = "given", "spread", "effect"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """How the neurons shown were chosen, which decides what their intervals and marks can
+    claim (a neuron picked for a large effect on these very prompts shows a large r by chance).
+
+    `by`: GIVEN (listed, or a direction's top neurons: not chosen on these prompts), SPREAD (the
+    largest spreads on these prompts, blind to the labels: under no effect r keeps the
+    distribution it has for any neuron, so its test stays valid), or EFFECT (--auto-discover:
+    the largest effects on these prompts). `among`: how many neurons the choice looked at.
+    `survivors`: with EFFECT, the neurons shown that survive the discovery's correction.
+    `per_token`: the samples are the tokens of the prompts, which are not independent.
+    """
+
+    by: str = GIVEN
+    among: int | None = None
+    survivors: frozenset[int] = frozenset()
+    per_token: bool = False
+
+    def family(self, labels: int) -> int:
+        """How many intervals an interval must hold together with: with EFFECT, one per
+        neuron tested and label (one per neuron with two labels, whose r are mirror images);
+        else 1 (each interval for its own neuron)."""
+        if self.by != EFFECT:
+            return 1
+        return (self.among or 1) * (labels if labels > 2 else 1)
+
 
 MASSIVE_FACTOR = 20.0
 """A neuron whose mean |value| is at least this many times the median neuron's (over every
@@ -55,9 +82,10 @@ class LabelEffect:
     """One neuron on the prompts of one label.
 
     `r` is the point-biserial correlation of the activation with "prompt has this label":
-    None when undefined (every prompt has the label, or the neuron never changes).
-    `verdict` is "high" or "low" when |r| >= MARK_THRESHOLD, else None. `r_ci` is r's 95%
-    interval by Fisher's z (`stats.correlation_interval`): None below 4 values or without r.
+    None when undefined (every prompt has the label, or the neuron never changes). `r_ci` is
+    r's 95% interval (`stats.intervals.r_interval`; simultaneous when the neurons were chosen
+    by their effect): None without r, with per-token samples, below 3 values or at |r| = 1.
+    `verdict` ("high"/"low", else None) is the mark, given only on evidence (`_verdict`).
     """
 
     neuron: int
@@ -113,46 +141,69 @@ def point_biserial(values: np.ndarray, member: np.ndarray) -> float | None:
     return float(np.clip(r, -1.0, 1.0))
 
 
-def _verdict(r: float | None) -> str | None:
-    if r is None:
+def _verdict(r: float | None, interval: tuple[float, float] | None, neuron: int,
+             choice: Choice) -> str | None:
+    """The mark, given only on evidence: r's interval excludes 0 (an uncorrected test for a
+    neuron not chosen by its effect) and, for a neuron chosen by its effect, it also survives
+    the discovery's correction (its interval is then the simultaneous one, so that a mark never
+    sits beside an interval that reaches 0). Per-token samples: never (tokens of a prompt are
+    not independent)."""
+    if r is None or interval is None or choice.per_token:
         return None
-    if r >= MARK_THRESHOLD:
-        return "high"
-    if r <= -MARK_THRESHOLD:
-        return "low"
-    return None
+    if not (interval[0] > 0 or interval[1] < 0):
+        return None
+    if choice.by == EFFECT and neuron not in choice.survivors:
+        return None
+    return "high" if r > 0 else "low"
 
 
-def label_correlation(matrix: Columns, intervals: bool = True) -> list[LabelSummary]:
+def label_correlation(matrix: Columns, choice: Choice | None = None) -> list[LabelSummary]:
     """For each label (in the order first given), each neuron's mean on its prompts and its
-    correlation with it, with r's 95% interval; `intervals=False` when the samples are not
-    independent (the tokens of a prompt), where no interval over them would hold."""
+    correlation with it, with r's 95% interval and a mark where `choice` allows one."""
     if matrix.labels is None:
         raise ValueError("label correlation needs labels, and this matrix has none")
+    choice = choice or Choice()
     labels = np.array(matrix.labels, dtype=object)
     values = matrix.values.astype(np.float64)
+    present = ~np.isnan(values)  # MoE units: only the routed tokens count
+    groups = len(set(matrix.labels))
     summaries = []
     for label in dict.fromkeys(matrix.labels):
         member = labels == label
+        rs = [point_biserial(column, member) for column in values.T]
+        inside = (present & member[:, None]).sum(axis=0)
+        outside = (present & ~member[:, None]).sum(axis=0)
+        intervals = _intervals(rs, inside, outside, choice.family(groups), choice.per_token)
         effects = []
-        for neuron, column in zip(matrix.neurons, values.T, strict=True):
-            r = point_biserial(column, member)
-            inside, rest = column[member], column[~member]
-            inside, rest = inside[~np.isnan(inside)], rest[~np.isnan(rest)]
-            effects.append(
-                LabelEffect(
-                    neuron=neuron,
-                    mean=float(inside.mean()) if inside.size else float("nan"),
-                    rest_mean=float(rest.mean()) if rest.size else None,
-                    r=r,
-                    verdict=_verdict(r),
-                    count=int(inside.size),
-                    r_ci=(correlation_interval(r, int(inside.size + rest.size))
-                          if intervals else None),
-                )
-            )
+        for j, (neuron, column) in enumerate(zip(matrix.neurons, values.T, strict=True)):
+            mine, rest = column[member & present[:, j]], column[~member & present[:, j]]
+            effects.append(LabelEffect(
+                neuron=neuron,
+                mean=float(mine.mean()) if mine.size else float("nan"),
+                rest_mean=float(rest.mean()) if rest.size else None,
+                r=rs[j],
+                verdict=_verdict(rs[j], intervals[j], neuron, choice),
+                count=int(inside[j]),
+                r_ci=intervals[j],
+            ))
         summaries.append(LabelSummary(label, int(member.sum()), tuple(effects)))
     return summaries
+
+
+def _intervals(rs: list[float | None], inside: np.ndarray, outside: np.ndarray, family: int,
+               per_token: bool) -> list[tuple[float, float] | None]:
+    """Each r's interval, computed at once for the neurons with the same counts; None without r,
+    for per-token samples, and where `r_interval` has none."""
+    found: list[tuple[float, float] | None] = [None] * len(rs)
+    if per_token:
+        return found
+    defined = [j for j, r in enumerate(rs) if r is not None]
+    for counts in {(int(inside[j]), int(outside[j])) for j in defined}:
+        same = [j for j in defined if (int(inside[j]), int(outside[j])) == counts]
+        low, high = r_interval(np.array([rs[j] for j in same]), *counts, family=family)
+        for j, lo, hi in zip(same, low, high, strict=True):
+            found[j] = (float(lo), float(hi)) if np.isfinite(lo) else None
+    return found
 
 
 def spread(values: np.ndarray) -> np.ndarray:
