@@ -105,7 +105,7 @@ def test_smallest_p_counts_the_resamples_without_any_spread():
     assert found.detectable == math.inf
     assert "could not find an effect of any size" in found.describe()
     many = discover.discover(np.random.default_rng(0).normal(size=(20, 5)), ["a", "b"] * 10,
-                             permutations=400, resamples=10)
+                             permutations=400)
     assert many.smallest_p == 1 / 401
 
 
@@ -127,7 +127,7 @@ def test_equal_means_with_unequal_spreads_find_nothing_beyond_alpha(sizes):
     labels = ["few"] * sizes[0] + ["many"] * sizes[1]
     for seed in range(runs):
         values = np.random.default_rng(seed).normal(size=(sum(sizes), 60)) * spread
-        found = discover.discover(values, labels, permutations=200, resamples=20, seed=seed)
+        found = discover.discover(values, labels, permutations=200, seed=seed)
         hits += int(found.survivors > 0)
     assert hits / runs <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / runs)  # 19 of 200
 
@@ -141,7 +141,7 @@ def test_power_rises_with_the_difference_in_means():
             values = np.random.default_rng(seed).normal(size=(20, 60))
             values[:10, 0] += d
             found = discover.discover(values, ["x"] * 10 + ["y"] * 10, permutations=200,
-                                      resamples=20, seed=seed)
+                                      seed=seed)
             hits += int(any(f.neuron == 0 for f in found.findings))
             wrong += int(any(f.neuron != 0 for f in found.findings))
         rates.append(hits / runs)
