@@ -285,3 +285,51 @@ def test_held_out_accuracy_counts_only_prompts_the_fit_never_saw():
     assert (none.held_out, none.accuracy) == (0, None)
     text = " ".join(render_predictions(["a", "f"], none).split())
     assert "Test accuracy (held out): none; every test prompt is a training prompt." in text
+
+
+# --- ablate: its reference is distinct prompts -------------------------------------------
+
+
+def test_ablate_resample_never_draws_a_copy_of_the_prompt_itself(demo):
+    """A copy of a prompt has the prompt's own values: drawn as its reference, the ablation
+    would change nothing. Each prompt draws among the other distinct texts."""
+    prompts = ["cat 0", "cat 0", "dog 1", "cat 0", "sun 2"]
+    demo.notes.clear()
+    for seed in range(8):
+        result = demo.ablate(prompts, 1, component="mlp", method="resample", controls=0,
+                             seed=seed, max_tokens=1)
+        assert result.reference == ("cat 0", "dog 1", "sun 2")
+        drawn = [result.reference[j] for j in result.resampled_from]
+        assert all(text != prompt for prompt, text in zip(prompts, drawn, strict=True))
+    assert demo.notes[0] == ("5 reference prompts given, 3 distinct: merged 2 copies ('cat 0' "
+                             "×3), since a prompt is one sample however often it is listed")
+
+
+def test_ablate_mean_weighs_each_distinct_reference_prompt_once(demo):
+    prompts = ["cat 0", "cat 0", "cat 0", "dog 1"]
+    own = demo.ablate(prompts, 1, component="mlp", method="mean", controls=0, max_tokens=1)
+    given = demo.ablate(prompts, 1, component="mlp", method="mean", controls=0, max_tokens=1,
+                        reference=["dog 1", "cat 0"])
+    assert own.reference == ("cat 0", "dog 1")
+    assert own.conditions[0].effect == given.conditions[0].effect
+    # a reference given with copies is merged the same way
+    copies = demo.ablate(prompts, 1, component="mlp", method="mean", controls=0, max_tokens=1,
+                         reference=["dog 1", "cat 0", "dog 1", "dog 1"])
+    assert copies.conditions[0].effect == given.conditions[0].effect
+
+
+def test_ablate_resample_of_one_distinct_prompt_is_refused(demo):
+    with pytest.raises(lazarus.LazarusError, match="give at least two distinct prompts"):
+        demo.ablate(["cat 0", "cat 0"], 1, component="mlp", method="resample", controls=0)
+
+
+def test_a_probe_class_of_copies_is_refused_as_one_distinct_prompt(demo, capsys):
+    message = ("class 'class_b' has 1 distinct prompt; a probe needs at least 2 per class to "
+               "cross-validate, and copies of a prompt count once (add other prompts to "
+               "--class-b, e.g. 'a|b|c')")
+    with pytest.raises(lazarus.LazarusError) as raised:
+        demo.probe(["cat 0", "sun 2"], ["dog 1", "dog 1", "dog 1"], layers=0, permutations=10)
+    assert str(raised.value) == message
+    code, out, err = run(capsys, "introspect", "probe", "-m", "/nonexistent/model", "--class-a",
+                         "cat 0|sun 2", "--class-b", "dog 1|dog 1")
+    assert (code, out, err) == (2, "", f"lazarus: error: {message}\n")

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from lazarus.render.causal import render_ablation
-from lazarus.render.probe import render_predictions
+from lazarus.render.probe import render_accuracy_table, render_predictions, render_projection
 from lazarus.results.ablation import AblationResult, Condition, Outcome
 from lazarus.results.probe import probe_json
 from lazarus.stats.controls import control_summary
@@ -31,6 +31,20 @@ def noise_layers(seed: int, n: int, hidden: int, layers: int) -> dict[int, np.nd
 
 
 # --- balanced accuracy ---
+
+
+def test_every_accuracy_and_spread_the_report_prints_says_what_it_is():
+    """The power sentence of a probe that finds nothing speaks of the table's balanced
+    accuracy and its 50% chance, and the in-sample projections are said to be mean ± std."""
+    report = probe_layers(noise_layers(3, 5 + 20, 6, 1), 5, permutations=50)
+    assert not report.significant
+    table = " ".join(render_accuracy_table(report).split())
+    assert "Accuracy: held out, balanced" in table
+    assert ("Not beating chance is not absence (in balanced accuracy held out, chance 50.0%, "
+            "as in the table): with these counts a layer needed about ") in table
+    projection = render_projection(report).splitlines()
+    where = next(i for i, line in enumerate(projection) if "(  5 prompts)" in line)
+    assert projection[where - 1] == "Projection x·direction per class, mean ± std over its prompts:"
 
 
 def test_noise_at_5_plus_20_scores_chance_and_is_claimed_at_no_more_than_alpha():

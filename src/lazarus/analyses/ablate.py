@@ -8,8 +8,12 @@ How (`method`), at every token position, generated tokens included:
 - zero: the values are set to 0;
 - mean: to their mean over every real token of the reference prompts (default: the prompts);
 - resample: each prompt takes the values of another reference prompt, drawn at random (seeded;
-  never itself when the reference is the prompts), token t getting that prompt's token
+  never its own text when the reference is the prompts), token t getting that prompt's token
   min(t, its last).
+The reference is a set of distinct prompts (`io.distinct`): copies in it are merged, with a note,
+so that a repeated prompt does not weigh twice in the mean, and a prompt's resample draw is never
+a copy of itself (which would change nothing). The prompts measured stay as given, each measured:
+the test here is over random draws of neurons, not over prompts.
 Measured, per prompt, baseline and ablated (`measures`): for `prompt:answer` pairs the answer's
 log-probability under teacher forcing and whether greedy decoding still produces it; for bare
 prompts KL(baseline || ablated) of the next-token distribution and the greedy continuation.
@@ -41,6 +45,7 @@ from lazarus.engine.loading import LoadedModel
 from lazarus.engine.sites import check_neurons_early
 from lazarus.engine.trace import CaptureRequest
 from lazarus.errors import LazarusError
+from lazarus.io.distinct import merge
 from lazarus.io.inputs import check_label_count
 from lazarus.results.ablation import AblationResult, Condition, Outcome
 from lazarus.stats import controls
@@ -78,10 +83,14 @@ def analyse_ablation(model: ModelHandle, prompts: Sequence[str], options: Ablate
     else:
         selection = "--neurons" if neurons is not None else f"the whole {component} output"
     own_reference = reference is None
-    reference = list(prompts if reference is None else reference)
-    if method == "resample" and own_reference and len(prompts) < 2:
+    if method != "zero":  # each reference prompt once (io.distinct)
+        pool = merge(prompts if reference is None else reference)
+        if pool.merged:
+            model.notify(pool.note("reference prompts"))
+        reference = list(pool.prompts)
+    if method == "resample" and own_reference and len(reference) < 2:
         raise LazarusError("--method resample takes each prompt's values from another prompt: "
-                           "give at least two prompts, or --reference prompts")
+                           "give at least two distinct prompts, or --reference prompts")
 
     loaded = model.whole_weights()
     prompt_ids = tokenize(loaded, prompts)
@@ -117,7 +126,7 @@ def analyse_ablation(model: ModelHandle, prompts: Sequence[str], options: Ablate
     rng = np.random.default_rng(seed)
     resampled = None
     if method == "resample":
-        resampled = _draw_references(rng, len(prompts), len(reference), own_reference)
+        resampled = _draw_references(rng, prompts, reference, own_reference)
 
     def edits(layer_columns: Sequence[tuple[int, tuple[int, ...] | None]]) -> list[Edit]:
         return [_edit(layer, site, columns, method, values.get(layer), resampled)
@@ -186,15 +195,17 @@ def analyse_ablation(model: ModelHandle, prompts: Sequence[str], options: Ablate
         baseline=baseline, conditions=tuple(conditions))
 
 
-def _draw_references(rng: np.random.Generator, prompts: int, references: int,
-                     own: bool) -> list[int]:
-    """For each prompt, the reference prompt it takes its values from (never itself if own)."""
+def _draw_references(rng: np.random.Generator, prompts: Sequence[str],
+                     reference: Sequence[str], own: bool) -> list[int]:
+    """For each prompt, the (distinct) reference prompt it takes its values from: never its
+    own text if `own` (the reference is the prompts), whichever copy of it is measured."""
     if not own:
-        return [int(rng.integers(references)) for _ in range(prompts)]
+        return [int(rng.integers(len(reference))) for _ in prompts]
+    where = {prompt: index for index, prompt in enumerate(reference)}
     drawn = []
-    for index in range(prompts):
-        other = int(rng.integers(references - 1))
-        drawn.append(other + (other >= index))
+    for prompt in prompts:
+        other = int(rng.integers(len(reference) - 1))
+        drawn.append(other + (other >= where[prompt]))
     return drawn
 
 

@@ -133,8 +133,8 @@ def _add_neurons_command(commands: argparse._SubParsersAction) -> None:
                          help="also save every value: FILE.json (the spec's format), or "
                               "FILE.csv (one row per layer x prompt x neuron)")
     neurons.add_argument("--plot", metavar="FILE", help="also draw the heatmap (and, with "
-                         "--labels, per-label means with 95%% intervals) as .png or .svg "
-                         "(needs: pip install 'lazarus[plot]')")
+                         "--labels, per-label means with 95%% t-intervals over prompts) as "
+                         ".png or .svg (needs: pip install 'lazarus[plot]')")
     neurons.add_argument("--max-rows", type=whole, default=None, metavar="N",
                          help=f"show at most N prompts in the map and heatmap, then one row "
                               f"with the mean of the rest (default {MAX_ROWS}; 0: every row)")

@@ -39,8 +39,8 @@ def probe_options(
         label_a=args.label_a, label_b=args.label_b, layers=args.layer, site=args.site,
         position=args.position, method=args.method, test=tests, test_labels=test_labels,
         permutations=args.permutations, alpha=args.alpha))
-    # The analysis counts the classes too; here, before the model is looked at.
-    check_classes(len(class_a), len(class_b), options.label_a, options.label_b)
+    # The analysis counts the (distinct) prompts too; here, before the model is looked at.
+    check_classes(len(set(class_a)), len(set(class_b)), options.label_a, options.label_b)
     return class_a, class_b, tests or [], options
 
 

@@ -134,6 +134,7 @@ def render_projection(report: ProbeReport) -> str:
     lines = banner(f"PROJECTION ON THE DIRECTION {_layer_title(report)}")
     lines += _wrap(f"In-sample: the direction was fitted on these {report.count_a + report.count_b}"
                    " prompts, so they separate better than new prompts would.")
+    lines.append("Projection x·direction per class, mean ± std over its prompts:")
     for name, cls in zip(names, (fit.class_a, fit.class_b), strict=True):
         lines.append(f"{pad(name, width)} ({cls.count:>3} prompts): "
                      f"{_number(cls.mean, decimals)} ± {abs(cls.std):.{decimals}f}")

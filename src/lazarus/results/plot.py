@@ -3,9 +3,11 @@
 `plot_neurons` draws the activation heatmap (rows = prompts, or every token of every prompt
 for position "all"; columns = neurons) on a diverging scale centred at 0 with symmetric limits,
 one panel per layer on one shared scale, and, with labels, each label's mean per neuron with
-its 95% t-interval of the mean (`lazarus.stats.t_interval`). `plot_probe` draws held-out balanced
-accuracy by layer (mean ± std over folds) over the shuffled-label baseline's band (mean ± std
-over relabellings), with the chance line (50%) and the best layer marked.
+its 95% t-interval of the mean (`lazarus.stats.t_interval`; exact for normal values, and said to
+cover less for neurons chosen on these prompts); per token (position "all") the means have no
+interval, since the tokens of one prompt are not independent samples. `plot_probe` draws
+held-out balanced accuracy by layer (mean ± std over folds) over the shuffled-label baseline's
+band (mean ± std over relabellings), with the chance line (50%) and the best layer marked.
 
 matplotlib is an optional extra (`pip install 'lazarus[plot]'`), imported only inside the
 functions that draw, through the figure API with the Agg canvas (no pyplot, no GUI, no global
@@ -24,6 +26,7 @@ import numpy as np
 
 from lazarus.errors import LazarusError
 from lazarus.io.files import check_writable, write_atomically
+from lazarus.stats.neurons import GIVEN, Choice
 from lazarus.stats.probe import ProbeReport
 from lazarus.stats.t_interval import label_means
 from lazarus.text import escape
@@ -114,7 +117,7 @@ def neurons_figure(result: Any, size: tuple[float, float] | None = None,
         axes.set_title(f"layer {layer.matrix.layer} ({result.site}{position})")
         if labelled:
             handles = _label_panel(figure.add_subplot(grid[row * 2 + 1, column]), layer.matrix,
-                                   "token" if result.position == "all" else "prompt")
+                                   result.choice)
     if labelled:
         figure.legend(handles=handles, loc="outside lower center", fontsize=8,
                       ncols=min(len(handles), 6))
@@ -157,8 +160,10 @@ def _tick_text(text: str) -> str:
     return text.replace("$", r"\$")  # a '$' would start mathtext
 
 
-def _label_panel(axes: Any, matrix: Any, noun: str) -> list[Any]:
-    """Each label's mean per neuron with its t-interval; returns the legend's handles."""
+def _label_panel(axes: Any, matrix: Any, choice: Choice) -> list[Any]:
+    """Each label's mean per neuron, with its t-interval when the samples are prompts; returns
+    the legend's handles."""
+    noun = "token" if choice.per_token else "prompt"
     found = label_means(matrix.values, matrix.labels)
     count = len(found)
     width = 0.8 / count
@@ -168,15 +173,27 @@ def _label_panel(axes: Any, matrix: Any, noun: str) -> list[Any]:
         rows = sum(1 for name in matrix.labels if name == label)
         name = f"{_tick_text(label)} ({rows} {noun}{'' if rows == 1 else 's'})"
         handles.append(axes.errorbar(x - 0.4 + width * (i + 0.5), means,
-                                     yerr=np.nan_to_num(halves), fmt="o", markersize=4,
+                                     yerr=None if choice.per_token else np.nan_to_num(halves),
+                                     fmt="o", markersize=4,
                                      capsize=2, linewidth=1, label=name))
     axes.axhline(0.0, color="0.5", linewidth=0.8)
     axes.set_xlim(-0.5, len(matrix.neurons) - 0.5)
     _ticks(axes.set_xticks, [f"N{n}" for n in matrix.neurons], rotate=len(matrix.neurons) > 8)
     axes.set_ylabel("mean activation")
-    axes.set_title(f"per-label mean over {noun}s ± 95% t-interval of the mean", fontsize=9)
+    axes.set_title(_label_title(choice), fontsize=9)
     axes.tick_params(length=2, labelsize=8)
     return handles
+
+
+def _label_title(choice: Choice) -> str:
+    """What the label panel's bars claim (as LABEL CORRELATION says of its intervals)."""
+    if choice.per_token:
+        return ("per-label mean over tokens (no interval: the tokens of one prompt are not "
+                "independent samples)")
+    title = "per-label mean over prompts ± 95% t-interval of the mean (normal values)"
+    if choice.by != GIVEN:
+        title += "\nneurons chosen on these prompts: the intervals may cover less than 95%"
+    return title
 
 
 # --- probe ------------------------------------------------------------------------------------

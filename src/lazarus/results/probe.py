@@ -180,7 +180,9 @@ def power_sentence(report: ProbeReport) -> str | None:
     if not math.isfinite(accuracy):
         return (f"Not beating chance is not absence: with these counts no accuracy would beat "
                 f"chance with {POWER:.0%} power.")
-    return (f"Not beating chance is not absence: with these counts a layer needed about "
+    return (f"Not beating chance is not absence (in balanced accuracy held out, chance "
+            f"{percent(report.chance).strip()}, as in the table): with these counts a layer "
+            "needed about "
             f"{percent(accuracy).strip()} held out (held-out d = {accuracy_to_d(accuracy):.2g}) "
             f"to beat chance with {POWER:.0%} power ({ACCURACY_METHOD}; d = 2 x the accuracy's "
             "normal quantile, for normal projections with one spread).")

@@ -155,13 +155,14 @@ class ProbeReport:
 
 
 def check_classes(count_a: int, count_b: int, label_a: str = "A", label_b: str = "B") -> None:
-    """Each class needs two prompts: one to hold out and one to train on."""
+    """Each class needs two distinct prompts (copies are one sample, `io.distinct`): one to
+    hold out and one to train on."""
     for label, count, option in ((label_a, count_a, "--class-a"), (label_b, count_b, "--class-b")):
         if count < 2:
             raise LazarusError(
-                f"class {label!r} has {count} prompt{'s' if count != 1 else ''}; a probe needs "
-                f"at least 2 per class to cross-validate (add prompts to {option}, e.g. 'a|b|c')"
-            )
+                f"class {label!r} has {count} distinct prompt{'s' if count != 1 else ''}; a "
+                "probe needs at least 2 per class to cross-validate, and copies of a prompt "
+                f"count once (add other prompts to {option}, e.g. 'a|b|c')")
 
 
 def check_settings(method: str, permutations: int = PERMUTATIONS, alpha: float = ALPHA) -> None:
