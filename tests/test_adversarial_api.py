@@ -111,6 +111,9 @@ BAD = {
     "tokens one string": ("steer", {"layer": 0, "neurons": {1: 2.0}, "tokens": "yes"},
                           "tokens='yes' is one string; tokens takes a list of strings (e.g. "
                           "tokens=['yes'])"),
+    "labels as the CLI's text": ("neurons", {"labels": "easy|hard"},
+                                 "labels='easy|hard' is one string; labels takes a list of "
+                                 "strings (e.g. labels=['easy', 'hard'])"),
     "position bool": ("capture", {"position": True}, "position=True is a bool"),
     "probe result beating no chance as direction": (
         "neurons", {"direction": "PROBE"},
