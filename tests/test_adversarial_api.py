@@ -111,11 +111,18 @@ BAD = {
     "tokens one string": ("steer", {"layer": 0, "neurons": {1: 2.0}, "tokens": "yes"},
                           "tokens='yes' is one string; tokens takes a list of strings (e.g. "
                           "tokens=['yes'])"),
+    "labels as the CLI's text": ("neurons", {"labels": "easy|hard"},
+                                 "labels='easy|hard' is one string; labels takes a list of "
+                                 "strings (e.g. labels=['easy', 'hard'])"),
     "position bool": ("capture", {"position": True}, "position=True is a bool"),
     "probe result beating no chance as direction": (
         "neurons", {"direction": "PROBE"},
         "no layer beats chance (p = 0.0909 >= alpha 0.05), so there is no direction worth "
         "saving (add prompts, or force it with --force-save)"),
+    "probe result beating no chance: the fix from Python": (
+        "neurons", {"direction": "PROBE"},
+        "; from Python, direction(force=True) or save_direction(path, force=True) takes the "
+        "top layer's anyway"),
     "max_batch 0": ("examples", {"max_batch": 0}, "max_batch=0 is below 1"),
     "up_to_layer past the end": ("weights", {"up_to_layer": 4},
                                  "up_to_layer=4 is out of range; this model has layers 0 to 3"),

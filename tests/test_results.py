@@ -95,6 +95,8 @@ def test_ablate_steer_and_examples_take_a_probe_result_as_its_npz(found):
     ablated = [model.ablate(PROMPTS[:3], layer, answers=["5", "8", "100"], direction=given,
                             top_k=3, controls=2).to_json() for given in (found.probe, found.npz)]
     assert without(ablated[0], "neuron_selection") == without(ablated[1], "neuron_selection")
+    neurons = model.neurons(PROMPTS[:3], layers=layer, direction=found.npz, top_k=3)
+    assert ablated[1]["neuron_selection"] == neurons.selection  # said the same way, once
     steered = [model.steer(PROMPTS[:2], direction=given, coefficients=[2], tokens=["1"],
                            max_tokens=3).to_json() for given in (found.probe, found.npz)]
     assert steered[0]["layer"] == layer

@@ -79,7 +79,7 @@ def analyse_ablation(model: ModelHandle, prompts: Sequence[str], options: Ablate
         check_direction(model, direction, layers, site, "last")
         neurons = direction.top_neurons(options.top_k, model.warn)
         selection = (f"top {len(neurons)} of {direction_name(direction)} "
-                     f"(by {direction.ranking_name()})")
+                     f"by {direction.ranking_name()}")  # as neurons and examples say it
     else:
         selection = "--neurons" if neurons is not None else f"the whole {component} output"
     own_reference = reference is None

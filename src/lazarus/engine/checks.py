@@ -115,8 +115,8 @@ def _items(name: str, value: Any, takes: str) -> list[Any]:
 
 def texts(name: str, value: Any) -> list[str]:
     """A list of strings (labels, answers, words)."""
-    if isinstance(value, str):
-        raise _refused(name, value, f"a list of strings (e.g. {name}=[{shown(value)}])",
+    if isinstance(value, str):  # 'a|b' is the CLI's form: the example splits it
+        raise _refused(name, value, f"a list of strings (e.g. {name}={shown(value.split('|'))})",
                        "one string")
     items = _items(name, value, "a list of strings")
     for item in items:

@@ -9,7 +9,7 @@ masked out anyway):
   token min(t, its last), so generated tokens take its last token's values).
 - `add`: a vector as wide as the site is added (steering).
 
-`capture.Trace` owns the hooks and calls `apply_edits` inside them; this module only computes
+`trace.Trace` owns the hooks and calls `apply_edits` inside them; this module only computes
 the new tensor and puts it back where the module's input or output was.
 """
 

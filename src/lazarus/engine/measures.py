@@ -1,6 +1,6 @@
 """What an intervention does to the model's outputs: forwards and generation under `Edit`s.
 
-Every forward goes through `capture.Trace` (the one hook owner) with the edits, and runs to the
+Every forward goes through `trace.Trace` (the one hook owner) with the edits, and runs to the
 LM head (no early stop). Two runners:
 - `log_probs`: teacher forcing. Sequences are right-padded with an attention mask, as capture
   does, so each row computes exactly what it would alone; the log-softmax of the next-token

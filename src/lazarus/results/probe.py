@@ -13,6 +13,7 @@ import numpy as np
 
 from lazarus import __version__
 from lazarus.engine.positions import Position
+from lazarus.errors import LazarusError
 from lazarus.io.directions import Direction, save_direction
 from lazarus.results.plot import plot_probe
 from lazarus.results.tables import dataframe
@@ -235,8 +236,13 @@ class ProbeResult:
     def direction(self, force: bool = False) -> Direction:
         """The best layer's direction, as `--save-direction` writes it; refused when no layer
         beats chance, unless `force` (then it is the top layer's)."""
-        made = to_direction(self.report, self.model_id, self.site, str(self.position),
-                            force=force)
+        try:
+            made = to_direction(self.report, self.model_id, self.site, str(self.position),
+                                force=force)
+        except LazarusError as error:  # its fix names the CLI's option: say Python's too
+            raise LazarusError(f"{error}; from Python, direction(force=True) or "
+                               "save_direction(path, force=True) takes the top layer's "
+                               "anyway") from None
         return replace(made, source=f"the probe's direction (layer {made.layer})")
 
     def to_direction(self) -> Direction:
