@@ -198,7 +198,8 @@ def render_predictions(prompts: Sequence[str], test: TestScore) -> str:
                                                    if any(seen) else ")"))
     lines += _wrap(f"Decision: {name_a} when the projection is above t = "
                    f"{_number(test.threshold, decimals)}, else {name_b} (t is where the fit "
-                   f"gives {name_a} a probability of 50%; fitted in-sample).")
+                   f"gives {name_a} a probability of 50%; fitted in-sample). Probability: the "
+                   "fit's probability of the predicted class.")
     lines += [header, "-" * len(header)]
     for index, (prompt, label, prediction) in enumerate(
             zip(prompts, labels, predictions, strict=True)):
