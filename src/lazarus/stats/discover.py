@@ -137,8 +137,9 @@ def check_request(labels: Sequence[str] | None, neurons: Sequence[int] | None,
                            "prompt are not independent samples (use --position last, mean, "
                            "or an index)")
     if not 1 <= permutations <= MAX_PERMUTATIONS:
-        raise LazarusError(f"--permutations must be from 1 to {MAX_PERMUTATIONS} (got "
-                           f"{permutations}; p can go down to 1/(N+1))")
+        raise LazarusError(f"--permutations must be a whole number from 1 to "
+                           f"{MAX_PERMUTATIONS}, got {permutations!r} (e.g. {PERMUTATIONS}; "
+                           "p can go down to 1/(N+1))")
     check_label_sizes(labels)
 
 
