@@ -90,7 +90,8 @@ def render_accuracy_table(report: ProbeReport, merged: int = 0) -> str:
            else f"({counts} prompts)."),
         "Shuffled: held out, the same cross-validation with the labels shuffled, at that layer "
         "alone, mean ± std over the shuffles.",
-        "Held-out d: separation (Cohen's d) of the held-out prompts' projections.",
+        "Held-out d: separation (Cohen's d) of the held-out prompts' projections, each "
+        "projected by its own fold's fit, pooled over the folds.",
     ]
     if report.shuffled_best:
         chance = sorted(report.shuffled_best)
