@@ -35,7 +35,7 @@ from lazarus.analyses.selection import (
     check_direction,
     check_direction_width,
     check_neurons,
-    direction_name,
+    top_of,
 )
 from lazarus.engine import measures
 from lazarus.engine.capture import capture, tokenize
@@ -78,8 +78,7 @@ def analyse_ablation(model: ModelHandle, prompts: Sequence[str], options: Ablate
     if direction is not None:
         check_direction(model, direction, layers, site, "last")
         neurons = direction.top_neurons(options.top_k, model.warn)
-        selection = (f"top {len(neurons)} of {direction_name(direction)} "
-                     f"by {direction.ranking_name()}")  # as neurons and examples say it
+        selection = top_of(direction, len(neurons))
     else:
         selection = "--neurons" if neurons is not None else f"the whole {component} output"
     own_reference = reference is None

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lazarus.analyses.options import ExamplesOptions
-from lazarus.analyses.selection import check_direction, direction_name
+from lazarus.analyses.selection import check_direction, top_of
 from lazarus.analyses.shards import ScanSettings, default_root, work_folder
 from lazarus.engine.cache import model_identity
 from lazarus.engine.handle import ModelHandle
@@ -87,8 +87,7 @@ def plan_examples(model: ModelHandle, corpus: str, options: ExamplesOptions) -> 
         check_direction(model, direction, (layer,), site, None)
         neurons = direction.top_neurons(10 if options.top_k is None else options.top_k,
                                         model.warn)
-        choice = (f"top {len(neurons)} of {direction_name(direction)} by "
-                  f"{direction.ranking_name()}")
+        choice = top_of(direction, len(neurons))
     elif neurons is not None:
         # before the weights load: ids no layer of the site has
         check_neurons_early(model.info.config, model.hidden_size, site, layer, neurons)

@@ -25,7 +25,7 @@ from lazarus.analyses.selection import (
     check_direction,
     check_direction_width,
     check_neurons,
-    direction_name,
+    top_of,
 )
 from lazarus.engine.collect import Progress, collect
 from lazarus.engine.handle import ModelHandle
@@ -96,8 +96,7 @@ def analyse_neurons(model: ModelHandle, prompts: Sequence[str], options: Neurons
                                  survivors=frozenset(f.neuron for f in found.findings))
     elif direction is not None:
         chosen = known
-        selection = (f"top {len(chosen)} of {direction_name(direction)} by "
-                     f"{direction.ranking_name()}")
+        selection = top_of(direction, len(chosen))
     elif neurons is not None:
         chosen, selection = known, None
     else:

@@ -34,6 +34,11 @@ def direction_name(direction: Direction) -> str:
     return direction.source or "the direction"
 
 
+def top_of(direction: Direction, count: int) -> str:
+    """Where a direction's top neurons came from, as every report says it."""
+    return f"top {count} of {direction_name(direction)} by {direction.ranking_name()}"
+
+
 def check_direction(model: ModelHandle, direction: Direction, layers: Sequence[int], site: str,
                     position: Position | None) -> None:
     """A direction against the request, before any weight loads: refuse another site or a
