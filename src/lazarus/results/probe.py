@@ -124,8 +124,7 @@ def probe_json(
             for i, (prompt, p) in enumerate(zip(test_prompts, test.predictions, strict=True))
         ]
         result["test_accuracy"] = json_number(test.accuracy)
-        balanced = test.balanced_accuracy
-        result["test_balanced_accuracy"] = None if balanced is None else json_number(balanced)
+        result["test_balanced_accuracy"] = json_number(test.balanced_accuracy)
         result["test_in_sample"] = sum(test.in_sample)
     return result
 
