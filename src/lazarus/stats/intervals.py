@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import lru_cache
 
 import numpy as np
 
@@ -69,6 +70,7 @@ def normal_cdf(x: np.ndarray) -> np.ndarray:
     return result.reshape(x.shape)
 
 
+@lru_cache(maxsize=16)  # asked again at every step of a root search, for the same df
 def _chi_nodes(df: float) -> tuple[np.ndarray, np.ndarray]:
     """Nodes s and weights w with sum(w * g(s)) ~ E[g(S)], S = sqrt(chi2_df / df), by
     Simpson's rule on a uniform grid in sqrt(s): that puts nodes close together near 0, where
@@ -85,7 +87,9 @@ def _chi_nodes(df: float) -> tuple[np.ndarray, np.ndarray]:
     simpson = np.ones(GRID)
     simpson[1:-1:2], simpson[2:-1:2] = 4.0, 2.0
     weights = np.exp(log_density - log_density.max()) * simpson
-    return s, weights / weights.sum()
+    weights = weights / weights.sum()
+    s.flags.writeable = weights.flags.writeable = False  # shared by the cache
+    return s, weights
 
 
 def nct_cdf(t: np.ndarray, df: float, noncentrality: np.ndarray) -> np.ndarray:
