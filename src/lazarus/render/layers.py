@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lazarus.render.grid import GLYPHS, heat_levels, map_decimals
+from lazarus.render.grid import GLYPHS, heat_levels, map_decimals, signed
 from lazarus.render.neurons import massive_note, render_neurons_report
 from lazarus.results.neurons import LayerResult, NeuronsResult
 from lazarus.text import banner, display_width, escape, pad, plural
@@ -97,7 +97,7 @@ def render_across_layers(result: NeuronsResult) -> str:
     means = np.array([[s.mean for s in layer.stats] for layer in result.layers])  # [layers, n]
     decimals = map_decimals(means) + 1
     header = ["Neuron", *(f"L{layer}" for layer in layer_ids)]
-    rows = [[f"N{neuron:4d}", *(_cell(means[i, j], decimals) for i in range(len(layer_ids)))]
+    rows = [[f"N{neuron:4d}", *(signed(means[i, j], decimals) for i in range(len(layer_ids)))]
             for j, neuron in enumerate(result.neurons)]
     routed = " (MoE units: the routed ones)" if any(layer.experts for layer in result.layers) \
         else ""
@@ -108,15 +108,11 @@ def render_across_layers(result: NeuronsResult) -> str:
     if result.layers[0].label_summaries is not None:
         for k, summary in enumerate(result.layers[0].label_summaries):
             lines += ["", f"{escape(summary.label)}:"]
-            label_rows = [[f"N{neuron:4d}", *(_cell(layer.label_summaries[k].effects[j].mean,
-                                                 decimals) for layer in result.layers)]
+            label_rows = [[f"N{neuron:4d}", *(signed(layer.label_summaries[k].effects[j].mean,
+                                                  decimals) for layer in result.layers)]
                           for j, neuron in enumerate(result.neurons)]
             lines += _table(header, label_rows)
     return "\n".join(lines)
-
-
-def _cell(value: float, decimals: int) -> str:
-    return "·" if np.isnan(value) else f"{value:+.{decimals}f}"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:

@@ -132,7 +132,7 @@ def render_label_correlation(summaries: list[LabelSummary], decimals: int,
     lines = banner(title) + _label_notes(summaries, noun, choice)
     for summary in summaries:
         label = escape(summary.label)
-        lines += ["", f"{label} ({summary.count} {noun}{'' if summary.count == 1 else 's'}):"]
+        lines += ["", f"{label} ({plural(summary.count, noun)}):"]
         for effect in summary.effects:
             r = "n/a" if effect.r is None else f"{effect.r:+.2f}"
             line = f"  {next(names)}: mean= {next(means)}  r={r:>5}"

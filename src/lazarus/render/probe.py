@@ -24,6 +24,7 @@ from lazarus.text import (
     escape,
     fit_cell,
     pad,
+    plural,
 )
 
 BAR_WIDTH = 20  # cells of '█' for 100% accuracy
@@ -65,7 +66,7 @@ def render_accuracy_table(report: ProbeReport, merged: int = 0) -> str:
     """One row per layer: held-out accuracy and the shuffled-label baseline (mean ± std), the
     held-out separation that breaks ties, and a bar proportional to accuracy; then the
     permutation test of the whole layer search. `merged`: repeated prompts merged away."""
-    runs = f"{report.permutations} shuffle{'s' if report.permutations != 1 else ''}"
+    runs = plural(report.permutations, "shuffle")
     title = (f"PROBE ACCURACY BY LAYER (balanced; {report.method}, {report.folds} folds held "
              f"out, {runs})")
     lines = banner(title)
@@ -85,8 +86,8 @@ def render_accuracy_table(report: ProbeReport, merged: int = 0) -> str:
         f"Accuracy: held out, balanced (the mean of the two classes' recall, so chance is "
         f"{percent(report.chance).strip()} whatever the class sizes), mean ± std over "
         f"{report.folds} stratified folds "
-        + (f"of {report.count_a + report.count_b} distinct prompts ({merged} "
-           f"{'copy' if merged == 1 else 'copies'} merged): {counts}." if merged
+        + (f"of {report.count_a + report.count_b} distinct prompts "
+           f"({plural(merged, 'copy', 'copies')} merged): {counts}." if merged
            else f"({counts} prompts)."),
         "Shuffled: held out, the same cross-validation with the labels shuffled, at that layer "
         "alone, mean ± std over the shuffles.",

@@ -29,7 +29,7 @@ from lazarus.io.files import check_writable, write_atomically
 from lazarus.stats.neurons import GIVEN, Choice
 from lazarus.stats.probe import ProbeReport
 from lazarus.stats.t_interval import label_means
-from lazarus.text import escape
+from lazarus.text import escape, plural
 
 FORMATS = ("png", "svg")
 MISSING = "--plot needs matplotlib (pip install 'lazarus[plot]')"
@@ -170,8 +170,7 @@ def _label_panel(axes: Any, matrix: Any, choice: Choice) -> list[Any]:
     x = np.arange(len(matrix.neurons), dtype=np.float64)
     handles = []
     for i, (label, (means, halves, _)) in enumerate(found.items()):
-        rows = sum(1 for name in matrix.labels if name == label)
-        name = f"{_tick_text(label)} ({rows} {noun}{'' if rows == 1 else 's'})"
+        name = f"{_tick_text(label)} ({plural(matrix.labels.count(label), noun)})"
         handles.append(axes.errorbar(x - 0.4 + width * (i + 0.5), means,
                                      yerr=None if choice.per_token else np.nan_to_num(halves),
                                      fmt="o", markersize=4,

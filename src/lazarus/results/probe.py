@@ -26,7 +26,7 @@ from lazarus.stats.power import (
 )
 from lazarus.stats.probe import ProbeReport, to_direction
 from lazarus.stats.probe_predict import Prediction, TestScore
-from lazarus.text import json_number
+from lazarus.text import json_number, plural
 
 FIGURES = {  # which figures the fit saw the prompts of
     "accuracy": "held out (cross-validated balanced accuracy, see `score`)",
@@ -124,8 +124,7 @@ def probe_json(
             for i, (prompt, p) in enumerate(zip(test_prompts, test.predictions, strict=True))
         ]
         result["test_accuracy"] = json_number(test.accuracy)
-        balanced = test.balanced_accuracy
-        result["test_balanced_accuracy"] = None if balanced is None else json_number(balanced)
+        result["test_balanced_accuracy"] = json_number(test.balanced_accuracy)
         result["test_in_sample"] = sum(test.in_sample)
     return result
 
@@ -142,7 +141,7 @@ def p_text(value: float) -> str:
 def verdict(report: ProbeReport) -> str:
     """One sentence: does a layer beat chance, and why (not)."""
     top = report.top
-    count = f"{report.permutations} shuffled labelling{'s' if report.permutations != 1 else ''}"
+    count = plural(report.permutations, "shuffled labelling")
     if report.significant:
         return (f"Best layer: {report.top_layer} ({percent(top.accuracy).strip()} held out), "
                 f"p = {p_text(report.p_value)} < {report.alpha:g}: only {report.exceeding} of "
@@ -197,7 +196,7 @@ def hopeless_warning(report: ProbeReport) -> str | None:
     if report.smallest_p > 1.0 / (1 + report.permutations):
         splits = round(1.0 / report.smallest_p)
         reason = (f"{report.count_a} and {report.count_b} prompts can be split into the two "
-                  f"classes in only {splits} distinct way{'s' if splits != 1 else ''}")
+                  f"classes in only {plural(splits, 'distinct way')}")
         fix = "add prompts to both classes"
     else:
         reason = f"{report.permutations} shuffled labellings cannot give a smaller p"

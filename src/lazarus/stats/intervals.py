@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import lru_cache
 
 import numpy as np
 
@@ -41,6 +42,7 @@ INTERVAL_ASSUMPTION = "exact for values normal within each label with one spread
 R_INTERVAL_TEXT = f"95%, {INTERVAL_ASSUMPTION} (noncentral t, Steiger & Fouladi)"
 
 
+_lgamma = np.vectorize(math.lgamma, otypes=[np.float64])  # elementwise log-gamma (no scipy)
 _ERFC = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807,
          -1.13520398, 1.48851587, -0.82215223, 0.17087277)
 
@@ -69,6 +71,7 @@ def normal_cdf(x: np.ndarray) -> np.ndarray:
     return result.reshape(x.shape)
 
 
+@lru_cache(maxsize=16)  # asked again at every step of a root search, for the same df
 def _chi_nodes(df: float) -> tuple[np.ndarray, np.ndarray]:
     """Nodes s and weights w with sum(w * g(s)) ~ E[g(S)], S = sqrt(chi2_df / df), by
     Simpson's rule on a uniform grid in sqrt(s): that puts nodes close together near 0, where
@@ -85,7 +88,9 @@ def _chi_nodes(df: float) -> tuple[np.ndarray, np.ndarray]:
     simpson = np.ones(GRID)
     simpson[1:-1:2], simpson[2:-1:2] = 4.0, 2.0
     weights = np.exp(log_density - log_density.max()) * simpson
-    return s, weights / weights.sum()
+    weights = weights / weights.sum()
+    s.flags.writeable = weights.flags.writeable = False  # shared by the cache
+    return s, weights
 
 
 def nct_cdf(t: np.ndarray, df: float, noncentrality: np.ndarray) -> np.ndarray:
@@ -105,8 +110,7 @@ def regularized_beta(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     xx, aa, bb = np.where(flip, 1.0 - x, x), np.where(flip, b, a), np.where(flip, a, b)
     inner = (xx > 0.0) & (xx < 1.0)
     xs = np.where(inner, xx, 0.5)
-    lgamma = np.vectorize(math.lgamma, otypes=[np.float64])
-    log_front = (lgamma(aa + bb) - lgamma(aa) - lgamma(bb) + aa * np.log(xs)
+    log_front = (_lgamma(aa + bb) - _lgamma(aa) - _lgamma(bb) + aa * np.log(xs)
                  + bb * np.log1p(-xs))
     tiny = 1e-300
     c = np.ones_like(xs)
@@ -148,9 +152,8 @@ def ncf_cdf(f: np.ndarray, df1: float, df2: float, noncentrality: np.ndarray) ->
             np.where(j == 0, 0.0, -np.inf))
         xs = np.clip(x, 1e-300, 1.0 - 1e-16)[:, None]
         start = regularized_beta(x, a[:, 0], b)  # I_x(a_first, b)
-        lgamma = np.vectorize(math.lgamma, otypes=[np.float64])
         log_term0 = (a[:, 0] * np.log(xs[:, 0]) + b * np.log1p(-xs[:, 0])
-                     + lgamma(a[:, 0] + b) - lgamma(a[:, 0] + 1.0) - math.lgamma(b))
+                     + _lgamma(a[:, 0] + b) - _lgamma(a[:, 0] + 1.0) - math.lgamma(b))
         ratios = np.log(xs) + np.log(a + b) - np.log(a + 1.0)  # term(a + 1) / term(a)
         log_terms = log_term0[:, None] + np.concatenate(
             [np.zeros((j.shape[0], 1)), np.cumsum(ratios[:, :-1], axis=1)], axis=1)

@@ -59,6 +59,7 @@ from lazarus.stats.probe_predict import (
     score_test,
 )
 from lazarus.stats.solver import LogisticFit, fit_logistic
+from lazarus.text import plural
 
 __all__ = [
     "ALPHA", "CHANCE", "METHODS", "METHOD_SUMMARY", "PERMUTATIONS", "RANKING", "SCORE",
@@ -160,7 +161,7 @@ def check_classes(count_a: int, count_b: int, label_a: str = "A", label_b: str =
     for label, count, option in ((label_a, count_a, "--class-a"), (label_b, count_b, "--class-b")):
         if count < 2:
             raise LazarusError(
-                f"class {label!r} has {count} distinct prompt{'s' if count != 1 else ''}; a "
+                f"class {label!r} has {plural(count, 'distinct prompt')}; a "
                 "probe needs at least 2 per class to cross-validate, and copies of a prompt "
                 f"count once (add other prompts to {option}, e.g. 'a|b|c')")
 

@@ -37,7 +37,6 @@ SIDE = ((127 + 14) << MANTISSA_BITS) - LOW  # buckets per sign, MIN_ABS to MAX_A
 BUCKETS = 2 * SIDE + 1  # negative (most negative first), zero, positive
 ALPHA = 2.0 ** -MANTISSA_BITS / (2 + 2.0 ** -MANTISSA_BITS)  # relative error of the quantiles
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
-ID_FIELDS = ("doc", "window", "token")
 
 
 def bucket_values() -> np.ndarray:

@@ -7,10 +7,12 @@ has a closed form, solved for the quantile by bisection.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
 
+@lru_cache(maxsize=256)  # `label_means` asks once per neuron and label, mostly for one dof
 def t_critical(dof: int, level: float = 0.95) -> float:
     """t with P(|T| < t) = level for Student's t with `dof` degrees of freedom.
 
