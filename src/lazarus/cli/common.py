@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import sys
+from fnmatch import fnmatch
 
 from lazarus.api import Model
 from lazarus.cli.help import MAX_ROWS
@@ -28,9 +29,6 @@ MODEL_FILES = ("config.json", "generation_config.json", "tokenizer.json", "token
 def inputs_of(args: argparse.Namespace, *names: str) -> list[tuple[str, str]]:
     """(option, path) of every file this run reads: `@file` lists, a direction file, and a local
     model folder's config, tokenizer and weights (`MODEL_FILES`)."""
-    from fnmatch import fnmatch
-
-
     found = []
     for name in names:
         value = getattr(args, name)
