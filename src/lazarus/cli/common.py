@@ -26,13 +26,17 @@ MODEL_FILES = ("config.json", "generation_config.json", "tokenizer.json", "token
                "*.bin", "*.pt", "*.pth", "*.gguf", "*.model", "*.tiktoken", "*.py")
 
 
+# Options whose value is a file's path (the others read a file only as `@file`).
+PATH_OPTIONS = ("from_direction", "direction")
+
+
 def inputs_of(args: argparse.Namespace, *names: str) -> list[tuple[str, str]]:
     """(option, path) of every file this run reads: `@file` lists, a direction file, and a local
     model folder's config, tokenizer and weights (`MODEL_FILES`)."""
     found = []
     for name in names:
         value = getattr(args, name)
-        path = value if name == "from_direction" else (value and file_of(value))
+        path = value if name in PATH_OPTIONS else (value and file_of(value))
         if path:
             found.append((f"--{name.replace('_', '-')}", path))
     if os.path.isdir(args.model):
