@@ -1,6 +1,6 @@
 """The options several commands share, built in one place so that they read the same
-everywhere: the model and how it loads, the site and token position, and `Once`, the action
-for an option that may be given once."""
+everywhere: a command's parser with its model, how the model loads, the site and token
+position, and `Once`, the action for an option that may be given once."""
 
 from __future__ import annotations
 
@@ -54,9 +54,14 @@ def add_site_options(parser: argparse.ArgumentParser, probe: bool = False) -> No
                              + ("" if probe else ", or all (every token, shown as strips)"))
 
 
-def add_model_option(parser: argparse.ArgumentParser) -> None:
+def add_command(commands: argparse._SubParsersAction, name: str, *, help: str,
+                description: str, epilog: str) -> argparse.ArgumentParser:
+    """An `introspect` command's parser, its help kept as written, with -m first."""
+    parser = commands.add_parser(name, help=help, description=description, epilog=epilog,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-m", "--model", required=True,
                         help=f"Hugging Face model ID, local folder, or {DEMO_MODEL}")
+    return parser
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
