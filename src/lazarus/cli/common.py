@@ -17,6 +17,7 @@ from lazarus.cli.output import note, out, warn
 from lazarus.errors import LazarusError
 from lazarus.io.files import check_outputs_apart, check_writable, write_text_atomically
 from lazarus.io.inputs import file_of
+from lazarus.results.plot import check_plot_path
 
 # What a Hugging Face model folder's loader may read; other files there (a results.json from a
 # previous run, say) are not inputs.
@@ -105,10 +106,19 @@ def write_output(path: str | None, document: dict, table: str | None = None) -> 
         write_text_atomically(path, json.dumps(document, indent=2) + "\n")
 
 
+def check_outputs(outputs: dict[str, str | None], inputs: list[tuple[str, str]]) -> None:
+    """Cheap checks of a run's output files (option -> path, None: not asked for), before
+    anything loads: each can be written (`--plot`: also drawn), and none would replace an input
+    or another output."""
+    for option, path in outputs.items():
+        if path is not None:
+            (check_plot_path if option == "--plot" else check_writable)(path)
+    check_outputs_apart(outputs, inputs)
+
+
 def check_json_output(args: argparse.Namespace, inputs: list[tuple[str, str]]) -> None:
     """Cheap checks of -o for the JSON-only commands, before anything loads."""
     if args.output is None:
         return
-    check_writable(args.output)
-    check_outputs_apart({"--output": args.output}, inputs)
+    check_outputs({"--output": args.output}, inputs)
     check_extension("--output", args.output, ".json")
