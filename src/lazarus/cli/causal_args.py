@@ -6,20 +6,19 @@ from __future__ import annotations
 import argparse
 
 from lazarus.cli import help as cli_help
-from lazarus.cli.options import Once, add_model_option, add_model_options, real, whole
+from lazarus.cli.options import Once, add_command, add_model_options, real, whole
 from lazarus.engine.sites import SITE_HELP
 
 
 def add_causal_commands(commands: argparse._SubParsersAction) -> None:
     """`ablate` and `steer` (help texts in `cli.help`)."""
-    ablate = commands.add_parser(
-        "ablate", help="knock neurons or components out and measure the loss, against chance",
+    ablate = add_command(
+        commands, "ablate",
+        help="knock neurons or components out and measure the loss, against chance",
         description="Ablate neurons (by id or a direction's top-k) or whole components at one "
                     "or more layers, measure what each prompt loses, and compare with as many "
                     "random neurons.",
-        epilog=cli_help.ABLATE_NOTES + "\n" + cli_help.ABLATE_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_option(ablate)
+        epilog=cli_help.ABLATE_NOTES + "\n" + cli_help.ABLATE_EXAMPLES)
     ablate.add_argument("-l", "--layer", required=True, action=Once,
                         help="layer(s): one, a list and ranges (0,2,5-7), or all")
     ablate.add_argument("-p", "--prompts", required=True,
@@ -51,14 +50,13 @@ def add_causal_commands(commands: argparse._SubParsersAction) -> None:
     add_model_options(ablate)
     ablate.set_defaults(run="lazarus.cli.ablate:run_ablate")
 
-    steer = commands.add_parser(
-        "steer", help="add a direction while the model generates, and measure the change",
+    steer = add_command(
+        commands, "steer",
+        help="add a direction while the model generates, and measure the change",
         description="Add a direction (a probe's, or the difference of two prompt sets) or "
                     "neuron values at a layer, at every position while generating, and show "
                     "the continuations and the change in named tokens' log-probabilities.",
-        epilog=cli_help.STEER_NOTES + "\n" + cli_help.STEER_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_option(steer)
+        epilog=cli_help.STEER_NOTES + "\n" + cli_help.STEER_EXAMPLES)
     steer.add_argument("-p", "--prompts", required=True,
                        help="prompts, pipe-separated or @file.txt")
     steer.add_argument("-l", "--layer", action=Once,

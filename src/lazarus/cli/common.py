@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import sys
+from fnmatch import fnmatch
 
 from lazarus.api import Model
 from lazarus.cli.help import MAX_ROWS
@@ -16,6 +17,7 @@ from lazarus.cli.output import note, out, warn
 from lazarus.errors import LazarusError
 from lazarus.io.files import check_outputs_apart, check_writable, write_text_atomically
 from lazarus.io.inputs import file_of
+from lazarus.results.plot import check_plot_path
 
 # What a Hugging Face model folder's loader may read; other files there (a results.json from a
 # previous run, say) are not inputs.
@@ -25,16 +27,17 @@ MODEL_FILES = ("config.json", "generation_config.json", "tokenizer.json", "token
                "*.bin", "*.pt", "*.pth", "*.gguf", "*.model", "*.tiktoken", "*.py")
 
 
+# Options whose value is a file's path (the others read a file only as `@file`).
+PATH_OPTIONS = ("from_direction", "direction")
+
+
 def inputs_of(args: argparse.Namespace, *names: str) -> list[tuple[str, str]]:
     """(option, path) of every file this run reads: `@file` lists, a direction file, and a local
     model folder's config, tokenizer and weights (`MODEL_FILES`)."""
-    from fnmatch import fnmatch
-
-
     found = []
     for name in names:
         value = getattr(args, name)
-        path = value if name == "from_direction" else (value and file_of(value))
+        path = value if name in PATH_OPTIONS else (value and file_of(value))
         if path:
             found.append((f"--{name.replace('_', '-')}", path))
     if os.path.isdir(args.model):
@@ -103,10 +106,19 @@ def write_output(path: str | None, document: dict, table: str | None = None) -> 
         write_text_atomically(path, json.dumps(document, indent=2) + "\n")
 
 
+def check_outputs(outputs: dict[str, str | None], inputs: list[tuple[str, str]]) -> None:
+    """Cheap checks of a run's output files (option -> path, None: not asked for), before
+    anything loads: each can be written (`--plot`: also drawn), and none would replace an input
+    or another output."""
+    for option, path in outputs.items():
+        if path is not None:
+            (check_plot_path if option == "--plot" else check_writable)(path)
+    check_outputs_apart(outputs, inputs)
+
+
 def check_json_output(args: argparse.Namespace, inputs: list[tuple[str, str]]) -> None:
     """Cheap checks of -o for the JSON-only commands, before anything loads."""
     if args.output is None:
         return
-    check_writable(args.output)
-    check_outputs_apart({"--output": args.output}, inputs)
+    check_outputs({"--output": args.output}, inputs)
     check_extension("--output", args.output, ".json")

@@ -12,6 +12,7 @@ from lazarus.analyses.options import ExamplesOptions
 from lazarus.analyses.shards import check_work_dir
 from lazarus.cli.common import (
     check_extension,
+    check_outputs,
     given,
     inputs_of,
     open_model,
@@ -22,7 +23,7 @@ from lazarus.cli.output import ProgressBar, note, out, warn
 from lazarus.errors import LazarusError
 from lazarus.io import inputs
 from lazarus.io.corpus import check_corpus, resolve_corpus
-from lazarus.io.files import check_outputs_apart, check_writable, write_text_atomically
+from lazarus.io.files import write_text_atomically
 from lazarus.render.examples import render_examples, render_html
 from lazarus.text import agree, plural
 
@@ -64,9 +65,7 @@ def run_examples(args: argparse.Namespace) -> int:
             except ImportError:
                 raise LazarusError("--output .parquet needs pyarrow (pip install pyarrow), or "
                                    "give a .json name") from None
-        check_writable(output)
-    check_outputs_apart({"--output": output},
-                        [("--corpus", corpus), *inputs_of(args, "from_direction")])
+    check_outputs({"--output": output}, [("--corpus", corpus), *inputs_of(args, "from_direction")])
     model = open_model(args)
     bar = ProgressBar("scanning windows")
     result = analyse_examples(model, corpus, options, lambda done, total: bar(done, total))

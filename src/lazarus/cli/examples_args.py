@@ -6,20 +6,19 @@ from __future__ import annotations
 import argparse
 
 from lazarus.cli import help as cli_help
-from lazarus.cli.options import Once, add_model_option, add_model_options, whole
+from lazarus.cli.options import Once, add_command, add_model_options, whole
 from lazarus.engine.sites import SITE_HELP
 
 
 def add_examples_command(commands: argparse._SubParsersAction) -> None:
     """`examples` (help texts in `cli.help`)."""
-    examples = commands.add_parser(
-        "examples", help="top- and bottom-activating tokens of neurons over a corpus",
+    examples = add_command(
+        commands, "examples",
+        help="top- and bottom-activating tokens of neurons over a corpus",
         description="Scan every token of a corpus and show, per neuron, the tokens it fires on "
                     "most and least, in context, with its mean, std, share positive, quantiles "
                     "and a histogram. Streamed, resumable, and optionally on Ray.",
-        epilog=cli_help.EXAMPLES_NOTES + "\n" + cli_help.EXAMPLES_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_option(examples)
+        epilog=cli_help.EXAMPLES_NOTES + "\n" + cli_help.EXAMPLES_EXAMPLES)
     examples.add_argument("-l", "--layer", required=True, action=Once,
                           help="the layer (0-based; negative counts from the end)")
     examples.add_argument("--corpus", required=True, metavar="FILE",

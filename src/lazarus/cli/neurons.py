@@ -10,6 +10,7 @@ from lazarus.analyses.neurons import analyse_neurons
 from lazarus.analyses.options import NeuronsOptions
 from lazarus.cli.common import (
     check_extension,
+    check_outputs,
     given,
     inputs_of,
     open_model,
@@ -20,9 +21,8 @@ from lazarus.cli.common import (
 )
 from lazarus.cli.output import EXIT_NOTHING_FOUND, ProgressBar, warn
 from lazarus.io import inputs
-from lazarus.io.files import check_outputs_apart, check_writable
 from lazarus.render.layers import render_result
-from lazarus.results.plot import check_plot_path, plot_neurons
+from lazarus.results.plot import plot_neurons
 
 
 def neurons_options(args: argparse.Namespace) -> tuple[list[str], NeuronsOptions]:
@@ -46,12 +46,8 @@ def run_neurons(args: argparse.Namespace) -> int:
     if args.permutations is not None and not options.auto_discover:
         warn("--permutations is ignored without --auto-discover")
     max_rows = row_limit(args.max_rows)
-    if args.output is not None:
-        check_writable(args.output)
-    if args.plot is not None:
-        check_plot_path(args.plot)
-    check_outputs_apart({"--output": args.output, "--plot": args.plot},
-                        inputs_of(args, "prompts", "labels", "from_direction"))
+    check_outputs({"--output": args.output, "--plot": args.plot},
+                  inputs_of(args, "prompts", "labels", "from_direction"))
     check_extension("--output", args.output, ".json", ".csv")
     model = open_model(args)
     with inputs.naming_prompts(prompts):

@@ -1,33 +1,35 @@
 """The options several commands share, built in one place so that they read the same
-everywhere: the model and how it loads, the site and token position, and `Once`, the action
-for an option that may be given once."""
+everywhere: a command's parser with its model, how the model loads, the site and token
+position, and `Once`, the action for an option that may be given once."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import TypeVar
 
 from lazarus.engine.model_info import DEMO_MODEL
 from lazarus.engine.placement import DEVICES, DTYPES
 from lazarus.engine.sites import SITE_HELP
 from lazarus.text import real_number, whole_number
 
-
-def whole(text: str) -> int:
-    """argparse's type for a count: ASCII digits only (`int` also reads '\u0663')."""
-    try:
-        return whole_number(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (write it in "
-                                         "digits 0-9, e.g. 10)") from None
+T = TypeVar("T")
 
 
-def real(text: str) -> float:
-    """argparse's type for a number: ASCII only (`float` also reads '\u0663')."""
-    try:
-        return real_number(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number (write it in digits 0-9, "
-                                         "e.g. 0.5)") from None
+def _ascii_type(parse: Callable[[str], T], kind: str, example: str) -> Callable[[str], T]:
+    """argparse's type for a number read by `parse`: ASCII digits only (`int` and `float` also
+    read '\u0663'), else a usage error saying how to write one."""
+    def read(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind} (write it in digits 0-9, "
+                                             f"e.g. {example})") from None
+    return read
+
+
+whole = _ascii_type(whole_number, "a whole number", "10")  # a count
+real = _ascii_type(real_number, "a number", "0.5")
 
 
 class Once(argparse.Action):
@@ -52,9 +54,14 @@ def add_site_options(parser: argparse.ArgumentParser, probe: bool = False) -> No
                              + ("" if probe else ", or all (every token, shown as strips)"))
 
 
-def add_model_option(parser: argparse.ArgumentParser) -> None:
+def add_command(commands: argparse._SubParsersAction, name: str, *, help: str,
+                description: str, epilog: str) -> argparse.ArgumentParser:
+    """An `introspect` command's parser, its help kept as written, with -m first."""
+    parser = commands.add_parser(name, help=help, description=description, epilog=epilog,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-m", "--model", required=True,
                         help=f"Hugging Face model ID, local folder, or {DEMO_MODEL}")
+    return parser
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:

@@ -25,7 +25,7 @@ from lazarus.cli.help import (
 )
 from lazarus.cli.options import (
     Once,
-    add_model_option,
+    add_command,
     add_model_options,
     add_site_options,
     real,
@@ -89,15 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_neurons_command(commands: argparse._SubParsersAction) -> None:
     """`neurons`: how chosen neurons fire across prompts."""
-    neurons = commands.add_parser(
-        "neurons",
+    neurons = add_command(
+        commands, "neurons",
         help="how individual neurons fire across prompts",
         description="Show how individual neurons fire across prompts: an activation map, an "
                     "ASCII heatmap, per-neuron statistics and, with --labels, per-label means.",
-        epilog=DEFINITIONS + "\n" + NEURONS_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_model_option(neurons)
+        epilog=DEFINITIONS + "\n" + NEURONS_EXAMPLES)
     neurons.add_argument("-l", "--layer", required=True, action=Once,
                          help="layer(s) to analyze: one (0-based; negative counts from the "
                               "end), a list and ranges (0,2,5-7), or all; several layers are "
@@ -147,17 +144,14 @@ def _add_neurons_command(commands: argparse._SubParsersAction) -> None:
 
 def _add_probe_command(commands: argparse._SubParsersAction) -> None:
     """`probe`: where two classes of prompts separate, and the direction."""
-    probe = commands.add_parser(
-        "probe",
+    probe = add_command(
+        commands, "probe",
         help="find where two classes of prompts separate, and save the direction",
         description="Train cross-validated linear probes between two classes of prompts at "
                     "each layer, compare them with a shuffled-label baseline, and save the "
                     "separating direction of the best layer for 'introspect neurons "
                     "--from-direction'.",
-        epilog=PROBE_NOTES + "\n" + DEFINITIONS + "\n" + PROBE_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_model_option(probe)
+        epilog=PROBE_NOTES + "\n" + DEFINITIONS + "\n" + PROBE_EXAMPLES)
     probe.add_argument("--class-a", required=True,
                        help="class A prompts, pipe-separated or @file.txt (positive class)")
     probe.add_argument("--class-b", required=True,

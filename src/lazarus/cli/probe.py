@@ -8,13 +8,19 @@ import argparse
 
 from lazarus.analyses.options import ProbeOptions
 from lazarus.analyses.probe import analyse_probe
-from lazarus.cli.common import check_extension, given, inputs_of, open_model, write_output
+from lazarus.cli.common import (
+    check_extension,
+    check_outputs,
+    given,
+    inputs_of,
+    open_model,
+    write_output,
+)
 from lazarus.cli.output import EXIT_NOTHING_FOUND, ProgressBar, note, out, warn
 from lazarus.errors import LazarusError
 from lazarus.io import inputs
-from lazarus.io.files import check_outputs_apart, check_writable
 from lazarus.render.probe import render_probe_report
-from lazarus.results.plot import check_plot_path, plot_probe
+from lazarus.results.plot import plot_probe
 from lazarus.results.probe import hopeless_warning
 from lazarus.stats.probe import MAX_PERMUTATIONS, PERMUTATIONS, check_classes
 
@@ -46,14 +52,9 @@ def probe_options(
 
 def run_probe(args: argparse.Namespace) -> int:
     class_a, class_b, tests, options = probe_options(args)
-    for path in (args.save_direction, args.output):
-        if path is not None:
-            check_writable(path)
-    if args.plot is not None:
-        check_plot_path(args.plot)
-    check_outputs_apart({"--save-direction": args.save_direction, "--output": args.output,
-                         "--plot": args.plot},
-                        inputs_of(args, "class_a", "class_b", "test", "test_labels"))
+    check_outputs({"--save-direction": args.save_direction, "--output": args.output,
+                   "--plot": args.plot},
+                  inputs_of(args, "class_a", "class_b", "test", "test_labels"))
     check_extension("--output", args.output, ".json")
     check_extension("--save-direction", args.save_direction, ".npz")
     model = open_model(args)

@@ -82,8 +82,8 @@ def parse_neuron_values(text: str) -> dict[int, float]:
 
 
 def run_steer(args: argparse.Namespace) -> int:
-    read = inputs_of(args, "prompts", "positive", "negative", "tokens")
-    check_json_output(args, read + ([("--direction", args.direction)] if args.direction else []))
+    check_json_output(args, inputs_of(args, "prompts", "positive", "negative", "tokens",
+                                      "direction"))
     model = open_model(args)
     prompts, options = steer_options(args, model)
     result = analyse_steer(model, prompts, options)

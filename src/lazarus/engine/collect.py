@@ -10,9 +10,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import numpy as np
 
 from lazarus.engine.cache import ActivationCache
 from lazarus.engine.capture import capture
@@ -22,10 +25,6 @@ from lazarus.engine.placement import Target, resolve
 from lazarus.engine.sites import RESIDUAL_WIDTH
 from lazarus.engine.trace import CaptureRequest
 from lazarus.text import plural
-
-if TYPE_CHECKING:  # numpy, torch and the cache are imported only when `collect` runs
-    import numpy as np
-
 
 Notify = Callable[[str], None]  # a note for the user (the CLI shows it on stderr)
 Progress = Callable[[int, int, str], None]  # (prompts given done, prompts given, what goes on)
@@ -66,11 +65,6 @@ def collect(
     done at once) and says what is going on. `loader(deepest_layer)` gives the loaded model
     (a `Model` handle's, kept between calls); by default the model is loaded for this call.
     """
-    from collections import Counter
-
-    import numpy as np
-
-
     say = notify or (lambda _message: None)
     tell = progress or (lambda _done, _total, _detail="": None)
     tell(0, len(prompts), "reading the activation cache" if settings.use_cache else "")
@@ -169,9 +163,6 @@ def _read(store: ActivationCache | None, target: Target, info: ModelInfo,
     """{layer: {prompt: cached row}} at `target`, keeping only rows of the right shape: as wide
     as the hidden size on the residual stream, else as most rows of the layer (so one damaged
     row cannot set the width), and for position "all" one row per token of the prompt."""
-    from collections import Counter
-
-
     found: dict[int, dict[str, np.ndarray]] = {layer: {} for layer in request.layers}
     if store is None:
         return found
