@@ -8,6 +8,13 @@ masked out anyway):
   another prompt's values (`per_prompt`: [tokens, k] per prompt; token t takes the reference's
   token min(t, its last), so generated tokens take its last token's values).
 - `add`: a vector as wide as the site is added (steering).
+- `patch`: each row of the batch (`rows`: its job's index) takes, at some of its tokens and
+  some units, the values of a source tensor (`patching`: another run's activations). Jobs are
+  `(source index, tokens or None, units or None)`, or None for a row left alone; sources are
+  [tokens, width] tensors, token t of a row taking the source's token t (patched runs have the
+  same length as their source).
+Columns name units: at a site whose units span several columns (`sites.Site.group`, a head's
+head_dim), a unit's edit changes all of them; values are given per column of the site.
 
 `trace.Trace` owns the hooks and calls `apply_edits` inside them; this module only computes
 the new tensor and puts it back where the module's input or output was.
@@ -20,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+Job = tuple[int, tuple[int, ...] | None, tuple[int, ...] | None]  # (source, tokens, units)
+
 
 @dataclass(frozen=True, eq=False)
 class Edit:
@@ -29,9 +38,11 @@ class Edit:
     columns: tuple[int, ...] | None = None  # set: the neurons replaced; None: every one
     values: np.ndarray | None = None  # set: [k] per column (None: 0); add: [width]
     per_prompt: tuple[np.ndarray, ...] | None = None  # set: [tokens, k] per prompt (resample)
+    sources: tuple[Any, ...] = ()  # patch: [tokens, width] arrays or tensors
+    jobs: tuple[Job | None, ...] = ()  # patch: per job (rows), what it takes from a source
 
     def __post_init__(self) -> None:
-        if self.kind not in ("set", "add"):
+        if self.kind not in ("set", "add", "patch"):
             raise ValueError(f"unknown edit kind {self.kind!r}")
         if self.kind == "add" and self.values is None:
             raise ValueError("an add edit needs a vector")
@@ -45,9 +56,11 @@ def add(layer: int, site: str, vector: np.ndarray) -> Edit:
     return Edit(layer, site, "add", values=np.asarray(vector, dtype=np.float32))
 
 
-def apply_edits(value: Any, edits: tuple[Edit, ...], rows: Any, positions: Any) -> Any:
+def apply_edits(value: Any, edits: tuple[Edit, ...], rows: Any, positions: Any,
+                group: int = 1) -> Any:
     """[batch, tokens, width] -> the edited copy. `rows` [batch]: each row's prompt index
-    (for `per_prompt`); `positions` [batch, tokens]: each token's index within its prompt."""
+    (for `per_prompt`) or job index (for `patch`); `positions` [batch, tokens]: each token's
+    index within its prompt; `group`: columns per unit."""
     import torch
 
     out = value.clone()
@@ -55,7 +68,10 @@ def apply_edits(value: Any, edits: tuple[Edit, ...], rows: Any, positions: Any) 
         if edit.kind == "add":
             out = out + torch.as_tensor(edit.values, dtype=out.dtype, device=out.device)
             continue
-        columns = slice(None) if edit.columns is None else list(edit.columns)
+        if edit.kind == "patch":
+            _patch(out, edit, rows, group)
+            continue
+        columns = _columns(edit.columns, group)
         if edit.per_prompt is not None:
             for row in range(out.shape[0]):
                 reference = torch.as_tensor(edit.per_prompt[int(rows[row])], dtype=out.dtype,
@@ -67,6 +83,33 @@ def apply_edits(value: Any, edits: tuple[Edit, ...], rows: Any, positions: Any) 
         else:
             out[..., columns] = torch.as_tensor(edit.values, dtype=out.dtype, device=out.device)
     return out
+
+
+def _columns(units: tuple[int, ...] | None, group: int) -> Any:
+    """The columns of `units` (all of them: a slice) at a site of `group` columns per unit."""
+    if units is None:
+        return slice(None)
+    return [unit * group + offset for unit in units for offset in range(group)]
+
+
+def _patch(out: Any, edit: Edit, rows: Any, group: int) -> None:
+    import torch
+
+    for row in range(out.shape[0]):
+        job = edit.jobs[int(rows[row])]
+        if job is None:
+            continue
+        source_index, tokens, units = job
+        source = torch.as_tensor(edit.sources[source_index], dtype=out.dtype,
+                                 device=out.device)  # [tokens, width]
+        where = torch.arange(source.shape[0], device=out.device) if tokens is None else (
+            torch.as_tensor(tokens, device=out.device))
+        columns = _columns(units, group)
+        if isinstance(columns, slice):
+            out[row, where] = source[where]
+        else:
+            index = torch.as_tensor(columns, device=out.device)
+            out[row, where[:, None], index] = source[where[:, None], index]
 
 
 def replace_input(args: tuple[Any, ...], kwargs: dict[str, Any],

@@ -221,7 +221,7 @@ def router_from_hook(parts: MoeParts, args: tuple[Any, ...], kwargs: dict[str, A
 
 
 def edited_output(parts: MoeParts, name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-                  output: Any, change: Any) -> Any:
+                  output: Any, change: Any, watched: bool = False) -> Any:
     """The experts module's output [tokens, H] as if its units (`mlp_post`) or routing weights
     (`router`) had been `change(values)`, both [tokens, width] float32.
 
@@ -230,6 +230,8 @@ def edited_output(parts: MoeParts, name: str, args: tuple[Any, ...], kwargs: dic
     units: sum over routed e of weight[t, e] * down_e(new - old) (unrouted units stay unrouted:
     they are never computed); router: sum over e of (new - old)[t, e] * expert_e(x[t]), which
     also covers an expert the token was not routed to (its output is computed for that token).
+    With `watched`, every routed row is corrected, even by zero, so that the output's gradient
+    reaches the changed values.
     """
     import torch
 
@@ -243,12 +245,15 @@ def edited_output(parts: MoeParts, name: str, args: tuple[Any, ...], kwargs: dic
     for expert in range(parts.num_experts):
         if name == "mlp_post":
             part = delta[:, expert * parts.units:(expert + 1) * parts.units]  # [tokens, I]
-            rows = part.abs().sum(dim=-1).nonzero().squeeze(-1)
+            moved_rows = torch.isfinite(old[:, expert * parts.units]) if watched else (
+                part.abs().sum(dim=-1) != 0)
+            rows = moved_rows.nonzero().squeeze(-1)
             if rows.numel():
                 moved = _down(parts, expert, part[rows], bias=False)  # [n, H]
                 correction[rows] += weights[rows, expert, None] * moved.to(torch.float32)
         else:
-            rows = delta[:, expert].nonzero().squeeze(-1)
+            rows = (torch.ones_like(delta[:, expert], dtype=torch.bool) if watched
+                    else delta[:, expert] != 0).nonzero().squeeze(-1)
             if rows.numel():
                 out = _down(parts, expert, _units_of(parts, expert, x[rows]), bias=True)
                 correction[rows] += delta[rows, expert, None] * out.to(torch.float32)

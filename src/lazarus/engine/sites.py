@@ -69,8 +69,14 @@ class Site:
     flat: bool = False
     # Flat sites are computed, not passed along, so an edit cannot hand the module new values:
     # `edit(args, kwargs, output, change)` returns the module's output as if its values had been
-    # `change([batch * tokens, width])` (a forward hook's return value).
+    # `change([batch * tokens, width])` (a forward hook's return value); with `watched`, the
+    # output depends on the changed values even where they did not change (for gradients).
     edit: Callable[[tuple, dict, Any, Callable[[Any], Any]], Any] | None = None
+    # A unit spans `group` adjacent columns of what `extract` returns (an attention head spans
+    # head_dim): edits name units and change all their columns; reading turns the raw
+    # [..., units * group] values into one value per unit with `summarise` ([..., units]).
+    group: int = 1
+    summarise: Callable[[Any], Any] | None = None
 
 
 def _first(value: Any) -> Any:
@@ -288,7 +294,8 @@ def _moe_site(parts: moe.MoeParts, name: str) -> Any:
                                "--site router or resid_post)")
         return read(parts, args, kwargs, tokens)
 
-    def edit(args: tuple[Any, ...], kwargs: dict[str, Any], output: Any, change: Any) -> Any:
-        return moe.edited_output(parts, name, args, kwargs, output, change)
+    def edit(args: tuple[Any, ...], kwargs: dict[str, Any], output: Any, change: Any,
+             watched: bool = False) -> Any:
+        return moe.edited_output(parts, name, args, kwargs, output, change, watched)
 
     return Site(module=parts.experts, reads_input=True, extract=extract, flat=True, edit=edit)

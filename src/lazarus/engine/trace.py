@@ -35,10 +35,16 @@ class CaptureRequest:
     site: str = "resid_post"
     position: Position = "last"
     columns: tuple[int, ...] | None = None
+    raw: bool = False  # a grouped site (heads): its raw columns, not one value per unit
+
+
+Watcher = Callable[[int, str, Any], None]  # (layer, site, live raw values [batch, tokens, width])
 
 
 class Trace:
-    """A `with` block that hooks every (layer, site) of a request, and of any `edits`. Each
+    """A `with` block that hooks every (layer, site) of a request, of any `edits`, and of any
+    `watch`: a watcher gets the live tensor the forward goes on with (after the edits), to
+    keep it or to register a gradient hook on it (`gradients`). Each
     reading hook hands the batch's gathered values to `on_kept(layer, values)` at once, so no
     layer's tensor outlives its hook, and notes the layer in `reached`; the deepest one stops
     the forward. An editing hook returns the edited output (or input, for sites read as a
@@ -48,13 +54,16 @@ class Trace:
 
     def __init__(self, loaded: LoadedModel, request: CaptureRequest | None,
                  on_kept: Callable[[int, Any], None] | None = None,
-                 edits: Sequence[Edit] = ()) -> None:
+                 edits: Sequence[Edit] = (), watch: Sequence[tuple[int, str]] = (),
+                 on_watch: Watcher | None = None) -> None:
         if request is not None:
             check_site(request.site)
         self.loaded = loaded
         self.request = request
         self.on_kept = on_kept
         self.edits = tuple(edits)
+        self.watch = tuple(watch)
+        self.on_watch = on_watch
         self.lengths: Any = None  # [batch] real tokens per row, set before each forward
         self.rows: Any = None  # [batch] each row's prompt index (edits with per-prompt values)
         self.positions: Any = None  # [batch, tokens] each token's index within its prompt
@@ -65,20 +74,21 @@ class Trace:
     def __enter__(self) -> Trace:
         reads = [] if self.request is None else [(n, self.request.site)
                                                  for n in self.request.layers]
-        keys = dict.fromkeys([*reads, *((e.layer, e.site) for e in self.edits)])
+        keys = dict.fromkeys([*reads, *((e.layer, e.site) for e in self.edits), *self.watch])
         try:
             for layer, name in keys:
                 site = locate(self.loaded.model, self.loaded.blocks_loaded, layer, name)
                 edits = tuple(e for e in self.edits if (e.layer, e.site) == (layer, name))
-                if edits and site.flat:  # computed values: the output is corrected instead
+                watched = (layer, name) in self.watch
+                if (edits or watched) and site.flat:  # computed values: the output is corrected
                     if (layer, name) in reads:
                         raise LazarusError(f"the {name} site of layer {layer} cannot be read and "
                                            "edited in one pass (read it in a pass of its own)")
-                    handle = site.module.register_forward_hook(self._flat_edit(site, edits),
-                                                               with_kwargs=True)
+                    hook = self._flat_edit(layer, name, site, edits, watched)
+                    handle = site.module.register_forward_hook(hook, with_kwargs=True)
                     self._handles.append(handle)
                     continue
-                hook = self._hook(layer, site, (layer, name) in reads, edits)
+                hook = self._hook(layer, name, site, (layer, name) in reads, edits, watched)
                 if site.reads_input:
                     handle = site.module.register_forward_pre_hook(hook, with_kwargs=True)
                 else:
@@ -95,33 +105,41 @@ class Trace:
         self._handles.clear()
         self.reached.clear()
 
-    def _flat_edit(self, site: Any, edits: tuple[Edit, ...]) -> Callable[..., Any]:
-        """A forward hook on a flat (MoE) site: its output as if its values had been edited."""
+    def _flat_edit(self, layer: int, name: str, site: Any, edits: tuple[Edit, ...],
+                   watched: bool) -> Callable[..., Any]:
+        """A forward hook on a flat (MoE) site: its output as if its values had been edited
+        (and, when watched, computed from the values the watcher sees, so that gradients reach
+        them)."""
 
         def hook(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> Any:
             batch, tokens = self.positions.shape
 
             def change(values: Any) -> Any:  # [batch * tokens, width]
                 shaped = values.reshape(batch, tokens, values.shape[-1])
-                edited = apply_edits(shaped, edits, self.rows, self.positions)
-                return edited.reshape(values.shape)
+                if edits:
+                    shaped = apply_edits(shaped, edits, self.rows, self.positions, site.group)
+                if watched:
+                    self.on_watch(layer, name, shaped)
+                return shaped.reshape(values.shape)
 
-            return site.edit(args, kwargs, output, change)
+            return site.edit(args, kwargs, output, change, watched)
 
         return hook
 
-    def _hook(self, layer: int, site: Any, read: bool,
-              edits: tuple[Edit, ...]) -> Callable[..., Any]:
+    def _hook(self, layer: int, name: str, site: Any, read: bool, edits: tuple[Edit, ...],
+              watched: bool) -> Callable[..., Any]:
         def hook(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
                  output: Any = None) -> Any:
             replaced = None
             if edits:
                 value = site.extract(args, kwargs, output)  # [batch, tokens, width]
-                new = apply_edits(value, edits, self.rows, self.positions)
+                new = apply_edits(value, edits, self.rows, self.positions, site.group)
                 if site.reads_input:
                     replaced = args, kwargs = replace_input(args, kwargs, new)
                 else:
                     replaced = output = replace_output(output, new)
+            if watched:
+                self.on_watch(layer, name, site.extract(args, kwargs, output))
             if read:
                 self._read(layer, site, args, kwargs, output)
             return replaced
@@ -143,6 +161,8 @@ class Trace:
                 value = value.reshape(batch, tokens, value.shape[-1])
             self._check_shape(layer, value, (batch, tokens))
             kept = gather(value, self.lengths, request.position, skip_missing=site.flat)
+        if site.summarise is not None and not request.raw:
+            kept = site.summarise(kept)  # [..., units * group] -> [..., units]
         self.widths[layer] = int(kept.shape[-1])
         if columns is not None:
             if max(columns) >= kept.shape[-1]:
