@@ -4,8 +4,8 @@ same batch (issue #21's benchmark line), on CPU, offline.
     python bench/attribute_speed.py           # the benchmark's 30-block model (workload.py)
     python bench/attribute_speed.py --smoke   # a tiny model: checks the benchmark itself
 
-Each measurement is a fresh process that loads the whole model, then times (the better of
-`--repeats` runs):
+Each measurement is a fresh process that loads the whole model, runs once to warm up, then
+times (the best of `--repeats` runs; the cores may be shared, so take the best):
 - floor: one forward + backward of the corrupted prompts' batch (the weights' requires_grad
   off, the input embeddings' output requiring grad: the cheapest pass that gives activation
   gradients), the metric summed over rows;
@@ -44,14 +44,16 @@ def _status_kib(field: str) -> int:
 
 
 def pairs(folder: Path) -> tuple[list[str], list[str]]:
-    """Clean prompts and corrupted ones of the same token length (the last digit changed)."""
+    """Clean prompts and corrupted ones of the same token length (a number changed), about 20
+    tokens each."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
     clean, corrupt = [], []
     for a in range(10, 99):
         for b in range(10, 99):
-            one, other = f"{a}+{b}=", f"{a}+{b + 1}="
+            one = f"Question: what is the sum of {a} and {b}? Answer: {a}+{b}="
+            other = f"Question: what is the sum of {a} and {b + 1}? Answer: {a}+{b + 1}="
             if len(tokenizer(one)["input_ids"]) == len(tokenizer(other)["input_ids"]):
                 clean.append(one)
                 corrupt.append(other)
@@ -90,6 +92,7 @@ def measure(folder: str, what: str, repeats: int) -> dict:
 
     run = {"floor": floor, "attribute": lambda: attribute(0),
            "attribute_check": lambda: attribute(20)}[what]
+    run()  # warm: the first run pages the weights in and sets up autograd
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
