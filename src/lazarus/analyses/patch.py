@@ -25,12 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from lazarus.analyses.pairs import METRIC_HELP, Pairs, prepare
-from lazarus.analyses.patch_options import DIRECTIONS, HEAD_SITES, PatchOptions
+from lazarus.analyses.pairs import Pairs, prepare
+from lazarus.analyses.patch_options import PatchOptions
 from lazarus.engine.capture import capture_ids
 from lazarus.engine.handle import ModelHandle
 from lazarus.engine.interventions import Edit, Job
 from lazarus.engine.loading import LoadedModel
+from lazarus.engine.pair_terms import DIRECTIONS, HEAD_SITES, METRIC_HELP
 from lazarus.engine.patching import as_sources, score_jobs
 from lazarus.engine.sites import locate
 from lazarus.engine.trace import CaptureRequest

@@ -10,22 +10,8 @@ from typing import ClassVar
 from lazarus.analyses.pairs import PairOptions
 from lazarus.engine.checks import Layers
 from lazarus.engine.measures import check_seed
-from lazarus.engine.sites import SITES
+from lazarus.engine.pair_terms import patch_sites
 from lazarus.errors import LazarusError
-
-# Sites patched one token position at a time (a grid of layers x positions), and sites whose
-# units are heads, patched one head at a time at every position (layers x heads); only those
-# the engine knows (`engine.sites.SITES`) are offered.
-POSITION_SITES = ("resid_pre", "resid_post", "attn_out", "mlp_out")
-HEAD_SITES = ("attn_head",)
-DIRECTIONS = {
-    "denoise": "denoising: clean activations patched into the corrupted run",
-    "noise": "noising: corrupted activations patched into the clean run",
-}
-
-
-def patch_sites() -> tuple[str, ...]:
-    return tuple(site for site in (*POSITION_SITES, *HEAD_SITES) if site in SITES)
 
 
 @dataclass(frozen=True)

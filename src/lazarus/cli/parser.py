@@ -32,6 +32,7 @@ from lazarus.cli.options import (
     whole,
 )
 from lazarus.cli.output import write_stdout
+from lazarus.cli.patch_args import add_patch_command
 from lazarus.text import escape
 
 
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_neurons_command(commands)
     _add_probe_command(commands)
     add_causal_commands(commands)
+    add_patch_command(commands)
     add_examples_command(commands)
 
     cache = groups.add_parser(

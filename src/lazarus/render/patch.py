@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from lazarus.engine.pair_terms import SCALE
 from lazarus.render.grid import GLYPHS, heat_levels
-from lazarus.results.patch import SCALE, PatchResult, SiteGrid
+from lazarus.results.patch import PatchResult, SiteGrid
 from lazarus.text import banner, display_width, escape, fit_cell, plural
 
 CELL = 7  # "+0.93 ▓"

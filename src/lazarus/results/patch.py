@@ -17,12 +17,11 @@ from typing import Any
 import numpy as np
 
 from lazarus import __version__
+from lazarus.engine.pair_terms import SCALE
 from lazarus.results.patch_plot import plot_patch
 from lazarus.results.tables import csv_text, dataframe
 from lazarus.stats.bootstrap import FEW_PAIRS, NOTE, ROUGH
 from lazarus.text import json_plain
-
-SCALE = "1 = the clean run, 0 = the corrupted run"
 
 
 @dataclass(frozen=True, eq=False)
