@@ -31,7 +31,7 @@ def _header(result: PatchResult) -> list[str]:
     where = ("the answer's first token" if result.wrong is None else
              "the first token where the answer and the wrong text differ")
     lines = [f"Metric: {result.metric} ({result.metric_text}), normalised: {SCALE}.",
-             f"Judged at {where}, after the prompt and what they share (pair 1: {judged}).",
+             f"Judged at {where}, after the prompt and their shared start (pair 1: {judged}).",
              f"{plural(result.pairs, 'pair')}: mean {result.metric} "
              f"{result.clean_score.mean():.4g} on the clean run, "
              f"{result.corrupt_score.mean():.4g} on the corrupted run."]
