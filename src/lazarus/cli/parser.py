@@ -1,10 +1,9 @@
 """The argument tree of `lazarus`: its groups and commands, each command's options in the
 order users need them (required first), and its help with examples; the neurons, probe and
 cache commands here, ablate and steer in `causal_args`, patch in `patch_args`, examples in
-`examples_args`, the
-options they share in `options`. Each command names its run function as "module:function",
-imported only when it runs: the tree imports no numpy, so `--help` answers at once. An option
-left out is None, and takes its default from the command's options type
+`examples_args`, the options they share in `options`. Each command names its run function as
+"module:function", imported only when it runs: the tree imports no numpy, so `--help` answers
+at once. An option left out is None, and takes its default from the command's options type
 (`lazarus.analyses.options`). Usage mistakes are one stderr line, exit 2."""
 
 from __future__ import annotations
