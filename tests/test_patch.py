@@ -23,6 +23,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from lazarus.api import Model
 from lazarus.cli.main import main
 from lazarus.engine.patching import BATCH
+from lazarus.engine.sites import SITES
 from lazarus.results.patch_plot import plot_patch
 from lazarus.stats.bootstrap import normalised, ratio_interval
 
@@ -30,7 +31,7 @@ from lazarus.stats.bootstrap import normalised, ratio_interval
 CLEAN = ["the cat sat", "a dog ran far away"]
 CORRUPT = ["the cot sat", "a dog ran fur away"]
 ANSWER, WRONG = "x", "q"
-SITES = ("resid_post", "attn_out", "mlp_out")
+PATCHED = ("resid_post", "attn_out", "mlp_out")
 FAMILIES = ("llama", "gpt2", "gpt_oss")
 
 
@@ -70,12 +71,12 @@ def hook_route(folder: Path, family: str, clean: list[str], corrupt: list[str], 
     tokenizer = AutoTokenizer.from_pretrained(folder)
     answer = tokenizer(ANSWER, add_special_tokens=False)["input_ids"][0]
     wrong = tokenizer(WRONG, add_special_tokens=False)["input_ids"][0]
-    found = {site: np.empty((len(clean), layers, span)) for site in SITES}
+    found = {site: np.empty((len(clean), layers, span)) for site in PATCHED}
     for p, (good, bad) in enumerate(zip(clean, corrupt, strict=True)):
         source, target = (good, bad) if not noise else (bad, good)
         source_ids, target_ids = (tokenizer(t)["input_ids"] for t in (source, target))
         assert len(source_ids) == len(target_ids)
-        for site in SITES:
+        for site in PATCHED:
             for layer in range(layers):
                 module = _module(model, family, layer, site)
                 kept = {}
@@ -100,13 +101,13 @@ def hook_route(folder: Path, family: str, clean: list[str], corrupt: list[str], 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_patching_equals_a_hook_on_the_model(tiny_model_dirs, family):
     folder = tiny_model_dirs[family]
-    result = Model(str(folder)).patch(CLEAN, CORRUPT, [ANSWER], [WRONG], sites=SITES)
+    result = Model(str(folder)).patch(CLEAN, CORRUPT, [ANSWER], [WRONG], sites=PATCHED)
     span = len(result.positions)
     assert span == min(result.lengths) < max(result.lengths)  # aligned from the end
     rows = len(result.layers) * span  # the short pair's jobs come first (sorted by length)
     assert rows % BATCH != 0  # so one batch holds rows of both lengths
     expected = hook_route(folder, family, CLEAN, CORRUPT, len(result.layers), span)
-    for site in SITES:
+    for site in PATCHED:
         scores = result.grid(site).scores
         difference = np.abs(scores - expected[site]).max()
         print(f"{family} {site}: max |lazarus - hook| = {difference:.2e} "
@@ -117,11 +118,11 @@ def test_patching_equals_a_hook_on_the_model(tiny_model_dirs, family):
 
 
 def test_noising_equals_a_hook_on_the_model(llama_dir):
-    result = Model(str(llama_dir)).patch(CLEAN, CORRUPT, [ANSWER], [WRONG], sites=SITES,
+    result = Model(str(llama_dir)).patch(CLEAN, CORRUPT, [ANSWER], [WRONG], sites=PATCHED,
                                          direction="noise", layers="1,3")
     span = len(result.positions)
     expected = hook_route(llama_dir, "llama", CLEAN, CORRUPT, 4, span, noise=True)
-    for site in SITES:
+    for site in PATCHED:
         assert np.allclose(result.grid(site).scores, expected[site][:, [1, 3]], rtol=1e-4,
                            atol=1e-4)
 
@@ -132,13 +133,13 @@ def test_fixed_points_of_the_normalisation(tiny_model_dirs, direction):
     source run (1 denoising, 0 noising). Tokens before the first that differs are the same in
     both runs, so patching them changes nothing (0 denoising, 1 noising), at every site."""
     result = Model(str(tiny_model_dirs["gpt2"])).patch(
-        CLEAN, CORRUPT, [ANSWER], [WRONG], sites=SITES, direction=direction)
+        CLEAN, CORRUPT, [ANSWER], [WRONG], sites=PATCHED, direction=direction)
     source, target = (1.0, 0.0) if direction == "denoise" else (0.0, 1.0)
     last = result.grid("resid_post").values[-1, -1]
     assert last == pytest.approx(source, abs=1e-5)
     same = result.differs.index(True)  # columns before the first differing token
     assert same > 0
-    for site in SITES:
+    for site in PATCHED:
         assert np.allclose(result.grid(site).values[:, :same], target, atol=1e-5)
     # and each pair's raw score there is its own target run's
     scores = result.grid("resid_post").scores
@@ -243,3 +244,73 @@ def test_bad_input_is_one_line_and_no_file(capsys, tmp_path, argv, words):
     assert "Traceback" not in captured.err
     assert captured.out == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs.tsv"]
+
+
+# --- sites of the heads work: resid_pre (layers x positions) and attn_head (layers x heads) ----
+
+
+def _pre_hook_route(folder: Path, family: str, site: str, layers: int, span: int,
+                    heads: int) -> np.ndarray:
+    """float64 [pairs, layers, columns]: denoising by a forward pre-hook written here: on the
+    block (resid_pre: its input at one token) or on the attention's output projection
+    (attn_head: one head's columns of its input, at every token)."""
+    model = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    answer = tokenizer(ANSWER, add_special_tokens=False)["input_ids"][0]
+    wrong = tokenizer(WRONG, add_special_tokens=False)["input_ids"][0]
+    columns = span if site == "resid_pre" else heads
+    found = np.empty((len(CLEAN), layers, columns))
+    for p, (clean, corrupt) in enumerate(zip(CLEAN, CORRUPT, strict=True)):
+        source, target = (tokenizer(t)["input_ids"] for t in (clean, corrupt))
+        for layer in range(layers):
+            block = (model.transformer.h if family == "gpt2" else model.model.layers)[layer]
+            module = block if site == "resid_pre" else (
+                block.attn.c_proj if family == "gpt2" else block.self_attn.o_proj)
+            kept = {}
+
+            def read(_module, args, kwargs, kept=kept):
+                kept["value"] = (args[0] if args else kwargs["hidden_states"]).detach().clone()
+
+            handle = module.register_forward_pre_hook(read, with_kwargs=True)
+            _run(model, source)
+            handle.remove()
+            for column in range(columns):
+                def write(_module, args, kwargs, column=column, kept=kept, target=target):
+                    value = (args[0] if args else kwargs["hidden_states"]).clone()
+                    if site == "resid_pre":
+                        token = len(target) - span + column
+                        value[:, token] = kept["value"][:, token]
+                    else:
+                        width = value.shape[-1] // heads
+                        part = slice(column * width, (column + 1) * width)
+                        value[..., part] = kept["value"][..., part]
+                    if args:
+                        return (value, *args[1:]), kwargs
+                    return args, {**kwargs, "hidden_states": value}
+
+                handle = module.register_forward_pre_hook(write, with_kwargs=True)
+                logits = _run(model, target)
+                handle.remove()
+                found[p, layer, column] = float(logits[answer] - logits[wrong])
+    return found
+
+
+@pytest.mark.skipif("attn_head" not in SITES, reason="the attn_head and resid_pre sites are "
+                    "not in this engine yet")
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_head_and_resid_pre_patching_equal_a_hook_on_the_model(tiny_model_dirs, family):
+    folder = tiny_model_dirs[family]
+    result = Model(str(folder)).patch(CLEAN, CORRUPT, [ANSWER], [WRONG],
+                                      sites=["resid_pre", "attn_head"])
+    heads = result.grid("attn_head").values.shape[1]
+    assert heads == 4  # the tiny models' num_attention_heads
+    assert result.grid("attn_head").axis == "head"
+    for site in ("resid_pre", "attn_head"):
+        expected = _pre_hook_route(folder, family, site, len(result.layers),
+                                   len(result.positions), heads)
+        difference = np.abs(result.grid(site).scores - expected).max()
+        print(f"{family} {site}: max |lazarus - hook| = {difference:.2e}")
+        assert np.allclose(result.grid(site).scores, expected, rtol=1e-4, atol=1e-4)
+    # resid_pre of layer L + 1 is resid_post of layer L
+    assert np.allclose(result.grid("resid_pre").values[1:], Model(str(folder)).patch(
+        CLEAN, CORRUPT, [ANSWER], [WRONG], layers="0-2").grid("resid_post").values, atol=1e-4)
