@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 from tiny_configs import tiny_config
-from tiny_models import LAYERS
+from tiny_models import LAYERS, _spread_weights, build_tokenizer
 
 import lazarus
 from lazarus.engine import measures
@@ -298,3 +298,37 @@ def test_the_output_projection_of_each_family_is_found(family):
         module = getattr(module, name)
     assert site.module is module
     assert site.group == 8  # tiny_configs: 4 heads of 8
+
+
+@pytest.mark.parametrize("family", sorted(ACCEPTED))
+def test_each_accepted_family_reads_its_heads_exactly(family, tmp_path):
+    """Built for real (width 32, 4 heads of 8): the raw capture equals a pre-hook here on the
+    module named in ACCEPTED, and the read value each head's write norm by hand."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(tiny_config(family), dtype=torch.float32)
+    _spread_weights(model, 0)
+    model.save_pretrained(tmp_path)
+    build_tokenizer(add_bos=True).save_pretrained(tmp_path)
+    loaded = load_model(read_model_info(str(tmp_path)))
+    module = decoder_blocks(loaded.model, 3)[1]
+    for name in ACCEPTED[family].split("."):
+        module = getattr(module, name)
+    raw = capture(loaded, PROMPTS, CaptureRequest((1,), "attn_head", "all", raw=True))[1]
+    read = capture(loaded, PROMPTS, CaptureRequest((1,), "attn_head", "all"))[1]
+    rows = module.weight.detach().double().numpy().T.reshape(HEADS, 8, -1)  # [heads, 8, out]
+    seen = {}
+    handle = module.register_forward_pre_hook(
+        lambda _module, args: seen.__setitem__("z", args[0][0].double().numpy()))
+    try:
+        for index, prompt in enumerate(PROMPTS):
+            with torch.inference_mode():
+                loaded.model(**loaded.tokenizer(prompt, return_tensors="pt"))
+            assert worst(raw[index], seen["z"]) <= TOLERANCE
+            z = seen["z"].reshape(-1, HEADS, 8)
+            norms = np.stack([np.linalg.norm(z[:, h] @ rows[h], axis=-1)
+                              for h in range(HEADS)], -1)
+            assert worst(read[index], norms) <= TOLERANCE
+    finally:
+        handle.remove()
