@@ -9,14 +9,19 @@ W_O, |z_h @ W_O[:, h].T| (the projection's bias, shared by all heads, left out).
 as sqrt(z_h' G_h z_h) with G_h = W_O[:, h].T @ W_O[:, h] ([head_dim, head_dim], made once per
 site), so no [tokens, heads, hidden] tensor is ever built.
 
-Refused in one line, naming the family and why: attention whose output projection is not fed by
-the heads side by side. Among transformers' causal-LM families (tests/tiny_configs.py), found by
-building each tinily: multi-head latent attention whose value heads are narrower than its
-query-key heads is still heads side by side (accepted when the widths add up); blocks without
-attention (Mamba, RWKV, xLSTM, the linear-attention or convolution layers of hybrids such as
-Jamba, Zamba, LFM2, Falcon-H1, Bamba, Qwen3-Next's linear layers) have no heads; and a
-projection whose input width is not the config's heads x head_dim (Gemma 3n's and others'
-fused or odd layouts) is refused rather than split by a guess (tests/test_heads.py names them).
+Found, per family, in the attention module (`sites`) as o_proj (Llama, Mistral, Qwen, Gemma,
+gpt-oss, Mixtral, Qwen3-MoE, Phi-3, MLA's DeepSeek-V2/V3 with its value heads, ...), c_proj
+(GPT-2's Conv1D), dense (GPT-NeoX, Falcon, Bloom, Phi), out_proj (OPT, BART-likes), Wo
+(ModernBERT), output.dense (BERT-likes), attention.out_proj (GPT-Neo); the head size is the
+layer's own where its attention says it (Gemma 4's global layers), and the projection must read
+exactly the config's heads x head size. Refused in one line naming the family (found by
+building every causal-LM family of transformers 5.25 tinily; tests/test_heads.py checks a sample
+of each kind both ways): blocks without attention (Mamba, RWKV's
+recurrence, xLSTM, the SSM or linear-attention layers of hybrids: Jamba, Bamba, Zamba (whose
+hybrid layers share one attention), LFM2, Qwen3-Next / Qwen3.5's linear layers); a mixture of
+attention heads (JetMoE); a grouped low-rank output projection (DeepSeek-V4); two attentions in
+one block (LongCat-Flash); a gated output projection (Inkling 2, Moshi's wrapper); a projection
+as wide as no heads x head size of the config says (Inkling).
 """
 
 from __future__ import annotations
