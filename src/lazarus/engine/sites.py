@@ -1,6 +1,7 @@
 """The vocabulary of activation sites, and where each lives inside a Hugging Face decoder block.
 
 Site names follow TransformerLens. Each is a vector per token, read by a hook on one module:
+- `resid_pre`: the residual stream entering block L (the block's input; HF hidden_states[L]).
 - `resid_post`: the residual stream after block L (the block's output; HF hidden_states[L+1]).
 - `mlp_post`: the MLP's neurons, i.e. the input of its down projection: act(gate)·up for gated
   MLPs, act(fc) for GPT-2-style ones. At MoE layers, a neuron is (expert, unit) (`moe.py`).
@@ -9,6 +10,9 @@ Site names follow TransformerLens. Each is a vector per token, read by a hook on
   For blocks that normalise a sub-block's output before adding it (Gemma 2/3, OLMo 2: a
   `post_feedforward_layernorm`), that norm's output is what is added, so it is what is read.
 - `router`: at MoE layers, the weight each expert got for the token (0 when not chosen).
+- `attn_head`: each attention head's output, the input of the attention's output projection
+  (`heads.py`); a unit is a head, read as head h's write norm |z_h @ W_O[:, h].T|, ablated and
+  patched as its head_dim raw columns. Refused where the heads are not side by side there.
 Adding a site means adding an entry here; the engine and the commands do not change.
 """
 
@@ -18,20 +22,23 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from lazarus.engine import moe
+from lazarus.engine import heads, moe
 from lazarus.engine.configs import HIDDEN_SIZE_KEYS, config_int, config_note, first_int, text_config
 from lazarus.engine.moe import moe_shape
 from lazarus.errors import LazarusError
 from lazarus.text import plural
 
-SITES = ("resid_post", "mlp_post", "attn_out", "mlp_out", "router")
-RESIDUAL_WIDTH = ("resid_post", "attn_out", "mlp_out")  # as wide as the hidden size
+SITES = ("resid_post", "resid_pre", "mlp_post", "attn_out", "mlp_out", "router", "attn_head")
+RESIDUAL_WIDTH = ("resid_post", "resid_pre", "attn_out", "mlp_out")  # as wide as the hidden size
 SITE_HELP = {
     "resid_post": "residual stream after the block (default)",
+    "resid_pre": "residual stream entering the block",
     "mlp_post": "MLP neurons: input of the MLP's down projection (MoE: expert x unit)",
     "attn_out": "what the attention sub-block adds to the residual stream",
     "mlp_out": "what the MLP sub-block adds to the residual stream",
     "router": "MoE layers: each expert's routing weight for the token (0 if not chosen)",
+    "attn_head": "attention heads (units = heads): input of the attention output projection; "
+                 "read as head h's write norm |z_h W_O[:,h]^T|, ablated as its raw columns",
 }
 
 # Attribute paths from the model to its list of decoder blocks, most common first.
@@ -121,9 +128,15 @@ def _block_list(model: Any, layer_count: int) -> tuple[str, Any]:
                        f"{type(model).__name__} (this architecture is not supported yet)")
 
 
+def unit_noun(site: str) -> str:
+    """What a unit of the site is called: a head at attn_head, a neuron elsewhere."""
+    return "head" if site == "attn_head" else "neuron"
+
+
 def neuron_out_of_range(neuron: int, width: int, site: str, layer: int) -> LazarusError:
-    return LazarusError(f"neuron {neuron} is out of range: the {site} site has "
-                        f"{plural(width, 'neuron')} at layer {layer} (use ids 0 to {width - 1})")
+    noun = unit_noun(site)
+    return LazarusError(f"{noun} {neuron} is out of range: the {site} site has "
+                        f"{plural(width, noun)} at layer {layer} (use ids 0 to {width - 1})")
 
 
 # config.json keys of a dense MLP's width (the input of its down projection), or a bound on it;
@@ -186,12 +199,14 @@ def check_neurons_early(config: dict[str, Any], hidden_size: int, site: str, lay
                         neurons: Iterable[int]) -> None:
     """Refuse, from config.json and before any weight loads, a neuron id that the site does not
     have at `layer`: the residual-width sites are as wide as the hidden size; mlp_post at most
-    `mlp_post_bound` at that layer. The capture hook still checks every id against the width it
-    sees."""
-    if site in RESIDUAL_WIDTH:
+    `mlp_post_bound` at that layer; attn_head has the config's head count. The capture hook
+    still checks every id against the width it sees."""
+    count = hidden_size if site in RESIDUAL_WIDTH else (
+        heads.head_count(config) if site == "attn_head" else None)
+    if count is not None:
         for neuron in neurons:
-            if neuron >= hidden_size:
-                raise neuron_out_of_range(neuron, hidden_size, site, layer)
+            if neuron >= count:
+                raise neuron_out_of_range(neuron, count, site, layer)
         return
     bound = mlp_post_bound(config, layer) if site == "mlp_post" else None
     if bound is None:
@@ -256,6 +271,10 @@ def locate(model: Any, layer_count: int, layer: int, site: str) -> Site:
     name = type(block).__name__
     if site == "resid_post":
         return Site(module=block, reads_input=False, extract=_output)
+    if site == "resid_pre":
+        return Site(module=block, reads_input=True, extract=_input)
+    if site == "attn_head":
+        return _head_site(model, block, layer)
     if site in ("mlp_post", "router"):
         parts = moe.find_moe(block)
         if parts is not None:
@@ -278,6 +297,20 @@ def locate(model: Any, layer_count: int, layer: int, site: str) -> Site:
             return Site(module=module, reads_input=False, extract=_output)
     raise LazarusError(f"{name} has no {'attention' if site == 'attn_out' else 'MLP'} module "
                        f"that lazarus knows (the {site} site is not available for this model)")
+
+
+def _head_site(model: Any, block: Any, layer: int) -> Site:
+    family = getattr(model.config, "model_type", type(model).__name__)
+    attention = next((module for path in (*_ATTENTION, *heads.ATTENTION_PATHS)
+                      if (module := get_path(block, path)) is not None), None)
+    if attention is None:
+        raise LazarusError(f"layer {layer} of this {family} model ({type(block).__name__}) has "
+                           "no attention module that lazarus knows, so no heads (the attn_head "
+                           "site exists only at attention layers)")
+    projection, count, size = heads.head_site_parts(attention, model.config.to_dict(), family,
+                                                    layer)
+    return Site(module=projection, reads_input=True, extract=_input, group=size,
+                summarise=heads.write_norms(projection, count, size))
 
 
 def _moe_site(parts: moe.MoeParts, name: str) -> Any:
