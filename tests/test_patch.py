@@ -23,7 +23,6 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from lazarus.api import Model
 from lazarus.cli.main import main
 from lazarus.engine.patching import BATCH
-from lazarus.engine.sites import SITES
 from lazarus.results.patch_plot import plot_patch
 from lazarus.stats.bootstrap import normalised, ratio_interval
 
@@ -246,7 +245,7 @@ def test_bad_input_is_one_line_and_no_file(capsys, tmp_path, argv, words):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs.tsv"]
 
 
-# --- sites of the heads work: resid_pre (layers x positions) and attn_head (layers x heads) ----
+# --- resid_pre (layers x positions) and attn_head (layers x heads) ----------------------------
 
 
 def _pre_hook_route(folder: Path, family: str, site: str, layers: int, span: int,
@@ -295,8 +294,6 @@ def _pre_hook_route(folder: Path, family: str, site: str, layers: int, span: int
     return found
 
 
-@pytest.mark.skipif("attn_head" not in SITES, reason="the attn_head and resid_pre sites are "
-                    "not in this engine yet")
 @pytest.mark.parametrize("family", ["llama", "gpt2"])
 def test_head_and_resid_pre_patching_equal_a_hook_on_the_model(tiny_model_dirs, family):
     folder = tiny_model_dirs[family]
