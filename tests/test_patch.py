@@ -22,7 +22,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lazarus.api import Model
 from lazarus.cli.main import main
+from lazarus.engine.pair_terms import DIRECTIONS
 from lazarus.engine.patching import BATCH
+from lazarus.render.patch import render_patch
+from lazarus.results.patch import PatchResult, SiteGrid
 from lazarus.results.patch_plot import plot_patch
 from lazarus.stats.bootstrap import normalised, ratio_interval
 
@@ -311,3 +314,34 @@ def test_head_and_resid_pre_patching_equal_a_hook_on_the_model(tiny_model_dirs, 
     # resid_pre of layer L + 1 is resid_post of layer L
     assert np.allclose(result.grid("resid_pre").values[1:], Model(str(folder)).patch(
         CLEAN, CORRUPT, [ANSWER], [WRONG], layers="0-2").grid("resid_post").values, atol=1e-4)
+
+
+def test_the_text_heatmap_of_a_hand_made_result():
+    values = np.array([[0.0, 0.5, -0.25], [1.0, 0.0, 0.75]])
+    grid = SiteGrid(site="mlp_out", axis="position", values=values, low=values - 0.1,
+                    high=values + 0.1, scores=np.zeros((2, 2, 3)))
+    result = PatchResult(
+        model_id="m", direction="noise", direction_text=DIRECTIONS["noise"], metric="logprob",
+        metric_text="log-probability of the answer", clean=("a b", "c d e"),
+        corrupt=("a x", "c d f"), answer=("y", "y"), wrong=None,
+        clean_score=np.array([-1.0, -2.0]), corrupt_score=np.array([-3.0, -4.0]),
+        layers=(0, 5), positions=(0, 1, 2), tokens=("a", " b", "\n"),
+        differs=(False, True, False), lengths=(3, 4), seed=0, grids=(grid,))
+    text = render_patch(result)
+    assert ("noising: corrupted activations patched into the clean run" in
+            text.splitlines()[1])
+    assert "2 pairs: mean logprob -1.5 on the clean run, -3.5 on the corrupted run." in text
+    assert "Pairs have 3 to 4 tokens: positions are counted from each pair's end" in text
+    assert "with fewer than 5 pairs the intervals are rough" in text
+    grid_lines = text.split("mlp_out (layers x token positions")[1].splitlines()
+    assert grid_lines[2:6] == [
+        "Layer |       a |     ␣b* |      \\n",
+        "-" * 35,
+        "    0 | +0.00   | +0.50 ▒ | -0.25",  # shades: quarters of -0.25 .. 1.00
+        "    5 | +1.00 █ | +0.00   | +0.75 ▓",
+    ]
+    assert text.splitlines()[-3:] == [
+        "  mlp_out    layer 5   position 0 'a': +1.00  [+0.90, +1.10]",
+        "  mlp_out    layer 5   position 2 '\\n': +0.75  [+0.65, +0.85]",
+        "  mlp_out    layer 0   position 1 ' b'*: +0.50  [+0.40, +0.60]",
+    ]
