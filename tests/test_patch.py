@@ -345,3 +345,9 @@ def test_the_text_heatmap_of_a_hand_made_result():
         "  mlp_out    layer 5   position 2 '\\n': +0.75  [+0.65, +0.85]",
         "  mlp_out    layer 0   position 1 ' b'*: +0.50  [+0.40, +0.60]",
     ]
+    table = result.to_pandas()
+    assert list(table.columns) == ["site", "layer", "axis", "index", "token", "differs",
+                                   "value", "low", "high"]
+    assert len(table) == 6
+    row = table[(table.layer == 5) & (table["index"] == 2)].iloc[0]
+    assert (row.token, row.differs, row.value, row.high) == ("\n", False, 0.75, 0.85)
