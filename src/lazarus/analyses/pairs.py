@@ -27,14 +27,6 @@ from lazarus.engine.patching import METRICS, Metric, score_jobs
 from lazarus.errors import LazarusError
 from lazarus.text import plural
 
-# What a normalised score of 1 and 0 mean, for every metric: the clean run's and the corrupted's.
-SCALE = "1 = the clean run, 0 = the corrupted run"
-METRIC_HELP = {
-    "logit_diff": "logit of the answer minus logit of the wrong token",
-    "logprob": "log-probability of the answer",
-    "kl": "minus KL(clean run || this run) of the next-token distribution, in nats",
-}
-
 
 @dataclass(frozen=True)
 class PairOptions(Options):

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from lazarus.analyses.pairs import METRIC_HELP, SCALE
-from lazarus.cli.ablate import split_answers
+from lazarus.engine.pair_terms import METRIC_HELP, SCALE
 from lazarus.errors import LazarusError
 from lazarus.io import inputs
 from lazarus.io.pairs import read_pairs
@@ -47,8 +46,8 @@ def pair_fields(args: argparse.Namespace) -> dict[str, object]:
                 "wrongs": pairs.wrongs, "metric": args.metric}
     if args.clean is None or args.corrupt is None:
         raise LazarusError("give the pairs: --clean and --corrupt prompts (or --pairs FILE.tsv)")
-    clean, answers = split_answers(inputs.parse_prompts(args.clean, "clean"))
-    corrupt, wrongs = split_answers(inputs.parse_prompts(args.corrupt, "corrupt"))
+    clean, answers = inputs.split_answers(inputs.parse_prompts(args.clean, "clean"))
+    corrupt, wrongs = inputs.split_answers(inputs.parse_prompts(args.corrupt, "corrupt"))
     for option, value, from_items in (("--answer", args.answer, answers),
                                       ("--wrong", args.wrong, wrongs)):
         if value is not None and from_items is not None:
