@@ -25,8 +25,8 @@ from lazarus.engine.capture import capture
 from lazarus.engine.configs import config_int, config_note
 from lazarus.engine.loading import load_model
 from lazarus.engine.model_info import read_model_info
-from lazarus.engine.sites import mlp_post_bound
 from lazarus.engine.trace import CaptureRequest
+from lazarus.engine.widths import mlp_post_bound
 from lazarus.errors import LazarusError
 
 WIDTHS = [48, 64, 80]  # Gemma 3n's per-layer MLP widths, tiny

@@ -59,7 +59,7 @@ def test_examples_refuses_a_direction_of_the_wrong_width(llama_dir, tmp_path, ca
 def test_examples_refuses_a_direction_wider_than_mlp_post(llama_dir, tmp_path, capsys,
                                                           no_weights):
     from lazarus.engine.model_info import read_model_info
-    from lazarus.engine.sites import mlp_post_bound
+    from lazarus.engine.widths import mlp_post_bound
 
     width = mlp_post_bound(read_model_info(str(llama_dir)).config)[0]
     message = fails(capsys, examples(llama_dir, CORPUS, "--site", "mlp_post", "--from-direction",
@@ -69,7 +69,7 @@ def test_examples_refuses_a_direction_wider_than_mlp_post(llama_dir, tmp_path, c
 
 def test_a_direction_that_names_no_site_is_not_checked_on_it(llama_dir, tmp_path, capsys):
     from lazarus.engine.model_info import read_model_info
-    from lazarus.engine.sites import mlp_post_bound
+    from lazarus.engine.widths import mlp_post_bound
 
     width = mlp_post_bound(read_model_info(str(llama_dir)).config)[0]
     bare = save(tmp_path / "bare.npz", width)  # only the required key

@@ -116,7 +116,7 @@ def test_the_ast_check_sees_an_import_inside_a_function(tmp_path: Path):
 
 HELP_SCREENS = [["--help"], ["--version"], ["introspect", "--help"], ["cache", "--help"],
                 *(["introspect", name, "--help"]
-                  for name in ("neurons", "probe", "ablate", "steer", "examples"))]
+                  for name in ("neurons", "probe", "ablate", "steer", "examples", "patch"))]
 
 
 @pytest.mark.integration

@@ -22,6 +22,7 @@ from lazarus.analyses.options import (
     ProbeOptions,
     SteerOptions,
 )
+from lazarus.analyses.patch_options import PatchOptions
 from lazarus.api import Model
 from lazarus.cli.ablate import ablate_options
 from lazarus.cli.examples import examples_options
@@ -29,6 +30,7 @@ from lazarus.cli.main import main
 from lazarus.cli.neurons import neurons_options
 from lazarus.cli.output import EXIT_NOTHING_FOUND
 from lazarus.cli.parser import build_parser
+from lazarus.cli.patch import patch_options
 from lazarus.cli.probe import probe_options
 from lazarus.cli.steer import steer_options
 from lazarus.engine.arguments import builds
@@ -40,7 +42,7 @@ HARD = ["47*47=", "38*92=", "74*21=", "19*83="]
 EASY = ["1+1=", "2+2=", "3+3=", "4+4="]
 L4 = ["easy", "easy", "hard", "hard"]
 OPTIONS = {"neurons": NeuronsOptions, "probe": ProbeOptions, "ablate": AblateOptions,
-           "steer": SteerOptions, "examples": ExamplesOptions}
+           "steer": SteerOptions, "examples": ExamplesOptions, "patch": PatchOptions}
 
 # name: (command, argv after -m MODEL, the API's inputs, the API's keywords); {d} is a direction
 # file (made at layer 1, no site), {c} a .jsonl corpus, {w} a work folder. Together the cases
@@ -113,6 +115,17 @@ CASES = {
                      "--window", "8", "--work-dir", "{w}"],
         ["{c}"], {"layer": "0", "text_field": "body", "neurons": [1, 2], "window": 8,
                  "work_dir": "{w}"}),
+    "patch pairs": (
+        "patch", ["--clean", "2+2=|3+3=", "--corrupt", "2+5=|3+1=", "--answer", "4|6",
+                  "--wrong", "7|4", "--site", "resid_post,mlp_out", "-l", "0,2", "--direction",
+                  "noise", "--seed", "3"],
+        [], {"clean": ["2+2=", "3+3="], "corrupt": ["2+5=", "3+1="], "answers": ["4", "6"],
+             "wrongs": ["7", "4"], "sites": ["resid_post", "mlp_out"], "layers": "0,2",
+             "direction": "noise", "seed": 3}),
+    "patch items": (
+        "patch", ["--clean", "2+2=:4", "--corrupt", "2+5=:7", "--metric", "logprob", "-l", "1"],
+        [], {"clean": ["2+2="], "corrupt": ["2+5="], "answers": ["4"], "wrongs": ["7"],
+             "metric": "logprob", "layers": "1"}),
 }
 
 
@@ -142,6 +155,8 @@ def cli_build(command: str, argv: list[str], model: Model) -> tuple:
     args: argparse.Namespace = build_parser().parse_args(["introspect", command, *argv])
     if command == "steer":
         return steer_options(args, model)
+    if command == "patch":  # its inputs are options too
+        return (patch_options(args),)
     builder = {"neurons": neurons_options, "probe": probe_options, "ablate": ablate_options,
                "examples": examples_options}[command]
     return builder(args)
@@ -231,6 +246,10 @@ WRONG = {
                ("{c}",), {"layer": 0, "window": 4, "stride": 5},
                "--stride must be between 1 and --window 4 (got 5; a longer stride would skip "
                "tokens)"),
+    "unpaired": ("patch", ["--clean", "a|b", "--corrupt", "c", "--answer", "x"], (),
+                 {"clean": ["a", "b"], "corrupt": ["c"], "answers": ["x"]},
+                 "got 2 clean prompts and 1 corrupted prompt (give them in pairs, in the same "
+                 "order)"),
     "missing direction": ("neurons", ["-l", "0", "-p", "a", "--from-direction", "/no/d.npz"],
                           (["a"],), {"layers": 0, "direction": "/no/d.npz"},
                           "direction file not found: /no/d.npz (run 'lazarus introspect probe "

@@ -11,7 +11,7 @@ from lazarus.engine.budget import activation_bytes_per_token
 from lazarus.engine.capture import context_length
 from lazarus.engine.configs import first_config_int
 from lazarus.engine.moe import moe_shape
-from lazarus.engine.sites import mlp_width
+from lazarus.engine.widths import mlp_width
 from lazarus.errors import LazarusError, first_line
 from lazarus.text import shorten, shown
 

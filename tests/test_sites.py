@@ -293,7 +293,7 @@ def test_mean_keeps_the_models_own_nan_but_skips_missing_units():
     ({"hidden_size": 32, "intermediate_size": 64, "moe_num_experts": 8}, None),  # an unknown key
 ])
 def test_mlp_post_bound_from_the_config(config, expected):
-    from lazarus.engine.sites import mlp_post_bound
+    from lazarus.engine.widths import mlp_post_bound
 
     assert mlp_post_bound(config) == expected
 
@@ -310,7 +310,7 @@ def test_mlp_post_bound_holds_every_layer_of_the_family(family, tmp_path, monkey
     from tiny_models import build_tokenizer
     from transformers import AutoModelForCausalLM
 
-    from lazarus.engine.sites import mlp_post_bound
+    from lazarus.engine.widths import mlp_post_bound
 
     for key, value in {"intermediate_size": 64, "ffn_dim": 72, "n_inner": 88,
                        "ffn_hidden_size": 96, "moe_intermediate_size": 40,

@@ -22,6 +22,7 @@ _PUBLIC = {
     "SteerResult": "lazarus.results.steer",
     "ExamplesResult": "lazarus.results.examples",
     "AttributionResult": "lazarus.results.attribute",
+    "PatchResult": "lazarus.results.patch",
     "Direction": "lazarus.io.directions",
     "load_direction": "lazarus.io.directions",
     "save_direction": "lazarus.io.directions",

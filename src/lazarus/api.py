@@ -30,6 +30,8 @@ from lazarus.analyses.options import (
     ProbeOptions,
     SteerOptions,
 )
+from lazarus.analyses.patch import analyse_patch
+from lazarus.analyses.patch_options import PatchOptions
 from lazarus.analyses.probe import analyse_probe
 from lazarus.analyses.steer import analyse_steer
 from lazarus.engine.arguments import builds, checked
@@ -44,6 +46,7 @@ from lazarus.results.activations import Activations
 from lazarus.results.attribute import AttributionResult
 from lazarus.results.examples import ExamplesResult
 from lazarus.results.neurons import NeuronsResult
+from lazarus.results.patch import PatchResult
 from lazarus.results.probe import ProbeResult
 from lazarus.results.steer import SteerResult
 
@@ -195,3 +198,22 @@ class Model(Handle):
                                    method=method, steps=steps, top=top,
                                    self_check=self_check, seed=seed)
         return analyse_attribution(self, options, progress)
+
+    @builds(PatchOptions)
+    def patch(self, clean: Sequence[str], corrupt: Sequence[str], answers: Sequence[str],
+              wrongs: Sequence[str] | None = None, *, metric: str = "logit_diff",
+              sites: Sequence[str] | str = ("resid_post",), layers: Layers = "all",
+              direction: str = "denoise", seed: int = 0,
+              progress: Callable[[int, int], None] | None = None) -> PatchResult:
+        """Activation patching between `clean` and `corrupt` prompts (pairs of equal token
+        length; `answers` and `wrongs`: one for every pair, or one per pair): for each of
+        `sites` (resid_pre, resid_post, attn_out, mlp_out: layers x token positions; attn_head:
+        layers x heads), each of `layers` and each column, the `metric` (logit_diff, logprob or
+        kl) with that one activation patched from the other run, `direction` "denoise" (clean
+        into corrupted) or "noise" (corrupted into clean), normalised so that 1 = the clean
+        run and 0 = the corrupted one, with a bootstrap interval over pairs (`seed`). What
+        `lazarus introspect patch` renders; see `lazarus.analyses.patch`."""
+        options = PatchOptions(clean=clean, corrupt=corrupt, answers=answers, wrongs=wrongs,
+                               metric=metric, sites=sites, layers=layers, direction=direction,
+                               seed=seed)
+        return analyse_patch(self, options, progress)

@@ -40,9 +40,9 @@ from lazarus.analyses.selection import (
 from lazarus.engine import measures
 from lazarus.engine.capture import capture, tokenize
 from lazarus.engine.handle import ModelHandle
-from lazarus.engine.interventions import Edit
+from lazarus.engine.interventions import Edit, unit_columns
 from lazarus.engine.loading import LoadedModel
-from lazarus.engine.sites import check_neurons_early
+from lazarus.engine.sites import check_neurons_early, locate
 from lazarus.engine.trace import CaptureRequest
 from lazarus.errors import LazarusError
 from lazarus.io.distinct import merge
@@ -119,16 +119,19 @@ def analyse_ablation(model: ModelHandle, prompts: Sequence[str], options: Ablate
                                "0)")
 
     values: dict[int, Any] = {}  # per layer: the reference's [tokens, width] per prompt
-    if method != "zero":
-        request = CaptureRequest(tuple(layers), site, "all")
+    if method != "zero":  # raw: per column of a unit that spans several (a head's head_dim)
+        request = CaptureRequest(tuple(layers), site, "all", raw=True)
         values = capture(loaded, reference, request)
+    per_unit = {layer: locate(loaded.model, loaded.blocks_loaded, layer, site).group
+                for layer in layers}
     rng = np.random.default_rng(seed)
     resampled = None
     if method == "resample":
         resampled = _draw_references(rng, prompts, reference, own_reference)
 
     def edits(layer_columns: Sequence[tuple[int, tuple[int, ...] | None]]) -> list[Edit]:
-        return [_edit(layer, site, columns, method, values.get(layer), resampled)
+        return [_edit(layer, site, columns, method, values.get(layer), resampled,
+                      per_unit[layer])
                 for layer, columns in layer_columns]
 
     pairs = answer_ids is not None
@@ -209,8 +212,9 @@ def _draw_references(rng: np.random.Generator, prompts: Sequence[str],
 
 
 def _edit(layer: int, site: str, columns: tuple[int, ...] | None, method: str,
-          reference: list[np.ndarray] | None, resampled: list[int] | None) -> Edit:
-    pick = slice(None) if columns is None else list(columns)
+          reference: list[np.ndarray] | None, resampled: list[int] | None,
+          group: int) -> Edit:
+    pick = unit_columns(columns, group)  # the raw columns of the units (`group` each)
     if method == "zero":
         return Edit(layer, site, "set", columns)
     assert reference is not None

@@ -32,13 +32,13 @@ from lazarus.engine.handle import ModelHandle
 from lazarus.engine.interventions import Edit
 from lazarus.engine.loading import LoadedModel
 from lazarus.engine.measures import check_seed
+from lazarus.engine.pair_terms import POSITION_SITES
 from lazarus.engine.patching import score_jobs
 from lazarus.engine.sites import check_site, locate
 from lazarus.errors import LazarusError
 from lazarus.results.attribute import AttributionResult, SelfCheck, Unit
 from lazarus.stats.rank import pearson, spearman
 
-POSITION_SITES = ("resid_pre", "resid_post", "attn_out", "mlp_out")  # units: token positions
 ATTRIBUTE_SITES = ("mlp_post", "attn_head", *POSITION_SITES)
 METHODS = ("atp", "ig")
 MAX_STEPS = 1000

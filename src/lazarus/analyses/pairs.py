@@ -23,8 +23,7 @@ from lazarus.engine.arguments import Options
 from lazarus.engine.capture import tokenize
 from lazarus.engine.loading import LoadedModel
 from lazarus.engine.measures import next_token, quoted
-from lazarus.engine.metrics import METRICS
-from lazarus.engine.patching import Metric, score_jobs
+from lazarus.engine.patching import METRICS, Metric, score_jobs
 from lazarus.errors import LazarusError
 from lazarus.text import plural
 

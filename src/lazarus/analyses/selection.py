@@ -11,7 +11,8 @@ from collections.abc import Callable, Sequence
 
 from lazarus.engine.handle import ModelHandle
 from lazarus.engine.positions import Position, parse_position, same_token
-from lazarus.engine.sites import RESIDUAL_WIDTH, mlp_post_bound, neuron_out_of_range
+from lazarus.engine.sites import RESIDUAL_WIDTH, neuron_out_of_range
+from lazarus.engine.widths import mlp_post_bound
 from lazarus.errors import LazarusError
 from lazarus.io.directions import Direction, load_direction
 from lazarus.text import plural
@@ -91,7 +92,7 @@ def check_direction_width(direction: Direction, width: int, site: str) -> None:
 def _check_early(direction: Direction, config: dict, hidden_size: int, site: str) -> None:
     """Refuse, from config.json and before any weight loads, a direction no layer of the site
     fits: the residual-width sites are exactly the hidden size wide; mlp_post at most
-    `sites.mlp_post_bound` (a shorter one is refused once the width is seen)."""
+    `widths.mlp_post_bound` (a shorter one is refused once the width is seen)."""
     if site in RESIDUAL_WIDTH:
         check_direction_width(direction, hidden_size, site)
         return

@@ -62,6 +62,10 @@ def analyse_steer(model: ModelHandle, prompts: Sequence[str], options: SteerOpti
         layer = direction.layer
     layer = model.layers(layer)[0]
     site = options.site or (direction.site if direction is not None else None) or "resid_post"
+    if site == "attn_head":
+        raise LazarusError("steering adds to a site's values, but an attn_head unit is read as "
+                           "a head's write norm, which has no direction to add along (steer at "
+                           "attn_out or resid_post; knock heads out with introspect ablate)")
     if neurons is not None:  # before the weights load: ids no layer of the site has
         check_neurons_early(model.info.config, model.hidden_size, site, layer, neurons)
     if direction is not None:

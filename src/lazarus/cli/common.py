@@ -28,7 +28,7 @@ MODEL_FILES = ("config.json", "generation_config.json", "tokenizer.json", "token
 
 
 # Options whose value is a file's path (the others read a file only as `@file`).
-PATH_OPTIONS = ("from_direction", "direction")
+PATH_OPTIONS = ("from_direction", "direction", "pairs")
 
 
 def inputs_of(args: argparse.Namespace, *names: str) -> list[tuple[str, str]]:

@@ -189,6 +189,36 @@ examples:
       --window 32 --stride 16 -o examples.parquet --ray
 """
 
+PATCH_NOTES = """\
+what is patched (--site, several comma-separated; default resid_post):
+  resid_pre, resid_post, attn_out, mlp_out   layers x token positions: the site's whole vector
+            at one token of one layer, alone
+  attn_head  layers x heads: one head's output (before the output projection) at every token
+which way (--direction):
+  denoise   clean activations patched into the corrupted run (default): 1 means the patched
+            activation alone restores the clean answer
+  noise     corrupted activations patched into the clean run: 0 means it alone destroys it
+the metric (--metric), at the first token where the answer and the wrong text differ (their
+  shared start is appended to both prompts): logit_diff (default), logprob, or kl; each cell is
+  (mean over pairs of the patched run's metric - mean corrupted) / (mean clean - mean
+  corrupted): 1 = the clean run, 0 = the corrupted run, in both directions
+pairs: a clean and a corrupted prompt must tokenize to the same length; pairs of different
+  lengths share the grid counted from their ends (the shortest pair's length). With several
+  pairs each cell gets a 95% percentile bootstrap interval over pairs (1000 resamples, --seed;
+  rough below 5 pairs)
+output: a text heatmap per site; -o FILE.json (every number, per-pair scores included) or
+  FILE.csv (one row per site x layer x column); --plot FILE.png or .svg (one heatmap per site)
+"""
+
+PATCH_EXAMPLES = f"""\
+examples:
+  lazarus introspect patch -m {DEMO} --clean "23+45=" --corrupt "23+46=" \\
+      --answer 68 --wrong 69
+  lazarus introspect patch -m {DEMO} --clean "23+45=|12+34=" --corrupt "23+46=|12+35=" \\
+      --answer "68|46" --wrong "69|47" --site resid_post,attn_out,mlp_out --plot patch.png
+  lazarus introspect patch -m {DEMO} --pairs pairs.tsv --direction noise -o patch.csv
+"""
+
 ATTRIBUTE_NOTES = """\
 the estimate (--method atp, default): attribution patching. For each pair, one forward on the
   clean prompt (its values kept), one forward on the corrupted prompt with gradients, one

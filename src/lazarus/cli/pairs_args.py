@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from lazarus.engine.metrics import METRIC_HELP, SCALE
+from lazarus.engine.pair_terms import METRIC_HELP, SCALE
 from lazarus.errors import LazarusError
 from lazarus.io import inputs
 from lazarus.io.pairs import read_pairs

@@ -1,9 +1,9 @@
 """The argument tree of `lazarus`: its groups and commands, each command's options in the
 order users need them (required first), and its help with examples; the neurons, probe and
-cache commands here, ablate and steer in `causal_args`, examples in `examples_args`, the
-options they share in `options`. Each command names its run function as "module:function",
-imported only when it runs: the tree imports no numpy, so `--help` answers at once. An option
-left out is None, and takes its default from the command's options type
+cache commands here, ablate and steer in `causal_args`, patch in `patch_args`, examples in
+`examples_args`, the options they share in `options`. Each command names its run function as
+"module:function", imported only when it runs: the tree imports no numpy, so `--help` answers
+at once. An option left out is None, and takes its default from the command's options type
 (`lazarus.analyses.options`). Usage mistakes are one stderr line, exit 2."""
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from lazarus.cli.options import (
     whole,
 )
 from lazarus.cli.output import write_stdout
+from lazarus.cli.patch_args import add_patch_command
 from lazarus.text import escape
 
 
@@ -68,8 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_neurons_command(commands)
     _add_probe_command(commands)
     add_causal_commands(commands)
-    add_examples_command(commands)
+    add_patch_command(commands)
     add_attribute_command(commands)
+    add_examples_command(commands)
 
     cache = groups.add_parser(
         "cache", help="the activation cache: what it holds, and clearing it",

@@ -25,8 +25,8 @@ from lazarus.engine.configs import (
 from lazarus.engine.loading import LoadedModel
 from lazarus.engine.moe import moe_shape
 from lazarus.engine.prefetch import available_ram_bytes
-from lazarus.engine.sites import mlp_post_bound, mlp_width
 from lazarus.engine.trace import CaptureRequest
+from lazarus.engine.widths import mlp_post_bound, mlp_width
 
 CPU_TOKEN_BUDGET = 2048  # on CPU, larger batches are no faster
 MAX_BATCH = 256  # prompts per forward pass on CPU

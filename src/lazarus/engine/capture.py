@@ -28,7 +28,7 @@ from lazarus.engine.positions import check_lengths
 from lazarus.engine.trace import CaptureRequest, StopForward, Trace
 from lazarus.errors import LazarusError, PromptError, is_out_of_memory, upstream
 
-__all__ = ["CaptureRequest", "capture", "run_batches", "tokenize"]
+__all__ = ["CaptureRequest", "capture", "capture_ids", "run_batches", "tokenize"]
 
 Progress = Callable[[int, int], None]  # (prompts done, prompts total)
 Rows = Any  # per layer: float32 [prompts, width], or for position "all" a list of [tokens, width]
@@ -179,15 +179,34 @@ def capture(
     every batch with the prompts' indices and their rows per layer. `widths`, if given,
     receives each layer's full site width (useful when only some columns are kept).
     """
+    token_ids = tokenize(loaded, prompts) if prompts else []
+    check_lengths(request.position, [len(row) for row in token_ids], list(prompts))
+    return capture_ids(loaded, token_ids, request, token_budget, max_batch, progress, on_rows,
+                       notify, widths)
+
+
+def capture_ids(
+    loaded: LoadedModel,
+    token_ids: Sequence[Sequence[int]],
+    request: CaptureRequest,
+    token_budget: int | None = None,
+    max_batch: int | None = None,
+    progress: Progress | None = None,
+    on_rows: RowsSink | None = None,
+    notify: Callable[[str], None] | None = None,
+    widths: dict[int, int] | None = None,
+) -> dict[int, Rows]:
+    """`capture` of rows already tokenized (each a prompt's token ids, checked by the caller:
+    not empty, within the context, long enough for the request's position); what `patch` and
+    `attribute` read, whose rows carry the answers' shared start after the prompt."""
     if not request.layers:
         raise ValueError("capture needs at least one layer")
     every = request.position == "all"
-    if not prompts:
+    if not token_ids:
         return {layer: [] if every else np.empty((0, 0), np.float32) for layer in request.layers}
-    token_ids = tokenize(loaded, prompts)
+    count = len(token_ids)
     lengths = [len(row) for row in token_ids]
-    check_lengths(request.position, lengths, list(prompts))
-    results: dict[int, Any] = {layer: [None] * len(prompts) if every else None
+    results: dict[int, Any] = {layer: [None] * count if every else None
                                for layer in request.layers}
     batch_rows: dict[int, Rows] = {}
     done = [0]
@@ -208,14 +227,14 @@ def capture(
                     results[layer][index] = value
             else:
                 if results[layer] is None:
-                    results[layer] = np.empty((len(prompts), rows.shape[1]), np.float32)
+                    results[layer] = np.empty((count, rows.shape[1]), np.float32)
                 results[layer][batch] = rows
         if on_rows is not None:
             on_rows(batch, dict(batch_rows))
         batch_rows.clear()
         done[0] += len(batch)
         if progress is not None:
-            progress(done[0], len(prompts))
+            progress(done[0], count)
 
     found = run_batches(loaded, token_ids, request, store, token_budget, max_batch,
                         after_batch=commit, notify=notify)

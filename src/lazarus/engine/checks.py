@@ -126,6 +126,14 @@ def texts(name: str, value: Any) -> list[str]:
     return items
 
 
+def site_names(name: str, value: Any) -> list[str]:
+    """Several sites: a list of names, or one text naming one or more ("resid_post,attn_out",
+    as the CLI takes them)."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",")]
+    return texts(name, value)
+
+
 def prompt_list(prompts: Any, name: str = "prompts", empty: bool = False) -> list[str]:
     """A list of non-empty prompt strings (`empty`: the list may be empty); `name` says which
     argument in the message."""
@@ -229,7 +237,8 @@ CHECKS: dict[str | tuple[str, str], Callable[[str, Any], Any]] = {
     **dict.fromkeys(("labels", "test_labels", "answers", "wrongs", "tokens", "sites"), texts),
     "layers": layers, "layer": layers, ("steer", "layer"): whole, "position": position,
     "neurons": lambda name, value: neuron_ids(value, name), ("steer", "neurons"): neuron_values,
-    "direction": direction, "coefficients": numbers, "corpus": path, "work_dir": path,
+    "direction": direction, ("patch", "direction"): choice("denoise", "noise"),
+    "sites": site_names, "coefficients": numbers, "corpus": path, "work_dir": path,
     **dict.fromkeys(("site", "method", "component", "label_a", "label_b", "text_field", "metric",
                      "ray_address"), text),
     **dict.fromkeys(("top_k", "permutations", "controls", "seed", "max_tokens", "examples",

@@ -72,7 +72,8 @@ def collect(
         raise ValueError("collect needs at least one layer")
     distinct = list(dict.fromkeys(prompts))
     store: ActivationCache | None = None
-    if settings.use_cache and request.columns is None:  # the cache holds full-width rows only
+    # The cache holds full-width rows only, and a grouped site's units (never its raw columns).
+    if settings.use_cache and request.columns is None and not request.raw:
         store = _open_cache(info, request, settings)
         if not store.enabled:
             say(f"no activation cache for {info.model_id}: its files cannot be identified")

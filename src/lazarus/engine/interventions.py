@@ -71,7 +71,7 @@ def apply_edits(value: Any, edits: tuple[Edit, ...], rows: Any, positions: Any,
         if edit.kind == "patch":
             _patch(out, edit, rows, group)
             continue
-        columns = _columns(edit.columns, group)
+        columns = unit_columns(edit.columns, group)
         if edit.per_prompt is not None:
             for row in range(out.shape[0]):
                 reference = torch.as_tensor(edit.per_prompt[int(rows[row])], dtype=out.dtype,
@@ -85,7 +85,7 @@ def apply_edits(value: Any, edits: tuple[Edit, ...], rows: Any, positions: Any,
     return out
 
 
-def _columns(units: tuple[int, ...] | None, group: int) -> Any:
+def unit_columns(units: tuple[int, ...] | None, group: int) -> Any:
     """The columns of `units` (all of them: a slice) at a site of `group` columns per unit."""
     if units is None:
         return slice(None)
@@ -104,7 +104,7 @@ def _patch(out: Any, edit: Edit, rows: Any, group: int) -> None:
                                  device=out.device)  # [tokens, width]
         where = torch.arange(source.shape[0], device=out.device) if tokens is None else (
             torch.as_tensor(tokens, device=out.device))
-        columns = _columns(units, group)
+        columns = unit_columns(units, group)
         if isinstance(columns, slice):
             out[row, where] = source[where]
         else:

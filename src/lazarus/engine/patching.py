@@ -20,10 +20,10 @@ from lazarus.engine.capture import pad_batch, pad_id_of
 from lazarus.engine.interventions import Edit
 from lazarus.engine.loading import LoadedModel
 from lazarus.engine.measures import check_whole
-from lazarus.engine.metrics import METRICS
 from lazarus.engine.trace import Trace
 from lazarus.errors import upstream
 
+METRICS = ("logit_diff", "logprob", "kl")
 BATCH = 32  # rows per forward
 
 Progress = Callable[[int, int], None]  # (rows done, rows in all)

@@ -1,6 +1,7 @@
 """The vocabulary of activation sites, and where each lives inside a Hugging Face decoder block.
 
 Site names follow TransformerLens. Each is a vector per token, read by a hook on one module:
+- `resid_pre`: the residual stream entering block L (the block's input; HF hidden_states[L]).
 - `resid_post`: the residual stream after block L (the block's output; HF hidden_states[L+1]).
 - `mlp_post`: the MLP's neurons, i.e. the input of its down projection: act(gate)·up for gated
   MLPs, act(fc) for GPT-2-style ones. At MoE layers, a neuron is (expert, unit) (`moe.py`).
@@ -9,6 +10,9 @@ Site names follow TransformerLens. Each is a vector per token, read by a hook on
   For blocks that normalise a sub-block's output before adding it (Gemma 2/3, OLMo 2: a
   `post_feedforward_layernorm`), that norm's output is what is added, so it is what is read.
 - `router`: at MoE layers, the weight each expert got for the token (0 when not chosen).
+- `attn_head`: each attention head's output, the input of the attention's output projection
+  (`heads.py`); a unit is a head, read as head h's write norm |z_h @ W_O[:, h].T|, ablated and
+  patched as its head_dim raw columns. Refused where the heads are not side by side there.
 Adding a site means adding an entry here; the engine and the commands do not change.
 """
 
@@ -18,20 +22,23 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from lazarus.engine import moe
-from lazarus.engine.configs import HIDDEN_SIZE_KEYS, config_int, config_note, first_int, text_config
-from lazarus.engine.moe import moe_shape
+from lazarus.engine import heads, moe
+from lazarus.engine.configs import text_config
+from lazarus.engine.widths import MLP_WIDTH_KEYS, mlp_post_bound
 from lazarus.errors import LazarusError
 from lazarus.text import plural
 
-SITES = ("resid_post", "mlp_post", "attn_out", "mlp_out", "router")
-RESIDUAL_WIDTH = ("resid_post", "attn_out", "mlp_out")  # as wide as the hidden size
+SITES = ("resid_post", "resid_pre", "mlp_post", "attn_out", "mlp_out", "router", "attn_head")
+RESIDUAL_WIDTH = ("resid_post", "resid_pre", "attn_out", "mlp_out")  # as wide as the hidden size
 SITE_HELP = {
     "resid_post": "residual stream after the block (default)",
+    "resid_pre": "residual stream entering the block",
     "mlp_post": "MLP neurons: input of the MLP's down projection (MoE: expert x unit)",
     "attn_out": "what the attention sub-block adds to the residual stream",
     "mlp_out": "what the MLP sub-block adds to the residual stream",
     "router": "MoE layers: each expert's routing weight for the token (0 if not chosen)",
+    "attn_head": "attention heads (units = heads): input of the attention output projection; "
+                 "read as head h's write norm |z_h W_O[:,h]^T|, ablated as its raw columns",
 }
 
 # Attribute paths from the model to its list of decoder blocks, most common first.
@@ -121,84 +128,36 @@ def _block_list(model: Any, layer_count: int) -> tuple[str, Any]:
                        f"{type(model).__name__} (this architecture is not supported yet)")
 
 
+def unit_noun(site: str) -> str:
+    """What a unit of the site is called: a head at attn_head, a neuron elsewhere."""
+    return "head" if site == "attn_head" else "neuron"
+
+
 def neuron_out_of_range(neuron: int, width: int, site: str, layer: int) -> LazarusError:
-    return LazarusError(f"neuron {neuron} is out of range: the {site} site has "
-                        f"{plural(width, 'neuron')} at layer {layer} (use ids 0 to {width - 1})")
-
-
-# config.json keys of a dense MLP's width (the input of its down projection), or a bound on it;
-# n_inner and ffn_hidden_size unset mean 4 x the hidden size (GPT-2, Falcon).
-_MLP_WIDTH_KEYS = ("intermediate_size", "intermediate_size_mlp", "ffn_dim", "decoder_ffn_dim",
-                   "ffn_hidden_size", "n_inner", "d_ff")
-_FOUR_TIMES_HIDDEN = ("n_inner", "ffn_hidden_size")
-
-
-def mlp_width(config: dict[str, Any], layer: int | None = None) -> tuple[int, str] | None:
-    """(the widest dense MLP width config.json names at `layer`, or at any layer when None;
-    what in config.json says so), or None when it names none. A per-layer list gives its value
-    at `layer`, or its largest (`configs.config_int`)."""
-    text = text_config(config)
-    hidden = first_int(text, *HIDDEN_SIZE_KEYS)
-    found = []
-    for key in _MLP_WIDTH_KEYS:
-        if key not in text:
-            continue
-        value = config_int(text, key, layer)
-        if value is None and key in _FOUR_TIMES_HIDDEN and hidden:
-            found.append((4 * hidden, f"{key} unset: 4 x hidden size {hidden}"))
-        elif value:
-            found.append((value, config_note(text, key, layer)))
-    return max(found) if found else None
-
-
-def mlp_post_bound(config: dict[str, Any], layer: int | None = None) -> tuple[int, str] | None:
-    """(the widest the mlp_post site can be at `layer`, or at any layer when None; what in
-    config.json says so), read without torch; None when the config does not say clearly (no
-    width key, or experts counted under a key `moe.moe_shape` does not know). A width that is
-    not a whole number, or a per-layer list of the wrong length, is refused in one line
-    (`configs.config_int`).
-
-    The larger of the dense width (`mlp_width`) and, for MoE, experts x units per expert
-    (`moe.moe_shape`): an MoE model's
-    dense layers and its expert layers both fit under it. A bound, not always the width: a
-    gated MLP may read half of ffn_dim, and an MoE model's dense layers are narrower. Checked on
-    every causal-LM family of transformers (tests/tiny_configs.py's tiny configs, with each
-    width key a different size), and per layer on Gemma 3n's per-layer widths."""
-    text = text_config(config)
-    dense = mlp_width(config, layer)
-    found = [] if dense is None else [dense]
-    shape = moe_shape(config)
-    if shape is not None:
-        experts, units = shape
-        found.append((experts * units, f"{experts} experts x {units} units"))
-    elif any(("expert" in key or "moe" in key) and value and not isinstance(value, dict)
-             for key, value in text.items()):
-        return None  # experts counted under a key moe_shape does not read
-    if not found:
-        return None
-    width, why = max(found)
-    if text.get("use_double_wide_mlp"):  # Gemma 4: some layers' MLPs are twice as wide
-        return 2 * width, f"{why}, x 2 for use_double_wide_mlp"
-    return width, why
+    noun = unit_noun(site)
+    return LazarusError(f"{noun} {neuron} is out of range: the {site} site has "
+                        f"{plural(width, noun)} at layer {layer} (use ids 0 to {width - 1})")
 
 
 def check_neurons_early(config: dict[str, Any], hidden_size: int, site: str, layer: int,
                         neurons: Iterable[int]) -> None:
     """Refuse, from config.json and before any weight loads, a neuron id that the site does not
     have at `layer`: the residual-width sites are as wide as the hidden size; mlp_post at most
-    `mlp_post_bound` at that layer. The capture hook still checks every id against the width it
-    sees."""
-    if site in RESIDUAL_WIDTH:
+    `mlp_post_bound` at that layer; attn_head has the config's head count. The capture hook
+    still checks every id against the width it sees."""
+    count = hidden_size if site in RESIDUAL_WIDTH else (
+        heads.head_count(config) if site == "attn_head" else None)
+    if count is not None:
         for neuron in neurons:
-            if neuron >= hidden_size:
-                raise neuron_out_of_range(neuron, hidden_size, site, layer)
+            if neuron >= count:
+                raise neuron_out_of_range(neuron, count, site, layer)
         return
     bound = mlp_post_bound(config, layer) if site == "mlp_post" else None
     if bound is None:
         return
     width, why = bound
     text = text_config(config)
-    per_layer = any(isinstance(text.get(key), list) for key in _MLP_WIDTH_KEYS)
+    per_layer = any(isinstance(text.get(key), list) for key in MLP_WIDTH_KEYS)
     where = f"at layer {layer}" if per_layer else "at any layer"
     for neuron in neurons:
         if neuron >= width:
@@ -256,6 +215,10 @@ def locate(model: Any, layer_count: int, layer: int, site: str) -> Site:
     name = type(block).__name__
     if site == "resid_post":
         return Site(module=block, reads_input=False, extract=_output)
+    if site == "resid_pre":
+        return Site(module=block, reads_input=True, extract=_input)
+    if site == "attn_head":
+        return _head_site(model, block, layer)
     if site in ("mlp_post", "router"):
         parts = moe.find_moe(block)
         if parts is not None:
@@ -278,6 +241,20 @@ def locate(model: Any, layer_count: int, layer: int, site: str) -> Site:
             return Site(module=module, reads_input=False, extract=_output)
     raise LazarusError(f"{name} has no {'attention' if site == 'attn_out' else 'MLP'} module "
                        f"that lazarus knows (the {site} site is not available for this model)")
+
+
+def _head_site(model: Any, block: Any, layer: int) -> Site:
+    family = getattr(model.config, "model_type", type(model).__name__)
+    attention = next((module for path in (*_ATTENTION, *heads.ATTENTION_PATHS)
+                      if (module := get_path(block, path)) is not None), None)
+    if attention is None:
+        raise LazarusError(f"layer {layer} of this {family} model ({type(block).__name__}) has "
+                           "no attention module that lazarus knows, so no heads (the attn_head "
+                           "site exists only at attention layers)")
+    projection, count, size = heads.head_site_parts(attention, model.config.to_dict(), family,
+                                                    layer)
+    return Site(module=projection, reads_input=True, extract=_input, group=size,
+                summarise=heads.write_norms(projection, count, size))
 
 
 def _moe_site(parts: moe.MoeParts, name: str) -> Any:

@@ -153,16 +153,20 @@ class Trace:
         columns = request.columns
         batch, tokens = self.lengths.shape[0], int(self.lengths.max())
         flat = token_index(self.lengths, tokens, request.position) if site.flat else None
+        # A grouped site's units (heads), per token before any mean: [..., units * group] ->
+        # [..., units]; its raw columns when asked.
+        summarise = site.summarise if site.summarise is not None and not request.raw else (
+            lambda value: value)
         if flat is not None:  # only the kept tokens are computed: [batch, width]
-            kept = site.extract(args, kwargs, output, tokens=flat.to(_device(args, kwargs)))
+            kept = summarise(site.extract(args, kwargs, output,
+                                          tokens=flat.to(_device(args, kwargs))))
         else:
             value = site.extract(args, kwargs, output)
             if site.flat:  # [batch * tokens, width]: MoE modules see tokens flat
                 value = value.reshape(batch, tokens, value.shape[-1])
             self._check_shape(layer, value, (batch, tokens))
-            kept = gather(value, self.lengths, request.position, skip_missing=site.flat)
-        if site.summarise is not None and not request.raw:
-            kept = site.summarise(kept)  # [..., units * group] -> [..., units]
+            kept = gather(summarise(value), self.lengths, request.position,
+                          skip_missing=site.flat)
         self.widths[layer] = int(kept.shape[-1])
         if columns is not None:
             if max(columns) >= kept.shape[-1]:

@@ -94,6 +94,22 @@ def parse_prompts(value: str, option: str = "prompts") -> list[str]:
     return parse_list(value, option, "prompt")
 
 
+def split_answers(items: Sequence[str]) -> tuple[list[str], list[str] | None]:
+    """`prompt:answer` items (split at the last ':'), or bare prompts when no item has one."""
+    with_answer = [":" in item for item in items]
+    if not any(with_answer):
+        return list(items), None
+    if not all(with_answer):
+        first = with_answer.index(False) + 1
+        raise LazarusError(f"prompt {first} has no ':answer' while others do (give every "
+                           "prompt an answer, as '45*45=:2025', or none)")
+    prompts, answers = zip(*(item.rsplit(":", 1) for item in items), strict=True)
+    for prompt, answer in zip(prompts, answers, strict=True):
+        if not prompt:
+            raise LazarusError(f"'{prompt}:{answer}' has no prompt before the ':'")
+    return list(prompts), list(answers)
+
+
 def parse_labels(value: str, prompt_count: int, option: str = "labels") -> list[str]:
     labels = parse_list(value, option, "label")
     check_label_count(len(labels), prompt_count, option)
@@ -187,19 +203,3 @@ def parse_layers(text: str, layer_count: int) -> tuple[int, ...]:
                 raise LazarusError(f"layer {layer} is listed twice in -l (list each once)")
             layers.append(layer)
     return tuple(layers)
-
-
-def split_answers(items: Sequence[str]) -> tuple[list[str], list[str] | None]:
-    """`prompt:answer` items (split at the last ':'), or bare prompts when no item has one."""
-    with_answer = [":" in item for item in items]
-    if not any(with_answer):
-        return list(items), None
-    if not all(with_answer):
-        first = with_answer.index(False) + 1
-        raise LazarusError(f"prompt {first} has no ':answer' while others do (give every "
-                           "prompt an answer, as '45*45=:2025', or none)")
-    prompts, answers = zip(*(item.rsplit(":", 1) for item in items), strict=True)
-    for prompt, answer in zip(prompts, answers, strict=True):
-        if not prompt:
-            raise LazarusError(f"'{prompt}:{answer}' has no prompt before the ':'")
-    return list(prompts), list(answers)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import textwrap
 
 from lazarus.analyses.attribute import POSITION_SITES
-from lazarus.engine.metrics import METRIC_HELP
+from lazarus.engine.pair_terms import METRIC_HELP
 from lazarus.results.attribute import GOOD, POOR, VERDICTS, AttributionResult, Unit
 from lazarus.text import banner, fit_cell, plural
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lazarus.engine.sites import unit_noun
 from lazarus.results.ablation import AblationResult, Condition, Outcome
 from lazarus.results.steer import SteerResult
 from lazarus.stats.controls import NO_P_AT_ROUNDING, ROUNDING_ULPS, Z_NOTE
@@ -35,7 +36,7 @@ def _kl_cell(value: float | None) -> str:
 
 def render_ablation(result: AblationResult) -> str:
     what = (f"the {result.component} output ({result.site})" if result.component is not None
-            else f"{plural(len(result.neurons or ()), 'neuron')} of {result.site} "
+            else f"{plural(len(result.neurons or ()), unit_noun(result.site))} of {result.site} "
                  f"[{', '.join(map(str, result.neurons or ()))}] ({result.selection})")
     how = {"zero": "set to 0",
            "mean": "set to their mean over every token of "
@@ -97,7 +98,8 @@ def _condition(result: AblationResult, condition: Condition) -> list[str]:
         above = sum(e >= condition.effect for e in control.effects)
         where = "layers" if len(condition.layers) > 1 else "layer"
         lines.append(f"  Control: {plural(control.draws, 'draw')} of "
-                     f"{plural(len(result.neurons or ()), 'random neuron')} at the same {where} "
+                     f"{plural(len(result.neurons or ()), 'random ' + unit_noun(result.site))} "
+                     f"at the same {where} "
                      f"and site (seed {control.seed}): {_nats(control.mean)}{spread} "
                      "(mean ± std)")
         if control.p is None:
