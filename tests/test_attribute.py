@@ -62,6 +62,31 @@ def test_estimate_is_the_patch_effect_when_the_metric_is_linear_in_the_unit(
     np.testing.assert_allclose(estimate, real, atol=1e-4 * max(1.0, np.abs(real).max()))
 
 
+class _Zero(torch.nn.Module):
+    def forward(self, hidden_states):
+        return torch.zeros_like(hidden_states)
+
+
+@pytest.mark.parametrize("architecture", ["llama", "gpt2"])
+def test_head_estimate_is_the_patch_effect_when_the_metric_is_linear_in_the_head(
+        tiny_model_dirs, architecture):
+    """Heads of the last layer reach the logits through the output projection and, after it,
+    the MLP (not linear): with that MLP replaced by zero and the final norm by the identity (in
+    this test's copy), the logit difference is linear in every head, so estimate = patch."""
+    model = lazarus.load(str(tiny_model_dirs[architecture]))
+    hf = model.whole_weights().model
+    _identity_final_norm(hf, architecture)
+    block = (hf.model.layers if architecture == "llama" else hf.transformer.h)[-1]
+    block.mlp = _Zero()
+    result = model.attribute(**PADDED, sites=["attn_head"], layers=-1, self_check=2)
+    check = result.check
+    estimate, real = np.array([u.estimate for u in check.units]), np.array(check.real)
+    print(architecture, "heads: max |estimate - real|", np.abs(estimate - real).max())
+    assert len(check.units) == 4  # every head of the layer
+    assert np.abs(real).max() > 1e-3
+    np.testing.assert_allclose(estimate, real, atol=1e-4 * max(1.0, np.abs(real).max()))
+
+
 def _hand_products(model_dir: Path, architecture: str, layer: int) -> list[np.ndarray]:
     """Per pair, run alone in a forward written here: the gradient of logit(x) - logit(y) at
     the last token with respect to the down projection's input of `layer` (corrupted run),
