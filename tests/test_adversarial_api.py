@@ -19,7 +19,7 @@ from lazarus.errors import LazarusError
 
 PROMPTS = ["2+2=", "47*47="]
 METHODS = ["__init__", "layers", "weights", "capture", "neurons", "probe", "ablate", "examples",
-           "steer", "patch"]
+           "steer", "patch", "attribute"]
 
 
 def required(method: str, llama_dir: Path, tmp_path: Path) -> dict[str, object]:
@@ -31,7 +31,8 @@ def required(method: str, llama_dir: Path, tmp_path: Path) -> dict[str, object]:
             "neurons": {"prompts": PROMPTS}, "probe": {"class_a": PROMPTS, "class_b": ["a", "b"]},
             "ablate": {"prompts": PROMPTS, "layers": 0}, "examples": {"corpus": str(corpus)},
             "steer": {"prompts": PROMPTS},
-            "patch": {"clean": ["2+2="], "corrupt": ["2+3="], "answers": ["4"]}}[method]
+            "patch": {"clean": ["2+2="], "corrupt": ["2+3="], "answers": ["4"]},
+            "attribute": {"clean": ["2+2="], "corrupt": ["2+3="], "answers": ["4"]}}[method]
 
 
 def parameters(method: str) -> list[str]:

@@ -21,6 +21,7 @@ _PUBLIC = {
     "AblationResult": "lazarus.results.ablation",
     "SteerResult": "lazarus.results.steer",
     "ExamplesResult": "lazarus.results.examples",
+    "AttributionResult": "lazarus.results.attribute",
     "PatchResult": "lazarus.results.patch",
     "Direction": "lazarus.io.directions",
     "load_direction": "lazarus.io.directions",

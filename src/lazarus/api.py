@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from lazarus.analyses.ablate import analyse_ablation
+from lazarus.analyses.attribute import AttributeOptions, analyse_attribution
 from lazarus.analyses.examples import analyse_examples
 from lazarus.analyses.neurons import analyse_neurons
 from lazarus.analyses.options import (
@@ -42,6 +43,7 @@ from lazarus.engine.trace import CaptureRequest
 from lazarus.io.directions import Direction
 from lazarus.results.ablation import AblationResult
 from lazarus.results.activations import Activations
+from lazarus.results.attribute import AttributionResult
 from lazarus.results.examples import ExamplesResult
 from lazarus.results.neurons import NeuronsResult
 from lazarus.results.patch import PatchResult
@@ -178,6 +180,24 @@ class Model(Handle):
                                max_tokens=max_tokens, temperature=temperature, seed=seed,
                                clamp=clamp)
         return analyse_steer(self, prompts, options)
+
+    @builds(AttributeOptions)
+    def attribute(self, clean: Sequence[str], corrupt: Sequence[str], answers: Sequence[str],
+                  wrongs: Sequence[str] | None = None, *, metric: str = "logit_diff",
+                  sites: Sequence[str] = ("mlp_post",), layers: Layers = "all",
+                  method: str = "atp", steps: int = 10, top: int = 20, self_check: int = 20,
+                  seed: int = 0, progress: Progress | None = None) -> AttributionResult:
+        """Every unit's estimated effect of patching its `clean` values into the `corrupt`
+        run (attribution patching, or with `method="ig"` integrated gradients of `steps`
+        points), normalised by the clean - corrupted gap of `metric`, for the units of `sites`
+        at `layers`; the `top` units by |estimate|, and a self-check that patches the
+        `self_check` top units and as many random ones (`seed`) for real. What `lazarus
+        introspect attribute` renders."""
+        options = AttributeOptions(clean=clean, corrupt=corrupt, answers=answers,
+                                   wrongs=wrongs, metric=metric, sites=sites, layers=layers,
+                                   method=method, steps=steps, top=top,
+                                   self_check=self_check, seed=seed)
+        return analyse_attribution(self, options, progress)
 
     @builds(PatchOptions)
     def patch(self, clean: Sequence[str], corrupt: Sequence[str], answers: Sequence[str],

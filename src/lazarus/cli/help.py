@@ -218,3 +218,34 @@ examples:
       --answer "68|46" --wrong "69|47" --site resid_post,attn_out,mlp_out --plot patch.png
   lazarus introspect patch -m {DEMO} --pairs pairs.tsv --direction noise -o patch.csv
 """
+
+ATTRIBUTE_NOTES = """\
+the estimate (--method atp, default): attribution patching. For each pair, one forward on the
+  clean prompt (its values kept), one forward on the corrupted prompt with gradients, one
+  backward of the metric; per unit, gradient at the corrupted run x (clean - corrupted),
+  summed over the unit's columns (a head's head_dim; a position's whole vector) and, for
+  neurons and heads, over every token position. Averaged over the pairs and divided by the
+  gap (mean clean - mean corrupted metric): it predicts the normalised effect of patching the
+  unit's clean values into the corrupted run (denoising): 1 = the whole gap, 0 = no change.
+--method ig --steps N: integrated gradients (midpoint rule, N points from corrupted to clean
+  values), one layer and site at a time: N rows of forward + backward per pair, layer and site
+  (about N x the cost of atp per layer); exact in the limit where atp's straight line is not.
+units (--site, comma-separated; default mlp_post):
+  mlp_post   neurons (MoE layers: expert units, column e x units + u; 0 where not routed)
+  attn_head  heads
+  resid_pre, resid_post, attn_out, mlp_out   token positions (each position's whole vector;
+             the pairs must be of one token length)
+self-check (--check K, default 20; 0: none): the K units of largest |estimate| and K drawn at
+  random among the rest (numpy default_rng(--seed)) are patched for real, one run per unit and
+  pair; Spearman rank correlation of estimate and real effect gives the verdict: good if
+  >= 0.9 (trust the ranking), fair if >= 0.5, else poor (try --method ig). Only the 2K units
+  are tested.
+"""
+
+ATTRIBUTE_EXAMPLES = f"""\
+examples:
+  lazarus introspect attribute -m {DEMO} --clean "23+45=" --corrupt "23+46=" \\
+      --answer 68 --wrong 69
+  lazarus introspect attribute -m {DEMO} --pairs pairs.tsv --site mlp_post,resid_post \\
+      --method ig --steps 20 -o attribution.json --plot attribution.png
+"""

@@ -13,6 +13,7 @@ import re
 import sys
 
 from lazarus import __version__
+from lazarus.cli.attribute_args import add_attribute_command
 from lazarus.cli.causal_args import add_causal_commands
 from lazarus.cli.examples_args import add_examples_command
 from lazarus.cli.help import (
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_probe_command(commands)
     add_causal_commands(commands)
     add_patch_command(commands)
+    add_attribute_command(commands)
     add_examples_command(commands)
 
     cache = groups.add_parser(

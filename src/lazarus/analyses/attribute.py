@@ -1,0 +1,187 @@
+"""Estimate every unit's patching effect at once, then check the estimate against real patches:
+the analysis behind `lazarus introspect attribute` (never prints).
+
+Units: at `mlp_post` the neurons (at MoE layers, expert units), at `attn_head` the heads, and
+at the residual-width sites (`POSITION_SITES`) the token positions, each position's whole
+vector (its estimate is summed over the hidden dimensions). A unit's estimate is the
+attribution-patching estimate of its denoising effect (`engine.gradients`: the metric's
+gradient at the corrupted run times clean - corrupted, summed over the unit's columns and,
+for neurons and heads, over every token position), averaged over the pairs and divided by the
+gap (mean clean score - mean corrupted score), so that it predicts the normalised effect of
+patching the unit's clean values into the corrupted run: 0 = no change, 1 = the whole gap.
+With `method="ig"`, integrated gradients instead.
+
+The self-check patches, for real, the `self_check` units of largest |estimate| and as many
+drawn at random (seeded) among the others, one job per unit and pair (`patching.score_jobs`),
+and correlates estimate and real effect (`stats.rank`): Spearman's rank correlation, which the
+verdict is read from (`results.attribute.verdict`), and Pearson's r.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from lazarus.analyses.pairs import PairOptions, Pairs, prepare
+from lazarus.engine import gradients
+from lazarus.engine.checks import Layers
+from lazarus.engine.handle import ModelHandle
+from lazarus.engine.interventions import Edit
+from lazarus.engine.loading import LoadedModel
+from lazarus.engine.measures import check_seed
+from lazarus.engine.pair_terms import POSITION_SITES
+from lazarus.engine.patching import score_jobs
+from lazarus.engine.sites import check_site, locate
+from lazarus.errors import LazarusError
+from lazarus.results.attribute import AttributionResult, SelfCheck, Unit
+from lazarus.stats.rank import pearson, spearman
+
+ATTRIBUTE_SITES = ("mlp_post", "attn_head", *POSITION_SITES)
+METHODS = ("atp", "ig")
+MAX_STEPS = 1000
+
+Progress = Callable[[int, int], None]  # (steps done, steps in all)
+
+
+@dataclass(frozen=True)
+class AttributeOptions(PairOptions):
+    """`attribute`: every unit's estimated patching effect, checked against real patches."""
+
+    command: ClassVar[str] = "attribute"
+    sites: Sequence[str] = ("mlp_post",)  # what units: `ATTRIBUTE_SITES`
+    layers: Layers = "all"  # at which layers
+    method: str = "atp"  # atp (attribution patching) or ig (integrated gradients)
+    steps: int = 10  # ig: points on the path from corrupted to clean
+    top: int = 20  # how many units of largest |estimate| to list
+    self_check: int = 20  # units of largest |estimate| patched for real, and as many random
+    seed: int = 0  # seed of the random units
+
+    def check(self) -> None:
+        super().check()
+        if not self.sites:
+            raise LazarusError("no site given (give at least one, e.g. mlp_post)")
+        for site in self.sites:
+            if site not in ATTRIBUTE_SITES:
+                raise LazarusError(f"site {site!r} has no units to attribute (choose from: "
+                                   f"{', '.join(ATTRIBUTE_SITES)})")
+            check_site(site)
+        if len(set(self.sites)) != len(self.sites):
+            raise LazarusError("a site is listed twice (list each once)")
+        if self.method not in METHODS:
+            raise LazarusError(f"unknown method {self.method!r} (choose atp or ig)")
+        if not 1 <= self.steps <= MAX_STEPS:
+            raise LazarusError(f"--steps must be from 1 to {MAX_STEPS} (got {self.steps})")
+        if self.top < 1:
+            raise LazarusError(f"--top must be at least 1 (got {self.top})")
+        if self.self_check < 0:
+            raise LazarusError(f"--check must be 0 or more (got {self.self_check})")
+        check_seed(self.seed)
+
+
+def analyse_attribution(model: ModelHandle, options: AttributeOptions,
+                        progress: Progress | None = None) -> AttributionResult:
+    """Estimate every unit of `options.sites` at `options.layers`, list the top ones, and
+    check the estimate against real patches."""
+    layers = model.layers(options.layers)
+    loaded = model.whole_weights()
+    pairs = prepare(loaded, options)
+    if not pairs.same_length and set(options.sites) & set(POSITION_SITES):
+        raise LazarusError("the pairs are of different token lengths, so a token position is "
+                           "not the same unit in each (give pairs of one length for the "
+                           f"{', '.join(s for s in options.sites if s in POSITION_SITES)} site)")
+    keys = [(layer, site) for site in options.sites for layer in layers]
+    columns = {(layer, site): loaded.info.hidden_size if site in POSITION_SITES
+               else locate(loaded.model, loaded.blocks_loaded, layer, site).group
+               for layer, site in keys}
+    checked_rows = 2 * options.self_check * len(pairs.clean_ids)
+    report = None if progress is None else _Staged(progress, checked_rows)
+    if options.method == "atp":
+        products = gradients.attribution(loaded, pairs.clean_ids, pairs.corrupt_ids, keys,
+                                         columns, pairs.metric, report)
+    else:
+        products = gradients.integrated(loaded, pairs.clean_ids, pairs.corrupt_ids, keys,
+                                        columns, pairs.metric, options.steps, report)
+    estimates = {site: tuple(_estimate(products[(layer, site)], site, pairs.gap)
+                             for layer in layers) for site in options.sites}
+    units = [Unit(layer, site, unit, float(value)) for site in options.sites
+             for layer, row in zip(layers, estimates[site], strict=True)
+             for unit, value in enumerate(row)]
+    order = np.argsort([-abs(u.estimate) for u in units], kind="stable")
+    top = tuple(units[i] for i in order[:options.top])
+    check = None
+    if options.self_check:
+        check = _self_check(loaded, pairs, units, order, options,
+                            None if report is None else report.checking)
+    return AttributionResult(
+        model_id=model.model_id, clean=tuple(options.clean), corrupt=tuple(options.corrupt),
+        answer=pairs.answer, wrong=pairs.wrong, tokens=pairs.tokens[0], metric=options.metric,
+        method=options.method, steps=options.steps if options.method == "ig" else None,
+        layers=layers, sites=tuple(options.sites),
+        clean_score=tuple(float(v) for v in pairs.clean_score),
+        corrupt_score=tuple(float(v) for v in pairs.corrupt_score),
+        estimates=estimates, top=top, check=check)
+
+
+def _estimate(products: np.ndarray, site: str, gap: float) -> np.ndarray:
+    """[pairs, tokens, units] products -> float64 [units], normalised by the gap: per position
+    (residual sites: [pairs, tokens, 1]) or summed over the positions (neurons, heads)."""
+    per_pair = products[..., 0] if site in POSITION_SITES else products.sum(axis=1)
+    return per_pair.astype(np.float64).mean(axis=0) / gap
+
+
+def _self_check(loaded: LoadedModel, pairs: Pairs, units: list[Unit], order: np.ndarray,
+                options: AttributeOptions, progress: Progress | None) -> SelfCheck:
+    """Patch the top units and as many random others for real (denoising: each unit's clean
+    values, at every position or at its own, into the corrupted run of every pair)."""
+    count = options.self_check
+    top = [int(i) for i in order[:count]]
+    rest = np.asarray(order[count:])
+    rng = np.random.default_rng(options.seed)
+    drawn = rng.choice(len(rest), size=min(count, len(rest)), replace=False)
+    chosen = [units[i] for i in top + [int(rest[j]) for j in np.sort(drawn)]]
+    real = real_effects(loaded, pairs, chosen, progress)
+    estimate = np.array([u.estimate for u in chosen])
+    return SelfCheck(units=tuple(chosen), real=tuple(float(v) for v in real),
+                     top_count=len(top), total=len(units), spearman=spearman(estimate, real),
+                     pearson=pearson(estimate, real), seed=options.seed)
+
+
+def real_effects(loaded: LoadedModel, pairs: Pairs, chosen: Sequence[Unit],
+                 progress: Progress | None = None) -> np.ndarray:
+    """float64 [units]: the normalised effect of patching each unit's clean values into the
+    corrupted runs, averaged over the pairs."""
+    count = len(pairs.clean_ids)
+    keys = list(dict.fromkeys((u.layer, u.site) for u in chosen))
+    clean = gradients.site_values(loaded, pairs.clean_ids, keys)
+    edits = []
+    for key in keys:
+        jobs = tuple(_job(unit, pair) if (unit.layer, unit.site) == key else None
+                     for unit in chosen for pair in range(count))
+        edits.append(Edit(key[0], key[1], "patch", sources=tuple(clean[key]), jobs=jobs))
+    scores = score_jobs(loaded, pairs.corrupt_ids, list(range(count)) * len(chosen), edits,
+                        pairs.metric, progress)
+    return (scores.reshape(len(chosen), count).mean(axis=1) - pairs.corrupt_score.mean()) / (
+        pairs.gap)
+
+
+def _job(unit: Unit, pair: int) -> tuple[int, tuple[int, ...] | None, tuple[int, ...] | None]:
+    if unit.site in POSITION_SITES:
+        return pair, (unit.unit,), None  # that position's whole vector
+    return pair, None, (unit.unit,)  # that unit at every position
+
+
+class _Staged:
+    """One progress count over the estimate's steps and then the self-check's rows."""
+
+    def __init__(self, progress: Progress, later: int) -> None:
+        self.progress, self.later, self.first = progress, later, 0
+
+    def __call__(self, done: int, total: int) -> None:
+        self.first = total
+        self.progress(done, total + self.later)
+
+    def checking(self, done: int, total: int) -> None:
+        self.progress(self.first + done, self.first + total)

@@ -1,0 +1,98 @@
+"""The text report of `attribute`: what the estimate is, the units of largest |estimate|, and
+the self-check against real patches with its verdict."""
+
+from __future__ import annotations
+
+import textwrap
+
+from lazarus.analyses.attribute import POSITION_SITES
+from lazarus.engine.pair_terms import METRIC_HELP
+from lazarus.results.attribute import GOOD, POOR, VERDICTS, AttributionResult, Unit
+from lazarus.text import banner, fit_cell, plural
+
+MISSES = 5  # checked units of largest |estimate - real| shown
+TOKEN = 8
+WIDTH = 80
+
+
+def render_attribution(result: AttributionResult) -> str:
+    pairs = len(result.clean)
+    method = ("attribution patching estimate of each unit's denoising effect (patching its "
+              "clean values into the corrupted run), from one forward per prompt and one "
+              "backward: gradient at the corrupted run x (clean - corrupted)"
+              if result.method == "atp" else
+              f"integrated gradients ({result.steps} steps from the corrupted to the clean "
+              "values) of each unit's denoising effect (patching its clean values into the "
+              "corrupted run)")
+    first = (f"'{result.clean[0]}' -> '{result.corrupt[0]}' (answer '{result.answer[0]}'"
+             + ("" if result.wrong is None else f", wrong '{result.wrong[0]}'") + ")")
+    header = [f"Pairs: {pairs} (first: {first}).",
+              f"Metric: {result.metric} ({METRIC_HELP[result.metric]}); clean "
+              f"{_mean(result.clean_score)}, corrupted {_mean(result.corrupt_score)}.",
+              f"Estimate: {method}; per unit, averaged over the pairs and divided by the gap "
+              f"({result.gap:.4g}): 1 = the whole clean - corrupted gap, 0 = no change.",
+              _units_line(result)]
+    lines = [*banner(f"ATTRIBUTION: {', '.join(result.sites)}, "
+                     f"{plural(len(result.layers), 'layer')}"),
+             *(wrapped for text in header for wrapped in textwrap.wrap(
+                 text, WIDTH, subsequent_indent="  ", break_on_hyphens=False)), "",
+             f"Top {plural(len(result.top), 'unit')} by |estimate| (of {result.units}):",
+             f"  {'layer':>5}  {fit_cell('site', 10)}  {'unit':>6}  {'estimate':>9}"]
+    for unit in result.top:
+        lines.append(f"  {unit.layer:>5}  {fit_cell(unit.site, 10)}  "
+                     f"{_name(result, unit):>6}  {unit.estimate:>+9.4f}")
+    lines += ["", *_check_lines(result)]
+    return "\n".join(line.rstrip() for line in lines).rstrip("\n")
+
+
+def _units_line(result: AttributionResult) -> str:
+    parts = []
+    for site in result.sites:
+        if site in POSITION_SITES:
+            parts.append(f"{site}: token positions (each position's whole vector)")
+        elif site == "attn_head":
+            parts.append(f"{site}: heads (summed over every position)")
+        else:
+            parts.append(f"{site}: neurons (summed over every position)")
+    return "Units: " + "; ".join(parts) + "."
+
+
+def _check_lines(result: AttributionResult) -> list[str]:
+    check = result.check
+    if check is None:
+        return ["Self-check: not run (--check 0): the estimates are not tested against real "
+                "patches."]
+    random = len(check.units) - check.top_count
+    lines = [*textwrap.wrap(
+                 f"Self-check: {len(check.units)} of {check.total} units patched for real (the "
+                 f"top {check.top_count} by |estimate| and {random} drawn at random, seed "
+                 f"{check.seed}); the other units are not tested.", WIDTH,
+                 subsequent_indent="  "),
+             f"  Spearman rank correlation of estimate and real effect: "
+             f"{_correlation(check.spearman)}; Pearson: {_correlation(check.pearson)}.",
+             f"  Verdict: {VERDICTS[check.verdict]}.",
+             f"  (thresholds: good if >= {GOOD}, fair if >= {POOR}, else poor)",
+             "  Largest misses:",
+             f"  {'layer':>5}  {fit_cell('site', 10)}  {'unit':>6}  {'estimate':>9}  "
+             f"{'real':>9}"]
+    for unit, real in check.misses(MISSES):
+        lines.append(f"  {unit.layer:>5}  {fit_cell(unit.site, 10)}  {_name(result, unit):>6}  "
+                     f"{unit.estimate:>+9.4f}  {real:>+9.4f}")
+    return lines
+
+
+def _name(result: AttributionResult, unit: Unit) -> str:
+    """A unit's name in a table: a neuron or head id, or a position and its token."""
+    if unit.site in POSITION_SITES:
+        token = result.tokens[unit.unit].replace(" ", "_")
+        return f"{unit.unit}:{fit_cell(token, TOKEN).rstrip()}"
+    return str(unit.unit)
+
+
+def _correlation(value: float) -> str:
+    return "undefined" if value != value else f"{value:.3f}"
+
+
+def _mean(scores: tuple[float, ...]) -> str:
+    value = sum(scores) / len(scores)
+    return f"{value:.4g}" + (" on average" if len(scores) > 1 else "")

@@ -1,0 +1,161 @@
+"""What `attribute` found: every unit's estimated patching effect per site and layer, the top
+units, and the self-check of the estimates against real patches; the JSON `lazarus introspect
+attribute -o` writes, the estimates as arrays (`to_numpy`) and a table (`to_pandas`), and a
+picture (`plot`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lazarus import __version__
+from lazarus.results.attribute_plot import plot_attribution
+from lazarus.results.tables import dataframe
+from lazarus.text import json_plain
+
+# The self-check's verdict, by the rank correlation of estimate and real effect.
+GOOD, POOR = 0.9, 0.5
+VERDICTS = {
+    "good": f"good (rank correlation >= {GOOD}): trust the ranking",
+    "fair": f"fair ({POOR} <= rank correlation < {GOOD}): the order is rough; check the units "
+            "you care about with real patches",
+    "poor": f"poor (rank correlation < {POOR}): the linear estimate fails here; try --method ig",
+    "undetermined": "undetermined: too few units, or their real effects are all equal, to "
+                    "correlate (give a larger --check)",
+}
+
+
+def verdict(rho: float) -> str:
+    """'good', 'fair', 'poor', or 'undetermined' (no correlation: NaN)."""
+    if not np.isfinite(rho):
+        return "undetermined"
+    return "good" if rho >= GOOD else "fair" if rho >= POOR else "poor"
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One unit: a neuron (an MoE layer's column expert * units + unit), a head, or a token
+    position (residual sites), with its estimated normalised effect."""
+
+    layer: int
+    site: str
+    unit: int
+    estimate: float
+
+
+@dataclass(frozen=True)
+class SelfCheck:
+    """The estimates against real patches of the same units (denoising, all pairs)."""
+
+    units: tuple[Unit, ...]  # the top `top_count` units by |estimate|, then random ones
+    real: tuple[float, ...]  # each one's real normalised effect
+    top_count: int  # how many of `units` are the top ones
+    total: int  # units estimated in all
+    spearman: float
+    pearson: float
+    seed: int
+
+    @property
+    def verdict(self) -> str:
+        return verdict(self.spearman)
+
+    def misses(self, count: int = 5) -> list[tuple[Unit, float]]:
+        """The `count` checked units whose estimate was furthest from the real effect."""
+        order = np.argsort([-abs(u.estimate - r) for u, r in zip(self.units, self.real,
+                                                                  strict=True)], kind="stable")
+        return [(self.units[i], self.real[i]) for i in order[:count]]
+
+
+@dataclass(frozen=True, eq=False)
+class AttributionResult:
+    model_id: str
+    clean: tuple[str, ...]
+    corrupt: tuple[str, ...]
+    answer: tuple[str, ...]  # per pair, the judged token of the answer
+    wrong: tuple[str, ...] | None  # and of the wrong text
+    tokens: tuple[str, ...]  # the first pair's clean tokens (position units are named by them)
+    metric: str
+    method: str  # "atp" or "ig"
+    steps: int | None  # ig: points on the path
+    layers: tuple[int, ...]
+    sites: tuple[str, ...]
+    clean_score: tuple[float, ...]  # per pair
+    corrupt_score: tuple[float, ...]
+    estimates: Mapping[str, tuple[np.ndarray, ...]]  # per site, per layer: float [units]
+    top: tuple[Unit, ...]  # by |estimate|, over every site and layer
+    check: SelfCheck | None
+
+    @property
+    def gap(self) -> float:
+        """Mean clean score minus mean corrupted score: the normalisation's 1."""
+        return float(np.mean(self.clean_score) - np.mean(self.corrupt_score))
+
+    @property
+    def units(self) -> int:
+        return sum(len(row) for rows in self.estimates.values() for row in rows)
+
+    def to_numpy(self, site: str | None = None) -> np.ndarray:
+        """float64 [layers, units] of `site` (default: the first): the estimates, NaN past a
+        layer's width where layers differ (an MoE model's dense and expert layers)."""
+        rows = self.estimates[site or self.sites[0]]
+        out = np.full((len(rows), max(len(row) for row in rows)), np.nan)
+        for index, row in enumerate(rows):
+            out[index, :len(row)] = row
+        return out
+
+    def to_pandas(self):  # -> pandas.DataFrame
+        """One row per unit: site, layer, unit, estimate."""
+        columns: dict[str, list[Any]] = {"site": [], "layer": [], "unit": [], "estimate": []}
+        for site, rows in self.estimates.items():
+            for layer, row in zip(self.layers, rows, strict=True):
+                columns["site"] += [site] * len(row)
+                columns["layer"] += [layer] * len(row)
+                columns["unit"] += list(range(len(row)))
+                columns["estimate"] += [float(v) for v in row]
+        return dataframe(columns)
+
+    def plot(self, path: str) -> None:
+        """The per-layer profile of |estimate| and, with a self-check, estimate against real
+        effect; .png or .svg; needs matplotlib."""
+        plot_attribution(self, path)
+
+    def to_json(self) -> dict[str, Any]:
+        """Every number: what `lazarus introspect attribute -o FILE.json` writes."""
+        check = self.check
+        return json_plain({
+            "lazarus_version": __version__,
+            "model_id": self.model_id,
+            "pairs": [{"clean": c, "corrupt": k, "answer": a,
+                       "wrong": None if self.wrong is None else self.wrong[i],
+                       "clean_score": self.clean_score[i], "corrupt_score": self.corrupt_score[i]}
+                      for i, (c, k, a) in enumerate(zip(self.clean, self.corrupt, self.answer,
+                                                        strict=True))],
+            "tokens": self.tokens,
+            "metric": self.metric,
+            "normalisation": "estimate / (mean clean score - mean corrupted score): 1 = the "
+                             "whole gap, 0 = no change",
+            "gap": self.gap,
+            "method": self.method,
+            "steps": self.steps,
+            "layers": self.layers,
+            "sites": self.sites,
+            "estimates": {site: [[float(v) for v in row] for row in rows]
+                          for site, rows in self.estimates.items()},
+            "top": [_unit(u) for u in self.top],
+            "self_check": None if check is None else {
+                "checked": len(check.units), "of": check.total, "top": check.top_count,
+                "seed": check.seed, "spearman": check.spearman, "pearson": check.pearson,
+                "verdict": check.verdict,
+                "units": [{**_unit(u), "real": r, "random": i >= check.top_count}
+                          for i, (u, r) in enumerate(zip(check.units, check.real,
+                                                         strict=True))],
+            },
+        })
+
+
+def _unit(unit: Unit) -> dict[str, Any]:
+    return {"layer": unit.layer, "site": unit.site, "unit": unit.unit,
+            "estimate": unit.estimate}
