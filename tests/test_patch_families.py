@@ -1,6 +1,7 @@
-"""Patching on every causal-LM family the architecture sweep reads exactly: lazarus's patched
-run equals transformers' own model run with a hook written here that substitutes the clean
-activation, or lazarus refuses in one line where the sweep does.
+"""Patching and attribution on every causal-LM family the architecture sweep reads exactly:
+lazarus's patched run equals transformers' own model run with a hook written here that
+substitutes the clean activation, and its attribution products equal torch.autograd's gradient
+at that hook times (clean - corrupted); or lazarus refuses in one line where the sweep does.
 
 Per family, the sweep's tiny checkpoint (`test_architectures.build`, upstream breakage told
 apart the same way). Oracle: transformers loads it whole; a forward hook on decoder block L
@@ -33,6 +34,7 @@ from test_architectures import (
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lazarus.engine.capture import capture, tokenize
+from lazarus.engine.gradients import attribution
 from lazarus.engine.interventions import Edit
 from lazarus.engine.loading import load_model
 from lazarus.engine.model_info import read_model_info
@@ -46,6 +48,7 @@ CLEAN, CORRUPT = "The cat sat=", "The dog sat="  # one token per character: the 
 TOKEN = 5  # patched position: the 'c'/'d' (after a BOS, where the tokenizer adds one)
 ANSWER, WRONG = "a", "b"
 TOLERANCE = 1e-4  # relative to the clean-corrupted gap
+GRADIENT_TOLERANCE = 1e-3  # relative to the largest product: batched float32 sums differ more
 
 
 def oracle(family: str, folder: Path, layer: int) -> tuple[float, float, float, float]:
@@ -91,9 +94,37 @@ def oracle(family: str, folder: Path, layer: int) -> tuple[float, float, float, 
             hooked(count - 1, substitute(count - 1, slice(None)), CORRUPT))
 
 
-def lazarus_scores(folder: Path, layer: int) -> tuple[float, float, float, float] | LazarusError:
-    """(clean, corrupted, patched at `layer` and TOKEN, the whole residual patched at the last
-    layer) from lazarus, or its refusal."""
+def oracle_products(family: str, folder: Path, layer: int) -> np.ndarray:
+    """Per token of the corrupted prompt: the logit difference's gradient at block `layer`'s
+    output times (clean - corrupted) output, summed over the width (torch.autograd, no
+    lazarus)."""
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    count = getattr(model.config.get_text_config(), COUNT_KEY.get(family, "num_hidden_layers"))
+    block = block_list(model, count)[layer]
+    answer, wrong = (tokenizer(t, add_special_tokens=False)["input_ids"][0]
+                     for t in (ANSWER, WRONG))
+    kept: list[torch.Tensor] = []
+
+    def keep(_module: Any, _args: Any, out: Any) -> None:
+        kept.append(out[0] if isinstance(out, tuple | list) else out)
+
+    handle = block.register_forward_hook(keep)
+    try:
+        logits = []
+        for prompt in (CLEAN, CORRUPT):
+            encoded = tokenizer(prompt, return_tensors="pt", return_token_type_ids=False)
+            logits.append(model(**encoded, use_cache=False).logits[0, -1])
+    finally:
+        handle.remove()
+    (gradient,) = torch.autograd.grad(logits[1][answer] - logits[1][wrong], kept[1])
+    return (gradient * (kept[0] - kept[1]).detach()).sum(-1)[0].numpy()
+
+
+def lazarus_scores(folder: Path, layer: int) -> tuple[tuple[float, ...], np.ndarray] | LazarusError:
+    """((clean, corrupted, patched at `layer` and TOKEN, the whole residual patched at the last
+    layer), the attribution products of resid_post at `layer` per token) from lazarus, or its
+    refusal."""
     try:
         info = read_model_info(str(folder))
         loaded = load_model(info)
@@ -110,9 +141,12 @@ def lazarus_scores(folder: Path, layer: int) -> tuple[float, float, float, float
                  for n in layers]
         patched, whole, corrupt = score_jobs(loaded, [corrupt_ids], [0, 0, 0], edits, metric)
         clean = score_jobs(loaded, [clean_ids], [0], [], metric)[0]
+        key = (layer, "resid_post")
+        products = attribution(loaded, [clean_ids], [corrupt_ids], [key],
+                               {key: info.hidden_size}, metric)[key][0, :, 0]
     except LazarusError as err:
         return err
-    return clean, corrupt, patched, whole
+    return (clean, corrupt, patched, whole), products
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -129,7 +163,13 @@ def test_patching_equals_a_hooked_transformers_run_or_is_refused(family, tmp_pat
         return
     assert not isinstance(found, LazarusError), f"{family} refused: {found}"
     expected = transformers_alone(family, "run", lambda: oracle(family, folder, layer), locked)
+    scores, products = found
     gap = max(abs(expected[0] - expected[1]), 1e-3)
-    differences = np.abs(np.array(found) - np.array(expected)) / gap
+    differences = np.abs(np.array(scores) - np.array(expected)) / gap
     print(f"{family}: relative differences {differences}")
-    assert differences.max() <= TOLERANCE, f"{family}: {found} against {expected}"
+    assert differences.max() <= TOLERANCE, f"{family}: {scores} against {expected}"
+    hand = transformers_alone(family, "run", lambda: oracle_products(family, folder, layer),
+                              locked)
+    scale = max(float(np.abs(hand).max()), 1e-3)
+    assert np.abs(products - hand).max() / scale <= GRADIENT_TOLERANCE, (
+        f"{family}: attribution {products} against {hand}")
