@@ -9,21 +9,21 @@ from typing import Any
 
 import numpy as np
 
-from lazarus.results.plot import DPI, _figure_class, _save, plot_format
+from lazarus.results.plot import DPI, figure_class, plot_format, save
 
 
 def plot_attribution(result: Any, path: str, size: tuple[float, float] | None = None,
                      dpi: int = DPI) -> None:
     """Draw an `AttributionResult` and write it to `path` (.png or .svg)."""
     fmt = plot_format(path)
-    _save(attribution_figure(result, size, dpi), path, fmt)
+    save(attribution_figure(result, size, dpi), path, fmt)
 
 
 def attribution_figure(result: Any, size: tuple[float, float] | None = None,
                        dpi: int = DPI) -> Any:
     check = result.check
     panels = 2 if check is not None else 1
-    figure = _figure_class()(figsize=size or (5.5 * panels, 4.2), dpi=dpi,
+    figure = figure_class()(figsize=size or (5.5 * panels, 4.2), dpi=dpi,
                              layout="constrained")
     profile = figure.add_subplot(1, panels, 1)
     for site, rows in result.estimates.items():

@@ -13,12 +13,12 @@ import numpy as np
 
 from lazarus.results.plot import (
     DPI,
-    _colour_map,
-    _figure_class,
-    _save,
-    _tick_text,
-    _ticks,
+    colour_map,
+    figure_class,
     plot_format,
+    save,
+    tick_text,
+    ticks,
 )
 from lazarus.text import plural
 
@@ -29,22 +29,22 @@ def plot_patch(result: Any, path: str, size: tuple[float, float] | None = None,
                dpi: int = DPI) -> None:
     """Draw a `PatchResult` and write it to `path` (.png or .svg)."""
     fmt = plot_format(path)
-    _save(patch_figure(result, size, dpi), path, fmt)
+    save(patch_figure(result, size, dpi), path, fmt)
 
 
 def patch_figure(result: Any, size: tuple[float, float] | None = None, dpi: int = DPI) -> Any:
     """The matplotlib `Figure` of `plot_patch`; `size` in inches (default: fits the grids)."""
-    figure_class = _figure_class()
+    figure_type = figure_class()
     grids = result.grids
     widest = max(grid.values.shape[1] for grid in grids)
     rows = len(result.layers)
     panel_h = min(max(1.2 + 0.3 * rows, 2.5), 9.0)
     if size is None:
         size = (min(max(3.0 + 0.55 * widest, 6.0), 16.0), len(grids) * (panel_h + 0.6) + 0.6)
-    figure = figure_class(figsize=size, dpi=dpi, layout="constrained")
+    figure = figure_type(figsize=size, dpi=dpi, layout="constrained")
     finite = np.concatenate([np.abs(g.values[np.isfinite(g.values)]).ravel() for g in grids])
     limit = max(1.0, float(finite.max()) if finite.size else 1.0)
-    colours = _colour_map()
+    colours = colour_map()
     image = None
     for index, grid in enumerate(grids):
         axes = figure.add_subplot(len(grids), 1, index + 1)
@@ -56,11 +56,11 @@ def patch_figure(result: Any, size: tuple[float, float] | None = None, dpi: int 
             labels = [f"H{head}" for head, _, _ in columns]
             axes.set_xlabel("head (patched at every position)")
         else:
-            labels = [_tick_text(token) + ("*" if differs else "")
+            labels = [tick_text(token) + ("*" if differs else "")
                       for _, token, differs in columns]
             axes.set_xlabel("token (* = clean and corrupted differ)")
-        _ticks(axes.set_xticks, labels, rotate=len(labels) > 8)
-        _ticks(axes.set_yticks, [str(layer) for layer in result.layers])
+        ticks(axes.set_xticks, labels, rotate=len(labels) > 8)
+        ticks(axes.set_yticks, [str(layer) for layer in result.layers])
         axes.set_ylabel("layer")
         axes.tick_params(length=2, labelsize=8)
         axes.set_title(f"{grid.site}: {result.direction_text}", fontsize=9)

@@ -68,7 +68,7 @@ def _matplotlib_installed() -> bool:
         return False
 
 
-def _figure_class() -> Any:
+def figure_class() -> Any:
     try:
         from matplotlib.figure import Figure
     except ImportError:
@@ -83,14 +83,14 @@ def plot_neurons(result: Any, path: str, size: tuple[float, float] | None = None
                  dpi: int = DPI) -> None:
     """Draw `result` (see the module docstring) and write it to `path` (.png or .svg)."""
     fmt = plot_format(path)
-    _save(neurons_figure(result, size, dpi), path, fmt)
+    save(neurons_figure(result, size, dpi), path, fmt)
 
 
 def neurons_figure(result: Any, size: tuple[float, float] | None = None,
                    dpi: int = DPI) -> Any:
     """The matplotlib `Figure` of `plot_neurons` for a `NeuronsResult`; `size` in inches
     (default: fits the data)."""
-    figure_class = _figure_class()
+    figure_type = figure_class()
     layers = result.layers
     labelled = layers[0].matrix.labels is not None
     samples, neurons = layers[0].matrix.values.shape
@@ -101,13 +101,13 @@ def neurons_figure(result: Any, size: tuple[float, float] | None = None,
     label_h = 2.8 if labelled else 0.0
     if size is None:
         size = (columns * panel_w + 1.2, rows * (heat_h + label_h) + 0.6)
-    figure = figure_class(figsize=size, dpi=dpi, layout="constrained")
+    figure = figure_type(figsize=size, dpi=dpi, layout="constrained")
     grid = figure.add_gridspec(rows * (2 if labelled else 1), columns,
                                height_ratios=[heat_h, label_h] * rows if labelled else None)
     finite = np.concatenate([np.abs(layer.matrix.values[np.isfinite(layer.matrix.values)])
                              for layer in layers])
     limit = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
-    colours = _colour_map()
+    colours = colour_map()
     position = "" if result.position == "last" else f", position {result.position}"
     image = None
     for i, layer in enumerate(layers):
@@ -127,7 +127,7 @@ def neurons_figure(result: Any, size: tuple[float, float] | None = None,
     return figure
 
 
-def _colour_map() -> Any:
+def colour_map() -> Any:
     from matplotlib import colormaps
 
     # NaN (grey): an MoE unit whose expert the token was not routed to
@@ -138,22 +138,22 @@ def _heatmap(axes: Any, matrix: Any, colours: Any, limit: float, tokens: bool) -
     values = np.ma.masked_invalid(np.asarray(matrix.values, dtype=np.float64))
     image = axes.imshow(values, cmap=colours, vmin=-limit, vmax=limit, aspect="auto",
                         interpolation="nearest")
-    _ticks(axes.set_yticks, [_tick_text(p) for p in matrix.prompts])
-    _ticks(axes.set_xticks, [f"N{n}" for n in matrix.neurons], rotate=len(matrix.neurons) > 8)
+    ticks(axes.set_yticks, [tick_text(p) for p in matrix.prompts])
+    ticks(axes.set_xticks, [f"N{n}" for n in matrix.neurons], rotate=len(matrix.neurons) > 8)
     axes.set_xlabel("neuron")
     axes.set_ylabel("token of prompt" if tokens else "prompt")
     axes.tick_params(length=2, labelsize=8)
     return image
 
 
-def _ticks(setter: Any, texts: list[str], rotate: bool = False) -> None:
+def ticks(setter: Any, texts: list[str], rotate: bool = False) -> None:
     step = max(1, math.ceil(len(texts) / MAX_TICKS))
     places = list(range(0, len(texts), step))
     extra = {"rotation": 90} if rotate else {}
     setter(places, [texts[i] for i in places], **extra)
 
 
-def _tick_text(text: str) -> str:
+def tick_text(text: str) -> str:
     text = escape(text)
     if len(text) > LABEL_CHARS:
         text = text[:LABEL_CHARS - 1] + "…"
@@ -170,14 +170,14 @@ def _label_panel(axes: Any, matrix: Any, choice: Choice) -> list[Any]:
     x = np.arange(len(matrix.neurons), dtype=np.float64)
     handles = []
     for i, (label, (means, halves, _)) in enumerate(found.items()):
-        name = f"{_tick_text(label)} ({plural(matrix.labels.count(label), noun)})"
+        name = f"{tick_text(label)} ({plural(matrix.labels.count(label), noun)})"
         handles.append(axes.errorbar(x - 0.4 + width * (i + 0.5), means,
                                      yerr=None if choice.per_token else np.nan_to_num(halves),
                                      fmt="o", markersize=4,
                                      capsize=2, linewidth=1, label=name))
     axes.axhline(0.0, color="0.5", linewidth=0.8)
     axes.set_xlim(-0.5, len(matrix.neurons) - 0.5)
-    _ticks(axes.set_xticks, [f"N{n}" for n in matrix.neurons], rotate=len(matrix.neurons) > 8)
+    ticks(axes.set_xticks, [f"N{n}" for n in matrix.neurons], rotate=len(matrix.neurons) > 8)
     axes.set_ylabel("mean activation")
     axes.set_title(_label_title(choice), fontsize=9)
     axes.tick_params(length=2, labelsize=8)
@@ -202,17 +202,17 @@ def plot_probe(report: ProbeReport, path: str, size: tuple[float, float] | None 
                dpi: int = DPI) -> None:
     """Draw `report` (see the module docstring) and write it to `path` (.png or .svg)."""
     fmt = plot_format(path)
-    _save(probe_figure(report, size, dpi), path, fmt)
+    save(probe_figure(report, size, dpi), path, fmt)
 
 
 def probe_figure(report: ProbeReport, size: tuple[float, float] | None = None,
                  dpi: int = DPI) -> Any:
     """The matplotlib `Figure` of `plot_probe`."""
-    figure_class = _figure_class()
+    figure_type = figure_class()
     layers = np.array([s.layer for s in report.layers])
     if size is None:
         size = (min(max(4.0 + 0.25 * len(layers), 6.0), 16.0), 4.5)
-    figure = figure_class(figsize=size, dpi=dpi, layout="constrained")
+    figure = figure_type(figsize=size, dpi=dpi, layout="constrained")
     axes = figure.add_subplot()
     baseline = np.array([s.baseline for s in report.layers])
     spread = np.array([s.baseline_std for s in report.layers])
@@ -237,7 +237,7 @@ def probe_figure(report: ProbeReport, size: tuple[float, float] | None = None,
     if len(layers) <= 40:
         axes.set_xticks(layers)
     axes.yaxis.set_major_formatter(lambda value, _: f"{value:.0%}")
-    title = (f"{_tick_text(report.label_a)} vs {_tick_text(report.label_b)}: {report.method} "
+    title = (f"{tick_text(report.label_a)} vs {tick_text(report.label_b)}: {report.method} "
              f"probe, {report.count_a} + {report.count_b} prompts")
     if report.best_layer is None:  # in the title, where no legend can cover it
         title += f"\nno layer beats chance (p = {report.p_value:.2g})"
@@ -249,7 +249,7 @@ def probe_figure(report: ProbeReport, size: tuple[float, float] | None = None,
 # --- writing ----------------------------------------------------------------------------------
 
 
-def _save(figure: Any, path: str, fmt: str) -> None:
+def save(figure: Any, path: str, fmt: str) -> None:
     metadata = {"Date": None} if fmt == "svg" else {}  # the same picture, the same bytes
 
     def write(temp: Path) -> None:
