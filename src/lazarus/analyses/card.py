@@ -135,8 +135,8 @@ def _causal(model: ModelHandle, loaded, corpus: str, layer: int, site: str, colu
                            "non-empty document)")
     prefix = prefix_of(tokenizer)
     rows = [list(prefix) + list(w.tokens) for w in first]
-    prompt = options.prompt or tokenizer.decode(list(first[0].tokens[:PROMPT_TOKENS]),
-                                                skip_special_tokens=True)
+    prompt = options.prompt or "".join(tokenizer.decode([t], skip_special_tokens=True)
+                                       for t in first[0].tokens[:PROMPT_TOKENS])
     if cards[0]["kind"] == "direction":
         card = cards[0]
         card["notes"].append(DIRECTION_ABLATION)

@@ -8,8 +8,15 @@ import argparse
 
 from lazarus.analyses.card import analyse_card
 from lazarus.analyses.card_options import CardOptions
-from lazarus.cli.common import check_extension, check_outputs, given, inputs_of, open_model
-from lazarus.cli.common import show_report, write_output
+from lazarus.cli.common import (
+    check_extension,
+    check_outputs,
+    given,
+    inputs_of,
+    open_model,
+    show_report,
+    write_output,
+)
 from lazarus.cli.output import ProgressBar
 from lazarus.cli.steer import parse_coefficients
 from lazarus.io import inputs
