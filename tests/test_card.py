@@ -77,7 +77,7 @@ def test_weight_view_equals_the_hand_computation(tiny_model_dirs, arch, column):
     print(arch, "largest |difference|", np.abs(result.to_numpy()[0] - expected).max())
 
 
-def test_direction_logit_lens_and_head_has_no_weight_view(llama_dir):
+def test_direction_and_residual_neuron_logit_lens_and_head_has_no_weight_view(llama_dir):
     hf = AutoModelForCausalLM.from_pretrained(llama_dir, dtype=torch.float32)
     vector = np.random.default_rng(1).normal(size=hf.config.hidden_size).astype(np.float32)
     model = lazarus.load(str(llama_dir))
@@ -88,6 +88,10 @@ def test_direction_logit_lens_and_head_has_no_weight_view(llama_dir):
     np.testing.assert_allclose(result.to_numpy()[0], expected, rtol=1e-6)
     assert result.units[0].kind == "direction"
     assert result.units[0].weights.method == "logit lens (final norm x W_U)"
+    basis = model.card(2, site="resid_post", neurons=[3]).to_numpy()[0]  # e_3's logit lens
+    with torch.no_grad():
+        column = (hf.lm_head.weight[:, 3] * hf.model.norm.weight[3]).double().numpy()
+    np.testing.assert_allclose(basis, column, rtol=1e-6)
     heads = model.card(1, site="attn_head", neurons=[0, 3])
     assert [u.kind for u in heads.units] == ["head", "head"]
     assert all(u.weights is None and "subspace" in u.notes[0] for u in heads.units)

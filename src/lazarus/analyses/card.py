@@ -5,8 +5,8 @@ Units, all at one layer and site: neurons at `mlp_post` (at an MoE layer, column
 unit u of expert e: an expert unit), heads at `attn_head`, neurons of any other site, or one
 saved direction over the residual stream. Each card has up to three views:
 - weights (`card_weights`): the tokens the unit's write vector promotes and suppresses through
-  the final norm's scale and the unembedding; none for a head, or for a neuron of a site that
-  is not `mlp_post` (its write is not one column of a weight);
+  the final norm's scale and the unembedding (a neuron of a residual-width site writes its own
+  basis vector); none for a head or a router weight;
 - corpus (`card_corpus`, with a corpus): `examples`' scan, its contexts shaded token by token;
 - causal (`card_causal`, with `causal`): zero-ablation over the corpus' first windows against
   random units of the site, and `steer`'s continuations at a few coefficients.
@@ -18,6 +18,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from itertools import islice
+
+import numpy as np
 
 from lazarus.analyses.card_causal import (
     DIRECTION_ABLATION,
@@ -33,7 +35,7 @@ from lazarus.analyses.selection import check_direction, check_neurons, direction
 from lazarus.engine import moe
 from lazarus.engine.capture import capture
 from lazarus.engine.handle import ModelHandle
-from lazarus.engine.sites import check_neurons_early, decoder_blocks
+from lazarus.engine.sites import RESIDUAL_WIDTH, check_neurons_early, decoder_blocks
 from lazarus.engine.trace import CaptureRequest
 from lazarus.errors import LazarusError
 from lazarus.io.corpus import check_corpus, prefix_of, resolve_corpus, windows
@@ -43,7 +45,7 @@ MOE_CORPUS = ("an MoE expert unit has a value only at the tokens routed to its e
               "corpus scan needs one at every token: no corpus view (see the causal view)")
 DIRECTION_CORPUS = ("the corpus scan reads a site's neurons, not a direction's projection: no "
                     "corpus view")
-OTHER_WEIGHTS = "a neuron of {site} is not one column of a weight: no weight view"
+ROUTER_WEIGHTS = "a router weight scales an expert's output, it writes no vector: no weight view"
 PROMPT_TOKENS = 8  # steering's default prompt: the first window's first tokens
 
 
@@ -112,13 +114,15 @@ def _card(loaded, layer: int, site: str, column: int | None, parts: moe.MoeParts
     else:
         kind, label = "neuron", f"L{layer} N{column}"
     weights = None
-    if direction is not None or site in ("mlp_post", "attn_head"):
-        vector = None if direction is None else direction.direction
+    if site == "router":
+        notes.append(ROUTER_WEIGHTS)
+    else:
+        vector = direction.direction if direction is not None else None
+        if direction is None and site in RESIDUAL_WIDTH:  # the basis vector of the stream
+            vector = np.eye(loaded.info.hidden_size)[column]
         weights, why = weight_view(loaded, layer, site, column, vector, options.top_k)
         if why is not None:
             notes.append(why)
-    else:
-        notes.append(OTHER_WEIGHTS.format(site=site))
     return {"id": label, "kind": kind, "neuron": column, "expert": expert,
             "expert_unit": unit, "weights": weights, "corpus": None, "causal": None,
             "notes": notes}

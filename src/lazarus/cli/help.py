@@ -257,9 +257,9 @@ units (all at one layer and site):
   --from-direction  one saved direction over the residual stream (its site, else resid_post)
 views:
   weights  the tokens the unit's write vector promotes and suppresses: its down-projection
-           column x the final norm's scale x W_U (a direction: its logit lens); the norm's
-           centring and division by each token's statistics are left out. No view for a head
-           (it writes a subspace) or a neuron of another site
+           column x the final norm's scale x W_U (a direction, or a neuron of a residual-width
+           site: its logit lens); the norm's centring and division by each token's statistics
+           are left out. No view for a head (it writes a subspace) or a router weight
   corpus   with --corpus: examples' scan (mean, std, share > 0, quantiles, histogram, the
            --examples top and bottom tokens, resumable in --work-dir), each context's tokens
            with the unit's value at each (read again with capture)
