@@ -100,8 +100,13 @@ def test_direction_and_residual_neuron_logit_lens_and_head_has_no_weight_view(ll
 def test_corpus_view_equals_examples_and_capture(llama_dir, corpus, tmp_path):
     model = lazarus.load(str(llama_dir))
     neurons = [3, 50]
-    card = model.card(1, neurons=neurons, corpus=corpus, window=WINDOW, examples=3,
-                      work_dir=str(tmp_path)).to_json()
+    result = model.card(1, neurons=neurons, corpus=corpus, window=WINDOW, examples=3,
+                        work_dir=str(tmp_path))
+    card = result.to_json()
+    pytest.importorskip("pandas")
+    frame = result.to_pandas()
+    assert list(frame["neuron"]) == neurons
+    assert list(frame["max"]) == [u["corpus"]["max"] for u in card["units"]]
     examples = model.examples(corpus, 1, site="mlp_post", neurons=neurons, window=WINDOW,
                               examples=3, work_dir=str(tmp_path / "other")).to_json()
     documents = Path(corpus).read_text().splitlines()
