@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from itertools import islice
+from typing import Any
 
 import numpy as np
 
@@ -35,10 +36,12 @@ from lazarus.analyses.selection import check_direction, check_neurons, direction
 from lazarus.engine import moe
 from lazarus.engine.capture import capture
 from lazarus.engine.handle import ModelHandle
+from lazarus.engine.loading import LoadedModel
 from lazarus.engine.sites import RESIDUAL_WIDTH, check_neurons_early, decoder_blocks
 from lazarus.engine.trace import CaptureRequest
 from lazarus.errors import LazarusError
 from lazarus.io.corpus import check_corpus, prefix_of, resolve_corpus, windows
+from lazarus.io.directions import Direction
 from lazarus.results.card import CardResult, CausalView, UnitCard
 
 MOE_CORPUS = ("an MoE expert unit has a value only at the tokens routed to its expert, and the "
@@ -99,8 +102,9 @@ def analyse_card(model: ModelHandle, corpus: str | None, options: CardOptions,
                                   for card in cards))
 
 
-def _card(loaded, layer: int, site: str, column: int | None, parts: moe.MoeParts | None,
-          direction, options: CardOptions) -> dict:
+def _card(loaded: LoadedModel, layer: int, site: str, column: int | None,
+          parts: moe.MoeParts | None, direction: Direction | None,
+          options: CardOptions) -> dict[str, Any]:
     """A card's fields, its weight view made (the other views are added later)."""
     notes: list[str] = []
     expert = unit = None
@@ -128,8 +132,8 @@ def _card(loaded, layer: int, site: str, column: int | None, parts: moe.MoeParts
             "notes": notes}
 
 
-def _causal(model: ModelHandle, loaded, corpus: str, layer: int, site: str, columns: list[int],
-            cards: list[dict], options: CardOptions) -> None:
+def _causal(model: ModelHandle, loaded: LoadedModel, corpus: str, layer: int, site: str,
+            columns: list[int], cards: list[dict[str, Any]], options: CardOptions) -> None:
     """Each card's causal view, over the corpus' first `causal_windows` windows."""
     tokenizer = model.tokenizer()
     first = list(islice(windows(corpus, tokenizer, options.window, options.stride,
