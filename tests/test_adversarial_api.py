@@ -19,7 +19,7 @@ from lazarus.errors import LazarusError
 
 PROMPTS = ["2+2=", "47*47="]
 METHODS = ["__init__", "layers", "weights", "capture", "neurons", "probe", "ablate", "examples",
-           "steer", "patch", "attribute"]
+           "steer", "patch", "attribute", "card"]
 
 
 def required(method: str, llama_dir: Path, tmp_path: Path) -> dict[str, object]:
@@ -32,7 +32,8 @@ def required(method: str, llama_dir: Path, tmp_path: Path) -> dict[str, object]:
             "ablate": {"prompts": PROMPTS, "layers": 0}, "examples": {"corpus": str(corpus)},
             "steer": {"prompts": PROMPTS},
             "patch": {"clean": ["2+2="], "corrupt": ["2+3="], "answers": ["4"]},
-            "attribute": {"clean": ["2+2="], "corrupt": ["2+3="], "answers": ["4"]}}[method]
+            "attribute": {"clean": ["2+2="], "corrupt": ["2+3="], "answers": ["4"]},
+            "card": {"neurons": [0]}}[method]
 
 
 def parameters(method: str) -> list[str]:

@@ -23,6 +23,7 @@ _PUBLIC = {
     "ExamplesResult": "lazarus.results.examples",
     "AttributionResult": "lazarus.results.attribute",
     "PatchResult": "lazarus.results.patch",
+    "CardResult": "lazarus.results.card",
     "Direction": "lazarus.io.directions",
     "load_direction": "lazarus.io.directions",
     "save_direction": "lazarus.io.directions",

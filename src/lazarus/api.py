@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 
 from lazarus.analyses.ablate import analyse_ablation
 from lazarus.analyses.attribute import AttributeOptions, analyse_attribution
+from lazarus.analyses.card import analyse_card
+from lazarus.analyses.card_options import COEFFICIENTS, CardOptions
 from lazarus.analyses.examples import analyse_examples
 from lazarus.analyses.neurons import analyse_neurons
 from lazarus.analyses.options import (
@@ -44,6 +46,7 @@ from lazarus.io.directions import Direction
 from lazarus.results.ablation import AblationResult
 from lazarus.results.activations import Activations
 from lazarus.results.attribute import AttributionResult
+from lazarus.results.card import CardResult
 from lazarus.results.examples import ExamplesResult
 from lazarus.results.neurons import NeuronsResult
 from lazarus.results.patch import PatchResult
@@ -217,3 +220,29 @@ class Model(Handle):
                                metric=metric, sites=sites, layers=layers, direction=direction,
                                seed=seed)
         return analyse_patch(self, options, progress)
+
+    @builds(CardOptions)
+    def card(self, layer: Layers = -1, *, site: str | None = None,
+             neurons: Sequence[int] | None = None, direction: Direction | str | None = None,
+             corpus: str | None = None, top_k: int = 10, examples: int = 5, window: int = 64,
+             stride: int | None = None, text_field: str = "text", work_dir: str | None = None,
+             causal: bool = False, causal_windows: int = 8, controls: int = 20, seed: int = 0,
+             coefficients: Sequence[float] = COEFFICIENTS, prompt: str | None = None,
+             max_tokens: int = 12,
+             progress: Callable[[int, int], None] | None = None) -> CardResult:
+        """A page per unit at `layer`: `neurons` of `site` (default mlp_post; at an MoE layer,
+        column e*I+u is expert e's unit u; at attn_head, heads) or one saved `direction` over
+        the residual stream. Each card has the weight view (the `top_k` tokens the unit's write
+        vector promotes and suppresses through the final norm's scale and W_U); with a `corpus`,
+        `examples`' scan (statistics, quantiles, histogram, the `examples` top and bottom
+        tokens, each context shaded token by token); with `causal`, the next-token loss change
+        of zero-ablating it over the corpus' first `causal_windows` windows against `controls`
+        random units (`seed`), and greedy continuations of `prompt` (default: the corpus' first
+        tokens) steered at `coefficients`. What `lazarus introspect card` renders; see
+        `lazarus.analyses.card`."""
+        options = CardOptions(layer=layer, site=site, neurons=neurons, direction=direction,
+                              top_k=top_k, examples=examples, window=window, stride=stride,
+                              text_field=text_field, work_dir=work_dir, causal=causal,
+                              causal_windows=causal_windows, controls=controls, seed=seed,
+                              coefficients=coefficients, prompt=prompt, max_tokens=max_tokens)
+        return analyse_card(self, corpus, options, progress)

@@ -18,7 +18,7 @@ from lazarus.analyses.scan import ScanOutcome, local_executor, run_scan
 from lazarus.analyses.scan_ray import ray_executor
 from lazarus.analyses.shards import ScanSettings
 from lazarus.engine.handle import ModelHandle
-from lazarus.io.corpus import document_windows, read_documents
+from lazarus.io.corpus import Window, document_windows, read_documents
 from lazarus.results.examples import Example, ExamplesResult, NeuronExamples
 from lazarus.stats.sketch import QUANTILES, Summary
 
@@ -90,16 +90,26 @@ def _contexts(settings: ScanSettings, tokenizer: Any,
     def text(tokens: Sequence[int]) -> str:
         return "".join(tokenizer.decode([t]) for t in tokens)
 
+    windows = find_windows(settings, tokenizer, {doc: {window for window, _token in places}
+                                                 for doc, places in wanted.items()})
     found = {}
-    for doc, document in read_documents(settings.corpus, settings.text_field):
-        if doc not in wanted:
-            continue
-        needed = {window for window, _token in wanted[doc]}
-        windows = {w.index: w.tokens for w in document_windows(
-            tokenizer, doc, document, settings.window, settings.stride) if w.index in needed}
-        for window, token in wanted[doc]:
-            tokens = windows[window]
+    for doc, places in wanted.items():
+        for window, token in places:
+            tokens = windows[(doc, window)].tokens
             found[(doc, window, token)] = (
                 text(tokens[max(0, token - CONTEXT_BEFORE):token]), text(tokens[token:token + 1]),
                 text(tokens[token + 1:token + 1 + CONTEXT_AFTER]))
+    return found
+
+
+def find_windows(settings: ScanSettings, tokenizer: Any,
+                 wanted: dict[int, set[int]]) -> dict[tuple[int, int], Window]:
+    """The scan's windows named by `wanted` ({doc: window indices}), read again from the
+    corpus: only their documents are tokenized."""
+    found = {}
+    for doc, document in read_documents(settings.corpus, settings.text_field):
+        if doc in wanted:
+            found.update(((doc, w.index), w) for w in document_windows(
+                tokenizer, doc, document, settings.window, settings.stride)
+                if w.index in wanted[doc])
     return found

@@ -249,3 +249,32 @@ examples:
   lazarus introspect attribute -m {DEMO} --pairs pairs.tsv --site mlp_post,resid_post \\
       --method ig --steps 20 -o attribution.json --plot attribution.png
 """
+
+CARD_NOTES = """\
+units (all at one layer and site):
+  --neurons   neurons of --site (default mlp_post); at an MoE layer, mlp_post column e*I+u is
+              unit u of expert e; at attn_head, heads
+  --from-direction  one saved direction over the residual stream (its site, else resid_post)
+views:
+  weights  the tokens the unit's write vector promotes and suppresses: its down-projection
+           column x the final norm's scale x W_U (a direction, or a neuron of a residual-width
+           site: its logit lens); the norm's centring and division by each token's statistics
+           are left out. No view for a head (it writes a subspace) or a router weight
+  corpus   with --corpus: examples' scan (mean, std, share > 0, quantiles, histogram, the
+           --examples top and bottom tokens, resumable in --work-dir), each context's tokens
+           with the unit's value at each (read again with capture)
+  causal   with --causal: the next-token loss change (nats) of zeroing the unit over the
+           corpus' first --causal-windows windows, against --controls random units of the site
+           (seeded, drawn once for every card): their mean, std, p and the unit's percentile;
+           and greedy continuations of --prompt (default: the first window's first tokens)
+           with coefficient x the unit's largest |value| there added to it (a direction:
+           coefficient x the mean activation norm), per --coefficients
+"""
+
+CARD_EXAMPLES = f"""\
+examples:
+  lazarus introspect card -m {DEMO} -l 2 -n 12,400
+  lazarus introspect card -m {DEMO} -l 2 -n 12 --corpus corpus.txt --causal -o card.json
+  lazarus introspect card -m {DEMO} -l 1 --site attn_head -n 0,3 --corpus corpus.txt
+  lazarus introspect card -m {DEMO} -l 2 --from-direction difficulty.npz
+"""

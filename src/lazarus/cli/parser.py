@@ -14,6 +14,7 @@ import sys
 
 from lazarus import __version__
 from lazarus.cli.attribute_args import add_attribute_command
+from lazarus.cli.card_args import add_card_command
 from lazarus.cli.causal_args import add_causal_commands
 from lazarus.cli.examples_args import add_examples_command
 from lazarus.cli.help import (
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_patch_command(commands)
     add_attribute_command(commands)
     add_examples_command(commands)
+    add_card_command(commands)
 
     cache = groups.add_parser(
         "cache", help="the activation cache: what it holds, and clearing it",

@@ -240,14 +240,14 @@ CHECKS: dict[str | tuple[str, str], Callable[[str, Any], Any]] = {
     "direction": direction, ("patch", "direction"): choice("denoise", "noise"),
     "sites": site_names, "coefficients": numbers, "corpus": path, "work_dir": path,
     **dict.fromkeys(("site", "method", "component", "label_a", "label_b", "text_field", "metric",
-                     "ray_address"), text),
+                     "ray_address", "prompt"), text),
     **dict.fromkeys(("top_k", "permutations", "controls", "seed", "max_tokens", "examples",
                      "window", "stride", "shard_windows", "ray_workers", "steps", "top",
-                     "self_check"), whole),
+                     "self_check", "causal_windows"), whole),
     **dict.fromkeys(("token_budget", "max_batch"), positive),
     **dict.fromkeys(("alpha", "temperature"), number),
     **dict.fromkeys(("trust_remote_code", "use_cache", "whole", "auto_discover", "sweep", "ray",
-                     "absolute", "clamp"), flag),
+                     "absolute", "clamp", "causal"), flag),
 }
 
 

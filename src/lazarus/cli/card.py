@@ -1,0 +1,58 @@
+"""What `introspect card` does, between the parsed arguments and the rendered report: the
+options from argv, checks of the corpus and the output before the model loads, then the cards,
+the JSON written before the report."""
+
+from __future__ import annotations
+
+import argparse
+
+from lazarus.analyses.card import analyse_card
+from lazarus.analyses.card_options import CardOptions
+from lazarus.cli.common import (
+    check_extension,
+    check_outputs,
+    given,
+    inputs_of,
+    open_model,
+    show_report,
+    write_output,
+)
+from lazarus.cli.output import ProgressBar
+from lazarus.cli.steer import parse_coefficients
+from lazarus.io import inputs
+from lazarus.io.corpus import check_corpus, resolve_corpus
+from lazarus.render.card import render_card
+
+
+def card_options(args: argparse.Namespace) -> CardOptions:
+    """The options of `card`, from its arguments."""
+    return CardOptions(**given(
+        layer=args.layer, site=args.site,
+        neurons=None if args.neurons is None else inputs.parse_neurons(args.neurons),
+        direction=args.from_direction, top_k=args.top_k, examples=args.examples,
+        window=args.window, stride=args.stride, text_field=args.text_field,
+        work_dir=args.work_dir, causal=args.causal or None,
+        causal_windows=args.causal_windows, controls=args.controls, seed=args.seed,
+        coefficients=None if args.coefficients is None else parse_coefficients(
+            args.coefficients, "--coefficients"),
+        prompt=args.prompt, max_tokens=args.max_tokens))
+
+
+def run_card(args: argparse.Namespace) -> int:
+    options = card_options(args)
+    corpus = None
+    if args.corpus is not None:
+        corpus = resolve_corpus(args.corpus)
+        check_corpus(corpus, options.text_field)
+    if args.output is not None:
+        check_extension("--output", args.output, ".json")
+    check_outputs({"--output": args.output},
+                  [*([("--corpus", corpus)] if corpus else []),
+                   *inputs_of(args, "from_direction")])
+    model = open_model(args)
+    bar = ProgressBar("scanning windows")
+    result = analyse_card(model, corpus, options, lambda done, total: bar(done, total))
+    report = render_card(result)
+    write_output(args.output, result.to_json())
+    show_report(report, args.output)
+    return 0

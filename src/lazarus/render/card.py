@@ -1,0 +1,88 @@
+"""Text view of `card`: a compact page per unit: the tokens it promotes and suppresses, its
+corpus statistics and top and bottom contexts (the focal token in [brackets]), and what
+ablating and steering it did."""
+
+from __future__ import annotations
+
+from lazarus.results.card import Ablation, CardResult, Context, CorpusView, UnitCard, WeightView
+from lazarus.text import banner, escape, plural
+
+BAR_WIDTH = 24
+
+
+def render_card(result: CardResult) -> str:
+    lines = banner(f"UNIT CARDS - layer {result.layer}, {result.site}")
+    where = f"model {result.model_id}"
+    if result.corpus is not None:
+        where += (f"; corpus {result.corpus}: {plural(result.corpus_windows or 0, 'window')}, "
+                  f"{plural(result.corpus_tokens or 0, 'token')}")
+    lines.append(where)
+    for unit in result.units:
+        lines += ["", *render_unit(unit)]
+    return "\n".join(lines)
+
+
+def render_unit(unit: UnitCard) -> list[str]:
+    title = {"neuron": f"neuron {unit.neuron}", "head": f"head {unit.neuron}",
+             "expert_unit": f"column {unit.neuron}: expert {unit.expert}, unit "
+                            f"{unit.expert_unit}",
+             "direction": "a saved direction"}[unit.kind]
+    lines = [f"{escape(unit.id)} ({title})"]
+    if unit.weights is not None:
+        lines += _weights(unit.weights)
+    if unit.corpus is not None:
+        lines += _corpus(unit.corpus)
+    if unit.causal is not None:
+        if unit.causal.ablation is not None:
+            lines += _ablation(unit.causal.ablation)
+        steering = unit.causal.steering
+        if steering is not None:
+            lines.append(f"  steering {escape(repr(steering.prompt))} with "
+                         f"{escape(steering.scale)}:")
+            lines += [f"    {coefficient:>6g}  {escape(repr(text))}"
+                      for coefficient, text in steering.runs]
+    lines += [f"  note: {escape(note)}" for note in unit.notes]
+    return lines
+
+
+def _weights(w: WeightView) -> list[str]:
+    def listed(tokens: tuple) -> str:
+        return "  ".join(f"{escape(repr(t.token))} {t.value:+.3f}" for t in tokens)
+
+    return [f"  weights ({w.method})",
+            f"    promoted    {listed(w.promoted)}",
+            f"    suppressed  {listed(w.suppressed)}"]
+
+
+def _corpus(c: CorpusView) -> list[str]:
+    lines = [f"  corpus  mean {c.mean:.3f}  std {c.std:.3f}  active {100 * c.fraction_active:.1f}%"
+             f" ({c.ACTIVE_RULE})  min {c.min:.3f}  max {c.max:.3f}  (n={c.count})",
+             "    quantiles " + "  ".join(f"p{round(100 * q)} {v:.3f}" for q, v in c.quantiles),
+             "    histogram (approximate: each value counted at its sketch bucket's value)"]
+    largest = max(c.histogram_counts, default=0) or 1
+    edges = c.histogram_edges
+    lines += [f"      {edges[i]:>9.3f} .. {edges[i + 1]:>9.3f} "
+              f"{'#' * round(BAR_WIDTH * n / largest):<{BAR_WIDTH}} {n}"
+              for i, n in enumerate(c.histogram_counts)]
+    for title, chosen in (("top", c.top), ("bottom", c.bottom)):
+        lines.append(f"    {title} {len(chosen)}")
+        lines += [_context(x) for x in chosen]
+    return lines
+
+
+def _context(x: Context) -> str:
+    text = "".join(f"[{escape(t)}]" if i == x.focus else escape(t)
+                   for i, t in enumerate(x.tokens))
+    return f"      {x.value:>9.3f}  {text}   (doc {x.document}, token {x.position})"
+
+
+def _ablation(a: Ablation) -> list[str]:
+    line = (f"  ablation (zero, {plural(a.windows, 'window')}, {plural(a.tokens, 'token')}): "
+            f"loss {a.effect:+.4f} nats")
+    if a.controls and a.controls_mean is not None:
+        line += f"; {plural(a.controls, 'random unit')}: mean {a.controls_mean:+.4f}"
+        if a.controls_std is not None:
+            line += f", std {a.controls_std:.4f}"
+        if a.percentile is not None:
+            line += f"; percentile {a.percentile:.0f}, p {a.p:.3g}"
+    return [line] + ([f"    {escape(a.note)}"] if a.note else [])
