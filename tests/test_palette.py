@@ -44,3 +44,26 @@ def test_xterm_codes_are_the_nearest_of_the_256():
     assert palette.background(0.0) == "\x1b[48;5;231m"
     assert palette.foreground(1.0, truecolor=True) == "\x1b[38;2;103;0;31m"
     assert palette.shaded("x", -1.0).endswith("x" + palette.RESET)
+
+
+def test_terminal_renderers_use_the_palette_and_plain_output_is_unchanged():
+    from lazarus.render.examples import render_neuron
+    from lazarus.results.examples import Example, NeuronExamples
+
+    def example(value: float, token: str) -> Example:
+        return Example(value=value, doc=0, window=0, token=1, before="a ", text=token,
+                       after=" b")
+
+    neuron = NeuronExamples(neuron=3, count=4, mean=0.0, std=1.0, fraction_positive=0.5,
+                            min=-2.0, max=4.0, quantiles={"p50": 0.0},
+                            histogram_edges=(-2.0, 4.0), histogram_counts=(4,),
+                            top=(example(4.0, "hi"), example(1.0, "mid")),
+                            bottom=(example(-2.0, "lo"),))
+    plain = "\n".join(render_neuron(neuron))
+    assert "a [hi] b" in plain and "\x1b" not in plain
+    coloured = "\n".join(render_neuron(neuron, color=True))
+    # 4 is the neuron's largest |value|: deepest red, white ink; -2 is half-way to blue
+    assert "a \x1b[48;5;52m\x1b[38;5;231mhi\x1b[0m b" in coloured  # #67001f -> xterm 52
+    lo_line = next(line for line in coloured.splitlines() if "lo" in line)
+    code = int(lo_line.split("\x1b[48;5;")[1].split("m")[0]) - 16
+    assert code // 36 < code % 6  # a blue background: less red than blue in the xterm cube
