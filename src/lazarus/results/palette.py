@@ -15,6 +15,7 @@ How to use it (numpy only, no matplotlib; lives in results/ so render/ and resul
     palette.foreground(value, limit)   # ANSI escape: 256-colour foreground
     palette.RESET                      # ANSI escape ending either
     palette.CMAP                       # the matplotlib colormap's name, for plots
+    palette.category(i)                # "#rrggbb" of the i-th category (labels), Okabe-Ito
 
 `limit` is the value shown at full strength (usually the largest |value| on the page); a limit
 of 0 (or not finite) shows everything as 0. NaN / infinite values have no colour: callers skip
@@ -33,6 +34,10 @@ ANCHORS = ("#053061", "#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7",
 MISSING = (189, 189, 189)  # "#bdbdbd": no value (e.g. an MoE token not routed to the expert)
 NEGATIVE = ANCHORS[1]  # one colour for "below 0" marks (lines, bars)
 POSITIVE = ANCHORS[-2]  # one colour for "above 0" marks
+# Categories (e.g. prompt labels): Okabe & Ito's colour-blind-safe set, black last; repeats
+# after eight.
+CATEGORIES = ("#e69f00", "#56b4e9", "#009e73", "#f0e442", "#0072b2", "#d55e00", "#cc79a7",
+              "#000000")
 RESET = "\x1b[0m"
 
 _CUBE = (0, 95, 135, 175, 215, 255)  # xterm 256-colour cube levels (codes 16..231)
@@ -106,6 +111,11 @@ def shaded(text: str, value: float, limit: float = 1.0, truecolor: bool = False)
     ink_escape = "\x1b[38;2;255;255;255m" if truecolor and ink_code == 231 else (
         "\x1b[38;2;0;0;0m" if truecolor else f"\x1b[38;5;{ink_code}m")
     return f"{background(value, limit, truecolor)}{ink_escape}{text}{RESET}"
+
+
+def category(index: int) -> str:
+    """The colour of the `index`-th category (0-based), cycling through CATEGORIES."""
+    return CATEGORIES[index % len(CATEGORIES)]
 
 
 def _escape(kind: int, colour: tuple[int, int, int], truecolor: bool) -> str:
