@@ -175,8 +175,10 @@ def test_colour_heatmap_codes_reach_the_terminal_and_nothing_else_does():
                               prompts=("\x1b[31mevil", "fine"), neurons=(1, 2), layer=0)
     text = terminal_safe(render_heatmap(matrix, 1, color=True), keep_color=True)
     rows = [line for line in text.splitlines() if "|" in line and "Prompt" not in line]
-    assert "\x1b[48;5;21m    " in rows[0].split("|")[1]  # -4, the most negative: deepest blue
-    assert "\x1b[48;5;160m    " in rows[1].split("|")[2]  # +4, the largest: deepest red
+    # -4, the most negative: RdBu's deepest blue #053061, nearest xterm colour 24 (#005f87);
+    # +4, the largest: its deepest red #67001f, nearest xterm colour 52 (#5f0000)
+    assert "\x1b[48;5;24m    " in rows[0].split("|")[1]
+    assert "\x1b[48;5;52m    " in rows[1].split("|")[2]
     assert "\x1b[31m" not in text  # the prompt's own escape sequence is shown, not obeyed
     assert "\\x1b[31mevil" in text
     plain = render_heatmap(matrix, 1)

@@ -1,15 +1,16 @@
 """Text view of `examples`: per neuron, its statistics, a histogram, and its top and bottom
-tokens in context, the token in [brackets] (in colour instead, on a colour terminal)."""
+tokens in context, the token in [brackets] (on a colour terminal, instead shaded by its value
+on the diverging scale of `results.palette`, relative to the neuron's largest |value|)."""
 
 from __future__ import annotations
 
 import html
 
+from lazarus.results import palette
 from lazarus.results.examples import Example, ExamplesResult, NeuronExamples
 from lazarus.text import banner, escape, plural
 
 BAR_WIDTH = 30
-HIGH, LOW, RESET = "\x1b[1;32m", "\x1b[1;31m", "\x1b[0m"
 
 
 def render_examples(result: ExamplesResult, color: bool = False) -> str:
@@ -35,9 +36,10 @@ def render_neuron(n: NeuronExamples, color: bool = False) -> list[str]:
              "  quantiles " + "  ".join(f"{key} {value:.3f}" for key, value in q.items())]
     lines += ["  histogram (approximate: each value counted at its sketch bucket's value)",
               *_histogram(n.histogram_edges, n.histogram_counts)]
-    for title, chosen, tint in (("top", n.top, HIGH), ("bottom", n.bottom, LOW)):
+    limit = max(abs(n.min), abs(n.max)) if color else None
+    for title, chosen in (("top", n.top), ("bottom", n.bottom)):
         lines.append(f"  {title} {len(chosen)}")
-        lines += [_example(e, tint if color else None) for e in chosen]
+        lines += [_example(e, limit) for e in chosen]
     return lines
 
 
@@ -48,9 +50,10 @@ def _histogram(edges: tuple[float, ...], counts: tuple[int, ...]) -> list[str]:
             for i, count in enumerate(counts)]
 
 
-def _example(e: Example, tint: str | None) -> str:
+def _example(e: Example, limit: float | None) -> str:
+    """One context line; with `limit` (colour), the token shaded by `e.value / limit`."""
     token = escape(e.text)
-    marked = f"{tint}{token}{RESET}" if tint else f"[{token}]"
+    marked = f"[{token}]" if limit is None else palette.shaded(token, e.value, limit)
     where = f"doc {e.doc}:{e.window}:{e.token}"
     return f"    {e.value:>9.3f}  {escape(e.before)}{marked}{escape(e.after)}   ({where})"
 

@@ -11,6 +11,7 @@ import re
 
 import numpy as np
 
+from lazarus.results import palette
 from lazarus.results.activations import ActivationMatrix
 from lazarus.text import PROMPT_WIDTH, banner, display_width, escape, fit_cell
 
@@ -134,7 +135,7 @@ def render_heatmap(matrix: ActivationMatrix, decimals: int, max_rows: int | None
                    color: bool = False) -> str:
     """The map as glyph blocks, on the same grid, with one line saying what the scale spans.
     With `color`, each cell is also coloured on a diverging scale centred at 0 (ANSI 256
-    colours: blue below 0, red above, white at 0), said in a legend line."""
+    colours of `results.palette`: blue below 0, red above, white at 0), said in a legend line."""
     shown = _shown(matrix, max_rows)
     rest_values = _rest_mean(matrix, shown)
     widths = _column_widths(matrix, [*_value_cells(matrix, decimals)[:shown],
@@ -148,7 +149,7 @@ def render_heatmap(matrix: ActivationMatrix, decimals: int, max_rows: int | None
         for j, (level, width) in enumerate(zip(row, widths, strict=True)):
             block = {-2: " ·· ", -1: "????"}.get(level) or GLYPHS[level] * 4
             if shades is not None and shades[i][j] is not None:
-                block = f"\x1b[48;5;{shades[i][j]}m    \x1b[0m"  # colour in place of glyphs
+                block = f"{shades[i][j]}    {palette.RESET}"  # colour in place of glyphs
             left = (width - 4) // 2
             line.append(" " * left + block + " " * (width - 4 - left))
         cells.append(line)
@@ -184,33 +185,26 @@ def _rest_mean(matrix: ActivationMatrix, shown: int) -> np.ndarray:
     return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
-# Diverging ANSI-256 palette, strongest blue .. white .. strongest red.
-_PALETTE = (21, 27, 33, 39, 75, 117, 255, 217, 210, 203, 196, 160)
 _SGR = re.compile(r"\x1b\[[0-9;]*m")
+_SWATCHES = 11  # legend steps from -top to +top
 
 
-def _shades(values: np.ndarray, scale_of: np.ndarray) -> list[list[int | None]]:
-    """Palette colour per cell: the value over the largest |value| of `scale_of`, centred at 0."""
-    finite = np.abs(scale_of[np.isfinite(scale_of)])
-    top = float(finite.max()) if finite.size else 0.0
-    half = len(_PALETTE) // 2
-    shades: list[list[int | None]] = []
-    for row in np.asarray(values, dtype=np.float64).tolist():
-        line: list[int | None] = []
-        for value in row:
-            if not np.isfinite(value):
-                line.append(None)
-                continue
-            share = 0.0 if top == 0 else value / top  # -1 .. 1
-            index = half + int(np.clip(np.floor(share * half), -half, half - 1))
-            line.append(_PALETTE[index])
-        shades.append(line)
-    return shades
+def _top(values: np.ndarray) -> float:
+    finite = np.abs(values[np.isfinite(values)])
+    return float(finite.max()) if finite.size else 0.0
+
+
+def _shades(values: np.ndarray, scale_of: np.ndarray) -> list[list[str | None]]:
+    """Background escape per cell (`results.palette`): the value over the largest |value| of
+    `scale_of`, centred at 0; None for a cell with no finite value."""
+    top = _top(scale_of)
+    return [[palette.background(value, top) if np.isfinite(value) else None for value in row]
+            for row in np.asarray(values, dtype=np.float64).tolist()]
 
 
 def _legend(values: np.ndarray, decimals: int) -> str:
-    finite = np.abs(values[np.isfinite(values)])
-    top = float(finite.max()) if finite.size else 0.0
-    swatches = "".join(f"\x1b[48;5;{code}m \x1b[0m" for code in _PALETTE)
+    top = _top(values)
+    swatches = "".join(f"{palette.background(share)} {palette.RESET}"
+                       for share in np.linspace(-1.0, 1.0, _SWATCHES).tolist())
     return (f"(colour: {signed(-top, decimals)} {swatches} {signed(top, decimals)}, "
             "centred at 0, in place of the glyphs; · = no value)")
