@@ -40,6 +40,7 @@ def render_unit(unit: UnitCard) -> list[str]:
             lines.append(f"  steering {escape(repr(steering.prompt))} with "
                          f"{escape(steering.scale)}:")
             lines += [f"    {coefficient:>6g}  {escape(repr(text))}"
+                      + ("  (empty)" if not text else "")
                       for coefficient, text in steering.runs]
     lines += [f"  note: {escape(note)}" for note in unit.notes]
     return lines
