@@ -15,6 +15,7 @@ prompts, with each prompt's thinner). matplotlib is imported only when drawing.
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ from lazarus.text import plural
 MAX_PANELS = 12  # conditions drawn (a sweep over more layers: the first ones, said so)
 CONTROL = "0.55"  # the random draws: neutral grey, behind the chosen units' points
 NAMED = 8  # prompts named in a legend; more are drawn, unnamed
+WRAP = 90  # characters per line of a long title
 
 
 def plot_ablation(result: Any, path: str, size: tuple[float, float] | None = None,
@@ -53,6 +55,9 @@ def ablation_figure(result: Any, size: tuple[float, float] | None = None,
     for index, condition in enumerate(conditions):
         axes = figure.add_subplot(len(conditions), 1, index + 1)
         _condition_panel(axes, result, condition, changes[index])
+    handles, labels = figure.axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", fontsize=8,
+                  ncols=len(handles))
     what = result.component or f"{plural(len(result.neurons or ()), 'unit')} at {result.site}"
     title = f"ablating {what} ({result.method}): each prompt against random units"
     if len(result.conditions) > MAX_PANELS:
@@ -96,7 +101,6 @@ def _condition_panel(axes: Any, result: Any, condition: Any, chosen: np.ndarray)
         title += " (zero to float rounding: no p)"
     axes.set_title(title, fontsize=9)
     axes.tick_params(length=2, labelsize=8)
-    axes.legend(fontsize=7, loc="best")
 
 
 def plot_steer(result: Any, path: str, size: tuple[float, float] | None = None,
@@ -157,6 +161,6 @@ def steer_figure(result: Any, size: tuple[float, float] | None = None, dpi: int 
         if len(x) <= 20:
             axes.set_xticks(x)
     figure.axes[-1].set_xlabel(coefficient_name(result), fontsize=8)
-    figure.suptitle(f"steering at layer {result.layer} ({result.site}) along "
-                    f"{title_text(result.source)}", fontsize=10)
+    along = textwrap.fill(f"along {title_text(result.source)}", WRAP)
+    figure.suptitle(f"steering at layer {result.layer} ({result.site})\n{along}", fontsize=9)
     return figure
