@@ -56,8 +56,7 @@ def ablation_figure(result: Any, size: tuple[float, float] | None = None,
         axes = figure.add_subplot(len(conditions), 1, index + 1)
         _condition_panel(axes, result, condition, changes[index])
     handles, labels = figure.axes[0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="outside lower center", fontsize=8,
-                  ncols=len(handles))
+    figure.legend(handles, labels, loc="outside lower center", fontsize=8, ncols=1)
     what = result.component or f"{plural(len(result.neurons or ()), 'unit')} at {result.site}"
     title = f"ablating {what} ({result.method}): each prompt against random units"
     if len(result.conditions) > MAX_PANELS:
@@ -78,7 +77,7 @@ def _condition_panel(axes: Any, result: Any, condition: Any, chosen: np.ndarray)
                      np.concatenate(groups), s=6, color=CONTROL, alpha=0.6, linewidths=0,
                      gid="controls", zorder=1,
                      label=f"{plural(len(draws), 'random draw')} of as many units (box: "
-                           "quartiles; whiskers: lowest to highest draw)")
+                           "quartiles; whiskers: lowest to highest)")
         axes.boxplot(groups, positions=positions, widths=0.55, whis=(0, 100),
                      showfliers=False, manage_ticks=False, zorder=2,
                      medianprops={"color": "0.2"}, boxprops={"color": "0.35"},
