@@ -7,6 +7,9 @@ size, and an error leaves no file."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +19,7 @@ from plot_files import artist, png_size, run, svg_root
 import lazarus
 from lazarus.io.directions import Direction, save_direction
 from lazarus.results.plot_causal import ablation_figure, plot_ablation, plot_steer, steer_figure
+from lazarus.results.plot_common import MISSING
 
 matplotlib = pytest.importorskip("matplotlib")
 
@@ -240,3 +244,38 @@ def test_a_failing_run_writes_no_picture(capsys, tmp_path, tiny_model_dirs, argv
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and fix in err, err
     assert os.listdir(tmp_path) == []
+
+
+# --- without matplotlib, and at --help (child processes) ---------------------------------------
+
+CORPUS = Path(__file__).parent / "data" / "corpus.txt"
+WITHOUT = ("import sys\n"
+           "sys.modules['matplotlib'] = None\n"
+           "from lazarus.cli.main import main\n"
+           "sys.exit(main(sys.argv[1:]))\n")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("argv", [
+    ABLATE, STEER, ["introspect", "examples", "-l", "0", "--corpus", str(CORPUS)]])
+def test_missing_matplotlib_is_one_line_before_the_model_loads(tmp_path, argv):
+    done = subprocess.run([sys.executable, "-c", WITHOUT, *argv, "-m", "/nonexistent/model",
+                           "--plot", str(tmp_path / "pic.png")], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr == f"lazarus: error: {MISSING}\n"
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.integration
+def test_help_names_plot_and_imports_no_matplotlib():
+    script = ("import sys\n"
+              "import lazarus.results.plot\n"
+              "from lazarus.cli.main import main\n"
+              "for command in ('ablate', 'steer', 'examples'):\n"
+              "    assert main(['introspect', command, '--help']) == 0\n"
+              "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib')\n"
+              "assert not loaded, loaded\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("\n  --plot FILE ") == 3  # each command's option list
