@@ -234,8 +234,7 @@ def probe_layers(
             baseline=float(baseline.mean()) if permutations else float("nan"),
             baseline_std=float(baseline.std()) if permutations else float("nan"),
             heldout_separation=cohens_d(margins[is_a], margins[~is_a]),
-            accuracy_min=float(real.min()),
-            accuracy_max=float(real.max()),
+            accuracy_min=float(real.min()), accuracy_max=float(real.max()),
         ))
 
     top = choose_layer(scores)
