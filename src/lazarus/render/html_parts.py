@@ -23,11 +23,15 @@ def text(value: str) -> str:
 
 def exact(value: float | None) -> str:
     """The `data-value` of a number: its repr ("nan" for None or NaN)."""
+    if isinstance(value, int):
+        return str(value)
     return "nan" if value is None or not math.isfinite(value) else repr(float(value))
 
 
 def shown(value: float | None, digits: int = 4) -> str:
     """A number as the page shows it."""
+    if isinstance(value, int):
+        return str(value)
     return MISSING if value is None or not math.isfinite(value) else f"{value:.{digits}g}"
 
 
@@ -101,7 +105,7 @@ STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;background:#fff}
 table{border-collapse:collapse}th,td{padding:2px 8px;text-align:left}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
-.ctx{font-family:monospace;white-space:pre}.t{padding:0 1px}
+.ctx{font-family:monospace,monospace;white-space:pre}.t{padding:0 1px}
 mark.t{outline:2px solid #000;border-radius:2px}.note{color:#555;font-style:italic}
 .histogram{display:block;margin:.4em 0}.quantiles td,.quantiles th{border:1px solid #ddd}
 """
