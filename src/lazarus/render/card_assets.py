@@ -11,6 +11,7 @@ header p{margin:.2em 0}.keys{color:#555;font-size:.9em}
 #units th[aria-sort=ascending]::after{content:" ▲"}
 #units th[aria-sort=descending]::after{content:" ▼"}
 #units tr.selected{outline:2px solid #2166ac}#units td{border-bottom:1px solid #eee}
+#units td a{white-space:nowrap}
 .view{margin:1em 0;padding:.4em 1em;border-left:4px solid #ddd}
 .pair{display:flex;gap:3em;flex-wrap:wrap}.text{font-family:monospace,monospace;white-space:pre-wrap}
 nav{margin:.5em 0}
