@@ -188,7 +188,7 @@ def test_cli_json_and_refusals(llama_dir, corpus, tmp_path, capsys):
     for bad, message in (
             (["-n", "1", "--from-direction", str(tmp_path / "d.npz")], "not both"),
             (["-n", "1", "--causal"], "give --corpus"),
-            (["-n", "1", "-o", str(tmp_path / "card.html")], "must end in .json"),
+            (["-n", "1", "-o", str(tmp_path / "card.csv")], "must end in .json or .html"),
             (["-n", "1", "--top-k", "0"], "--top-k must be at least 1")):
         target = tmp_path / "never.json"
         args = [*base, *bad] if "-o" in bad else [*base, *bad, "-o", str(target)]
@@ -196,4 +196,4 @@ def test_cli_json_and_refusals(llama_dir, corpus, tmp_path, capsys):
         error = capsys.readouterr().err.strip().splitlines()
         assert len(error) == 1 and message in error[0], error
         assert not target.exists()
-        assert not (tmp_path / "card.html").exists()
+        assert not (tmp_path / "card.csv").exists()

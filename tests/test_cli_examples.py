@@ -295,26 +295,36 @@ def test_html_page_holds_every_example_escaped(llama_dir, tmp_path, capsys):
         def __init__(self) -> None:
             super().__init__()
             self.marks: list[str] = []
+            self.contexts: list[str] = []
             self.tags: list[str] = []
-            self.inside = False
+            self.inside = self.context = False
 
         def handle_starttag(self, tag, attrs):
             self.tags.append(tag)
             self.inside = tag == "mark"
+            if ("class", "ctx") in attrs:
+                self.context = True
+                self.contexts.append("")
 
         def handle_endtag(self, tag):
             self.inside = False
+            self.context = self.context and tag != "td"
 
         def handle_data(self, data):
             if self.inside:
                 self.marks.append(data)
+            if self.context:
+                self.contexts[-1] += data
 
     parsed = Collect()
     parsed.feed(page)
     assert "script" not in parsed.tags  # the corpus's text is shown, never run
-    assert "&lt;script&gt;" in page
+    assert "&lt;" in page
     neuron = document["neurons"][0]
-    assert parsed.marks == [e["text"] for e in (*neuron["top"], *neuron["bottom"])]
+    chosen = (*neuron["top"], *neuron["bottom"])
+    assert parsed.marks == [e["text"] for e in chosen]
+    assert parsed.contexts == [e["before"] + e["text"] + e["after"] for e in chosen]
+    assert any("<script>" in context for context in parsed.contexts)
 
 
 def test_a_dataset_in_the_local_hugging_face_cache(llama_dir, lines, tmp_path, capsys,

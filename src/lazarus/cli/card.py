@@ -1,6 +1,6 @@
 """What `introspect card` does, between the parsed arguments and the rendered report: the
 options from argv, checks of the corpus and the output before the model loads, then the cards,
-the JSON written before the report."""
+the JSON or the HTML dashboard written before the report."""
 
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ from lazarus.cli.output import ProgressBar
 from lazarus.cli.steer import parse_coefficients
 from lazarus.io import inputs
 from lazarus.io.corpus import check_corpus, resolve_corpus
+from lazarus.io.files import write_text_atomically
 from lazarus.render.card import render_card
+from lazarus.render.card_html import render_card_html
 
 
 def card_options(args: argparse.Namespace) -> CardOptions:
@@ -45,7 +47,7 @@ def run_card(args: argparse.Namespace) -> int:
         corpus = resolve_corpus(args.corpus)
         check_corpus(corpus, options.text_field)
     if args.output is not None:
-        check_extension("--output", args.output, ".json")
+        check_extension("--output", args.output, ".json", ".html")
     check_outputs({"--output": args.output},
                   [*([("--corpus", corpus)] if corpus else []),
                    *inputs_of(args, "from_direction")])
@@ -53,6 +55,9 @@ def run_card(args: argparse.Namespace) -> int:
     bar = ProgressBar("scanning windows")
     result = analyse_card(model, corpus, options, lambda done, total: bar(done, total))
     report = render_card(result)
-    write_output(args.output, result.to_json())
+    if args.output is not None and args.output.lower().endswith(".html"):
+        write_text_atomically(args.output, render_card_html(result))
+    else:
+        write_output(args.output, result.to_json())
     show_report(report, args.output)
     return 0

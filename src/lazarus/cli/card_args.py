@@ -53,6 +53,8 @@ def add_card_command(commands: argparse._SubParsersAction) -> None:
                                        "tokens)")
     card.add_argument("--max-tokens", type=whole, metavar="N",
                       help="tokens generated per coefficient (default 12)")
-    card.add_argument("-o", "--output", metavar="FILE.json", help="also save as JSON")
+    card.add_argument("-o", "--output", metavar="FILE.json|FILE.html",
+                      help="also save as JSON, or as a self-contained HTML dashboard (opens "
+                           "from the file, offline)")
     add_model_options(card)
     card.set_defaults(run="lazarus.cli.card:run_card")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lazarus.analyses.contexts import shaded_contexts
 from lazarus.analyses.examples import analyse_examples
 from lazarus.analyses.options import ExamplesOptions
 from lazarus.analyses.shards import check_work_dir
@@ -76,7 +77,7 @@ def run_examples(args: argparse.Namespace) -> int:
         if output.lower().endswith(".parquet"):
             result.write_parquet(output)
         elif output.lower().endswith(".html"):
-            write_text_atomically(output, render_html(result))
+            write_text_atomically(output, render_html(result, shaded_contexts(model, result)))
         else:
             write_output(output, result.to_json())
     if args.plot is not None:

@@ -275,6 +275,7 @@ CARD_EXAMPLES = f"""\
 examples:
   lazarus introspect card -m {DEMO} -l 2 -n 12,400
   lazarus introspect card -m {DEMO} -l 2 -n 12 --corpus corpus.txt --causal -o card.json
+  lazarus introspect card -m {DEMO} -l 3 -n 10,20,154 --corpus corpus.txt -o cards.html
   lazarus introspect card -m {DEMO} -l 1 --site attn_head -n 0,3 --corpus corpus.txt
   lazarus introspect card -m {DEMO} -l 2 --from-direction difficulty.npz
 """

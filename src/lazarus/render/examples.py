@@ -4,8 +4,10 @@ on the diverging scale of `results.palette`, relative to the neuron's largest |v
 
 from __future__ import annotations
 
-import html
+from collections.abc import Sequence
 
+from lazarus.analyses.contexts import Shown
+from lazarus.render import html_parts as h
 from lazarus.results import palette
 from lazarus.results.examples import Example, ExamplesResult, NeuronExamples
 from lazarus.text import banner, escape, plural
@@ -58,37 +60,35 @@ def _example(e: Example, limit: float | None) -> str:
     return f"    {e.value:>9.3f}  {escape(e.before)}{marked}{escape(e.after)}   ({where})"
 
 
-def render_html(result: ExamplesResult) -> str:
+def render_html(result: ExamplesResult, contexts: Sequence[Shown]) -> str:
     """A self-contained page (inline style, no script, nothing fetched): per neuron its
-    statistics and its top and bottom tokens in context, the token shaded by its value
-    relative to the neuron's largest |value| (red above 0, blue below)."""
-    e = html.escape
+    statistics, quantiles and histogram, and its top and bottom tokens in context (`contexts`:
+    `analyses.contexts.shaded_contexts(model, result)`), every token shaded by the neuron's
+    value there relative to its largest |value| (`results.palette`), the value as its title."""
     title = f"lazarus examples: {result.model_id}, layer {result.layer}, {result.site}"
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             f"<title>{e(title)}</title>",
-             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-             "td{padding:2px 8px;font-family:monospace;white-space:pre}"
-             "mark{padding:0 2px;border-radius:3px}</style></head><body>",
-             f"<h1>{e(title)}</h1>",
-             f"<p>corpus {e(result.corpus)}: {_counts(result)}; neurons: "
-             f"{e(result.neuron_choice)}</p>"]
-    for n in result.neurons:
-        top = max(abs(n.min), abs(n.max)) or 1.0
-        parts += [f"<h2>neuron {n.neuron}</h2>",
+             f"<title>{h.text(title)}</title><style>{h.STYLE}</style></head><body>",
+             f"<h1>{h.text(title)}</h1>",
+             f"<p>corpus {h.text(result.corpus)}: {_counts(result)}; neurons: "
+             f"{h.text(result.neuron_choice)}</p>"]
+    for n, shown in zip(result.neurons, contexts, strict=True):
+        limit = h.limit_of([n.min, n.max])
+        parts += [f'<section class="neuron" id="neuron-{n.neuron}"><h2>neuron {n.neuron}</h2>',
                   f"<p>mean {n.mean:.4g}, std {n.std:.4g}, positive "
                   f"{100 * n.fraction_positive:.1f}%, min {n.min:.4g}, max {n.max:.4g} "
-                  f"(n={n.count})</p>"]
-        for kind, chosen in (("top", n.top), ("bottom", n.bottom)):
-            parts.append(f"<h3>{kind} {len(chosen)}</h3><table>")
-            for example in chosen:
-                share = min(1.0, abs(example.value) / top)
-                colour = (f"rgba(214,39,40,{share:.2f})" if example.value >= 0
-                          else f"rgba(31,119,180,{share:.2f})")
+                  f"(n={n.count})</p>",
+                  h.quantiles_table(list(n.quantiles.items())),
+                  "<p class=\"note\">histogram (approximate: each value counted at its sketch "
+                  "bucket's value)</p>",
+                  h.histogram_svg(n.histogram_edges, n.histogram_counts, limit)]
+        for kind, chosen, kept in (("top", n.top, shown[0]), ("bottom", n.bottom, shown[1])):
+            parts.append(f'<h3>{kind} {len(chosen)}</h3><table class="{kind}">')
+            for e, c in zip(chosen, kept, strict=True):
                 parts.append(
-                    f"<tr><td>{example.value:.4g}</td><td>{e(example.before)}"
-                    f'<mark style="background:{colour}">{e(example.text)}</mark>'
-                    f"{e(example.after)}</td><td>doc {example.doc}:{example.window}:"
-                    f"{example.token}</td></tr>")
+                    f"<tr>{h.number(e.value)}<td class=\"ctx\">"
+                    f"{h.tokens(c.tokens, c.values, c.focus, limit)}</td>"
+                    f"<td>doc {e.doc}:{e.window}:{e.token}</td></tr>")
             parts.append("</table>")
+        parts.append("</section>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

@@ -1,0 +1,65 @@
+"""Every token of a corpus scan's shown contexts with the unit's value there: `examples` keeps
+only the focal token's value, so the windows of the kept tokens run again through `capture` at
+every position. Only the shown windows run again, a chunk of windows at a time, each chunk
+reading only the columns its examples need (a scan of every neuron stays within memory), and
+only the shown slice of each window is kept. Shared by the card's corpus view and the
+`examples` HTML page."""
+
+from __future__ import annotations
+
+from lazarus.analyses.examples import CONTEXT_AFTER, CONTEXT_BEFORE, find_windows
+from lazarus.analyses.shards import ScanSettings
+from lazarus.engine.capture import capture_ids
+from lazarus.engine.handle import ModelHandle
+from lazarus.engine.trace import CaptureRequest
+from lazarus.io.corpus import prefix_of
+from lazarus.results.card import Context
+from lazarus.results.examples import Example, ExamplesResult
+
+CHUNK_WINDOWS = 64  # windows captured together (times the columns they need: the memory used)
+
+Shown = tuple[tuple[Context, ...], tuple[Context, ...]]  # a neuron's (top, bottom) contexts
+
+
+def shaded_contexts(model: ModelHandle, scan: ExamplesResult) -> list[Shown]:
+    """Per neuron of `scan`, in order, its top and bottom examples as `Context`s: the tokens
+    around each (at most CONTEXT_BEFORE before, CONTEXT_AFTER after, as `examples` shows them),
+    each with the neuron's value at that token (NaN where the site has none)."""
+    tokenizer = model.tokenizer()
+    needs: dict[tuple[int, int], set[int]] = {}  # (doc, window) -> neuron indices shown there
+    for k, neuron in enumerate(scan.neurons):
+        for example in (*neuron.top, *neuron.bottom):
+            needs.setdefault((example.doc, example.window), set()).add(k)
+    wanted: dict[int, set[int]] = {}
+    for doc, window in needs:
+        wanted.setdefault(doc, set()).add(window)
+    settings = ScanSettings(corpus=scan.corpus, layer=scan.layer, site=scan.site,
+                            window=scan.window, stride=scan.stride, text_field=scan.text_field)
+    windows = find_windows(settings, tokenizer, wanted)
+    prefix = list(prefix_of(tokenizer))
+    loaded = model.weights(scan.layer)
+    ids = scan.neuron_ids()
+    values: dict[tuple[int, int, int], list[float]] = {}  # (doc, window, k) -> window's values
+    keys = sorted(needs)
+    for start in range(0, len(keys), CHUNK_WINDOWS):
+        chunk = keys[start:start + CHUNK_WINDOWS]
+        shown = sorted(set().union(*(needs[key] for key in chunk)))
+        request = CaptureRequest((scan.layer,), scan.site, "all", tuple(ids[k] for k in shown))
+        rows = capture_ids(loaded, [prefix + list(windows[key].tokens) for key in chunk],
+                           request)[scan.layer]  # per window: float32 [prefix + tokens, shown]
+        for key, row in zip(chunk, rows, strict=True):
+            for j, k in enumerate(shown):
+                if k in needs[key]:
+                    values[(*key, k)] = [float(v) for v in row[len(prefix):, j]]
+
+    def context(example: Example, k: int) -> Context:
+        window = windows[(example.doc, example.window)]
+        first = max(0, example.token - CONTEXT_BEFORE)
+        end = min(len(window.tokens), example.token + 1 + CONTEXT_AFTER)
+        return Context(tokens=tuple(tokenizer.decode([t]) for t in window.tokens[first:end]),
+                       values=tuple(values[(example.doc, example.window, k)][first:end]),
+                       focus=example.token - first, value=example.value, document=example.doc,
+                       window=example.window, position=window.start + example.token)
+
+    return [(tuple(context(e, k) for e in n.top), tuple(context(e, k) for e in n.bottom))
+            for k, n in enumerate(scan.neurons)]
