@@ -49,7 +49,7 @@ from lazarus.io.distinct import merge
 from lazarus.io.inputs import check_label_count
 from lazarus.results.ablation import AblationResult, Condition, Outcome
 from lazarus.stats import controls
-from lazarus.stats.controls import control_summary, effect_of, zero_to_rounding
+from lazarus.stats.controls import changes_of, control_summary, effect_of, zero_to_rounding
 from lazarus.text import agree, plural
 
 Progress = Callable[[int, int], None]  # (forwards done, forwards in all)
@@ -171,15 +171,17 @@ def analyse_ablation(model: ModelHandle, prompts: Sequence[str], options: Ablate
         rounding = zero_to_rounding(base_scores, scores, pairs, eps)
         control = None
         if neurons is not None and controls:
-            draws, effects = [], []
+            draws, effects, per_prompt = [], [], []
             for _ in range(controls):
                 draw = tuple(tuple(int(n) for n in rng.choice(
                     np.setdiff1d(np.arange(widths[layer]), neurons), size=len(neurons),
                     replace=False)) for layer in group)
                 control_scores, _ = run(edits(list(zip(group, draw, strict=True))), False)
                 draws.append(draw)
-                effects.append(effect_of(base_scores, control_scores, pairs))
-            control = control_summary(effect, effects, seed, draws, compare=not rounding)
+                per_prompt.append(changes_of(base_scores, control_scores, pairs))
+                effects.append(float(np.mean(per_prompt[-1])))
+            control = control_summary(effect, effects, seed, draws, compare=not rounding,
+                                      prompt_effects=per_prompt)
         conditions.append(Condition(layers=group, effect=effect, control=control,
                                     zero_to_rounding=rounding,
                                     outcomes=_outcomes(loaded, scores, made, answer_ids,

@@ -15,9 +15,11 @@ neurons are instead set to coefficient × value at every token (coefficient 0 th
 edit at all, the unmodified model, not neurons set to 0).
 Coefficient 0 is always run too: it is the unmodified model, and every change is against it.
 Measured per prompt and coefficient: the continuation (greedy by default; sampled at
-`temperature` with a generator seeded by `seed`, the same draws for every coefficient), and
-the log-probability of each named token (a word's tokens, teacher-forced after the prompt,
-summed), with its change from coefficient 0.
+`temperature` with a generator seeded by `seed`, the same draws for every coefficient), the
+log-probability of each named token (a word's tokens, teacher-forced after the prompt,
+summed), with its change from coefficient 0, and the log-probability of coefficient 0's own
+continuation (teacher-forced, summed over its tokens): how far each coefficient moves the model
+from what it says unsteered, with or without named tokens.
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ def analyse_steer(model: ModelHandle, prompts: Sequence[str], options: SteerOpti
         raise LazarusError(f"a coefficient of {max(abs(c) for c in ordered):g} makes a vector "
                            f"of size {largest:.3g}, beyond what float32 activations hold (use "
                            "a smaller coefficient)")
-    runs, baseline = [], None
+    runs, baseline, unsteered = [], None, None
     for coefficient in ordered:
         if clamp:  # the neurons set to coefficient x value; coefficient 0: no edit
             ids = tuple(neurons)
@@ -134,11 +136,16 @@ def analyse_steer(model: ModelHandle, prompts: Sequence[str], options: SteerOpti
         per_prompt = tuple(tuple(scores[w][p] for w in range(len(token_ids)))
                            for p in range(len(prompts)))
         baseline = baseline or per_prompt
+        if unsteered is None:  # coefficient 0's continuation, scored at every coefficient
+            unsteered = made
+        kept = tuple(float(row.sum()) for row in measures.answer_log_probs(
+            loaded, prompt_ids, unsteered, edits))
         runs.append(SteerRun(
             coefficient=coefficient,
             continuations=tuple(loaded.tokenizer.decode(row, skip_special_tokens=True)
                                 for row in made),
             log_probs=per_prompt,
+            unsteered_log_probs=kept,
             changes=tuple(tuple(a - b for a, b in zip(row, base, strict=True))
                           for row, base in zip(per_prompt, baseline, strict=True))))
     return SteerResult(model_id=model.model_id, prompts=tuple(prompts), layer=layer, site=site,

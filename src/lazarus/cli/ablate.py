@@ -9,7 +9,8 @@ import argparse
 from lazarus.analyses.ablate import analyse_ablation
 from lazarus.analyses.options import AblateOptions
 from lazarus.cli.common import (
-    check_json_output,
+    check_extension,
+    check_outputs,
     given,
     inputs_of,
     open_model,
@@ -38,11 +39,15 @@ def ablate_options(args: argparse.Namespace) -> tuple[list[str], AblateOptions]:
 
 def run_ablate(args: argparse.Namespace) -> int:
     prompts, options = ablate_options(args)
-    check_json_output(args, inputs_of(args, "prompts", "labels", "reference", "from_direction"))
+    check_outputs({"--output": args.output, "--plot": args.plot},
+                  inputs_of(args, "prompts", "labels", "reference", "from_direction"))
+    check_extension("--output", args.output, ".json")
     model = open_model(args)
     bar = ProgressBar("ablating")
     result = analyse_ablation(model, prompts, options, lambda done, total: bar(done, total))
     report = render_ablation(result)
     write_output(args.output, result.to_json())
-    show_report(report, args.output)
+    if args.plot is not None:
+        result.plot(args.plot)
+    show_report(report, args.output, args.plot)
     return 0

@@ -47,6 +47,9 @@ def add_causal_commands(commands: argparse._SubParsersAction) -> None:
                         help="greedy tokens generated after bare prompts (default 8)")
     ablate.add_argument("-o", "--output", metavar="FILE.json",
                         help="also save every number as JSON")
+    ablate.add_argument("--plot", metavar="FILE",
+                        help="also draw each prompt's change against the random draws', as "
+                             ".png or .svg (needs: pip install 'lazarus[plot]')")
     add_model_options(ablate)
     ablate.set_defaults(run="lazarus.cli.ablate:run_ablate")
 
@@ -86,5 +89,8 @@ def add_causal_commands(commands: argparse._SubParsersAction) -> None:
     steer.add_argument("--tokens", metavar="WORDS",
                        help="words whose log-probability change to report ('hard|easy')")
     steer.add_argument("-o", "--output", metavar="FILE.json", help="also save as JSON")
+    steer.add_argument("--plot", metavar="FILE",
+                       help="also draw log-probabilities against the coefficient, as .png or "
+                            ".svg (needs: pip install 'lazarus[plot]')")
     add_model_options(steer)
     steer.set_defaults(run="lazarus.cli.steer:run_steer")

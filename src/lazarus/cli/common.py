@@ -17,7 +17,7 @@ from lazarus.cli.output import note, out, warn
 from lazarus.errors import LazarusError
 from lazarus.io.files import check_outputs_apart, check_writable, write_text_atomically
 from lazarus.io.inputs import file_of
-from lazarus.results.plot import check_plot_path
+from lazarus.results.plot_common import check_plot_path
 
 # What a Hugging Face model folder's loader may read; other files there (a results.json from a
 # previous run, say) are not inputs.
@@ -114,11 +114,3 @@ def check_outputs(outputs: dict[str, str | None], inputs: list[tuple[str, str]])
         if path is not None:
             (check_plot_path if option == "--plot" else check_writable)(path)
     check_outputs_apart(outputs, inputs)
-
-
-def check_json_output(args: argparse.Namespace, inputs: list[tuple[str, str]]) -> None:
-    """Cheap checks of -o for the JSON-only commands, before anything loads."""
-    if args.output is None:
-        return
-    check_outputs({"--output": args.output}, inputs)
-    check_extension("--output", args.output, ".json")

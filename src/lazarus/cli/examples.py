@@ -66,7 +66,8 @@ def run_examples(args: argparse.Namespace) -> int:
             except ImportError:
                 raise LazarusError("--output .parquet needs pyarrow (pip install pyarrow), or "
                                    "give a .json name") from None
-    check_outputs({"--output": output}, [("--corpus", corpus), *inputs_of(args, "from_direction")])
+    check_outputs({"--output": output, "--plot": args.plot},
+                  [("--corpus", corpus), *inputs_of(args, "from_direction")])
     model = open_model(args)
     bar = ProgressBar("scanning windows")
     result = analyse_examples(model, corpus, options, lambda done, total: bar(done, total))
@@ -79,10 +80,13 @@ def run_examples(args: argparse.Namespace) -> int:
             write_text_atomically(output, render_html(result, shaded_contexts(model, result)))
         else:
             write_output(output, result.to_json())
+    if args.plot is not None:
+        result.plot(args.plot)
     out(report, keep_color=color)
     if result.resumed_shards:
         note(f"resumed: {result.resumed_shards} of {plural(result.shards, 'shard')} "
              f"{agree(result.resumed_shards, 'was', 'were')} already in {result.work_dir}")
-    if output is not None:
-        note(f"saved {output}")
+    for path in (output, args.plot):
+        if path is not None:
+            note(f"saved {path}")
     return 0

@@ -46,6 +46,9 @@ def add_examples_command(commands: argparse._SubParsersAction) -> None:
                           help="also save: FILE.json (everything), FILE.parquet (one row "
                                "per example with its neuron's summary; needs pyarrow), or "
                                "FILE.html (a self-contained page)")
+    examples.add_argument("--plot", metavar="FILE",
+                          help="also draw each neuron's histogram with its quantiles, as .png "
+                               "or .svg (needs: pip install 'lazarus[plot]')")
     examples.add_argument("--work-dir", metavar="DIR",
                           help="where shard summaries are kept for resuming (default: "
                                "<cache folder>/examples)")

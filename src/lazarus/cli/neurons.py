@@ -22,7 +22,7 @@ from lazarus.cli.common import (
 from lazarus.cli.output import EXIT_NOTHING_FOUND, ProgressBar, warn
 from lazarus.io import inputs
 from lazarus.render.layers import render_result
-from lazarus.results.plot import plot_neurons
+from lazarus.results.plot_neurons import plot_neurons
 
 
 def neurons_options(args: argparse.Namespace) -> tuple[list[str], NeuronsOptions]:

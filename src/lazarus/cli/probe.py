@@ -20,7 +20,7 @@ from lazarus.cli.output import EXIT_NOTHING_FOUND, ProgressBar, note, out, warn
 from lazarus.errors import LazarusError
 from lazarus.io import inputs
 from lazarus.render.probe import render_probe_report
-from lazarus.results.plot import plot_probe
+from lazarus.results.plot_probe import plot_probe
 from lazarus.results.probe import hopeless_warning
 from lazarus.stats.probe import MAX_PERMUTATIONS, PERMUTATIONS, check_classes
 

@@ -11,7 +11,8 @@ from lazarus.analyses.options import SteerOptions
 from lazarus.analyses.steer import analyse_steer
 from lazarus.api import Model
 from lazarus.cli.common import (
-    check_json_output,
+    check_extension,
+    check_outputs,
     given,
     inputs_of,
     open_model,
@@ -82,12 +83,15 @@ def parse_neuron_values(text: str) -> dict[int, float]:
 
 
 def run_steer(args: argparse.Namespace) -> int:
-    check_json_output(args, inputs_of(args, "prompts", "positive", "negative", "tokens",
-                                      "direction"))
+    check_outputs({"--output": args.output, "--plot": args.plot},
+                  inputs_of(args, "prompts", "positive", "negative", "tokens", "direction"))
+    check_extension("--output", args.output, ".json")
     model = open_model(args)
     prompts, options = steer_options(args, model)
     result = analyse_steer(model, prompts, options)
     report = render_steer(result)
     write_output(args.output, result.to_json())
-    show_report(report, args.output)
+    if args.plot is not None:
+        result.plot(args.plot)
+    show_report(report, args.output, args.plot)
     return 0

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from lazarus import __version__
+from lazarus.results.plot_causal import plot_ablation
 from lazarus.results.tables import dataframe
 from lazarus.stats.controls import NO_P_AT_ROUNDING, Z_NOTE, Control
 from lazarus.text import json_plain
@@ -71,6 +72,11 @@ class AblationResult:
         """Whether prompts came with answers (measured: answer log-probs, else next-token KL)."""
         return self.answers is not None
 
+    def plot(self, path: str) -> None:
+        """Each prompt's change against the random draws' (see `results.plot_causal`), as
+        .png or .svg; needs matplotlib."""
+        plot_ablation(self, path)
+
     def to_json(self) -> dict[str, Any]:
         """Every number: what `lazarus introspect ablate -o FILE.json` writes (plain JSON types;
         a non-finite number is null)."""
@@ -98,8 +104,10 @@ class AblationResult:
                 "ablated": [asdict(o) for o in c.outcomes],
                 "by_label": self.label_summary(c),
                 "control": None if c.control is None else {
-                    **{k: v for k, v in asdict(c.control).items() if k != "neurons"},
+                    **{k: v for k, v in asdict(c.control).items()
+                       if k not in ("neurons", "prompt_effects")},
                     "effects": list(c.control.effects),
+                    "prompt_effects": [list(draw) for draw in c.control.prompt_effects],
                     "neurons": [[list(layer) for layer in draw] for draw in c.control.neurons],
                     "note": NO_P_AT_ROUNDING if c.zero_to_rounding else None,
                     "z_note": None if c.control.z is None else Z_NOTE,

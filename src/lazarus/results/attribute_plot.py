@@ -1,7 +1,7 @@
 """The picture of an attribution (`--plot FILE`, .png or .svg): per site, the largest |estimate|
 of each layer's units; with a self-check, each checked unit's estimate against its real patch
 effect, on the diagonal where the estimate is right (the top units and the random ones marked
-apart). matplotlib is imported only when drawing (`results.plot`)."""
+apart). matplotlib is imported only when drawing (`results.plot_common`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from lazarus.results.plot import DPI, figure_class, plot_format, save
+from lazarus.results.plot_common import DPI, figure_class, plot_format, save
 
 
 def plot_attribution(result: Any, path: str, size: tuple[float, float] | None = None,

@@ -11,6 +11,7 @@ import numpy as np
 
 from lazarus.errors import LazarusError
 from lazarus.io.files import write_atomically
+from lazarus.results.plot_examples import plot_examples
 from lazarus.results.tables import dataframe
 from lazarus.stats.sketch import Summary
 from lazarus.text import json_plain
@@ -66,6 +67,11 @@ class ExamplesResult:
     def neuron_ids(self) -> tuple[int, ...]:
         """The neurons' ids, in order: what a neuron-ids argument takes from this result."""
         return tuple(n.neuron for n in self.neurons)
+
+    def plot(self, path: str) -> None:
+        """Each neuron's histogram with its quantiles (see `results.plot_examples`), as .png or
+        .svg; needs matplotlib."""
+        plot_examples(self, path)
 
     def to_json(self) -> dict[str, Any]:
         """What `lazarus introspect examples -o FILE.json` writes (plain JSON types)."""

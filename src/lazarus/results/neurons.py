@@ -23,7 +23,7 @@ from lazarus import __version__
 from lazarus.engine.collect import Collected
 from lazarus.engine.positions import Position
 from lazarus.results.activations import ActivationMatrix
-from lazarus.results.plot import plot_neurons
+from lazarus.results.plot_neurons import plot_neurons
 from lazarus.results.tables import csv_text, dataframe, neurons_table
 from lazarus.stats.discover import CORRECTION, INTERVAL_TEXT, TEST, Discovery
 from lazarus.stats.intervals import R_INTERVAL_TEXT

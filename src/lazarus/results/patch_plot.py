@@ -3,7 +3,7 @@ layers down (layer 0 at the top), token positions (or heads) across, on a diverg
 centred at 0 ('RdBu_r', readable with the common colour-vision deficiencies: blue below 0, red
 above), from -1 to 1 unless some cell goes further. Positions where a pair's clean and
 corrupted tokens differ are marked with '*'. Cells show their value while the grid is small
-enough to read them. matplotlib is imported only when drawing (`results.plot`)."""
+enough to read them. matplotlib is imported only when drawing (`results.plot_common`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from lazarus.results.plot import (
+from lazarus.results.plot_common import (
     DPI,
     colour_map,
     figure_class,

@@ -15,7 +15,7 @@ from lazarus import __version__
 from lazarus.engine.positions import Position
 from lazarus.errors import LazarusError
 from lazarus.io.directions import Direction, save_direction
-from lazarus.results.plot import plot_probe
+from lazarus.results.plot_probe import plot_probe
 from lazarus.results.tables import dataframe
 from lazarus.stats.power import (
     ACCURACY_METHOD,

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from lazarus import __version__
+from lazarus.results.plot_causal import plot_steer
 from lazarus.results.tables import dataframe
 from lazarus.text import json_plain
 
@@ -19,6 +20,9 @@ class SteerRun:
     continuations: tuple[str, ...]  # per prompt
     log_probs: tuple[tuple[float, ...], ...]  # per prompt, per named token
     changes: tuple[tuple[float, ...], ...]  # the same minus coefficient 0's
+    # per prompt: log p(coefficient 0's continuation | prompt) at this coefficient, summed
+    # over its tokens (teacher-forced; nats)
+    unsteered_log_probs: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,11 @@ class SteerResult:
         """The L2 length of the vector `run` added."""
         return abs(run.coefficient) * self.scale * float(np.linalg.norm(self.vector))
 
+    def plot(self, path: str) -> None:
+        """Log-probabilities against the coefficient (see `results.plot_causal`), as .png or
+        .svg; needs matplotlib."""
+        plot_steer(self, path)
+
     def to_json(self) -> dict[str, Any]:
         """Every number: what `lazarus introspect steer -o FILE.json` writes (plain JSON types;
         a non-finite log-probability is null)."""
@@ -56,6 +65,8 @@ class SteerResult:
                 "continuation": run.continuations[i],
                 "token_log_probs": dict(zip(self.tokens, run.log_probs[i], strict=True)),
                 "token_log_prob_changes": dict(zip(self.tokens, run.changes[i], strict=True)),
+                "unsteered_continuation_log_prob": (run.unsteered_log_probs[i]
+                                                    if run.unsteered_log_probs else None),
             } for run in self.runs]} for i, prompt in enumerate(self.prompts)],
         })
 

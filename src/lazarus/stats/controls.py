@@ -56,14 +56,20 @@ class Control:
     std: float | None  # ddof=1; None with fewer than 2 draws
     p: float | None  # (1 + #{effect >= chosen}) / (1 + draws); None: zero to float rounding
     z: float | None  # None when std is None or 0, or the effect is zero to float rounding
+    # per draw, per prompt: the change `effects` averages (the picture's per-prompt controls)
+    prompt_effects: tuple[tuple[float, ...], ...] = ()
+
+
+def changes_of(base: list[Any], ablated: list[Any], pairs: bool) -> list[float]:
+    """Each prompt's answer log-prob drop (pairs: sums over tokens), else its KL."""
+    if pairs:
+        return [float(b.sum() - a.sum()) for b, a in zip(base, ablated, strict=True)]
+    return [kl_divergence(b, a) for b, a in zip(base, ablated, strict=True)]
 
 
 def effect_of(base: list[Any], ablated: list[Any], pairs: bool) -> float:
     """Mean answer log-prob drop (pairs: sums over tokens), else mean KL, over the prompts."""
-    if pairs:
-        return float(np.mean([b.sum() - a.sum() for b, a in zip(base, ablated, strict=True)]))
-    return float(np.mean([kl_divergence(b, a)
-                          for b, a in zip(base, ablated, strict=True)]))
+    return float(np.mean(changes_of(base, ablated, pairs)))
 
 
 def zero_to_rounding(base: list[Any], ablated: list[Any], pairs: bool, eps: float) -> bool:
@@ -87,9 +93,10 @@ def empirical_p(effect: float, draws: Sequence[float]) -> float:
 
 
 def control_summary(effect: float, effects: Sequence[float], seed: int,
-                    neurons: Sequence[Sequence[Sequence[int]]], compare: bool = True) -> Control:
+                    neurons: Sequence[Sequence[Sequence[int]]], compare: bool = True,
+                    prompt_effects: Sequence[Sequence[float]] = ()) -> Control:
     """The draws' statistics; p and z only when `compare` (not when the effect is zero to
-    float rounding)."""
+    float rounding); `prompt_effects` kept as given (per draw, per prompt)."""
     values = np.asarray(effects, dtype=np.float64)
     std = float(values.std(ddof=1)) if len(values) > 1 else None
     return Control(draws=len(values), seed=seed, effects=tuple(float(v) for v in values),
@@ -97,7 +104,8 @@ def control_summary(effect: float, effects: Sequence[float], seed: int,
                                  for draw in neurons),
                    mean=float(values.mean()) if len(values) else float("nan"), std=std,
                    p=empirical_p(effect, values.tolist()) if compare else None,
-                   z=None if not std or not compare else float((effect - values.mean()) / std))
+                   z=None if not std or not compare else float((effect - values.mean()) / std),
+                   prompt_effects=tuple(tuple(float(v) for v in draw) for draw in prompt_effects))
 
 
 def kl_divergence(log_p: np.ndarray, log_q: np.ndarray) -> float:

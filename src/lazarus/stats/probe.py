@@ -97,6 +97,8 @@ class LayerScore:
     baseline: float  # shuffled-label balanced accuracy at this layer, mean over relabellings
     baseline_std: float  # standard deviation over relabellings (ddof 0)
     heldout_separation: float  # Cohen's d of the held-out prompts' projections (tie-break)
+    accuracy_min: float = float("nan")  # the lowest fold's balanced accuracy
+    accuracy_max: float = float("nan")  # the highest fold's (the picture's spread: in 0..1)
 
 
 @dataclass(frozen=True)
@@ -232,6 +234,7 @@ def probe_layers(
             baseline=float(baseline.mean()) if permutations else float("nan"),
             baseline_std=float(baseline.std()) if permutations else float("nan"),
             heldout_separation=cohens_d(margins[is_a], margins[~is_a]),
+            accuracy_min=float(real.min()), accuracy_max=float(real.max()),
         ))
 
     top = choose_layer(scores)
