@@ -238,17 +238,17 @@ def test_the_label_panel_says_what_its_bars_claim():
     values = np.random.default_rng(4).normal(size=(6, 3))
     labels = ["a", "a", "a", "b", "b", "b"]
     given = _label_axes(make_result(values, labels))
-    assert given.get_title() == ("per-label mean over prompts ± 95% t-interval of the mean "
+    assert given.get_title() == ("per-label mean over prompts\n± 95% t-interval of the mean "
                                  "(normal values)")
     assert all(bars.has_yerr for bars in given.containers)
     selected = _label_axes(replace(make_result(values, labels),
                                    choice=Choice(by=SPREAD, among=50)))
-    assert selected.get_title().splitlines()[1] == (
+    assert selected.get_title().splitlines()[2] == (
         "neurons chosen on these prompts: the intervals may cover less than 95%")
     # per token: the tokens of one prompt are not independent, so means without an interval
     tokens = _label_axes(replace(make_result(values, labels), position="all",
                                  choice=Choice(per_token=True)))
-    assert tokens.get_title() == ("per-label mean over tokens (no interval: the tokens of one "
+    assert tokens.get_title() == ("per-label mean over tokens\n(no interval: the tokens of one "
                                   "prompt are not independent samples)")
     assert [bars.has_yerr for bars in tokens.containers] == [False, False]
 

@@ -139,9 +139,9 @@ def _label_panel(axes: Any, matrix: Any, choice: Choice, marks: dict[str, str]) 
 def _label_title(choice: Choice) -> str:
     """What the label panel's bars claim (as LABEL CORRELATION says of its intervals)."""
     if choice.per_token:
-        return ("per-label mean over tokens (no interval: the tokens of one prompt are not "
+        return ("per-label mean over tokens\n(no interval: the tokens of one prompt are not "
                 "independent samples)")
-    title = "per-label mean over prompts ± 95% t-interval of the mean (normal values)"
+    title = "per-label mean over prompts\n± 95% t-interval of the mean (normal values)"
     if choice.by != GIVEN:
         title += "\nneurons chosen on these prompts: the intervals may cover less than 95%"
     return title
