@@ -1,0 +1,70 @@
+"""How strong to steer, in one place: the coefficient `steer` uses when given none, the range
+a bare `--compare` sweeps, the typical activation norm an added vector is measured against, and
+when it is long enough to warn about.
+
+Measured on the demo model (`bench/steer_range.py`, README "How strong to steer"): a direction
+added at coefficient x the mean activation norm keeps continuations well-formed up to about 0.3
+and breaks them into repeated digits from about 0.5; hence 0.2 by default, a sweep of
+±0.1..±0.3, and a warning above 0.3 of the norm. `--neurons` values (and `--absolute` lengths)
+are in activation units the user chose, so their default is 1 (the values as given) and their
+sweep a multiple of them; the warning still compares the added vector's length with the norm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+DIRECTION_COEFFICIENT = 0.2  # x the mean activation norm: changes answers, keeps them answers
+UNIT_COEFFICIENT = 1.0  # --neurons values / --absolute lengths, as given
+DIRECTION_SWEEP = (-0.3, -0.2, -0.1, 0.1, 0.2, 0.3)
+UNIT_SWEEP = (-1.5, -1.0, -0.5, 0.5, 1.0, 1.5)
+WARN_FRACTION = 0.3  # an added vector longer than this x the mean activation norm: warned
+
+
+def mode(neurons: object, absolute: bool) -> str:
+    """"direction" (the coefficient multiplies the mean activation norm), "absolute" (it is the
+    added length) or "neurons" (it multiplies values in activation units)."""
+    return "neurons" if neurons is not None else "absolute" if absolute else "direction"
+
+
+def default_coefficients(kind: str) -> tuple[float, ...]:
+    """What steer runs (besides 0) when no coefficient is given, for a `mode`."""
+    return (DIRECTION_COEFFICIENT if kind == "direction" else UNIT_COEFFICIENT,)
+
+
+def sweep(kind: str, norm: float) -> tuple[float, ...]:
+    """What a bare `--compare` runs (besides 0) for a `mode`: symmetric, within the coherent
+    range. With --absolute, the direction's range as lengths (x `norm`, 2 significant digits),
+    since a length of 1.5 is nothing next to a norm of 60."""
+    if kind == "absolute":
+        return tuple(float(f"{c * norm:.2g}") for c in DIRECTION_SWEEP)
+    return DIRECTION_SWEEP if kind == "direction" else UNIT_SWEEP
+
+
+def activation_norm(rows: Sequence[np.ndarray], token_ids: Sequence[Sequence[int]],
+                    prefix: Sequence[int]) -> tuple[float, int]:
+    """(mean L2 norm of the site's per-token vectors, tokens averaged over): every token of
+    each prompt but a leading tokenizer `prefix` (BOS: its norm is an outlier, 2-3x the others
+    past layer 0 of the demo model), or every token when nothing else is left."""
+    kept = []
+    skip = len(prefix)
+    for row, ids in zip(rows, token_ids, strict=True):
+        start = skip if skip and tuple(ids[:skip]) == tuple(prefix) else 0
+        kept.append(row[start:])
+    values = np.concatenate(kept) if sum(len(k) for k in kept) else np.concatenate(list(rows))
+    norms = np.linalg.norm(values.astype(np.float64), axis=1)
+    return float(np.mean(norms)), int(norms.size)
+
+
+def too_strong(coefficients: Sequence[float], fractions: Sequence[float]) -> str | None:
+    """The one-line warning when an added vector exceeds WARN_FRACTION of the norm, else None."""
+    over = [(abs(f), c) for c, f in zip(coefficients, fractions, strict=True)
+            if abs(f) > WARN_FRACTION]
+    if not over:
+        return None
+    fraction, coefficient = max(over)
+    return (f"coefficient {coefficient:g} adds a vector {fraction:.2f}x the mean activation "
+            f"norm; above {WARN_FRACTION:g}x continuations often stop being text (README: How "
+            "strong to steer; try a bare --compare)")
