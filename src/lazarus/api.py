@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from lazarus.analyses.ablate import analyse_ablation
 from lazarus.analyses.attribute import AttributeOptions, analyse_attribution
 from lazarus.analyses.card import analyse_card
-from lazarus.analyses.card_options import COEFFICIENTS, CardOptions
+from lazarus.analyses.card_options import CardOptions
 from lazarus.analyses.examples import analyse_examples
 from lazarus.analyses.neurons import analyse_neurons
 from lazarus.analyses.options import (
@@ -231,7 +231,7 @@ class Model(Handle):
              corpus: str | None = None, top_k: int = 10, examples: int = 5, window: int = 64,
              stride: int | None = None, text_field: str = "text", work_dir: str | None = None,
              causal: bool = False, causal_windows: int = 8, controls: int = 20, seed: int = 0,
-             coefficients: Sequence[float] = COEFFICIENTS, prompt: str | None = None,
+             coefficients: Sequence[float] | None = None, prompt: str | None = None,
              max_tokens: int = 12,
              progress: Callable[[int, int], None] | None = None) -> CardResult:
         """A page per unit at `layer`: `neurons` of `site` (default mlp_post; at an MoE layer,

@@ -131,7 +131,7 @@ def analyse_steer(model: ModelHandle, prompts: Sequence[str], options: SteerOpti
                            "a smaller coefficient)")
     if not clamp and norm > 0:
         length = scale * float(np.linalg.norm(vector))
-        warning = steer_strength.too_strong(ordered, [c * length / norm for c in ordered])
+        warning = steer_strength.too_strong(kind, ordered, [c * length / norm for c in ordered])
         if warning:
             model.warn(warning)
     runs, baseline = [], None
