@@ -11,7 +11,9 @@ problems), steered with `Model.steer` at a grid of coefficients, each with both 
 - mean(hard) - mean(easy) prompts at layers 1 and 2 (resid_post; `--positive/--negative`);
 - a random unit direction at layer 2 (seed 0);
 and (`--neurons` mode) the two mlp_post neurons of layer 1 and of layer 3 with the largest
-|value| over the prompts, each at that largest |value| (as the unit card steers a neuron).
+|value| over the prompts' tokens after BOS, each at that largest |value| (as the unit card steers
+a neuron), and the two of layer 1 largest at BOS, at that value (beyond anything they reach on
+the other tokens).
 
 Well-formed: the continuation is an answer's shape, a number of 1 to 4 digits without a leading
 zero (the largest answer, 99*99, has 4) followed by the end of text; "000000", "222222", " 2"
@@ -78,15 +80,19 @@ def setups(model: lazarus.Model) -> dict[str, dict]:
                                                    layer=2)}}
     for layer in (1, 3):
         found[f"neurons, L{layer}"] = {"layer": layer, "site": "mlp_post",
-                                       "neurons": _top_neurons(model, layer)}
+                                       "neurons": _top_neurons(model, layer, 1)}
+    found["neurons, L1 at BOS"] = {"layer": 1, "site": "mlp_post",
+                                   "neurons": _top_neurons(model, 1, 0)}
     return found
 
 
-def _top_neurons(model: lazarus.Model, layer: int) -> dict[int, float]:
-    """The 2 neurons with the largest |value| over the prompts' tokens after BOS, at it."""
+def _top_neurons(model: lazarus.Model, layer: int, start: int) -> dict[int, float]:
+    """The 2 neurons with the largest |value| over the prompts' tokens from `start` (1: after
+    BOS; 0: BOS too, where layer 1's largest values are, far beyond the other tokens'), at it."""
     request = CaptureRequest((layer,), "mlp_post", "all")
     rows = capture(model.whole_weights(), PROMPTS, request)[layer]
-    largest = np.abs(np.concatenate([row[1:] for row in rows]).astype(np.float64)).max(axis=0)
+    stacked = np.concatenate([row[start:] for row in rows]).astype(np.float64)
+    largest = np.abs(stacked).max(axis=0)
     return {int(n): float(largest[n]) for n in np.argsort(-largest)[:2]}
 
 
