@@ -204,3 +204,21 @@ def test_a_card_steers_at_the_defaults_without_a_warning(models, tmp_path):
                             causal_windows=2, controls=2, max_tokens=2)
     assert [k for k, _ in along.units[0].causal.steering.runs] == [0.0, *DIRECTION_SWEEP]
     assert [k for k, _ in neuron.units[0].causal.steering.runs] == [0.0, -1.0, 1.0, 2.0]
+
+
+def test_a_card_scales_a_neuron_by_its_largest_value_after_the_prefix(models):
+    """Not by its value at <s>, which past layer 0 can be far beyond the others."""
+    from lazarus.analyses.card_causal import largest_values
+
+    model = models["llama"]
+    loaded = model.whole_weights()
+    rows = [list(loaded.tokenizer(p)["input_ids"]) for p in PROMPTS]
+    outputs = _block_outputs(model, 1, PROMPTS)
+    after = np.abs(np.concatenate([row[1:] for row in outputs])).max(axis=0)
+    at_bos = np.abs(np.stack([row[0] for row in outputs])).max(axis=0)
+    units = [int(u) for u in np.argsort(after - at_bos)[:2]]  # BOS beyond the rest the most
+    assert all(at_bos[u] > after[u] for u in units)
+    found = largest_values(loaded, rows, 1, "resid_post", units, skip=1)
+    assert found == pytest.approx([after[u] for u in units], rel=1e-5)
+    assert largest_values(loaded, rows, 1, "resid_post", units) == pytest.approx(
+        [at_bos[u] for u in units], rel=1e-5)

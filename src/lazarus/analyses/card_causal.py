@@ -131,11 +131,13 @@ def steering(model: ModelHandle, prompt: str, layer: int, site: str, unit: int |
 
 
 def largest_values(loaded: LoadedModel, rows: Sequence[Sequence[int]], layer: int, site: str,
-                   units: Sequence[int]) -> list[float | None]:
-    """Each unit's largest |value| over every token of `rows` (None where it has none: an MoE
-    unit never routed there)."""
+                   units: Sequence[int], skip: int = 0) -> list[float | None]:
+    """Each unit's largest |value| over every token of `rows` after the first `skip` (the
+    tokenizer's prefix: a unit's value at BOS can be far beyond its others, and steering by it
+    breaks the text; bench/steer_range.py), None where it has none (an MoE unit never routed
+    there)."""
     values = capture_ids(loaded, rows, CaptureRequest((layer,), site, "all", tuple(units)))
-    stacked = np.abs(np.concatenate(values[layer]).astype(np.float64))  # [tokens, units]
+    stacked = np.abs(np.concatenate([row[skip:] for row in values[layer]]).astype(np.float64))
     found = []
     for k in range(len(units)):
         column = stacked[:, k][np.isfinite(stacked[:, k])]
