@@ -1,6 +1,6 @@
 """How strong to steer the demo model before its continuations stop being answers.
 
-    python bench/steer_range.py            # about a minute on 2 CPU cores
+    python bench/steer_range.py            # about 10 s on 2 idle CPU cores
     python bench/steer_range.py --quick    # fewer coefficients
 
 On `lazarus:demo` (an arithmetic model: a prompt such as `47*47=` is answered by a number and
