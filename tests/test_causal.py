@@ -76,8 +76,9 @@ def test_ablating_nothing_and_steering_by_zero_are_the_model_itself(model):
     assert [o.continuation for o in result.baseline] == [
         _hf_greedy(model, p, len(a)) for p, a in zip(PROMPTS, ANSWERS, strict=True)]
 
-    steered = model.steer(PROMPTS, 1, positive=["abc", "abd"], negative=["xyz", "xyw"],
-                          coefficients=[0.0, 3.0], tokens=["a", "xy"], max_tokens=5)
+    with pytest.warns(lazarus.LazarusWarning, match="coefficient 3 adds a vector 3.00x"):
+        steered = model.steer(PROMPTS, 1, positive=["abc", "abd"], negative=["xyz", "xyw"],
+                              coefficients=[0.0, 3.0], tokens=["a", "xy"], max_tokens=5)
     assert [run.coefficient for run in steered.runs] == [0.0, 3.0]
     assert list(steered.runs[0].continuations) == [_hf_greedy(model, p, 5) for p in PROMPTS]
     assert steered.runs[0].changes == tuple((0.0, 0.0) for _ in PROMPTS)

@@ -96,8 +96,8 @@ CASES = {
                              "absolute": True, "site": "mlp_out", "tokens": ["4", "6"],
                              "max_tokens": 3, "temperature": 0.5, "seed": 3}),
     "steer direction": (
-        "steer", ["-p", "2+2=", "--direction", "{d}", "--max-tokens", "2"],
-        [["2+2="]], {"direction": "{d}", "max_tokens": 2}),
+        "steer", ["-p", "2+2=", "--direction", "{d}", "--max-tokens", "2", "--compare"],
+        [["2+2="]], {"direction": "{d}", "max_tokens": 2, "compare": True}),
     "steer clamp": (
         "steer", ["-p", "2+2=", "-l", "0", "-n", "3:1.5,5:-1", "--clamp", "--coefficient", "2",
                   "--max-tokens", "2"],

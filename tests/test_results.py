@@ -97,7 +97,7 @@ def test_ablate_steer_and_examples_take_a_probe_result_as_its_npz(found):
     assert without(ablated[0], "neuron_selection") == without(ablated[1], "neuron_selection")
     neurons = model.neurons(PROMPTS[:3], layers=layer, direction=found.npz, top_k=3)
     assert ablated[1]["neuron_selection"] == neurons.selection  # said the same way, once
-    steered = [model.steer(PROMPTS[:2], direction=given, coefficients=[2], tokens=["1"],
+    steered = [model.steer(PROMPTS[:2], direction=given, coefficients=[0.3], tokens=["1"],
                            max_tokens=3).to_json() for given in (found.probe, found.npz)]
     assert steered[0]["layer"] == layer
     assert without(steered[0], "source") == without(steered[1], "source")
@@ -265,7 +265,8 @@ def test_steer_as_array_and_table(found):
             assert values[r, i].tolist() == [run["token_log_probs"][t] for t in ("1", "0")]
     table = found.steer.to_pandas()
     assert list(table.columns) == ["coefficient", "prompt_index", "prompt", "added_norm",
-                                   "continuation", "token", "log_prob", "log_prob_change"]
+                                   "added_fraction", "continuation", "token", "log_prob",
+                                   "log_prob_change"]
     assert len(table) == 3 * 2 * 2
     cells = table[(table.coefficient == 2.0) & (table.prompt_index == 1) & (table.token == "0")]
     run = document["prompts"][1]["runs"][2]
@@ -273,6 +274,7 @@ def test_steer_as_array_and_table(found):
     assert cells.log_prob_change.tolist() == [run["token_log_prob_changes"]["0"]]
     assert cells.continuation.tolist() == [run["continuation"]]
     assert cells.added_norm.tolist() == [2.0 * 4.0]  # absolute: coefficient x the value
+    assert cells.added_fraction.tolist() == [run["added_fraction"]]
 
 
 def test_examples_as_array_and_table(found):

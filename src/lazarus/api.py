@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from lazarus.analyses.ablate import analyse_ablation
 from lazarus.analyses.attribute import AttributeOptions, analyse_attribution
 from lazarus.analyses.card import analyse_card
-from lazarus.analyses.card_options import COEFFICIENTS, CardOptions
+from lazarus.analyses.card_options import CardOptions
 from lazarus.analyses.examples import analyse_examples
 from lazarus.analyses.neurons import analyse_neurons
 from lazarus.analyses.options import (
@@ -169,19 +169,23 @@ class Model(Handle):
     def steer(self, prompts: Sequence[str], layer: int | None = None, *,
               direction: Direction | str | None = None, positive: Sequence[str] | None = None,
               negative: Sequence[str] | None = None, neurons: dict[int, float] | None = None,
-              coefficients: Sequence[float] = (1.0,), absolute: bool = False,
+              coefficients: Sequence[float] | None = None, absolute: bool = False,
               site: str | None = None, tokens: Sequence[str] = (), max_tokens: int = 20,
-              temperature: float = 0.0, seed: int = 0, clamp: bool = False) -> SteerResult:
+              temperature: float = 0.0, seed: int = 0, clamp: bool = False,
+              compare: bool = False) -> SteerResult:
         """Generate from `prompts` with coefficient x scale x a unit `direction` (a probe's
         .npz, or the mean difference of `positive` and `negative` prompts) added at `layer`,
         or coefficient x `neurons` values; scale is the mean activation norm there (or 1 with
-        `absolute`); `clamp` sets the `neurons` to coefficient x value instead. What
+        `absolute`); `clamp` sets the `neurons` to coefficient x value instead. `coefficients`
+        None: 0.2 for a direction, 1 for `neurons` or `absolute`, or with `compare` a sweep
+        of the mode's range (`steer_strength`); each run's `added_fraction` is its vector's
+        length over the mean activation norm. What
         `lazarus introspect steer` renders; see `lazarus.analyses.steer`."""
         options = SteerOptions(layer=layer, direction=direction, positive=positive,
                                negative=negative, neurons=neurons, coefficients=coefficients,
                                absolute=absolute, site=site, tokens=tokens,
                                max_tokens=max_tokens, temperature=temperature, seed=seed,
-                               clamp=clamp)
+                               clamp=clamp, compare=compare)
         return analyse_steer(self, prompts, options)
 
     @builds(AttributeOptions)
@@ -227,7 +231,7 @@ class Model(Handle):
              corpus: str | None = None, top_k: int = 10, examples: int = 5, window: int = 64,
              stride: int | None = None, text_field: str = "text", work_dir: str | None = None,
              causal: bool = False, causal_windows: int = 8, controls: int = 20, seed: int = 0,
-             coefficients: Sequence[float] = COEFFICIENTS, prompt: str | None = None,
+             coefficients: Sequence[float] | None = None, prompt: str | None = None,
              max_tokens: int = 12,
              progress: Callable[[int, int], None] | None = None) -> CardResult:
         """A page per unit at `layer`: `neurons` of `site` (default mlp_post; at an MoE layer,

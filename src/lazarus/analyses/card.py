@@ -153,7 +153,7 @@ def _causal(model: ModelHandle, loaded: LoadedModel, corpus: str, layer: int, si
         return
     ablator = Ablator(loaded, rows, max(1, len(prefix)), layer, site, columns, options)
     scales = [None] * len(columns) if site == "attn_head" else largest_values(
-        loaded, rows, layer, site, columns)
+        loaded, rows, layer, site, columns, len(prefix))
     for card, column, scale in zip(cards, columns, scales, strict=True):
         steered = None
         if site == "attn_head":

@@ -10,7 +10,9 @@ site, drawn once for all the cards (seeded, among the units not carded) and abla
 A direction is not ablated (projecting it out is not an edit lazarus makes).
 Steering: `steer` itself, on one prompt, at `coefficients`: for a neuron its --neurons mode,
 coefficient x the unit's largest |value| over those windows added to it; for a direction, its
-direction mode (coefficient x the mean activation norm). A head has no vector to add.
+direction mode (coefficient x the mean activation norm); by default at
+`steer_strength.card_coefficients`, which stay below steer's warning. A head has no vector to
+add.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 from lazarus.analyses.card_options import CardOptions
 from lazarus.analyses.options import SteerOptions
 from lazarus.analyses.steer import analyse_steer
+from lazarus.analyses.steer_strength import card_coefficients
 from lazarus.engine import measures
 from lazarus.engine.capture import capture_ids
 from lazarus.engine.handle import ModelHandle
@@ -106,7 +109,10 @@ def steering(model: ModelHandle, prompt: str, layer: int, site: str, unit: int |
              direction: Direction | None, scale: float | None, windows: int,
              options: CardOptions) -> Steering:
     """Greedy continuations of `prompt` at each coefficient (0 first), by `steer`."""
-    coefficients = list(options.coefficients)
+    coefficients = options.coefficients
+    if coefficients is None:
+        coefficients = card_coefficients("direction" if direction is not None else "neurons")
+    coefficients = list(coefficients)
     if direction is not None:
         result = analyse_steer(model, [prompt], SteerOptions(
             layer=layer, site=site, direction=direction, coefficients=coefficients,
@@ -125,11 +131,13 @@ def steering(model: ModelHandle, prompt: str, layer: int, site: str, unit: int |
 
 
 def largest_values(loaded: LoadedModel, rows: Sequence[Sequence[int]], layer: int, site: str,
-                   units: Sequence[int]) -> list[float | None]:
-    """Each unit's largest |value| over every token of `rows` (None where it has none: an MoE
-    unit never routed there)."""
+                   units: Sequence[int], skip: int = 0) -> list[float | None]:
+    """Each unit's largest |value| over every token of `rows` after the first `skip` (the
+    tokenizer's prefix: a unit's value at BOS can be far beyond its others, and steering by it
+    breaks the text; bench/steer_range.py), None where it has none (an MoE unit never routed
+    there)."""
     values = capture_ids(loaded, rows, CaptureRequest((layer,), site, "all", tuple(units)))
-    stacked = np.abs(np.concatenate(values[layer]).astype(np.float64))  # [tokens, units]
+    stacked = np.abs(np.concatenate([row[skip:] for row in values[layer]]).astype(np.float64))
     found = []
     for k in range(len(units)):
         column = stacked[:, k][np.isfinite(stacked[:, k])]

@@ -17,10 +17,6 @@ from lazarus.errors import LazarusError
 from lazarus.io.corpus import check_window
 from lazarus.io.directions import Direction
 
-# What a steering coefficient multiplies: a neuron's largest |value| over the causal windows,
-# or (a direction) the mean activation norm there; measured on the demo model (README).
-COEFFICIENTS = (-1.0, 1.0, 2.0)
-
 
 @dataclass(frozen=True)
 class CardOptions(Options):
@@ -41,7 +37,9 @@ class CardOptions(Options):
     causal_windows: int = 8  # the first corpus windows the ablation is measured on
     controls: int = 20  # random units of the same site ablated alike (0: none)
     seed: int = 0  # seed of the controls' draws
-    coefficients: Sequence[float] = COEFFICIENTS  # steering coefficients (0 always runs)
+    coefficients: Sequence[float] | None = None  # steering coefficients (0 always runs; None:
+    # steer_strength.card_coefficients, -1,1,2 x a neuron's largest value, ±0.1..±0.3 x the norm
+    # along a direction)
     prompt: str | None = None  # steering's prompt (None: the first window's first tokens)
     max_tokens: int = 12  # tokens generated per steering coefficient
 

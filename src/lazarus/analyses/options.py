@@ -163,7 +163,8 @@ class SteerOptions(Options):
     positive: Sequence[str] | None = None  # or mean(positive) - mean(negative) at the layer
     negative: Sequence[str] | None = None  # (with positive)
     neurons: Mapping[int, float] | None = None  # or {neuron id: value}
-    coefficients: Sequence[float] = (1.0,)  # what the vector is multiplied by (0 always runs)
+    coefficients: Sequence[float] | None = None  # what the vector is multiplied by (0 always
+    # runs; None: steer_strength's default, 0.2 x the activation norm for a direction, 1 else)
     absolute: bool = False  # scale 1 instead of the mean activation norm
     site: str | None = None  # where to add (None: the direction's, else resid_post)
     tokens: Sequence[str] = ()  # words whose log-probability change is measured
@@ -171,8 +172,12 @@ class SteerOptions(Options):
     temperature: float = 0.0  # 0: greedy, else sampled at this temperature
     seed: int = 0  # seed of the sampling (the same draws for every coefficient)
     clamp: bool = False  # set the neurons to coefficient x value instead of adding
+    compare: bool = False  # no coefficients: sweep steer_strength's range for the mode
 
     def check(self) -> None:
+        if self.compare and self.coefficients is not None:
+            raise LazarusError("compare sweeps the default range: give it or coefficients, not "
+                               "both")
         pair = self.positive if self.positive is not None else self.negative
         given = _given(("--direction", self.direction), ("--positive", pair),
                             ("--neurons", self.neurons))

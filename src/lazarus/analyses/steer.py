@@ -6,9 +6,13 @@ The vector added, at every token position (prompt and generated tokens, KV cache
 - from a probe's `.npz` (`direction`), at its layer and site unless told otherwise;
 - or the mean difference of the site's values at the last token of `positive` minus
   `negative` prompts, at the layer;
-and `scale` is the mean L2 norm of the site's vectors at that layer over every real token of
-the prompts (`relative`, the default), so coefficient 1 adds a vector as long as a typical
-activation; or 1 (`absolute=True`), the coefficient then being the added vector's length.
+and `scale` is the mean L2 norm of the site's vectors at that layer over the prompts' tokens
+but a tokenizer prefix such as BOS (`relative`, the default: `steer_strength.activation_norm`),
+so coefficient 1 adds a vector as long as a typical activation; or 1 (`absolute=True`), the
+coefficient then being the added vector's length. That norm is measured in every mode, and each
+added vector's length is reported as a fraction of it (with a warning past
+`steer_strength.WARN_FRACTION`, except with `clamp`). No coefficients given: the mode's default
+(`steer_strength.default_coefficients`).
 With `neurons` ({id: value}), the vector holds `value` at each id and 0 elsewhere, and is
 added as is: coefficient × values (absolute, in activation units); with `clamp=True` those
 neurons are instead set to coefficient × value at every token (coefficient 0 then means no
@@ -28,6 +32,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from lazarus.analyses import steer_strength
 from lazarus.analyses.options import SteerOptions
 from lazarus.analyses.selection import (
     check_direction,
@@ -42,6 +47,7 @@ from lazarus.engine.interventions import Edit, add
 from lazarus.engine.sites import check_neurons_early
 from lazarus.engine.trace import CaptureRequest
 from lazarus.errors import LazarusError
+from lazarus.io.corpus import prefix_of
 from lazarus.results.steer import SteerResult, SteerRun
 from lazarus.text import plural
 
@@ -55,6 +61,7 @@ def analyse_steer(model: ModelHandle, prompts: Sequence[str], options: SteerOpti
         model.warn("--absolute changes nothing with --neurons: their values are always "
                    f"{'set' if clamp else 'added'} as given (coefficient x value, in activation "
                    "units)")
+    kind = steer_strength.mode(neurons, absolute)
     layer = options.layer
     if layer is None:
         if direction is None or direction.layer is None:
@@ -104,23 +111,31 @@ def analyse_steer(model: ModelHandle, prompts: Sequence[str], options: SteerOpti
         vector = _unit(means[0] - means[1], "mean(--positive) - mean(--negative)")
         source = (f"mean of {plural(len(positive), '--positive prompt')} minus mean of "
                   f"{plural(len(negative), '--negative prompt')}, at the last token")
-    scale = 1.0
-    if not absolute:
-        rows = capture(loaded, list(prompts), CaptureRequest((layer,), site, "all"))[layer]
-        scale = float(np.mean(np.linalg.norm(np.concatenate(rows).astype(np.float64), axis=1)))
-
     prompt_ids = tokenize(loaded, prompts)
+    rows = capture(loaded, list(prompts), CaptureRequest((layer,), site, "all"))[layer]
+    norm, norm_tokens = steer_strength.activation_norm(rows, prompt_ids,
+                                                       prefix_of(loaded.tokenizer))
+    scale = 1.0 if absolute else norm
     measures.check_room(loaded, prompt_ids, max_tokens)
     measures.check_scored_room(loaded, prompt_ids, [
         (f"--tokens {measures.quoted(word)}", ids) for word, ids in zip(tokens, token_ids,
                                                                          strict=True)],
         paired=False)
-    ordered = [0.0, *[float(c) for c in options.coefficients if c != 0]]
+    asked = options.coefficients
+    if asked is None:
+        asked = (steer_strength.sweep(kind, norm) if options.compare
+                 else steer_strength.default_coefficients(kind))
+    ordered = [0.0, *[float(c) for c in asked if c != 0]]
     largest = max(abs(c) for c in ordered) * scale * float(np.max(np.abs(vector)))
     if not largest < float(np.finfo(np.float32).max) / 1e18:  # room for the model's own sums
         raise LazarusError(f"a coefficient of {max(abs(c) for c in ordered):g} makes a vector "
                            f"of size {largest:.3g}, beyond what float32 activations hold (use "
                            "a smaller coefficient)")
+    if not clamp and norm > 0:
+        length = scale * float(np.linalg.norm(vector))
+        warning = steer_strength.too_strong(kind, ordered, [c * length / norm for c in ordered])
+        if warning:
+            model.warn(warning)
     runs, baseline, unsteered = [], None, None
     for coefficient in ordered:
         if clamp:  # the neurons set to coefficient x value; coefficient 0: no edit
@@ -152,7 +167,8 @@ def analyse_steer(model: ModelHandle, prompts: Sequence[str], options: SteerOpti
                        source=source, scale_kind="absolute" if absolute else "relative",
                        scale=scale, vector=vector.astype(np.float32), tokens=tuple(tokens),
                        max_tokens=max_tokens, temperature=options.temperature, seed=seed,
-                       runs=tuple(runs))
+                       runs=tuple(runs), activation_norm=norm, norm_tokens=norm_tokens,
+                       clamp=clamp)
 
 
 def _unit(vector: np.ndarray, name: str) -> np.ndarray:

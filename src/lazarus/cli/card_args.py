@@ -48,7 +48,8 @@ def add_card_command(commands: argparse._SubParsersAction) -> None:
                       help="random units of the site ablated alike (default 20; 0: none)")
     card.add_argument("--seed", type=whole, help="seed of the controls' draws (default 0)")
     card.add_argument("--coefficients", metavar="C1,C2,...",
-                      help="steering coefficients (default -1,1,2; 0 always runs)")
+                      help="steering coefficients (default -1,1,2 for a neuron, "
+                           "±0.1,±0.2,±0.3 for a direction; 0 always runs)")
     card.add_argument("--prompt", help="steering's prompt (default: the first window's first "
                                        "tokens)")
     card.add_argument("--max-tokens", type=whole, metavar="N",

@@ -72,9 +72,13 @@ def add_causal_commands(commands: argparse._SubParsersAction) -> None:
                        help="add coefficient x value to each neuron (e.g. 808:2.5,1190:-1)")
     steer.add_argument("--site", choices=tuple(SITE_HELP), action=Once,
                        help="where to add (default: the direction's, else resid_post)")
-    steer.add_argument("--coefficient", metavar="C", help="one coefficient (default 1)")
-    steer.add_argument("--compare", metavar="C1,C2,...",
-                       help="several coefficients, e.g. -2,-1,1,2 (coefficient 0 always runs)")
+    steer.add_argument("--coefficient", metavar="C",
+                       help="one coefficient (default 0.2 for a direction, 1 with --neurons or "
+                            "--absolute)")
+    steer.add_argument("--compare", metavar="C1,C2,...", nargs="?", const=True,
+                       help="several coefficients, e.g. -0.2,0.2,0.4 (coefficient 0 always "
+                            "runs); bare: ±0.1,±0.2,±0.3 for a direction, ±0.5,±1,±1.5 with "
+                            "--neurons, ±0.1..±0.3 x the norm as lengths with --absolute")
     steer.add_argument("--clamp", action="store_true",
                        help="with --neurons: set them to coefficient x value at every token "
                             "instead of adding (coefficient 0: the unmodified model)")

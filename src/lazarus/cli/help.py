@@ -129,9 +129,16 @@ the vector added at every token position (prompt and generated tokens, KV cache 
     --direction FILE       a probe's .npz (layer and site: the file's, unless -l / --site)
     --positive/--negative  mean of the site's values at the last token of the --positive
                            prompts minus that of the --negative ones, at -l
-  scale = the mean L2 norm of the site's vectors at the layer over every token of the
-  prompts (coefficient 1 adds a vector as long as a typical activation); --absolute: 1
+  scale = the mean L2 norm of the site's vectors at the layer over the prompts' tokens, a
+  BOS-like prefix left out (coefficient 1 adds a vector as long as a typical activation);
+  --absolute: 1 (the coefficient is the added length)
   --neurons id:value,...   adds coefficient x value to each neuron, nothing else (absolute)
+how strong: "of norm" is the added vector's length over that mean norm (measured in every
+  mode). On the demo model text stays well-formed up to about 0.3 and breaks from about 0.5
+  (README: How strong to steer): default coefficient 0.2 for a direction, 1 with --neurons
+  or --absolute; a bare --compare sweeps ±0.1,±0.2,±0.3 (a direction), ±0.5,±1,±1.5
+  (--neurons), ±0.1..±0.3 x the norm as lengths (--absolute); a warning past 0.3x (4x for
+  --neurons: one sparse neuron is large beside its site's norm; none with --clamp)
 coefficient 0 is always run: it is the unmodified model, and changes are against it
 measured per prompt and coefficient: the continuation, and for each --tokens word the change
   in its log-probability right after the prompt (its tokens teacher-forced, summed; nats)
@@ -140,9 +147,9 @@ measured per prompt and coefficient: the continuation, and for each --tokens wor
 STEER_EXAMPLES = f"""\
 examples:
   lazarus introspect steer -m {DEMO} -p "47*47=|2+3=" --direction difficulty.npz \\
-      --compare -4,-2,2,4 --tokens "2|5"
+      --compare --tokens "2|5"
   lazarus introspect steer -m {DEMO} -p "12+" -l 1 --positive "47*47=|67*83=" \\
-      --negative "2+3=|4*2=" --coefficient 2 --max-tokens 10 -o steer.json
+      --negative "2+3=|4*2=" --coefficient 0.3 --max-tokens 10 -o steer.json
 """
 
 EXAMPLES_NOTES = """\
@@ -268,7 +275,8 @@ views:
            (seeded, drawn once for every card): their mean, std, p and the unit's percentile;
            and greedy continuations of --prompt (default: the first window's first tokens)
            with coefficient x the unit's largest |value| there added to it (a direction:
-           coefficient x the mean activation norm), per --coefficients
+           coefficient x the mean activation norm), per --coefficients (default -1,1,2 for
+           a unit, ±0.1,±0.2,±0.3 for a direction: below steer's warning)
 """
 
 CARD_EXAMPLES = f"""\

@@ -40,7 +40,8 @@ def steer_options(args: argparse.Namespace, model: Model) -> tuple[list[str], St
         negative=None if args.negative is None else inputs.parse_prompts(args.negative,
                                                                          "negative"),
         neurons=None if args.neurons is None else parse_neuron_values(args.neurons),
-        coefficients=_coefficients(args), absolute=args.absolute, site=args.site,
+        coefficients=_coefficients(args), compare=args.compare is True or None,
+        absolute=args.absolute, site=args.site,
         tokens=None if args.tokens is None else [
             t.strip() for t in inputs.parse_list(args.tokens, "tokens", "word")],
         max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed,
@@ -48,12 +49,14 @@ def steer_options(args: argparse.Namespace, model: Model) -> tuple[list[str], St
     return prompts, options
 
 
-def _coefficients(args: argparse.Namespace) -> list[float]:
+def _coefficients(args: argparse.Namespace) -> list[float] | None:
     if args.coefficient is not None and args.compare is not None:
         raise LazarusError("--coefficient and --compare were both given (choose one)")
-    if args.compare is not None:
+    if isinstance(args.compare, str):  # --compare C1,C2,... (bare: True, the sweep)
         return parse_coefficients(args.compare)
-    return parse_coefficients(args.coefficient or "1", "--coefficient")
+    if args.coefficient is not None:
+        return parse_coefficients(args.coefficient, "--coefficient")
+    return None  # the mode's default, or with a bare --compare its sweep (steer_strength)
 
 
 def parse_coefficients(text: str, option: str = "--compare") -> list[float]:

@@ -129,33 +129,46 @@ def _greedy(outcome: Outcome) -> str:
 
 
 def render_steer(result: SteerResult) -> str:
-    scale = (f"× {result.scale:.3g} (mean L2 norm of {result.site} at layer {result.layer} over "
-             "the prompts' tokens) × the unit direction" if result.scale_kind == "relative"
+    norm = (f"{result.activation_norm:.3g} (mean L2 norm of {result.site} at layer "
+            f"{result.layer} over {plural(result.norm_tokens, 'prompt token')}, a BOS-like "
+            "prefix left out)")
+    scale = (f"× {norm} × the unit direction" if result.scale_kind == "relative"
              else "× the values given, in place of the neurons' own (clamped)"
-             if result.source.startswith("neurons clamped")
+             if result.clamp
              else "× the vector as given (absolute)" if result.source.startswith("neurons")
              else "× the unit direction (absolute: the coefficient is the added length)")
     decoding = ("greedy" if not result.temperature
                 else f"sampled at temperature {result.temperature:g}, seed {result.seed}")
     lines = [*banner(f"STEERING at layer {result.layer}, site {result.site}"),
              f"Vector: {result.source}",
-             f"{'Set' if 'clamped' in result.source else 'Added'} at every token: "
-             f"coefficient {scale}.",
-             f"Continuations: {plural(result.max_tokens, 'token')}, {decoding}.", ""]
+             f"{'Set' if result.clamp else 'Added'} at every token: coefficient {scale}."]
+    if result.scale_kind != "relative" and not result.clamp:
+        lines.append(f"Activation norm: {norm}.")
+    lines += [f"Continuations: {plural(result.max_tokens, 'token')}, {decoding}.", ""]
+    fraction = not result.clamp
     header = "".join(f" | Δlog p({fit_cell(t, 6).rstrip()})" for t in result.tokens)
     for index, prompt in enumerate(result.prompts):
         lines.append(f"Prompt: {prompt}")
-        lines.append(f"  {'coef':>6} | {fit_cell('continuation', 24)}{header}")
+        lines.append(f"  {'coef':>6} |{' of norm |' if fraction else ''} "
+                     f"{fit_cell('continuation', 24)}{header}")
         for run in result.runs:
             changes = "".join(f" | {run.changes[index][k]:+{len(_header_cell(t)) - 3}.2f}"
                               for k, t in enumerate(result.tokens))
-            lines.append(f"  {run.coefficient:>6g} | "
+            share = f" {_fraction(result.added_fraction(run))} |" if fraction else ""
+            lines.append(f"  {run.coefficient:>6g} |{share} "
                          f"{fit_cell(run.continuations[index], 24)}{changes}")
         lines.append("")
+    if fraction:
+        lines.append("of norm: the added vector's L2 length over the mean activation norm "
+                     "(continuations usually stay text below 0.3).")
     if result.tokens:
         lines.append("Δlog p(token): change of the named token's log-probability right after the "
                      "prompt (nats, summed over its tokens), against coefficient 0.")
     return "\n".join(line.rstrip() for line in lines).rstrip("\n")
+
+
+def _fraction(value: float | None) -> str:
+    return " " * 6 + "-" if value is None else f"{value:6.2f}x"
 
 
 def _header_cell(token: str) -> str:

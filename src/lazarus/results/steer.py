@@ -40,6 +40,16 @@ class SteerResult:
     temperature: float
     seed: int
     runs: tuple[SteerRun, ...]  # coefficient 0 first, then the ones asked for
+    activation_norm: float = 0.0  # mean per-token L2 norm of the site, BOS-like prefix left out
+    norm_tokens: int = 0  # the tokens that mean is over
+    clamp: bool = False  # neurons set to coefficient x value, not added to
+
+    def added_fraction(self, run: SteerRun) -> float | None:
+        """The added vector's length over `activation_norm` (None when clamping: nothing is
+        added, or when the norm is 0)."""
+        if self.clamp or not self.activation_norm:
+            return None
+        return self.added_norm(run) / self.activation_norm
 
     def added_norm(self, run: SteerRun) -> float:
         """The L2 length of the vector `run` added."""
@@ -59,9 +69,12 @@ class SteerResult:
             "scale": self.scale, "vector": [float(v) for v in self.vector],
             "tokens": list(self.tokens), "max_tokens": self.max_tokens,
             "temperature": self.temperature, "seed": self.seed,
+            "activation_norm": self.activation_norm, "norm_tokens": self.norm_tokens,
+            "clamp": self.clamp,
             "prompts": [{"prompt": prompt, "runs": [{
                 "coefficient": run.coefficient,
                 "added_norm": self.added_norm(run),
+                "added_fraction": self.added_fraction(run),
                 "continuation": run.continuations[i],
                 "token_log_probs": dict(zip(self.tokens, run.log_probs[i], strict=True)),
                 "token_log_prob_changes": dict(zip(self.tokens, run.changes[i], strict=True)),
@@ -82,6 +95,7 @@ class SteerResult:
         coefficient 0; needs pandas."""
         records: dict[str, list[Any]] = {
             "coefficient": [], "prompt_index": [], "prompt": [], "added_norm": [],
+            "added_fraction": [],
             "continuation": [], "token": [], "log_prob": [], "log_prob_change": []}
         for run in self.runs:
             for i, prompt in enumerate(self.prompts):
@@ -89,6 +103,7 @@ class SteerResult:
                 for token, log_prob, change in named or [(None, None, None)]:
                     for key, value in (("coefficient", run.coefficient), ("prompt_index", i),
                                        ("prompt", prompt), ("added_norm", self.added_norm(run)),
+                                       ("added_fraction", self.added_fraction(run)),
                                        ("continuation", run.continuations[i]), ("token", token),
                                        ("log_prob", log_prob), ("log_prob_change", change)):
                         records[key].append(value)
