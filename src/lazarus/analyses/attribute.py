@@ -37,6 +37,7 @@ from lazarus.engine.patching import score_jobs
 from lazarus.engine.sites import check_site, locate
 from lazarus.errors import LazarusError
 from lazarus.results.attribute import AttributionResult, SelfCheck, Unit
+from lazarus.stats.bootstrap import normalised
 from lazarus.stats.rank import pearson, spearman
 
 ATTRIBUTE_SITES = ("mlp_post", "attn_head", *POSITION_SITES)
@@ -98,14 +99,17 @@ def analyse_attribution(model: ModelHandle, options: AttributeOptions,
                for layer, site in keys}
     checked_rows = 2 * options.self_check * len(pairs.clean_ids)
     report = None if progress is None else _Staged(progress, checked_rows)
+    by_position = [key for key in keys if key[1] in POSITION_SITES]
     if options.method == "atp":
-        products = gradients.attribution(loaded, pairs.clean_ids, pairs.corrupt_ids, keys,
-                                         columns, pairs.metric, report)
+        sums = gradients.attribution(loaded, pairs.clean_ids, pairs.corrupt_ids, keys, columns,
+                                     pairs.metric, by_position, report)
     else:
-        products = gradients.integrated(loaded, pairs.clean_ids, pairs.corrupt_ids, keys,
-                                        columns, pairs.metric, options.steps, report)
-    estimates = {site: tuple(_estimate(products[(layer, site)], site, pairs.gap)
-                             for layer in layers) for site in options.sites}
+        sums = gradients.integrated(loaded, pairs.clean_ids, pairs.corrupt_ids, keys, columns,
+                                    pairs.metric, options.steps, by_position, report)
+    # mean over the pairs, over the gap: the normalised effect each unit's patch would have
+    scale = len(pairs.clean_ids) * pairs.gap
+    estimates = {site: tuple(sums[(layer, site)] / scale for layer in layers)
+                 for site in options.sites}
     units = [Unit(layer, site, unit, float(value)) for site in options.sites
              for layer, row in zip(layers, estimates[site], strict=True)
              for unit, value in enumerate(row)]
@@ -123,13 +127,6 @@ def analyse_attribution(model: ModelHandle, options: AttributeOptions,
         clean_score=tuple(float(v) for v in pairs.clean_score),
         corrupt_score=tuple(float(v) for v in pairs.corrupt_score),
         estimates=estimates, top=top, check=check)
-
-
-def _estimate(products: np.ndarray, site: str, gap: float) -> np.ndarray:
-    """[pairs, tokens, units] products -> float64 [units], normalised by the gap: per position
-    (residual sites: [pairs, tokens, 1]) or summed over the positions (neurons, heads)."""
-    per_pair = products[..., 0] if site in POSITION_SITES else products.sum(axis=1)
-    return per_pair.astype(np.float64).mean(axis=0) / gap
 
 
 def _self_check(loaded: LoadedModel, pairs: Pairs, units: list[Unit], order: np.ndarray,
@@ -163,8 +160,8 @@ def real_effects(loaded: LoadedModel, pairs: Pairs, chosen: Sequence[Unit],
         edits.append(Edit(key[0], key[1], "patch", sources=tuple(clean[key]), jobs=jobs))
     scores = score_jobs(loaded, pairs.corrupt_ids, list(range(count)) * len(chosen), edits,
                         pairs.metric, progress)
-    return (scores.reshape(len(chosen), count).mean(axis=1) - pairs.corrupt_score.mean()) / (
-        pairs.gap)
+    return normalised(scores.reshape(len(chosen), count).T, pairs.clean_score,
+                      pairs.corrupt_score)
 
 
 def _job(unit: Unit, pair: int) -> tuple[int, tuple[int, ...] | None, tuple[int, ...] | None]:

@@ -21,7 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from lazarus.engine.budget import BATCH_OVERHEAD_TOKENS, limits_for, plan_batches
+from lazarus.engine.budget import (
+    BATCH_OVERHEAD_TOKENS,
+    limits_for,
+    plan_batches,
+    release_memory,
+)
 from lazarus.engine.configs import first_config_int, text_config
 from lazarus.engine.loading import LoadedModel
 from lazarus.engine.positions import check_lengths
@@ -137,7 +142,7 @@ def run_batches(
                 if not is_out_of_memory(err):
                     raise
                 del err  # its traceback holds the batch's tensors
-                _release_memory()
+                release_memory()
                 if len(batch) == 1:
                     raise LazarusError(f"out of memory running one {unit} of {width} tokens on "
                                        f"{loaded.device} ({too_long})") from None
@@ -241,15 +246,3 @@ def capture_ids(
     if widths is not None:
         widths.update(found)
     return results
-
-
-def _release_memory() -> None:
-    import gc
-
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    if hasattr(torch, "mps") and torch.backends.mps.is_available():
-        torch.mps.empty_cache()
