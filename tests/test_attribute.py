@@ -323,3 +323,37 @@ def test_rank_statistics_against_pandas_ranks():
     assert spearman(x, y) == pytest.approx(expected, rel=1e-12)
     assert pearson(x, y) == pytest.approx(np.corrcoef(x, y)[0, 1], rel=1e-12)
     assert np.isnan(spearman(np.ones(5), np.arange(5.0)))
+
+
+def test_units_are_named_the_same_in_text_and_json(capsys, tiny_model_dirs, tmp_path):
+    """MoE layers' mlp_post units are `E<expert> U<unit>` (column = expert x units per expert +
+    unit, the units per expert read here from config.json), heads `H<head>`, and a dense
+    model's neurons `N<neuron>`, in the report's tables and the JSON."""
+    folder = tiny_model_dirs["gpt_oss"]
+    per_expert = json.loads((folder / "config.json").read_text())["intermediate_size"]
+    output = tmp_path / "moe.json"
+    code, out, err = run(capsys, "introspect", "attribute", "-m", folder, "--clean",
+                         "the cat sat", "--corrupt", "the cot sat", "--answer", "x", "--wrong",
+                         "y", "--site", "mlp_post,attn_head", "--top", "40", "--check", "2",
+                         "-o", output)
+    assert code == 0, err
+    document = json.loads(output.read_text())
+    assert document["units_per_expert"] == {str(layer): per_expert
+                                            for layer in document["layers"]}
+    experts = [u for u in document["top"] if u["site"] == "mlp_post"]
+    heads = [u for u in document["top"] if u["site"] == "attn_head"]
+    assert experts and heads
+    for unit in experts:
+        assert unit["expert"] * per_expert + unit["expert_unit"] == unit["unit"]
+        assert unit["units_per_expert"] == per_expert
+        assert unit["label"] == f"E{unit['expert']} U{unit['expert_unit']}"
+    assert all(u["label"] == f"H{u['unit']}" for u in heads)
+    table = out.split("Top 40 units")[1].split("Self-check")[0].splitlines()[2:]
+    named = [(int(row.split()[0]), row.split()[1], " ".join(row.split()[2:-1]))
+             for row in table if row.strip()]
+    assert named == [(u["layer"], u["site"], u["label"]) for u in document["top"]]
+    dense = lazarus.load(str(tiny_model_dirs["llama"])).attribute(
+        **PADDED, layers=0, top=3, self_check=0).to_json()
+    assert dense["units_per_expert"] == {}
+    assert [u["label"] for u in dense["top"]] == [f"N{u['unit']}" for u in dense["top"]]
+    assert "expert" not in dense["top"][0]

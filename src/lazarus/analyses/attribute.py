@@ -26,7 +26,7 @@ from typing import ClassVar
 import numpy as np
 
 from lazarus.analyses.pairs import PairOptions, Pairs, prepare
-from lazarus.engine import gradients
+from lazarus.engine import gradients, moe
 from lazarus.engine.checks import Layers
 from lazarus.engine.handle import ModelHandle
 from lazarus.engine.interventions import Edit
@@ -34,7 +34,7 @@ from lazarus.engine.loading import LoadedModel
 from lazarus.engine.measures import check_seed
 from lazarus.engine.pair_terms import POSITION_SITES
 from lazarus.engine.patching import score_jobs
-from lazarus.engine.sites import check_site, locate
+from lazarus.engine.sites import check_site, decoder_blocks, locate
 from lazarus.errors import LazarusError
 from lazarus.results.attribute import AttributionResult, SelfCheck, Unit
 from lazarus.stats.bootstrap import normalised
@@ -126,7 +126,16 @@ def analyse_attribution(model: ModelHandle, options: AttributeOptions,
         layers=layers, sites=tuple(options.sites),
         clean_score=tuple(float(v) for v in pairs.clean_score),
         corrupt_score=tuple(float(v) for v in pairs.corrupt_score),
-        estimates=estimates, top=top, check=check)
+        estimates=estimates, top=top, check=check,
+        units_per_expert=_units_per_expert(loaded, layers) if "mlp_post" in options.sites
+        else {})
+
+
+def _units_per_expert(loaded: LoadedModel, layers: Sequence[int]) -> dict[int, int]:
+    """Per MoE layer of `layers`: units per expert (mlp_post's units are expert units there)."""
+    blocks = decoder_blocks(loaded.model, loaded.blocks_loaded)
+    found = {layer: moe.find_moe(blocks[layer]) for layer in layers}
+    return {layer: parts.units for layer, parts in found.items() if parts is not None}
 
 
 def _self_check(loaded: LoadedModel, pairs: Pairs, units: list[Unit], order: np.ndarray,
