@@ -291,6 +291,14 @@ def test_cli_and_api_give_the_same_json_and_a_plot(capsys, llama_dir, tmp_path):
     (["--method", "ig", "--steps", "0"], "--steps must be from 1 to 1000 (got 0)"),
     (["--site", "router"], "site 'router' has no units to attribute"),
     (["--metric", "logit_diff", "--wrong", None], "the logit_diff metric needs the wrong text"),
+    (["--clean", None, "--corrupt", None, "--answer", None, "--wrong", None, "--pairs",
+      "missing.tsv"], "file not found: missing.tsv (check the path after --pairs)"),
+    (["--site", "mlp_post,"], "--site 'mlp_post,' holds an empty site name"),
+    (["--site", "attn_head", "-l", "0", "--check", "4"],
+     "--check 4 asks for the top 4 units and as many random ones, but there are only 4 units"),
+    (["--corrupt", "the cot sat"], "pair 1: the clean prompt 'the cat' is"),
+    (["-l", "9"], "layer 9 is out of range"),
+    (["--answer", "x|y|z"], "got 3 answers for 1 pair"),
 ])
 def test_bad_input_is_one_line_and_no_file(capsys, llama_dir, tmp_path, argv, message):
     output = tmp_path / "out.json"
@@ -305,6 +313,22 @@ def test_bad_input_is_one_line_and_no_file(capsys, llama_dir, tmp_path, argv, me
     assert err.count("\n") == 1 and message in err
     assert "Traceback" not in err
     assert not output.exists()
+
+
+def test_output_to_a_folder_is_one_line(capsys, llama_dir, tmp_path):
+    code, out, err = run(capsys, "introspect", "attribute", "-m", llama_dir, "--clean",
+                         "the cat", "--corrupt", "the cot", "--answer", "x", "--wrong", "y",
+                         "-o", tmp_path)
+    assert code == 2
+    assert err.count("\n") == 1 and "is a folder (give a file name)" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_default_self_check_takes_half_the_units_when_there_are_few(llama_dir):
+    result = lazarus.load(str(llama_dir)).attribute(["the cat"], ["the cot"], ["x"], ["y"],
+                                                    sites=["attn_head"], layers=0)
+    assert result.check.total == 4  # the tiny llama's heads
+    assert result.check.top_count == 2 and len(result.check.units) == 4
 
 
 def test_position_sites_refuse_pairs_of_different_lengths(llama_dir):

@@ -230,13 +230,22 @@ def test_the_picture_has_the_asked_for_size(tmp_path):
     ([*DEMO[2:], "--site", "resid_post,neurons"], "cannot patch the site 'neurons'"),
     (["--pairs", "{pairs}", "--clean", "23+45="], "--pairs does not go with --clean"),
     ([*DEMO[2:], "--plot", "{out}.gif"], "cannot tell the picture format"),
+    (["--pairs", "{out}.tsv"], "file not found: {out}.tsv (check the path after --pairs)"),
+    ([*DEMO[2:], "--site", "resid_post,"], "--site 'resid_post,' holds an empty site name"),
+    ([*DEMO[2:], "-l", "9"], "layer 9 is out of range: this model has 4 layers"),
+    ([*DEMO[2:], "--plot", "{folder}"], "cannot tell the picture format"),
+    (["--clean", "23+45=", "--corrupt", "23+46=", "--answer", "68", "--wrong", "68"],
+     "pair 1: the answer '68' and the wrong text '68' do not differ"),
+    (["--clean", "23+45=", "--corrupt", "23+45=", "--answer", "68", "--wrong", "69"],
+     "the clean and corrupted prompts give the same logit_diff"),
 ])
 def test_bad_input_is_one_line_and_no_file(capsys, tmp_path, argv, words):
     pairs = tmp_path / "pairs.tsv"
     pairs.write_text("23+45=\t23+46=\t68\t69\n")
     output = tmp_path / "never.json"
     argv = [a.replace("{pairs}", str(pairs)).replace("{out}", str(tmp_path / "never"))
-            for a in argv]
+            .replace("{folder}", str(tmp_path)) for a in argv]
+    words = words.replace("{out}", str(tmp_path / "never"))
     code = main(["introspect", "patch", "-m", "lazarus:demo", *argv, "-o", str(output)])
     captured = capsys.readouterr()
     assert code == 2

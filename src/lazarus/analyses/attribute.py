@@ -25,7 +25,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from lazarus.analyses.pairs import PairOptions, Pairs, prepare
+from lazarus.analyses.pairs import PairOptions, Pairs, check_sites, prepare
 from lazarus.engine import gradients, moe
 from lazarus.engine.checks import Layers
 from lazarus.engine.handle import ModelHandle
@@ -34,15 +34,17 @@ from lazarus.engine.loading import LoadedModel
 from lazarus.engine.measures import check_seed
 from lazarus.engine.pair_terms import POSITION_SITES
 from lazarus.engine.patching import score_jobs
-from lazarus.engine.sites import check_site, decoder_blocks, locate
+from lazarus.engine.sites import decoder_blocks, locate
 from lazarus.errors import LazarusError
 from lazarus.results.attribute import AttributionResult, SelfCheck, Unit
 from lazarus.stats.bootstrap import normalised
 from lazarus.stats.rank import pearson, spearman
+from lazarus.text import plural
 
 ATTRIBUTE_SITES = ("mlp_post", "attn_head", *POSITION_SITES)
 METHODS = ("atp", "ig")
 MAX_STEPS = 1000
+CHECKED = 20  # the self-check's top units, unless told
 
 Progress = Callable[[int, int], None]  # (steps done, steps in all)
 
@@ -57,27 +59,22 @@ class AttributeOptions(PairOptions):
     method: str = "atp"  # atp (attribution patching) or ig (integrated gradients)
     steps: int = 10  # ig: points on the path from corrupted to clean
     top: int = 20  # how many units of largest |estimate| to list
-    self_check: int = 20  # units of largest |estimate| patched for real, and as many random
+    # units of largest |estimate| patched for real, and as many random ones (None: `CHECKED`,
+    # or half the units when there are fewer than twice as many)
+    self_check: int | None = None
     seed: int = 0  # seed of the random units
 
     def check(self) -> None:
         super().check()
-        if not self.sites:
-            raise LazarusError("no site given (give at least one, e.g. mlp_post)")
-        for site in self.sites:
-            if site not in ATTRIBUTE_SITES:
-                raise LazarusError(f"site {site!r} has no units to attribute (choose from: "
-                                   f"{', '.join(ATTRIBUTE_SITES)})")
-            check_site(site)
-        if len(set(self.sites)) != len(self.sites):
-            raise LazarusError("a site is listed twice (list each once)")
+        check_sites(self.sites, ATTRIBUTE_SITES,
+                    "site {site} has no units to attribute (choose from: {known})")
         if self.method not in METHODS:
             raise LazarusError(f"unknown method {self.method!r} (choose atp or ig)")
         if not 1 <= self.steps <= MAX_STEPS:
             raise LazarusError(f"--steps must be from 1 to {MAX_STEPS} (got {self.steps})")
         if self.top < 1:
             raise LazarusError(f"--top must be at least 1 (got {self.top})")
-        if self.self_check < 0:
+        if self.self_check is not None and self.self_check < 0:
             raise LazarusError(f"--check must be 0 or more (got {self.self_check})")
         check_seed(self.seed)
 
@@ -97,7 +94,8 @@ def analyse_attribution(model: ModelHandle, options: AttributeOptions,
     columns = {(layer, site): loaded.info.hidden_size if site in POSITION_SITES
                else locate(loaded.model, loaded.blocks_loaded, layer, site).group
                for layer, site in keys}
-    checked_rows = 2 * options.self_check * len(pairs.clean_ids)
+    checked_rows = 2 * (CHECKED if options.self_check is None else options.self_check) * len(
+        pairs.clean_ids)
     report = None if progress is None else _Staged(progress, checked_rows)
     by_position = [key for key in keys if key[1] in POSITION_SITES]
     if options.method == "atp":
@@ -113,11 +111,17 @@ def analyse_attribution(model: ModelHandle, options: AttributeOptions,
     units = [Unit(layer, site, unit, float(value)) for site in options.sites
              for layer, row in zip(layers, estimates[site], strict=True)
              for unit, value in enumerate(row)]
+    count = min(CHECKED, len(units) // 2) if options.self_check is None else options.self_check
+    if count >= len(units):
+        raise LazarusError(f"--check {count} asks for the top {count} "
+                           f"units and as many random ones, but there are only "
+                           f"{plural(len(units), 'unit')} at these sites and layers (give "
+                           f"--check {len(units) // 2} or less, or 0 for no self-check)")
     order = np.argsort([-abs(u.estimate) for u in units], kind="stable")
     top = tuple(units[i] for i in order[:options.top])
     check = None
-    if options.self_check:
-        check = _self_check(loaded, pairs, units, order, options,
+    if count:
+        check = _self_check(loaded, pairs, units, order, count, options.seed,
                             None if report is None else report.checking)
     return AttributionResult(
         model_id=model.model_id, clean=tuple(options.clean), corrupt=tuple(options.corrupt),
@@ -139,20 +143,19 @@ def _units_per_expert(loaded: LoadedModel, layers: Sequence[int]) -> dict[int, i
 
 
 def _self_check(loaded: LoadedModel, pairs: Pairs, units: list[Unit], order: np.ndarray,
-                options: AttributeOptions, progress: Progress | None) -> SelfCheck:
+                count: int, seed: int, progress: Progress | None) -> SelfCheck:
     """Patch the top units and as many random others for real (denoising: each unit's clean
     values, at every position or at its own, into the corrupted run of every pair)."""
-    count = options.self_check
     top = [int(i) for i in order[:count]]
     rest = np.asarray(order[count:])
-    rng = np.random.default_rng(options.seed)
+    rng = np.random.default_rng(seed)
     drawn = rng.choice(len(rest), size=min(count, len(rest)), replace=False)
     chosen = [units[i] for i in top + [int(rest[j]) for j in np.sort(drawn)]]
     real = real_effects(loaded, pairs, chosen, progress)
     estimate = np.array([u.estimate for u in chosen])
     return SelfCheck(units=tuple(chosen), real=tuple(float(v) for v in real),
                      top_count=len(top), total=len(units), spearman=spearman(estimate, real),
-                     pearson=pearson(estimate, real), seed=options.seed)
+                     pearson=pearson(estimate, real), seed=seed)
 
 
 def real_effects(loaded: LoadedModel, pairs: Pairs, chosen: Sequence[Unit],

@@ -21,9 +21,8 @@ from lazarus.render.attribute import render_attribution
 
 
 def attribute_options(args: argparse.Namespace) -> AttributeOptions:
-    sites = None if args.site is None else [s.strip() for s in args.site.split(",")]
     return AttributeOptions(**given(
-        **pair_fields(args), sites=sites, layers=args.layer, method=args.method,
+        **pair_fields(args), sites=args.site, layers=args.layer, method=args.method,
         steps=args.steps, top=args.top, self_check=args.check, seed=args.seed))
 
 

@@ -32,8 +32,8 @@ def add_attribute_command(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--top", type=whole, metavar="N",
                         help="units of largest |estimate| to list (default 20)")
     parser.add_argument("--check", type=whole, metavar="K",
-                        help="patch the top K units and K random ones for real (default 20; "
-                             "0: no self-check)")
+                        help="patch the top K units and K random ones for real (default 20, or "
+                             "half the units when fewer; 0: no self-check)")
     parser.add_argument("--seed", type=whole, help="seed of the random units (default 0)")
     parser.add_argument("-o", "--output", metavar="FILE.json",
                         help="also save every number as JSON")
