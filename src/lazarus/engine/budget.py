@@ -163,17 +163,24 @@ def in_halves(items: Sequence[Item], size: int, run: Callable[[list[Item]], None
         try:
             run(batch)
         except Exception as err:
-            if not is_out_of_memory(err):
-                raise
-            del err  # its traceback holds the batch's tensors
-            release_memory()
-            if len(batch) == 1:
-                raise LazarusError(f"out of memory running one {what} (use --dtype bfloat16, "
-                                   "--device-map auto to spread the model, shorter prompts, or "
-                                   "a machine with more memory)") from None
-            size = max(1, len(batch) // 2)
+            check_retry(err, len(batch), f"out of memory running one {what} (use --dtype "
+                                         "bfloat16, --device-map auto to spread the model, "
+                                         "shorter prompts, or a machine with more memory)")
+        else:
+            start += len(batch)
             continue
-        start += len(batch)
+        release_memory()  # after the except block: the error's traceback held the tensors
+        size = max(1, len(batch) // 2)
+
+
+def check_retry(err: Exception, rows: int, alone: str) -> None:
+    """After a batch of `rows` rows raised `err`: raise it again unless it ran out of memory,
+    and say `alone` (one line) when even one row does not fit; else return, for the caller to
+    free memory and run smaller batches."""
+    if not is_out_of_memory(err):
+        raise err
+    if rows == 1:
+        raise LazarusError(alone) from None
 
 
 def release_memory() -> None:
