@@ -23,8 +23,6 @@ def add_attribute_command(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--site", action=Once, metavar="SITES",
                         help="units to estimate, comma-separated: mlp_post (default), "
                              "attn_head, resid_pre, resid_post, attn_out, mlp_out")
-    parser.add_argument("-l", "--layer", action=Once,
-                        help="layer(s): one, a list and ranges (0,2,5-7), or all (default)")
     parser.add_argument("--method", choices=("atp", "ig"),
                         help="atp: attribution patching (default); ig: integrated gradients")
     parser.add_argument("--steps", type=whole, metavar="N",
