@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import shutil
 import struct
@@ -376,8 +377,12 @@ def test_units_are_named_the_same_in_text_and_json(capsys, tiny_model_dirs, tmp_
     named = [(int(row.split()[0]), row.split()[1], " ".join(row.split()[2:-1]))
              for row in table if row.strip()]
     assert named == [(u["layer"], u["site"], u["label"]) for u in document["top"]]
-    dense = lazarus.load(str(tiny_model_dirs["llama"])).attribute(
-        **PADDED, layers=0, top=3, self_check=0).to_json()
+    result = lazarus.load(str(tiny_model_dirs["llama"])).attribute(
+        **PADDED, layers=0, top=3, self_check=0)
+    dense = result.to_json()
     assert dense["units_per_expert"] == {}
+    if importlib.util.find_spec("pandas") is not None:
+        frame = result.to_pandas()
+        assert list(frame["label"]) == [f"N{unit}" for unit in frame["unit"]]
     assert [u["label"] for u in dense["top"]] == [f"N{u['unit']}" for u in dense["top"]]
     assert "expert" not in dense["top"][0]

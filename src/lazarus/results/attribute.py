@@ -118,13 +118,16 @@ class AttributionResult:
         return out
 
     def to_pandas(self):  # -> pandas.DataFrame
-        """One row per unit: site, layer, unit, estimate."""
-        columns: dict[str, list[Any]] = {"site": [], "layer": [], "unit": [], "estimate": []}
+        """One row per unit: site, layer, unit, label (`label`), estimate."""
+        columns: dict[str, list[Any]] = {"site": [], "layer": [], "unit": [], "label": [],
+                                          "estimate": []}
         for site, rows in self.estimates.items():
             for layer, row in zip(self.layers, rows, strict=True):
                 columns["site"] += [site] * len(row)
                 columns["layer"] += [layer] * len(row)
                 columns["unit"] += list(range(len(row)))
+                columns["label"] += [self.label(Unit(layer, site, unit, 0.0))
+                                     for unit in range(len(row))]
                 columns["estimate"] += [float(v) for v in row]
         return dataframe(columns)
 
