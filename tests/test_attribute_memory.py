@@ -117,3 +117,18 @@ def test_a_forced_out_of_memory_gives_the_same_patch_grid(llama_dir):
     for site in options["sites"]:
         np.testing.assert_allclose(squeezed.grid(site).scores, plain.grid(site).scores,
                                    rtol=1e-4, atol=1e-5)
+
+
+def test_the_self_check_in_groups_of_pairs_equals_one_group(llama_dir, monkeypatch):
+    """The self-check's real patches go a group of pairs at a time (memory does not grow with
+    the pairs): groups of 2 give what one group of every pair gives."""
+    import lazarus.analyses.attribute as attribute
+
+    model = lazarus.load(str(llama_dir))
+    options = {"sites": ["mlp_post", "attn_head"], "layers": [0, 2], "self_check": 4}
+    whole = model.attribute(**PAIRS, **options)
+    monkeypatch.setattr(attribute, "BATCH", 2)
+    grouped = model.attribute(**PAIRS, **options)
+    assert grouped.check.units == whole.check.units
+    assert np.abs(whole.check.real).max() > 1e-3
+    np.testing.assert_allclose(grouped.check.real, whole.check.real, rtol=1e-5, atol=1e-6)

@@ -33,7 +33,7 @@ from lazarus.engine.interventions import Edit
 from lazarus.engine.loading import LoadedModel
 from lazarus.engine.measures import check_seed
 from lazarus.engine.pair_terms import POSITION_SITES
-from lazarus.engine.patching import score_jobs
+from lazarus.engine.patching import BATCH, score_jobs
 from lazarus.engine.sites import decoder_blocks, locate
 from lazarus.errors import LazarusError
 from lazarus.results.attribute import AttributionResult, SelfCheck, Unit
@@ -161,19 +161,31 @@ def _self_check(loaded: LoadedModel, pairs: Pairs, units: list[Unit], order: np.
 def real_effects(loaded: LoadedModel, pairs: Pairs, chosen: Sequence[Unit],
                  progress: Progress | None = None) -> np.ndarray:
     """float64 [units]: the normalised effect of patching each unit's clean values into the
-    corrupted runs, averaged over the pairs."""
+    corrupted runs, averaged over the pairs. Pairs go `BATCH` at a time (their clean values
+    kept only while their patched runs go), so memory does not grow with the pairs."""
     count = len(pairs.clean_ids)
     keys = list(dict.fromkeys((u.layer, u.site) for u in chosen))
-    clean = gradients.site_values(loaded, pairs.clean_ids, keys)
-    edits = []
-    for key in keys:
-        jobs = tuple(_job(unit, pair) if (unit.layer, unit.site) == key else None
-                     for unit in chosen for pair in range(count))
-        edits.append(Edit(key[0], key[1], "patch", sources=tuple(clean[key]), jobs=jobs))
-    scores = score_jobs(loaded, pairs.corrupt_ids, list(range(count)) * len(chosen), edits,
-                        pairs.metric, progress)
-    return normalised(scores.reshape(len(chosen), count).T, pairs.clean_score,
-                      pairs.corrupt_score)
+    scores = np.empty((count, len(chosen)))
+    for start in range(0, count, BATCH):
+        group = range(start, min(start + BATCH, count))
+        clean = gradients.site_values(loaded, [pairs.clean_ids[p] for p in group], keys)
+        edits = []
+        for key in keys:
+            sources = [None] * count  # a job's source is its pair's: only this group's are made
+            for index, pair in enumerate(group):
+                sources[pair] = clean[key][index]
+            jobs = tuple(_job(unit, pair) if (unit.layer, unit.site) == key else None
+                         for unit in chosen for pair in group)
+            edits.append(Edit(key[0], key[1], "patch", sources=tuple(sources), jobs=jobs))
+
+        def step(done: int, _total: int, before: int = start * len(chosen)) -> None:
+            if progress is not None:
+                progress(before + done, count * len(chosen))
+
+        found = score_jobs(loaded, pairs.corrupt_ids, list(group) * len(chosen), edits,
+                           pairs.metric, step)
+        scores[group.start:group.stop] = found.reshape(len(chosen), len(group)).T
+    return normalised(scores, pairs.clean_score, pairs.corrupt_score)
 
 
 def _job(unit: Unit, pair: int) -> tuple[int, tuple[int, ...] | None, tuple[int, ...] | None]:
