@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import shutil
 import struct
@@ -118,19 +119,22 @@ def _hand_products(model_dir: Path, architecture: str, layer: int) -> list[np.nd
 
 @pytest.mark.parametrize("architecture", ["llama", "gpt2"])
 def test_gradient_products_equal_a_hand_route(tiny_model_dirs, architecture):
+    """Each pair alone equals the hand route; both pairs in one right-padded batch give the sum
+    of the two (a running sum over pairs, to which padding adds nothing)."""
     model_dir = tiny_model_dirs[architecture]
     loaded = lazarus.load(str(model_dir)).whole_weights()
     pairs = prepare(loaded, PairOptions(**PADDED))
-    keys = [(1, "mlp_post")]
-    products = attribution(loaded, pairs.clean_ids, pairs.corrupt_ids, keys, {keys[0]: 1},
-                           pairs.metric)[keys[0]]
+    key = (1, "mlp_post")
     hand = _hand_products(model_dir, architecture, 1)
     for index, expected in enumerate(hand):
-        got = products[index].sum(0)
+        got = attribution(loaded, pairs.clean_ids[index:index + 1],
+                          pairs.corrupt_ids[index:index + 1], [key], {key: 1}, pairs.metric)[key]
         print(architecture, "pair", index, "max diff", np.abs(got - expected).max())
         np.testing.assert_allclose(got, expected, atol=1e-5 * np.abs(expected).max())
-    shorter = len(pairs.clean_ids[1])
-    assert not products[1, shorter:].any()  # padding positions contribute nothing
+    both = attribution(loaded, pairs.clean_ids, pairs.corrupt_ids, [key], {key: 1},
+                       pairs.metric)[key]
+    assert len(set(map(len, pairs.clean_ids))) == 2  # the batch is padded
+    np.testing.assert_allclose(both, hand[0] + hand[1], atol=1e-5 * np.abs(hand[0]).max())
 
 
 def test_estimate_equals_a_finite_difference(llama_dir):
@@ -144,7 +148,7 @@ def test_estimate_equals_a_finite_difference(llama_dir):
                                            "corrupt": PADDED["corrupt"][:1]}))
     key = (0, "mlp_post")
     products = attribution(loaded, pairs.clean_ids, pairs.corrupt_ids, [key], {key: 1},
-                           pairs.metric)[key][0].sum(0)
+                           pairs.metric)[key]
     model = copy.deepcopy(loaded.model).double()
     down = model.get_submodule(DOWN["llama"].format(0))
     clean_ids, corrupt_ids = (torch.tensor([ids]) for ids in (pairs.clean_ids[0],
@@ -288,6 +292,14 @@ def test_cli_and_api_give_the_same_json_and_a_plot(capsys, llama_dir, tmp_path):
     (["--method", "ig", "--steps", "0"], "--steps must be from 1 to 1000 (got 0)"),
     (["--site", "router"], "site 'router' has no units to attribute"),
     (["--metric", "logit_diff", "--wrong", None], "the logit_diff metric needs the wrong text"),
+    (["--clean", None, "--corrupt", None, "--answer", None, "--wrong", None, "--pairs",
+      "missing.tsv"], "file not found: missing.tsv (check the path after --pairs)"),
+    (["--site", "mlp_post,"], "--site 'mlp_post,' holds an empty site name"),
+    (["--site", "attn_head", "-l", "0", "--check", "4"],
+     "--check 4 asks for the top 4 units and as many random ones, but there are only 4 units"),
+    (["--corrupt", "the cot sat"], "pair 1: the clean prompt 'the cat' is"),
+    (["-l", "9"], "layer 9 is out of range"),
+    (["--answer", "x|y|z"], "got 3 answers for 1 pair"),
 ])
 def test_bad_input_is_one_line_and_no_file(capsys, llama_dir, tmp_path, argv, message):
     output = tmp_path / "out.json"
@@ -302,6 +314,22 @@ def test_bad_input_is_one_line_and_no_file(capsys, llama_dir, tmp_path, argv, me
     assert err.count("\n") == 1 and message in err
     assert "Traceback" not in err
     assert not output.exists()
+
+
+def test_output_to_a_folder_is_one_line(capsys, llama_dir, tmp_path):
+    code, out, err = run(capsys, "introspect", "attribute", "-m", llama_dir, "--clean",
+                         "the cat", "--corrupt", "the cot", "--answer", "x", "--wrong", "y",
+                         "-o", tmp_path)
+    assert code == 2
+    assert err.count("\n") == 1 and "is a folder (give a file name)" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_default_self_check_takes_half_the_units_when_there_are_few(llama_dir):
+    result = lazarus.load(str(llama_dir)).attribute(["the cat"], ["the cot"], ["x"], ["y"],
+                                                    sites=["attn_head"], layers=0)
+    assert result.check.total == 4  # the tiny llama's heads
+    assert result.check.top_count == 2 and len(result.check.units) == 4
 
 
 def test_position_sites_refuse_pairs_of_different_lengths(llama_dir):
@@ -320,3 +348,41 @@ def test_rank_statistics_against_pandas_ranks():
     assert spearman(x, y) == pytest.approx(expected, rel=1e-12)
     assert pearson(x, y) == pytest.approx(np.corrcoef(x, y)[0, 1], rel=1e-12)
     assert np.isnan(spearman(np.ones(5), np.arange(5.0)))
+
+
+def test_units_are_named_the_same_in_text_and_json(capsys, tiny_model_dirs, tmp_path):
+    """MoE layers' mlp_post units are `E<expert> U<unit>` (column = expert x units per expert +
+    unit, the units per expert read here from config.json), heads `H<head>`, and a dense
+    model's neurons `N<neuron>`, in the report's tables and the JSON."""
+    folder = tiny_model_dirs["gpt_oss"]
+    per_expert = json.loads((folder / "config.json").read_text())["intermediate_size"]
+    output = tmp_path / "moe.json"
+    code, out, err = run(capsys, "introspect", "attribute", "-m", folder, "--clean",
+                         "the cat sat", "--corrupt", "the cot sat", "--answer", "x", "--wrong",
+                         "y", "--site", "mlp_post,attn_head", "--top", "40", "--check", "2",
+                         "-o", output)
+    assert code == 0, err
+    document = json.loads(output.read_text())
+    assert document["units_per_expert"] == {str(layer): per_expert
+                                            for layer in document["layers"]}
+    experts = [u for u in document["top"] if u["site"] == "mlp_post"]
+    heads = [u for u in document["top"] if u["site"] == "attn_head"]
+    assert experts and heads
+    for unit in experts:
+        assert unit["expert"] * per_expert + unit["expert_unit"] == unit["unit"]
+        assert unit["units_per_expert"] == per_expert
+        assert unit["label"] == f"E{unit['expert']} U{unit['expert_unit']}"
+    assert all(u["label"] == f"H{u['unit']}" for u in heads)
+    table = out.split("Top 40 units")[1].split("Self-check")[0].splitlines()[2:]
+    named = [(int(row.split()[0]), row.split()[1], " ".join(row.split()[2:-1]))
+             for row in table if row.strip()]
+    assert named == [(u["layer"], u["site"], u["label"]) for u in document["top"]]
+    result = lazarus.load(str(tiny_model_dirs["llama"])).attribute(
+        **PADDED, layers=0, top=3, self_check=0)
+    dense = result.to_json()
+    assert dense["units_per_expert"] == {}
+    if importlib.util.find_spec("pandas") is not None:
+        frame = result.to_pandas()
+        assert list(frame["label"]) == [f"N{unit}" for unit in frame["unit"]]
+    assert [u["label"] for u in dense["top"]] == [f"N{u['unit']}" for u in dense["top"]]
+    assert "expert" not in dense["top"][0]

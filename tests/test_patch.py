@@ -230,13 +230,22 @@ def test_the_picture_has_the_asked_for_size(tmp_path):
     ([*DEMO[2:], "--site", "resid_post,neurons"], "cannot patch the site 'neurons'"),
     (["--pairs", "{pairs}", "--clean", "23+45="], "--pairs does not go with --clean"),
     ([*DEMO[2:], "--plot", "{out}.gif"], "cannot tell the picture format"),
+    (["--pairs", "{out}.tsv"], "file not found: {out}.tsv (check the path after --pairs)"),
+    ([*DEMO[2:], "--site", "resid_post,"], "--site 'resid_post,' holds an empty site name"),
+    ([*DEMO[2:], "-l", "9"], "layer 9 is out of range: this model has 4 layers"),
+    ([*DEMO[2:], "--plot", "{folder}"], "cannot tell the picture format"),
+    (["--clean", "23+45=", "--corrupt", "23+46=", "--answer", "68", "--wrong", "68"],
+     "pair 1: the answer '68' and the wrong text '68' do not differ"),
+    (["--clean", "23+45=", "--corrupt", "23+45=", "--answer", "68", "--wrong", "69"],
+     "the clean and corrupted prompts give the same logit_diff"),
 ])
 def test_bad_input_is_one_line_and_no_file(capsys, tmp_path, argv, words):
     pairs = tmp_path / "pairs.tsv"
     pairs.write_text("23+45=\t23+46=\t68\t69\n")
     output = tmp_path / "never.json"
     argv = [a.replace("{pairs}", str(pairs)).replace("{out}", str(tmp_path / "never"))
-            for a in argv]
+            .replace("{folder}", str(tmp_path)) for a in argv]
+    words = words.replace("{out}", str(tmp_path / "never"))
     code = main(["introspect", "patch", "-m", "lazarus:demo", *argv, "-o", str(output)])
     captured = capsys.readouterr()
     assert code == 2
@@ -351,3 +360,27 @@ def test_the_text_heatmap_of_a_hand_made_result():
     assert len(table) == 6
     row = table[(table.layer == 5) & (table["index"] == 2)].iloc[0]
     assert (row.token, row.differs, row.value, row.high) == ("\n", False, 0.75, 0.85)
+
+
+def test_the_csv_holds_exact_zeros_and_ones_over_many_pairs(capsys, tmp_path):
+    """With 12 pairs (numpy sums more than 8 numbers pairwise, so the order of a mean's sums
+    differs between a column of cells and the scores themselves): where every pair's patched
+    score is, to the bit, its corrupted score (a token before the one that differs) the CSV says
+    0, and where it is its clean score (the last block's residual at the last token) 1, in the
+    value and in both interval bounds."""
+    clean = [f"{10 + i}+4{i % 8}=" for i in range(12)]
+    corrupt = [f"{10 + i}+4{i % 8 + 1}=" for i in range(12)]
+    answers = [str(10 + i + 40 + i % 8) for i in range(12)]
+    wrongs = [str(10 + i + 41 + i % 8) for i in range(12)]
+    result = Model("lazarus:demo").patch(clean, corrupt, answers, wrongs, layers=3)
+    scores = result.grid().scores[:, 0]  # [pairs, positions] at layer 3
+    assert (scores[:, :5] == result.corrupt_score[:, None]).all()  # the premise, bit for bit
+    assert (scores[:, -1] == result.clean_score).all()
+    table = tmp_path / "p.csv"
+    assert main(["introspect", "patch", "-m", "lazarus:demo", "--clean", "|".join(clean),
+                 "--corrupt", "|".join(corrupt), "--answer", "|".join(answers), "--wrong",
+                 "|".join(wrongs), "-l", "3", "-o", str(table)]) == 0
+    capsys.readouterr()
+    rows = [line.split(",") for line in table.read_text().splitlines()[1:]]
+    assert [row[6:] for row in rows[:5]] == [["0.0", "0.0", "0.0"]] * 5
+    assert rows[-1][6:] == ["1.0", "1.0", "1.0"]

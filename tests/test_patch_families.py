@@ -143,7 +143,7 @@ def lazarus_scores(folder: Path, layer: int) -> tuple[tuple[float, ...], np.ndar
         clean = score_jobs(loaded, [clean_ids], [0], [], metric)[0]
         key = (layer, "resid_post")
         products = attribution(loaded, [clean_ids], [corrupt_ids], [key],
-                               {key: info.hidden_size}, metric)[key][0, :, 0]
+                               {key: info.hidden_size}, metric, by_position=[key])[key]
     except LazarusError as err:
         return err
     return (clean, corrupt, patched, whole), products

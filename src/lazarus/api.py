@@ -192,14 +192,15 @@ class Model(Handle):
     def attribute(self, clean: Sequence[str], corrupt: Sequence[str], answers: Sequence[str],
                   wrongs: Sequence[str] | None = None, *, metric: str = "logit_diff",
                   sites: Sequence[str] = ("mlp_post",), layers: Layers = "all",
-                  method: str = "atp", steps: int = 10, top: int = 20, self_check: int = 20,
-                  seed: int = 0, progress: Progress | None = None) -> AttributionResult:
+                  method: str = "atp", steps: int = 10, top: int = 20,
+                  self_check: int | None = None, seed: int = 0,
+                  progress: Progress | None = None) -> AttributionResult:
         """Every unit's estimated effect of patching its `clean` values into the `corrupt`
         run (attribution patching, or with `method="ig"` integrated gradients of `steps`
         points), normalised by the clean - corrupted gap of `metric`, for the units of `sites`
         at `layers`; the `top` units by |estimate|, and a self-check that patches the
-        `self_check` top units and as many random ones (`seed`) for real. What `lazarus
-        introspect attribute` renders."""
+        `self_check` top units (default 20, or half the units when fewer) and as many random
+        ones (`seed`) for real. What `lazarus introspect attribute` renders."""
         options = AttributeOptions(clean=clean, corrupt=corrupt, answers=answers,
                                    wrongs=wrongs, metric=metric, sites=sites, layers=layers,
                                    method=method, steps=steps, top=top,

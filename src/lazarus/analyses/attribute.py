@@ -25,23 +25,26 @@ from typing import ClassVar
 
 import numpy as np
 
-from lazarus.analyses.pairs import PairOptions, Pairs, prepare
-from lazarus.engine import gradients
+from lazarus.analyses.pairs import PairOptions, Pairs, check_sites, prepare
+from lazarus.engine import gradients, moe
 from lazarus.engine.checks import Layers
 from lazarus.engine.handle import ModelHandle
 from lazarus.engine.interventions import Edit
 from lazarus.engine.loading import LoadedModel
 from lazarus.engine.measures import check_seed
 from lazarus.engine.pair_terms import POSITION_SITES
-from lazarus.engine.patching import score_jobs
-from lazarus.engine.sites import check_site, locate
+from lazarus.engine.patching import BATCH, score_jobs
+from lazarus.engine.sites import decoder_blocks, locate
 from lazarus.errors import LazarusError
 from lazarus.results.attribute import AttributionResult, SelfCheck, Unit
+from lazarus.stats.bootstrap import normalised
 from lazarus.stats.rank import pearson, spearman
+from lazarus.text import plural
 
 ATTRIBUTE_SITES = ("mlp_post", "attn_head", *POSITION_SITES)
 METHODS = ("atp", "ig")
 MAX_STEPS = 1000
+CHECKED = 20  # the self-check's top units, unless told
 
 Progress = Callable[[int, int], None]  # (steps done, steps in all)
 
@@ -56,27 +59,22 @@ class AttributeOptions(PairOptions):
     method: str = "atp"  # atp (attribution patching) or ig (integrated gradients)
     steps: int = 10  # ig: points on the path from corrupted to clean
     top: int = 20  # how many units of largest |estimate| to list
-    self_check: int = 20  # units of largest |estimate| patched for real, and as many random
+    # units of largest |estimate| patched for real, and as many random ones (None: `CHECKED`,
+    # or half the units when there are fewer than twice as many)
+    self_check: int | None = None
     seed: int = 0  # seed of the random units
 
     def check(self) -> None:
         super().check()
-        if not self.sites:
-            raise LazarusError("no site given (give at least one, e.g. mlp_post)")
-        for site in self.sites:
-            if site not in ATTRIBUTE_SITES:
-                raise LazarusError(f"site {site!r} has no units to attribute (choose from: "
-                                   f"{', '.join(ATTRIBUTE_SITES)})")
-            check_site(site)
-        if len(set(self.sites)) != len(self.sites):
-            raise LazarusError("a site is listed twice (list each once)")
+        check_sites(self.sites, ATTRIBUTE_SITES,
+                    "site {site} has no units to attribute (choose from: {known})")
         if self.method not in METHODS:
             raise LazarusError(f"unknown method {self.method!r} (choose atp or ig)")
         if not 1 <= self.steps <= MAX_STEPS:
             raise LazarusError(f"--steps must be from 1 to {MAX_STEPS} (got {self.steps})")
         if self.top < 1:
             raise LazarusError(f"--top must be at least 1 (got {self.top})")
-        if self.self_check < 0:
+        if self.self_check is not None and self.self_check < 0:
             raise LazarusError(f"--check must be 0 or more (got {self.self_check})")
         check_seed(self.seed)
 
@@ -96,24 +94,34 @@ def analyse_attribution(model: ModelHandle, options: AttributeOptions,
     columns = {(layer, site): loaded.info.hidden_size if site in POSITION_SITES
                else locate(loaded.model, loaded.blocks_loaded, layer, site).group
                for layer, site in keys}
-    checked_rows = 2 * options.self_check * len(pairs.clean_ids)
+    checked_rows = 2 * (CHECKED if options.self_check is None else options.self_check) * len(
+        pairs.clean_ids)
     report = None if progress is None else _Staged(progress, checked_rows)
+    by_position = [key for key in keys if key[1] in POSITION_SITES]
     if options.method == "atp":
-        products = gradients.attribution(loaded, pairs.clean_ids, pairs.corrupt_ids, keys,
-                                         columns, pairs.metric, report)
+        sums = gradients.attribution(loaded, pairs.clean_ids, pairs.corrupt_ids, keys, columns,
+                                     pairs.metric, by_position, report)
     else:
-        products = gradients.integrated(loaded, pairs.clean_ids, pairs.corrupt_ids, keys,
-                                        columns, pairs.metric, options.steps, report)
-    estimates = {site: tuple(_estimate(products[(layer, site)], site, pairs.gap)
-                             for layer in layers) for site in options.sites}
+        sums = gradients.integrated(loaded, pairs.clean_ids, pairs.corrupt_ids, keys, columns,
+                                    pairs.metric, options.steps, by_position, report)
+    # mean over the pairs, over the gap: the normalised effect each unit's patch would have
+    scale = len(pairs.clean_ids) * pairs.gap
+    estimates = {site: tuple(sums[(layer, site)] / scale for layer in layers)
+                 for site in options.sites}
     units = [Unit(layer, site, unit, float(value)) for site in options.sites
              for layer, row in zip(layers, estimates[site], strict=True)
              for unit, value in enumerate(row)]
+    count = min(CHECKED, len(units) // 2) if options.self_check is None else options.self_check
+    if count >= len(units):
+        raise LazarusError(f"--check {count} asks for the top {count} "
+                           f"units and as many random ones, but there are only "
+                           f"{plural(len(units), 'unit')} at these sites and layers (give "
+                           f"--check {len(units) // 2} or less, or 0 for no self-check)")
     order = np.argsort([-abs(u.estimate) for u in units], kind="stable")
     top = tuple(units[i] for i in order[:options.top])
     check = None
-    if options.self_check:
-        check = _self_check(loaded, pairs, units, order, options,
+    if count:
+        check = _self_check(loaded, pairs, units, order, count, options.seed,
                             None if report is None else report.checking)
     return AttributionResult(
         model_id=model.model_id, clean=tuple(options.clean), corrupt=tuple(options.corrupt),
@@ -122,49 +130,62 @@ def analyse_attribution(model: ModelHandle, options: AttributeOptions,
         layers=layers, sites=tuple(options.sites),
         clean_score=tuple(float(v) for v in pairs.clean_score),
         corrupt_score=tuple(float(v) for v in pairs.corrupt_score),
-        estimates=estimates, top=top, check=check)
+        estimates=estimates, top=top, check=check,
+        units_per_expert=_units_per_expert(loaded, layers) if "mlp_post" in options.sites
+        else {})
 
 
-def _estimate(products: np.ndarray, site: str, gap: float) -> np.ndarray:
-    """[pairs, tokens, units] products -> float64 [units], normalised by the gap: per position
-    (residual sites: [pairs, tokens, 1]) or summed over the positions (neurons, heads)."""
-    per_pair = products[..., 0] if site in POSITION_SITES else products.sum(axis=1)
-    return per_pair.astype(np.float64).mean(axis=0) / gap
+def _units_per_expert(loaded: LoadedModel, layers: Sequence[int]) -> dict[int, int]:
+    """Per MoE layer of `layers`: units per expert (mlp_post's units are expert units there)."""
+    blocks = decoder_blocks(loaded.model, loaded.blocks_loaded)
+    found = {layer: moe.find_moe(blocks[layer]) for layer in layers}
+    return {layer: parts.units for layer, parts in found.items() if parts is not None}
 
 
 def _self_check(loaded: LoadedModel, pairs: Pairs, units: list[Unit], order: np.ndarray,
-                options: AttributeOptions, progress: Progress | None) -> SelfCheck:
+                count: int, seed: int, progress: Progress | None) -> SelfCheck:
     """Patch the top units and as many random others for real (denoising: each unit's clean
     values, at every position or at its own, into the corrupted run of every pair)."""
-    count = options.self_check
     top = [int(i) for i in order[:count]]
     rest = np.asarray(order[count:])
-    rng = np.random.default_rng(options.seed)
+    rng = np.random.default_rng(seed)
     drawn = rng.choice(len(rest), size=min(count, len(rest)), replace=False)
     chosen = [units[i] for i in top + [int(rest[j]) for j in np.sort(drawn)]]
     real = real_effects(loaded, pairs, chosen, progress)
     estimate = np.array([u.estimate for u in chosen])
     return SelfCheck(units=tuple(chosen), real=tuple(float(v) for v in real),
                      top_count=len(top), total=len(units), spearman=spearman(estimate, real),
-                     pearson=pearson(estimate, real), seed=options.seed)
+                     pearson=pearson(estimate, real), seed=seed)
 
 
 def real_effects(loaded: LoadedModel, pairs: Pairs, chosen: Sequence[Unit],
                  progress: Progress | None = None) -> np.ndarray:
     """float64 [units]: the normalised effect of patching each unit's clean values into the
-    corrupted runs, averaged over the pairs."""
+    corrupted runs, averaged over the pairs. Pairs go `BATCH` at a time (their clean values
+    kept only while their patched runs go), so memory does not grow with the pairs."""
     count = len(pairs.clean_ids)
     keys = list(dict.fromkeys((u.layer, u.site) for u in chosen))
-    clean = gradients.site_values(loaded, pairs.clean_ids, keys)
-    edits = []
-    for key in keys:
-        jobs = tuple(_job(unit, pair) if (unit.layer, unit.site) == key else None
-                     for unit in chosen for pair in range(count))
-        edits.append(Edit(key[0], key[1], "patch", sources=tuple(clean[key]), jobs=jobs))
-    scores = score_jobs(loaded, pairs.corrupt_ids, list(range(count)) * len(chosen), edits,
-                        pairs.metric, progress)
-    return (scores.reshape(len(chosen), count).mean(axis=1) - pairs.corrupt_score.mean()) / (
-        pairs.gap)
+    scores = np.empty((count, len(chosen)))
+    for start in range(0, count, BATCH):
+        group = range(start, min(start + BATCH, count))
+        clean = gradients.site_values(loaded, [pairs.clean_ids[p] for p in group], keys)
+        edits = []
+        for key in keys:
+            sources = [None] * count  # a job's source is its pair's: only this group's are made
+            for index, pair in enumerate(group):
+                sources[pair] = clean[key][index]
+            jobs = tuple(_job(unit, pair) if (unit.layer, unit.site) == key else None
+                         for unit in chosen for pair in group)
+            edits.append(Edit(key[0], key[1], "patch", sources=tuple(sources), jobs=jobs))
+
+        def step(done: int, _total: int, before: int = start * len(chosen)) -> None:
+            if progress is not None:
+                progress(before + done, count * len(chosen))
+
+        found = score_jobs(loaded, pairs.corrupt_ids, list(group) * len(chosen), edits,
+                           pairs.metric, step)
+        scores[group.start:group.stop] = found.reshape(len(chosen), len(group)).T
+    return normalised(scores, pairs.clean_score, pairs.corrupt_score)
 
 
 def _job(unit: Unit, pair: int) -> tuple[int, tuple[int, ...] | None, tuple[int, ...] | None]:

@@ -37,7 +37,13 @@ from lazarus.engine import moe
 from lazarus.engine.capture import capture
 from lazarus.engine.handle import ModelHandle
 from lazarus.engine.loading import LoadedModel
-from lazarus.engine.sites import RESIDUAL_WIDTH, check_neurons_early, decoder_blocks
+from lazarus.engine.sites import (
+    RESIDUAL_WIDTH,
+    check_neurons_early,
+    decoder_blocks,
+    unit_label,
+    unit_noun,
+)
 from lazarus.engine.trace import CaptureRequest
 from lazarus.errors import LazarusError
 from lazarus.io.corpus import check_corpus, prefix_of, resolve_corpus, windows
@@ -110,13 +116,11 @@ def _card(loaded: LoadedModel, layer: int, site: str, column: int | None,
     expert = unit = None
     if direction is not None:
         kind, label = "direction", f"L{layer} {os.path.basename(direction_name(direction))}"
-    elif parts is not None:
-        expert, unit = parts.expert_unit(column)
-        kind, label = "expert_unit", f"L{layer} E{expert} U{unit}"
-    elif site == "attn_head":
-        kind, label = "head", f"L{layer} H{column}"
     else:
-        kind, label = "neuron", f"L{layer} N{column}"
+        kind = "expert_unit" if parts is not None else unit_noun(site)
+        label = f"L{layer} {unit_label(site, column, parts and parts.units)}"
+        if parts is not None:
+            expert, unit = parts.expert_unit(column)
     weights = None
     if site == "router":
         notes.append(ROUTER_WEIGHTS)

@@ -87,6 +87,18 @@ class Pairs:
         return float(self.clean_score.mean() - self.corrupt_score.mean())
 
 
+def check_sites(sites: Sequence[str], known: Sequence[str], refusal: str) -> None:
+    """At least one site, each of `known` (else `refusal`, formatted with `site` and `known`),
+    none twice: the rule of both commands' `--site`."""
+    if not sites:
+        raise LazarusError(f"no site given (give at least one, e.g. {known[0]})")
+    for site in sites:
+        if site not in known:
+            raise LazarusError(refusal.format(site=repr(site), known=", ".join(known)))
+    if len(set(sites)) != len(sites):
+        raise LazarusError("a site is listed twice (list each once)")
+
+
 def prepare(loaded: LoadedModel, options: PairOptions) -> Pairs:
     """Tokenize and check the pairs, and score the clean and corrupted runs."""
     count = len(options.clean)

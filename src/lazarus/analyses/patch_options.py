@@ -7,11 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from lazarus.analyses.pairs import PairOptions
+from lazarus.analyses.pairs import PairOptions, check_sites
 from lazarus.engine.checks import Layers
 from lazarus.engine.measures import check_seed
 from lazarus.engine.pair_terms import patch_sites
-from lazarus.errors import LazarusError
 
 
 @dataclass(frozen=True)
@@ -28,13 +27,6 @@ class PatchOptions(PairOptions):
 
     def check(self) -> None:
         super().check()
-        known = patch_sites()
-        for site in self.sites:
-            if site not in known:
-                raise LazarusError(f"cannot patch the site {site!r} (choose from: "
-                                   f"{', '.join(known)})")
-        if not self.sites:
-            raise LazarusError("no site given (give at least one, e.g. resid_post)")
-        if len(set(self.sites)) != len(self.sites):
-            raise LazarusError("a site is listed twice (list each once)")
+        check_sites(self.sites, patch_sites(),
+                    "cannot patch the site {site} (choose from: {known})")
         check_seed(self.seed)

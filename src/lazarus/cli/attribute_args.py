@@ -23,8 +23,6 @@ def add_attribute_command(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--site", action=Once, metavar="SITES",
                         help="units to estimate, comma-separated: mlp_post (default), "
                              "attn_head, resid_pre, resid_post, attn_out, mlp_out")
-    parser.add_argument("-l", "--layer", action=Once,
-                        help="layer(s): one, a list and ranges (0,2,5-7), or all (default)")
     parser.add_argument("--method", choices=("atp", "ig"),
                         help="atp: attribution patching (default); ig: integrated gradients")
     parser.add_argument("--steps", type=whole, metavar="N",
@@ -32,8 +30,8 @@ def add_attribute_command(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--top", type=whole, metavar="N",
                         help="units of largest |estimate| to list (default 20)")
     parser.add_argument("--check", type=whole, metavar="K",
-                        help="patch the top K units and K random ones for real (default 20; "
-                             "0: no self-check)")
+                        help="patch the top K units and K random ones for real (default 20, or "
+                             "half the units when fewer; 0: no self-check)")
     parser.add_argument("--seed", type=whole, help="seed of the random units (default 0)")
     parser.add_argument("-o", "--output", metavar="FILE.json",
                         help="also save every number as JSON")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 
+from lazarus.cli.options import Once
 from lazarus.engine.pair_terms import METRIC_HELP, SCALE
 from lazarus.errors import LazarusError
 from lazarus.io import inputs
@@ -27,6 +28,8 @@ def add_pair_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pairs", metavar="FILE.tsv",
                         help="pairs from a file instead: clean<TAB>corrupted<TAB>answer<TAB>"
                              "wrong per line")
+    parser.add_argument("-l", "--layer", action=Once,
+                        help="layer(s): one, a list and ranges (0,2,5-7), or all (default)")
     metrics = "; ".join(f"{name}: {text}" for name, text in METRIC_HELP.items())
     parser.add_argument("--metric", choices=tuple(METRIC_HELP),
                         help=f"what a run is scored by (default logit_diff; {metrics}), "

@@ -24,8 +24,6 @@ def add_patch_command(commands: argparse._SubParsersAction) -> None:
     patch.add_argument("--site", action=Once, metavar="SITES",
                        help=f"where to patch, comma-separated: {', '.join(patch_sites())} "
                             "(default resid_post)")
-    patch.add_argument("-l", "--layer", action=Once,
-                       help="layer(s): one, a list and ranges (0,2,5-7), or all (default)")
     patch.add_argument("--direction", choices=tuple(DIRECTIONS),
                        help="denoise: clean into corrupted (default); noise: corrupted into "
                             "clean")

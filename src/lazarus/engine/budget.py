@@ -10,8 +10,8 @@ head; and what the hooks hold of it (`kept_bytes_per_token`: every layer's value
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -27,6 +27,7 @@ from lazarus.engine.moe import moe_shape
 from lazarus.engine.prefetch import available_ram_bytes
 from lazarus.engine.trace import CaptureRequest
 from lazarus.engine.widths import mlp_post_bound, mlp_width
+from lazarus.errors import LazarusError, is_out_of_memory
 
 CPU_TOKEN_BUDGET = 2048  # on CPU, larger batches are no faster
 MAX_BATCH = 256  # prompts per forward pass on CPU
@@ -36,6 +37,8 @@ GPU_MAX_BATCH = 512
 BATCH_OVERHEAD_TOKENS = {True: 8, False: 256}
 # Bytes of one float32: the hooks keep rows as float32, and attention scores are float32.
 FLOAT32 = np.dtype(np.float32).itemsize
+
+Item = TypeVar("Item")
 
 
 def plan_batches(
@@ -146,3 +149,48 @@ def limits_for(loaded: LoadedModel, longest: int, request: CaptureRequest,
         token_budget = token_budget or default_budget
         max_batch = max_batch or default_batch
     return token_budget, max_batch
+
+
+def in_halves(items: Sequence[Item], size: int, run: Callable[[list[Item]], None],
+              what: str = "row") -> None:
+    """Run `run` on consecutive batches of at most `size` items, in order. A batch that runs
+    out of memory (`errors.is_out_of_memory`) is run again in halves, and no later batch is
+    larger, so `run` must keep its results only once it returns. One item that does not fit
+    alone: a one-line error (`what` names it)."""
+    items, start = list(items), 0
+    while start < len(items):
+        batch = items[start:start + size]
+        try:
+            run(batch)
+        except Exception as err:
+            check_retry(err, len(batch), f"out of memory running one {what} (use --dtype "
+                                         "bfloat16, --device-map auto to spread the model, "
+                                         "shorter prompts, or a machine with more memory)")
+        else:
+            start += len(batch)
+            continue
+        release_memory()  # after the except block: the error's traceback held the tensors
+        size = max(1, len(batch) // 2)
+
+
+def check_retry(err: Exception, rows: int, alone: str) -> None:
+    """After a batch of `rows` rows raised `err`: raise it again unless it ran out of memory,
+    and say `alone` (one line) when even one row does not fit; else return, for the caller to
+    free memory and run smaller batches."""
+    if not is_out_of_memory(err):
+        raise err
+    if rows == 1:
+        raise LazarusError(alone) from None
+
+
+def release_memory() -> None:
+    """Give what the failed batch held back to the allocator."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    if hasattr(torch, "mps") and torch.backends.mps.is_available():
+        torch.mps.empty_cache()

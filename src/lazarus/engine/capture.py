@@ -21,12 +21,18 @@ from typing import Any
 
 import numpy as np
 
-from lazarus.engine.budget import BATCH_OVERHEAD_TOKENS, limits_for, plan_batches
+from lazarus.engine.budget import (
+    BATCH_OVERHEAD_TOKENS,
+    check_retry,
+    limits_for,
+    plan_batches,
+    release_memory,
+)
 from lazarus.engine.configs import first_config_int, text_config
 from lazarus.engine.loading import LoadedModel
 from lazarus.engine.positions import check_lengths
 from lazarus.engine.trace import CaptureRequest, StopForward, Trace
-from lazarus.errors import LazarusError, PromptError, is_out_of_memory, upstream
+from lazarus.errors import PromptError, upstream
 
 __all__ = ["CaptureRequest", "capture", "capture_ids", "run_batches", "tokenize"]
 
@@ -126,6 +132,7 @@ def run_batches(
             input_ids, mask = pad_batch([token_ids[i] for i in batch], pad_id)
             trace.lengths = mask.sum(dim=-1)  # [batch]
             trace.reached.clear()
+            fits = True
             try:
                 with upstream(loaded.info.model_type, "the forward pass failed",
                               pass_out_of_memory=True):
@@ -134,13 +141,11 @@ def run_batches(
             except StopForward:
                 pass
             except Exception as err:
-                if not is_out_of_memory(err):
-                    raise
-                del err  # its traceback holds the batch's tensors
-                _release_memory()
-                if len(batch) == 1:
-                    raise LazarusError(f"out of memory running one {unit} of {width} tokens on "
-                                       f"{loaded.device} ({too_long})") from None
+                check_retry(err, len(batch), f"out of memory running one {unit} of {width} "
+                                             f"tokens on {loaded.device} ({too_long})")
+                fits = False
+            if not fits:  # out of memory: the error (its traceback holds the tensors) is gone
+                release_memory()
                 max_batch = max(1, len(batch) // 2)
                 token_budget = max(1, min(token_budget, width * len(batch)) // 2)
                 if notify is not None:
@@ -241,15 +246,3 @@ def capture_ids(
     if widths is not None:
         widths.update(found)
     return results
-
-
-def _release_memory() -> None:
-    import gc
-
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    if hasattr(torch, "mps") and torch.backends.mps.is_available():
-        torch.mps.empty_cache()

@@ -129,9 +129,13 @@ def texts(name: str, value: Any) -> list[str]:
 def site_names(name: str, value: Any) -> list[str]:
     """Several sites: a list of names, or one text naming one or more ("resid_post,attn_out",
     as the CLI takes them)."""
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",")]
-    return texts(name, value)
+    sites = ([part.strip() for part in value.split(",")] if isinstance(value, str)
+             else [site.strip() for site in texts(name, value)])
+    if "" in sites:
+        given = "--site" if isinstance(value, str) else name  # a text is the CLI's form
+        raise LazarusError(f"{given} {shown(value)} holds an empty site name (name each site "
+                           "once, commas only between them: e.g. resid_post,attn_out)")
+    return sites
 
 
 def prompt_list(prompts: Any, name: str = "prompts", empty: bool = False) -> list[str]:

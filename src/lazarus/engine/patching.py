@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from lazarus.engine.budget import in_halves
 from lazarus.engine.capture import pad_batch, pad_id_of
 from lazarus.engine.interventions import Edit
 from lazarus.engine.loading import LoadedModel
@@ -71,11 +72,12 @@ class Metric:
 
 
 def last_logits(loaded: LoadedModel, ids: Any, mask: Any) -> Any:
-    """The model's logits at each row's last real token: [rows, vocab] (right padding)."""
+    """The model's logits at each row's last real token: [rows, vocab] (right padding). Out of
+    memory passes through, for the caller's `budget.in_halves` to halve the batch."""
     import torch
 
     device = loaded.model.get_input_embeddings().weight.device
-    with upstream(loaded.info.model_type, "the forward pass failed"):
+    with upstream(loaded.info.model_type, "the forward pass failed", pass_out_of_memory=True):
         logits = loaded.model(input_ids=ids.to(device), attention_mask=mask.to(device),
                               use_cache=False).logits  # [rows, tokens, vocab]
     last = mask.sum(-1).to(logits.device) - 1
@@ -103,15 +105,20 @@ def score_jobs(loaded: LoadedModel, token_ids: Sequence[Sequence[int]], pairs: S
     pad = pad_id_of(loaded.tokenizer)
     order = sorted(range(len(pairs)), key=lambda j: len(token_ids[pairs[j]]))
     scores = np.empty(len(pairs), np.float64)
+    done = 0
+
+    def run(batch: list[int]) -> None:
+        nonlocal done
+        ids, mask = pad_batch([token_ids[pairs[j]] for j in batch], pad)
+        prepare(trace, mask, batch)
+        logits = last_logits(loaded, ids, mask)
+        scores[batch] = metric.score(logits, [pairs[j] for j in batch]).double().cpu().numpy()
+        done += len(batch)
+        if progress is not None:
+            progress(done, len(order))
+
     with torch.inference_mode(), Trace(loaded, None, edits=edits) as trace:
-        for start in range(0, len(order), BATCH):
-            batch = order[start:start + BATCH]
-            ids, mask = pad_batch([token_ids[pairs[j]] for j in batch], pad)
-            prepare(trace, mask, batch)
-            logits = last_logits(loaded, ids, mask)
-            scores[batch] = metric.score(logits, [pairs[j] for j in batch]).double().cpu().numpy()
-            if progress is not None:
-                progress(min(start + BATCH, len(order)), len(order))
+        in_halves(order, BATCH, run, "patched run")
     return scores
 
 

@@ -133,6 +133,18 @@ def unit_noun(site: str) -> str:
     return "head" if site == "attn_head" else "neuron"
 
 
+def unit_label(site: str, unit: int, units_per_expert: int | None = None) -> str:
+    """A unit's name wherever text, JSON or CSV names one: `H2` (a head), `E3 U17` (unit 17 of
+    expert 3: column 3 * units_per_expert + 17 of an MoE layer's mlp_post), `N448` (a neuron,
+    or a dimension of a residual-width site)."""
+    if site == "attn_head":
+        return f"H{unit}"
+    if units_per_expert:
+        expert, rest = divmod(unit, units_per_expert)
+        return f"E{expert} U{rest}"
+    return f"N{unit}"
+
+
 def neuron_out_of_range(neuron: int, width: int, site: str, layer: int) -> LazarusError:
     noun = unit_noun(site)
     return LazarusError(f"{noun} {neuron} is out of range: the {site} site has "

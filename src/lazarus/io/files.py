@@ -18,19 +18,20 @@ STALE_AFTER = 60.0  # seconds without a write before a dead process's temporary 
 ABANDONED_AFTER = 24 * 3600.0  # seconds after which any of our temporary files is stale
 
 
-def read_lines(path: str) -> list[tuple[int, str]]:
+def read_lines(path: str, after: str = "'@'") -> list[tuple[int, str]]:
     """(line number, line) of a text file (or a pipe, /dev/stdin), blank lines skipped, a UTF-8
     BOM and CRs removed.
 
     Read a piece at a time, so that what can never be a list of prompts is refused early and in
     bounded memory: a device (/dev/zero never ends), binary data (a NUL byte, or not UTF-8:
-    found in the first piece), more than MAX_LIST_BYTES (a pipe that never ends, say).
+    found in the first piece), more than MAX_LIST_BYTES (a pipe that never ends, say). `after`:
+    what the path was given after, for the messages (an option such as --pairs).
     """
     file = Path(path)
     if file.is_dir():
-        raise LazarusError(f"{path} is a folder, not a file (give a text file after '@')")
+        raise LazarusError(f"{path} is a folder, not a file (give a text file after {after})")
     if not file.exists():
-        raise LazarusError(f"file not found: {path} (check the path after '@')")
+        raise LazarusError(f"file not found: {path} (check the path after {after})")
     try:
         with open(file, "rb") as handle:  # also reads pipes and /dev/stdin
             text = _read_text(path, handle)

@@ -21,7 +21,7 @@ class PairFile:
 
 def read_pairs(path: str) -> PairFile:
     rows = []
-    for number, line in read_lines(path):
+    for number, line in read_lines(path, "--pairs"):
         fields = line.split("\t")
         if len(fields) not in (3, 4) or not all(field.strip() for field in fields):
             raise LazarusError(f"line {number} of {path} has {len(fields)} tab-separated fields "

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import textwrap
 
-from lazarus.analyses.attribute import POSITION_SITES
-from lazarus.engine.pair_terms import METRIC_HELP
+from lazarus.engine.pair_terms import METRIC_HELP, POSITION_SITES
 from lazarus.results.attribute import GOOD, POOR, VERDICTS, AttributionResult, Unit
 from lazarus.text import banner, fit_cell, plural
 
@@ -36,11 +35,12 @@ def render_attribution(result: AttributionResult) -> str:
                      f"{plural(len(result.layers), 'layer')}"),
              *(wrapped for text in header for wrapped in textwrap.wrap(
                  text, WIDTH, subsequent_indent="  ", break_on_hyphens=False)), "",
-             f"Top {plural(len(result.top), 'unit')} by |estimate| (of {result.units}):",
-             f"  {'layer':>5}  {fit_cell('site', 10)}  {'unit':>6}  {'estimate':>9}"]
+             f"Top {plural(len(result.top), 'unit')} by |estimate| (of {result.units}):"]
+    width = _width(result, result.top)
+    lines.append(f"  {'layer':>5}  {fit_cell('site', 10)}  {'unit':>{width}}  {'estimate':>9}")
     for unit in result.top:
         lines.append(f"  {unit.layer:>5}  {fit_cell(unit.site, 10)}  "
-                     f"{_name(result, unit):>6}  {unit.estimate:>+9.4f}")
+                     f"{_name(result, unit):>{width}}  {unit.estimate:>+9.4f}")
     lines += ["", *_check_lines(result)]
     return "\n".join(line.rstrip() for line in lines).rstrip("\n")
 
@@ -72,21 +72,29 @@ def _check_lines(result: AttributionResult) -> list[str]:
              f"{_correlation(check.spearman)}; Pearson: {_correlation(check.pearson)}.",
              f"  Verdict: {VERDICTS[check.verdict]}.",
              f"  (thresholds: good if >= {GOOD}, fair if >= {POOR}, else poor)",
-             "  Largest misses:",
-             f"  {'layer':>5}  {fit_cell('site', 10)}  {'unit':>6}  {'estimate':>9}  "
-             f"{'real':>9}"]
-    for unit, real in check.misses(MISSES):
-        lines.append(f"  {unit.layer:>5}  {fit_cell(unit.site, 10)}  {_name(result, unit):>6}  "
-                     f"{unit.estimate:>+9.4f}  {real:>+9.4f}")
+             "  Largest misses:"]
+    misses = check.misses(MISSES)
+    width = _width(result, [unit for unit, _ in misses])
+    lines.append(f"  {'layer':>5}  {fit_cell('site', 10)}  {'unit':>{width}}  "
+                 f"{'estimate':>9}  {'real':>9}")
+    for unit, real in misses:
+        lines.append(f"  {unit.layer:>5}  {fit_cell(unit.site, 10)}  "
+                     f"{_name(result, unit):>{width}}  {unit.estimate:>+9.4f}  {real:>+9.4f}")
     return lines
 
 
 def _name(result: AttributionResult, unit: Unit) -> str:
-    """A unit's name in a table: a neuron or head id, or a position and its token."""
+    """A unit's name in a table (`result.label`: N448, H2, E3 U17), a position with its
+    token (P7:6)."""
     if unit.site in POSITION_SITES:
         token = result.tokens[unit.unit].replace(" ", "_")
-        return f"{unit.unit}:{fit_cell(token, TOKEN).rstrip()}"
-    return str(unit.unit)
+        return f"{result.label(unit)}:{fit_cell(token, TOKEN).rstrip()}"
+    return result.label(unit)
+
+
+def _width(result: AttributionResult, units: list[Unit]) -> int:
+    """The unit column's width: its widest name, at least 6."""
+    return max([6, *(len(_name(result, unit)) for unit in units)])
 
 
 def _correlation(value: float) -> str:

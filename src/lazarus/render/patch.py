@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from lazarus.engine.pair_terms import SCALE
+from lazarus.engine.sites import unit_label
 from lazarus.render.grid import GLYPHS, heat_levels
 from lazarus.results.patch import PatchResult, SiteGrid
 from lazarus.text import banner, display_width, escape, fit_cell, plural
@@ -46,7 +47,7 @@ def _header(result: PatchResult) -> list[str]:
 
 def _labels(result: PatchResult, grid: SiteGrid) -> list[str]:
     if grid.axis == "head":
-        return [f"H{head}" for head, _, _ in result.columns(grid)]
+        return [unit_label(grid.site, head) for head, _, _ in result.columns(grid)]
     return [_token(token or "") + ("*" if differs else "")
             for _, token, differs in result.columns(grid)]
 
@@ -90,7 +91,7 @@ def _strongest(result: PatchResult) -> list[str]:
         for flat in order[:STRONGEST]:
             k, c = np.unravel_index(flat, grid.values.shape)
             index, token, differs = columns[c]
-            where = (f"head {index}" if grid.axis == "head" else
+            where = (unit_label(grid.site, index) if grid.axis == "head" else
                      f"position {index} {escape(repr(token))}{'*' if differs else ''}")
             interval = ("" if grid.low is None or grid.high is None else
                         f"  [{grid.low[k, c]:+.2f}, {grid.high[k, c]:+.2f}]")

@@ -6,12 +6,14 @@ picture (`plot`)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from lazarus import __version__
+from lazarus.engine.pair_terms import POSITION_SITES
+from lazarus.engine.sites import unit_label
 from lazarus.results.attribute_plot import plot_attribution
 from lazarus.results.tables import dataframe
 from lazarus.text import json_plain
@@ -87,6 +89,15 @@ class AttributionResult:
     estimates: Mapping[str, tuple[np.ndarray, ...]]  # per site, per layer: float [units]
     top: tuple[Unit, ...]  # by |estimate|, over every site and layer
     check: SelfCheck | None
+    # per MoE layer (mlp_post units are expert units there): units per expert
+    units_per_expert: Mapping[int, int] = field(default_factory=dict)
+
+    def label(self, unit: Unit) -> str:
+        """The unit's name (`engine.sites.unit_label`): N448, H2, E3 U17; P7 for a position."""
+        if unit.site in POSITION_SITES:
+            return f"P{unit.unit}"
+        per_expert = self.units_per_expert.get(unit.layer) if unit.site == "mlp_post" else None
+        return unit_label(unit.site, unit.unit, per_expert)
 
     @property
     def gap(self) -> float:
@@ -107,13 +118,16 @@ class AttributionResult:
         return out
 
     def to_pandas(self):  # -> pandas.DataFrame
-        """One row per unit: site, layer, unit, estimate."""
-        columns: dict[str, list[Any]] = {"site": [], "layer": [], "unit": [], "estimate": []}
+        """One row per unit: site, layer, unit, label (`label`), estimate."""
+        columns: dict[str, list[Any]] = {"site": [], "layer": [], "unit": [], "label": [],
+                                          "estimate": []}
         for site, rows in self.estimates.items():
             for layer, row in zip(self.layers, rows, strict=True):
                 columns["site"] += [site] * len(row)
                 columns["layer"] += [layer] * len(row)
                 columns["unit"] += list(range(len(row)))
+                columns["label"] += [self.label(Unit(layer, site, unit, 0.0))
+                                     for unit in range(len(row))]
                 columns["estimate"] += [float(v) for v in row]
         return dataframe(columns)
 
@@ -144,18 +158,26 @@ class AttributionResult:
             "sites": self.sites,
             "estimates": {site: [[float(v) for v in row] for row in rows]
                           for site, rows in self.estimates.items()},
-            "top": [_unit(u) for u in self.top],
+            "units_per_expert": {str(k): v for k, v in self.units_per_expert.items()},
+            "top": [self._unit(u) for u in self.top],
             "self_check": None if check is None else {
                 "checked": len(check.units), "of": check.total, "top": check.top_count,
                 "seed": check.seed, "spearman": check.spearman, "pearson": check.pearson,
                 "verdict": check.verdict,
-                "units": [{**_unit(u), "real": r, "random": i >= check.top_count}
+                "units": [{**self._unit(u), "real": r, "random": i >= check.top_count}
                           for i, (u, r) in enumerate(zip(check.units, check.real,
                                                          strict=True))],
             },
         })
 
-
-def _unit(unit: Unit) -> dict[str, Any]:
-    return {"layer": unit.layer, "site": unit.site, "unit": unit.unit,
-            "estimate": unit.estimate}
+    def _unit(self, unit: Unit) -> dict[str, Any]:
+        """A unit's JSON: where, its name, and at MoE layers its expert and unit there."""
+        document: dict[str, Any] = {"layer": unit.layer, "site": unit.site, "unit": unit.unit,
+                                    "label": self.label(unit), "estimate": unit.estimate}
+        per_expert = self.units_per_expert.get(unit.layer) if unit.site == "mlp_post" else None
+        if per_expert:
+            expert, rest = divmod(unit.unit, per_expert)
+            document.update(expert=expert, expert_unit=rest, units_per_expert=per_expert)
+        elif unit.site in POSITION_SITES:
+            document["token"] = self.tokens[unit.unit]
+        return document

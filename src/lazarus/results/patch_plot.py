@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from lazarus.engine.sites import unit_label
 from lazarus.results.plot_common import (
     DPI,
     colour_map,
@@ -53,7 +54,7 @@ def patch_figure(result: Any, size: tuple[float, float] | None = None, dpi: int 
                             interpolation="nearest")
         columns = result.columns(grid)
         if grid.axis == "head":
-            labels = [f"H{head}" for head, _, _ in columns]
+            labels = [unit_label(grid.site, head) for head, _, _ in columns]
             axes.set_xlabel("head (patched at every position)")
         else:
             labels = [tick_text(token) + ("*" if differs else "")

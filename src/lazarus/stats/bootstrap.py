@@ -21,9 +21,26 @@ ROUGH = f"with fewer than {FEW_PAIRS} pairs the intervals are rough"
 
 def normalised(patched: np.ndarray, clean: np.ndarray, corrupt: np.ndarray) -> np.ndarray:
     """[pairs, ...] patched scores, [pairs] clean and corrupted scores -> [...]: the score
-    moved from the corrupted run's towards the clean run's (1 = clean, 0 = corrupted)."""
-    low = corrupt.mean()
-    return (patched.mean(axis=0) - low) / (clean.mean() - low)
+    moved from the corrupted run's towards the clean run's (1 = clean, 0 = corrupted), from
+    per-pair differences, so that a cell reproducing the corrupted (clean) run in every pair
+    is exactly 0 (1), without rounding artefacts."""
+    moved, gap = _differences(patched, clean, corrupt)
+    return _exact(moved.mean(axis=0) / gap.mean(), moved, gap).reshape(patched.shape[1:])
+
+
+def _differences(patched: np.ndarray, clean: np.ndarray, corrupt: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """float64 ([pairs, cells] patched - corrupted, [pairs] clean - corrupted)."""
+    low = corrupt.astype(np.float64)
+    moved = patched.reshape(patched.shape[0], -1).astype(np.float64) - low[:, None]
+    return moved, clean.astype(np.float64) - low
+
+
+def _exact(ratios: np.ndarray, moved: np.ndarray, gap: np.ndarray) -> np.ndarray:
+    """[..., cells] ratios, set to exactly 0 where every pair's patched score is its corrupted
+    one and exactly 1 where it is its clean one (whatever order the sums were taken in)."""
+    ratios = np.where((moved == 0).all(axis=0), 0.0, ratios)
+    return np.where((moved == gap[:, None]).all(axis=0), 1.0, ratios)
 
 
 def ratio_interval(patched: np.ndarray, clean: np.ndarray, corrupt: np.ndarray, seed: int,
@@ -39,11 +56,10 @@ def ratio_interval(patched: np.ndarray, clean: np.ndarray, corrupt: np.ndarray, 
     # with the scores is the resample's mean, without copying the scores per resample)
     weights = np.stack([np.bincount(rng.integers(count, size=count), minlength=count)
                         for _ in range(resamples)]).astype(np.float64) / count
-    flat = patched.reshape(count, -1).astype(np.float64)
-    low = weights @ corrupt.astype(np.float64)  # [resamples]
-    gap = weights @ clean.astype(np.float64) - low
+    moved, differences = _differences(patched, clean, corrupt)
+    gap = weights @ differences  # [resamples]
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = (weights @ flat - low[:, None]) / gap[:, None]  # [resamples, cells]
+        ratios = _exact((weights @ moved) / gap[:, None], moved, differences)
     ratios = ratios[gap != 0]
     tail = (1 - level) / 2 * 100
     bounds = np.percentile(ratios, [tail, 100 - tail], axis=0)
