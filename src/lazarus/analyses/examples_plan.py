@@ -26,6 +26,7 @@ from lazarus.io.corpus import check_corpus, resolve_corpus
 NOT_IN_KEY = {
     "output": "the report's file",
     "color": "how the report is shown",
+    "plot": "the picture's file",
     "work_dir": "where the work folders are kept (the key names one inside it)",
     "progress": "a callback told of the progress",
     "ray": "who computes the shards: Ray's actors run the same code with this process's "
