@@ -12,10 +12,10 @@ from lazarus.cli.common import (
     check_json_output,
     given,
     inputs_of,
-    open_model,
     show_report,
     write_output,
 )
+from lazarus.cli.keep_alive import run_analysis
 from lazarus.cli.output import ProgressBar
 from lazarus.io import inputs
 from lazarus.render.causal import render_ablation
@@ -39,9 +39,9 @@ def ablate_options(args: argparse.Namespace) -> tuple[list[str], AblateOptions]:
 def run_ablate(args: argparse.Namespace) -> int:
     prompts, options = ablate_options(args)
     check_json_output(args, inputs_of(args, "prompts", "labels", "reference", "from_direction"))
-    model = open_model(args)
     bar = ProgressBar("ablating")
-    result = analyse_ablation(model, prompts, options, lambda done, total: bar(done, total))
+    result = run_analysis(args, "ablate", analyse_ablation, prompts, options,
+                          progress=lambda done, total: bar(done, total))
     report = render_ablation(result)
     write_output(args.output, result.to_json())
     show_report(report, args.output)

@@ -18,6 +18,7 @@ from lazarus.cli.common import (
     show_report,
     write_output,
 )
+from lazarus.cli.keep_alive import run_analysis
 from lazarus.errors import LazarusError
 from lazarus.io import inputs
 from lazarus.render.causal import render_steer
@@ -86,7 +87,7 @@ def run_steer(args: argparse.Namespace) -> int:
                                       "direction"))
     model = open_model(args)
     prompts, options = steer_options(args, model)
-    result = analyse_steer(model, prompts, options)
+    result = run_analysis(args, "steer", analyse_steer, prompts, options, model=model)
     report = render_steer(result)
     write_output(args.output, result.to_json())
     show_report(report, args.output)
