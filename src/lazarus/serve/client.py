@@ -142,4 +142,6 @@ def _error(reply: dict[str, Any]) -> Exception:
         return PromptError(str(reply.get("prompt")), str(reply.get("problem")))
     if kind == "lazarus":
         return LazarusError(str(reply.get("message")))
+    if kind == "unusable":
+        return ServerUnavailable(f"not using it: {reply.get('message')}")
     return ServerUnavailable(f"the server could not compute it: {reply.get('message')}")

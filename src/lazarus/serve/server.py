@@ -161,9 +161,12 @@ class Server:
         inputs = codec.decode(message.get("inputs"))
         if command not in COMMANDS or not isinstance(spec, dict) or not isinstance(inputs, list):
             raise codec.CodecError("a compute request names a command, a model and inputs")
-        if message.get("environment") != environment():
-            _reply_error(conn, "unusable", "it runs another lazarus install or environment "
-                         "(stop it with: lazarus serve --stop)")
+        theirs, ours = message.get("environment"), environment()
+        if theirs != ours:
+            differ = [name for name in ours if not isinstance(theirs, dict)
+                      or theirs.get(name) != ours[name]]
+            _reply_error(conn, "unusable", f"it runs with another {', '.join(differ)} (stop it "
+                         "with: lazarus serve --stop)")
             return
         if isinstance(message.get("keep_alive"), int | float) and message["keep_alive"] > 0:
             self.idle_timeout = float(message["keep_alive"])
