@@ -123,6 +123,7 @@ class Server:
                         return
                     except protocol.ProtocolError as err:
                         _reply_error(conn, "protocol", str(err))  # cannot resync: close
+                        _drain(conn)
                         return
                     self._answer(conn, message)
         except OSError:
@@ -258,6 +259,17 @@ def _watch(conn: socket.socket, cancelled: threading.Event) -> None:
             continue
         except (OSError, ValueError):
             cancelled.set()
+
+
+def _drain(conn: socket.socket) -> None:
+    """Read what the client still sends (a little, for a moment) before closing: a socket
+    closed with unread bytes resets the connection, and the client could lose the reply."""
+    with contextlib.suppress(OSError):
+        conn.shutdown(socket.SHUT_WR)
+        conn.settimeout(1.0)
+        for _ in range(64):
+            if not conn.recv(1 << 16):
+                return
 
 
 def _reply_error(conn: socket.socket, kind: str, message: str) -> None:
