@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 
-from lazarus.analyses.ablate import analyse_ablation
 from lazarus.analyses.options import AblateOptions
 from lazarus.cli.common import (
     check_json_output,
@@ -40,7 +39,7 @@ def run_ablate(args: argparse.Namespace) -> int:
     prompts, options = ablate_options(args)
     check_json_output(args, inputs_of(args, "prompts", "labels", "reference", "from_direction"))
     bar = ProgressBar("ablating")
-    result = run_analysis(args, "ablate", analyse_ablation, prompts, options,
+    result = run_analysis(args, "ablate", prompts, options,
                           progress=lambda done, total: bar(done, total))
     report = render_ablation(result)
     write_output(args.output, result.to_json())

@@ -16,6 +16,7 @@ from lazarus.cli.output import note, warn
 from lazarus.engine.model_info import read_model_info
 from lazarus.errors import LazarusError
 from lazarus.serve.client import ServerUnavailable, compute, server_present
+from lazarus.serve.commands import analysis_of
 
 
 def keep_alive(args: argparse.Namespace) -> float | None:
@@ -33,11 +34,10 @@ def keep_alive(args: argparse.Namespace) -> float | None:
                            "or off)") from None
 
 
-def run_analysis(args: argparse.Namespace, command: str, analysis: Callable[..., Any],
-                 *inputs: Any, progress: Callable[..., None] | None = None,
-                 model: Any = None) -> Any:
-    """`analysis(model, *inputs[, progress])`, on the server or in process (on `model`, when
-    the command has opened it already)."""
+def run_analysis(args: argparse.Namespace, command: str, *inputs: Any,
+                 progress: Callable[..., None] | None = None, model: Any = None) -> Any:
+    """`command`'s analysis of `inputs`, on the server or in process (on `model`, when the
+    command has opened it already)."""
     seconds = keep_alive(args)
     if seconds != 0 and (seconds is not None or server_present()):
         info = read_model_info(args.model)  # the messages of a bad model, as in process
@@ -50,5 +50,6 @@ def run_analysis(args: argparse.Namespace, command: str, analysis: Callable[...,
                            notify=note, warn=warn)
         except ServerUnavailable as err:
             note(f"keep-alive server: {err}; running in process")
+    analysis, takes_progress = analysis_of(command)
     model = open_model(args) if model is None else model
-    return analysis(model, *inputs, *([] if progress is None else [progress]))
+    return analysis(model, *inputs, *([progress] if takes_progress else []))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 
-from lazarus.analyses.neurons import analyse_neurons
 from lazarus.analyses.options import NeuronsOptions
 from lazarus.cli.common import (
     check_extension,
@@ -50,7 +49,7 @@ def run_neurons(args: argparse.Namespace) -> int:
                   inputs_of(args, "prompts", "labels", "from_direction"))
     check_extension("--output", args.output, ".json", ".csv")
     with inputs.naming_prompts(prompts):
-        result = run_analysis(args, "neurons", analyse_neurons, prompts, options,
+        result = run_analysis(args, "neurons", prompts, options,
                               progress=ProgressBar("capturing"))
     color = use_color(args)
     report = render_result(result, max_rows=max_rows, color=color)

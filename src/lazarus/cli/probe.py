@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 
 from lazarus.analyses.options import ProbeOptions
-from lazarus.analyses.probe import analyse_probe
 from lazarus.cli.common import (
     check_extension,
     check_outputs,
@@ -58,7 +57,7 @@ def run_probe(args: argparse.Namespace) -> int:
     check_extension("--output", args.output, ".json")
     check_extension("--save-direction", args.save_direction, ".npz")
     with inputs.naming_prompts(class_a, class_b, tests):
-        result = run_analysis(args, "probe", analyse_probe, class_a, class_b, options,
+        result = run_analysis(args, "probe", class_a, class_b, options,
                               progress=ProgressBar("capturing"))
     report = result.report
     save = args.save_direction is not None and (report.significant or args.force_save)

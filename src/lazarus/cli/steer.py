@@ -8,7 +8,6 @@ import argparse
 import math
 
 from lazarus.analyses.options import SteerOptions
-from lazarus.analyses.steer import analyse_steer
 from lazarus.api import Model
 from lazarus.cli.common import (
     check_json_output,
@@ -87,7 +86,7 @@ def run_steer(args: argparse.Namespace) -> int:
                                       "direction"))
     model = open_model(args)
     prompts, options = steer_options(args, model)
-    result = run_analysis(args, "steer", analyse_steer, prompts, options, model=model)
+    result = run_analysis(args, "steer", prompts, options, model=model)
     report = render_steer(result)
     write_output(args.output, result.to_json())
     show_report(report, args.output)

@@ -16,7 +16,7 @@ from typing import Any
 
 from lazarus.errors import LazarusError, PromptError
 from lazarus.serve import codec, protocol
-from lazarus.serve.server import environment
+from lazarus.serve.protocol import environment
 
 START_WAIT = 20.0  # seconds a server started in the background has to open its socket
 

@@ -13,13 +13,25 @@ import struct
 from pathlib import Path
 from typing import Any
 
+import lazarus
+
 VERSION = 1  # of the frames' contents; a server of another version is not used
 MAX_FRAME = 1 << 30  # a result of every neuron of a big layer fits; more is an error
 HEADER = struct.Struct(">I")
+# Environment that changes what a computation reads or writes: a server is used only by
+# commands run with the same (else they run in process).
+ENVIRONMENT = ("LAZARUS_CACHE_DIR", "XDG_CACHE_HOME", "HOME", "HF_HOME", "HF_HUB_CACHE",
+               "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "OMP_NUM_THREADS")
 
 
 class ProtocolError(Exception):
     """The other end sent something that is not a frame, or went away mid-frame."""
+
+
+def environment() -> dict[str, Any]:
+    """What a client and its server must agree on: lazarus's install and `ENVIRONMENT`."""
+    return {"version": lazarus.__version__, "install": os.path.dirname(lazarus.__file__),
+            **{name: os.environ.get(name) for name in ENVIRONMENT}}
 
 
 def serve_dir() -> Path:

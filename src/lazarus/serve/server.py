@@ -19,37 +19,17 @@ from collections.abc import Callable
 from typing import Any
 
 from lazarus import __version__
+from lazarus.api import Model
 from lazarus.errors import LazarusError, PromptError
 from lazarus.serve import codec, protocol
+from lazarus.serve.commands import COMMANDS, analysis_of
 from lazarus.serve.pool import Entry, Pool
-
-# Environment that changes what a computation reads or writes: a server is used only by
-# commands run with the same (else they run in process).
-ENVIRONMENT = ("LAZARUS_CACHE_DIR", "XDG_CACHE_HOME", "HOME", "HF_HOME", "HF_HUB_CACHE",
-               "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "OMP_NUM_THREADS")
-COMMANDS = ("neurons", "probe", "ablate", "steer")
+from lazarus.serve.protocol import environment
 
 
 class Cancelled(BaseException):
     """The client went away: stop computing (a BaseException, so no `except Exception` in an
     analysis takes it for a failure of its own)."""
-
-
-def environment() -> dict[str, Any]:
-    """What a client and its server must agree on: lazarus's install and `ENVIRONMENT`."""
-    import lazarus
-    return {"version": __version__, "install": os.path.dirname(lazarus.__file__),
-            **{name: os.environ.get(name) for name in ENVIRONMENT}}
-
-
-def _analysis(command: str) -> tuple[Callable[..., Any], bool]:
-    """The analysis a command runs, and whether it takes a progress callback."""
-    from lazarus.analyses.ablate import analyse_ablation
-    from lazarus.analyses.neurons import analyse_neurons
-    from lazarus.analyses.probe import analyse_probe
-    from lazarus.analyses.steer import analyse_steer
-    return {"neurons": (analyse_neurons, True), "probe": (analyse_probe, True),
-            "ablate": (analyse_ablation, True), "steer": (analyse_steer, False)}[command]
 
 
 class Server:
@@ -178,6 +158,7 @@ class Server:
         watcher = threading.Thread(target=_watch, args=(conn, cancelled), daemon=True)
         watcher.start()
         entry = self.pool.entry(key)
+        began = time.perf_counter()
         try:
             reply = self._run(conn, entry, spec, command, inputs, cancelled)
         except Cancelled:
@@ -189,6 +170,7 @@ class Server:
         for dropped in self.pool.evict(keep=entry):
             self.log(f"evicted {dropped.key[0]} (memory cap)")
         protocol.send(conn, reply)
+        self.log(f"{command}: answered in {time.perf_counter() - began:.3f} s")
 
     def _run(self, conn: socket.socket, entry: Entry, spec: dict[str, Any], command: str,
              inputs: list[Any], cancelled: threading.Event) -> dict[str, Any]:
@@ -205,7 +187,7 @@ class Server:
         with entry.lock:  # one computation per model; the others wait here
             if cancelled.is_set():
                 raise Cancelled
-            analysis, takes_progress = _analysis(command)
+            analysis, takes_progress = analysis_of(command)
             try:
                 if entry.handle is None:
                     entry.handle = _open(spec, forward("note"), forward("warn"))
@@ -239,7 +221,6 @@ class Server:
 def _open(spec: dict[str, Any], notify: Callable[[str], None],
           warn: Callable[[str], None]) -> Any:
     """A warm handle: every block loaded at first use, so any later layer is free."""
-    from lazarus.api import Model
     return Model(spec["source"], device=spec["device"], dtype=spec["dtype"],
                  trust_remote_code=spec["trust_remote_code"], device_map=spec["device_map"],
                  use_cache=spec["use_cache"], whole=True, notify=notify, warn=warn)
