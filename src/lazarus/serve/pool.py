@@ -22,6 +22,7 @@ class Entry:
     bytes: int = 0  # of its parameters, measured after each computation
     last_used: float = field(default_factory=time.time)
     requests: int = 0
+    name: str = ""  # the model as the last request named it
 
 
 class Pool:

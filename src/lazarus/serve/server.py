@@ -132,7 +132,7 @@ class Server:
     def status(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "started": self.started, "idle_timeout": self.idle_timeout,
                 "max_bytes": self.pool.max_bytes, "version": __version__,
-                "models": [{"model": entry.key[0], "settings": list(entry.key[1:]),
+                "models": [{"model": entry.name or entry.key[0], "settings": list(entry.key[1:]),
                             "bytes": entry.bytes, "last_used": entry.last_used,
                             "requests": entry.requests, "busy": entry.lock.locked()}
                            for entry in self.pool.entries()]}
@@ -168,7 +168,7 @@ class Server:
             cancelled.set()  # ends the watcher
             watcher.join()
         for dropped in self.pool.evict(keep=entry):
-            self.log(f"evicted {dropped.key[0]} (memory cap)")
+            self.log(f"evicted {dropped.name or dropped.key[0]} (memory cap)")
         protocol.send(conn, reply)
         self.log(f"{command}: answered in {time.perf_counter() - began:.3f} s")
 
@@ -195,6 +195,7 @@ class Server:
                 handle.notify, handle.warn = forward("note"), forward("warn")
                 # Named as this command gave it (a relative folder, say), as in process.
                 handle.info = dataclasses.replace(handle.info, model_id=spec["model_id"])
+                entry.name = spec["model_id"]
                 extra = [forward("progress")] if takes_progress else []
                 value = analysis(handle, *inputs, *extra)
                 reply = {"type": "result", "value": codec.encode(value)}
