@@ -215,3 +215,48 @@ def test_the_memory_cap_evicts_the_least_recently_used_model(serve_dir, tiny_mod
         assert f"evicted {folders[1]} (memory cap)" in log
     finally:
         stop(server, thread)
+
+
+def run_main(capsys, *argv: str) -> tuple[int, str, str]:
+    from lazarus.cli.main import main
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_a_bad_keep_alive_is_one_line_and_status_2(capsys, monkeypatch, llama_dir):
+    argv = ("introspect", "neurons", "-m", llama_dir, "-l", "0", "-p", "ab")
+    monkeypatch.setenv("LAZARUS_KEEP_ALIVE", "soon")
+    assert run_main(capsys, *argv) == (2, "", "lazarus: error: LAZARUS_KEEP_ALIVE='soon' is "
+                                               "not a duration (e.g. 15m, 30s, or off)\n")
+    code, out, err = run_main(capsys, *argv, "--keep-alive", "10 min")
+    assert (code, out) == (2, "")
+    assert err.splitlines()[-1].startswith("lazarus introspect neurons: error: argument "
+                                            "--keep-alive: '10 min' is not a duration")
+
+
+def test_status_and_stop_without_a_server(capsys, serve_dir):
+    assert run_main(capsys, "serve", "--status") == (
+        3, f"no keep-alive server is running (folder {serve_dir})\n", "")
+    assert run_main(capsys, "serve", "--stop") == (
+        0, f"no keep-alive server is running (folder {serve_dir})\n", "")
+
+
+def test_a_running_server_is_used_unless_keep_alive_is_off(capsys, serve_dir, llama_dir,
+                                                           tmp_path):
+    argv = ("introspect", "neurons", "-m", llama_dir, "-l", "0,1", "-p", "ab|hello|cd",
+            "--no-cache", "-o")
+    alone = run_main(capsys, *argv, tmp_path / "alone.json")
+    server, thread, log = start()
+    try:
+        served = run_main(capsys, *argv, tmp_path / "served.json")
+        assert [line for line in log if line.startswith("neurons on")] == [
+            f"neurons on {llama_dir}"]
+        off = run_main(capsys, *argv, tmp_path / "off.json", "--keep-alive", "off")
+        assert len([line for line in log if line.startswith("neurons on")]) == 1
+    finally:
+        stop(server, thread)
+    assert served[:2] == alone[:2] == off[:2]
+    assert served[2] == alone[2].replace("alone.json", "served.json")
+    assert (tmp_path / "served.json").read_text() == (tmp_path / "alone.json").read_text()
+    assert (tmp_path / "off.json").read_text() == (tmp_path / "alone.json").read_text()
