@@ -11,7 +11,7 @@ from lazarus.cli.options import parse_size
 from lazarus.cli.output import EXIT_NOTHING_FOUND, note, out
 from lazarus.errors import LazarusError
 from lazarus.serve.client import ServerUnavailable, request, server_present
-from lazarus.serve.protocol import serve_dir
+from lazarus.serve.protocol import NotPrivate, serve_dir
 from lazarus.serve.server import Server
 from lazarus.text import plural
 
@@ -27,8 +27,12 @@ def run_serve(args: argparse.Namespace) -> int:
     cap = args.max_memory if args.max_memory is not None else _default_cap()
     try:
         Server(idle, cap, log=note).run()
-    except PermissionError as err:
+    except NotPrivate as err:
         raise LazarusError(f"{err} (fix it with chmod 700, or remove it)") from None
+    except OSError as err:
+        raise LazarusError(f"cannot serve in {serve_dir()}: {err.strerror or err} (give a "
+                           "folder whose parent exists, with a short path, in "
+                           "LAZARUS_SERVE_DIR)") from None
     return 0
 
 

@@ -67,7 +67,7 @@ def _start(keep_alive: float | None) -> socket.socket:
     folder = protocol.serve_dir()
     try:
         protocol.make_private_dir(folder)
-    except PermissionError as err:
+    except protocol.NotPrivate as err:
         raise ServerUnavailable(f"not using it: {err}") from None
     except OSError as err:
         raise ServerUnavailable(f"cannot create {folder}: {err.strerror}") from None

@@ -28,6 +28,10 @@ class ProtocolError(Exception):
     """The other end sent something that is not a frame, or went away mid-frame."""
 
 
+class NotPrivate(Exception):
+    """The server's folder or socket is not this user's alone."""
+
+
 def environment() -> dict[str, Any]:
     """What a client and its server must agree on: lazarus's install and `ENVIRONMENT`."""
     return {"version": lazarus.__version__, "install": os.path.dirname(lazarus.__file__),
@@ -55,7 +59,7 @@ def make_private_dir(folder: Path) -> None:
         folder.mkdir(mode=0o700)
     problem = privacy_problem(folder, directory=True)
     if problem is not None:
-        raise PermissionError(problem)
+        raise NotPrivate(problem)
 
 
 def privacy_problem(path: Path, directory: bool) -> str | None:
