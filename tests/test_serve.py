@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import struct
 import tempfile
@@ -260,3 +261,50 @@ def test_a_running_server_is_used_unless_keep_alive_is_off(capsys, serve_dir, ll
     assert served[2] == alone[2].replace("alone.json", "served.json")
     assert (tmp_path / "served.json").read_text() == (tmp_path / "alone.json").read_text()
     assert (tmp_path / "off.json").read_text() == (tmp_path / "alone.json").read_text()
+
+
+PEEK = """
+import json, socket, struct, sys
+conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+try:
+    conn.connect(sys.argv[1])
+except OSError as err:
+    print(type(err).__name__)
+    sys.exit()
+conn.sendall(struct.pack(">I", 2) + b"{}")
+size = struct.unpack(">I", conn.recv(4))[0]
+print(conn.recv(size).decode())
+"""
+
+
+@pytest.mark.skipif(os.getuid() != 0 or shutil.which("python3", path="/usr/bin:/bin") is None,
+                    reason="needs root and a system python3 to run a process as another user")
+def test_another_user_is_refused(serve_dir):
+    import subprocess
+    server, thread, log = start()
+    path = str(protocol.socket_path())
+
+    def as_nobody() -> str:
+        python = shutil.which("python3", path="/usr/bin:/bin")  # one that user may run
+        done = subprocess.run([python, "-I", "-c", PEEK, path], user=65534,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    try:
+        assert as_nobody() == "PermissionError"  # the 0700 folder keeps others out
+        # Opened on purpose (folder 0711, socket 0666): the server's own check still refuses.
+        serve_dir.parent.chmod(0o711)  # mkdtemp's folder, 0700 too
+        serve_dir.chmod(0o711)
+        protocol.socket_path().chmod(0o666)
+        try:
+            reply = json.loads(as_nobody())
+        finally:
+            serve_dir.parent.chmod(0o700)
+            serve_dir.chmod(0o700)
+            protocol.socket_path().chmod(0o600)
+        assert reply == {"type": "error", "kind": "refused",
+                         "message": "this server serves only its own user"}
+        assert "refused a connection from uid 65534" in log
+    finally:
+        stop(server, thread)
