@@ -308,3 +308,29 @@ def test_another_user_is_refused(serve_dir):
         assert "refused a connection from uid 65534" in log
     finally:
         stop(server, thread)
+
+
+def test_a_model_whose_files_change_is_loaded_again(serve_dir, llama_dir, tmp_path):
+    import tiny_models
+    folder = tmp_path / "model"
+    shutil.copytree(llama_dir, folder)
+    spec = {"model_id": str(folder), "source": str(folder), "device": "auto", "dtype": "auto",
+            "trust_remote_code": False, "device_map": None, "use_cache": False}
+    inputs = [["ab", "hello"], NeuronsOptions(layers=1, neurons=[0, 1, 2])]
+
+    def served():
+        return compute(spec, "neurons", inputs, keep_alive=None, progress=None,
+                       notify=lambda m: None, warn=lambda m: None).layers[0].matrix.values
+
+    server, thread, log = start()
+    try:
+        before = served()
+        tiny_models.build("llama", folder, seed=7)  # new weights in the same folder
+        after = served()
+    finally:
+        stop(server, thread)
+    fresh = lazarus.load(str(folder), use_cache=False).neurons(["ab", "hello"], layers=1,
+                                                                neurons=[0, 1, 2])
+    assert np.array_equal(after, fresh.layers[0].matrix.values)
+    assert not np.array_equal(before, after)
+    assert f"{folder}: its files changed; loading it again" in log

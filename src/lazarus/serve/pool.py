@@ -23,6 +23,7 @@ class Entry:
     last_used: float = field(default_factory=time.time)
     requests: int = 0
     name: str = ""  # the model as the last request named it
+    identity: Any = None  # its files on disk when loaded (`engine.cache.model_identity`)
 
 
 class Pool:

@@ -20,6 +20,7 @@ from typing import Any
 
 from lazarus import __version__
 from lazarus.api import Model
+from lazarus.engine.cache import model_identity
 from lazarus.errors import LazarusError, PromptError
 from lazarus.serve import codec, protocol
 from lazarus.serve.commands import COMMANDS, analysis_of
@@ -189,8 +190,13 @@ class Server:
                 raise Cancelled
             analysis, takes_progress = analysis_of(command)
             try:
+                if entry.handle is not None and model_identity(entry.handle.info) \
+                        != entry.identity:  # rebuilt or replaced since: load it anew
+                    self.log(f"{spec['model_id']}: its files changed; loading it again")
+                    entry.handle, entry.bytes = None, 0
                 if entry.handle is None:
                     entry.handle = _open(spec, forward("note"), forward("warn"))
+                    entry.identity = model_identity(entry.handle.info)
                 handle = entry.handle
                 handle.notify, handle.warn = forward("note"), forward("warn")
                 # Named as this command gave it (a relative folder, say), as in process.
