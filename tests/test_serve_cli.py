@@ -140,7 +140,15 @@ def test_a_server_killed_mid_request_costs_one_line_and_the_command_runs_in_proc
     assert stderr == ("lazarus: keep-alive server: the server went away mid-request; running "
                       "in process\n" + expected.stderr)
     assert files_of(work) == files_of(alone)
-    assert folder.exists()
+    # The socket the killed server left: the next command says so once and removes it.
+    sock = folder / "server.sock"
+    again = [cli(args, env, work) for _ in range(2)]
+    assert again[0].stderr == (f"lazarus: keep-alive server: no server answers at {sock} "
+                               "(Connection refused; removed it); running in process\n"
+                               + expected.stderr)
+    assert again[1].stderr == expected.stderr
+    assert [done.stdout for done in again] == [expected.stdout] * 2
+    assert not sock.exists()
 
 
 @pytest.mark.parametrize("what", ["folder", "socket"])

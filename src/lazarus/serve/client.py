@@ -53,7 +53,9 @@ def connect(start: bool, keep_alive: float | None = None) -> socket.socket:
         conn.close()
         if start:
             return _start(keep_alive)
-        raise ServerUnavailable(f"no server answers at {path} ({err.strerror})") from None
+        stale = protocol.remove_if_stale()
+        raise ServerUnavailable(f"no server answers at {path} ({err.strerror}"
+                                + ("; removed it" if stale else "") + ")") from None
     uid = protocol.peer_uid(conn)
     if uid != os.getuid():
         conn.close()

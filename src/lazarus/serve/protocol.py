@@ -5,6 +5,7 @@ length, then that many bytes of UTF-8 JSON)."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import socket
@@ -51,6 +52,18 @@ def serve_dir() -> Path:
 
 def socket_path() -> Path:
     return serve_dir() / "server.sock"
+
+
+def remove_if_stale() -> bool:
+    """Remove a socket no server holds (one killed left it), so that it is reported once;
+    whether it was. A server holds the lock file from before it binds until it is gone."""
+    try:
+        with open(serve_dir() / "server.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            socket_path().unlink(missing_ok=True)
+            return True
+    except OSError:  # held (BlockingIOError): a server is starting or running
+        return False
 
 
 def make_private_dir(folder: Path) -> None:
