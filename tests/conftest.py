@@ -31,3 +31,12 @@ def llama_dir(tiny_model_dirs: dict[str, Path]) -> Path:
 def private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     """Every test gets an empty activation cache of its own, never the user's."""
     monkeypatch.setenv("LAZARUS_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(autouse=True)
+def no_keep_alive_server(tmp_path_factory: pytest.TempPathFactory,
+                         monkeypatch: pytest.MonkeyPatch):
+    """No test meets the user's keep-alive server, or starts one, unless it means to: an empty
+    server folder of the session's own (tests of the server set their own)."""
+    monkeypatch.setenv("LAZARUS_SERVE_DIR", str(tmp_path_factory.getbasetemp() / "no-serve"))
+    monkeypatch.delenv("LAZARUS_KEEP_ALIVE", raising=False)

@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import argparse
 
-from lazarus.analyses.ablate import analyse_ablation
 from lazarus.analyses.options import AblateOptions
 from lazarus.cli.common import (
     check_extension,
     check_outputs,
     given,
     inputs_of,
-    open_model,
     show_report,
     write_output,
 )
+from lazarus.cli.keep_alive import run_analysis
 from lazarus.cli.output import ProgressBar
 from lazarus.io import inputs
 from lazarus.render.causal import render_ablation
@@ -42,9 +41,9 @@ def run_ablate(args: argparse.Namespace) -> int:
     check_outputs({"--output": args.output, "--plot": args.plot},
                   inputs_of(args, "prompts", "labels", "reference", "from_direction"))
     check_extension("--output", args.output, ".json")
-    model = open_model(args)
     bar = ProgressBar("ablating")
-    result = analyse_ablation(model, prompts, options, lambda done, total: bar(done, total))
+    result = run_analysis(args, "ablate", prompts, options,
+                          progress=lambda done, total: bar(done, total))
     report = render_ablation(result)
     write_output(args.output, result.to_json())
     if args.plot is not None:

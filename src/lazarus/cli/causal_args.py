@@ -6,7 +6,14 @@ from __future__ import annotations
 import argparse
 
 from lazarus.cli import help as cli_help
-from lazarus.cli.options import Once, add_command, add_model_options, real, whole
+from lazarus.cli.options import (
+    Once,
+    add_command,
+    add_keep_alive_option,
+    add_model_options,
+    real,
+    whole,
+)
 from lazarus.engine.sites import SITE_HELP
 
 
@@ -51,6 +58,7 @@ def add_causal_commands(commands: argparse._SubParsersAction) -> None:
                         help="also draw each prompt's change against the random draws', as "
                              ".png or .svg (needs: pip install 'lazarus[plot]')")
     add_model_options(ablate)
+    add_keep_alive_option(ablate)
     ablate.set_defaults(run="lazarus.cli.ablate:run_ablate")
 
     steer = add_command(
@@ -97,4 +105,5 @@ def add_causal_commands(commands: argparse._SubParsersAction) -> None:
                        help="also draw log-probabilities against the coefficient, as .png or "
                             ".svg (needs: pip install 'lazarus[plot]')")
     add_model_options(steer)
+    add_keep_alive_option(steer)
     steer.set_defaults(run="lazarus.cli.steer:run_steer")

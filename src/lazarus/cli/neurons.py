@@ -6,19 +6,18 @@ from __future__ import annotations
 
 import argparse
 
-from lazarus.analyses.neurons import analyse_neurons
 from lazarus.analyses.options import NeuronsOptions
 from lazarus.cli.common import (
     check_extension,
     check_outputs,
     given,
     inputs_of,
-    open_model,
     row_limit,
     show_report,
     use_color,
     write_output,
 )
+from lazarus.cli.keep_alive import run_analysis
 from lazarus.cli.output import EXIT_NOTHING_FOUND, ProgressBar, warn
 from lazarus.io import inputs
 from lazarus.render.layers import render_result
@@ -49,9 +48,9 @@ def run_neurons(args: argparse.Namespace) -> int:
     check_outputs({"--output": args.output, "--plot": args.plot},
                   inputs_of(args, "prompts", "labels", "from_direction"))
     check_extension("--output", args.output, ".json", ".csv")
-    model = open_model(args)
     with inputs.naming_prompts(prompts):
-        result = analyse_neurons(model, prompts, options, ProgressBar("capturing"))
+        result = run_analysis(args, "neurons", prompts, options,
+                              progress=ProgressBar("capturing"))
     color = use_color(args)
     report = render_result(result, max_rows=max_rows, color=color)
     # Files before the report, so that a closed pipe cannot lose them.

@@ -77,3 +77,41 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                              "accelerate)")
     parser.add_argument("--no-cache", action="store_true",
                         help="neither read nor write the activation cache")
+
+
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+SIZES = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_duration(text: str) -> float:
+    """'15m', '30s', '2h', '1d' or seconds ('900') -> seconds; '0' or 'off' -> 0."""
+    value = text.strip().lower()
+    if value == "off":
+        return 0.0
+    number, unit = (value[:-1], value[-1]) if value[-1:] in UNITS else (value, "s")
+    seconds = real_number(number) * UNITS[unit]
+    if not 0 <= seconds < float("inf"):
+        raise ValueError(text)
+    return seconds
+
+
+def parse_size(text: str) -> int:
+    """'8G', '500M', '1.5g' or bytes -> bytes."""
+    value = text.strip().lower().removesuffix("b").removesuffix("i")
+    number, unit = (value[:-1], value[-1]) if value[-1:] in ("k", "m", "g", "t") else (value, "")
+    size = real_number(number) * SIZES[unit]
+    if not 0 < size < float("inf"):
+        raise ValueError(text)
+    return int(size)
+
+
+duration = _ascii_type(parse_duration, "a duration", "15m, 30s, 2h or off")
+size = _ascii_type(parse_size, "a size", "8G or 500M")
+
+
+def add_keep_alive_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--keep-alive", type=duration, metavar="DURATION",
+                        help="compute on the keep-alive server (lazarus serve), starting it in "
+                             "the background when none runs, and keep it DURATION after the "
+                             "last request (e.g. 15m; off: run in process; default: "
+                             "$LAZARUS_KEEP_ALIVE, else use a server only when one runs)")

@@ -28,6 +28,7 @@ from lazarus.cli.help import (
 from lazarus.cli.options import (
     Once,
     add_command,
+    add_keep_alive_option,
     add_model_options,
     add_site_options,
     real,
@@ -35,6 +36,7 @@ from lazarus.cli.options import (
 )
 from lazarus.cli.output import write_stdout
 from lazarus.cli.patch_args import add_patch_command
+from lazarus.cli.serve_args import add_serve_command
 from lazarus.text import escape
 
 
@@ -90,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
                        ).set_defaults(run="lazarus.cli.cache:run_cache_info")
     actions.add_parser("clear", help="delete every cached row"
                        ).set_defaults(run="lazarus.cli.cache:run_cache_clear")
+    add_serve_command(groups)
     return parser
 
 
@@ -145,6 +148,7 @@ def _add_neurons_command(commands: argparse._SubParsersAction) -> None:
                          help="colour the heatmap on a scale centred at 0, when standard "
                               "output is a colour terminal")
     add_model_options(neurons)
+    add_keep_alive_option(neurons)
     neurons.set_defaults(run="lazarus.cli.neurons:run_neurons")
 
 
@@ -189,4 +193,5 @@ def _add_probe_command(commands: argparse._SubParsersAction) -> None:
                        "shuffled baseline, as .png or .svg (needs: pip install 'lazarus[plot]')")
     add_site_options(probe, probe=True)
     add_model_options(probe)
+    add_keep_alive_option(probe)
     probe.set_defaults(run="lazarus.cli.probe:run_probe")

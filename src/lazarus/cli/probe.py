@@ -7,15 +7,14 @@ from __future__ import annotations
 import argparse
 
 from lazarus.analyses.options import ProbeOptions
-from lazarus.analyses.probe import analyse_probe
 from lazarus.cli.common import (
     check_extension,
     check_outputs,
     given,
     inputs_of,
-    open_model,
     write_output,
 )
+from lazarus.cli.keep_alive import run_analysis
 from lazarus.cli.output import EXIT_NOTHING_FOUND, ProgressBar, note, out, warn
 from lazarus.errors import LazarusError
 from lazarus.io import inputs
@@ -57,9 +56,9 @@ def run_probe(args: argparse.Namespace) -> int:
                   inputs_of(args, "class_a", "class_b", "test", "test_labels"))
     check_extension("--output", args.output, ".json")
     check_extension("--save-direction", args.save_direction, ".npz")
-    model = open_model(args)
     with inputs.naming_prompts(class_a, class_b, tests):
-        result = analyse_probe(model, class_a, class_b, options, ProgressBar("capturing"))
+        result = run_analysis(args, "probe", class_a, class_b, options,
+                              progress=ProgressBar("capturing"))
     report = result.report
     save = args.save_direction is not None and (report.significant or args.force_save)
     # Files first, so that a closed pipe on stdout cannot lose them.

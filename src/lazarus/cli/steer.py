@@ -8,7 +8,6 @@ import argparse
 import math
 
 from lazarus.analyses.options import SteerOptions
-from lazarus.analyses.steer import analyse_steer
 from lazarus.api import Model
 from lazarus.cli.common import (
     check_extension,
@@ -19,6 +18,7 @@ from lazarus.cli.common import (
     show_report,
     write_output,
 )
+from lazarus.cli.keep_alive import run_analysis
 from lazarus.errors import LazarusError
 from lazarus.io import inputs
 from lazarus.render.causal import render_steer
@@ -91,7 +91,7 @@ def run_steer(args: argparse.Namespace) -> int:
     check_extension("--output", args.output, ".json")
     model = open_model(args)
     prompts, options = steer_options(args, model)
-    result = analyse_steer(model, prompts, options)
+    result = run_analysis(args, "steer", prompts, options, model=model)
     report = render_steer(result)
     write_output(args.output, result.to_json())
     if args.plot is not None:

@@ -151,6 +151,13 @@ class Handle:
                                   notify=self.notify)
         self.loads += 1
 
+    def weight_bytes(self) -> int:
+        """The bytes of the parameters held (0 before the first load): what a keep-alive server
+        counts against its memory cap."""
+        if self._loaded is None:
+            return 0
+        return sum(p.numel() * p.element_size() for p in self._loaded.model.parameters())
+
     @checked
     def layers(self, layers: Layers) -> tuple[int, ...]:
         """Layer ids resolved against this model (negative ones count from the end)."""

@@ -1,0 +1,149 @@
+"""The CLI's end: find the user's server (starting one in the background when asked), check
+that its folder, socket and process are the user's own, send a computation and relay what comes
+back (notes, warnings, progress, then the result or the error). Anything that makes the server
+unusable is a `ServerUnavailable`, whose message the CLI shows on one line before running the
+command in process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from lazarus.errors import LazarusError, PromptError
+from lazarus.serve import codec, protocol
+from lazarus.serve.protocol import environment
+
+START_WAIT = 20.0  # seconds a server started in the background has to open its socket
+
+
+class ServerUnavailable(Exception):
+    """The server cannot be used: why, in one line."""
+
+
+def server_present() -> bool:
+    """Whether a server's socket is there (a running server, or one that died)."""
+    return os.path.lexists(protocol.socket_path())
+
+
+def connect(start: bool, keep_alive: float | None = None) -> socket.socket:
+    """A connection to this user's server, after checking that the folder and socket are
+    private to the user and the process at the other end is theirs; with `start`, a server is
+    started in the background when none answers."""
+    folder, path = protocol.serve_dir(), protocol.socket_path()
+    if os.path.lexists(folder):
+        problem = protocol.privacy_problem(folder, directory=True)
+        if problem is not None:
+            raise ServerUnavailable(f"not using it: {problem}")
+    if not os.path.lexists(path):
+        if not start:
+            raise ServerUnavailable(f"no server at {path}")
+        return _start(keep_alive)
+    problem = protocol.privacy_problem(path, directory=False)
+    if problem is not None:
+        raise ServerUnavailable(f"not using it: {problem}")
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(str(path))
+    except OSError as err:
+        conn.close()
+        if start:
+            return _start(keep_alive)
+        stale = protocol.remove_if_stale()
+        raise ServerUnavailable(f"no server answers at {path} ({err.strerror}"
+                                + ("; removed it" if stale else "") + ")") from None
+    uid = protocol.peer_uid(conn)
+    if uid != os.getuid():
+        conn.close()
+        raise ServerUnavailable(f"not using it: the process at {path} runs as uid {uid}, "
+                                f"not as you (uid {os.getuid()})")
+    return conn
+
+
+def _start(keep_alive: float | None) -> socket.socket:
+    """Start `lazarus serve` detached (its log: server.log in its folder), then connect."""
+    folder = protocol.serve_dir()
+    try:
+        protocol.make_private_dir(folder)
+    except protocol.NotPrivate as err:
+        raise ServerUnavailable(f"not using it: {err}") from None
+    except OSError as err:
+        raise ServerUnavailable(f"cannot create {folder}: {err.strerror}") from None
+    command = [sys.executable, "-m", "lazarus", "serve"]
+    if keep_alive is not None:
+        command += ["--idle-timeout", f"{keep_alive:g}s"]
+    fd = os.open(folder / "server.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=fd, start_new_session=True, close_fds=True)
+    finally:
+        os.close(fd)
+    deadline = time.monotonic() + START_WAIT
+    while time.monotonic() < deadline:
+        if process.poll() is not None and not os.path.lexists(protocol.socket_path()):
+            raise ServerUnavailable(f"the server did not start (see {folder / 'server.log'})")
+        if os.path.lexists(protocol.socket_path()):
+            try:
+                return connect(start=False)
+            except ServerUnavailable:
+                pass
+        time.sleep(0.05)
+    raise ServerUnavailable(f"the server did not answer within {START_WAIT:g} s")
+
+
+def request(op: str) -> dict[str, Any]:
+    """A `status` or `stop` request to a running server: its one reply."""
+    with connect(start=False) as conn:
+        try:
+            protocol.send(conn, {"op": op, "version": protocol.VERSION})
+            return protocol.receive(conn)
+        except (OSError, EOFError, protocol.ProtocolError) as err:
+            raise ServerUnavailable(f"the server did not answer ({err})") from None
+
+
+def compute(spec: dict[str, Any], command: str, inputs: list[Any], *,
+            keep_alive: float | None, progress: Callable[..., None] | None,
+            notify: Callable[[str], None], warn: Callable[[str], None]) -> Any:
+    """`command`'s result on the model of `spec`, computed by the server; its notes, warnings
+    and progress are passed on as they come. A `LazarusError` is raised as in process."""
+    with connect(start=keep_alive is not None, keep_alive=keep_alive) as conn:
+        try:
+            protocol.send(conn, {"op": "compute", "version": protocol.VERSION,
+                                 "command": command, "model": spec,
+                                 "inputs": codec.encode(inputs), "keep_alive": keep_alive,
+                                 "environment": environment()})
+            while True:
+                reply = protocol.receive(conn)
+                kind = reply.get("type")
+                if kind == "result":
+                    return codec.decode(reply.get("value"))
+                if kind == "error":
+                    raise _error(reply)
+                args = codec.decode(reply.get("args"))
+                if kind == "note":
+                    notify(*args)
+                elif kind == "warn":
+                    warn(*args)
+                elif kind == "progress" and progress is not None:
+                    progress(*args)
+        except (OSError, EOFError, protocol.ProtocolError):
+            raise ServerUnavailable("the server went away mid-request") from None
+        except codec.CodecError as err:
+            raise ServerUnavailable(f"the server sent a bad reply ({err})") from None
+
+
+def _error(reply: dict[str, Any]) -> Exception:
+    """The exception an error reply stands for: a user's mistake as in process, else the
+    server's trouble."""
+    kind = reply.get("kind")
+    if kind == "prompt":
+        return PromptError(str(reply.get("prompt")), str(reply.get("problem")))
+    if kind == "lazarus":
+        return LazarusError(str(reply.get("message")))
+    if kind == "unusable":
+        return ServerUnavailable(f"not using it: {reply.get('message')}")
+    return ServerUnavailable(f"the server could not compute it: {reply.get('message')}")
