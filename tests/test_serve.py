@@ -271,7 +271,10 @@ try:
 except OSError as err:
     print(type(err).__name__)
     sys.exit()
-conn.sendall(struct.pack(">I", 2) + b"{}")
+try:  # the server may refuse (reply and close) before this is sent
+    conn.sendall(struct.pack(">I", 2) + b"{}")
+except BrokenPipeError:
+    pass
 size = struct.unpack(">I", conn.recv(4))[0]
 print(conn.recv(size).decode())
 """
