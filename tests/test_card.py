@@ -189,7 +189,10 @@ def test_cli_json_and_refusals(llama_dir, corpus, tmp_path, capsys):
             (["-n", "1", "--from-direction", str(tmp_path / "d.npz")], "not both"),
             (["-n", "1", "--causal"], "give --corpus"),
             (["-n", "1", "-o", str(tmp_path / "card.csv")], "must end in .json or .html"),
-            (["-n", "1", "--top-k", "0"], "--top-k must be at least 1")):
+            (["-n", "1", "--top-k", "0"], "--top-k must be at least 1"),
+            (["-n", "1", "--prompt", "the cat"], "--prompt steers the unit in the causal view"),
+            (["-n", "1", "--corpus", corpus, "--coefficients", "1"],
+             "--coefficients steers the unit in the causal view (add --causal")):
         target = tmp_path / "never.json"
         args = [*base, *bad] if "-o" in bad else [*base, *bad, "-o", str(target)]
         assert main(args) == 2
