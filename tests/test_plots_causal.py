@@ -191,6 +191,15 @@ def test_steer_lines_are_the_results_numbers_in_coefficient_order(steering):
         for i in range(2):
             line = artist(named, f"token-{t}-prompt-{i}")
             assert list(line.get_ydata()) == list(values[order, i, t])
+    prompts = {artist(kept, f"unsteered-{i}").get_color() for i in range(2)}
+    tokens = {artist(named, f"token-{t}").get_color() for t in range(2)}
+    assert len(prompts) == 2 and len(tokens) == 2 and not prompts & tokens  # no colour, 2 meanings
+    for i in range(2):  # a thin line's style is its prompt's, above
+        style = artist(kept, f"unsteered-{i}").get_linestyle()
+        assert [artist(named, f"token-{t}-prompt-{i}").get_linestyle() for t in range(2)] \
+            == [style, style]
+    assert artist(kept, "unsteered-0").get_linestyle() != artist(kept, "unsteered-1") \
+        .get_linestyle()
     assert kept.get_ylabel().startswith("log p(unsteered continuation)")
     assert named.get_xlabel() == (f"coefficient (× the mean activation norm, "
                                   f"{steering.scale:.3g})")
