@@ -18,6 +18,7 @@ from transformers import AutoModelForCausalLM
 import lazarus
 from lazarus.cli.main import main
 from lazarus.io.directions import Direction
+from lazarus.render.card import render_card
 
 WORDS = ["the", "cat", "sat", "on", "a", "mat", "and", "then", "it", "ran", "to", "big",
          "red", "house"]
@@ -165,6 +166,8 @@ def test_ablation_equals_the_loss_change_hugging_face_computes(llama_dir, corpus
     below = round(ablation.percentile * 3 / 100)  # controls below the unit's effect
     assert ablation.percentile == pytest.approx(100 * below / 3)
     assert ablation.p == pytest.approx((1 + 3 - below) / 4)  # no ties among float effects
+    assert f"percentile {ablation.percentile:.0f}, p {ablation.p:.3g} (one-sided: loss " \
+        "rising)" in render_card(result)
     steering = result.units[0].causal.steering
     assert [k for k, _ in steering.runs] == [0.0, 1.0]
     assert steering.prompt == texts[0][:8]
