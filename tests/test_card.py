@@ -203,3 +203,22 @@ def test_cli_json_and_refusals(llama_dir, corpus, tmp_path, capsys):
         assert len(error) == 1 and message in error[0], error
         assert not target.exists()
         assert not (tmp_path / "card.csv").exists()
+
+
+def test_a_prompt_the_model_ends_at_once_is_said(tmp_path):
+    """The demo corpus' first line, "3*4=12", is a whole problem: the demo model ends the text
+    after it, so every continuation is empty and the card says why (with --prompt, it does
+    not)."""
+    model = lazarus.load("lazarus:demo")
+    corpus = str(Path(__file__).parent / "data" / "corpus.txt")
+    common = {"neurons": [154], "corpus": corpus, "causal": True, "causal_windows": 1,
+              "controls": 0, "coefficients": [1.0], "max_tokens": 4, "examples": 1,
+              "work_dir": str(tmp_path)}
+    unit = model.card(3, **common).units[0]
+    assert unit.causal.steering.prompt == "3*4=12"
+    assert dict(unit.causal.steering.runs)[0.0] == ""
+    assert any(note.startswith("unsteered, the model ends the text right after '3*4=12'")
+               for note in unit.notes), unit.notes
+    given = model.card(3, prompt="47*47=", **common).units[0]
+    assert dict(given.causal.steering.runs)[0.0] != ""
+    assert not any(note.startswith("unsteered") for note in given.notes)
