@@ -90,9 +90,12 @@ def test_a_sweep_has_a_panel_per_layer_and_components_have_no_controls(model):
     assert panels[0].get_ylabel() == "KL(baseline || ablated), next token (nats)"
     for axes, row in zip(panels, sweep.to_numpy(), strict=True):
         np.testing.assert_array_equal(artist(axes, "chosen").get_offsets()[:-1, 1], row)
+    assert figure.get_suptitle().endswith(": each prompt against random units")
     component = model.ablate(PROMPTS, 1, component="mlp", max_tokens=2)
-    (axes,) = ablation_figure(component).axes
+    figure = ablation_figure(component)
+    (axes,) = figure.axes
     assert [c.get_gid() for c in axes.collections] == ["chosen"]
+    assert figure.get_suptitle() == "ablating the mlp component (zero): each prompt's change"
 
 
 def test_ablation_png_and_svg_of_the_asked_for_size(ablation, tmp_path):

@@ -60,8 +60,11 @@ def ablation_figure(result: Any, size: tuple[float, float] | None = None,
         _condition_panel(axes, result, condition, changes[index])
     handles, labels = figure.axes[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside lower center", fontsize=8, ncols=1)
-    what = result.component or f"{plural(len(result.neurons or ()), 'unit')} at {result.site}"
-    title = f"ablating {what} ({result.method}): each prompt against random units"
+    what = (f"the {result.component} component" if result.component
+            else f"{plural(len(result.neurons or ()), 'unit')} at {result.site}")
+    controlled = any(c.control is not None and c.control.prompt_effects for c in conditions)
+    title = (f"ablating {what} ({result.method}): each prompt"
+             + (" against random units" if controlled else "'s change"))
     if len(result.conditions) > MAX_PANELS:
         title += f"\nthe first {MAX_PANELS} of {len(result.conditions)} conditions"
     figure.suptitle(title, fontsize=10)
