@@ -222,3 +222,22 @@ def test_a_prompt_the_model_ends_at_once_is_said(tmp_path):
     given = model.card(3, prompt="47*47=", **common).units[0]
     assert dict(given.causal.steering.runs)[0.0] != ""
     assert not any(note.startswith("unsteered") for note in given.notes)
+
+
+def test_controls_are_distinct_units_and_fewer_when_the_site_has_fewer(llama_dir, corpus,
+                                                                        tmp_path):
+    """A head's controls are the other heads, each once (drawn with replacement, 20 draws of 3
+    heads counted some twice and claimed 20 units): their mean and std are those heads' own
+    effects'."""
+    model = lazarus.load(str(llama_dir))
+    heads = AutoModelForCausalLM.from_pretrained(llama_dir).config.num_attention_heads
+    common = {"site": "attn_head", "corpus": corpus, "window": WINDOW, "causal": True,
+              "causal_windows": 2, "work_dir": str(tmp_path)}
+    ablation = model.card(1, neurons=[0], controls=20, **common).units[0].causal.ablation
+    assert ablation.controls == heads - 1
+    assert ablation.note == (f"the site has {heads - 1} other units: each is a control once "
+                             f"({heads - 1}, not the 20 asked)")
+    others = [u.causal.ablation.effect for u in model.card(
+        1, neurons=list(range(1, heads)), controls=0, **common).units]
+    assert ablation.controls_mean == pytest.approx(np.mean(others), abs=1e-9)
+    assert ablation.controls_std == pytest.approx(np.std(others, ddof=1), abs=1e-9)
