@@ -34,7 +34,7 @@ def run(capsys, *argv) -> tuple[int, str, str]:
 
 
 def artist(axes, gid: str):
-    """The one artist (line or collection) of `axes` with this gid."""
-    found = [a for a in [*axes.lines, *axes.collections] if a.get_gid() == gid]
+    """The one artist (line, collection or text) of `axes` with this gid."""
+    found = [a for a in [*axes.lines, *axes.collections, *axes.texts] if a.get_gid() == gid]
     assert len(found) == 1, (gid, len(found))
     return found[0]

@@ -18,6 +18,7 @@ from transformers import AutoModelForCausalLM
 import lazarus
 from lazarus.cli.main import main
 from lazarus.io.directions import Direction
+from lazarus.render.card import render_card
 
 WORDS = ["the", "cat", "sat", "on", "a", "mat", "and", "then", "it", "ran", "to", "big",
          "red", "house"]
@@ -165,6 +166,8 @@ def test_ablation_equals_the_loss_change_hugging_face_computes(llama_dir, corpus
     below = round(ablation.percentile * 3 / 100)  # controls below the unit's effect
     assert ablation.percentile == pytest.approx(100 * below / 3)
     assert ablation.p == pytest.approx((1 + 3 - below) / 4)  # no ties among float effects
+    assert f"percentile {ablation.percentile:.0f}, p {ablation.p:.3g} (one-sided: loss " \
+        "rising)" in render_card(result)
     steering = result.units[0].causal.steering
     assert [k for k, _ in steering.runs] == [0.0, 1.0]
     assert steering.prompt == texts[0][:8]
@@ -189,7 +192,10 @@ def test_cli_json_and_refusals(llama_dir, corpus, tmp_path, capsys):
             (["-n", "1", "--from-direction", str(tmp_path / "d.npz")], "not both"),
             (["-n", "1", "--causal"], "give --corpus"),
             (["-n", "1", "-o", str(tmp_path / "card.csv")], "must end in .json or .html"),
-            (["-n", "1", "--top-k", "0"], "--top-k must be at least 1")):
+            (["-n", "1", "--top-k", "0"], "--top-k must be at least 1"),
+            (["-n", "1", "--prompt", "the cat"], "--prompt steers the unit in the causal view"),
+            (["-n", "1", "--corpus", corpus, "--coefficients", "1"],
+             "--coefficients steers the unit in the causal view (add --causal")):
         target = tmp_path / "never.json"
         args = [*base, *bad] if "-o" in bad else [*base, *bad, "-o", str(target)]
         assert main(args) == 2
@@ -197,3 +203,41 @@ def test_cli_json_and_refusals(llama_dir, corpus, tmp_path, capsys):
         assert len(error) == 1 and message in error[0], error
         assert not target.exists()
         assert not (tmp_path / "card.csv").exists()
+
+
+def test_a_prompt_the_model_ends_at_once_is_said(tmp_path):
+    """The demo corpus' first line, "3*4=12", is a whole problem: the demo model ends the text
+    after it, so every continuation is empty and the card says why (with --prompt, it does
+    not)."""
+    model = lazarus.load("lazarus:demo")
+    corpus = str(Path(__file__).parent / "data" / "corpus.txt")
+    common = {"neurons": [154], "corpus": corpus, "causal": True, "causal_windows": 1,
+              "controls": 0, "coefficients": [1.0], "max_tokens": 4, "examples": 1,
+              "work_dir": str(tmp_path)}
+    unit = model.card(3, **common).units[0]
+    assert unit.causal.steering.prompt == "3*4=12"
+    assert dict(unit.causal.steering.runs)[0.0] == ""
+    assert any(note.startswith("unsteered, the model ends the text right after '3*4=12'")
+               for note in unit.notes), unit.notes
+    given = model.card(3, prompt="47*47=", **common).units[0]
+    assert dict(given.causal.steering.runs)[0.0] != ""
+    assert not any(note.startswith("unsteered") for note in given.notes)
+
+
+def test_controls_are_distinct_units_and_fewer_when_the_site_has_fewer(llama_dir, corpus,
+                                                                        tmp_path):
+    """A head's controls are the other heads, each once (drawn with replacement, 20 draws of 3
+    heads counted some twice and claimed 20 units): their mean and std are those heads' own
+    effects'."""
+    model = lazarus.load(str(llama_dir))
+    heads = AutoModelForCausalLM.from_pretrained(llama_dir).config.num_attention_heads
+    common = {"site": "attn_head", "corpus": corpus, "window": WINDOW, "causal": True,
+              "causal_windows": 2, "work_dir": str(tmp_path)}
+    ablation = model.card(1, neurons=[0], controls=20, **common).units[0].causal.ablation
+    assert ablation.controls == heads - 1
+    assert ablation.note == (f"the site has {heads - 1} other units: each is a control once "
+                             f"({heads - 1}, not the 20 asked)")
+    others = [u.causal.ablation.effect for u in model.card(
+        1, neurons=list(range(1, heads)), controls=0, **common).units]
+    assert ablation.controls_mean == pytest.approx(np.mean(others), abs=1e-9)
+    assert ablation.controls_std == pytest.approx(np.std(others, ddof=1), abs=1e-9)

@@ -140,6 +140,7 @@ def test_card_dashboard_shows_the_json_and_keeps_hostile_text_as_text(hostile_ca
         bars = section.find("rect", "bar")
         assert [int(b.attrs["data-count"]) for b in bars] \
             == unit["corpus"]["histogram"]["counts"]
+        _check_zero_and_controls(section, unit)
         assert section.find("span", "prompt")[0].text() == HOSTILE  # shown as text, whole
         steering = section.find("table", "steering")[0].find("td", "text")
         assert [td.text() for td in steering] == [  # non-printables shown as escapes
@@ -147,6 +148,40 @@ def test_card_dashboard_shows_the_json_and_keeps_hostile_text_as_text(hostile_ca
     assert contexts == 3 * 2 * 2
     assert any("<" in "".join(c["tokens"]) for u in document["units"]
                for c in u["corpus"]["top"] + u["corpus"]["bottom"])
+
+
+def _check_zero_and_controls(section: Node, unit: dict) -> None:
+    """The histogram marks 0 where it lies between its ends; the number line of the ablation
+    puts the unit's dot, the random units' band and mean and 0 where their values are, and
+    says which is which."""
+    edges = unit["corpus"]["histogram"]["edges"]
+    svg = section.find("svg", "histogram")[0]
+    zero = svg.find("line", "zero")
+    if edges[0] < 0 < edges[-1]:
+        width = float(svg.attrs["width"])
+        assert float(zero[0].attrs["x1"]) == pytest.approx(
+            width * -edges[0] / (edges[-1] - edges[0]), abs=0.06)
+    else:
+        assert zero == []
+    a = unit["causal"]["ablation"]
+    effect, mean, std = a["effect"], a["controls"]["mean"], a["controls"]["std"]
+    line = section.find("svg", "controls")[0]
+    lo, hi = min(effect, mean - std, 0.0), max(effect, mean + std, 0.0)
+
+    def x(v: float) -> float:
+        return 10 + 340 * (v - lo) / (hi - lo)
+
+    assert float(line.find("circle")[0].attrs["cx"]) == pytest.approx(x(effect), abs=0.06)
+    band = line.find("rect")[0]
+    assert float(band.attrs["x"]) == pytest.approx(x(mean - std), abs=0.06)
+    assert float(band.attrs["width"]) == pytest.approx(x(mean + std) - x(mean - std), abs=0.1)
+    assert float(line.find("line", "mean")[0].attrs["x1"]) == pytest.approx(x(mean), abs=0.06)
+    assert float(line.find("line", "zero")[0].attrs["x1"]) == pytest.approx(x(0.0), abs=0.06)
+    notes = [p.text() for p in section.find("p", "note")]
+    assert any(n.startswith("dot: the unit's loss change; grey band: the random units' mean")
+               for n in notes), notes
+    headers = [th.text() for th in section.find("table", "ablation")[0].find("th")]
+    assert headers[-1] == "p (one-sided: loss rising)"
 
 
 def test_card_cli_writes_the_dashboard_or_nothing(llama_dir, short_corpus, tmp_path, capsys):

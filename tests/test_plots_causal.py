@@ -90,9 +90,12 @@ def test_a_sweep_has_a_panel_per_layer_and_components_have_no_controls(model):
     assert panels[0].get_ylabel() == "KL(baseline || ablated), next token (nats)"
     for axes, row in zip(panels, sweep.to_numpy(), strict=True):
         np.testing.assert_array_equal(artist(axes, "chosen").get_offsets()[:-1, 1], row)
+    assert figure.get_suptitle().endswith(": each prompt against random units")
     component = model.ablate(PROMPTS, 1, component="mlp", max_tokens=2)
-    (axes,) = ablation_figure(component).axes
+    figure = ablation_figure(component)
+    (axes,) = figure.axes
     assert [c.get_gid() for c in axes.collections] == ["chosen"]
+    assert figure.get_suptitle() == "ablating the mlp component (zero): each prompt's change"
 
 
 def test_ablation_png_and_svg_of_the_asked_for_size(ablation, tmp_path):
@@ -191,6 +194,15 @@ def test_steer_lines_are_the_results_numbers_in_coefficient_order(steering):
         for i in range(2):
             line = artist(named, f"token-{t}-prompt-{i}")
             assert list(line.get_ydata()) == list(values[order, i, t])
+    prompts = {artist(kept, f"unsteered-{i}").get_color() for i in range(2)}
+    tokens = {artist(named, f"token-{t}").get_color() for t in range(2)}
+    assert len(prompts) == 2 and len(tokens) == 2 and not prompts & tokens  # no colour, 2 meanings
+    for i in range(2):  # a thin line's style is its prompt's, above
+        style = artist(kept, f"unsteered-{i}").get_linestyle()
+        assert [artist(named, f"token-{t}-prompt-{i}").get_linestyle() for t in range(2)] \
+            == [style, style]
+    assert artist(kept, "unsteered-0").get_linestyle() != artist(kept, "unsteered-1") \
+        .get_linestyle()
     assert kept.get_ylabel().startswith("log p(unsteered continuation)")
     assert named.get_xlabel() == (f"coefficient (× the mean activation norm, "
                                   f"{steering.scale:.3g})")

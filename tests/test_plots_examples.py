@@ -56,6 +56,12 @@ def test_bars_and_quantiles_are_the_json_numbers(scanned):
         for name, value in neuron["quantiles"].items():
             assert list(artist(axes, f"quantile-{name}").get_xdata()) == [value, value]
         assert list(artist(axes, "mean").get_xdata()) == [neuron["mean"]] * 2
+        labels = [artist(axes, f"quantile-label-{name}") for name in neuron["quantiles"]]
+        assert [t.get_text() for t in labels] == list(neuron["quantiles"])
+        assert [t.get_position()[0] for t in labels] == list(neuron["quantiles"].values())
+        heights = [t.get_position()[1] for t in labels]  # neighbours on alternate tiers
+        assert all(a != b for a, b in zip(heights, heights[1:], strict=False))
+        assert all(t.get_bbox_patch().get_facecolor()[:3] == (1, 1, 1) for t in labels)
         assert axes.get_title().startswith(f"N{neuron['neuron']}: mean ")
 
 

@@ -145,6 +145,7 @@ def test_bare_compare_sweeps_the_documented_range_and_json_has_the_fractions(
     assert f"over {count} prompt tokens" in out
     assert "| of norm |" in out
     assert "|   0.30x |" in out
+    assert "(continuations usually stay text below 0.3)." in out
     # --compare with values still takes them, negative ones included
     code, out, err = _cli(capsys, "introspect", "steer", "-m", tiny_model_dirs["llama"], "-p",
                           "ab", "--direction", direction_file, "--compare", "-0.1,0.25",
@@ -175,6 +176,11 @@ def test_warning_above_the_limit_and_not_below(capsys, tiny_model_dirs, directio
     below, above = (f"{f * norm / 2.0:.6f}" for f in (3.9, 4.1))
     neurons = ("-l", "1", "-n", "3:2")
     assert _warnings(capsys, llama, *neurons, "--coefficient", below) == []
+    code, out, _ = _cli(capsys, "introspect", "steer", "-m", llama, "-p", "ab", *neurons,
+                        "--max-tokens", "1")
+    assert code == 0 and ("of norm: the added vector's L2 length over the mean activation norm "
+                          "(continuations usually stay text below 4x with --neurons: one MLP "
+                          "unit is large beside its site's whole norm).") in out
     found = _warnings(capsys, llama, *neurons, "--coefficient", above)
     assert len(found) == 1
     assert "adds a vector 4.10x the mean activation norm; above 4x with --neurons" in found[0]

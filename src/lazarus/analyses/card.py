@@ -48,7 +48,7 @@ from lazarus.engine.trace import CaptureRequest
 from lazarus.errors import LazarusError
 from lazarus.io.corpus import check_corpus, prefix_of, resolve_corpus, windows
 from lazarus.io.directions import Direction
-from lazarus.results.card import CardResult, CausalView, UnitCard
+from lazarus.results.card import CardResult, CausalView, Steering, UnitCard
 
 MOE_CORPUS = ("an MoE expert unit has a value only at the tokens routed to its expert, and the "
               "corpus scan needs one at every token: no corpus view (see the causal view)")
@@ -152,8 +152,10 @@ def _causal(model: ModelHandle, loaded: LoadedModel, corpus: str, layer: int, si
     if cards[0]["kind"] == "direction":
         card = cards[0]
         card["notes"].append(DIRECTION_ABLATION)
-        card["causal"] = CausalView(ablation=None, steering=steering(
-            model, prompt, layer, site, None, options.direction, None, len(rows), options))
+        steered = steering(model, prompt, layer, site, None, options.direction, None,
+                           len(rows), options)
+        card["notes"] += _silent(steered)
+        card["causal"] = CausalView(ablation=None, steering=steered)
         return
     ablator = Ablator(loaded, rows, max(1, len(prefix)), layer, site, columns, options)
     scales = [None] * len(columns) if site == "attn_head" else largest_values(
@@ -168,7 +170,17 @@ def _causal(model: ModelHandle, loaded: LoadedModel, corpus: str, layer: int, si
         else:
             steered = steering(model, prompt, layer, site, column, None, scale, len(rows),
                                options)
+            card["notes"] += _silent(steered)
         card["causal"] = CausalView(ablation=ablator.ablation(column), steering=steered)
+
+
+def _silent(steered: Steering) -> list[str]:
+    """A note when the unsteered model says nothing after the prompt (it ends the text): its
+    continuations then show only where an edit makes it go on."""
+    if dict(steered.runs).get(0.0, "x"):
+        return []
+    return [f"unsteered, the model ends the text right after {steered.prompt!r}: give --prompt "
+            "with a text it continues to see what steering changes"]
 
 
 def _counts(model: ModelHandle, corpus: str, options: CardOptions) -> tuple[int, int]:

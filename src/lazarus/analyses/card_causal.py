@@ -5,8 +5,9 @@ Ablation: each unit is zeroed (`interventions.zero`, at every token) over the co
 (`measures.answer_log_probs`: every token of a window after the first, or after the tokenizer's
 prefix); the effect is the mean change of that loss over all those tokens, in nats (positive:
 the model predicts worse without the unit). Against chance: `controls` random units of the same
-site, drawn once for all the cards (seeded, among the units not carded) and ablated alike, as
-`ablate` does (`stats.controls`: their mean, std and p, and the unit's percentile among them).
+site, drawn once for all the cards (seeded, distinct, among the units not carded; as many as
+there are when the site has fewer) and ablated alike, as `ablate` does (`stats.controls`:
+their mean, std and p, and the unit's percentile among them).
 A direction is not ablated (projecting it out is not an edit lazarus makes).
 Steering: `steer` itself, on one prompt, at `coefficients`: for a neuron its --neurons mode,
 coefficient x the unit's largest |value| over those windows added to it; for a direction, its
@@ -58,8 +59,11 @@ class Ablator:
                     widths=widths)
         pool = np.setdiff1d(np.arange(widths[layer]), list(units))
         rng = np.random.default_rng(options.seed)
-        count = options.controls if len(pool) else 0
-        self.draws = [int(rng.choice(pool)) for _ in range(count)]
+        # distinct units (without replacement): a unit drawn twice would count twice in p
+        count = min(options.controls, len(pool))
+        self.asked = options.controls
+        self.draws = [int(u) for u in rng.choice(pool, size=count, replace=False)] \
+            if count else []
         self.effects = [self._effect(unit) for unit in self.draws]
         self.seed = options.seed
         self.eps = float(np.finfo(np.float64 if loaded.dtype == "float64"
@@ -95,6 +99,9 @@ class Ablator:
             note = "the change is zero to float rounding: nothing to compare with the controls"
         elif control is None:
             note = "no controls (--controls 0, or no other unit to draw)"
+        elif len(self.draws) < self.asked:
+            note = (f"the site has {plural(len(self.draws), 'other unit')}: each is a control "
+                    f"once ({len(self.draws)}, not the {self.asked} asked)")
         return Ablation(
             metric=METRIC, effect=effect, windows=len(self.rows), tokens=self.tokens,
             controls=len(self.effects),

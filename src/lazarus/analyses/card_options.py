@@ -67,6 +67,14 @@ class CardOptions(Options):
         if self.prompt is not None and not self.prompt.strip():
             raise LazarusError("--prompt is empty (give some text, or leave it out for the "
                                "corpus' first window)")
+        if not self.causal:  # options of the causal view alone would do nothing
+            given = [name for name, value in (("--prompt", self.prompt),
+                                              ("--coefficients", self.coefficients))
+                     if value is not None]
+            if given:
+                raise LazarusError(f"{' and '.join(given)} steer{'s' if len(given) == 1 else ''}"
+                                   " the unit in the causal view (add --causal and --corpus, or "
+                                   "leave it out)")
         direction = read_direction(self.direction)
         self._set("direction", direction)
         if direction is not None:

@@ -271,8 +271,9 @@ views:
            --examples top and bottom tokens, resumable in --work-dir), each context's tokens
            with the unit's value at each (read again with capture)
   causal   with --causal: the next-token loss change (nats) of zeroing the unit over the
-           corpus' first --causal-windows windows, against --controls random units of the site
-           (seeded, drawn once for every card): their mean, std, p and the unit's percentile;
+           corpus' first --causal-windows windows, against --controls distinct random units
+           of the site (seeded, drawn once for every card; every other unit when the site has
+           fewer): their mean, std, p (one-sided: loss rising) and the unit's percentile;
            and greedy continuations of --prompt (default: the first window's first tokens)
            with coefficient x the unit's largest |value| there added to it (a direction:
            coefficient x the mean activation norm), per --coefficients (default -1,1,2 for

@@ -65,7 +65,7 @@ def parse_coefficients(text: str, option: str = "--compare") -> list[float]:
         try:
             value = real_number(part.strip())
         except ValueError:
-            example = "808:2.5,1190:-1" if option == "--neurons" else "-2,-1,0,1,2"
+            example = "808:2.5,1190:-1" if option == "--neurons" else "-0.2,0.1,0.3"
             raise LazarusError(f"{option}: {part.strip()!r} is not a number (give numbers, e.g. "
                                f"{option} {example})") from None
         if not math.isfinite(value):

@@ -85,5 +85,5 @@ def _ablation(a: Ablation) -> list[str]:
         if a.controls_std is not None:
             line += f", std {a.controls_std:.4f}"
         if a.percentile is not None:
-            line += f"; percentile {a.percentile:.0f}, p {a.p:.3g}"
+            line += f"; percentile {a.percentile:.0f}, p {a.p:.3g} (one-sided: loss rising)"
     return [line] + ([f"    {escape(a.note)}"] if a.note else [])

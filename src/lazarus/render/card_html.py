@@ -15,7 +15,6 @@ from typing import Any
 
 from lazarus.render import html_parts as h
 from lazarus.render.card_assets import DASHBOARD_STYLE, SCRIPT
-from lazarus.results import palette
 from lazarus.results.card import CardResult
 
 # The index's columns: (title, how a unit's JSON gives the value, numeric?)
@@ -174,7 +173,9 @@ def _causal(causal: dict) -> str:
                   '<table class="ablation"><tr><th class="num">loss change (nats)</th>'
                   '<th class="num">random units</th><th class="num">their mean</th>'
                   '<th class="num">their std</th><th class="num">percentile</th>'
-                  f'<th class="num">p</th></tr><tr>{h.number(a["effect"])}'
+                  '<th class="num" title="(1 + random units whose loss change is at least '
+                  "the unit's) / (1 + random units)\">p (one-sided: loss rising)</th></tr>"
+                  f'<tr>{h.number(a["effect"])}'
                   f"{h.number(k['count'])}{h.number(k['mean'])}{h.number(k['std'])}"
                   f"{h.number(k['percentile'])}{h.number(k['p'])}</tr></table>",
                   _against_controls(a["effect"], k["mean"], k["std"])]
@@ -204,15 +205,23 @@ def _against_controls(effect: float | None, mean: float | None, std: float | Non
     def x(v: float) -> float:
         return 10 + 340 * (v - lo) / span
 
+    # 0 named under its line, unless an end's label is there already
+    zero = (f'<text x="{x(0):.1f}" y="42" font-size="11" text-anchor="middle">0</text>'
+            if 60 < x(0) < 300 else "")
+
     return (f'<svg class="controls" width="360" height="44" role="img" aria-label="the unit\'s '
             f'effect against the random units">'
             f'<line x1="10" x2="350" y1="20" y2="20" stroke="#999"/>'
             f'<rect x="{x(mean - spread):.1f}" y="12" '
             f'width="{x(mean + spread) - x(mean - spread):.1f}" '
             f'height="16" fill="#ccc"><title>random units: mean ± std</title></rect>'
-            f'<line x1="{x(0):.1f}" x2="{x(0):.1f}" y1="8" y2="32" stroke="#000" '
-            f'stroke-dasharray="2"/>'
-            f'<circle cx="{x(effect):.1f}" cy="20" r="6" fill="{palette.POSITIVE}">'
+            f'<line class="mean" x1="{x(mean):.1f}" x2="{x(mean):.1f}" y1="12" y2="28" '
+            f'stroke="#555" stroke-width="2"/>'
+            f'<line class="zero" x1="{x(0):.1f}" x2="{x(0):.1f}" y1="8" y2="32" stroke="#000" '
+            f'stroke-dasharray="2"/>{zero}'
+            f'<circle cx="{x(effect):.1f}" cy="20" r="6" fill="#222">'
             f"<title>this unit: {h.shown(effect)}</title></circle>"
             f'<text x="10" y="42" font-size="11">{h.shown(lo)}</text>'
-            f'<text x="350" y="42" font-size="11" text-anchor="end">{h.shown(hi)}</text></svg>')
+            f'<text x="350" y="42" font-size="11" text-anchor="end">{h.shown(hi)}</text></svg>'
+            '<p class="note">dot: the unit\'s loss change; grey band: the random units\' mean '
+            "± std (their mean: the solid tick); dashed: 0</p>")

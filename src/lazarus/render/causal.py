@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lazarus.analyses.steer_strength import NEURON_WARN_FRACTION, WARN_FRACTION
 from lazarus.engine.sites import unit_noun
 from lazarus.results.ablation import AblationResult, Condition, Outcome
 from lazarus.results.steer import SteerResult
@@ -159,8 +160,13 @@ def render_steer(result: SteerResult) -> str:
                          f"{fit_cell(run.continuations[index], 24)}{changes}")
         lines.append("")
     if fraction:
+        if result.source.startswith("neurons"):  # one unit of a sparse site: a higher bar
+            usual = (f"below {NEURON_WARN_FRACTION:g}x with --neurons: one MLP unit is large "
+                     "beside its site's whole norm")
+        else:
+            usual = f"below {WARN_FRACTION:g}"
         lines.append("of norm: the added vector's L2 length over the mean activation norm "
-                     "(continuations usually stay text below 0.3).")
+                     f"(continuations usually stay text {usual}).")
     if result.tokens:
         lines.append("Δlog p(token): change of the named token's log-probability right after the "
                      "prompt (nats, summed over its tokens), against coefficient 0.")

@@ -72,21 +72,30 @@ def histogram_svg(edges: Sequence[float], counts: Sequence[int], limit: float,
     range and count in its <title> and data-lo/data-hi/data-count."""
     if not counts:
         return '<p class="note">no histogram (no values)</p>'
-    top, plot = max(counts) or 1, height - 20
+    top, floor, ceiling = max(counts) or 1, height - 20, 16  # bars between; labels outside
+    plot = floor - ceiling
     step = width / len(counts)
     bars = []
     for i, count in enumerate(counts):
         lo, hi = edges[i], edges[i + 1]
         tall = plot * count / top
         bars.append(
-            f'<rect class="bar" x="{i * step + 1:.1f}" y="{plot - tall:.1f}" '
+            f'<rect class="bar" x="{i * step + 1:.1f}" y="{floor - tall:.1f}" '
             f'width="{max(step - 2, 1):.1f}" height="{tall:.1f}" '
             f'fill="{palette.hex_colour((lo + hi) / 2, limit)}" stroke="#888" '
             f'data-lo="{exact(lo)}" data-hi="{exact(hi)}" data-count="{count}">'
             f"<title>{shown(lo)} .. {shown(hi)}: {count}</title></rect>")
+    zero = ""
+    if edges[0] < 0 < edges[-1]:  # where 0 is, under the bars (equal bins: linear in x)
+        at = width * (0 - edges[0]) / (edges[-1] - edges[0])
+        zero = (f'<line class="zero" x1="{at:.1f}" x2="{at:.1f}" y1="{floor}" '
+                f'y2="{floor + 5}" stroke="#000"/>')
+        if 40 < at < width - 40:  # not over an end's label
+            zero += (f'<text x="{at:.1f}" y="{height - 4}" font-size="11" '
+                     'text-anchor="middle">0</text>')
     return (f'<svg class="histogram" width="{width}" '
             f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
-            f'aria-label="histogram of the values">{"".join(bars)}'
+            f'aria-label="histogram of the values">{"".join(bars)}{zero}'
             f'<text x="0" y="{height - 4}" font-size="11">{shown(edges[0])}</text>'
             f'<text x="{width}" y="{height - 4}" font-size="11" text-anchor="end">'
             f"{shown(edges[-1])}</text>"

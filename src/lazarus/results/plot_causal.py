@@ -28,6 +28,9 @@ MAX_PANELS = 12  # conditions drawn (a sweep over more layers: the first ones, s
 CONTROL = "0.55"  # the random draws: neutral grey, behind the chosen units' points
 NAMED = 8  # prompts named in a legend; more are drawn, unnamed
 WRAP = 90  # characters per line of a long title
+DASHES = ("-", "--", ":", "-.")  # the prompts' line styles
+# steer's lines: the palette's categories but its yellow, too faint for a thin line on white
+LINES = tuple(c for c in palette.CATEGORIES if c != "#f0e442")
 
 
 def plot_ablation(result: Any, path: str, size: tuple[float, float] | None = None,
@@ -57,8 +60,11 @@ def ablation_figure(result: Any, size: tuple[float, float] | None = None,
         _condition_panel(axes, result, condition, changes[index])
     handles, labels = figure.axes[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside lower center", fontsize=8, ncols=1)
-    what = result.component or f"{plural(len(result.neurons or ()), 'unit')} at {result.site}"
-    title = f"ablating {what} ({result.method}): each prompt against random units"
+    what = (f"the {result.component} component" if result.component
+            else f"{plural(len(result.neurons or ()), 'unit')} at {result.site}")
+    controlled = any(c.control is not None and c.control.prompt_effects for c in conditions)
+    title = (f"ablating {what} ({result.method}): each prompt"
+             + (" against random units" if controlled else "'s change"))
     if len(result.conditions) > MAX_PANELS:
         title += f"\nthe first {MAX_PANELS} of {len(result.conditions)} conditions"
     figure.suptitle(title, fontsize=10)
@@ -131,8 +137,9 @@ def steer_figure(result: Any, size: tuple[float, float] | None = None, dpi: int 
     kept = figure.add_subplot(panels, 1, 1)
     values = np.array([run.unsteered_log_probs for run in runs], dtype=np.float64)
     for i, prompt in enumerate(result.prompts):
-        kept.plot(x, values[:, i], "o-", markersize=4, color=palette.category(i),
-                  gid=f"unsteered-{i}", label=tick_text(prompt) if i < NAMED else None)
+        kept.plot(x, values[:, i], marker="o", linestyle=_dashes(i), markersize=4,
+                  color=LINES[i % len(LINES)], gid=f"unsteered-{i}",
+                  label=tick_text(prompt) if i < NAMED else None)
     kept.set_ylabel("log p(unsteered continuation)\n(nats, summed over its tokens)",
                     fontsize=8)
     kept.set_title("coefficient 0's continuation, scored under each coefficient", fontsize=9)
@@ -142,15 +149,17 @@ def steer_figure(result: Any, size: tuple[float, float] | None = None, dpi: int 
     if result.tokens:
         named = figure.add_subplot(panels, 1, 2, sharex=kept)
         scores = np.array([run.log_probs for run in runs], dtype=np.float64)  # [runs, p, t]
+        first = min(len(result.prompts), NAMED)  # tokens' colours: after the prompts' own
         for t, token in enumerate(result.tokens):
-            colour = palette.category(t)
-            for i in range(len(result.prompts)):
-                named.plot(x, scores[:, i, t], color=colour, linewidth=0.8, alpha=0.45,
-                           gid=f"token-{t}-prompt-{i}")
+            colour = LINES[(first + t) % len(LINES)]
+            for i in range(len(result.prompts)):  # each prompt in its line style above
+                named.plot(x, scores[:, i, t], color=colour, linewidth=0.8, alpha=0.6,
+                           linestyle=_dashes(i), gid=f"token-{t}-prompt-{i}")
             named.plot(x, scores[:, :, t].mean(axis=1), "o-", color=colour, linewidth=2,
                        markersize=5, gid=f"token-{t}",
                        label=f"{tick_text(token)!r} (mean over "
-                             f"{plural(len(result.prompts), 'prompt')}; thin: each)")
+                             f"{plural(len(result.prompts), 'prompt')}; thin: each, "
+                             "dashed as above)")
         named.set_ylabel("log p(token after the prompt)\n(nats, summed over its tokens)",
                          fontsize=8)
         named.legend(fontsize=7, loc="best", title="named token", title_fontsize=7)
@@ -163,3 +172,9 @@ def steer_figure(result: Any, size: tuple[float, float] | None = None, dpi: int 
     along = textwrap.fill(f"along {title_text(result.source)}", WRAP)
     figure.suptitle(f"steering at layer {result.layer} ({result.site})\n{along}", fontsize=9)
     return figure
+
+
+def _dashes(prompt: int) -> Any:
+    """The `prompt`-th prompt's line style, shared by both panels (its colour is the top
+    panel's only: below, colours are the named tokens')."""
+    return DASHES[prompt % len(DASHES)]

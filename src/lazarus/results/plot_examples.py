@@ -63,16 +63,17 @@ def _histogram(axes: Any, neuron: Any) -> None:
     axes.bar(left, counts, width=widths, align="edge", edgecolor="0.3", linewidth=0.4,
              color=[palette.hex_colour(float(c), limit) for c in centres], gid="histogram")
     top = float(counts.max()) if counts.size and counts.max() > 0 else 1.0
-    for name, value in neuron.quantiles.items():
-        if np.isfinite(value):
-            axes.axvline(value, color="black", linewidth=1.0 if name == MEDIAN else 0.7,
-                         linestyle="--", gid=f"quantile-{name}")
-            axes.text(value, top * 1.02, name, rotation=90, fontsize=6, ha="center",
-                      va="bottom")
-    if np.isfinite(neuron.mean):
-        axes.axvline(neuron.mean, color=palette.NEGATIVE if neuron.mean < 0 else
-                     palette.POSITIVE, linewidth=1.2, gid="mean")
-    axes.set_ylim(0, top * 1.22)
+    shown = [(name, value) for name, value in neuron.quantiles.items() if np.isfinite(value)]
+    for tier, (name, value) in enumerate(shown):
+        axes.axvline(value, color="black", linewidth=1.0 if name == MEDIAN else 0.7,
+                     linestyle="--", gid=f"quantile-{name}", zorder=2)
+        # on a white ground (the line does not strike it through), neighbours on two tiers
+        axes.text(value, top * (1.04 if tier % 2 == 0 else 1.14), name, fontsize=6,
+                  ha="center", va="bottom", zorder=4, gid=f"quantile-label-{name}",
+                  bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.6})
+    if np.isfinite(neuron.mean):  # black: a red or blue line would read as a value's colour
+        axes.axvline(neuron.mean, color="black", linewidth=1.4, gid="mean", zorder=3)
+    axes.set_ylim(0, top * 1.26)
     axes.set_title(f"N{neuron.neuron}: mean {neuron.mean:.3g}, std {neuron.std:.3g}, "
                    f"{neuron.fraction_positive:.0%} > 0", fontsize=8)
     axes.set_xlabel("value", fontsize=8)
