@@ -58,6 +58,8 @@ class NeuronsResult:
     selection: str | None  # where the neurons came from, said to the user (None: --neurons)
     choice: Choice = Choice()  # how they were chosen: what their intervals and marks claim
     tokens: tuple[tuple[str, ...], ...] | None = None  # "all": each prompt's token texts
+    # "all": how many leading tokens of each prompt are the tokenizer's prefix (e.g. BOS)
+    prefixes: tuple[int, ...] | None = None
     weights: dict[int, float] | None = None  # the direction's weights of the neurons
     direction_labels: tuple[str | None, str | None] | None = None
     collected: Collected | None = None
