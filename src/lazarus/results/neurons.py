@@ -93,6 +93,16 @@ class NeuronsResult:
             "merged_copies": self.merged_copies,
         })
 
+    def prefix_rows(self) -> np.ndarray:
+        """Which sample rows (per token, position "all") are a tokenizer prefix token such as
+        BOS: each prompt's first `prefixes[i]` rows; none for other positions."""
+        marked = np.zeros(self.layers[0].matrix.values.shape[0], dtype=bool)
+        if self.position == "all" and self.prefixes is not None and self.tokens is not None:
+            starts = np.cumsum([0, *(len(tokens) for tokens in self.tokens)])
+            for start, count in zip(starts, self.prefixes, strict=False):
+                marked[start:start + count] = True
+        return marked
+
     def to_numpy(self, layer: int | None = None) -> np.ndarray:
         """Values of the chosen neurons: [samples, neurons] at `layer`, else [layers, samples,
         neurons]; a sample is a prompt, or a token of a prompt for position "all"."""
