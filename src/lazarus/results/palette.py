@@ -180,4 +180,6 @@ _XTERM = {16 + 36 * r + 6 * g + b: _lab((_CUBE[r], _CUBE[g], _CUBE[b]))
           for r in range(6) for g in range(6) for b in range(6)}
 _XTERM.update({232 + i: _lab((8 + 10 * i,) * 3) for i in range(24)})
 
-CATEGORIES = tuple(colour for colour in OKABE_ITO if _clear(colour))  # see the module docstring
+# see the module docstring; yellow last, the faintest mark on white
+CATEGORIES = tuple(sorted((colour for colour in OKABE_ITO if _clear(colour)),
+                          key=lambda colour: colour == "#f0e442"))

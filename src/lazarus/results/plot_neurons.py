@@ -158,7 +158,7 @@ def _heatmap(axes: Any, matrix: Any, colours: Any, limit: float, tokens: bool,
                         interpolation="nearest")  # beyond ±limit: the scale's end colours
     for row in np.flatnonzero(prefix):  # not in the scale: hatched over
         axes.add_patch(Rectangle((-0.5, row - 0.5), len(matrix.neurons), 1.0, fill=False,
-                                 hatch="///", edgecolor="0.45", linewidth=0,
+                                 hatch="///", edgecolor="0.6", linewidth=0,
                                  gid=f"prefix-row-{row}"))
     if marks:  # a strip of label colours, one cell per row, left of the first neuron
         for row, label in enumerate(matrix.labels):
