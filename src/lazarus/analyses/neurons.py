@@ -8,8 +8,10 @@ with the largest spread (population std) across the prompts, averaged over the l
 layer read at full width also names its "massive activation" dimensions
 (`analysis.massive_dimensions`), which would otherwise top a ranking by spread silently.
 With `position="all"` every real token of every prompt is a sample: statistics and label means
-are over tokens, and each prompt's per-token values are kept; label correlations then come
-without intervals or marks, since tokens of one prompt are not independent samples.
+are over tokens, and each prompt's per-token values are kept, with how many of its leading
+tokens are the tokenizer's prefix (e.g. BOS, an attention sink whose values dwarf the
+others'); label correlations then come without intervals or marks, since tokens of one prompt
+are not independent samples.
 With labels, prompts are the unit of every statistic: a repeated prompt is merged into one
 (`io.distinct`; said through `model.notify`), and one prompt under two labels is refused.
 """
@@ -35,6 +37,7 @@ from lazarus.engine.moe import moe_shape
 from lazarus.engine.sites import check_neurons_early
 from lazarus.engine.trace import CaptureRequest
 from lazarus.errors import LazarusError
+from lazarus.io.corpus import prefix_length, prefix_of
 from lazarus.io.distinct import merge
 from lazarus.io.inputs import check_label_count
 from lazarus.results.activations import ActivationMatrix
@@ -124,14 +127,16 @@ def analyse_neurons(model: ModelHandle, prompts: Sequence[str], options: Neurons
             experts=moe_experts(info, site, widths[layer]),
             massive=None if columns is not None else analysis.massive_dimensions(samples[layer]),
             discovery=found))
-    tokens = None
-    if every:
-        texts = token_texts(info, list(prompts), model.settings.trust_remote_code)
+    tokens = prefixes = None
+    if every:  # the tokenizer's prefix (BOS) is named so that pictures can set it apart
+        tokenizer = model.tokenizer()
+        ids, texts = token_texts(tokenizer, list(prompts))
         tokens = tuple(tuple(row) for row in texts)
+        prefixes = tuple(prefix_length(row, prefix_of(tokenizer)) for row in ids)
     return NeuronsResult(
         layers=tuple(results), neurons=tuple(chosen), prompts=tuple(prompts),
         labels=None if labels is None else tuple(labels), site=site, position=position,
-        selection=selection, choice=choice, tokens=tokens,
+        selection=selection, choice=choice, tokens=tokens, prefixes=prefixes,
         weights=direction.weights_of(chosen) if direction is not None else None,
         direction_labels=((direction.label_positive, direction.label_negative)
                           if direction is not None else None),

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from lazarus.io.corpus import prefix_length
+
 DIRECTION_COEFFICIENT = 0.2  # x the mean activation norm: changes answers, keeps them answers
 UNIT_COEFFICIENT = 1.0  # --neurons values / --absolute lengths, as given
 DIRECTION_SWEEP = (-0.3, -0.2, -0.1, 0.1, 0.2, 0.3)
@@ -53,11 +55,7 @@ def activation_norm(rows: Sequence[np.ndarray], token_ids: Sequence[Sequence[int
     """(mean L2 norm of the site's per-token vectors, tokens averaged over): every token of
     each prompt but a leading tokenizer `prefix` (BOS: its norm is an outlier, 2-3x the others
     past layer 0 of the demo model), or every token when nothing else is left."""
-    kept = []
-    skip = len(prefix)
-    for row, ids in zip(rows, token_ids, strict=True):
-        start = skip if skip and tuple(ids[:skip]) == tuple(prefix) else 0
-        kept.append(row[start:])
+    kept = [row[prefix_length(ids, prefix):] for row, ids in zip(rows, token_ids, strict=True)]
     values = np.concatenate(kept) if sum(len(k) for k in kept) else np.concatenate(list(rows))
     norms = np.linalg.norm(values.astype(np.float64), axis=1)
     return float(np.mean(norms)), int(norms.size)

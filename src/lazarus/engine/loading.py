@@ -147,13 +147,10 @@ def _from_pretrained(info: ModelInfo, loader: Any, trust_remote_code: bool, **kw
         return loader.from_pretrained(info.source, **common)
 
 
-def token_texts(info: ModelInfo, prompts: list[str], trust_remote_code: bool = False,
-                ) -> list[list[str]]:
-    """Each prompt's tokens as text, as the capture engine tokenizes it (the tokenizer alone
-    is loaded, not the model)."""
-    tokenizer = load_tokenizer(info, trust_remote_code)
-    return [[tokenizer.decode([token]) for token in tokenizer(prompt)["input_ids"]]
-            for prompt in prompts]
+def token_texts(tokenizer: Any, prompts: list[str]) -> tuple[list[list[int]], list[list[str]]]:
+    """Each prompt's token ids, as the capture engine tokenizes it, and each token as text."""
+    ids = [list(tokenizer(prompt)["input_ids"]) for prompt in prompts]
+    return ids, [[tokenizer.decode([token]) for token in row] for row in ids]
 
 
 def token_counts(info: ModelInfo, prompts: list[str], trust_remote_code: bool = False,

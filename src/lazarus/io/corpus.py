@@ -240,6 +240,12 @@ def prefix_of(tokenizer: Any) -> tuple[int, ...]:
     return ()
 
 
+def prefix_length(ids: Sequence[int], prefix: Sequence[int]) -> int:
+    """How many leading tokens of `ids` are the tokenizer's `prefix` (`prefix_of`): all of it
+    when `ids` start with it, else 0."""
+    return len(prefix) if prefix and tuple(ids[:len(prefix)]) == tuple(prefix) else 0
+
+
 def cut(doc: int, pieces: Iterable[Sequence[int]], window: int,
         stride: int) -> Iterator[Window]:
     """The windows of one document's tokens, given as consecutive pieces (see the module's

@@ -52,19 +52,31 @@ def render_strips(result: NeuronsResult, layer: LayerResult, max_rows: int | Non
     more prompts than `max_rows`, the first `max_rows` prompts."""
     assert layer.per_token is not None and result.tokens is not None
     columns = np.concatenate(layer.per_token)  # [every token, neurons]
-    levels = [heat_levels(column) for column in columns.T]  # per neuron, over every token
+    prefix = result.prefix_rows()  # BOS: left out of each neuron's scale, clipped to its ends
+    rest = columns[~prefix] if prefix.any() and not prefix.all() else columns
+    levels = [heat_levels(_clipped(column, kept)) for column, kept in zip(columns.T, rest.T,
+                                                                           strict=True)]
     decimals = map_decimals(columns)
     names = [f"N{neuron}" for neuron in result.neurons]
     label_width = max(len("tokens"), *(len(n) for n in names))
     lines = banner(f"PER-TOKEN VALUES AT LAYER {layer.matrix.layer} "
                    "(░ = low, ▒ = medium, ▓ = high, █ = max; · = no value)")
     scales = []
-    for name, column in zip(names, columns.T, strict=True):
+    for name, column in zip(names, rest.T, strict=True):
         present = column[np.isfinite(column)]
         low, high = ((f"{present.min():+.{decimals}f}", f"{present.max():+.{decimals}f}")
                      if present.size else ("·", "·"))
         scales.append(f"{name} {low} to {high}")
-    lines.append(f"(each neuron on its own scale over every token: {'; '.join(scales)})")
+    over = "every token" if rest is columns else "every token but the tokenizer's prefix"
+    lines.append(f"(each neuron on its own scale over {over}: {'; '.join(scales)})")
+    if rest is not columns:
+        first = [t for tokens, n in zip(result.tokens, result.prefixes or (), strict=False)
+                 for t in tokens[:n]]
+        found = columns[prefix][np.isfinite(columns[prefix])]
+        reach = (f": its values reach {found.min():+.{decimals}f} to "
+                 f"{found.max():+.{decimals}f}" if found.size else "")
+        lines.append(f"(prefix {escape(' '.join(dict.fromkeys(first)))} clipped to each "
+                     f"scale's ends{reach})")
     total = len(result.prompts)
     shown = total if not max_rows or total <= max_rows + 1 else max_rows
     if shown < total:
@@ -89,6 +101,16 @@ def render_strips(result: NeuronsResult, layer: LayerResult, max_rows: int | Non
             lines.append(f"  {pad(name, label_width)} " + " ".join(cells))
         start += len(tokens)
     return "\n".join(lines)
+
+
+def _clipped(column: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """`column` with its finite values clipped to the finite range of `kept` (its rows that set
+    the scale), so that `heat_levels` scales by `kept` alone."""
+    present = kept[np.isfinite(kept)]
+    if not present.size:
+        return column
+    finite = np.isfinite(column)
+    return np.where(finite, np.clip(column, present.min(), present.max()), column)
 
 
 def render_across_layers(result: NeuronsResult) -> str:

@@ -58,6 +58,8 @@ class NeuronsResult:
     selection: str | None  # where the neurons came from, said to the user (None: --neurons)
     choice: Choice = Choice()  # how they were chosen: what their intervals and marks claim
     tokens: tuple[tuple[str, ...], ...] | None = None  # "all": each prompt's token texts
+    # "all": how many leading tokens of each prompt are the tokenizer's prefix (e.g. BOS)
+    prefixes: tuple[int, ...] | None = None
     weights: dict[int, float] | None = None  # the direction's weights of the neurons
     direction_labels: tuple[str | None, str | None] | None = None
     collected: Collected | None = None
@@ -90,6 +92,16 @@ class NeuronsResult:
             "neuron_selection": self.selection or "--neurons",
             "merged_copies": self.merged_copies,
         })
+
+    def prefix_rows(self) -> np.ndarray:
+        """Which sample rows (per token, position "all") are a tokenizer prefix token such as
+        BOS: each prompt's first `prefixes[i]` rows; none for other positions."""
+        marked = np.zeros(self.layers[0].matrix.values.shape[0], dtype=bool)
+        if self.position == "all" and self.prefixes is not None and self.tokens is not None:
+            starts = np.cumsum([0, *(len(tokens) for tokens in self.tokens)])
+            for start, count in zip(starts, self.prefixes, strict=False):
+                marked[start:start + count] = True
+        return marked
 
     def to_numpy(self, layer: int | None = None) -> np.ndarray:
         """Values of the chosen neurons: [samples, neurons] at `layer`, else [layers, samples,

@@ -16,6 +16,14 @@ How to use it (numpy only, no matplotlib; lives in results/ so render/ and resul
     palette.RESET                      # ANSI escape ending either
     palette.CMAP                       # the matplotlib colormap's name, for plots
     palette.category(i)                # "#rrggbb" of the i-th category (labels), Okabe-Ito
+    palette.category_hatch(i)          # its hatch ("" for the first len(CATEGORIES)); markers:
+    palette.category_marker(i)         #   its matplotlib marker, so a repeated colour differs
+
+Categories (e.g. prompt labels) are drawn beside the diverging scale (the heatmap's label
+strip), so they must not be read as values: CATEGORIES are the Okabe & Ito colours whose CIE76
+ΔE (Euclidean distance in CIELAB, D65) to every colour of the scale, to white and to MISSING is
+at least CATEGORY_DISTANCE. That drops Okabe-Ito's sky blue and blue (ΔE 9 and 3 from the
+scale's blue arm), vermillion (30 from its red arm) and black (39 from its deep-blue end).
 
 `limit` is the value shown at full strength (usually the largest |value| on the page); a limit
 of 0 (or not finite) shows everything as 0. NaN / infinite values have no colour: callers skip
@@ -34,10 +42,12 @@ ANCHORS = ("#053061", "#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7",
 MISSING = (189, 189, 189)  # "#bdbdbd": no value (e.g. an MoE token not routed to the expert)
 NEGATIVE = ANCHORS[1]  # one colour for "below 0" marks (lines, bars)
 POSITIVE = ANCHORS[-2]  # one colour for "above 0" marks
-# Categories (e.g. prompt labels): Okabe & Ito's colour-blind-safe set, black last; repeats
-# after eight.
-CATEGORIES = ("#e69f00", "#56b4e9", "#009e73", "#f0e442", "#0072b2", "#d55e00", "#cc79a7",
-              "#000000")
+# Okabe & Ito's colour-blind-safe set, black last (lines on white, e.g. steer's picture).
+OKABE_ITO = ("#e69f00", "#56b4e9", "#009e73", "#f0e442", "#0072b2", "#d55e00", "#cc79a7",
+             "#000000")
+CATEGORY_DISTANCE = 40.0  # CIE76 ΔE a category keeps from the scale, white and MISSING
+CATEGORY_HATCHES = ("", "//", "..", "xx")  # each round of the category colours: its hatch
+CATEGORY_MARKERS = ("o", "s", "^", "D")  # and its marker
 RESET = "\x1b[0m"
 
 _CUBE = (0, 95, 135, 175, 215, 255)  # xterm 256-colour cube levels (codes 16..231)
@@ -118,6 +128,29 @@ def category(index: int) -> str:
     return CATEGORIES[index % len(CATEGORIES)]
 
 
+def category_hatch(index: int) -> str:
+    """The `index`-th category's hatch: none in the first round of colours, then one per
+    round, so that two categories of one colour still differ."""
+    return CATEGORY_HATCHES[index // len(CATEGORIES) % len(CATEGORY_HATCHES)]
+
+
+def category_marker(index: int) -> str:
+    """The `index`-th category's matplotlib marker, one per round of colours."""
+    return CATEGORY_MARKERS[index // len(CATEGORIES) % len(CATEGORY_MARKERS)]
+
+
+def delta_e(first: tuple[int, ...], second: tuple[int, ...]) -> float:
+    """CIE76 ΔE: the Euclidean distance of two sRGB colours in CIELAB (D65)."""
+    return math.dist(_lab(first), _lab(second))
+
+
+def _clear(colour: str) -> bool:
+    """Whether `colour` keeps CATEGORY_DISTANCE from the scale (sampled at 201 points), from
+    white and from MISSING."""
+    others = [rgb(v / 100) for v in range(-100, 101)] + [(255, 255, 255), MISSING]
+    return min(delta_e(_parse(colour), other) for other in others) >= CATEGORY_DISTANCE
+
+
 def _escape(kind: int, colour: tuple[int, int, int], truecolor: bool) -> str:
     if truecolor:
         return "\x1b[{};2;{};{};{}m".format(kind, *colour)
@@ -146,3 +179,7 @@ def _luminance(colour: tuple[int, int, int]) -> float:
 _XTERM = {16 + 36 * r + 6 * g + b: _lab((_CUBE[r], _CUBE[g], _CUBE[b]))
           for r in range(6) for g in range(6) for b in range(6)}
 _XTERM.update({232 + i: _lab((8 + 10 * i,) * 3) for i in range(24)})
+
+# see the module docstring; yellow last, the faintest mark on white
+CATEGORIES = tuple(sorted((colour for colour in OKABE_ITO if _clear(colour)),
+                          key=lambda colour: colour == "#f0e442"))

@@ -30,7 +30,7 @@ NAMED = 8  # prompts named in a legend; more are drawn, unnamed
 WRAP = 90  # characters per line of a long title
 DASHES = ("-", "--", ":", "-.")  # the prompts' line styles
 # steer's lines: the palette's categories but its yellow, too faint for a thin line on white
-LINES = tuple(c for c in palette.CATEGORIES if c != "#f0e442")
+LINES = tuple(c for c in palette.OKABE_ITO if c != "#f0e442")
 
 
 def plot_ablation(result: Any, path: str, size: tuple[float, float] | None = None,
