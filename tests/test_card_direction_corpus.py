@@ -171,3 +171,28 @@ def test_direction_card_text_json_and_html_show_the_corpus_view(llama_dir, corpu
     page = render_card_html(result)
     assert '<div class="view corpus">' in page and '<table class="top">' in page
     assert render_card(result).count("histogram") == 1
+
+
+def test_examples_projection_cli_equals_the_hand_projection_and_refuses_alone(
+        llama_dir, corpus, tmp_path, capsys):
+    vector = _vector(lazarus.load(str(llama_dir)).hidden_size, 9)
+    path = tmp_path / "d.npz"
+    save_direction(str(path), Direction(vector, layer=LAYER, site="resid_post"))
+    base = ["introspect", "examples", "-m", str(llama_dir), "-l", str(LAYER), "--corpus", corpus,
+            "--window", str(WINDOW), "--examples", "2", "--work-dir", str(tmp_path / "w")]
+    out = tmp_path / "e.json"
+    assert main([*base, "--from-direction", str(path), "--projection", "-o", str(out)]) == 0
+    assert "dot product with the direction's vector as stored" in capsys.readouterr().out
+    document = json.loads(out.read_text())
+    hand = _hand_projections(llama_dir, "llama", Path(corpus).read_text().splitlines(), vector)
+    flat = np.sort(hand.reshape(-1))
+    (unit,) = document["neurons"]
+    np.testing.assert_allclose([e["value"] for e in unit["top"]], flat[::-1][:2], rtol=1e-5)
+    for example in unit["top"]:
+        assert example["value"] == pytest.approx(hand[example["doc"], example["token"]],
+                                                 rel=1e-5)
+    for bad, message in ((["--projection"], "give --from-direction FILE"),
+                         (["--from-direction", str(path), "--projection", "--top-k", "2"],
+                          "choose one")):
+        assert main([*base, *bad]) == 2
+        assert message in capsys.readouterr().err
