@@ -196,3 +196,26 @@ def test_examples_projection_cli_equals_the_hand_projection_and_refuses_alone(
                           "choose one")):
         assert main([*base, *bad]) == 2
         assert message in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_ray_projection_equals_one_process(llama_dir, corpus, tmp_path):
+    """The direction reaches Ray's actors (through the settings) and they compute the same
+    projection, bit for bit."""
+    pytest.importorskip("ray.data")
+    import ray
+
+    model = lazarus.load(str(llama_dir))
+    direction = Direction(_vector(model.hidden_size, 11))
+    settings = {"direction": direction, "projection": True, "examples": 3, "window": WINDOW,
+                "shard_windows": 3}
+    alone = model.examples(corpus, LAYER, work_dir=str(tmp_path / "a"), **settings)
+    try:
+        spread = lazarus.load(str(llama_dir)).examples(
+            corpus, LAYER, work_dir=str(tmp_path / "b"), ray=True, ray_workers=2, **settings)
+    finally:
+        ray.shutdown()
+    assert sorted(Path(spread.work_dir).glob("shard-*.parquet"))
+    first, second = alone.to_json(), spread.to_json()
+    assert first.pop("work_dir") != second.pop("work_dir")
+    assert first == second

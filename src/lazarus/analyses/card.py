@@ -7,7 +7,8 @@ saved direction over the residual stream. Each card has up to three views:
 - weights (`card_weights`): the tokens the unit's write vector promotes and suppresses through
   the final norm's scale and the unembedding (a neuron of a residual-width site writes its own
   basis vector); none for a head or a router weight;
-- corpus (`card_corpus`, with a corpus): `examples`' scan, its contexts shaded token by token;
+- corpus (`card_corpus`, with a corpus): `examples`' scan, its contexts shaded token by token
+  (a direction's: its projection, the activation . the vector as stored, as one unit);
 - causal (`card_causal`, with `causal`): zero-ablation over the corpus' first windows against
   random units of the site, and `steer`'s continuations at a few coefficients.
 What a card cannot show is said in its `notes`.
