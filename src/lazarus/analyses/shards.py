@@ -63,9 +63,12 @@ class ScanSettings:
     direction: tuple[float, ...] | None = field(default=None, repr=False)
 
     def identity(self) -> dict[str, object]:
-        """The settings as plain values, the direction as a hash of its float32 vector."""
+        """The settings as plain values, the direction as a hash of its float32 vector (left
+        out when there is none, so that a neuron scan keeps the work folder it had before)."""
         plain = asdict(self)
-        if self.direction is not None:
+        if self.direction is None:
+            del plain["direction"]
+        else:
             plain["direction"] = "sha256:" + hashlib.sha256(
                 np.asarray(self.direction, np.float32).tobytes()).hexdigest()
         return plain
