@@ -120,6 +120,7 @@ def flips(tmp_path: Path, llama_dir: Path, corpus: Path,
         "neurons": ({}, {"neurons": [1, 3]}),
         "direction": ({}, {**by_one, "direction": Direction(two)}),  # these two against
         "top_k": ({}, {**by_one, "top_k": 2}),  # by_one, the rest the base
+        "projection": ({}, {**by_one, "top_k": None, "projection": True}),
         "examples": ({}, {"examples": 5}),
         "window": ({}, {"window": 12}),
         "stride": ({}, {"stride": 5}),
@@ -150,7 +151,8 @@ def test_every_option_is_in_the_work_folder_s_key_or_said_to_change_no_value(
                              "a flip here) or in NOT_IN_KEY with why it changes no value")
     reference = folder({}, {})
     for name, (model_options, plan_options) in table.items():
-        before = folder({}, by_one) if name in ("direction", "top_k") else reference
+        before = folder({}, by_one) if name in ("direction", "top_k", "projection") \
+            else reference
         assert folder(model_options, plan_options) != before, name
     # the same values: the same folder
     assert folder({"whole": False, "use_cache": False}, {}) == reference

@@ -110,6 +110,11 @@ CASES = {
         ["{c}"], {"layer": "1", "text_field": "body", "direction": "{d}", "top_k": 2,
                  "site": "mlp_out", "examples": 3, "window": 8, "stride": 4, "work_dir": "{w}",
                  "shard_windows": 5}),
+    "examples projection": (
+        "examples", ["-l", "1", "--corpus", "{c}", "--text-field", "body", "--from-direction",
+                     "{d}", "--projection", "--window", "8", "--work-dir", "{w}"],
+        ["{c}"], {"layer": "1", "text_field": "body", "direction": "{d}", "projection": True,
+                 "window": 8, "work_dir": "{w}"}),
     "examples ids": (
         "examples", ["-l", "0", "--corpus", "{c}", "--text-field", "body", "-n", "1,2",
                      "--window", "8", "--work-dir", "{w}"],

@@ -141,8 +141,8 @@ class Model(Handle):
     @builds(ExamplesOptions)
     def examples(self, corpus: str, layer: Layers = -1, *, site: str = "resid_post",
                  neurons: Sequence[int] | None = None, direction: Direction | str | None = None,
-                 top_k: int | None = None, examples: int = 10, window: int = 64,
-                 stride: int | None = None, text_field: str = "text",
+                 top_k: int | None = None, projection: bool = False, examples: int = 10,
+                 window: int = 64, stride: int | None = None, text_field: str = "text",
                  work_dir: str | None = None, shard_windows: int = 256, ray: bool = False,
                  ray_workers: int | None = None, ray_address: str | None = None,
                  token_budget: int | None = None, max_batch: int | None = None,
@@ -151,14 +151,17 @@ class Model(Handle):
         `top_k`, default 10, or every neuron of `site`) at `layer` over every token of a `corpus`
         file (.txt, .jsonl with `text_field`, .parquet), cut into windows of `window` tokens every
         `stride`; with each neuron's mean, std, fraction positive, quantiles and histogram.
-        Streamed and resumable: shards of `shard_windows` windows are kept in `work_dir`
+        `projection=True` reads the `direction`'s projection instead, as one unit: at every
+        token the activation's dot product with the vector as stored (not rescaled). Streamed
+        and resumable: shards of `shard_windows` windows are kept in `work_dir`
         (default: the cache folder's examples/), so a rerun skips the finished ones; `ray=True`
         runs the shards on `ray_workers` local Ray actors (default: one per GPU, or the CPUs
         divided by torch's threads; `ray_address`: on that cluster's, which must see the work
         folder at the same path). What `lazarus introspect examples`
         renders; see `lazarus.io.corpus`, `lazarus.stats.sketch` and `lazarus.analyses.scan`."""
         options = ExamplesOptions(layer=layer, site=site, neurons=neurons, direction=direction,
-                                  top_k=top_k, examples=examples, window=window, stride=stride,
+                                  top_k=top_k, projection=projection, examples=examples,
+                                  window=window, stride=stride,
                                   text_field=text_field, work_dir=work_dir,
                                   shard_windows=shard_windows, ray=ray, ray_workers=ray_workers,
                                   ray_address=ray_address, token_budget=token_budget,

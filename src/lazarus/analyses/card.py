@@ -7,7 +7,8 @@ saved direction over the residual stream. Each card has up to three views:
 - weights (`card_weights`): the tokens the unit's write vector promotes and suppresses through
   the final norm's scale and the unembedding (a neuron of a residual-width site writes its own
   basis vector); none for a head or a router weight;
-- corpus (`card_corpus`, with a corpus): `examples`' scan, its contexts shaded token by token;
+- corpus (`card_corpus`, with a corpus): `examples`' scan, its contexts shaded token by token
+  (a direction's: its projection, the activation . the vector as stored, as one unit);
 - causal (`card_causal`, with `causal`): zero-ablation over the corpus' first windows against
   random units of the site, and `steer`'s continuations at a few coefficients.
 What a card cannot show is said in its `notes`.
@@ -52,8 +53,6 @@ from lazarus.results.card import CardResult, CausalView, Steering, UnitCard
 
 MOE_CORPUS = ("an MoE expert unit has a value only at the tokens routed to its expert, and the "
               "corpus scan needs one at every token: no corpus view (see the causal view)")
-DIRECTION_CORPUS = ("the corpus scan reads a site's neurons, not a direction's projection: no "
-                    "corpus view")
 ROUTER_WEIGHTS = "a router weight scales an expert's output, it writes no vector: no weight view"
 PROMPT_TOKENS = 8  # steering's default prompt: the first window's first tokens
 
@@ -91,12 +90,15 @@ def analyse_card(model: ModelHandle, corpus: str | None, options: CardOptions,
         cards = [_card(loaded, layer, site, None, None, direction, options)]
 
     scan = None
-    if corpus is not None and direction is None and parts is None:
-        scan, views = corpus_views(model, corpus, layer, site, columns, options, progress)
+    if corpus is not None and parts is None:
+        scan, views = corpus_views(model, corpus, layer, site, columns, options, progress,
+                                   direction)
         cards = [{**card, "corpus": view} for card, view in zip(cards, views, strict=True)]
+        if direction is not None:
+            cards[0]["notes"].append(f"corpus view: {scan.neuron_choice}")
     elif corpus is not None:
         for card in cards:
-            card["notes"].append(DIRECTION_CORPUS if direction is not None else MOE_CORPUS)
+            card["notes"].append(MOE_CORPUS)
     if options.causal:
         assert corpus is not None
         _causal(model, loaded, corpus, layer, site, columns, cards, options)

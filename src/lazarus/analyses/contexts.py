@@ -7,7 +7,10 @@ only the shown slice of each window is kept. Shared by the card's corpus view an
 
 from __future__ import annotations
 
+import numpy as np
+
 from lazarus.analyses.examples import CONTEXT_AFTER, CONTEXT_BEFORE, find_windows
+from lazarus.analyses.scan import project
 from lazarus.analyses.shards import ScanSettings
 from lazarus.engine.capture import capture_ids
 from lazarus.engine.handle import ModelHandle
@@ -21,10 +24,15 @@ CHUNK_WINDOWS = 64  # windows captured together (times the columns they need: th
 Shown = tuple[tuple[Context, ...], tuple[Context, ...]]  # a neuron's (top, bottom) contexts
 
 
-def shaded_contexts(model: ModelHandle, scan: ExamplesResult) -> list[Shown]:
+def shaded_contexts(model: ModelHandle, scan: ExamplesResult,
+                    direction: np.ndarray | None = None) -> list[Shown]:
     """Per neuron of `scan`, in order, its top and bottom examples as `Context`s: the tokens
     around each (at most CONTEXT_BEFORE before, CONTEXT_AFTER after, as `examples` shows them),
-    each with the neuron's value at that token (NaN where the site has none)."""
+    each with the neuron's value at that token (NaN where the site has none). With the
+    `direction` a projection scan read (`ExamplesOptions.projection`), its one unit's value:
+    every token's activation . direction, as the scan computes it (`scan.project`)."""
+    import torch
+
     tokenizer = model.tokenizer()
     needs: dict[tuple[int, int], set[int]] = {}  # (doc, window) -> neuron indices shown there
     for k, neuron in enumerate(scan.neurons):
@@ -39,14 +47,18 @@ def shaded_contexts(model: ModelHandle, scan: ExamplesResult) -> list[Shown]:
     prefix = list(prefix_of(tokenizer))
     loaded = model.weights(scan.layer)
     ids = scan.neuron_ids()
+    vector = None if direction is None else torch.tensor(np.asarray(direction, np.float32))
     values: dict[tuple[int, int, int], list[float]] = {}  # (doc, window, k) -> window's values
     keys = sorted(needs)
     for start in range(0, len(keys), CHUNK_WINDOWS):
         chunk = keys[start:start + CHUNK_WINDOWS]
         shown = sorted(set().union(*(needs[key] for key in chunk)))
-        request = CaptureRequest((scan.layer,), scan.site, "all", tuple(ids[k] for k in shown))
+        request = CaptureRequest((scan.layer,), scan.site, "all",
+                                 None if vector is not None else tuple(ids[k] for k in shown))
         rows = capture_ids(loaded, [prefix + list(windows[key].tokens) for key in chunk],
                            request)[scan.layer]  # per window: float32 [prefix + tokens, shown]
+        if vector is not None:
+            rows = [project(torch.as_tensor(row), vector).numpy() for row in rows]
         for key, row in zip(chunk, rows, strict=True):
             for j, k in enumerate(shown):
                 if k in needs[key]:

@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from lazarus.analyses.options import ExamplesOptions
-from lazarus.analyses.selection import check_direction, top_of
+from lazarus.analyses.selection import check_direction, direction_name, top_of
 from lazarus.analyses.shards import ScanSettings, default_root, work_folder
 from lazarus.engine.cache import model_identity
 from lazarus.engine.handle import ModelHandle
@@ -18,6 +20,7 @@ from lazarus.engine.placement import versions
 from lazarus.engine.sites import RESIDUAL_WIDTH, check_neurons_early
 from lazarus.errors import LazarusError
 from lazarus.io.corpus import check_corpus, resolve_corpus
+from lazarus.io.directions import Direction
 
 # The options of `examples` (the CLI's arguments, the API's keywords) that change no value a
 # scan computes, and so are left out of the work folder's key; every other option is in it,
@@ -65,6 +68,13 @@ def model_key(model: ModelHandle) -> dict[str, object]:
             "device_map": model.settings.device_map, **versions()}
 
 
+def projection_of(direction: Direction) -> str:
+    """What a projection scan's one value is, said in its reports."""
+    norm = float(np.linalg.norm(np.asarray(direction.direction, np.float64)))
+    return (f"the projection on {direction_name(direction)}: the activation's dot product with "
+            f"the direction's vector as stored (norm {norm:.4g}, not rescaled)")
+
+
 def plan_examples(model: ModelHandle, corpus: str, options: ExamplesOptions) -> ExamplesPlan:
     """Check what `analyse_examples` is asked against the model and the corpus, choose the
     neurons and name the work folder: a hash of every option that changes a computed value
@@ -83,7 +93,12 @@ def plan_examples(model: ModelHandle, corpus: str, options: ExamplesOptions) -> 
     corpus = resolve_corpus(corpus)
     check_corpus(corpus, options.text_field)
     choice = "every neuron of the site"
-    if direction is not None:
+    vector = None
+    if direction is not None and options.projection:
+        check_direction(model, direction, (layer,), site, None)
+        vector = tuple(float(v) for v in np.asarray(direction.direction, np.float32))
+        choice = projection_of(direction)
+    elif direction is not None:
         # Every token is read here, so the position the direction was made at does not apply.
         check_direction(model, direction, (layer,), site, None)
         neurons = direction.top_neurons(10 if options.top_k is None else options.top_k,
@@ -97,8 +112,8 @@ def plan_examples(model: ModelHandle, corpus: str, options: ExamplesOptions) -> 
                             neurons=None if neurons is None else tuple(neurons),
                             examples=options.examples, window=options.window,
                             stride=options.stride, text_field=options.text_field,
-                            shard_windows=options.shard_windows)
+                            shard_windows=options.shard_windows, direction=vector)
     root = default_root() if options.work_dir is None else Path(options.work_dir)
-    width = len(neurons) if neurons is not None else (
+    width = 1 if vector is not None else len(neurons) if neurons is not None else (
         model.hidden_size if site in RESIDUAL_WIDTH else None)
     return ExamplesPlan(settings, work_folder(root, settings, model_key(model)), width, choice)

@@ -208,6 +208,7 @@ class ExamplesOptions(Options):
     neurons: Sequence[int] | None = None  # these neuron ids (else the direction's, else all)
     direction: Direction | str | None = None  # or its top_k neurons (a Direction or its .npz)
     top_k: int | None = None  # how many neurons of the direction (None: 10)
+    projection: bool = False  # read the direction's projection (one unit), not its neurons
     examples: int = 10  # top and bottom tokens kept per neuron
     window: int = 64  # tokens per window
     stride: int | None = None  # tokens between window starts (None: the window)
@@ -235,4 +236,10 @@ class ExamplesOptions(Options):
         if self.work_dir is not None and not self.work_dir.strip():
             raise LazarusError("--work-dir is empty (give a folder, or leave the option out for "
                                "the cache folder's examples/)")
+        if self.projection and self.direction is None:
+            raise LazarusError("--projection reads a direction's projection (give "
+                               "--from-direction FILE)")
+        if self.projection and self.top_k is not None:
+            raise LazarusError("--top-k chooses a direction's neurons, and --projection reads "
+                               "the direction itself (choose one)")
         self._set("direction", read_direction(self.direction))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -168,8 +168,12 @@ def scan_shard(loaded: LoadedModel, shard: list[Window], prefix: tuple[int, ...]
     request = CaptureRequest((settings.layer,), settings.site, "all", settings.neurons)
     rows = [prefix + w.tokens for w in shard]
     reducer = _Reducer(settings.examples)
+    direction = None if settings.direction is None else torch.tensor(settings.direction,
+                                                                     dtype=torch.float32)
 
     def keep(batch: list[int], layer: int, kept: Any) -> None:  # kept: [batch, tokens, K]
+        if direction is not None:  # one pseudo-unit: the float32 dot product with the vector
+            kept = project(kept, direction)
         width = kept.shape[1]
         scored = torch.zeros((len(batch), width), dtype=torch.bool)
         ids = np.zeros((len(batch), width, 3), np.int64)
@@ -184,6 +188,12 @@ def scan_shard(loaded: LoadedModel, shard: list[Window], prefix: tuple[int, ...]
                 after_batch=lambda batch: reducer.commit(),
                 unit="window", too_long="give a smaller --window")
     return reducer.flush()
+
+
+def project(values: Any, direction: Any) -> Any:
+    """torch [..., width] values . the float32 [width] direction as stored, in float32:
+    [..., 1]."""
+    return (values.float() @ direction.to(values.device)).unsqueeze(-1)
 
 
 def shards_of(stream: Iterator[Window], size: int) -> Iterator[tuple[int, list[Window]]]:
@@ -272,7 +282,7 @@ def run_scan(tokenizer: Any, config: dict, settings: ScanSettings, folder: Path,
     check_work_dir(folder)
     manifest = folder / "settings.json"
     if not manifest.exists():
-        text = json.dumps({**asdict(settings), "windows": total, "shards": count}, indent=2)
+        text = json.dumps({**settings.identity(), "windows": total, "shards": count}, indent=2)
         try:
             with writing(manifest):
                 replace_atomically(manifest, lambda temp: temp.write_text(text + "\n"))

@@ -52,8 +52,9 @@ class ShardActor:
 
 
         torch.set_num_threads(threads)
-        self.settings = ScanSettings(**{**settings, "neurons": None if settings["neurons"]
-                                        is None else tuple(settings["neurons"])})
+        self.settings = ScanSettings(**{**settings, **{
+            key: None if settings[key] is None else tuple(settings[key])
+            for key in ("neurons", "direction")}})
         self.loaded = Handle(model, whole=False, **options).weights(self.settings.layer)
         self.folder = Path(folder)
         self.limits = token_budget, max_batch

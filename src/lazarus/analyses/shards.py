@@ -24,7 +24,7 @@ import errno
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +58,20 @@ class ScanSettings:
     stride: int = 64
     text_field: str = "text"
     shard_windows: int = SHARD_WINDOWS
+    # A saved direction's vector, as stored (float32 values; not normalised): the scan then
+    # reads one pseudo-unit, activation(layer, site) . direction at every scored token.
+    direction: tuple[float, ...] | None = field(default=None, repr=False)
+
+    def identity(self) -> dict[str, object]:
+        """The settings as plain values, the direction as a hash of its float32 vector (left
+        out when there is none, so that a neuron scan keeps the work folder it had before)."""
+        plain = asdict(self)
+        if self.direction is None:
+            del plain["direction"]
+        else:
+            plain["direction"] = "sha256:" + hashlib.sha256(
+                np.asarray(self.direction, np.float32).tobytes()).hexdigest()
+        return plain
 
 
 def shard_path(folder: Path, number: int, suffix: str = ".npz") -> Path:
@@ -243,7 +257,7 @@ def read_windows(folder: Path, number: int) -> list[Window]:
 
 def work_folder(root: Path, settings: ScanSettings, model_key: object) -> Path:
     """`root`/<hash of the settings, the corpus file and the model's files>."""
-    identity = {"format": FORMAT, "settings": asdict(settings), "model": model_key,
+    identity = {"format": FORMAT, "settings": settings.identity(), "model": model_key,
                 "corpus": _file_identity(Path(settings.corpus))}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode())
     return root / digest.hexdigest()[:24]

@@ -37,7 +37,8 @@ def examples_options(args: argparse.Namespace) -> tuple[str, ExamplesOptions]:
                            and args.ray_address is None)
     options = ExamplesOptions(**given(
         layer=args.layer, site=args.site, neurons=neurons, direction=args.from_direction,
-        top_k=None if args.from_direction is None else args.top_k, examples=args.examples,
+        top_k=None if args.from_direction is None else args.top_k,
+        projection=args.projection, examples=args.examples,
         window=args.window, stride=args.stride, text_field=args.text_field,
         work_dir=args.work_dir, shard_windows=args.shard_windows, ray=args.ray,
         ray_workers=None if ignored_ray_workers else args.ray_workers,
@@ -77,7 +78,10 @@ def run_examples(args: argparse.Namespace) -> int:
         if output.lower().endswith(".parquet"):
             result.write_parquet(output)
         elif output.lower().endswith(".html"):
-            write_text_atomically(output, render_html(result, shaded_contexts(model, result)))
+            direction = options.direction if options.projection else None
+            shown = shaded_contexts(model, result, None if direction is None
+                                    else direction.direction)  # type: ignore[union-attr]
+            write_text_atomically(output, render_html(result, shown))
         else:
             write_output(output, result.to_json())
     if args.plot is not None:

@@ -34,6 +34,10 @@ def add_examples_command(commands: argparse._SubParsersAction) -> None:
                           help="take the --top-k neurons of a probe's direction .npz")
     examples.add_argument("--top-k", type=whole, default=None,
                           help="how many neurons of --from-direction (default 10)")
+    examples.add_argument("--projection", action="store_true",
+                          help="read --from-direction's projection as one unit: the "
+                               "activation's dot product with its vector as stored, at every "
+                               "token (not its --top-k neurons)")
     examples.add_argument("--site", choices=tuple(SITE_HELP),
                           action=Once, help="what to read (default resid_post)")
     examples.add_argument("--examples", type=whole, metavar="N",

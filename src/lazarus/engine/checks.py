@@ -251,7 +251,7 @@ CHECKS: dict[str | tuple[str, str], Callable[[str, Any], Any]] = {
     **dict.fromkeys(("token_budget", "max_batch"), positive),
     **dict.fromkeys(("alpha", "temperature"), number),
     **dict.fromkeys(("trust_remote_code", "use_cache", "whole", "auto_discover", "sweep", "ray",
-                     "absolute", "clamp", "causal", "compare"), flag),
+                     "absolute", "clamp", "causal", "compare", "projection"), flag),
 }
 
 
