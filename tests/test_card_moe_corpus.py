@@ -125,7 +125,7 @@ def test_examples_of_one_expert_and_refusal_of_several(setup, tmp_path, capsys):
     routed = sum(int((index == 3).any(dim=-1).sum()) for index in chosen)
     out = tmp_path / "one.json"
     args = ["introspect", "examples", "-m", str(folder), "-l", str(LAYER), "--corpus", corpus,
-            "--window", str(WINDOW), "--work-dir", str(tmp_path / "w")]
+            "--site", "mlp_post", "--window", str(WINDOW), "--work-dir", str(tmp_path / "w")]
     assert main([*args, "--neurons", f"{3 * UNITS},{3 * UNITS + 1}", "-o", str(out)]) == 0
     document = json.loads(out.read_text())
     assert document["tokens"] == routed
