@@ -131,6 +131,12 @@ def test_examples_of_one_expert_and_refusal_of_several(setup, tmp_path, capsys):
     assert document["tokens"] == routed
     assert document["scored_tokens"] == sum(len(index) for index in chosen)
     capsys.readouterr()
+    assert main([*args, "--neurons", f"{3 * UNITS},{3 * UNITS + 1}"]) == 0
+    shown = capsys.readouterr().out
+    scored = document["scored_tokens"]
+    assert (f"10 documents, 10 windows of 24 tokens (stride 24), statistics over the "
+            f"{routed} tokens routed to the units' expert ({100 * routed / scored:.1f}% of the "
+            f"{scored} scored tokens") in shown
     mixed = tmp_path / "mixed.json"
     assert main([*args, "--neurons", f"{UNITS},{3 * UNITS}", "-o", str(mixed)]) == 2
     err = capsys.readouterr().err.strip()

@@ -27,8 +27,8 @@ def render_examples(result: ExamplesResult, color: bool = False) -> str:
 def _counts(result: ExamplesResult) -> str:
     return (f"{plural(result.documents, 'document')}, {plural(result.windows, 'window')} of "
             f"{plural(result.window, 'token')} (stride {result.stride}), "
-            f"{plural(result.tokens, 'token')} scored" if result.scored_tokens in (
-                None, result.tokens) else routed_share(result.tokens, result.scored_tokens))
+            + (f"{plural(result.tokens, 'token')} scored" if result.scored_tokens in (
+                None, result.tokens) else routed_share(result.tokens, result.scored_tokens)))
 
 
 def render_neuron(n: NeuronExamples, color: bool = False) -> list[str]:
