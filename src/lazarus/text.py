@@ -134,3 +134,11 @@ def json_plain(value: Any) -> Any:
     if isinstance(value, Real):
         return json_number(float(value))
     return value
+
+
+def routed_share(routed: int, scored: int, expert: int | str = "the units'") -> str:
+    """What an MoE expert's statistics are over, said to the user."""
+    share = 100 * routed / scored if scored else 0.0
+    name = f"expert {expert}" if isinstance(expert, int) else f"{expert} expert"
+    return (f"statistics over the {plural(routed, 'token')} routed to {name} ({share:.1f}% of "
+            f"the {plural(scored, 'scored token')}; elsewhere its units have no value)")

@@ -8,7 +8,8 @@ saved direction over the residual stream. Each card has up to three views:
   the final norm's scale and the unembedding (a neuron of a residual-width site writes its own
   basis vector); none for a head or a router weight;
 - corpus (`card_corpus`, with a corpus): `examples`' scan, its contexts shaded token by token
-  (a direction's: its projection, the activation . the vector as stored, as one unit);
+  (a direction's: its projection, the activation . the vector as stored, as one unit; MoE
+  expert units: one scan per expert, over the tokens routed to it);
 - causal (`card_causal`, with `causal`): zero-ablation over the corpus' first windows against
   random units of the site, and `steer`'s continuations at a few coefficients.
 What a card cannot show is said in its `notes`.
@@ -51,8 +52,6 @@ from lazarus.io.corpus import check_corpus, prefix_of, resolve_corpus, windows
 from lazarus.io.directions import Direction
 from lazarus.results.card import CardResult, CausalView, Steering, UnitCard
 
-MOE_CORPUS = ("an MoE expert unit has a value only at the tokens routed to its expert, and the "
-              "corpus scan needs one at every token: no corpus view (see the causal view)")
 ROUTER_WEIGHTS = "a router weight scales an expert's output, it writes no vector: no weight view"
 PROMPT_TOKENS = 8  # steering's default prompt: the first window's first tokens
 
@@ -90,24 +89,36 @@ def analyse_card(model: ModelHandle, corpus: str | None, options: CardOptions,
         cards = [_card(loaded, layer, site, None, None, direction, options)]
 
     scan = None
-    if corpus is not None and parts is None:
-        scan, views = corpus_views(model, corpus, layer, site, columns, options, progress,
-                                   direction)
-        cards = [{**card, "corpus": view} for card, view in zip(cards, views, strict=True)]
+    if corpus is not None:  # one scan; at an MoE layer, one per expert (`_by_expert`)
+        for expert, chosen in _by_expert(len(cards), columns, parts):
+            scan, views = corpus_views(model, corpus, layer, site, columns if expert is None
+                                       else [columns[i] for i in chosen], options, progress,
+                                       direction, expert)
+            for i, view in zip(chosen, views, strict=True):
+                cards[i] = {**cards[i], "corpus": view}
         if direction is not None:
             cards[0]["notes"].append(f"corpus view: {scan.neuron_choice}")
-    elif corpus is not None:
-        for card in cards:
-            card["notes"].append(MOE_CORPUS)
     if options.causal:
         assert corpus is not None
         _causal(model, loaded, corpus, layer, site, columns, cards, options)
-    counts = (scan.windows, scan.tokens) if scan is not None else (
+    counts = (scan.windows, scan.scored_tokens) if scan is not None else (
         _counts(model, corpus, options) if corpus is not None else (None, None))
     return CardResult(model_id=model.model_id, site=site, layer=layer, corpus=corpus,
                       corpus_windows=counts[0], corpus_tokens=counts[1],
                       units=tuple(UnitCard(**{**card, "notes": tuple(card["notes"])})
                                   for card in cards))
+
+
+def _by_expert(cards: int, columns: list[int], parts: moe.MoeParts | None,
+               ) -> list[tuple[int | None, list[int]]]:
+    """The scans a corpus view needs: (expert, indices into the cards) per expert at an MoE
+    layer, since an expert's units have values only at the tokens routed to it; else one."""
+    if parts is None:
+        return [(None, list(range(cards)))]
+    groups: dict[int, list[int]] = {}
+    for i, column in enumerate(columns):
+        groups.setdefault(parts.expert_unit(column)[0], []).append(i)
+    return sorted(groups.items())
 
 
 def _card(loaded: LoadedModel, layer: int, site: str, column: int | None,

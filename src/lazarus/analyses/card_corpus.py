@@ -19,11 +19,12 @@ from lazarus.stats.sketch import QUANTILES
 def corpus_views(model: ModelHandle, corpus: str, layer: int, site: str,
                  columns: Sequence[int], options: CardOptions,
                  progress: Callable[[int, int], None] | None = None,
-                 direction: Direction | None = None,
+                 direction: Direction | None = None, expert: int | None = None,
                  ) -> tuple[ExamplesResult, list[CorpusView]]:
     """The scan's result and a view per column of `columns`, in order; with a `direction`,
     one view of its projection (`ExamplesOptions.projection`: the activation's dot product
-    with the vector as stored)."""
+    with the vector as stored). `expert`: the columns are all units of this MoE expert, and
+    the statistics are over the tokens routed to it (`scan.summarize`)."""
     scan = analyse_examples(model, corpus, ExamplesOptions(
         layer=layer, site=site, neurons=None if direction is not None else list(columns),
         direction=direction, projection=direction is not None, examples=options.examples,
@@ -37,5 +38,5 @@ def corpus_views(model: ModelHandle, corpus: str, layer: int, site: str,
             fraction_active=n.fraction_positive,
             quantiles=tuple((q, n.quantiles[f"p{round(q * 100)}"]) for q in QUANTILES),
             histogram_edges=n.histogram_edges, histogram_counts=n.histogram_counts,
-            top=top, bottom=bottom))
+            top=top, bottom=bottom, expert=expert, scored_tokens=scan.scored_tokens))
     return scan, views

@@ -18,6 +18,7 @@ from lazarus.analyses.scan import ScanOutcome, local_executor, run_scan
 from lazarus.analyses.scan_ray import ray_executor
 from lazarus.analyses.shards import ScanSettings
 from lazarus.engine.handle import ModelHandle
+from lazarus.errors import LazarusError
 from lazarus.io.corpus import Window, document_windows, read_documents
 from lazarus.results.examples import Example, ExamplesResult, NeuronExamples
 from lazarus.stats.sketch import QUANTILES, Summary
@@ -49,6 +50,9 @@ def analyse_examples(model: ModelHandle, corpus: str, options: ExamplesOptions,
 def _result(model: ModelHandle, settings: ScanSettings, outcome: ScanOutcome, choice: str,
             tokenizer: Any) -> ExamplesResult:
     summary = outcome.summary
+    if summary.count == 0:  # only expert units: their expert was routed no scored token
+        raise LazarusError(f"no token of {settings.corpus} is routed to these units' expert "
+                           "(give a longer corpus or another expert's units)")
     ids = settings.neurons if settings.neurons is not None else tuple(range(summary.width))
     contexts = _contexts(settings, tokenizer, summary)
     quantiles = summary.quantiles()
@@ -76,7 +80,8 @@ def _result(model: ModelHandle, settings: ScanSettings, outcome: ScanOutcome, ch
         text_field=settings.text_field, examples=settings.examples,
         documents=outcome.documents, windows=outcome.windows, tokens=summary.count,
         shards=outcome.shards, resumed_shards=outcome.resumed, work_dir=str(outcome.folder),
-        neuron_choice=choice, neurons=tuple(neurons), summary=summary)
+        neuron_choice=choice, neurons=tuple(neurons), summary=summary,
+        scored_tokens=outcome.scored)
 
 
 def _contexts(settings: ScanSettings, tokenizer: Any,

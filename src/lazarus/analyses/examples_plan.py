@@ -16,6 +16,7 @@ from lazarus.analyses.selection import check_direction, direction_name, top_of
 from lazarus.analyses.shards import ScanSettings, default_root, work_folder
 from lazarus.engine.cache import model_identity
 from lazarus.engine.handle import ModelHandle
+from lazarus.engine.moe import moe_shape
 from lazarus.engine.placement import versions
 from lazarus.engine.sites import RESIDUAL_WIDTH, check_neurons_early
 from lazarus.errors import LazarusError
@@ -112,7 +113,9 @@ def plan_examples(model: ModelHandle, corpus: str, options: ExamplesOptions) -> 
                             neurons=None if neurons is None else tuple(neurons),
                             examples=options.examples, window=options.window,
                             stride=options.stride, text_field=options.text_field,
-                            shard_windows=options.shard_windows, direction=vector)
+                            shard_windows=options.shard_windows, direction=vector,
+                            routed=vector is None and site == "mlp_post"
+                            and moe_shape(model.info.config) is not None)
     root = default_root() if options.work_dir is None else Path(options.work_dir)
     width = 1 if vector is not None else len(neurons) if neurons is not None else (
         model.hidden_size if site in RESIDUAL_WIDTH else None)

@@ -47,9 +47,28 @@ Progress = Callable[[int, int], None]  # (windows done, windows in the corpus)
 Executor = Callable[[Iterable[tuple[int, list[Window]]], Callable[[int], None]], None]
 
 
-def summarize(values: Any, ids: np.ndarray, keep: int) -> Summary:
+MIXED_EXPERTS = ("these MoE expert units belong to several experts, routed to different tokens, "
+                 "and one scan counts the same tokens for every unit (give one expert's units: "
+                 "columns e*I .. e*I+I-1)")
+
+
+def summarize(values: Any, ids: np.ndarray, keep: int, routed: bool = False) -> Summary:
     """The `Summary` of float32 torch [tokens, K] values (on their device) whose tokens have
-    int64 [tokens, 3] ids (in any row order)."""
+    int64 [tokens, 3] ids (in any row order). `routed` (an MoE layer's expert units, NaN at the
+    tokens not routed to their expert): the rows NaN in every column are left out, so that the
+    summary is over the tokens routed to the units' one expert."""
+    if routed:
+        import torch
+
+        missing = torch.isnan(values)
+        unrouted = missing.all(dim=1)
+        if bool((missing.any(dim=1) & ~unrouted).any()):
+            raise LazarusError(MIXED_EXPERTS)
+        if bool(unrouted.any()):
+            kept = ~unrouted
+            values, ids = values[kept], ids[kept.cpu().numpy()]
+        if values.shape[0] == 0:
+            return Summary.empty(values.shape[1])
     count, width = values.shape
     # Moments, positives and the sketch in numpy on the host: its sums do not depend on the
     # thread count (torch's do), and its integer operations are faster on a CPU. Top and
@@ -125,8 +144,9 @@ class _Reducer:
     FLUSH_VALUES, and are summarised together: one summary per few batches instead of one per
     batch, since on a small model the per-call cost of the summary rivals the forward's."""
 
-    def __init__(self, keep: int) -> None:
+    def __init__(self, keep: int, routed: bool = False) -> None:
         self.keep = keep
+        self.routed = routed
         self.summary: Summary | None = None
         self.pending: tuple[Any, np.ndarray] | None = None  # the batch that is running
         self.parts: list[Any] = []  # torch [tokens, K] per batch
@@ -150,7 +170,8 @@ class _Reducer:
         import torch
 
         if self.parts:
-            part = summarize(torch.cat(self.parts), np.concatenate(self.ids), self.keep)
+            part = summarize(torch.cat(self.parts), np.concatenate(self.ids), self.keep,
+                             self.routed)
             self.summary = part if self.summary is None else self.summary.merge(part, self.keep)
             self.parts, self.ids, self.held = [], [], 0
         assert self.summary is not None
@@ -167,7 +188,7 @@ def scan_shard(loaded: LoadedModel, shard: list[Window], prefix: tuple[int, ...]
 
     request = CaptureRequest((settings.layer,), settings.site, "all", settings.neurons)
     rows = [prefix + w.tokens for w in shard]
-    reducer = _Reducer(settings.examples)
+    reducer = _Reducer(settings.examples, settings.routed)
     direction = None if settings.direction is None else torch.tensor(settings.direction,
                                                                      dtype=torch.float32)
 
@@ -216,6 +237,7 @@ class ScanOutcome:
     shards: int
     resumed: int  # shards found complete in the work folder
     folder: Path
+    scored: int = 0  # the corpus' scored tokens (summary.count with `routed`: those routed)
 
 
 def local_executor(weights: Callable[[], LoadedModel], settings: ScanSettings, folder: Path,
@@ -317,4 +339,4 @@ def run_scan(tokenizer: Any, config: dict, settings: ScanSettings, folder: Path,
         width = part.width
         summary = part if summary is None else summary.merge(part, settings.examples)
     assert summary is not None
-    return ScanOutcome(summary, documents, total, count, len(complete), folder)
+    return ScanOutcome(summary, documents, total, count, len(complete), folder, sum(tokens))

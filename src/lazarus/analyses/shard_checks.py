@@ -24,14 +24,16 @@ def scored_tokens(windows: Sequence[Window]) -> int:
 
 
 def shard_problem(summary: Summary, tokens: int, width: int | None,
-                  windows: Sequence[Window] | None = None) -> str | None:
+                  windows: Sequence[Window] | None = None, routed: bool = False) -> str | None:
     """What is wrong with `summary` as the summary of a shard whose windows score `tokens`
     tokens, for `width` neurons (None: any), or None when nothing is. With `windows`, also
-    that every kept example is one of their scored tokens."""
+    that every kept example is one of their scored tokens. `routed` (MoE expert units): the
+    summary counts only the tokens routed to their expert, at most `tokens`."""
     if width is not None and summary.width != width:
         return f"it holds {summary.width} neurons where this scan reads {width}"
-    if summary.count != tokens:
+    if summary.count > tokens if routed else summary.count != tokens:
         return f"it counts {summary.count} tokens where its windows score {tokens}"
+    tokens = summary.count
     if not all(np.isfinite(a).all() for a in (summary.mean, summary.m2, summary.top,
                                                 summary.bottom)):
         return "it holds NaN or infinite values"

@@ -61,11 +61,16 @@ class ScanSettings:
     # A saved direction's vector, as stored (float32 values; not normalised): the scan then
     # reads one pseudo-unit, activation(layer, site) . direction at every scored token.
     direction: tuple[float, ...] | None = field(default=None, repr=False)
+    # An MoE layer's expert units (mlp_post): a token not routed to their expert has no value
+    # and is left out, so a shard counts its routed tokens. Not in the key: the model's files,
+    # the layer and the site, all in it, decide it.
+    routed: bool = False
 
     def identity(self) -> dict[str, object]:
         """The settings as plain values, the direction as a hash of its float32 vector (left
         out when there is none, so that a neuron scan keeps the work folder it had before)."""
         plain = asdict(self)
+        del plain["routed"]
         if self.direction is None:
             del plain["direction"]
         else:
@@ -158,7 +163,7 @@ def read_shard(folder: Path, number: int, settings: ScanSettings, tokens: int,
             except ValueError as err:
                 problem = f"{err}"
             else:
-                problem = shard_problem(summary, tokens, width, windows)
+                problem = shard_problem(summary, tokens, width, windows, settings.routed)
                 if problem is None:
                     return summary
         if warn is not None:

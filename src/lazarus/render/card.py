@@ -5,7 +5,7 @@ ablating and steering it did."""
 from __future__ import annotations
 
 from lazarus.results.card import Ablation, CardResult, Context, CorpusView, UnitCard, WeightView
-from lazarus.text import banner, escape, plural
+from lazarus.text import banner, escape, plural, routed_share
 
 BAR_WIDTH = 24
 
@@ -60,6 +60,8 @@ def _corpus(c: CorpusView) -> list[str]:
              f" ({c.ACTIVE_RULE})  min {c.min:.3f}  max {c.max:.3f}  (n={c.count})",
              "    quantiles " + "  ".join(f"p{round(100 * q)} {v:.3f}" for q, v in c.quantiles),
              "    histogram (approximate: each value counted at its sketch bucket's value)"]
+    if c.expert is not None and c.scored_tokens is not None:
+        lines.insert(1, f"    {routed_share(c.count, c.scored_tokens, c.expert)}")
     largest = max(c.histogram_counts, default=0) or 1
     edges = c.histogram_edges
     lines += [f"      {edges[i]:>9.3f} .. {edges[i + 1]:>9.3f} "

@@ -16,6 +16,7 @@ from typing import Any
 from lazarus.render import html_parts as h
 from lazarus.render.card_assets import DASHBOARD_STYLE, SCRIPT
 from lazarus.results.card import CardResult
+from lazarus.text import routed_share
 
 # The index's columns: (title, how a unit's JSON gives the value, numeric?)
 COLUMNS: tuple[tuple[str, Any, bool], ...] = (
@@ -150,13 +151,16 @@ def _corpus(c: dict) -> str:
              f'<table class="stats"><tr>{stats}</tr><tr>{values}</tr></table>',
              f'<p class="note">active: {html.escape(c["active_rule"])}; the histogram counts '
              "each value at its sketch bucket's value</p>",
+             "" if c.get("expert") is None else f'<p class="note routed">'
+             f'{h.text(routed_share(c["routed_tokens"], c["scored_tokens"], c["expert"]))}</p>',
              h.quantiles_table([(f"p{round(100 * q['q'])}", q["value"])
                                 for q in c["quantiles"]]),
              h.histogram_svg(c["histogram"]["edges"], c["histogram"]["counts"], limit)]
+    missing = "no value" if c.get("expert") is None else "not routed"
     for kind in ("top", "bottom"):
         rows = "".join(
             f"<tr>{h.number(x['value'])}<td class=\"ctx\">"
-            f"{h.tokens(x['tokens'], x['values'], x['focus'], limit)}</td>"
+            f"{h.tokens(x['tokens'], x['values'], x['focus'], limit, missing)}</td>"
             f"<td>doc {x['document']}, token {x['position']}</td></tr>" for x in c[kind])
         parts.append(f'<h4>{kind} {len(c[kind])}</h4><table class="{kind}">{rows}</table>')
     parts.append("</div>")

@@ -10,7 +10,7 @@ from lazarus.analyses.contexts import Shown
 from lazarus.render import html_parts as h
 from lazarus.results import palette
 from lazarus.results.examples import Example, ExamplesResult, NeuronExamples
-from lazarus.text import banner, escape, plural
+from lazarus.text import banner, escape, plural, routed_share
 
 BAR_WIDTH = 30
 
@@ -27,7 +27,8 @@ def render_examples(result: ExamplesResult, color: bool = False) -> str:
 def _counts(result: ExamplesResult) -> str:
     return (f"{plural(result.documents, 'document')}, {plural(result.windows, 'window')} of "
             f"{plural(result.window, 'token')} (stride {result.stride}), "
-            f"{plural(result.tokens, 'token')} scored")
+            + (f"{plural(result.tokens, 'token')} scored" if result.scored_tokens in (
+                None, result.tokens) else routed_share(result.tokens, result.scored_tokens)))
 
 
 def render_neuron(n: NeuronExamples, color: bool = False) -> list[str]:
@@ -71,6 +72,7 @@ def render_html(result: ExamplesResult, contexts: Sequence[Shown]) -> str:
              f"<h1>{h.text(title)}</h1>",
              f"<p>corpus {h.text(result.corpus)}: {_counts(result)}; neurons: "
              f"{h.text(result.neuron_choice)}</p>"]
+    missing = "no value" if result.scored_tokens in (None, result.tokens) else "not routed"
     for n, shown in zip(result.neurons, contexts, strict=True):
         limit = h.limit_of([n.min, n.max])
         parts += [f'<section class="neuron" id="neuron-{n.neuron}"><h2>neuron {n.neuron}</h2>',
@@ -86,7 +88,7 @@ def render_html(result: ExamplesResult, contexts: Sequence[Shown]) -> str:
             for e, c in zip(chosen, kept, strict=True):
                 parts.append(
                     f"<tr>{h.number(e.value)}<td class=\"ctx\">"
-                    f"{h.tokens(c.tokens, c.values, c.focus, limit)}</td>"
+                    f"{h.tokens(c.tokens, c.values, c.focus, limit, missing)}</td>"
                     f"<td>doc {e.doc}:{e.window}:{e.token}</td></tr>")
             parts.append("</table>")
         parts.append("</section>")

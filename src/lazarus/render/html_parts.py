@@ -48,11 +48,13 @@ def limit_of(values: Sequence[float | None]) -> float:
     return max(finite, default=0.0) or 1.0
 
 
-def token(piece: str, value: float | None, limit: float, focus: bool = False) -> str:
-    """One token on its value's colour (focal token: a <mark>); the value as its title."""
+def token(piece: str, value: float | None, limit: float, focus: bool = False,
+          missing: str = "no value") -> str:
+    """One token on its value's colour (focal token: a <mark>); the value as its title
+    (`missing` where there is none: an MoE expert unit's token not routed to it)."""
     v = math.nan if value is None else value
     tag = "mark" if focus else "span"
-    title = "no value" if not math.isfinite(v) else f"{v:.6g}"
+    title = missing if not math.isfinite(v) else f"{v:.6g}"
     return (f'<{tag} class="t{" focus" if focus else ""}" data-value="{exact(value)}" '
             f'title="{title}" style="background:{palette.hex_colour(v, limit)};'
             f'color:{palette.ink(v, limit) if math.isfinite(v) else "#000000"}">'
@@ -60,9 +62,9 @@ def token(piece: str, value: float | None, limit: float, focus: bool = False) ->
 
 
 def tokens(pieces: Sequence[str], values: Sequence[float | None], focus: int,
-           limit: float) -> str:
+           limit: float, missing: str = "no value") -> str:
     """A context: every token shaded by its value."""
-    return "".join(token(p, v, limit, i == focus)
+    return "".join(token(p, v, limit, i == focus, missing)
                    for i, (p, v) in enumerate(zip(pieces, values, strict=True)))
 
 

@@ -46,7 +46,7 @@ class Context:
 
 @dataclass(frozen=True)
 class CorpusView:
-    count: int  # tokens read
+    count: int  # tokens read (an MoE expert unit's: those routed to its expert)
     mean: float
     std: float  # population (ddof=0)
     min: float
@@ -57,6 +57,8 @@ class CorpusView:
     histogram_counts: tuple[int, ...]
     top: tuple[Context, ...]  # highest first
     bottom: tuple[Context, ...]  # lowest first
+    expert: int | None = None  # an MoE expert unit's expert: `count` is its routed tokens
+    scored_tokens: int | None = None  # the corpus' scored tokens
 
     ACTIVE_RULE = "value > 0"
 
@@ -117,7 +119,9 @@ class CardResult:
         return tuple(u.neuron for u in self.units if u.neuron is not None)
 
     def to_json(self) -> dict[str, Any]:
-        """What `lazarus introspect card -o FILE.json` writes (plain JSON, null for NaN):
+        """What `lazarus introspect card -o FILE.json` writes (plain JSON, null for NaN; an MoE
+        expert unit's corpus view has its `expert` and `routed_tokens` (its `count`) out of the
+        `scored_tokens`):
         {model, site, layer, corpus: {path, windows, tokens} | null, units: [UNIT]}, a UNIT
         {id, kind, neuron, expert, expert_unit, weights, corpus, causal, notes}."""
         corpus = None if self.corpus is None else {
@@ -159,7 +163,9 @@ def _corpus_json(c: CorpusView) -> dict[str, Any]:
                 "value": x.value, "document": x.document, "window": x.window,
                 "position": x.position}
 
-    return {"count": c.count, "mean": c.mean, "std": c.std, "min": c.min, "max": c.max,
+    return {"count": c.count, "scored_tokens": c.scored_tokens,
+            "routed_tokens": None if c.expert is None else c.count, "expert": c.expert,
+            "mean": c.mean, "std": c.std, "min": c.min, "max": c.max,
             "fraction_active": c.fraction_active, "active_rule": c.ACTIVE_RULE,
             "quantiles": [{"q": q, "value": v} for q, v in c.quantiles],
             "histogram": {"edges": list(c.histogram_edges),

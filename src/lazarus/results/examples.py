@@ -63,6 +63,9 @@ class ExamplesResult:
     neuron_choice: str  # how the neurons were chosen
     neurons: tuple[NeuronExamples, ...]
     summary: Summary  # the merged summary itself (arrays per neuron, in `neurons` order)
+    # the corpus' scored tokens; `tokens` is fewer for an MoE expert's units: the tokens routed
+    # to their expert, the only ones where they have a value (None: as many as `tokens`)
+    scored_tokens: int | None = None
 
     def neuron_ids(self) -> tuple[int, ...]:
         """The neurons' ids, in order: what a neuron-ids argument takes from this result."""
