@@ -6,15 +6,22 @@ the modules transformers' auto mappings name.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
+
+import pytest
 
 from lazarus.engine import timeline
 from lazarus.engine.capture import capture
 from lazarus.engine.loading import import_family, load_model
 from lazarus.engine.model_info import read_model_info
 from lazarus.engine.trace import CaptureRequest
+
+SRC = Path(__file__).resolve().parent.parent / "src"
 
 
 def test_loading_and_capture_record_their_parts_in_order_within_the_call(llama_dir):
@@ -61,3 +68,16 @@ def test_an_unknown_family_or_the_model_s_own_code_imports_nothing(llama_dir):
     import_family(replace(info, config={**info.config, "auto_map": {"AutoModel": "x.Y"}}),
                   trust_remote_code=True)
     assert set(sys.modules) == before
+
+
+@pytest.mark.integration
+def test_the_cli_freezes_the_collector_at_exit_after_the_other_exit_handlers():
+    """`lazarus.cli` registers `gc.freeze` at exit: a handler registered before it (so run
+    after it, atexit being last in, first out) finds the objects frozen."""
+    code = ("import atexit, gc\n"
+            "atexit.register(lambda: print(gc.get_freeze_count() > 0))\n"
+            "import lazarus.cli\n"
+            "print(gc.get_freeze_count() > 0)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, env={**os.environ, "PYTHONPATH": str(SRC)})
+    assert done.stdout.split() == ["False", "True"]
