@@ -268,8 +268,10 @@ def startup_breakdown(folder: Path, prompts: list[str], layer: int, work: Path, 
 
 def startup_line(parts: dict) -> str:
     names = ("python", "cli", *STARTUP_PARTS, "writing")
+    labels = {"python": "python start+exit", "cli": "lazarus imports+parsing",
+              "writing": "render+write"}
     return (f"start-up, 5 new prompts: {parts['wall']:.2f} s = "
-            + " + ".join(f"{name} {parts[name]:.2f}" for name in names))
+            + " + ".join(f"{labels.get(name, name)} {parts[name]:.2f}" for name in names))
 
 
 # -- the report ------------------------------------------------------------------------------
