@@ -22,6 +22,8 @@ The model and its tokenizer are built locally from fixed seeds (bench/workload.p
    through every block. Goal: <= (L+1)/blocks of the blocks' bytes + the embeddings' bytes,
    + 5%.
 5. `lazarus --help`, median of 7. Goal: < 0.3 s.
+6. where the start-up of 5 new prompts goes (no goal): the command in a fresh process, split by
+   the spans the library records (`lazarus.engine.timeline`); the run with the median total.
 
 Exit status: 1 if a goal is missed (not judged with --smoke) or values disagree, else 0.
 """
@@ -225,6 +227,53 @@ def _status_bytes(field: str) -> int:
     raise OSError(f"no {field} in /proc/self/status")
 
 
+# -- 6. where the start-up goes, in a fresh process -----------------------------------------
+
+STARTUP_PARTS = ("imports", "config", "tokenizer", "weights", "forward")
+STARTUP_CHILD = """
+import contextlib, io, json, sys, time
+started = time.perf_counter()
+from lazarus.cli.main import main
+from lazarus.engine import timeline
+with contextlib.redirect_stdout(io.StringIO()):
+    status = main(sys.argv[1:])
+ended = time.perf_counter()
+spans = timeline.spans(started)
+parts = {name: sum(s.end - s.start for s in spans if s.name == name) for name in NAMES}
+parts["cli"] = min(s.start for s in spans) - started
+parts["writing"] = ended - max(s.end for s in spans if s.name == "forward")
+parts["total"] = ended - started
+print(json.dumps({"status": status, **parts}))
+""".replace("NAMES", repr(STARTUP_PARTS))
+
+
+def startup_breakdown(folder: Path, prompts: list[str], layer: int, work: Path, env: dict,
+                      runs: int = 3) -> dict:
+    """5 new prompts (no cache) in a fresh process, split by the library's timeline spans
+    (`lazarus.engine.timeline`): python's start, the CLI's import and parsing, imports of
+    torch, transformers and the family's modules, config, tokenizer, weights, forward, then
+    the rest (rendering, writing). The run with the median total."""
+    command = ["introspect", "neurons", "-m", str(folder), "-l", str(layer), "-p",
+               "|".join(prompts[:5]), "-n", NEURONS, "--no-cache", "-o", str(work / "5.json")]
+    found = []
+    for _ in range(runs):
+        wall, done = timed([sys.executable, "-c", STARTUP_CHILD, *command], env)
+        parts = json.loads(done.stdout.strip().splitlines()[-1])
+        if parts.pop("status") != 0:
+            raise SystemExit(f"failed: lazarus {' '.join(command)}")
+        found.append({"python": wall - parts["total"], **parts, "wall": wall})
+    found.sort(key=lambda parts: parts["wall"])
+    return found[len(found) // 2]
+
+
+def startup_line(parts: dict) -> str:
+    names = ("python", "cli", *STARTUP_PARTS, "writing")
+    labels = {"python": "python start+exit", "cli": "lazarus imports+parsing",
+              "writing": "render+write"}
+    return (f"start-up, 5 new prompts: {parts['wall']:.2f} s = "
+            + " + ".join(f"{labels.get(name, name)} {parts[name]:.2f}" for name in names))
+
+
 # -- the report ------------------------------------------------------------------------------
 
 def megabytes(value: float | None) -> str:
@@ -269,6 +318,7 @@ def main() -> int:
     five = five_prompts(folder, prompts, layer, work, env)
     footprint = loading_footprint(folder, layer, env)
     help_seconds = help_time(env)
+    startup = startup_breakdown(folder, prompts, layer, work, env)
     block_bytes, embedding_bytes, _ = tensor_bytes(folder, blocks)
     allowed = ((layer + 1) / blocks * block_bytes + embedding_bytes) * 1.05
 
@@ -294,6 +344,7 @@ def main() -> int:
     for name, ours, theirs, ratio, goal, passed in rows:
         verdict = "-" if args.smoke else ("PASS" if passed else "FAIL")
         print(f"{name:<15} {ours:<18} {theirs:<28} {ratio:<13} goal {goal:<14} {verdict}")
+    print(startup_line(startup))
     agree = (capture_result["difference"] <= 1e-4 and e2e["difference"] <= 1e-4
              and five["same"])
     print(f"\nvalues: lazarus vs floor max |difference| {capture_result['difference']:.1g}, vs "

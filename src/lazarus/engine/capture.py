@@ -31,6 +31,7 @@ from lazarus.engine.budget import (
 from lazarus.engine.configs import first_config_int, text_config
 from lazarus.engine.loading import LoadedModel
 from lazarus.engine.positions import check_lengths
+from lazarus.engine.timeline import span
 from lazarus.engine.trace import CaptureRequest, StopForward, Trace
 from lazarus.errors import PromptError, upstream
 
@@ -125,7 +126,7 @@ def run_batches(
     def kept(layer: int, values: Any) -> None:
         on_kept(batch, layer, values)
 
-    with torch.inference_mode(), Trace(loaded, request, on_kept=kept) as trace:
+    with torch.inference_mode(), Trace(loaded, request, on_kept=kept) as trace, span("forward"):
         while queue:
             batch = sorted(queue.popleft())
             width = max(lengths[i] for i in batch)

@@ -10,6 +10,8 @@ is computed as in the whole model. Which model and which files: `lazarus.engine.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import importlib.util
 import threading
 import warnings
@@ -24,6 +26,7 @@ from lazarus.engine.model_info import ModelInfo, local_files, weight_files
 from lazarus.engine.placement import resolve
 from lazarus.engine.prefetch import prefetch_blocks
 from lazarus.engine.sites import first_blocks_only
+from lazarus.engine.timeline import span
 from lazarus.errors import (
     LazarusError,
     first_line,
@@ -82,9 +85,12 @@ def load_model(
     """
     # Let the disk read the blocks' weights while Python imports torch and transformers.
     threading.Thread(target=prefetch_blocks, args=(info, up_to_layer), daemon=True).start()
-    import torch
-    from transformers import AutoModel, AutoModelForCausalLM
-    from transformers.utils import logging
+    with span("imports"):
+        import torch
+        from transformers import AutoModel, AutoModelForCausalLM
+        from transformers.utils import logging
+
+        import_family(info, trust_remote_code)
 
     # transformers' own bars and notices would bury lazarus's; errors still surface as such.
     logging.disable_progress_bar()
@@ -106,7 +112,7 @@ def load_model(
     # torch's weights-only unpickler warns about what it then refuses, in several lines.
     warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\._weights_only")
     tokenizer = load_tokenizer(info, trust_remote_code)
-    with _loading(info, trust_remote_code):
+    with _loading(info, trust_remote_code), span("weights"):
         model = None
         block_count = None
         if up_to_layer is not None:
@@ -134,6 +140,28 @@ def load_model(
         dtype=str(weight.dtype).removeprefix("torch."),
         block_count=block_count,
     )
+
+
+def import_family(info: ModelInfo, trust_remote_code: bool = False) -> None:
+    """Import the model family's configuration and modeling modules, and no other family's,
+    named from config.json's `model_type` by transformers' own auto mappings. `from_pretrained`
+    would import the same modules a moment later; importing them here puts all of start-up's
+    imports in one place (the "imports" span of `timeline`). Where the family is not one
+    transformers names (the model's own code, an unknown `model_type`), nothing is imported:
+    `from_pretrained` then finds its classes as it always does."""
+    if trust_remote_code and "auto_map" in info.config:
+        return
+    from transformers.models.auto.configuration_auto import (
+        CONFIG_MAPPING_NAMES,
+        model_type_to_module_name,
+    )
+
+    if info.model_type not in CONFIG_MAPPING_NAMES:
+        return
+    module = model_type_to_module_name(info.model_type)
+    for kind in ("configuration", "modeling"):
+        with contextlib.suppress(ImportError):  # from_pretrained says what is missing
+            importlib.import_module(f"transformers.models.{module}.{kind}_{module}")
 
 
 def _from_pretrained(info: ModelInfo, loader: Any, trust_remote_code: bool, **kwargs: Any) -> Any:
@@ -165,9 +193,9 @@ def load_tokenizer(info: ModelInfo, trust_remote_code: bool = False) -> Any:
     that a failure names the files at fault: config.json's, or the tokenizer's."""
     from transformers import AutoConfig, AutoTokenizer
 
-    with _loading(info, trust_remote_code):
+    with _loading(info, trust_remote_code), span("config"):
         config = _from_pretrained(info, AutoConfig, trust_remote_code)
-    with _loading(info, trust_remote_code, TOKENIZER_FILES):
+    with _loading(info, trust_remote_code, TOKENIZER_FILES), span("tokenizer"):
         return _from_pretrained(info, AutoTokenizer, trust_remote_code, config=config)
 
 
