@@ -5,11 +5,14 @@ the parameters of the model as Hugging Face loads it)."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
 import socket
 import struct
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -106,6 +109,27 @@ def test_the_corpus_results_cross_the_wire_whole(llama_dir, tmp_path):
     assert back.to_json() == card.to_json()
     assert render_card(back) == render_card(card)
     assert render_card_html(back) == render_card_html(card)
+
+
+def test_every_served_command_names_its_analysis():
+    from lazarus.serve.commands import COMMANDS, analysis_of
+    for command in COMMANDS:
+        analysis, takes_progress = analysis_of(command)
+        assert analysis.__module__.startswith("lazarus.analyses."), command
+        assert ("progress" in inspect.signature(analysis).parameters) == takes_progress
+
+
+def test_a_command_imports_no_analysis_before_it_asks_the_server():
+    """The analyses are imported only to run in process (the warm command's own time)."""
+    code = ("import sys, lazarus.cli.main, lazarus.cli.neurons, lazarus.cli.examples, "
+            "lazarus.cli.card, lazarus.cli.patch, lazarus.cli.attribute, lazarus.serve.client; "
+            "print(' '.join(sorted(m for m in sys.modules if m.startswith(('lazarus.analyses.',"
+            " 'lazarus.api', 'torch')))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    loaded = set(done.stdout.split())
+    assert not {"lazarus.api", "torch", "lazarus.analyses.neurons",
+                "lazarus.analyses.examples", "lazarus.analyses.card"} & loaded, loaded
 
 
 @pytest.mark.parametrize("value", [
