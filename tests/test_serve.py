@@ -5,11 +5,14 @@ the parameters of the model as Hugging Face loads it)."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
 import socket
 import struct
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -19,9 +22,18 @@ import numpy as np
 import pytest
 
 import lazarus
-from lazarus.analyses.options import NeuronsOptions
+from lazarus.analyses.attribute_options import AttributeOptions
+from lazarus.analyses.card_options import CardOptions
+from lazarus.analyses.contexts import shaded_contexts
+from lazarus.analyses.options import ExamplesOptions, NeuronsOptions
+from lazarus.analyses.patch_options import PatchOptions
+from lazarus.render.attribute import render_attribution
+from lazarus.render.card import render_card
+from lazarus.render.card_html import render_card_html
 from lazarus.render.causal import render_ablation, render_steer
+from lazarus.render.examples import render_examples, render_html
 from lazarus.render.layers import render_result
+from lazarus.render.patch import render_patch
 from lazarus.serve import codec, protocol
 from lazarus.serve.client import compute, request
 from lazarus.serve.server import Server
@@ -48,6 +60,76 @@ def test_results_cross_the_wire_whole(llama_dir):
     assert render_ablation(through_the_wire(ablation)) == render_ablation(ablation)
     steer = model.steer(["ab"], 1, neurons={3: 2.5}, max_tokens=2)
     assert render_steer(through_the_wire(steer)) == render_steer(steer)
+
+
+def test_the_pair_results_cross_the_wire_whole(llama_dir):
+    model = lazarus.load(str(llama_dir))
+    pairs = (["a b c", "d e f"], ["a b d", "d e g"], ["x"], ["y"])
+    patch = model.patch(*pairs, sites=("resid_post", "attn_out"), layers="0,1")
+    back = through_the_wire(patch)
+    assert type(back) is type(patch)
+    assert (back.to_json(), back.to_csv()) == (patch.to_json(), patch.to_csv())
+    assert render_patch(back) == render_patch(patch)
+    attribution = model.attribute(*pairs, sites=("mlp_post", "attn_head"), self_check=3)
+    back = through_the_wire(attribution)
+    assert type(back) is type(attribution)
+    assert back.to_json() == attribution.to_json()
+    assert render_attribution(back) == render_attribution(attribution)
+
+
+@pytest.mark.parametrize("options", [
+    PatchOptions(clean=("a b",), corrupt=("a c",), answers=("x",), wrongs=("y",),
+                 sites=("attn_out",), layers=(0, 1)),
+    AttributeOptions(clean=("a b",), corrupt=("a c",), answers=("x",), metric="kl", method="ig",
+                     steps=3),
+    ExamplesOptions(layer=1, neurons=(3, 9), window=8, work_dir="/tmp/w"),
+    CardOptions(layer=1, neurons=(3,), causal=True, coefficients=(-2.0, 2.0))])
+def test_the_options_of_the_served_commands_cross_the_wire(options):
+    back = through_the_wire(options)
+    assert type(back) is type(options)
+    assert back == options
+
+
+def test_the_corpus_results_cross_the_wire_whole(llama_dir, tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("the cat sat on the mat\nhello world, one two three\n" * 3)
+    model = lazarus.load(str(llama_dir))
+    scan = model.examples(str(corpus), 1, neurons=[3, 9], examples=2, window=8,
+                          work_dir=str(tmp_path / "work"))
+    shown = shaded_contexts(model, scan)
+    back, shown_back = through_the_wire((scan, shown))
+    assert type(back) is type(scan)
+    assert back.to_json() == scan.to_json()
+    assert render_examples(back) == render_examples(scan)
+    assert render_html(back, shown_back) == render_html(scan, shown)
+    card = model.card(1, neurons=[3, 9], corpus=str(corpus), examples=2, window=8,
+                      work_dir=str(tmp_path / "work"), causal=True, controls=2)
+    back = through_the_wire(card)
+    assert type(back) is type(card)
+    assert back.to_json() == card.to_json()
+    assert render_card(back) == render_card(card)
+    assert render_card_html(back) == render_card_html(card)
+
+
+def test_every_served_command_names_its_analysis():
+    from lazarus.serve.commands import COMMANDS, analysis_of
+    for command in COMMANDS:
+        analysis, takes_progress = analysis_of(command)
+        assert analysis.__module__.startswith("lazarus.analyses."), command
+        assert ("progress" in inspect.signature(analysis).parameters) == takes_progress
+
+
+def test_a_command_imports_no_analysis_before_it_asks_the_server():
+    """The analyses are imported only to run in process (the warm command's own time)."""
+    code = ("import sys, lazarus.cli.main, lazarus.cli.neurons, lazarus.cli.examples, "
+            "lazarus.cli.card, lazarus.cli.patch, lazarus.cli.attribute, lazarus.serve.client; "
+            "print(' '.join(sorted(m for m in sys.modules if m.startswith(('lazarus.analyses.',"
+            " 'lazarus.api', 'torch')))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    loaded = set(done.stdout.split())
+    assert not {"lazarus.api", "torch", "lazarus.analyses.neurons",
+                "lazarus.analyses.examples", "lazarus.analyses.card"} & loaded, loaded
 
 
 @pytest.mark.parametrize("value", [

@@ -1,5 +1,6 @@
 """The keep-alive server from the shell (subprocesses): a command prints, writes and exits the
-same with the server as in process, for neurons, probe, ablate and steer; a server killed
+same with the server as in process, for every command it serves (a corpus and a work folder
+named relative to the command's folder); a server killed
 mid-request costs the command one line and it runs in process; a server folder open to others
 is not used; a client that goes away (Ctrl-C) has its computation stopped."""
 
@@ -18,7 +19,9 @@ import numpy as np
 import pytest
 
 pytestmark = pytest.mark.integration
-EXIT_STATUS = {"neurons": 0, "probe": 3, "ablate": 0, "steer": 0}
+EXIT_STATUS = {"neurons": 0, "probe": 3, "ablate": 0, "steer": 0, "patch": 0, "attribute": 0,
+               "examples": 0, "examples-html": 0, "card": 0}
+CORPUS = "the cat sat on the mat\nhello world, one two three\nab cd ef gh ij kl mn\n" * 3
 
 
 @pytest.fixture
@@ -72,38 +75,57 @@ def commands(model: Path) -> dict[str, list[str]]:
                    "3,40", "--controls", "5", "-o", "out.json"],
         "steer": ["introspect", "steer", *m, "-p", "ab|hello", "-l", "1", "-n", "3:2.5,9:-1",
                   "--compare", "0,1,2", "--max-tokens", "3", "-o", "out.json"],
+        "patch": ["introspect", "patch", *m, "--clean", "a b c|d e f", "--corrupt",
+                  "a b d|d e g", "--answer", "x", "--wrong", "y", "-l", "0,1", "-o", "out.csv"],
+        "attribute": ["introspect", "attribute", *m, "--clean", "a b c|d e f", "--corrupt",
+                      "a b d|d e g", "--answer", "x", "--wrong", "y", "--check", "3",
+                      "-o", "out.json"],
+        "examples": [*scan("examples", m), "-o", "out.json"],
+        "examples-html": [*scan("examples", m), "-n", "3,9", "-o", "out.html"],
+        "card": [*scan("card", m), "--causal", "--controls", "2", "-o", "out.json"],
     }
+
+
+def scan(command: str, model: list[str]) -> list[str]:
+    """A corpus command's arguments, its corpus and work folder named relative."""
+    return ["introspect", command, *model, "-l", "1", "--corpus", "c.txt", "--window", "8",
+            "--examples", "2", "--work-dir", "work", *(["-n", "3,9"] if command == "card" else [])]
 
 
 def files_of(folder: Path) -> dict[str, object]:
     """Each file's bytes; an .npz's arrays (a zip's entries carry the time they were made)."""
     found = {}
-    for path in sorted(folder.iterdir()):
-        if path.suffix == ".npz":
+    for path in sorted(folder.rglob("*")):
+        name = str(path.relative_to(folder))
+        if path.is_dir():
+            found[name] = "folder"
+        elif path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as arrays:
-                found[path.name] = {k: arrays[k].tolist() for k in arrays.files}
+                found[name] = {k: arrays[k].tolist() for k in arrays.files}
         else:
-            found[path.name] = path.read_bytes()
+            found[name] = path.read_bytes()
     return found
 
 
-@pytest.mark.parametrize("command", ["neurons", "probe", "ablate", "steer"])
+@pytest.mark.parametrize("command", list(EXIT_STATUS))
 def test_same_output_files_and_status_with_and_without_the_server(command, env, tmp_path,
                                                                    tiny_model_dirs):
     args = commands(tiny_model_dirs["llama"])[command]
     runs = {}
     for name, extra in (("in process", []), ("starting the server", ["--keep-alive", "5m"]),
                         ("warm server", [])):
-        folder = tmp_path / name.replace(" ", "_")
+        folder = tmp_path / "run"  # one folder, emptied: a work folder names the corpus' path
+        shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir()
+        (folder / "c.txt").write_text(CORPUS)
         done = cli(args + extra, env, folder)
         runs[name] = (done.returncode, done.stdout, done.stderr, files_of(folder))
     served = [line for line in (Path(env["LAZARUS_SERVE_DIR"]) / "server.log").read_text()
-              .splitlines() if line.startswith(f"lazarus: {command} on ")]
+              .splitlines() if line.startswith(f"lazarus: {command.split('-')[0]} on ")]
     assert len(served) == 2  # both later runs were computed by the server
     code, stdout, stderr, files = runs["in process"]
     assert code == EXIT_STATUS[command], stderr  # probe: this random model separates nothing
-    assert "out.json" in files
+    assert {"out.json", "out.csv", "out.html"} & set(files)
     for name in ("starting the server", "warm server"):
         assert runs[name][0] == code
         assert runs[name][1] == stdout

@@ -20,7 +20,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from lazarus.analyses.ablate import analyse_ablation
-from lazarus.analyses.attribute import AttributeOptions, analyse_attribution
+from lazarus.analyses.attribute import analyse_attribution
+from lazarus.analyses.attribute_options import AttributeOptions
 from lazarus.analyses.card import analyse_card
 from lazarus.analyses.card_options import CardOptions
 from lazarus.analyses.examples import analyse_examples

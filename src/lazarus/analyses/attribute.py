@@ -20,18 +20,15 @@ verdict is read from (`results.attribute.verdict`), and Pearson's r.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 
-from lazarus.analyses.pairs import PairOptions, Pairs, check_sites, prepare
+from lazarus.analyses.attribute_options import AttributeOptions
+from lazarus.analyses.pairs import Pairs, prepare
 from lazarus.engine import gradients, moe
-from lazarus.engine.checks import Layers
 from lazarus.engine.handle import ModelHandle
 from lazarus.engine.interventions import Edit
 from lazarus.engine.loading import LoadedModel
-from lazarus.engine.measures import check_seed
 from lazarus.engine.pair_terms import POSITION_SITES
 from lazarus.engine.patching import BATCH, score_jobs
 from lazarus.engine.sites import decoder_blocks, locate
@@ -41,42 +38,9 @@ from lazarus.stats.bootstrap import normalised
 from lazarus.stats.rank import pearson, spearman
 from lazarus.text import plural
 
-ATTRIBUTE_SITES = ("mlp_post", "attn_head", *POSITION_SITES)
-METHODS = ("atp", "ig")
-MAX_STEPS = 1000
 CHECKED = 20  # the self-check's top units, unless told
 
 Progress = Callable[[int, int], None]  # (steps done, steps in all)
-
-
-@dataclass(frozen=True)
-class AttributeOptions(PairOptions):
-    """`attribute`: every unit's estimated patching effect, checked against real patches."""
-
-    command: ClassVar[str] = "attribute"
-    sites: Sequence[str] = ("mlp_post",)  # what units: `ATTRIBUTE_SITES`
-    layers: Layers = "all"  # at which layers
-    method: str = "atp"  # atp (attribution patching) or ig (integrated gradients)
-    steps: int = 10  # ig: points on the path from corrupted to clean
-    top: int = 20  # how many units of largest |estimate| to list
-    # units of largest |estimate| patched for real, and as many random ones (None: `CHECKED`,
-    # or half the units when there are fewer than twice as many)
-    self_check: int | None = None
-    seed: int = 0  # seed of the random units
-
-    def check(self) -> None:
-        super().check()
-        check_sites(self.sites, ATTRIBUTE_SITES,
-                    "site {site} has no units to attribute (choose from: {known})")
-        if self.method not in METHODS:
-            raise LazarusError(f"unknown method {self.method!r} (choose atp or ig)")
-        if not 1 <= self.steps <= MAX_STEPS:
-            raise LazarusError(f"--steps must be from 1 to {MAX_STEPS} (got {self.steps})")
-        if self.top < 1:
-            raise LazarusError(f"--top must be at least 1 (got {self.top})")
-        if self.self_check is not None and self.self_check < 0:
-            raise LazarusError(f"--check must be 0 or more (got {self.self_check})")
-        check_seed(self.seed)
 
 
 def analyse_attribution(model: ModelHandle, options: AttributeOptions,

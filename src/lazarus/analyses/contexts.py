@@ -7,21 +7,27 @@ only the shown slice of each window is kept. Shared by the card's corpus view an
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
-from lazarus.analyses.examples import CONTEXT_AFTER, CONTEXT_BEFORE, find_windows
+from lazarus.analyses.examples import (
+    CONTEXT_AFTER,
+    CONTEXT_BEFORE,
+    analyse_examples,
+    find_windows,
+)
+from lazarus.analyses.options import ExamplesOptions
 from lazarus.analyses.scan import project
 from lazarus.analyses.shards import ScanSettings
 from lazarus.engine.capture import capture_ids
 from lazarus.engine.handle import ModelHandle
 from lazarus.engine.trace import CaptureRequest
 from lazarus.io.corpus import prefix_of
-from lazarus.results.card import Context
+from lazarus.results.card import Context, Shown
 from lazarus.results.examples import Example, ExamplesResult
 
 CHUNK_WINDOWS = 64  # windows captured together (times the columns they need: the memory used)
-
-Shown = tuple[tuple[Context, ...], tuple[Context, ...]]  # a neuron's (top, bottom) contexts
 
 
 def shaded_contexts(model: ModelHandle, scan: ExamplesResult,
@@ -75,3 +81,16 @@ def shaded_contexts(model: ModelHandle, scan: ExamplesResult,
 
     return [(tuple(context(e, k) for e in n.top), tuple(context(e, k) for e in n.bottom))
             for k, n in enumerate(scan.neurons)]
+
+
+def examples_and_contexts(model: ModelHandle, corpus: str, options: ExamplesOptions,
+                          shade: bool, progress: Callable[[int, int], None] | None = None,
+                          ) -> tuple[ExamplesResult, list[Shown] | None]:
+    """`examples`' scan and, for its HTML page (`shade`), the shown contexts shaded token by
+    token: both need the model, so both run where it is (`lazarus serve`, or in process)."""
+    result = analyse_examples(model, corpus, options, progress)
+    if not shade:
+        return result, None
+    direction = options.direction if options.projection else None
+    return result, shaded_contexts(model, result, None if direction is None
+                                   else direction.direction)  # type: ignore[union-attr]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from lazarus.analyses.attribute import AttributeOptions, analyse_attribution
+from lazarus.analyses.attribute_options import AttributeOptions
 from lazarus.cli.common import given
 from lazarus.cli.pairs_args import pair_fields
 from lazarus.cli.pairs_run import run_pairs
@@ -20,5 +20,5 @@ def attribute_options(args: argparse.Namespace) -> AttributeOptions:
 
 
 def run_attribute(args: argparse.Namespace) -> int:
-    return run_pairs(args, attribute_options(args), analyse_attribution, render_attribution,
+    return run_pairs(args, attribute_options(args), render_attribution,
                      "attributing", ".json")

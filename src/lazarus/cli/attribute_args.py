@@ -6,7 +6,13 @@ from __future__ import annotations
 import argparse
 
 from lazarus.cli import help as cli_help
-from lazarus.cli.options import Once, add_command, add_model_options, whole
+from lazarus.cli.options import (
+    Once,
+    add_command,
+    add_keep_alive_option,
+    add_model_options,
+    whole,
+)
 from lazarus.cli.pairs_args import add_pair_arguments
 
 
@@ -39,4 +45,5 @@ def add_attribute_command(commands: argparse._SubParsersAction) -> None:
                         help="also draw the per-layer profile and the self-check, as .png or "
                              ".svg (needs: pip install 'lazarus[plot]')")
     add_model_options(parser)
+    add_keep_alive_option(parser)
     parser.set_defaults(run="lazarus.cli.attribute:run_attribute")

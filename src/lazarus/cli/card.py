@@ -5,18 +5,19 @@ the JSON or the HTML dashboard written before the report."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 
-from lazarus.analyses.card import analyse_card
 from lazarus.analyses.card_options import CardOptions
 from lazarus.cli.common import (
     check_extension,
     check_outputs,
     given,
     inputs_of,
-    open_model,
     show_report,
     write_output,
 )
+from lazarus.cli.keep_alive import run_analysis
 from lazarus.cli.output import ProgressBar
 from lazarus.cli.steer import parse_coefficients
 from lazarus.io import inputs
@@ -51,9 +52,14 @@ def run_card(args: argparse.Namespace) -> int:
     check_outputs({"--output": args.output},
                   [*([("--corpus", corpus)] if corpus else []),
                    *inputs_of(args, "from_direction")])
-    model = open_model(args)
     bar = ProgressBar("scanning windows")
-    result = analyse_card(model, corpus, options, lambda done, total: bar(done, total))
+    # Absolute paths, for a server started elsewhere; the card names the corpus as given.
+    result = run_analysis(
+        args, "card", None if corpus is None else os.path.abspath(corpus),
+        dataclasses.replace(options, work_dir=None if options.work_dir is None
+                            else os.path.abspath(options.work_dir)),
+        progress=lambda done, total: bar(done, total))
+    result = dataclasses.replace(result, corpus=corpus)
     report = render_card(result)
     if args.output is not None and args.output.lower().endswith(".html"):
         write_text_atomically(args.output, render_card_html(result))

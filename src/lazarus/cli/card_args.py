@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 
 from lazarus.cli import help as cli_help
-from lazarus.cli.options import Once, add_command, add_model_options, whole
+from lazarus.cli.options import (
+    Once,
+    add_command,
+    add_keep_alive_option,
+    add_model_options,
+    whole,
+)
 from lazarus.engine.sites import SITE_HELP
 
 
@@ -58,4 +64,5 @@ def add_card_command(commands: argparse._SubParsersAction) -> None:
                       help="also save as JSON, or as a self-contained HTML dashboard (opens "
                            "from the file, offline)")
     add_model_options(card)
+    add_keep_alive_option(card)
     card.set_defaults(run="lazarus.cli.card:run_card")

@@ -11,9 +11,9 @@ import os
 import sys
 from fnmatch import fnmatch
 
-from lazarus.api import Model
 from lazarus.cli.help import MAX_ROWS
 from lazarus.cli.output import note, out, warn
+from lazarus.engine.handle import Handle
 from lazarus.errors import LazarusError
 from lazarus.io.files import check_outputs_apart, check_writable, write_text_atomically
 from lazarus.io.inputs import file_of
@@ -72,11 +72,11 @@ def use_color(args: argparse.Namespace) -> bool:
     return why is None
 
 
-def open_model(args: argparse.Namespace) -> Model:
+def open_model(args: argparse.Namespace) -> Handle:
     """A handle for this run: only the blocks the run needs are loaded."""
-    return Model(args.model, device=args.device, dtype=args.dtype,
-                 trust_remote_code=args.trust_remote_code, device_map=args.device_map,
-                 use_cache=not args.no_cache, whole=False, notify=note, warn=warn)
+    return Handle(args.model, device=args.device, dtype=args.dtype,
+                  trust_remote_code=args.trust_remote_code, device_map=args.device_map,
+                  use_cache=not args.no_cache, whole=False, notify=note, warn=warn)
 
 
 def show_report(text: str, *saved: str | None, keep_color: bool = False) -> None:

@@ -5,10 +5,10 @@ model loads, then the scan, the file (.json, .parquet or .html) written before t
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 from pathlib import Path
 
-from lazarus.analyses.contexts import shaded_contexts
-from lazarus.analyses.examples import analyse_examples
 from lazarus.analyses.options import ExamplesOptions
 from lazarus.analyses.shards import check_work_dir
 from lazarus.cli.common import (
@@ -16,10 +16,10 @@ from lazarus.cli.common import (
     check_outputs,
     given,
     inputs_of,
-    open_model,
     use_color,
     write_output,
 )
+from lazarus.cli.keep_alive import run_analysis
 from lazarus.cli.output import ProgressBar, note, out, warn
 from lazarus.errors import LazarusError
 from lazarus.io import inputs
@@ -69,18 +69,25 @@ def run_examples(args: argparse.Namespace) -> int:
                                    "give a .json name") from None
     check_outputs({"--output": output, "--plot": args.plot},
                   [("--corpus", corpus), *inputs_of(args, "from_direction")])
-    model = open_model(args)
     bar = ProgressBar("scanning windows")
-    result = analyse_examples(model, corpus, options, lambda done, total: bar(done, total))
+    html = output is not None and output.lower().endswith(".html")
+    # Absolute paths, for a server started elsewhere; the result names them as given. A Ray
+    # scan (--ray, --ray-address) runs in process: its workers are this command's.
+    result, shown = run_analysis(
+        args, "examples", os.path.abspath(corpus), dataclasses.replace(
+            options, work_dir=None if options.work_dir is None
+            else os.path.abspath(options.work_dir)), html,
+        progress=lambda done, total: bar(done, total),
+        served=not options.ray and options.ray_address is None)
+    result = dataclasses.replace(result, corpus=corpus, work_dir=result.work_dir
+                                 if options.work_dir is None
+                                 else str(Path(options.work_dir) / Path(result.work_dir).name))
     color = use_color(args)
     report = render_examples(result, color=color)
     if output is not None:  # files before the report, so that a closed pipe cannot lose them
         if output.lower().endswith(".parquet"):
             result.write_parquet(output)
-        elif output.lower().endswith(".html"):
-            direction = options.direction if options.projection else None
-            shown = shaded_contexts(model, result, None if direction is None
-                                    else direction.direction)  # type: ignore[union-attr]
+        elif html:
             write_text_atomically(output, render_html(result, shown))
         else:
             write_output(output, result.to_json())

@@ -6,7 +6,13 @@ from __future__ import annotations
 import argparse
 
 from lazarus.cli import help as cli_help
-from lazarus.cli.options import Once, add_command, add_model_options, whole
+from lazarus.cli.options import (
+    Once,
+    add_command,
+    add_keep_alive_option,
+    add_model_options,
+    whole,
+)
 from lazarus.engine.sites import SITE_HELP
 
 
@@ -71,4 +77,5 @@ def add_examples_command(commands: argparse._SubParsersAction) -> None:
                           help="mark the tokens in colour when standard output is a colour "
                                "terminal (else in brackets)")
     add_model_options(examples)
+    add_keep_alive_option(examples)
     examples.set_defaults(run="lazarus.cli.examples:run_examples")

@@ -35,11 +35,12 @@ def keep_alive(args: argparse.Namespace) -> float | None:
 
 
 def run_analysis(args: argparse.Namespace, command: str, *inputs: Any,
-                 progress: Callable[..., None] | None = None, model: Any = None) -> Any:
+                 progress: Callable[..., None] | None = None, model: Any = None,
+                 served: bool = True) -> Any:
     """`command`'s analysis of `inputs`, on the server or in process (on `model`, when the
-    command has opened it already)."""
+    command has opened it already; always, when not `served`)."""
     seconds = keep_alive(args)
-    if seconds != 0 and (seconds is not None or server_present()):
+    if seconds != 0 and (seconds is not None or server_present()) and served:
         info = read_model_info(args.model)  # the messages of a bad model, as in process
         source = os.path.abspath(info.source) if os.path.isdir(info.source) else info.source
         spec = {"model_id": args.model, "source": source, "device": args.device,

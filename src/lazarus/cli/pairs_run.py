@@ -12,22 +12,25 @@ from lazarus.cli.common import (
     check_extension,
     check_outputs,
     inputs_of,
-    open_model,
     show_report,
     write_output,
 )
+from lazarus.cli.keep_alive import run_analysis
 from lazarus.cli.output import ProgressBar
 
 PAIR_INPUTS = ("clean", "corrupt", "answer", "wrong", "pairs")  # the files a run may read
 
 
-def run_pairs(args: argparse.Namespace, options: Any, analyse: Callable[..., Any],
-              render: Callable[[Any], str], doing: str, *extensions: str) -> int:
-    """Check the outputs (`-o` takes `extensions`), run `analyse(model, options, progress)`
-    with a progress bar saying `doing`, write the files, then show `render(result)`."""
+def run_pairs(args: argparse.Namespace, options: Any, render: Callable[[Any], str],
+              doing: str, *extensions: str) -> int:
+    """Check the outputs (`-o` takes `extensions`), run the analysis of `options.command`
+    (on the keep-alive server or in process) with a progress bar saying `doing`, write the
+    files, then show `render(result)`."""
     check_outputs({"--output": args.output, "--plot": args.plot}, inputs_of(args, *PAIR_INPUTS))
     check_extension("--output", args.output, *extensions)
-    result = analyse(open_model(args), options, ProgressBar(doing))
+    bar = ProgressBar(doing)
+    result = run_analysis(args, options.command, options,
+                          progress=lambda done, total: bar(done, total))
     report = render(result)
     write_output(args.output, result.to_json(), result.to_csv() if ".csv" in extensions
                  else None)

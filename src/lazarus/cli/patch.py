@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 
-from lazarus.analyses.patch import analyse_patch
 from lazarus.analyses.patch_options import PatchOptions
 from lazarus.cli.common import given
 from lazarus.cli.pairs_args import pair_fields
@@ -20,5 +19,5 @@ def patch_options(args: argparse.Namespace) -> PatchOptions:
 
 
 def run_patch(args: argparse.Namespace) -> int:
-    return run_pairs(args, patch_options(args), analyse_patch, render_patch, "patching",
+    return run_pairs(args, patch_options(args), render_patch, "patching",
                      ".json", ".csv")

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 
 from lazarus.cli import help as cli_help
-from lazarus.cli.options import Once, add_command, add_model_options, whole
+from lazarus.cli.options import (
+    Once,
+    add_command,
+    add_keep_alive_option,
+    add_model_options,
+    whole,
+)
 from lazarus.cli.pairs_args import add_pair_arguments
 from lazarus.engine.pair_terms import DIRECTIONS, patch_sites
 
@@ -33,4 +39,5 @@ def add_patch_command(commands: argparse._SubParsersAction) -> None:
     patch.add_argument("--plot", metavar="FILE.png|FILE.svg",
                        help="also draw one heatmap per site")
     add_model_options(patch)
+    add_keep_alive_option(patch)
     patch.set_defaults(run="lazarus.cli.patch:run_patch")

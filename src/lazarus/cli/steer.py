@@ -8,7 +8,6 @@ import argparse
 import math
 
 from lazarus.analyses.options import SteerOptions
-from lazarus.api import Model
 from lazarus.cli.common import (
     check_extension,
     check_outputs,
@@ -19,13 +18,14 @@ from lazarus.cli.common import (
     write_output,
 )
 from lazarus.cli.keep_alive import run_analysis
+from lazarus.engine.handle import Handle
 from lazarus.errors import LazarusError
 from lazarus.io import inputs
 from lazarus.render.causal import render_steer
 from lazarus.text import real_number
 
 
-def steer_options(args: argparse.Namespace, model: Model) -> tuple[list[str], SteerOptions]:
+def steer_options(args: argparse.Namespace, model: Handle) -> tuple[list[str], SteerOptions]:
     """The prompts and the options of `steer`, from its arguments and the model (-l names one
     of its layers)."""
     prompts = inputs.parse_prompts(args.prompts)

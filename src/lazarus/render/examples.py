@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from lazarus.analyses.contexts import Shown
 from lazarus.render import html_parts as h
 from lazarus.results import palette
+from lazarus.results.card import Shown
 from lazarus.results.examples import Example, ExamplesResult, NeuronExamples
 from lazarus.text import banner, escape, plural, routed_share
 

@@ -44,6 +44,9 @@ class Context:
     position: int  # the focal token's position in the document's tokens
 
 
+Shown = tuple[tuple[Context, ...], tuple[Context, ...]]  # a neuron's (top, bottom) contexts
+
+
 @dataclass(frozen=True)
 class CorpusView:
     count: int  # tokens read (an MoE expert unit's: those routed to its expert)

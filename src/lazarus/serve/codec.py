@@ -20,7 +20,10 @@ MODULES = frozenset({
     "lazarus.stats.discover", "lazarus.stats.neurons", "lazarus.stats.probe",
     "lazarus.stats.probe_fit", "lazarus.stats.probe_predict", "lazarus.stats.intervals",
     "lazarus.stats.welch", "lazarus.engine.collect", "lazarus.io.directions",
-    "lazarus.analyses.options",
+    "lazarus.analyses.options", "lazarus.results.patch", "lazarus.results.attribute",
+    "lazarus.results.examples", "lazarus.results.card", "lazarus.stats.sketch",
+    "lazarus.analyses.patch_options", "lazarus.analyses.attribute_options",
+    "lazarus.analyses.card_options",
 })
 DTYPE_KINDS = "biufcUS"  # bool, integers, floats, complex, fixed-width text; never objects
 
