@@ -16,7 +16,7 @@ from test_moe import build_moe, hand_units
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import lazarus
-from lazarus.analyses.scan import summarize
+from lazarus.analyses.scan_summary import summarize
 from lazarus.cli.main import main
 from lazarus.errors import LazarusError
 from lazarus.render.card import render_card

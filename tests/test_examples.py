@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import lazarus
-from lazarus.analyses.scan import summarize
+from lazarus.analyses.scan_summary import summarize
 from lazarus.stats.sketch import ALPHA, MIN_ABS, QUANTILES, Summary
 
 CORPUS = Path(__file__).parent / "data" / "corpus.txt"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from lazarus.analyses.scan import summarize
+from lazarus.analyses.scan_summary import summarize
 from lazarus.analyses.shard_checks import scored_tokens, shard_problem
 from lazarus.analyses.shards import read_windows, windows_path, write_windows
 from lazarus.io.corpus import Window

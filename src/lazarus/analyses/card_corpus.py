@@ -24,7 +24,7 @@ def corpus_views(model: ModelHandle, corpus: str, layer: int, site: str,
     """The scan's result and a view per column of `columns`, in order; with a `direction`,
     one view of its projection (`ExamplesOptions.projection`: the activation's dot product
     with the vector as stored). `expert`: the columns are all units of this MoE expert, and
-    the statistics are over the tokens routed to it (`scan.summarize`)."""
+    the statistics are over the tokens routed to it (`scan_summary.summarize`)."""
     scan = analyse_examples(model, corpus, ExamplesOptions(
         layer=layer, site=site, neurons=None if direction is not None else list(columns),
         direction=direction, projection=direction is not None, examples=options.examples,
