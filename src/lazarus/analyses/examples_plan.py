@@ -31,6 +31,7 @@ NOT_IN_KEY = {
     "output": "the report's file",
     "color": "how the report is shown",
     "plot": "the picture's file",
+    "keep_alive": "where the scan runs (a warm server runs the same code on the same files)",
     "work_dir": "where the work folders are kept (the key names one inside it)",
     "progress": "a callback told of the progress",
     "ray": "who computes the shards: Ray's actors run the same code with this process's "
