@@ -104,16 +104,15 @@ def scan_shard(loaded: LoadedModel, shard: list[Window], prefix: tuple[int, ...]
     def keep(batch: list[int], layer: int, kept: Any) -> None:  # kept: [batch, tokens, K]
         if direction is not None:  # one pseudo-unit: the float32 dot product with the vector
             kept = project(kept, direction)
-        # the scored tokens of each row: from its window's scored_from to its end (in numpy
-        # at once: a Python loop of tensor writes per row cost as much as the summary)
-        column = np.arange(kept.shape[1])
-        first = np.array([len(prefix) + shard[i].scored_from for i in batch])[:, None]
-        end = np.array([len(rows[i]) for i in batch])[:, None]
-        scored = (column >= first) & (column < end)  # [batch, tokens]
-        row, position = np.nonzero(scored)  # row-major, as a boolean index takes them
-        where = np.array([(shard[i].doc, shard[i].index) for i in batch], np.int64)
-        ids = np.column_stack((where[row], position - len(prefix)))  # int64 [scored, 3]
-        reducer.hold(kept[torch.from_numpy(scored).to(kept.device)], ids)
+        width = kept.shape[1]
+        scored = torch.zeros((len(batch), width), dtype=torch.bool)
+        ids = np.zeros((len(batch), width, 3), np.int64)
+        for row, index in enumerate(batch):
+            w = shard[index]
+            scored[row, len(prefix) + w.scored_from:len(rows[index])] = True
+            ids[row, :, 0], ids[row, :, 1] = w.doc, w.index
+            ids[row, :, 2] = np.arange(width) - len(prefix)
+        reducer.hold(kept[scored.to(kept.device)], ids[scored.numpy()])
 
     run_batches(loaded, rows, request, keep, token_budget, max_batch,
                 after_batch=lambda batch: reducer.commit(),
