@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from plot_files import artist, png_size, run, svg_root
+from test_causal import ANSWERS, PAIRS, PROMPTS
 
 import lazarus
 from lazarus.io.directions import Direction, save_direction
@@ -22,10 +23,6 @@ from lazarus.results.plot_causal import ablation_figure, plot_ablation, plot_ste
 from lazarus.results.plot_common import MISSING
 
 matplotlib = pytest.importorskip("matplotlib")
-
-PAIRS = ["hello:xy", "ab:c", "the fox:ed", "q = 1:2"]
-PROMPTS = [pair.rsplit(":", 1)[0] for pair in PAIRS]
-ANSWERS = [pair.rsplit(":", 1)[1] for pair in PAIRS]
 
 
 @pytest.fixture(scope="module")

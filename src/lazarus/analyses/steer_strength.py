@@ -64,7 +64,7 @@ def activation_norm(rows: Sequence[np.ndarray], token_ids: Sequence[Sequence[int
 def card_coefficients(kind: str) -> tuple[float, ...]:
     """What a unit card steers with: a neuron at -1, 1 and 2 times its largest value, a
     direction over the sweep; neither warns."""
-    return CARD_NEURON_COEFFICIENTS if kind == "neurons" else sweep(kind, 0.0)
+    return CARD_NEURON_COEFFICIENTS if kind == "neurons" else DIRECTION_SWEEP
 
 
 def too_strong(kind: str, coefficients: Sequence[float],
