@@ -106,12 +106,12 @@ def parse_size(text: str) -> int:
 
 
 duration = _ascii_type(parse_duration, "a duration", "15m, 30s, 2h or off")
-size = _ascii_type(parse_size, "a size", "8G or 500M")
+size = _ascii_type(parse_size, "a size above 0", "8G or 500M")
 
 
 def add_keep_alive_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-alive", type=duration, metavar="DURATION",
                         help="compute on the keep-alive server (lazarus serve), starting it in "
                              "the background when none runs, and keep it DURATION after the "
-                             "last request (e.g. 15m; off: run in process; default: "
+                             "last request (e.g. 15m; off or 0: run in process; default: "
                              "$LAZARUS_KEEP_ALIVE, else use a server only when one runs)")
