@@ -38,7 +38,9 @@ def add_serve_command(groups: argparse._SubParsersAction) -> None:
                        help="stop after this long without a request (default 15m; a command's "
                             "--keep-alive sets it anew)")
     serve.add_argument("--max-memory", type=size, default=None, metavar="SIZE",
-                       help="evict the least recently used models when the weights held pass "
-                            "SIZE, e.g. 8G (default: $LAZARUS_SERVE_MAX_MEMORY, else half the "
+                       help="keep the weights held under SIZE, e.g. 8G: before a model "
+                            "loads, the least recently used idle ones are evicted to make room "
+                            "(a model over SIZE alone is loaded all the same, said in the "
+                            "server's log; default: $LAZARUS_SERVE_MAX_MEMORY, else half the "
                             "machine's memory)")
     serve.set_defaults(run="lazarus.cli.serve:run_serve")

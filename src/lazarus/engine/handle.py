@@ -15,10 +15,11 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from lazarus.engine.arguments import checked
+from lazarus.engine.checkpoint import loaded_bytes
 from lazarus.engine.checks import Layers, resolve_layers
 from lazarus.engine.collect import ModelSettings
 from lazarus.engine.loading import LoadedModel, load_model, load_tokenizer
-from lazarus.engine.model_info import ModelInfo, read_model_info
+from lazarus.engine.model_info import ModelInfo, local_files, read_model_info
 from lazarus.engine.placement import Target, resolve
 from lazarus.errors import LazarusError
 from lazarus.text import plural
@@ -85,6 +86,8 @@ class Handle:
         self.warn = warn or (lambda message: warnings.warn(message, LazarusWarning,
                                                            stacklevel=3))
         self.loads = 0  # how many times the weights were loaded
+        # Told the bytes about to be loaded, just before a load: a keep-alive server makes room.
+        self.before_load: Callable[[int], None] | None = None
         self._loaded: LoadedModel | None = None
         self._tokenizer: Any = None
 
@@ -145,6 +148,8 @@ class Handle:
         """Load the weights anew, blocks 0..up_to_layer (all with None), letting the copy held
         go first so that two are never held at once."""
         self._loaded = None
+        if self.before_load is not None:
+            self.before_load(self.expected_weight_bytes(up_to_layer))
         s = self.settings
         self._loaded = load_model(self.info, s.device, s.dtype, s.trust_remote_code,
                                   up_to_layer=up_to_layer, device_map=s.device_map,
@@ -157,6 +162,15 @@ class Handle:
         if self._loaded is None:
             return 0
         return sum(p.numel() * p.element_size() for p in self._loaded.model.parameters())
+
+    def expected_weight_bytes(self, up_to_layer: int | None = None) -> int:
+        """About the bytes the parameters of blocks 0..up_to_layer (all with None) will take
+        once loaded, read from the weight files before loading; 0 when none is on disk yet."""
+        files = local_files(self.info, ".safetensors")
+        if not files:  # transformers reads the safetensors files when there are any
+            files = local_files(self.info, ".bin", ".pt", ".pth")
+        itemsize = 4 if self.target().dtype == "float32" else 2
+        return loaded_bytes(files, itemsize, up_to_layer)
 
     @checked
     def layers(self, layers: Layers) -> tuple[int, ...]:

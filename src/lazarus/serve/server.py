@@ -202,6 +202,7 @@ class Server:
                 # Named as this command gave it (a relative folder, say), as in process.
                 handle.info = dataclasses.replace(handle.info, model_id=spec["model_id"])
                 entry.name = spec["model_id"]
+                handle.before_load = lambda needed: self._make_room(entry, needed)
                 extra = [forward("progress")] if takes_progress else []
                 value = analysis(handle, *inputs, *extra)
                 reply = {"type": "result", "value": codec.encode(value)}
@@ -223,6 +224,27 @@ class Server:
             if cancelled.is_set():
                 raise Cancelled
             return reply
+
+
+    def _make_room(self, entry: Entry, needed: int) -> None:
+        """Before `entry`'s model loads (`needed`: its weights' bytes, as its files tell): the
+        least recently used idle models go first, so that the new one fits under the cap. One
+        alone over the cap is loaded all the same, said in the log only: the command's output
+        stays that of a run in process, where there is no cap."""
+        for dropped in self.pool.make_room(entry, needed):
+            self.log(f"evicted {dropped.name or dropped.key[0]} to make room for {entry.name} "
+                     "(memory cap)")
+        cap = self.pool.max_bytes
+        if cap is not None and needed > cap:
+            self.log(f"{entry.name} needs about {_mib(needed)}, more than the memory cap "
+                     f"({_mib(cap)}): loading it all the same")
+        elif cap is not None and self.pool.total_bytes() > cap:
+            self.log(f"loading {entry.name} passes the memory cap ({_mib(cap)}) until the "
+                     "models computing now are done")
+
+
+def _mib(count: int) -> str:
+    return f"{count / (1 << 20):.1f} MiB"
 
 
 def _open(spec: dict[str, Any], notify: Callable[[str], None],
