@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
 from lazarus.engine.arguments import checked
@@ -86,8 +87,11 @@ class Handle:
         self.warn = warn or (lambda message: warnings.warn(message, LazarusWarning,
                                                            stacklevel=3))
         self.loads = 0  # how many times the weights were loaded
-        # Told the bytes about to be loaded, just before a load: a keep-alive server makes room.
-        self.before_load: Callable[[int], None] | None = None
+        # A keep-alive server's hooks: `loading(bytes)` wraps each load (it makes room for the
+        # bytes to come, and keeps what loading says); `using(up_to_layer)` is told of each
+        # call for the weights (it says again what a run in process would say as it loads).
+        self.loading: Callable[[int], AbstractContextManager[None]] | None = None
+        self.using: Callable[[int | None], None] | None = None
         self._loaded: LoadedModel | None = None
         self._tokenizer: Any = None
 
@@ -129,6 +133,8 @@ class Handle:
         if not 0 <= up_to_layer < self.layer_count:
             raise LazarusError(f"up_to_layer={up_to_layer} is out of range; this model has "
                                f"layers 0 to {self.layer_count - 1}")
+        if self.using is not None:
+            self.using(up_to_layer)
         if self._loaded is None or self._loaded.blocks_loaded <= up_to_layer:
             self._load(None if self.whole else up_to_layer)
         return self._loaded
@@ -136,6 +142,8 @@ class Handle:
     def whole_weights(self) -> LoadedModel:
         """Every block and the LM head, as interventions need (a partial load has no head):
         loads again only when the model held is not whole."""
+        if self.using is not None:
+            self.using(None)
         if self._loaded is None or self._loaded.block_count is not None \
                 or self._loaded.model.get_output_embeddings() is None:
             self._load(None)
@@ -148,12 +156,13 @@ class Handle:
         """Load the weights anew, blocks 0..up_to_layer (all with None), letting the copy held
         go first so that two are never held at once."""
         self._loaded = None
-        if self.before_load is not None:
-            self.before_load(self.expected_weight_bytes(up_to_layer))
         s = self.settings
-        self._loaded = load_model(self.info, s.device, s.dtype, s.trust_remote_code,
-                                  up_to_layer=up_to_layer, device_map=s.device_map,
-                                  notify=self.notify)
+        around = nullcontext() if self.loading is None else \
+            self.loading(self.expected_weight_bytes(up_to_layer))
+        with around:
+            self._loaded = load_model(self.info, s.device, s.dtype, s.trust_remote_code,
+                                      up_to_layer=up_to_layer, device_map=s.device_map,
+                                      notify=self.notify)
         self.loads += 1
 
     def weight_bytes(self) -> int:

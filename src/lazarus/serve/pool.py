@@ -26,6 +26,7 @@ class Entry:
     requests: int = 0
     name: str = ""  # the model as the last request named it
     identity: Any = None  # its files on disk when loaded (`engine.cache.model_identity`)
+    load_said: list = field(default_factory=list)  # what its load said, said again later
 
 
 class Pool:
