@@ -30,6 +30,7 @@ from lazarus.cli.output import (
 )
 from lazarus.cli.parser import build_parser
 from lazarus.cli.signals import Terminated, sigterm_raises
+from lazarus.engine import collector
 from lazarus.errors import LazarusError
 from lazarus.io.inputs import check_utf8
 
@@ -68,9 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def command(name: str) -> Callable[[argparse.Namespace], int]:
     """The run function the argument tree names as "module:function": only the command that
-    runs is imported, so that `--help` stays light (no numpy, no torch)."""
+    runs is imported, so that `--help` stays light (no numpy, no torch). Imported with the
+    collector paused, as the model's libraries are (`lazarus.engine.collector`)."""
     module, function = name.split(":")
-    return getattr(importlib.import_module(module), function)
+    with collector.paused():
+        return getattr(importlib.import_module(module), function)
 
 
 def _run(argv: Sequence[str] | None) -> int:
