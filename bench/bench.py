@@ -17,8 +17,10 @@ The model and its tokenizer are built locally from fixed seeds (bench/workload.p
 2b. the same command with a keep-alive server already warm on the model (a private one, started
    by one warm-up request, stopped at the end; bench/warm_server.py), median of 3; its JSON
    byte for byte the in-process one's. Goal: >= 15x faster than the naive loop.
-3. end to end for 5 prompts with an empty cache (cold), then again (warm, from the cache).
-   Goal: warm <= 0.5 s.
+3. end to end for 5 new prompts with an empty cache (cold; median of 3, each with other
+   prompts), beside a bare `import torch` + transformers' auto classes in a fresh process, run
+   alternately (what any command on this stack pays before its own work). Goal: <= 3.0 s
+   (issue #23). Then the last 5 again (warm, from the cache). Goal: <= 0.5 s.
 4. loading for layer L and capturing 5 prompts there, in a fresh process: bytes of the weight
    files the kernel read (page-cache pages, after evicting them; read-ahead included) and the
    peak RSS above the process's size before loading; against a full load whose 5 prompts run
@@ -165,17 +167,29 @@ def end_to_end(folder: Path, prompts_file: Path, layer: int, work: Path, env: di
     return {"lazarus": ours, "naive": naive, "difference": difference, "warm": warm}
 
 
-def five_prompts(folder: Path, prompts: list[str], layer: int, work: Path, env: dict) -> dict:
+IMPORT_FLOOR = "import torch\nfrom transformers import AutoModel, AutoModelForCausalLM\n"
+
+
+def five_prompts(folder: Path, prompts: list[str], layer: int, work: Path, env: dict,
+                 runs: int = 3) -> dict:
+    """5 new prompts, cold (empty cache, fresh process; median of `runs`, each with other new
+    prompts), alternated with the bare import of torch and transformers in a fresh process
+    (what any command on this stack pays first); then the last prompts again, from the cache."""
     env = {**env, "LAZARUS_CACHE_DIR": str(work / "cache-5")}
-    shutil.rmtree(work / "cache-5", ignore_errors=True)
-    command = [*lazarus_command(), "introspect", "neurons", "-m", str(folder), "-l", str(layer),
-               "-p", "|".join(prompts[:5]), "-n", NEURONS]
-    cold, _ = timed([*command, "-o", str(work / "cold.json")], env)
+    colds, floors = [], []
+    for run in range(runs):
+        shutil.rmtree(work / "cache-5", ignore_errors=True)
+        batch = prompts[5 * run:5 * run + 5]
+        command = [*lazarus_command(), "introspect", "neurons", "-m", str(folder), "-l",
+                   str(layer), "-p", "|".join(batch), "-n", NEURONS]
+        colds.append(timed([*command, "-o", str(work / "cold.json")], env)[0])
+        floors.append(timed([sys.executable, "-c", IMPORT_FLOOR], env)[0])
     warm, done = timed([*command, "-o", str(work / "warm.json")], env)
     same = (json.loads((work / "cold.json").read_text())
             == json.loads((work / "warm.json").read_text()))
     from_cache = "5 of 5 prompts from the activation cache" in done.stderr
-    return {"cold": cold, "warm": warm, "same": same and from_cache}
+    return {"cold": statistics.median(colds), "colds": colds,
+            "floor": statistics.median(floors), "warm": warm, "same": same and from_cache}
 
 
 def help_time(env: dict) -> float:
@@ -340,8 +354,10 @@ def main() -> int:
         ("2b. warm server", f"lazarus {e2e['warm']['seconds']:.2f} s",
          f"naive loop {e2e['naive']:.1f} s", f"{e2e['naive'] / e2e['warm']['seconds']:.1f}x faster",
          ">= 15x", e2e["naive"] >= 15 * e2e["warm"]["seconds"]),
-        ("3. 5 prompts", f"cold {five['cold']:.2f} s", f"warm {five['warm']:.2f} s", "",
-         "warm <= 0.5 s", five["warm"] <= 0.5),
+        ("3. 5 prompts", f"cold {five['cold']:.2f} s",
+         f"bare imports {five['floor']:.2f} s",
+         f"{five['cold'] / five['floor']:.2f}x", "<= 3.0 s", five["cold"] <= 3.0),
+        ("   from cache", f"warm {five['warm']:.2f} s", "", "", "<= 0.5 s", five["warm"] <= 0.5),
         ("4. bytes read", f"lazarus {megabytes(footprint['partial']['read'])}",
          f"full load {megabytes(footprint['full']['read'])}", "", f"<= {megabytes(allowed)}",
          footprint["partial"]["read"] is not None and footprint["partial"]["read"] <= allowed),

@@ -81,3 +81,63 @@ def test_the_cli_freezes_the_collector_at_exit_after_the_other_exit_handlers():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, env={**os.environ, "PYTHONPATH": str(SRC)})
     assert done.stdout.split() == ["False", "True"]
+
+
+def test_the_collector_pause_restores_the_state_it_found_also_when_the_block_raises():
+    import gc
+
+    from lazarus.engine import collector
+
+    assert gc.isenabled()
+    with pytest.raises(ValueError), collector.paused():
+        assert not gc.isenabled()
+        raise ValueError("inside")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector.paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+LOAD_WATCHED = """
+import gc, json, sys, time, weakref
+from lazarus.engine import timeline
+from lazarus.engine.loading import load_model
+from lazarus.engine.model_info import read_model_info
+info = read_model_info(sys.argv[1])
+collections = []
+gc.callbacks.append(lambda phase, _: collections.append(time.perf_counter())
+                    if phase == "start" else None)
+loaded = load_model(info, "cpu", "float32")
+spans = timeline.spans()
+start = min(s.start for s in spans if s.name == "imports")
+end = max(s.end for s in spans if s.name == "weights")
+during = sum(start <= when <= end for when in collections)
+frozen = gc.get_freeze_count()
+enabled = gc.isenabled()
+model = weakref.ref(loaded.model)
+del loaded
+gc.collect()
+print(json.dumps({"during": during, "frozen": frozen, "enabled": enabled,
+                  "model_freed": model() is None}))
+"""
+
+
+@pytest.mark.integration
+def test_loading_runs_no_collection_freezes_the_imports_and_leaves_the_model_collectable(
+        llama_dir):
+    """The first load in a process: no collection while torch and transformers are imported
+    and the weights read; the imported objects frozen; the collector on again after; and the
+    model itself not frozen (the keep-alive server's eviction depends on it being freed)."""
+    import json
+
+    done = subprocess.run([sys.executable, "-c", LOAD_WATCHED, str(llama_dir)],
+                          capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": str(SRC)})
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found == {"during": 0, "frozen": found["frozen"], "enabled": True,
+                     "model_freed": True}
+    assert found["frozen"] > 100_000

@@ -1,7 +1,5 @@
 """`python -m lazarus …`: the same as the `lazarus` command."""
 
-import sys
+from lazarus.cli.main import entry
 
-from lazarus.cli.main import main
-
-sys.exit(main())
+entry()

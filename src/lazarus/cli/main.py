@@ -29,7 +29,9 @@ from lazarus.cli.output import (
     silence_stdout,
 )
 from lazarus.cli.parser import build_parser
+from lazarus.cli.quick_exit import quick_exit
 from lazarus.cli.signals import Terminated, sigterm_raises
+from lazarus.engine import collector
 from lazarus.errors import LazarusError
 from lazarus.io.inputs import check_utf8
 
@@ -68,9 +70,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def command(name: str) -> Callable[[argparse.Namespace], int]:
     """The run function the argument tree names as "module:function": only the command that
-    runs is imported, so that `--help` stays light (no numpy, no torch)."""
+    runs is imported, so that `--help` stays light (no numpy, no torch). Imported with the
+    collector paused, as the model's libraries are (`lazarus.engine.collector`)."""
     module, function = name.split(":")
-    return getattr(importlib.import_module(module), function)
+    with collector.paused():
+        return getattr(importlib.import_module(module), function)
 
 
 def _run(argv: Sequence[str] | None) -> int:
@@ -90,5 +94,11 @@ def _run(argv: Sequence[str] | None) -> int:
     return code
 
 
+def entry() -> None:
+    """The `lazarus` console command (and `python -m lazarus`): `main`, then a quick exit
+    (`quick_exit`: the exit handlers run, the interpreter's teardown is skipped)."""
+    quick_exit(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

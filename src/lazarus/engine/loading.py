@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+import sys
 import threading
 import warnings
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lazarus.engine import collector
 from lazarus.engine.checkpoint import check_safetensors, refuse_chance
 from lazarus.engine.configs import layer_count, text_config
 from lazarus.engine.model_info import ModelInfo, local_files, weight_files
@@ -85,12 +87,25 @@ def load_model(
     """
     # Let the disk read the blocks' weights while Python imports torch and transformers.
     threading.Thread(target=prefetch_blocks, args=(info, up_to_layer), daemon=True).start()
-    with span("imports"):
-        import torch
-        from transformers import AutoModel, AutoModelForCausalLM
-        from transformers.utils import logging
+    with collector.paused():
+        first = "transformers" not in sys.modules
+        with span("imports"):
+            import torch  # noqa: F401 -- here, for the span and the paused collector
+            from transformers import AutoModel, AutoModelForCausalLM  # noqa: F401
 
-        import_family(info, trust_remote_code)
+            import_family(info, trust_remote_code)
+        if first:
+            collector.freeze_imports()
+        return _load(info, device, dtype, trust_remote_code, up_to_layer, device_map, notify)
+
+
+def _load(info: ModelInfo, device: str, dtype: str, trust_remote_code: bool,
+          up_to_layer: int | None, device_map: str | None,
+          notify: Callable[[str], None] | None) -> LoadedModel:
+    """The rest of `load_model`, after the imports: config, tokenizer, weights."""
+    import torch
+    from transformers import AutoModel, AutoModelForCausalLM
+    from transformers.utils import logging
 
     # transformers' own bars and notices would bury lazarus's; errors still surface as such.
     logging.disable_progress_bar()
