@@ -123,10 +123,10 @@ def loaded_bytes(paths: Iterable[Path], itemsize: int, up_to_layer: int | None =
     makes room for. A file that is not safetensors counts its size on disk."""
     total = 0
     for path in paths:
-        if path.suffix != ".safetensors":
-            total += path.stat().st_size
-            continue
         try:
+            if path.suffix != ".safetensors":
+                total += path.stat().st_size
+                continue
             header, _ = safetensors_header(path)
         except (OSError, ValueError):
             continue  # loading it says what is wrong
