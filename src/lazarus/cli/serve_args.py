@@ -11,7 +11,8 @@ SERVE_EPILOG = """\
 The server keeps models loaded so that a command on one pays neither the imports nor the load:
 neurons, probe, ablate, steer, patch, attribute, examples and card use it when it runs, or
 start it in the background with --keep-alive DURATION (or LAZARUS_KEEP_ALIVE=DURATION). What
-they print, write and exit with is the same as in process; the server only computes. Its socket
+they print, write and exit with is the same as in process (upstream's warnings and log lines
+said while the server computes included); the server only computes. Its socket
 is in a folder only you can enter ($XDG_RUNTIME_DIR/lazarus, else /tmp/lazarus-UID;
 LAZARUS_SERVE_DIR overrides), and it serves no other user. If it is gone or broken, a command
 says so in one line and runs in process.
