@@ -318,30 +318,6 @@ def test_a_bad_keep_alive_is_one_line_and_status_2(capsys, monkeypatch, llama_di
                                             "--keep-alive: '10 min' is not a duration")
 
 
-@pytest.mark.parametrize("given", [("--keep-alive", "-5m"), ("--keep-alive=-5m",),
-                                   ("--keep-alive", "-5")])
-def test_a_negative_keep_alive_is_refused_as_a_bad_duration(capsys, llama_dir, given):
-    """'-5m' starts like an option: it is still read as --keep-alive's value, and refused with
-    the line of any bad duration (argparse would say "expected one argument")."""
-    argv = ("introspect", "neurons", "-m", llama_dir, "-l", "0", "-p", "ab")
-    value = given[-1].removeprefix("--keep-alive=")
-    assert run_main(capsys, *argv, *given) == (
-        2, "", f"lazarus introspect neurons: error: argument --keep-alive: {value!r} is not a "
-               "duration (write it in digits 0-9, e.g. 15m, 30s, 2h or off) (see lazarus "
-               "introspect neurons --help)\n")
-
-
-@pytest.mark.parametrize("given", [("--idle-timeout", "-5m"), ("--max-memory", "-2G")])
-def test_a_negative_serve_option_is_refused_as_a_bad_value(capsys, serve_dir, given):
-    code, out, err = run_main(capsys, "serve", *given)
-    kind = "a duration" if given[0] == "--idle-timeout" else "a size above 0"
-    assert (code, out) == (2, "")
-    assert err.startswith(f"lazarus serve: error: argument {given[0]}: {given[1]!r} is not "
-                          f"{kind} (write it in digits 0-9")
-    assert err.count("\n") == 1
-    assert not (serve_dir / "server.sock").exists()
-
-
 def test_status_and_stop_without_a_server(capsys, serve_dir):
     assert run_main(capsys, "serve", "--status") == (
         3, f"no keep-alive server is running (folder {serve_dir})\n", "")

@@ -1,13 +1,20 @@
-"""The keep-alive server's memory cap before a load: room is made for a model's weights before
-they load (the least recently used idle models go first), and a model alone over the cap is
-loaded all the same, said in the server's log only. Sizes are checked against the parameters of
-the model as Hugging Face loads it."""
+"""The keep-alive server's limits: its memory cap before a load (room is made for a model's
+weights before they load, the least recently used idle models first; a model alone over the cap
+is loaded all the same, said in the server's log only; sizes checked against the parameters of
+the model as Hugging Face loads it), and negative durations and sizes refused as bad values."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from test_serve import hf_bytes, serve_dir, start, stop  # noqa: F401 (serve_dir: a fixture)
+import pytest
+from test_serve import (  # noqa: F401 (serve_dir: a fixture)
+    hf_bytes,
+    run_main,
+    serve_dir,
+    start,
+    stop,
+)
 
 from lazarus.analyses.options import NeuronsOptions
 from lazarus.serve.client import compute, request
@@ -68,3 +75,28 @@ def test_a_model_alone_over_the_cap_is_loaded_all_the_same(serve_dir, tiny_model
                 "loading it all the same") in log
     assert f"evicted {llama} to make room for {gpt2} (memory cap)" in log
     assert said == []  # the client hears nothing of the cap: in process there is none
+
+
+@pytest.mark.parametrize("given", [("--keep-alive", "-5m"), ("--keep-alive=-5m",),
+                                   ("--keep-alive", "-5")])
+def test_a_negative_keep_alive_is_refused_as_a_bad_duration(capsys, llama_dir, given):
+    """'-5m' starts like an option: it is still read as --keep-alive's value, and refused with
+    the line of any bad duration (argparse would say "expected one argument")."""
+    argv = ("introspect", "neurons", "-m", llama_dir, "-l", "0", "-p", "ab")
+    value = given[-1].removeprefix("--keep-alive=")
+    assert run_main(capsys, *argv, *given) == (
+        2, "", f"lazarus introspect neurons: error: argument --keep-alive: {value!r} is not a "
+               "duration (write it in digits 0-9, e.g. 15m, 30s, 2h or off) (see lazarus "
+               "introspect neurons --help)\n")
+
+
+@pytest.mark.parametrize("given", [("--idle-timeout", "-5m"), ("--max-memory", "-2G")])
+def test_a_negative_serve_option_is_refused_as_a_bad_value(capsys, serve_dir,  # noqa: F811
+                                                            given):
+    code, out, err = run_main(capsys, "serve", *given)
+    kind = "a duration" if given[0] == "--idle-timeout" else "a size above 0"
+    assert (code, out) == (2, "")
+    assert err.startswith(f"lazarus serve: error: argument {given[0]}: {given[1]!r} is not "
+                          f"{kind} (write it in digits 0-9")
+    assert err.count("\n") == 1
+    assert not (serve_dir / "server.sock").exists()
