@@ -70,9 +70,9 @@ class Request:
         with entry.lock:  # one computation per model; the others wait here
             if self.cancelled.is_set():
                 raise Cancelled
-            analysis, takes_progress = analysis_of(command)
             try:
                 with capture.routed(self.say):
+                    analysis, takes_progress = analysis_of(command)  # imported here, as in process
                     handle = self._handle(spec)
                     extra = [self.saying("progress")] if takes_progress else []
                     value = analysis(handle, *inputs, *extra)
