@@ -295,7 +295,7 @@ def test_the_memory_cap_evicts_the_least_recently_used_model(serve_dir, tiny_mod
         neurons_on(folders[0])  # now the gpt2 model is the least recently used
         neurons_on(folders[2])
         assert held() == {str(f): sizes[str(f)] for f in (folders[0], folders[2])}
-        assert f"evicted {folders[1]} (memory cap)" in log
+        assert f"evicted {folders[1]} to make room for {folders[2]} (memory cap)" in log
     finally:
         stop(server, thread)
 

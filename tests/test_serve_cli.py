@@ -133,6 +133,68 @@ def test_same_output_files_and_status_with_and_without_the_server(command, env, 
         assert runs[name][2] == stderr, name
 
 
+def said_model(case: str, dirs: dict[str, Path], folder: Path) -> Path:
+    """A tiny model that makes upstream or lazarus say something on stderr as it computes."""
+    import json
+
+    model = folder / case
+    if case == "generation config":  # a key transformers deprecated: a FutureWarning at load
+        shutil.copytree(dirs["llama"], model)
+        path = model / "generation_config.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()),
+                                    "continuous_batching_config": {}}))
+    elif case == "no pad token":  # a log line of transformers' at each batch padded
+        shutil.copytree(dirs["gpt2"], model)
+        path = model / "tokenizer_config.json"
+        config = {k: v for k, v in json.loads(path.read_text()).items() if k != "pad_token"}
+        path.write_text(json.dumps({**config, "verbose": True}))
+    else:  # a pickle checkpoint: lazarus notes that it loads the whole model
+        import torch
+        from safetensors.torch import load_file
+        shutil.copytree(dirs["llama"], model)
+        torch.save(load_file(model / "model.safetensors"), model / "pytorch_model.bin")
+        (model / "model.safetensors").unlink()
+    return model
+
+
+SAID = {  # case -> (command, a line of what it says, in process)
+    "generation config": ("steer", "FutureWarning: Passing ContinuousBatchingConfig through "
+                                   "GenerationConfig is deprecated"),
+    "no pad token": ("probe", "[transformers] Using pad_token_id, but it is not set yet."),
+    "pickle checkpoint": ("neurons", "lazarus: loading the whole model (its weights are "
+                                     "pickle (.bin) files"),
+}
+
+
+@pytest.mark.parametrize("case", list(SAID))
+def test_what_upstream_and_lazarus_say_on_stderr_is_the_same_with_the_server(
+        case, env, tmp_path, tiny_model_dirs):
+    """Python warnings, transformers' log lines and lazarus's notes said while the server
+    computes reach the command's stderr as in process: the same text, order and count (a
+    warm server too, whose model is loaded already)."""
+    command, line = SAID[case]
+    model = said_model(case, tiny_model_dirs, tmp_path)
+    args = commands(model)[command]
+    runs = {}
+    for name, extra in (("in process", []), ("starting the server", ["--keep-alive", "5m"]),
+                        ("warm server", [])):
+        folder = tmp_path / "run"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+        done = cli(args + extra, env, folder)
+        runs[name] = (done.returncode, done.stdout, done.stderr, files_of(folder))
+    log = (Path(env["LAZARUS_SERVE_DIR"]) / "server.log").read_text()
+    assert log.count(f"lazarus: {command} on ") == 2
+    code, stdout, stderr, files = runs["in process"]
+    assert code == EXIT_STATUS[command], stderr
+    assert line in stderr
+    if case == "no pad token":  # upstream's lines among lazarus's own, in their order
+        assert "lazarus: warning: " in stderr
+    for name in ("starting the server", "warm server"):
+        assert runs[name] == (code, stdout, stderr, files), name
+    assert line not in log  # said to the command, not to the server's log
+
+
 def test_a_server_killed_mid_request_costs_one_line_and_the_command_runs_in_process(
         env, tmp_path, tiny_model_dirs):
     args = commands(tiny_model_dirs["llama"])["neurons"]

@@ -12,7 +12,7 @@ from typing import Any
 
 from lazarus.cli.common import open_model
 from lazarus.cli.options import parse_duration
-from lazarus.cli.output import note, warn
+from lazarus.cli.output import echo, note, warn
 from lazarus.engine.model_info import read_model_info
 from lazarus.errors import LazarusError
 from lazarus.serve.client import ServerUnavailable, compute, server_present
@@ -48,7 +48,7 @@ def run_analysis(args: argparse.Namespace, command: str, *inputs: Any,
                 "device_map": args.device_map, "use_cache": not args.no_cache}
         try:
             return compute(spec, command, list(inputs), keep_alive=seconds, progress=progress,
-                           notify=note, warn=warn)
+                           notify=note, warn=warn, echo=echo)
         except ServerUnavailable as err:
             note(f"keep-alive server: {err}; running in process")
     analysis, takes_progress = analysis_of(command)

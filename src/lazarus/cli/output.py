@@ -104,6 +104,14 @@ def note(message: str) -> None:
     _stderr(f"lazarus: {message}")
 
 
+def echo(text: str) -> None:
+    """Text that upstream code wrote to stderr on the keep-alive server (transformers' log
+    lines, say), written as it is, as it would have been in process."""
+    with contextlib.suppress(OSError):
+        sys.stderr.write(text)
+        sys.stderr.flush()
+
+
 _bar_open = False  # a progress bar's line is on the terminal, unfinished
 
 

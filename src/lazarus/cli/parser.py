@@ -45,8 +45,9 @@ class _Parser(argparse.ArgumentParser):
 
     def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*args, **kwargs)
-        # `-l -1,-2` is a value, not an option: let argparse read lists of negative numbers.
-        self._negative_number_matcher = re.compile(r"^-\d[\d.,\-]*$")
+        # `-l -1,-2` is a value, not an option: let argparse read lists of negative numbers,
+        # and a negative duration or size (`--keep-alive -5m`), which is then refused as such.
+        self._negative_number_matcher = re.compile(r"^-\d[\d.,\-]*[a-zA-Z]*$")
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {escape(message)} (see {self.prog} --help)\n")

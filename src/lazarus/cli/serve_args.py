@@ -11,7 +11,8 @@ SERVE_EPILOG = """\
 The server keeps models loaded so that a command on one pays neither the imports nor the load:
 neurons, probe, ablate, steer, patch, attribute, examples and card use it when it runs, or
 start it in the background with --keep-alive DURATION (or LAZARUS_KEEP_ALIVE=DURATION). What
-they print, write and exit with is the same as in process; the server only computes. Its socket
+they print, write and exit with is the same as in process (upstream's warnings and log lines
+said while the server computes included); the server only computes. Its socket
 is in a folder only you can enter ($XDG_RUNTIME_DIR/lazarus, else /tmp/lazarus-UID;
 LAZARUS_SERVE_DIR overrides), and it serves no other user. If it is gone or broken, a command
 says so in one line and runs in process.
@@ -38,7 +39,9 @@ def add_serve_command(groups: argparse._SubParsersAction) -> None:
                        help="stop after this long without a request (default 15m; a command's "
                             "--keep-alive sets it anew)")
     serve.add_argument("--max-memory", type=size, default=None, metavar="SIZE",
-                       help="evict the least recently used models when the weights held pass "
-                            "SIZE, e.g. 8G (default: $LAZARUS_SERVE_MAX_MEMORY, else half the "
+                       help="keep the weights held under SIZE, e.g. 8G: before a model "
+                            "loads, the least recently used idle ones are evicted to make room "
+                            "(a model over SIZE alone is loaded all the same, said in the "
+                            "server's log; default: $LAZARUS_SERVE_MAX_MEMORY, else half the "
                             "machine's memory)")
     serve.set_defaults(run="lazarus.cli.serve:run_serve")

@@ -109,3 +109,38 @@ def refuse_chance(source: str, loading: dict, deepest: int, *,
             f"{source} holds {plural(len(unexpected), 'weight')} that this config's "
             f"architecture does not use, such as {unexpected[0]} (config.json does not match "
             "the checkpoint: fix it, or download the model again)")
+
+
+# Bytes per element of the safetensors dtypes; floating ones load in the model's dtype instead.
+_ITEMSIZE = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2,
+             "I16": 2, "U16": 2, "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+
+
+def loaded_bytes(paths: Iterable[Path], itemsize: int, up_to_layer: int | None = None) -> int:
+    """About how many bytes the weights in `paths` take once loaded with floating tensors of
+    `itemsize` bytes (blocks 0..up_to_layer and what comes before them, no LM head; all with
+    None), read from the safetensors headers before anything loads: what a keep-alive server
+    makes room for. A file that is not safetensors counts its size on disk."""
+    total = 0
+    for path in paths:
+        try:
+            if path.suffix != ".safetensors":
+                total += path.stat().st_size
+                continue
+            header, _ = safetensors_header(path)
+        except (OSError, ValueError):
+            continue  # loading it says what is wrong
+        for name, entry in header.items():
+            index = block_index(name)
+            if up_to_layer is not None and (index is not None and index > up_to_layer
+                                            or index is None and _HEAD_NAMES.search(name)):
+                continue
+            try:
+                count = 1
+                for size in entry["shape"]:
+                    count *= int(size)
+                kind = str(entry["dtype"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            total += count * (itemsize if kind.startswith(("F", "BF")) else _ITEMSIZE.get(kind, 4))
+    return total

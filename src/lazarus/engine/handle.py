@@ -12,13 +12,15 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
 from lazarus.engine.arguments import checked
+from lazarus.engine.checkpoint import loaded_bytes
 from lazarus.engine.checks import Layers, resolve_layers
 from lazarus.engine.collect import ModelSettings
 from lazarus.engine.loading import LoadedModel, load_model, load_tokenizer
-from lazarus.engine.model_info import ModelInfo, read_model_info
+from lazarus.engine.model_info import ModelInfo, local_files, read_model_info
 from lazarus.engine.placement import Target, resolve
 from lazarus.errors import LazarusError
 from lazarus.text import plural
@@ -85,6 +87,11 @@ class Handle:
         self.warn = warn or (lambda message: warnings.warn(message, LazarusWarning,
                                                            stacklevel=3))
         self.loads = 0  # how many times the weights were loaded
+        # A keep-alive server's hooks: `loading(bytes)` wraps each load (it makes room for the
+        # bytes to come, and keeps what loading says); `using(up_to_layer)` is told of each
+        # call for the weights (it says again what a run in process would say as it loads).
+        self.loading: Callable[[int], AbstractContextManager[None]] | None = None
+        self.using: Callable[[int | None], None] | None = None
         self._loaded: LoadedModel | None = None
         self._tokenizer: Any = None
 
@@ -126,6 +133,8 @@ class Handle:
         if not 0 <= up_to_layer < self.layer_count:
             raise LazarusError(f"up_to_layer={up_to_layer} is out of range; this model has "
                                f"layers 0 to {self.layer_count - 1}")
+        if self.using is not None:
+            self.using(up_to_layer)
         if self._loaded is None or self._loaded.blocks_loaded <= up_to_layer:
             self._load(None if self.whole else up_to_layer)
         return self._loaded
@@ -133,6 +142,8 @@ class Handle:
     def whole_weights(self) -> LoadedModel:
         """Every block and the LM head, as interventions need (a partial load has no head):
         loads again only when the model held is not whole."""
+        if self.using is not None:
+            self.using(None)
         if self._loaded is None or self._loaded.block_count is not None \
                 or self._loaded.model.get_output_embeddings() is None:
             self._load(None)
@@ -146,9 +157,12 @@ class Handle:
         go first so that two are never held at once."""
         self._loaded = None
         s = self.settings
-        self._loaded = load_model(self.info, s.device, s.dtype, s.trust_remote_code,
-                                  up_to_layer=up_to_layer, device_map=s.device_map,
-                                  notify=self.notify)
+        around = nullcontext() if self.loading is None else \
+            self.loading(self.expected_weight_bytes(up_to_layer))
+        with around:
+            self._loaded = load_model(self.info, s.device, s.dtype, s.trust_remote_code,
+                                      up_to_layer=up_to_layer, device_map=s.device_map,
+                                      notify=self.notify)
         self.loads += 1
 
     def weight_bytes(self) -> int:
@@ -157,6 +171,15 @@ class Handle:
         if self._loaded is None:
             return 0
         return sum(p.numel() * p.element_size() for p in self._loaded.model.parameters())
+
+    def expected_weight_bytes(self, up_to_layer: int | None = None) -> int:
+        """About the bytes the parameters of blocks 0..up_to_layer (all with None) will take
+        once loaded, read from the weight files before loading; 0 when none is on disk yet."""
+        files = local_files(self.info, ".safetensors")
+        if not files:  # transformers reads the safetensors files when there are any
+            files = local_files(self.info, ".bin", ".pt", ".pth")
+        itemsize = 4 if self.target().dtype == "float32" else 2
+        return loaded_bytes(files, itemsize, up_to_layer)
 
     @checked
     def layers(self, layers: Layers) -> tuple[int, ...]:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lazarus.errors import LazarusError, PromptError
-from lazarus.serve import codec, protocol
+from lazarus.serve import capture, codec, protocol
 from lazarus.serve.protocol import environment
 
 START_WAIT = 20.0  # seconds a server started in the background has to open its socket
@@ -107,9 +107,12 @@ def request(op: str) -> dict[str, Any]:
 
 def compute(spec: dict[str, Any], command: str, inputs: list[Any], *,
             keep_alive: float | None, progress: Callable[..., None] | None,
-            notify: Callable[[str], None], warn: Callable[[str], None]) -> Any:
+            notify: Callable[[str], None], warn: Callable[[str], None],
+            echo: Callable[[str], None] | None = None) -> Any:
     """`command`'s result on the model of `spec`, computed by the server; its notes, warnings
-    and progress are passed on as they come. A `LazarusError` is raised as in process."""
+    and progress are passed on as they come, what upstream code wrote to stderr to `echo`, and
+    Python warnings are raised again here (`capture.warn_again`). A `LazarusError` is raised
+    as in process."""
     with connect(start=keep_alive is not None, keep_alive=keep_alive) as conn:
         try:
             protocol.send(conn, {"op": "compute", "version": protocol.VERSION,
@@ -130,9 +133,13 @@ def compute(spec: dict[str, Any], command: str, inputs: list[Any], *,
                     warn(*args)
                 elif kind == "progress" and progress is not None:
                     progress(*args)
+                elif kind == "stderr" and echo is not None:
+                    echo(*args)
+                elif kind == "warning":
+                    capture.warn_again(*args)
         except (OSError, EOFError, protocol.ProtocolError):
             raise ServerUnavailable("the server went away mid-request") from None
-        except codec.CodecError as err:
+        except (codec.CodecError, TypeError, ValueError) as err:
             raise ServerUnavailable(f"the server sent a bad reply ({err})") from None
 
 

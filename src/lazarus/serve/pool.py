@@ -1,6 +1,8 @@
 """The server's warm models: one handle per model and settings, a lock each (one computation
 per model at a time; the others queue), and least-recently-used eviction once the weights held
-pass the memory cap (measured from each model's parameters)."""
+pass the memory cap: before a model loads, room is made for its weights as its files announce
+them (`Handle.expected_weight_bytes`), and after each computation they are measured from its
+parameters."""
 
 from __future__ import annotations
 
@@ -19,11 +21,12 @@ class Entry:
     key: Key
     handle: Any = None  # a lazarus.Model, made by the first request (whole: every block)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    bytes: int = 0  # of its parameters, measured after each computation
+    bytes: int = 0  # of its parameters: expected before a load, measured after computing
     last_used: float = field(default_factory=time.time)
     requests: int = 0
     name: str = ""  # the model as the last request named it
     identity: Any = None  # its files on disk when loaded (`engine.cache.model_identity`)
+    load_said: list = field(default_factory=list)  # what its load said, said again later
 
 
 class Pool:
@@ -52,25 +55,40 @@ class Pool:
         entry.bytes = entry.handle.weight_bytes() if entry.handle is not None else 0
         entry.last_used = time.time()
 
+    def make_room(self, entry: Entry, needed: int) -> list[Entry]:
+        """Before `entry` loads weights of about `needed` bytes: count them as held by it
+        already (so that no other request counts without them), and drop the least recently
+        used idle models until everything fits under the cap; the ones dropped."""
+        with self._guard:
+            entry.bytes = needed
+            dropped = self._drop_until_fits(keep=entry)
+        if dropped:
+            gc.collect()  # their weights go before the new ones come
+        return dropped
+
     def evict(self, keep: Entry) -> list[Entry]:
         """Drop the least recently used idle models, other than `keep`, until the weights held
         fit under the cap; the ones dropped. A model computing right now is never dropped, and
         one model alone over the cap stays (nothing could be computed otherwise)."""
-        dropped = []
         with self._guard:
-            for entry in list(self._entries.values()):
-                if self.max_bytes is None or self.total_bytes() <= self.max_bytes:
-                    break
-                if entry is keep or not entry.lock.acquire(blocking=False):
-                    continue
-                try:
-                    del self._entries[entry.key]
-                    entry.handle, entry.bytes = None, 0
-                    dropped.append(entry)
-                finally:
-                    entry.lock.release()
+            dropped = self._drop_until_fits(keep)
         if dropped:
             gc.collect()  # the weights go now, not at some later collection
+        return dropped
+
+    def _drop_until_fits(self, keep: Entry) -> list[Entry]:
+        dropped = []
+        for entry in list(self._entries.values()):
+            if self.max_bytes is None or self.total_bytes() <= self.max_bytes:
+                break
+            if entry is keep or not entry.lock.acquire(blocking=False):
+                continue
+            try:
+                del self._entries[entry.key]
+                entry.handle, entry.bytes = None, 0
+                dropped.append(entry)
+            finally:
+                entry.lock.release()
         return dropped
 
     def total_bytes(self) -> int:

@@ -22,7 +22,8 @@ HEADER = struct.Struct(">I")
 # Environment that changes what a computation reads or writes: a server is used only by
 # commands run with the same (else they run in process).
 ENVIRONMENT = ("LAZARUS_CACHE_DIR", "XDG_CACHE_HOME", "HOME", "HF_HOME", "HF_HUB_CACHE",
-               "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "OMP_NUM_THREADS")
+               "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "OMP_NUM_THREADS",
+               "TRANSFORMERS_VERBOSITY")  # "detail": transformers' log lines read otherwise
 
 
 class ProtocolError(Exception):

@@ -1,36 +1,30 @@
 """`lazarus serve`: accept the CLI's requests on the private socket, compute each on a warm
-model and send the result back. One thread per connection; a request's notes, warnings and
-progress go back to its client as they happen; a client that goes away (Ctrl-C) stops its
-computation at the next progress step, or has its result discarded; garbage gets an error
-reply and the server carries on. Stops after `idle_timeout` seconds without a request."""
+model (`runner`) and send the result back. One thread per connection; what a request says
+(notes, warnings, progress, and upstream's stderr and Python warnings: `capture`) goes back to
+its client as it happens; a client that goes away (Ctrl-C) stops its computation at the next
+progress step, or has its result discarded; garbage gets an error reply and the server carries
+on. Stops after `idle_timeout` seconds without a request."""
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import os
 import select
 import socket
 import threading
 import time
-import traceback
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from lazarus import __version__
-from lazarus.api import Model
-from lazarus.engine.cache import model_identity
-from lazarus.errors import LazarusError, PromptError
-from lazarus.serve import codec, protocol
-from lazarus.serve.commands import COMMANDS, analysis_of
-from lazarus.serve.pool import Entry, Pool
+from lazarus.errors import LazarusError
+from lazarus.serve import capture, codec, protocol
+from lazarus.serve.commands import COMMANDS
+from lazarus.serve.pool import Pool
 from lazarus.serve.protocol import environment
-
-
-class Cancelled(BaseException):
-    """The client went away: stop computing (a BaseException, so no `except Exception` in an
-    analysis takes it for a failure of its own)."""
+from lazarus.serve.runner import Cancelled, Request
 
 
 class Server:
@@ -38,12 +32,16 @@ class Server:
                  log: Callable[[str], None]) -> None:
         self.idle_timeout = idle_timeout
         self.pool = Pool(max_bytes)
-        self.log = log
+        self._log = log
         self.started = time.time()
         self.last_activity = time.monotonic()
         self.active = 0
         self.stopping = threading.Event()
         self._count = threading.Lock()
+
+    def log(self, line: str) -> None:
+        with capture.unrouted():  # from a computing thread too, to the log
+            self._log(line)
 
     def run(self) -> None:
         """Serve until stopped (`stop` request, idle timeout, Ctrl-C); the socket is removed."""
@@ -67,7 +65,8 @@ class Server:
             listener.listen(16)
             self.log(f"serving at {path} (pid {os.getpid()})")
             try:
-                self._accept(listener)
+                with capture.installed():
+                    self._accept(listener)
             finally:
                 listener.close()
                 with contextlib.suppress(FileNotFoundError):
@@ -161,7 +160,8 @@ class Server:
         entry = self.pool.entry(key)
         began = time.perf_counter()
         try:
-            reply = self._run(conn, entry, spec, command, inputs, cancelled)
+            reply = Request(partial(protocol.send, conn), entry, self.pool, self.log,
+                            cancelled).run(spec, command, inputs)
         except Cancelled:
             self.log(f"{command}: the client went away; stopped")
             return
@@ -172,65 +172,6 @@ class Server:
             self.log(f"evicted {dropped.name or dropped.key[0]} (memory cap)")
         protocol.send(conn, reply)
         self.log(f"{command}: answered in {time.perf_counter() - began:.3f} s")
-
-    def _run(self, conn: socket.socket, entry: Entry, spec: dict[str, Any], command: str,
-             inputs: list[Any], cancelled: threading.Event) -> dict[str, Any]:
-        def forward(kind: str) -> Callable[..., None]:
-            def send(*args: Any) -> None:
-                if cancelled.is_set():
-                    raise Cancelled
-                try:
-                    protocol.send(conn, {"type": kind, "args": codec.encode(list(args))})
-                except OSError:
-                    raise Cancelled from None
-            return send
-
-        with entry.lock:  # one computation per model; the others wait here
-            if cancelled.is_set():
-                raise Cancelled
-            analysis, takes_progress = analysis_of(command)
-            try:
-                if entry.handle is not None and model_identity(entry.handle.info) \
-                        != entry.identity:  # rebuilt or replaced since: load it anew
-                    self.log(f"{spec['model_id']}: its files changed; loading it again")
-                    entry.handle, entry.bytes = None, 0
-                if entry.handle is None:
-                    entry.handle = _open(spec, forward("note"), forward("warn"))
-                    entry.identity = model_identity(entry.handle.info)
-                handle = entry.handle
-                handle.notify, handle.warn = forward("note"), forward("warn")
-                # Named as this command gave it (a relative folder, say), as in process.
-                handle.info = dataclasses.replace(handle.info, model_id=spec["model_id"])
-                entry.name = spec["model_id"]
-                extra = [forward("progress")] if takes_progress else []
-                value = analysis(handle, *inputs, *extra)
-                reply = {"type": "result", "value": codec.encode(value)}
-            except PromptError as err:
-                reply = {"type": "error", "kind": "prompt", "prompt": err.prompt,
-                         "problem": err.problem}
-            except LazarusError as err:
-                reply = {"type": "error", "kind": "lazarus", "message": str(err)}
-            except Exception as err:  # a bug: the client runs in process and shows it
-                self.log(traceback.format_exc().rstrip())
-                reply = {"type": "error", "kind": "internal",
-                         "message": f"{type(err).__name__}: {err}"}
-            finally:
-                if entry.handle is None:
-                    self.pool.drop(entry)
-                else:
-                    entry.requests += 1
-                    self.pool.measure(entry)
-            if cancelled.is_set():
-                raise Cancelled
-            return reply
-
-
-def _open(spec: dict[str, Any], notify: Callable[[str], None],
-          warn: Callable[[str], None]) -> Any:
-    """A warm handle: every block loaded at first use, so any later layer is free."""
-    return Model(spec["source"], device=spec["device"], dtype=spec["dtype"],
-                 trust_remote_code=spec["trust_remote_code"], device_map=spec["device_map"],
-                 use_cache=spec["use_cache"], whole=True, notify=notify, warn=warn)
 
 
 def _watch(conn: socket.socket, cancelled: threading.Event) -> None:
