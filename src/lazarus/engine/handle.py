@@ -158,7 +158,7 @@ class Handle:
         self._loaded = None
         s = self.settings
         around = nullcontext() if self.loading is None else \
-            self.loading(self.expected_weight_bytes(up_to_layer))
+            self.loading(self._expected_weight_bytes(up_to_layer))
         with around:
             self._loaded = load_model(self.info, s.device, s.dtype, s.trust_remote_code,
                                       up_to_layer=up_to_layer, device_map=s.device_map,
@@ -172,7 +172,7 @@ class Handle:
             return 0
         return sum(p.numel() * p.element_size() for p in self._loaded.model.parameters())
 
-    def expected_weight_bytes(self, up_to_layer: int | None = None) -> int:
+    def _expected_weight_bytes(self, up_to_layer: int | None = None) -> int:
         """About the bytes the parameters of blocks 0..up_to_layer (all with None) will take
         once loaded, read from the weight files before loading; 0 when none is on disk yet."""
         files = local_files(self.info, ".safetensors")

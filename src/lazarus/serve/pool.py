@@ -1,7 +1,7 @@
 """The server's warm models: one handle per model and settings, a lock each (one computation
 per model at a time; the others queue), and least-recently-used eviction once the weights held
 pass the memory cap: before a model loads, room is made for its weights as its files announce
-them (`Handle.expected_weight_bytes`), and after each computation they are measured from its
+them (`Handle._expected_weight_bytes`), and after each computation they are measured from its
 parameters."""
 
 from __future__ import annotations
