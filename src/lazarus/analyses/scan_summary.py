@@ -53,8 +53,8 @@ def summarize(values: Any, ids: np.ndarray, keep: int, routed: bool = False) -> 
     sketch = np.bincount(_sketch_columns(narrow).reshape(-1), minlength=width * BUCKETS)
     # bincount counts in int64 already: no copy below
     positive = (narrow > 0).sum(axis=0)
-    top, top_ids = _extreme(values, ids, keep, highest=True)
-    bottom, bottom_ids = _extreme(values, ids, keep, highest=False)
+    top, top_ids = _extreme(values, narrow, ids, keep, highest=True)
+    bottom, bottom_ids = _extreme(values, narrow, ids, keep, highest=False)
     return Summary(int(count), mean, m2, positive.astype(np.int64),
                    sketch.reshape(width, BUCKETS).astype(np.int64, copy=False),
                    top, top_ids, bottom, bottom_ids)
@@ -83,32 +83,32 @@ def _bucket_table() -> np.ndarray:
     return bucket + SIDE
 
 
-def _extreme(values: Any, ids: np.ndarray, keep: int,
+def _extreme(values: Any, host: np.ndarray, ids: np.ndarray, keep: int,
              highest: bool) -> tuple[np.ndarray, np.ndarray]:
-    """The `keep` highest (or lowest) per column, ties at the cut taken in id order: `topk`,
-    then, only in the columns where values tie across the cut, their rows at or above the cut
-    ordered by value, then id."""
+    """The `keep` highest (or lowest) per column, ties at the cut taken in id order: `topk` on
+    the device, then, only in the columns where values tie across the cut, their rows at or
+    above the cut ordered by value, then id. `host`: the values as float32 numpy, where the
+    ties are sorted out (a few passes of numpy cost less than as many torch calls)."""
     import torch
 
     n = min(keep, values.shape[0])
     best, rows = torch.topk(values, min(n + 1, values.shape[0]), dim=0,
                             largest=highest)  # [n (+1), K]
+    best, rows = best.cpu().numpy(), rows.cpu().numpy()
     if n < values.shape[0]:  # a tie across the cut: the (n+1)-th value equals the n-th
-        ties = (best[n] == best[n - 1]).nonzero().flatten() if n else best[:0, 0]
-        best, rows = best[:n], rows[:n]
+        ties = np.flatnonzero(best[n] == best[n - 1]) if n else np.zeros(0, np.int64)
+        rows = rows[:n]
         if len(ties):  # order those columns' candidates (rows at or above the cut) by id
-            sub = values[:, ties]  # [tokens, T]
+            sub = host if len(ties) == host.shape[1] else host[:, ties]  # [tokens, T]
             cut = best[n - 1, ties]
-            r, c = (sub >= cut if highest else sub <= cut).nonzero(as_tuple=True)
-            value = sub[r, c].double().cpu().numpy()
-            r, c = r.cpu().numpy(), c.cpu().numpy()
+            r, c = np.nonzero(sub >= cut if highest else sub <= cut)
+            value = sub[r, c].astype(np.float64)
             order = np.lexsort((ids[r, 2], ids[r, 1], ids[r, 0], -value if highest else value,
                                 c))
             counts = np.bincount(c, minlength=len(ties))
             first = np.cumsum(counts) - counts  # where each column's candidates start
-            chosen = r[order[first[:, None] + np.arange(n)]]  # [T, n]
-            rows[:, ties] = torch.from_numpy(chosen.T.copy()).to(rows.device)
-    rows = rows.T.cpu().numpy()  # [K, n]
-    chosen = np.take_along_axis(values.T.cpu().numpy(), rows, axis=1) if n else \
-        np.zeros((values.shape[1], 0), np.float32)
+            rows[:, ties] = r[order[first[:, None] + np.arange(n)]].T  # [n, T]
+    rows = rows.T  # [K, n]
+    chosen = np.take_along_axis(host.T, rows, axis=1) if n else \
+        np.zeros((host.shape[1], 0), np.float32)
     return select(chosen, ids[rows], keep, highest)
