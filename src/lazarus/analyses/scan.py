@@ -114,7 +114,8 @@ def scan_shard(loaded: LoadedModel, shard: list[Window], prefix: tuple[int, ...]
                settings: ScanSettings, token_budget: int | None = None,
                max_batch: int | None = None) -> Summary:
     """One shard's summary: its windows through the model up to the layer, in the engine's
-    batches (`capture.run_batches`), every scored token's values reduced on the device."""
+    batches (`capture.run_batches`), every scored token's values kept on the device until a
+    few batches' worth are reduced together (`_Reducer`)."""
     import torch
 
     request = CaptureRequest((settings.layer,), settings.site, "all", settings.neurons)
