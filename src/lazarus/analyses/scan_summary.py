@@ -89,8 +89,6 @@ def _extreme(host: np.ndarray, ids: np.ndarray, keep: int,
     id order. A cut per column first (the (keep+1)-th best of CUT_BLOCKS blocks' best values,
     so at least keep+1 values reach it, ties included) leaves a few candidates per column;
     they are ordered by one sort of 64-bit keys (column, value, rank of the id)."""
-    import torch
-
     count, width = host.shape
     n = min(keep, count)
     if n == 0:
@@ -99,9 +97,10 @@ def _extreme(host: np.ndarray, ids: np.ndarray, keep: int,
     blocks = min(CUT_BLOCKS, count // 2)
     if blocks > n:
         size = count // blocks
-        split = torch.from_numpy(host[:blocks * size]).reshape(blocks, size, width)
-        edge = split.amax(dim=1) if highest else split.amin(dim=1)  # [blocks, K]
-        cut = torch.topk(edge, n + 1, dim=0, largest=highest).values[n].numpy()
+        split = host[:blocks * size].reshape(blocks, size, width)
+        edge = split.max(axis=1) if highest else split.min(axis=1)  # [blocks, K]
+        at = blocks - 1 - n if highest else n  # the (n+1)-th best block
+        cut = np.partition(edge, at, axis=0)[at]
         flat = np.flatnonzero(host >= cut if highest else host <= cut)
     else:
         flat = np.arange(count * width)
