@@ -77,8 +77,12 @@ class _Reducer:
         positions = np.arange(kept.shape[1])
         first, end = self.where[rows, 2:3], self.where[rows, 3:4]
         scored = np.flatnonzero((positions >= first) & (positions < end))  # row-major
-        index = torch.from_numpy(scored).to(kept.device)
-        self.pending = kept.reshape(-1, kept.shape[-1]).index_select(0, index), rows
+        flat = kept.reshape(-1, kept.shape[-1])
+        if flat.device.type == "cpu":  # numpy's take: no wake-up of torch's thread pool
+            values = torch.from_numpy(flat.numpy().take(scored, axis=0))
+        else:
+            values = flat.index_select(0, torch.from_numpy(scored).to(flat.device))
+        self.pending = values, rows
 
     def commit(self) -> None:
         assert self.pending is not None
