@@ -209,6 +209,36 @@ def test_ties_at_the_cut_are_taken_in_id_order_whatever_the_row_order():
             assert [tuple(int(x) for x in row) for row in chosen] == want
 
 
+@pytest.mark.parametrize(("rows", "kind"), [(5000, "repeated"), (3000, "sorted"),
+                                            (700, "zeros"), (130, "normal"), (9, "normal")])
+def test_top_and_bottom_equal_a_full_sort_whatever_the_values(rows, kind):
+    """Top and bottom are chosen among a few candidates per column (those reaching a cut set by
+    blocks of rows' best values): they must equal a full sort's, with every value repeated
+    (ties across the cut), sorted columns (one block holds all the best), a column of zeros and
+    -0.0 (all tied), and fewer rows than blocks."""
+    rng = np.random.default_rng(rows)
+    values = rng.normal(size=(rows, 3)).astype(np.float32)
+    if kind == "repeated":
+        values = np.tile(values[:rows // 5], (5, 1))[rng.permutation(rows)]
+    elif kind == "sorted":
+        values = np.sort(values, axis=0)
+        values[:, 2] = values[::-1, 2]
+    elif kind == "zeros":
+        values[:, 0] = 0.0
+        values[::3, 0] = -0.0
+        values[::2, 1] = 0.0
+    ids = np.stack([rng.integers(0, 7, rows), rng.integers(0, 7, rows), rng.permutation(rows)],
+                   axis=1)
+    summary = summarize(torch.from_numpy(values), ids, KEEP)
+    listed = [tuple(int(x) for x in row) for row in ids]
+    for k in range(3):
+        for chosen, value, highest in ((summary.top_ids[k], summary.top[k], True),
+                                       (summary.bottom_ids[k], summary.bottom[k], False)):
+            want = expected_order(values[:, k], listed, KEEP, highest)
+            assert [tuple(int(x) for x in row) for row in chosen] == want
+            np.testing.assert_array_equal(value, [values[listed.index(at), k] for at in want])
+
+
 @pytest.mark.parametrize("parquet", [False, True])
 def test_a_shard_file_round_trips_and_a_damaged_one_reads_as_absent(tmp_path, parquet):
     """Both shard formats (the single process's .npz, Ray's .parquet) give back the summary

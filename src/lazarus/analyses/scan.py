@@ -51,38 +51,65 @@ Executor = Callable[[Iterable[tuple[int, list[Window]]], Callable[[int], None]],
 class _Reducer:
     """A shard's running summary. Batches' scored values wait on the device, up to
     FLUSH_VALUES, and are summarised together: one summary per few batches instead of one per
-    batch, since on a small model the per-call cost of the summary rivals the forward's."""
+    batch, since on a small model the per-call cost of the summary rivals the forward's. A
+    batch's scored tokens are each row's range [first, end) of token positions, so they are
+    taken with one index and their ids are made only when the batches are summarised."""
 
-    def __init__(self, keep: int, routed: bool = False) -> None:
+    def __init__(self, shard: list[Window], prefix: int, keep: int, routed: bool) -> None:
         self.keep = keep
         self.routed = routed
+        self.prefix = prefix
+        # per window of the shard: doc, window index, first scored position, end (with prefix)
+        self.where = np.array([(w.doc, w.index, prefix + w.scored_from, prefix + len(w.tokens))
+                               for w in shard], np.int64).reshape(len(shard), 4)
         self.summary: Summary | None = None
         self.pending: tuple[Any, np.ndarray] | None = None  # the batch that is running
         self.parts: list[Any] = []  # torch [tokens, K] per batch
-        self.ids: list[np.ndarray] = []  # int64 [tokens, 3] per batch
+        self.rows: list[np.ndarray] = []  # the shard's window indices per batch
         self.held = 0
 
-    def hold(self, values: Any, ids: np.ndarray) -> None:
-        self.pending = values, ids
+    def hold(self, batch: list[int], kept: Any) -> None:
+        """Take the scored tokens of `kept` ([rows, tokens, K] for the windows `batch`, in
+        order); they count once the batch is committed."""
+        import torch
+
+        rows = np.asarray(batch, np.int64)
+        positions = np.arange(kept.shape[1])
+        first, end = self.where[rows, 2:3], self.where[rows, 3:4]
+        scored = np.flatnonzero((positions >= first) & (positions < end))  # row-major
+        flat = kept.reshape(-1, kept.shape[-1])
+        if flat.device.type == "cpu":  # numpy's take: no wake-up of torch's thread pool
+            values = torch.from_numpy(flat.numpy().take(scored, axis=0))
+        else:
+            values = flat.index_select(0, torch.from_numpy(scored).to(flat.device))
+        self.pending = values, rows
 
     def commit(self) -> None:
         assert self.pending is not None
-        values, ids = self.pending
+        values, rows = self.pending
         self.pending = None
         self.parts.append(values)
-        self.ids.append(ids)
+        self.rows.append(rows)
         self.held += values.numel()
         if self.held >= FLUSH_VALUES:
             self.flush()
+
+    def ids(self) -> np.ndarray:
+        """int64 [tokens, 3] (doc, window, token) of the held values, in their order."""
+        where = self.where[np.concatenate(self.rows)]
+        counts = where[:, 3] - where[:, 2]
+        ids = np.repeat(where[:, :3], counts, axis=0)
+        starts = np.cumsum(counts) - counts  # each window's first row among the held ones
+        ids[:, 2] += np.arange(len(ids)) - np.repeat(starts, counts) - self.prefix
+        return ids
 
     def flush(self) -> Summary:
         import torch
 
         if self.parts:
-            part = summarize(torch.cat(self.parts), np.concatenate(self.ids), self.keep,
-                             self.routed)
+            part = summarize(torch.cat(self.parts), self.ids(), self.keep, self.routed)
             self.summary = part if self.summary is None else self.summary.merge(part, self.keep)
-            self.parts, self.ids, self.held = [], [], 0
+            self.parts, self.rows, self.held = [], [], 0
         assert self.summary is not None
         return self.summary
 
@@ -91,28 +118,20 @@ def scan_shard(loaded: LoadedModel, shard: list[Window], prefix: tuple[int, ...]
                settings: ScanSettings, token_budget: int | None = None,
                max_batch: int | None = None) -> Summary:
     """One shard's summary: its windows through the model up to the layer, in the engine's
-    batches (`capture.run_batches`), every scored token's values reduced on the device."""
+    batches (`capture.run_batches`), every scored token's values kept on the device until a
+    few batches' worth are reduced together (`_Reducer`)."""
     import torch
-
 
     request = CaptureRequest((settings.layer,), settings.site, "all", settings.neurons)
     rows = [prefix + w.tokens for w in shard]
-    reducer = _Reducer(settings.examples, settings.routed)
+    reducer = _Reducer(shard, len(prefix), settings.examples, settings.routed)
     direction = None if settings.direction is None else torch.tensor(settings.direction,
                                                                      dtype=torch.float32)
 
     def keep(batch: list[int], layer: int, kept: Any) -> None:  # kept: [batch, tokens, K]
         if direction is not None:  # one pseudo-unit: the float32 dot product with the vector
             kept = project(kept, direction)
-        width = kept.shape[1]
-        scored = torch.zeros((len(batch), width), dtype=torch.bool)
-        ids = np.zeros((len(batch), width, 3), np.int64)
-        for row, index in enumerate(batch):
-            w = shard[index]
-            scored[row, len(prefix) + w.scored_from:len(rows[index])] = True
-            ids[row, :, 0], ids[row, :, 1] = w.doc, w.index
-            ids[row, :, 2] = np.arange(width) - len(prefix)
-        reducer.hold(kept[scored.to(kept.device)], ids[scored.numpy()])
+        reducer.hold(batch, kept)
 
     run_batches(loaded, rows, request, keep, token_budget, max_batch,
                 after_batch=lambda batch: reducer.commit(),

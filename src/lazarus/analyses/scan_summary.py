@@ -11,13 +11,14 @@ import numpy as np
 from lazarus.errors import LazarusError
 from lazarus.stats.sketch import BUCKETS, LOW, SHIFT, SIDE, Summary, select
 
+CUT_BLOCKS = 64  # blocks of rows whose best values set each column's cut (`_extreme`)
 MIXED_EXPERTS = ("these MoE expert units belong to several experts, routed to different tokens, "
                  "and one scan counts the same tokens for every unit (give one expert's units: "
                  "columns e*I .. e*I+I-1)")
 
 
 def summarize(values: Any, ids: np.ndarray, keep: int, routed: bool = False) -> Summary:
-    """The `Summary` of float32 torch [tokens, K] values (on their device) whose tokens have
+    """The `Summary` of float32 torch [tokens, K] values (on any device) whose tokens have
     int64 [tokens, 3] ids (in any row order). `routed` (an MoE layer's expert units, NaN at the
     tokens not routed to their expert): the rows NaN in every column are left out, so that the
     summary is over the tokens routed to the units' one expert."""
@@ -34,9 +35,8 @@ def summarize(values: Any, ids: np.ndarray, keep: int, routed: bool = False) -> 
         if values.shape[0] == 0:
             return Summary.empty(values.shape[1])
     count, width = values.shape
-    # Moments, positives and the sketch in numpy on the host: its sums do not depend on the
-    # thread count (torch's do), and its integer operations are faster on a CPU. Top and
-    # bottom are chosen on the device.
+    # Everything in numpy on the host: its sums do not depend on the thread count (torch's
+    # do), and on a CPU a few numpy passes cost less than as many torch calls.
     narrow = values.float().cpu().numpy()  # float32 [tokens, K]
     host = narrow.astype(np.float64)
     mean = host.mean(axis=0)
@@ -53,8 +53,8 @@ def summarize(values: Any, ids: np.ndarray, keep: int, routed: bool = False) -> 
     sketch = np.bincount(_sketch_columns(narrow).reshape(-1), minlength=width * BUCKETS)
     # bincount counts in int64 already: no copy below
     positive = (narrow > 0).sum(axis=0)
-    top, top_ids = _extreme(values, ids, keep, highest=True)
-    bottom, bottom_ids = _extreme(values, ids, keep, highest=False)
+    top, top_ids = _extreme(narrow, ids, keep, highest=True)
+    bottom, bottom_ids = _extreme(narrow, ids, keep, highest=False)
     return Summary(int(count), mean, m2, positive.astype(np.int64),
                    sketch.reshape(width, BUCKETS).astype(np.int64, copy=False),
                    top, top_ids, bottom, bottom_ids)
@@ -65,7 +65,7 @@ def _sketch_columns(values: np.ndarray) -> np.ndarray:
     of float32 [tokens, K] values, from their bits alone. A float32's bucket depends only on its
     bits above SHIFT (sign, exponent, top mantissa bits), so it is looked up in a table of
     those: two passes over the values instead of seven."""
-    bucket = _bucket_table()[values.view(np.uint32) >> SHIFT]  # int64, SIDE added
+    bucket = _bucket_table().take(values.view(np.uint32) >> SHIFT)  # int64, SIDE added
     bucket += BUCKETS * np.arange(values.shape[1], dtype=np.int64)
     return bucket
 
@@ -83,32 +83,51 @@ def _bucket_table() -> np.ndarray:
     return bucket + SIDE
 
 
-def _extreme(values: Any, ids: np.ndarray, keep: int,
+def _extreme(host: np.ndarray, ids: np.ndarray, keep: int,
              highest: bool) -> tuple[np.ndarray, np.ndarray]:
-    """The `keep` highest (or lowest) per column, ties at the cut taken in id order: `topk`,
-    then, only in the columns where values tie across the cut, their rows at or above the cut
-    ordered by value, then id."""
-    import torch
+    """The `keep` highest (or lowest) per column of float32 [tokens, K] values, ties taken in
+    id order. A cut per column first (the (keep+1)-th best of CUT_BLOCKS blocks' best values,
+    so at least keep+1 values reach it, ties included) leaves a few candidates per column;
+    they are ordered by one sort of 64-bit keys (column, value, rank of the id)."""
+    count, width = host.shape
+    n = min(keep, count)
+    if n == 0:
+        return select(np.zeros((width, 0), np.float32), np.zeros((width, 0, 3), np.int64), keep,
+                      highest)
+    blocks = min(CUT_BLOCKS, count // 2)
+    if blocks > n:
+        size = count // blocks
+        split = host[:blocks * size].reshape(blocks, size, width)
+        edge = split.max(axis=1) if highest else split.min(axis=1)  # [blocks, K]
+        at = blocks - 1 - n if highest else n  # the (n+1)-th best block
+        cut = np.partition(edge, at, axis=0)[at]
+        flat = np.flatnonzero(host >= cut if highest else host <= cut)
+    else:
+        flat = np.arange(count * width)
+    r, c = np.divmod(flat, width)  # np.nonzero's rows and columns, in less time
+    found, local = np.unique(r, return_inverse=True)  # the candidate rows
+    by_id = np.lexsort((ids[found, 2], ids[found, 1], ids[found, 0]))
+    rank = np.empty(len(found), np.int64)
+    rank[by_id] = np.arange(len(found))
+    order = _order(host[r, c], c, rank[local.reshape(-1)], highest)
+    counts = np.bincount(c, minlength=width)  # at least n each
+    first = np.cumsum(counts) - counts  # where each column's candidates start
+    rows = found[by_id[order[first[:, None] + np.arange(n)]]]  # [K, n]
+    return select(np.take_along_axis(host.T, rows, axis=1), ids[rows], keep, highest)
 
-    n = min(keep, values.shape[0])
-    best, rows = torch.topk(values, min(n + 1, values.shape[0]), dim=0,
-                            largest=highest)  # [n (+1), K]
-    if n < values.shape[0]:  # a tie across the cut: the (n+1)-th value equals the n-th
-        ties = (best[n] == best[n - 1]).nonzero().flatten() if n else best[:0, 0]
-        best, rows = best[:n], rows[:n]
-        if len(ties):  # order those columns' candidates (rows at or above the cut) by id
-            sub = values[:, ties]  # [tokens, T]
-            cut = best[n - 1, ties]
-            r, c = (sub >= cut if highest else sub <= cut).nonzero(as_tuple=True)
-            value = sub[r, c].double().cpu().numpy()
-            r, c = r.cpu().numpy(), c.cpu().numpy()
-            order = np.lexsort((ids[r, 2], ids[r, 1], ids[r, 0], -value if highest else value,
-                                c))
-            counts = np.bincount(c, minlength=len(ties))
-            first = np.cumsum(counts) - counts  # where each column's candidates start
-            chosen = r[order[first[:, None] + np.arange(n)]]  # [T, n]
-            rows[:, ties] = torch.from_numpy(chosen.T.copy()).to(rows.device)
-    rows = rows.T.cpu().numpy()  # [K, n]
-    chosen = np.take_along_axis(values.T.cpu().numpy(), rows, axis=1) if n else \
-        np.zeros((values.shape[1], 0), np.float32)
-    return select(chosen, ids[rows], keep, highest)
+
+def _order(values: np.ndarray, columns: np.ndarray, ranks: np.ndarray,
+           highest: bool) -> np.ndarray:
+    """The ranks of float32 values, sorted by column, then value (highest first or lowest
+    first; -0.0 = 0.0), then rank: one sort of uint64 keys (a lexsort where they do not fit)."""
+    bits = (values + np.float32(0.0)).view(np.uint32).astype(np.uint64)  # -0.0 + 0.0 = 0.0
+    flip = np.where(bits >> np.uint64(31), np.uint64(0xFFFFFFFF), np.uint64(1 << 31))
+    ascending = bits ^ flip  # unsigned, in the floats' order
+    key = ascending ^ np.uint64(0xFFFFFFFF) if highest else ascending
+    rank_bits = int(ranks.max(initial=0)).bit_length()
+    if int(columns.max(initial=0)).bit_length() + 32 + rank_bits > 64:
+        return ranks[np.lexsort((ranks, key, columns))]
+    key = (columns.astype(np.uint64) << np.uint64(32 + rank_bits)) | (key << np.uint64(
+        rank_bits)) | ranks.astype(np.uint64)
+    key.sort()
+    return (key & np.uint64((1 << rank_bits) - 1)).astype(np.int64)
