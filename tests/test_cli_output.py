@@ -101,3 +101,20 @@ def test_out_escapes_control_characters_and_keeps_colour_only_when_asked(capsys)
     plain, coloured = capsys.readouterr().out.splitlines()
     assert plain == r"a\x1b[31mred\x1b[0m\x07"  # shown, not sent to the terminal
     assert coloured == "a\x1b[31mred\x1b[0m"
+
+
+def test_a_note_is_one_write_so_threads_lines_never_run_together(monkeypatch):
+    """The keep-alive server logs from several threads to one stderr: each line must reach it
+    in one write, its newline included."""
+    writes: list[str] = []
+
+    class Recorder(io.StringIO):
+        def write(self, text: str) -> int:
+            writes.append(text)
+            return len(text)
+
+    monkeypatch.setattr(sys, "stderr", Recorder())
+    cli_output.note("neurons: answered in 0.096 s")
+    cli_output.warn("two\nlines")
+    assert writes == ["lazarus: neurons: answered in 0.096 s\n",
+                      "lazarus: warning: two\\nlines\n"]

@@ -195,6 +195,46 @@ def test_what_upstream_and_lazarus_say_on_stderr_is_the_same_with_the_server(
     assert line not in log  # said to the command, not to the server's log
 
 
+def test_warnings_made_errors_keep_the_run_in_process(env, tmp_path, tiny_model_dirs):
+    """With -W error::FutureWarning the run in process stops at the warning with one line and
+    status 2; the server cannot stop where that run would, so the command says it does not use
+    it and runs in process: the same error line, status and (no) files."""
+    model = said_model("generation config", tiny_model_dirs, tmp_path)
+    args = commands(model)["steer"]
+    runs = {}
+    for name, extra in (("in process", []), ("with the server", ["--keep-alive", "5m"])):
+        folder = tmp_path / name.replace(" ", "-")
+        folder.mkdir()
+        done = subprocess.run([sys.executable, "-W", "error::FutureWarning", "-m", "lazarus",
+                               *args, *extra], env=env, cwd=folder, capture_output=True,
+                              text=True, timeout=600)
+        runs[name] = (done.returncode, done.stdout, done.stderr.splitlines(), files_of(folder))
+    code, stdout, stderr, files = runs["in process"]
+    assert code == 2
+    assert len(stderr) == 1
+    assert "FutureWarning" in stderr[0]
+    assert runs["with the server"][:2] == (code, stdout)
+    assert runs["with the server"][3] == files
+    assert runs["with the server"][2] == [
+        "lazarus: keep-alive server: not using it: warnings are turned into errors here "
+        "(-W error or PYTHONWARNINGS); running in process", *stderr]
+
+
+def test_starting_the_server_leaves_no_resource_warning(env, tmp_path, llama_dir):
+    """The server is started detached and outlives the command: with every warning shown
+    (-W default), the command's stderr is the same as in process."""
+    args = commands(llama_dir)["neurons"]
+    runs = {}
+    for name, extra in (("in process", []), ("starting the server", ["--keep-alive", "5m"])):
+        folder = tmp_path / name.replace(" ", "-")
+        folder.mkdir()
+        done = subprocess.run([sys.executable, "-W", "default", "-m", "lazarus", *args, *extra],
+                              env=env, cwd=folder, capture_output=True, text=True, timeout=600)
+        runs[name] = (done.returncode, done.stdout, done.stderr)
+    assert runs["starting the server"] == runs["in process"]
+    assert "lazarus: neurons on " in (Path(env["LAZARUS_SERVE_DIR"]) / "server.log").read_text()
+
+
 def test_a_server_killed_mid_request_costs_one_line_and_the_command_runs_in_process(
         env, tmp_path, tiny_model_dirs):
     args = commands(tiny_model_dirs["llama"])["neurons"]

@@ -89,7 +89,8 @@ def _stderr(line: str) -> None:
         if _bar_open:
             sys.stderr.write("\n")
             _bar_open = False
-        print(escape(line), file=sys.stderr, flush=True)
+        sys.stderr.write(escape(line) + "\n")  # one write: threads' lines never interleave
+        sys.stderr.flush()
 
 
 def error(message: str) -> None:

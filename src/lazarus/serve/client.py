@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -78,13 +78,12 @@ def _start(keep_alive: float | None) -> socket.socket:
         command += ["--idle-timeout", f"{keep_alive:g}s"]
     fd = os.open(folder / "server.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                   stderr=fd, start_new_session=True, close_fds=True)
+        pid = _spawn(command, fd)
     finally:
         os.close(fd)
     deadline = time.monotonic() + START_WAIT
     while time.monotonic() < deadline:
-        if process.poll() is not None and not os.path.lexists(protocol.socket_path()):
+        if _ended(pid) and not os.path.lexists(protocol.socket_path()):
             raise ServerUnavailable(f"the server did not start (see {folder / 'server.log'})")
         if os.path.lexists(protocol.socket_path()):
             try:
@@ -93,6 +92,24 @@ def _start(keep_alive: float | None) -> socket.socket:
                 pass
         time.sleep(0.05)
     raise ServerUnavailable(f"the server did not answer within {START_WAIT:g} s")
+
+
+def _spawn(command: list[str], log: int) -> int:
+    """Start `command` in a session of its own, stdin and stdout on /dev/null, stderr on `log`:
+    its pid. No `Popen` object is kept, which would warn (ResourceWarning) when dropped while
+    the server, meant to outlive this command, still runs."""
+    actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+               (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+               (os.POSIX_SPAWN_DUP2, log, 2)]
+    return os.posix_spawn(command[0], command, os.environ, file_actions=actions, setsid=True)
+
+
+def _ended(pid: int) -> bool:
+    """Whether the child `pid` has exited (reaped here, so that it leaves no zombie)."""
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] == pid
+    except ChildProcessError:
+        return True
 
 
 def request(op: str) -> dict[str, Any]:
@@ -113,6 +130,11 @@ def compute(spec: dict[str, Any], command: str, inputs: list[Any], *,
     and progress are passed on as they come, what upstream code wrote to stderr to `echo`, and
     Python warnings are raised again here (`capture.warn_again`). A `LazarusError` is raised
     as in process."""
+    if any(action == "error" for action, *_ in warnings.filters):
+        # A warning raised on the server would be an exception in the middle of the run in
+        # process; the server cannot stop there as that run would, so the run is made here.
+        raise ServerUnavailable("not using it: warnings are turned into errors here (-W error "
+                                "or PYTHONWARNINGS)")
     with connect(start=keep_alive is not None, keep_alive=keep_alive) as conn:
         try:
             protocol.send(conn, {"op": "compute", "version": protocol.VERSION,
@@ -136,7 +158,11 @@ def compute(spec: dict[str, Any], command: str, inputs: list[Any], *,
                 elif kind == "stderr" and echo is not None:
                     echo(*args)
                 elif kind == "warning":
-                    capture.warn_again(*args)
+                    try:
+                        capture.warn_again(*args)
+                    except Warning:  # a filter set since made it an error: as above
+                        raise ServerUnavailable("a warning is an error here; the run in "
+                                                "process raises it where it happens") from None
         except (OSError, EOFError, protocol.ProtocolError):
             raise ServerUnavailable("the server went away mid-request") from None
         except (codec.CodecError, TypeError, ValueError) as err:
