@@ -53,3 +53,20 @@ def test_the_module_entry_exits_with_main_s_status():
                           env={**os.environ, "PYTHONPATH": str(SRC)})
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1
+
+
+def test_ctrl_c_while_the_cli_is_still_imported_is_one_line_and_status_130():
+    """A Ctrl-C that lands while `lazarus.cli.main` is being imported (the first tenth of a
+    second of a command): the same line and status as one that lands later."""
+    done = run_child(
+        "import sys\n"
+        "class Interrupting:\n"  # the import of lazarus.cli.main is where the Ctrl-C lands
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'lazarus.cli.main':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Interrupting())\n"
+        "from lazarus.cli import entry\n"
+        "entry()\n")
+    assert done.returncode == 130
+    assert done.stderr == "lazarus: interrupted\n"
+    assert done.stdout == ""

@@ -1,5 +1,5 @@
 """`python -m lazarus …`: the same as the `lazarus` command."""
 
-from lazarus.cli.main import entry
+from lazarus.cli import entry
 
 entry()

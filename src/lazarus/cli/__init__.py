@@ -12,3 +12,21 @@ import gc
 # to the collector's permanent generation) just before, they are skipped; nothing else of the
 # exit changes (files are closed, atexit handlers run, memory is returned with the process).
 atexit.register(gc.freeze)
+
+
+def entry() -> None:
+    """The `lazarus` console command (and `python -m lazarus`): `main.main`, then a quick exit
+    (`quick_exit`: the exit handlers run, the interpreter's teardown is skipped). Defined here,
+    where importing it costs nothing, so that Ctrl-C while the CLI's modules are still being
+    imported ends as it does later: one line and status 130, not a traceback."""
+    try:
+        from lazarus.cli.main import main
+        from lazarus.cli.quick_exit import quick_exit
+    except KeyboardInterrupt:
+        import os
+        import sys
+
+        sys.stderr.write("lazarus: interrupted\n")
+        sys.stderr.flush()
+        os._exit(130)  # 128 + SIGINT, as cli.output's EXIT_INTERRUPTED
+    quick_exit(main())

@@ -29,7 +29,6 @@ from lazarus.cli.output import (
     silence_stdout,
 )
 from lazarus.cli.parser import build_parser
-from lazarus.cli.quick_exit import quick_exit
 from lazarus.cli.signals import Terminated, sigterm_raises
 from lazarus.engine import collector
 from lazarus.errors import LazarusError
@@ -94,11 +93,7 @@ def _run(argv: Sequence[str] | None) -> int:
     return code
 
 
-def entry() -> None:
-    """The `lazarus` console command (and `python -m lazarus`): `main`, then a quick exit
-    (`quick_exit`: the exit handlers run, the interpreter's teardown is skipped)."""
-    quick_exit(main())
-
-
 if __name__ == "__main__":
+    from lazarus.cli import entry
+
     entry()
