@@ -126,7 +126,8 @@ def test_text_strips_scale_without_the_prefix_and_clip_it():
     values = np.array([[90.0], [1.0], [3.0], [-70.0], [2.0], [5.0], [4.0]])
     text = render_strips(per_token_result({0: values}), per_token_result({0: values}).layers[0])
     assert "over every token but the tokenizer's prefix: N0 +1.0 to +5.0" in text
-    assert "(prefix <s> clipped to each scale's ends: its values reach -70.0 to +90.0)" in text
+    assert ("(prefix <s> clipped to each scale's ends: its values reach -70.0 to +90.0; not "
+            "counted in the statistics below)") in text
     lines = text.splitlines()
     # levels by hand on 1..5 (floor(4 (v - 1) / 4)): a 0, b 2 | c 1, d 4, e 3; BOS clipped:
     # +90 -> 5 (level 4, █), -70 -> 1 (level 0, blank)
@@ -202,3 +203,44 @@ def test_strip_means_and_legend_share_the_category_colours():
     legend = figure.legends[0]
     assert [to_rgba(p.get_facecolor()) for p in legend.get_patches()] == [
         to_rgba(palette.category(k)) for k in range(5)]
+
+
+def test_statistics_per_token_leave_the_tokenizer_s_prefix_out():
+    """With position "all" the map keeps every token, BOS included, but the statistics, label
+    means and correlations are over the prompts' own tokens: the BOS row (the same in every
+    prompt) would otherwise weigh more in the label of shorter prompts. Oracle: numpy over the
+    matrix's rows that the tokenizer's own ids say are not its prefix."""
+    model = Model("lazarus:demo")
+    prompts = ["2+3=", "45*45=", "7-1=", "123+456="]
+    labels = ["easy", "hard", "easy", "hard"]
+    result = model.neurons(prompts, layers=[3], position="all", neurons=[5, 17, 40],
+                           labels=labels)
+    tokenizer = AutoTokenizer.from_pretrained(model.info.source)
+    ids = [tokenizer(p)["input_ids"] for p in prompts]
+    assert all(row[0] == tokenizer.bos_token_id for row in ids)  # this model adds BOS
+    own = np.concatenate([np.arange(len(row)) >= 1 for row in ids])
+    layer = result.layers[0]
+    values = layer.matrix.values
+    assert values.shape[0] == sum(len(row) for row in ids)  # the map: every token
+    assert not np.allclose(values[~own], values[own].mean(axis=0))  # BOS stands apart
+    for stats, column in zip(layer.stats, values[own].T.astype(np.float64), strict=True):
+        assert stats.mean == pytest.approx(column.mean(), abs=1e-9)
+        assert stats.std == pytest.approx(column.std(), abs=1e-9)
+        assert (stats.min, stats.max) == (column.min(), column.max())
+    sample_labels = np.array([label for label, row in zip(labels, ids, strict=True)
+                              for _ in row])
+    for summary in layer.label_summaries:
+        rows = own & (sample_labels == summary.label)
+        expected = values[rows].astype(np.float64).mean(axis=0)
+        assert [e.mean for e in summary.effects] == pytest.approx(expected, abs=1e-9)
+        assert [e.count for e in summary.effects] == [int(rows.sum())] * 3
+
+
+def test_the_label_panel_leaves_the_prefix_out_as_the_statistics_do():
+    values = np.array([[80.0, -9.0], [1.0, 2.0], [3.0, 4.0],            # ab:  <s> a b
+                       [80.0, -9.0], [5.0, 6.0], [7.0, 9.0], [9.0, 1.0]])  # cde: <s> c d e
+    figure = neurons_figure(per_token_result({0: values}, labels=("x", "y")))
+    panel = next(axes for axes in figure.axes if axes.get_title().startswith("per-label"))
+    means = [list(line.get_ydata()) for line in panel.lines  # one per label, x then y
+             if line.get_marker() not in (None, "None", "")]
+    assert means == [[2.0, 3.0], [7.0, pytest.approx(16 / 3)]]

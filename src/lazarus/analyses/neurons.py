@@ -7,11 +7,12 @@ direction, the strongest survivors of `--auto-discover` (see `discover`), or els
 with the largest spread (population std) across the prompts, averaged over the layers. Each
 layer read at full width also names its "massive activation" dimensions
 (`analysis.massive_dimensions`), which would otherwise top a ranking by spread silently.
-With `position="all"` every real token of every prompt is a sample: statistics and label means
-are over tokens, and each prompt's per-token values are kept, with how many of its leading
-tokens are the tokenizer's prefix (e.g. BOS, an attention sink whose values dwarf the
-others'); label correlations then come without intervals or marks, since tokens of one prompt
-are not independent samples.
+With `position="all"` every token of every prompt is a row of the map, and each prompt's own
+tokens are the samples: statistics, label means, the ranking by spread and the massive
+dimensions leave out the tokenizer's prefix (e.g. BOS), which is the same row in every prompt
+and an attention sink whose values dwarf the others' (counted, it would weigh more in a label
+of shorter prompts); label correlations come without intervals or marks, since tokens of one
+prompt are not independent samples.
 With labels, prompts are the unit of every statistic: a repeated prompt is merged into one
 (`io.distinct`; said through `model.notify`), and one prompt under two labels is refused.
 """
@@ -19,6 +20,7 @@ With labels, prompts are the unit of every statistic: a repeated prompt is merge
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -82,6 +84,16 @@ def analyse_neurons(model: ModelHandle, prompts: Sequence[str], options: Neurons
     per_prompt = collected.rows  # {layer: [prompts, width]} or {layer: [[tokens, width], ...]}
     samples = {layer: np.concatenate(rows) if every else rows  # [samples, width]
                for layer, rows in per_prompt.items()}
+    tokens = prefixes = None
+    own = None  # per token: the rows that are the prompts' own tokens, not the tokenizer's prefix
+    if every:  # the prefix (BOS) is the same row in every prompt: shown, never counted
+        tokenizer = model.tokenizer()
+        ids, texts = token_texts(tokenizer, list(prompts))
+        tokens = tuple(tuple(row) for row in texts)
+        prefixes = tuple(prefix_length(row, prefix_of(tokenizer)) for row in ids)
+        own = np.concatenate([np.arange(len(rows)) >= count for rows, count
+                              in zip(per_prompt[layers[0]], prefixes, strict=True)])
+    counted = samples if own is None else {layer: rows[own] for layer, rows in samples.items()}
     widths = collected.widths
     for layer, width in widths.items():
         if neurons is not None:
@@ -92,7 +104,7 @@ def analyse_neurons(model: ModelHandle, prompts: Sequence[str], options: Neurons
     found = None
     choice = analysis.Choice(per_token=every)  # given: listed, or a direction's top neurons
     if options.auto_discover:
-        found = discover.discover(samples[layers[0]], labels, top_k=top_k,
+        found = discover.discover(counted[layers[0]], labels, top_k=top_k,
                                   permutations=options.permutations)
         chosen, selection = [f.neuron for f in found.shown], found.describe()
         choice = analysis.Choice(by=analysis.EFFECT, among=found.tested,
@@ -103,7 +115,7 @@ def analyse_neurons(model: ModelHandle, prompts: Sequence[str], options: Neurons
     elif neurons is not None:
         chosen, selection = known, None
     else:
-        chosen, selection = _most_variable(samples, top_k, every)
+        chosen, selection = _most_variable(counted, top_k, every)
         choice = analysis.Choice(by=analysis.SPREAD, among=widths[layers[0]], per_token=every)
     picked = list(range(len(chosen))) if columns is not None else chosen  # columns of samples
 
@@ -120,19 +132,18 @@ def analyse_neurons(model: ModelHandle, prompts: Sequence[str], options: Neurons
                                   labels=None if sample_labels is None else tuple(sample_labels),
                                   site=site, model_id=info.model_id)
         per_token = (tuple(rows[:, picked] for rows in per_prompt[layer]) if every else None)
+        statistics = matrix if own is None else replace(
+            matrix, values=matrix.values[own],
+            prompts=tuple(name for name, keep in zip(names, own, strict=True) if keep),
+            labels=None if sample_labels is None else tuple(
+                label for label, keep in zip(sample_labels, own, strict=True) if keep))
         results.append(LayerResult(
-            matrix=matrix, stats=analysis.neuron_stats(matrix),
-            label_summaries=analysis.label_correlation(matrix, choice) if labels else None,
+            matrix=matrix, stats=analysis.neuron_stats(statistics),
+            label_summaries=analysis.label_correlation(statistics, choice) if labels else None,
             per_token=per_token, width=widths[layer],
             experts=moe_experts(info, site, widths[layer]),
-            massive=None if columns is not None else analysis.massive_dimensions(samples[layer]),
+            massive=None if columns is not None else analysis.massive_dimensions(counted[layer]),
             discovery=found))
-    tokens = prefixes = None
-    if every:  # the tokenizer's prefix (BOS) is named so that pictures can set it apart
-        tokenizer = model.tokenizer()
-        ids, texts = token_texts(tokenizer, list(prompts))
-        tokens = tuple(tuple(row) for row in texts)
-        prefixes = tuple(prefix_length(row, prefix_of(tokenizer)) for row in ids)
     return NeuronsResult(
         layers=tuple(results), neurons=tuple(chosen), prompts=tuple(prompts),
         labels=None if labels is None else tuple(labels), site=site, position=position,

@@ -76,14 +76,13 @@ def render_strips(result: NeuronsResult, layer: LayerResult, max_rows: int | Non
         reach = (f": its values reach {found.min():+.{decimals}f} to "
                  f"{found.max():+.{decimals}f}" if found.size else "")
         lines.append(f"(prefix {escape(' '.join(dict.fromkeys(first)))} clipped to each "
-                     f"scale's ends{reach})")
+                     f"scale's ends{reach}; not counted in the statistics below)")
     total = len(result.prompts)
     shown = total if not max_rows or total <= max_rows + 1 else max_rows
     if shown < total:
         lines.append(f"(the first {shown} of {plural(total, 'prompt')}; statistics below use "
-                     "every token "
-                     "of all of them; --max-rows 0 shows every prompt, -o FILE saves every "
-                     "value)")
+                     "the tokens of all of them; --max-rows 0 shows every prompt, -o FILE saves "
+                     "every value)")
     start = 0
     for index, (prompt, tokens) in enumerate(zip(result.prompts[:shown], result.tokens,
                                                  strict=False)):

@@ -125,7 +125,7 @@ def neurons_figure(result: Any, size: tuple[float, float] | None = None,
         bar.ax.tick_params(labelsize=7)
         if labelled:
             _label_panel(figure.add_subplot(grid[row * 2 + 1, column]), layer.matrix,
-                         result.choice, marks)
+                         ~prefix, result.choice, marks)
     if labelled:
         from matplotlib.patches import Patch
 
@@ -176,10 +176,13 @@ def _heatmap(axes: Any, matrix: Any, colours: Any, limit: float, tokens: bool,
     return image
 
 
-def _label_panel(axes: Any, matrix: Any, choice: Choice, marks: dict[str, int]) -> None:
-    """Each label's mean per neuron (in its colour), with its t-interval when the samples are
+def _label_panel(axes: Any, matrix: Any, counted: np.ndarray, choice: Choice,
+                 marks: dict[str, int]) -> None:
+    """Each label's mean per neuron (in its colour) over the `counted` rows (not the
+    tokenizer's prefix, as LABEL CORRELATION), with its t-interval when the samples are
     prompts."""
-    found = label_means(matrix.values, matrix.labels)
+    labels = tuple(label for label, keep in zip(matrix.labels, counted, strict=True) if keep)
+    found = label_means(matrix.values[counted], labels)
     width = 0.8 / len(found)
     x = np.arange(len(matrix.neurons), dtype=np.float64)
     for i, (label, (means, halves, _)) in enumerate(found.items()):
