@@ -6,6 +6,9 @@ runs, so that `lazarus --help` imports neither numpy nor torch."""
 
 import atexit
 import gc
+import importlib
+import os
+import sys
 
 # At exit the interpreter's last garbage collections walk every object that importing torch and
 # transformers made: about a second of a 4-second command on a 2-core machine. Frozen (moved
@@ -19,13 +22,10 @@ def entry() -> None:
     (`quick_exit`: the exit handlers run, the interpreter's teardown is skipped). Defined here,
     where importing it costs nothing, so that Ctrl-C while the CLI's modules are still being
     imported ends as it does later: one line and status 130, not a traceback."""
-    try:
-        from lazarus.cli.main import main
-        from lazarus.cli.quick_exit import quick_exit
+    try:  # named as strings, as the argument tree names the commands (`main.command`)
+        main = importlib.import_module("lazarus.cli.main").main
+        quick_exit = importlib.import_module("lazarus.cli.quick_exit").quick_exit
     except KeyboardInterrupt:
-        import os
-        import sys
-
         sys.stderr.write("lazarus: interrupted\n")
         sys.stderr.flush()
         os._exit(130)  # 128 + SIGINT, as cli.output's EXIT_INTERRUPTED
