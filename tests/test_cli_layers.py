@@ -107,8 +107,12 @@ def test_every_token_position_gives_tokens_and_their_values(capsys, llama_dir, t
         expected = hidden_states(llama_dir, prompt, 1)[:, [3, 17]]
         assert np.allclose(document["activations"][index], expected, atol=1e-5)
         assert f"{index + 1}. {prompt}" in out
-    every = np.concatenate([np.array(a) for a in document["activations"]])
-    assert document["stats"]["3"]["mean"] == pytest.approx(every[:, 0].mean())
+    # the statistics are over the prompts' own tokens: the BOS the tokenizer puts first is not
+    skip = [int(tokenizer(p)["input_ids"][0] == tokenizer.bos_token_id) for p in PROMPTS]
+    assert all(skip)  # this tokenizer adds BOS, so the test tells the two rules apart
+    own = np.concatenate([np.array(a)[n:] for a, n in zip(document["activations"], skip,
+                                                          strict=True)])
+    assert document["stats"]["3"]["mean"] == pytest.approx(own[:, 0].mean())
     assert "PER-TOKEN VALUES AT LAYER 1" in out
     assert "NEURON ACTIVATION MAP" not in out
 
@@ -202,7 +206,10 @@ def test_negative_layer_lists_are_values_not_options(capsys, llama_dir, tmp_path
 def test_labels_over_tokens_count_tokens(capsys, llama_dir, tmp_path):
     document, out = neurons_json(capsys, tmp_path, llama_dir, "-l", "1", "--position", "all",
                                  "-n", "3", "--labels", "|".join(LABELS))
-    tokens = {label: sum(len(t) for t, lab in zip(document["tokens"], LABELS, strict=True)
+    tokenizer = AutoTokenizer.from_pretrained(llama_dir)
+    bos = tokenizer.convert_ids_to_tokens(tokenizer.bos_token_id)
+    assert all(t[0] == bos for t in document["tokens"])  # BOS first: counted in the map only
+    tokens = {label: sum(len(t) - 1 for t, lab in zip(document["tokens"], LABELS, strict=True)
                          if lab == label) for label in set(LABELS)}
     assert document["label_correlation"]["hard"]["count"] == tokens["hard"]
     assert f"hard ({tokens['hard']} tokens):" in out
