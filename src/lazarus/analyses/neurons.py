@@ -43,7 +43,7 @@ from lazarus.io.corpus import prefix_length, prefix_of
 from lazarus.io.distinct import merge
 from lazarus.io.inputs import check_label_count
 from lazarus.results.activations import ActivationMatrix
-from lazarus.results.neurons import LayerResult, NeuronsResult
+from lazarus.results.neurons import LayerResult, NeuronsResult, prefix_mask
 from lazarus.stats import discover
 from lazarus.stats import neurons as analysis
 
@@ -91,8 +91,7 @@ def analyse_neurons(model: ModelHandle, prompts: Sequence[str], options: Neurons
         ids, texts = token_texts(tokenizer, list(prompts))
         tokens = tuple(tuple(row) for row in texts)
         prefixes = tuple(prefix_length(row, prefix_of(tokenizer)) for row in ids)
-        own = np.concatenate([np.arange(len(rows)) >= count for rows, count
-                              in zip(per_prompt[layers[0]], prefixes, strict=True)])
+        own = ~prefix_mask([len(rows) for rows in per_prompt[layers[0]]], prefixes)
     counted = samples if own is None else {layer: rows[own] for layer, rows in samples.items()}
     widths = collected.widths
     for layer, width in widths.items():

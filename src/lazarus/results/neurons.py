@@ -15,6 +15,7 @@ claim for the way the neurons were chosen.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -96,12 +97,9 @@ class NeuronsResult:
     def prefix_rows(self) -> np.ndarray:
         """Which sample rows (per token, position "all") are a tokenizer prefix token such as
         BOS: each prompt's first `prefixes[i]` rows; none for other positions."""
-        marked = np.zeros(self.layers[0].matrix.values.shape[0], dtype=bool)
         if self.position == "all" and self.prefixes is not None and self.tokens is not None:
-            starts = np.cumsum([0, *(len(tokens) for tokens in self.tokens)])
-            for start, count in zip(starts, self.prefixes, strict=False):
-                marked[start:start + count] = True
-        return marked
+            return prefix_mask([len(tokens) for tokens in self.tokens], self.prefixes)
+        return np.zeros(self.layers[0].matrix.values.shape[0], dtype=bool)
 
     def to_numpy(self, layer: int | None = None) -> np.ndarray:
         """Values of the chosen neurons: [samples, neurons] at `layer`, else [layers, samples,
@@ -283,3 +281,11 @@ def discovery_json(discovery: Discovery) -> dict:
 def massive_json(massive: tuple[Massive, ...]) -> list[dict]:
     return [{"neuron": m.neuron, "mean_abs": json_number(m.mean_abs),
              "ratio_to_median": json_number(m.ratio)} for m in massive]
+
+
+def prefix_mask(lengths: Sequence[int], prefixes: Sequence[int]) -> np.ndarray:
+    """bool [sum(lengths)]: the rows of prompts of `lengths` tokens, one after another, that are
+    their first `prefixes[i]` tokens (the tokenizer's prefix, e.g. BOS)."""
+    return np.concatenate([np.arange(length) < count for length, count
+                           in zip(lengths, prefixes, strict=True)]) if lengths else \
+        np.zeros(0, dtype=bool)

@@ -61,34 +61,27 @@ class Pool:
         used idle models until everything fits under the cap; the ones dropped."""
         with self._guard:
             entry.bytes = needed
-            dropped = self._drop_until_fits(keep=entry)
-        if dropped:
-            gc.collect()  # their weights go before the new ones come
-        return dropped
+        return self.evict(keep=entry)
 
     def evict(self, keep: Entry) -> list[Entry]:
         """Drop the least recently used idle models, other than `keep`, until the weights held
         fit under the cap; the ones dropped. A model computing right now is never dropped, and
         one model alone over the cap stays (nothing could be computed otherwise)."""
-        with self._guard:
-            dropped = self._drop_until_fits(keep)
-        if dropped:
-            gc.collect()  # the weights go now, not at some later collection
-        return dropped
-
-    def _drop_until_fits(self, keep: Entry) -> list[Entry]:
         dropped = []
-        for entry in list(self._entries.values()):
-            if self.max_bytes is None or self.total_bytes() <= self.max_bytes:
-                break
-            if entry is keep or not entry.lock.acquire(blocking=False):
-                continue
-            try:
-                del self._entries[entry.key]
-                entry.handle, entry.bytes = None, 0
-                dropped.append(entry)
-            finally:
-                entry.lock.release()
+        with self._guard:
+            for entry in list(self._entries.values()):
+                if self.max_bytes is None or self.total_bytes() <= self.max_bytes:
+                    break
+                if entry is keep or not entry.lock.acquire(blocking=False):
+                    continue
+                try:
+                    del self._entries[entry.key]
+                    entry.handle, entry.bytes = None, 0
+                    dropped.append(entry)
+                finally:
+                    entry.lock.release()
+        if dropped:
+            gc.collect()  # the weights go now, before new ones come
         return dropped
 
     def total_bytes(self) -> int:
