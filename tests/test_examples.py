@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import lazarus
+from lazarus.analyses import scan_summary
 from lazarus.analyses.scan_summary import summarize
 from lazarus.stats.sketch import ALPHA, MIN_ABS, QUANTILES, Summary
 
@@ -138,6 +139,22 @@ def test_merge_is_exact_whatever_the_split(cuts):
         assert [tuple(x) for x in merged.top_ids[k]] == [tuple(ids[i]) for i in order]
         order = sorted(range(200), key=lambda i, k=k: (values[i, k], *ids[i]))[:KEEP]
         assert [tuple(x) for x in merged.bottom_ids[k]] == [tuple(ids[i]) for i in order]
+
+
+@pytest.mark.parametrize("block", [1, 7, 64])
+def test_summary_the_same_in_blocks_of_rows(monkeypatch, block):
+    """`summarize` makes its passes a few rows at a time (BLOCK_VALUES); any block size gives
+    the one-pass counts exactly and the moments to float64 rounding."""
+    values, ids = hand_made()
+    whole = summarize(torch.from_numpy(values), ids, KEEP)
+    monkeypatch.setattr(scan_summary, "BLOCK_VALUES", block)
+    blocked = summarize(torch.from_numpy(values), ids, KEEP)
+    np.testing.assert_array_equal(blocked.positive, (values > 0).sum(axis=0))
+    np.testing.assert_array_equal(blocked.sketch, whole.sketch)
+    assert blocked.sketch.sum(axis=1).tolist() == [200, 200, 200]
+    np.testing.assert_allclose(blocked.m2 / 200, values.astype(np.float64).var(axis=0),
+                               rtol=1e-12)
+    np.testing.assert_allclose(blocked.mean, values.astype(np.float64).mean(axis=0), rtol=1e-12)
 
 
 def test_sketch_quantiles_within_documented_error():

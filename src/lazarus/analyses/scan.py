@@ -52,8 +52,8 @@ class _Reducer:
     """A shard's running summary. Batches' scored values wait on the device, up to
     FLUSH_VALUES, and are summarised together: one summary per few batches instead of one per
     batch, since on a small model the per-call cost of the summary rivals the forward's. A
-    batch's scored tokens are each row's range [first, end) of token positions, so they are
-    taken with one index and their ids are made only when the batches are summarised."""
+    batch's scored tokens are each row's range [first, end) of token positions: they are
+    copied out with one index per batch, and their ids made, only when summarised."""
 
     def __init__(self, shard: list[Window], prefix: int, keep: int, routed: bool) -> None:
         self.keep = keep
@@ -63,36 +63,49 @@ class _Reducer:
         self.where = np.array([(w.doc, w.index, prefix + w.scored_from, prefix + len(w.tokens))
                                for w in shard], np.int64).reshape(len(shard), 4)
         self.summary: Summary | None = None
-        self.pending: tuple[Any, np.ndarray] | None = None  # the batch that is running
-        self.parts: list[Any] = []  # torch [tokens, K] per batch
+        # the batch that is running, then each committed batch's: torch [rows * tokens, K]
+        # values and the int64 indices of their scored rows
+        self.pending: tuple[Any, np.ndarray, np.ndarray] | None = None
+        self.parts: list[tuple[Any, np.ndarray]] = []
         self.rows: list[np.ndarray] = []  # the shard's window indices per batch
         self.held = 0
 
     def hold(self, batch: list[int], kept: Any) -> None:
-        """Take the scored tokens of `kept` ([rows, tokens, K] for the windows `batch`, in
-        order); they count once the batch is committed."""
-        import torch
-
+        """Note the scored tokens of `kept` ([rows, tokens, K] for the windows `batch`, in
+        order); they count once the batch is committed, and are copied out when summarised."""
         rows = np.asarray(batch, np.int64)
         positions = np.arange(kept.shape[1])
         first, end = self.where[rows, 2:3], self.where[rows, 3:4]
         scored = np.flatnonzero((positions >= first) & (positions < end))  # row-major
-        flat = kept.reshape(-1, kept.shape[-1])
-        if flat.device.type == "cpu":  # numpy's take: no wake-up of torch's thread pool
-            values = torch.from_numpy(flat.numpy().take(scored, axis=0))
-        else:
-            values = flat.index_select(0, torch.from_numpy(scored).to(flat.device))
-        self.pending = values, rows
+        self.pending = kept.reshape(-1, kept.shape[-1]), scored, rows  # [rows * tokens, K]
 
     def commit(self) -> None:
         assert self.pending is not None
-        values, rows = self.pending
+        flat, scored, rows = self.pending
         self.pending = None
-        self.parts.append(values)
+        self.parts.append((flat, scored))
         self.rows.append(rows)
-        self.held += values.numel()
+        self.held += len(scored) * flat.shape[-1]
         if self.held >= FLUSH_VALUES:
             self.flush()
+
+    def values(self) -> Any:
+        """torch [tokens, K]: the held batches' scored tokens, in order, in one copy."""
+        import torch
+
+        if self.parts[0][0].device.type != "cpu":
+            return torch.cat([flat.index_select(0, torch.from_numpy(scored).to(flat.device))
+                              for flat, scored in self.parts])
+        # numpy's take, straight into the result: no wake-up of torch's thread pool, and no
+        # per-batch copies to concatenate
+        arrays = [(flat.numpy(), scored) for flat, scored in self.parts]
+        out = np.empty((sum(len(scored) for _, scored in arrays), arrays[0][0].shape[1]),
+                       arrays[0][0].dtype)
+        at = 0
+        for array, scored in arrays:
+            array.take(scored, axis=0, out=out[at:at + len(scored)])
+            at += len(scored)
+        return torch.from_numpy(out)
 
     def ids(self) -> np.ndarray:
         """int64 [tokens, 3] (doc, window, token) of the held values, in their order."""
@@ -104,10 +117,8 @@ class _Reducer:
         return ids
 
     def flush(self) -> Summary:
-        import torch
-
         if self.parts:
-            part = summarize(torch.cat(self.parts), self.ids(), self.keep, self.routed)
+            part = summarize(self.values(), self.ids(), self.keep, self.routed)
             self.summary = part if self.summary is None else self.summary.merge(part, self.keep)
             self.parts, self.rows, self.held = [], [], 0
         assert self.summary is not None

@@ -11,6 +11,7 @@ import numpy as np
 from lazarus.errors import LazarusError
 from lazarus.stats.sketch import BUCKETS, LOW, SHIFT, SIDE, Summary, select
 
+BLOCK_VALUES = 1 << 15  # values per block of rows in `summarize`'s passes
 CUT_BLOCKS = 64  # blocks of rows whose best values set each column's cut (`_extreme`)
 MIXED_EXPERTS = ("these MoE expert units belong to several experts, routed to different tokens, "
                  "and one scan counts the same tokens for every unit (give one expert's units: "
@@ -38,8 +39,7 @@ def summarize(values: Any, ids: np.ndarray, keep: int, routed: bool = False) -> 
     # Everything in numpy on the host: its sums do not depend on the thread count (torch's
     # do), and on a CPU a few numpy passes cost less than as many torch calls.
     narrow = values.float().cpu().numpy()  # float32 [tokens, K]
-    host = narrow.astype(np.float64)
-    mean = host.mean(axis=0)
+    mean = narrow.mean(axis=0, dtype=np.float64)
     if np.isnan(mean).any():  # a NaN anywhere in a column makes its mean NaN
         raise LazarusError("this site has no value at some tokens (MoE expert units); "
                            "examples needs a value at every token (use resid_post, mlp_out, "
@@ -47,16 +47,23 @@ def summarize(values: Any, ids: np.ndarray, keep: int, routed: bool = False) -> 
     if np.isinf(mean).any():  # so that a shard holding an infinity is one damaged on disk
         raise LazarusError("this site's values overflow to infinity at some tokens (give "
                            "--dtype float32)")
-    np.subtract(host, mean, out=host)
-    np.square(host, out=host)
-    m2 = host.sum(axis=0)
-    sketch = np.bincount(_sketch_columns(narrow).reshape(-1), minlength=width * BUCKETS)
-    # bincount counts in int64 already: no copy below
-    positive = (narrow > 0).sum(axis=0)
+    m2 = np.zeros(width)
+    positive = np.zeros(width, np.int64)
+    sketch = np.zeros(width * BUCKETS, np.int64)
+    # A few rows at a time: every temporary stays small enough for the allocator to reuse
+    # its memory, where whole-array temporaries cost a page fault per 4 KB on every call.
+    step = max(1, BLOCK_VALUES // width)
+    for start in range(0, count, step):
+        block = narrow[start:start + step]
+        centred = block.astype(np.float64)
+        np.subtract(centred, mean, out=centred)
+        np.square(centred, out=centred)
+        m2 += centred.sum(axis=0)
+        positive += np.count_nonzero(block > 0, axis=0)
+        np.add.at(sketch, _sketch_columns(block).reshape(-1), 1)
     top, top_ids = _extreme(narrow, ids, keep, highest=True)
     bottom, bottom_ids = _extreme(narrow, ids, keep, highest=False)
-    return Summary(int(count), mean, m2, positive.astype(np.int64),
-                   sketch.reshape(width, BUCKETS).astype(np.int64, copy=False),
+    return Summary(int(count), mean, m2, positive, sketch.reshape(width, BUCKETS),
                    top, top_ids, bottom, bottom_ids)
 
 
