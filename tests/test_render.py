@@ -126,6 +126,17 @@ def test_heatmap_every_cell_matches_spec():
             assert cell == f"  {glyph * 4}  "
 
 
+def test_heatmap_cut_at_max_rows_keeps_the_whole_maps_scale():
+    """The scale line states every cell's range; the rows shown (and the mean of the rest) are
+    drawn on it, not on a range of their own."""
+    lines = render_heatmap(spec_matrix(), 0, max_rows=2).split("\n")
+    assert "(scale: all cells, -198 to +326, in quarters; blank = lowest quarter)" in lines
+    rows = lines[lines.index(next(line for line in lines if line.startswith("---"))) + 1:]
+    glyphs = [[cell.strip()[:1] or " " for cell in row.split("|")[1:5]] for row in rows]
+    # the mean of the last three rows, by hand: 242, 49, -3, 109.3 -> 4 * (v + 198) / 524
+    assert glyphs == [*SPEC_GLYPHS[:2], ["▓", "░", "░", "▒"]]
+
+
 def test_heat_levels_by_hand():
     # range -198..326 (524): e.g. 195 -> 4 * 393 / 524 = 3.0 exactly -> 3; 63 -> 1.99 -> 1
     levels = heat_levels(np.array(SPEC_VALUES, dtype=np.float32))

@@ -96,8 +96,10 @@ def _value_cells(matrix: ActivationMatrix, decimals: int) -> list[list[str]]:
     return [[signed(v, decimals) for v in row] for row in matrix.values.tolist()]
 
 
-def heat_levels(values: np.ndarray) -> np.ndarray:
-    """Heat level 0..4 of each value: floor(4 * (v - min) / (max - min)) over the whole map.
+def heat_levels(values: np.ndarray, scale_of: np.ndarray | None = None) -> np.ndarray:
+    """Heat level 0..4 of each value: floor(4 * (v - min) / (max - min)) over the whole map
+    (`scale_of`, when the values shown are only part of it, e.g. a map cut at --max-rows, or
+    when some values must not set the scale; values beyond its range get its end levels).
 
     When every value is the same there is no low or high, so every cell gets the middle
     level 2 ('▒'). Infinities get -1 (shown as '?'), NaN (no value: an MoE unit whose expert
@@ -108,7 +110,11 @@ def heat_levels(values: np.ndarray) -> np.ndarray:
     levels = np.where(np.isnan(values), -2, -1).astype(np.int64)
     if not finite.any():
         return levels
-    low, high = values[finite].min(), values[finite].max()
+    whole = values if scale_of is None else np.asarray(scale_of, dtype=np.float64)
+    whole = whole[np.isfinite(whole)]
+    if not whole.size:  # nothing to scale by: the values' own range
+        whole = values[finite]
+    low, high = whole.min(), whole.max()
     if high == low:
         levels[finite] = 2
         return levels
@@ -140,7 +146,8 @@ def render_heatmap(matrix: ActivationMatrix, decimals: int, max_rows: int | None
     rest_values = _rest_mean(matrix, shown)
     widths = _column_widths(matrix, [*_value_cells(matrix, decimals)[:shown],
                                      [signed(v, decimals) for v in rest_values]])
-    levels = heat_levels(np.vstack([matrix.values[:shown], rest_values[None]]))
+    # the levels of the rows shown, on the scale of every cell (the one the scale line states)
+    levels = heat_levels(np.vstack([matrix.values[:shown], rest_values[None]]), matrix.values)
     shades = _shades(np.vstack([matrix.values[:shown], rest_values[None]]),
                      matrix.values) if color else None
     cells = []

@@ -54,8 +54,7 @@ def render_strips(result: NeuronsResult, layer: LayerResult, max_rows: int | Non
     columns = np.concatenate(layer.per_token)  # [every token, neurons]
     prefix = result.prefix_rows()  # BOS: left out of each neuron's scale, clipped to its ends
     rest = columns[~prefix] if prefix.any() and not prefix.all() else columns
-    levels = [heat_levels(_clipped(column, kept)) for column, kept in zip(columns.T, rest.T,
-                                                                           strict=True)]
+    levels = [heat_levels(column, kept) for column, kept in zip(columns.T, rest.T, strict=True)]
     decimals = map_decimals(columns)
     names = [f"N{neuron}" for neuron in result.neurons]
     label_width = max(len("tokens"), *(len(n) for n in names))
@@ -100,16 +99,6 @@ def render_strips(result: NeuronsResult, layer: LayerResult, max_rows: int | Non
             lines.append(f"  {pad(name, label_width)} " + " ".join(cells))
         start += len(tokens)
     return "\n".join(lines)
-
-
-def _clipped(column: np.ndarray, kept: np.ndarray) -> np.ndarray:
-    """`column` with its finite values clipped to the finite range of `kept` (its rows that set
-    the scale), so that `heat_levels` scales by `kept` alone."""
-    present = kept[np.isfinite(kept)]
-    if not present.size:
-        return column
-    finite = np.isfinite(column)
-    return np.where(finite, np.clip(column, present.min(), present.max()), column)
 
 
 def render_across_layers(result: NeuronsResult) -> str:
