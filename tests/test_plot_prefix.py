@@ -244,3 +244,11 @@ def test_the_label_panel_leaves_the_prefix_out_as_the_statistics_do():
     means = [list(line.get_ydata()) for line in panel.lines  # one per label, x then y
              if line.get_marker() not in (None, "None", "")]
     assert means == [[2.0, 3.0], [7.0, pytest.approx(16 / 3)]]
+
+
+def test_the_legend_counts_the_tokens_the_means_are_over():
+    """Each label's count in the legend leaves the prefix rows out, as its means do."""
+    values = np.arange(14, dtype=np.float32).reshape(7, 2)
+    figure = neurons_figure(per_token_result({0: values}, labels=("x", "y")))
+    texts = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert texts == ["x (2 tokens)", "y (3 tokens)"]  # ab: <s> a b; cde: <s> c d e

@@ -130,9 +130,12 @@ def neurons_figure(result: Any, size: tuple[float, float] | None = None,
         from matplotlib.patches import Patch
 
         noun = "token" if result.choice.per_token else "prompt"
+        # the rows the means are over: the prefix rows (BOS) are not counted
+        counted = labels if prefix.all() else [x for x, p in zip(labels, prefix, strict=True)
+                                               if not p]
         handles = [Patch(facecolor=palette.category(i), hatch=palette.category_hatch(i),
                          edgecolor="white", linewidth=0,
-                         label=f"{tick_text(label)} ({plural(labels.count(label), noun)})")
+                         label=f"{tick_text(label)} ({plural(counted.count(label), noun)})")
                    for label, i in marks.items()]
         figure.legend(handles=handles, loc="outside lower center", fontsize=8,
                       ncols=min(len(handles), 6), title="label (row strip and means)",
