@@ -3,14 +3,17 @@ neuron found; the massive-activation flags."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 
 from lazarus.errors import LazarusError
+from lazarus.render.neurons import render_discovery
 from lazarus.stats import discover
 from lazarus.stats.neurons import MASSIVE_FACTOR, massive_dimensions
+from lazarus.text import p_shown
 
 
 def binomial_upper(trials: int, rate: float, tail: float = 0.001) -> int:
@@ -180,3 +183,19 @@ def test_massive_dimensions_by_hand():
     values[:, 4] = 29.0  # 29 < 30: not flagged
     assert massive_dimensions(values) == ()
     assert massive_dimensions(np.zeros((3, 5))) == ()  # no scale to compare with
+
+
+def test_a_survivor_s_corrected_p_is_never_shown_rounded_up_to_alpha():
+    """A neuron survives at corrected p < alpha; its p beside that sentence must read below
+    alpha too (0.0499 is not 0.050)."""
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=(40, 300))
+    values[:20, 123] += 2.0
+    found = discover.discover(values, ["on"] * 20 + ["off"] * 20, top_k=1)
+    edge = dataclasses.replace(found.findings[0], p_corrected=0.0499)
+    text = render_discovery(dataclasses.replace(found, findings=(edge,), alpha=0.05), 0)
+    assert "corrected p=0.0499" in text
+    assert "corrected p < 0.05" in text
+    assert p_shown(0.0123, "0.012", 0.05) == "0.012"  # well below: as rounded
+    assert p_shown(0.05, "0.050", 0.05) == "0.050"  # not below: as rounded
+    assert p_shown(0.049996, "0.050", 0.05) == "0.049996"  # decimals until it reads below

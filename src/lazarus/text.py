@@ -54,6 +54,16 @@ def real_number(text: str) -> float:
     return float(text)
 
 
+def p_shown(value: float, text: str, alpha: float) -> str:
+    """`text`, a p-value rounded for display, with more decimals where the rounding took a p
+    below `alpha` up to it (0.0499 is not shown as 0.050 beside "p < 0.05")."""
+    decimals = 3
+    while value < alpha <= float(text) and decimals < 9:
+        decimals += 1
+        text = f"{value:.{decimals}f}"
+    return text
+
+
 def banner(title: str) -> list[str]:
     return [RULE, title, RULE]
 

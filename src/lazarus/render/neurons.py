@@ -21,7 +21,7 @@ from lazarus.stats.neurons import (
     Massive,
     NeuronStats,
 )
-from lazarus.text import agree, banner, escape, plural
+from lazarus.text import agree, banner, escape, p_shown, plural
 
 # --- statistics and labels ----------------------------------------------------------------------
 
@@ -248,7 +248,8 @@ def render_discovery(discovery: Discovery, layer: int) -> str:
     for name, effect, interval, found in zip(names, effects, intervals, discovery.findings,
                                              strict=True):
         lines.append(f"{name}: {symbol}= {effect}  95% CI {interval}  p={_p(found.p)}  "
-                     f"corrected p={_p(found.p_corrected)}")
+                     f"corrected p="
+                     f"{p_shown(found.p_corrected, _p(found.p_corrected), discovery.alpha)}")
     lines.append(f"(p cannot go below 1/{discovery.permutations + 1} = "
                  f"{_p(1 / (discovery.permutations + 1))} with "
                  f"{plural(discovery.permutations, 'resample')}. "

@@ -26,7 +26,7 @@ from lazarus.stats.power import (
 )
 from lazarus.stats.probe import ProbeReport, to_direction
 from lazarus.stats.probe_predict import Prediction, TestScore
-from lazarus.text import json_number, plural
+from lazarus.text import json_number, p_shown, plural
 
 FIGURES = {  # which figures the fit saw the prompts of
     "accuracy": "held out (cross-validated balanced accuracy, see `score`)",
@@ -144,7 +144,8 @@ def verdict(report: ProbeReport) -> str:
     count = plural(report.permutations, "shuffled labelling")
     if report.significant:
         return (f"Best layer: {report.top_layer} ({percent(top.accuracy).strip()} held out), "
-                f"p = {p_text(report.p_value)} < {report.alpha:g}: only {report.exceeding} of "
+                f"p = {p_shown(report.p_value, p_text(report.p_value), report.alpha)} < "
+                f"{report.alpha:g}: only {report.exceeding} of "
                 f"{count} had a best layer that did as well.")
     if report.permutations == 0:
         why = "no shuffled labellings were run to compare with"
