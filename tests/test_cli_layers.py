@@ -15,8 +15,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from lazarus.analyses import selection
 from lazarus.cli.main import main
-from lazarus.io.directions import load_direction
+from lazarus.io.directions import Direction, load_direction
 
 PROMPTS = ["2+2=", "10*10=", "45*45=", "47*47=", "x"]
 LABELS = ["easy", "easy", "hard", "hard", "easy"]
@@ -258,4 +259,18 @@ def test_a_direction_used_at_more_layers_than_its_own_is_a_warning(capsys, llama
     code, _, err = run(capsys, "introspect", "neurons", "-m", llama_dir, "-l", "1,3", "-p",
                        "a|b", "--from-direction", saved)
     assert code == 0, err
-    assert f"lazarus: warning: {saved} was made at layer 1, you are analysing layer 1, 3" in err
+    assert f"lazarus: warning: {saved} was made at layer 1, and is also used at layer 3" in err
+
+
+@pytest.mark.parametrize(("layers", "source", "said"), [
+    ((2,), "d.npz", "d.npz was made at layer 1, you are analysing layer 2"),
+    ((2, 3), "d.npz", "d.npz was made at layer 1, you are analysing layers 2, 3"),
+    ((1, 2, 3), "d.npz", "d.npz was made at layer 1, and is also used at layers 2, 3"),
+    ((1, 3), "probe (layer 1)", "probe (layer 1): also used at layer 3"),
+    ((3,), "probe (layer 1)", "probe (layer 1): you are analysing layer 3"),
+])
+def test_a_direction_used_at_other_layers_says_which(layers, source, said):
+    warned = []
+    direction = Direction(np.ones(4) / 2, layer=1, source=source)
+    selection._check_made(direction, "m", layers, "resid_post", None, warned.append)
+    assert warned == [said]

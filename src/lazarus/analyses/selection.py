@@ -60,9 +60,14 @@ def _check_made(direction: Direction, model_id: str, layers: Sequence[int], site
         raise LazarusError(f"{name} was made at site {made_site}, not {site} "
                            f"(add --site {made_site})")
     if direction.layer is not None and tuple(layers) != (direction.layer,):
-        made = ":" if f"(layer {direction.layer})" in name else \
-            f" was made at layer {direction.layer},"  # not twice when its name says it
-        warn(f"{name}{made} you are analysing layer {', '.join(map(str, layers))}")
+        named = f"(layer {direction.layer})" in name  # not twice when its name says it
+        others = [layer for layer in layers if layer != direction.layer]
+        where = f"{'layer' if len(others) == 1 else 'layers'} {', '.join(map(str, others))}"
+        if len(others) == len(layers):
+            tail = f"you are analysing {where}"
+        else:
+            tail = f"{'' if named else 'and is '}also used at {where}"
+        warn(f"{name}: {tail}" if named else f"{name} was made at layer {direction.layer}, {tail}")
     if direction.model_id and not same_model(direction.model_id, model_id):
         warn(f"{name} was made for {direction.model_id}, you are analysing {model_id}")
     if direction.position is None or position is None:
