@@ -68,6 +68,8 @@ CHEAP_CASES = {
                             ["choose one"]),
     "missing direction": (["-l", "0", "-p", "a", "--from-direction", "/nonexistent/d.npz"],
                           ["direction file not found"]),
+    "direction folder": (["-l", "0", "-p", "a", "--from-direction", "/"],
+                         ["/ is a folder, not a direction file"]),
 }
 
 
@@ -158,7 +160,7 @@ def test_missing_required_option_is_one_line(capsys, tmp_path):
 @pytest.mark.parametrize("arguments,words", [
     (["-n", ""], ["''", "whole number"]),
     (["-n", "1", "--labels", ""], ["no labels"]),
-    (["--from-direction", ""], ["not found"]),
+    (["--from-direction", ""], ["path is empty"]),
     (["-n", "1", "-o", ""], ["output path is empty"]),
 ])
 def test_empty_option_values_are_errors(capsys, arguments, words):

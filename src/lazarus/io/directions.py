@@ -122,6 +122,12 @@ def save_direction(path: str, direction: Direction) -> None:
 def load_direction(path: str) -> Direction:
     """Read and validate a direction file; every problem is a one-line `LazarusError`."""
     file = Path(path)
+    if not path:
+        raise LazarusError("the direction file's path is empty (give the .npz file saved by "
+                           "'lazarus introspect probe --save-direction FILE')")
+    if file.is_dir():
+        raise LazarusError(f"{path} is a folder, not a direction file (give the .npz file "
+                           "saved by 'lazarus introspect probe --save-direction FILE')")
     if not file.is_file():
         raise LazarusError(f"direction file not found: {path} (run 'lazarus introspect probe "
                            "--save-direction FILE' first, or check the path)")
