@@ -106,15 +106,20 @@ def analyse_steer(model: ModelHandle, prompts: Sequence[str], options: SteerOpti
         absolute = True
     else:
         request = CaptureRequest((layer,), site, "last")
-        means = [capture(loaded, list(group), request)[layer].astype(np.float64).mean(axis=0)
+        means = [_routed_mean(capture(loaded, list(group), request)[layer])
                  for group in (positive, negative)]
-        vector = _unit(means[0] - means[1], "mean(--positive) - mean(--negative)")
+        vector = _unit(np.where(np.isnan(means[0]) | np.isnan(means[1]), 0.0,
+                                means[0] - means[1]), "mean(--positive) - mean(--negative)")
+        routed = any(np.isnan(m).any() for m in means)
         source = (f"mean of {plural(len(positive), '--positive prompt')} minus mean of "
-                  f"{plural(len(negative), '--negative prompt')}, at the last token")
+                  f"{plural(len(negative), '--negative prompt')}, at the last token"
+                  + (" (per unit, over the prompts routed to its expert; 0 where a side has "
+                     "none)" if routed else ""))
     prompt_ids = tokenize(loaded, prompts)
     rows = capture(loaded, list(prompts), CaptureRequest((layer,), site, "all"))[layer]
     norm, norm_tokens = steer_strength.activation_norm(rows, prompt_ids,
                                                        prefix_of(loaded.tokenizer))
+    routed_only = any(np.isnan(row).any() for row in rows)  # MoE expert units
     scale = 1.0 if absolute else norm
     measures.check_room(loaded, prompt_ids, max_tokens)
     measures.check_scored_room(loaded, prompt_ids, [
@@ -168,7 +173,17 @@ def analyse_steer(model: ModelHandle, prompts: Sequence[str], options: SteerOpti
                        scale=scale, vector=vector.astype(np.float32), tokens=tuple(tokens),
                        max_tokens=max_tokens, temperature=options.temperature, seed=seed,
                        runs=tuple(runs), activation_norm=norm, norm_tokens=norm_tokens,
-                       clamp=clamp)
+                       clamp=clamp, routed_only=routed_only)
+
+
+def _routed_mean(rows: np.ndarray) -> np.ndarray:
+    """Per column, the mean over the rows where it exists (MoE expert units are NaN for tokens
+    not routed to their expert); NaN where no row has it."""
+    rows = rows.astype(np.float64)
+    present = ~np.isnan(rows)
+    counts = present.sum(axis=0)
+    totals = np.where(present, rows, 0.0).sum(axis=0)
+    return np.where(counts > 0, totals / np.maximum(counts, 1), np.nan)
 
 
 def _unit(vector: np.ndarray, name: str) -> np.ndarray:

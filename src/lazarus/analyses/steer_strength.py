@@ -54,10 +54,15 @@ def activation_norm(rows: Sequence[np.ndarray], token_ids: Sequence[Sequence[int
                     prefix: Sequence[int]) -> tuple[float, int]:
     """(mean L2 norm of the site's per-token vectors, tokens averaged over): every token of
     each prompt but a leading tokenizer `prefix` (BOS: its norm is an outlier, 2-3x the others
-    past layer 0 of the demo model), or every token when nothing else is left."""
+    past layer 0 of the demo model), or every token when nothing else is left. At an MoE layer's
+    mlp_post, a token's vector is the units of the experts it was routed to (the others are NaN:
+    they do not exist for it)."""
     kept = [row[prefix_length(ids, prefix):] for row, ids in zip(rows, token_ids, strict=True)]
     values = np.concatenate(kept) if sum(len(k) for k in kept) else np.concatenate(list(rows))
-    norms = np.linalg.norm(values.astype(np.float64), axis=1)
+    values = values.astype(np.float64)
+    # MoE expert units are NaN for the experts a token was not routed to: never computed, and
+    # never edited (`moe.edited_output`), so each token's norm is over the units it has
+    norms = np.sqrt(np.sum(np.where(np.isnan(values), 0.0, values) ** 2, axis=1))
     return float(np.mean(norms)), int(norms.size)
 
 
