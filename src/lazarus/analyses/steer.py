@@ -127,6 +127,7 @@ def analyse_steer(model: ModelHandle, prompts: Sequence[str], options: SteerOpti
                                                                          strict=True)],
         paired=False)
     asked = options.coefficients
+    swept = asked is None and bool(options.compare)  # a bare --compare: the sweep's range
     if asked is None:
         asked = (steer_strength.sweep(kind, norm) if options.compare
                  else steer_strength.default_coefficients(kind))
@@ -136,9 +137,10 @@ def analyse_steer(model: ModelHandle, prompts: Sequence[str], options: SteerOpti
         raise LazarusError(f"a coefficient of {max(abs(c) for c in ordered):g} makes a vector "
                            f"of size {largest:.3g}, beyond what float32 activations hold (use "
                            "a smaller coefficient)")
-    if not clamp and norm > 0:
+    if not clamp and norm > 0 and not (swept and kind != "neurons"):  # within the limit
         length = scale * float(np.linalg.norm(vector))
-        warning = steer_strength.too_strong(kind, ordered, [c * length / norm for c in ordered])
+        warning = steer_strength.too_strong(kind, ordered, [c * length / norm for c in ordered],
+                                            swept)
         if warning:
             model.warn(warning)
     runs, baseline, unsteered = [], None, None

@@ -73,15 +73,19 @@ def card_coefficients(kind: str) -> tuple[float, ...]:
 
 
 def too_strong(kind: str, coefficients: Sequence[float],
-               fractions: Sequence[float]) -> str | None:
+               fractions: Sequence[float], swept: bool = False) -> str | None:
     """The one-line warning when an added vector's length over the mean activation norm
-    exceeds the `mode`'s limit, else None."""
+    exceeds the `mode`'s limit, else None. The fraction is compared as printed (2 decimals):
+    "above 0.3x" is never said of a 0.30x that float rounding put a hair past 0.3. `swept`: the
+    coefficients are a bare --compare's own (with --neurons, x values that are large already)."""
     limit = NEURON_WARN_FRACTION if kind == "neurons" else WARN_FRACTION
-    over = [(abs(f), c) for c, f in zip(coefficients, fractions, strict=True) if abs(f) > limit]
+    over = [(abs(f), c) for c, f in zip(coefficients, fractions, strict=True)
+            if float(f"{abs(f):.2f}") > limit]
     if not over:
         return None
     fraction, coefficient = max(over)
     return (f"coefficient {coefficient:g} adds a vector {fraction:.2f}x the mean activation "
             f"norm; above {limit:g}x{' with --neurons' if kind == 'neurons' else ''} "
-            "continuations often stop being text (README: How strong to steer; a bare "
-            "--compare sweeps a safer range)")
+            "continuations often stop being text (README: How strong to steer; "
+            + ("give smaller --neurons values)" if swept
+               else "a bare --compare sweeps a safer range)"))
