@@ -191,5 +191,5 @@ def _routed_mean(rows: np.ndarray) -> np.ndarray:
 def _unit(vector: np.ndarray, name: str) -> np.ndarray:
     norm = float(np.linalg.norm(vector))
     if not norm:
-        raise LazarusError(f"{name} is all zeros: there is no direction to add")
+        raise LazarusError(f"{name} is all zeros, so there is nothing to add")
     return vector / norm
