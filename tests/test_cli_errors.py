@@ -281,3 +281,38 @@ def test_a_tokenizer_that_fails_to_load_is_blamed_not_the_weights(capsys, tmp_pa
     assert message.startswith(f"lazarus: error: cannot load {model}: ")
     assert ("check its tokenizer files (tokenizer.json, tokenizer_config.json); if they are "
             "intact") in message
+
+
+ZERO_DIRECTION_CASES = {  # what each command says an all-zero direction leaves it without
+    "neurons": (["neurons", "-p", "a", "-l", "0", "--from-direction"], "so it ranks no neuron ("),
+    "ablate": (["ablate", "-p", "a", "-l", "0", "--from-direction"],
+               "so it ranks no neuron to ablate ("),
+    "steer": (["steer", "-p", "a", "-l", "0", "--direction"], "so there is nothing to add ("),
+    "examples": (["examples", "--corpus", "CORPUS", "-l", "0", "--from-direction"],
+                 "so it ranks no neuron ("),
+    "examples --projection": (["examples", "--corpus", "CORPUS", "-l", "0", "--projection",
+                               "--from-direction"], "so its projection is 0 on every token ("),
+    "card": (["card", "-l", "0", "--from-direction"], "so its projection is 0 on every token ("),
+}
+
+
+@pytest.mark.parametrize("case", ZERO_DIRECTION_CASES)
+def test_an_all_zero_direction_is_refused_in_the_commands_own_words(capsys, tmp_path,
+                                                                     llama_dir, case):
+    zero = tmp_path / "zero.npz"
+    np.savez(zero, direction=np.zeros(64, np.float32))
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the fox ran over the hill\n")
+    arguments, words = ZERO_DIRECTION_CASES[case]
+    arguments = [str(corpus) if a == "CORPUS" else a for a in arguments]
+    message = run_failing(capsys, tmp_path, "introspect", arguments[0], "-m", str(llama_dir),
+                          *arguments[1:], str(zero))
+    assert message == (f"lazarus: error: {zero}: 'direction' is all zeros, {words}re-run the "
+                       "probe that made it)")
+
+
+def test_steer_refuses_an_all_zero_mean_difference(capsys, tmp_path, llama_dir):
+    message = run_failing(capsys, tmp_path, "introspect", "steer", "-m", str(llama_dir), "-p",
+                          "a", "-l", "0", "--positive", "hello|ab", "--negative", "ab|hello")
+    assert message == ("lazarus: error: mean(--positive) - mean(--negative) is all zeros, so "
+                       "there is nothing to add")

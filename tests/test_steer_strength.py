@@ -14,6 +14,7 @@ import torch
 
 import lazarus
 from lazarus import LazarusWarning
+from lazarus.analyses import steer_strength
 from lazarus.cli.main import main
 from lazarus.io.directions import Direction, save_direction
 
@@ -228,3 +229,41 @@ def test_a_card_scales_a_neuron_by_its_largest_value_after_the_prefix(models):
     assert found == pytest.approx([after[u] for u in units], rel=1e-5)
     assert largest_values(loaded, rows, 1, "resid_post", units) == pytest.approx(
         [at_bos[u] for u in units], rel=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["direction", "absolute", "neurons"])
+def test_the_limit_is_compared_as_printed_not_past_float_rounding(kind):
+    """A fraction a hair past the limit (float rounding of a unit vector's norm) prints as the
+    limit itself, and "above 0.3x" is not said of it; one that prints past it is."""
+    limit = steer_strength.NEURON_WARN_FRACTION if kind == "neurons" else \
+        steer_strength.WARN_FRACTION
+    for hair in (1e-16, 1.2e-9, 3.4e-9, 1e-6):
+        assert steer_strength.too_strong(kind, [1.0], [limit * (1 + hair)]) is None
+    over = steer_strength.too_strong(kind, [1.0], [limit + 0.006])
+    assert over is not None
+    assert f"adds a vector {limit + 0.006:.2f}x" in over
+
+
+@pytest.mark.parametrize("absolute", [False, True])
+def test_a_bare_compare_never_warns_about_its_own_sweep(models, absolute):
+    """Directions whose unit norm rounds a hair past 1, and --absolute lengths rounded to 2
+    digits (0.3 x a norm of 3.5 = 1.05 -> 1.1, 0.31x): the sweep is the safe range by design."""
+    model = models["llama"]
+    generator = np.random.default_rng(0)
+    vectors = [v for v in generator.standard_normal((400, 64)).astype(np.float32)
+               if np.linalg.norm(v / np.linalg.norm(v.astype(np.float64))) > 1][:12]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for vector in vectors:
+            direction = Direction(direction=vector, layer=int(generator.integers(0, 2)))
+            result = model.steer(PROMPTS, direction=direction, compare=True, max_tokens=1,
+                                 absolute=absolute)
+            assert [r.coefficient for r in result.runs][1:] == list(
+                steer_strength.sweep("absolute" if absolute else "direction",
+                                     result.activation_norm))
+
+
+def test_a_bare_compare_with_large_neuron_values_says_to_make_them_smaller(models):
+    norm, _ = _hand_norm(models["llama"], 1, PROMPTS, 1)
+    with pytest.warns(LazarusWarning, match=r"with --neurons .*; give smaller --neurons values\)"):
+        models["llama"].steer(PROMPTS, 1, neurons={3: 10 * norm}, compare=True, max_tokens=1)

@@ -75,7 +75,7 @@ class CardOptions(Options):
                 raise LazarusError(f"{' and '.join(given)} steer{'s' if len(given) == 1 else ''}"
                                    " the unit in the causal view (add --causal and --corpus, or "
                                    "leave it out)")
-        direction = read_direction(self.direction)
+        direction = read_direction(self.direction, "its projection is 0 on every token")
         self._set("direction", direction)
         if direction is not None:
             site = self.site or direction.site or "resid_post"

@@ -150,7 +150,8 @@ class AblateOptions(Options):
         check_seed(self.seed)
         check_top_k(self.top_k)
         _at_least_one("--max-tokens", self.max_tokens)
-        self._set("direction", read_direction(self.direction))
+        self._set("direction", read_direction(self.direction,
+                                               "it ranks no neuron to ablate"))
 
 
 @dataclass(frozen=True)
@@ -195,7 +196,7 @@ class SteerOptions(Options):
             raise LazarusError(f"--temperature must be 0 (greedy) or more (got "
                                f"{self.temperature})")
         check_seed(self.seed)
-        self._set("direction", read_direction(self.direction))
+        self._set("direction", read_direction(self.direction, "there is nothing to add"))
 
 
 @dataclass(frozen=True)
@@ -242,4 +243,6 @@ class ExamplesOptions(Options):
         if self.projection and self.top_k is not None:
             raise LazarusError("--top-k chooses a direction's neurons, and --projection reads "
                                "the direction itself (choose one)")
-        self._set("direction", read_direction(self.direction))
+        self._set("direction", read_direction(
+            self.direction, "its projection is 0 on every token" if self.projection
+            else "it ranks no neuron"))

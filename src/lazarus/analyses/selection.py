@@ -24,10 +24,12 @@ def check_top_k(top_k: int | None) -> None:
         raise LazarusError(f"--top-k must be at least 1 (got {top_k})")
 
 
-def read_direction(direction: Direction | str | None) -> Direction | None:
+def read_direction(direction: Direction | str | None,
+                   zeros: str = "it ranks no neuron") -> Direction | None:
     """The direction, read from its .npz file when given by its path (every problem with the
-    file is one line, before any model is looked at)."""
-    return load_direction(direction) if isinstance(direction, str) else direction
+    file is one line, before any model is looked at; `zeros`: what the command cannot do with
+    an all-zero one)."""
+    return load_direction(direction, zeros) if isinstance(direction, str) else direction
 
 
 def direction_name(direction: Direction) -> str:

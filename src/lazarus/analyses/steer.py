@@ -106,15 +106,20 @@ def analyse_steer(model: ModelHandle, prompts: Sequence[str], options: SteerOpti
         absolute = True
     else:
         request = CaptureRequest((layer,), site, "last")
-        means = [capture(loaded, list(group), request)[layer].astype(np.float64).mean(axis=0)
+        means = [_routed_mean(capture(loaded, list(group), request)[layer])
                  for group in (positive, negative)]
-        vector = _unit(means[0] - means[1], "mean(--positive) - mean(--negative)")
+        vector = _unit(np.where(np.isnan(means[0]) | np.isnan(means[1]), 0.0,
+                                means[0] - means[1]), "mean(--positive) - mean(--negative)")
+        routed = any(np.isnan(m).any() for m in means)
         source = (f"mean of {plural(len(positive), '--positive prompt')} minus mean of "
-                  f"{plural(len(negative), '--negative prompt')}, at the last token")
+                  f"{plural(len(negative), '--negative prompt')}, at the last token"
+                  + (" (per unit, over the prompts routed to its expert; 0 where a side has "
+                     "none)" if routed else ""))
     prompt_ids = tokenize(loaded, prompts)
     rows = capture(loaded, list(prompts), CaptureRequest((layer,), site, "all"))[layer]
     norm, norm_tokens = steer_strength.activation_norm(rows, prompt_ids,
                                                        prefix_of(loaded.tokenizer))
+    routed_only = any(np.isnan(row).any() for row in rows)  # MoE expert units
     scale = 1.0 if absolute else norm
     measures.check_room(loaded, prompt_ids, max_tokens)
     measures.check_scored_room(loaded, prompt_ids, [
@@ -122,6 +127,7 @@ def analyse_steer(model: ModelHandle, prompts: Sequence[str], options: SteerOpti
                                                                          strict=True)],
         paired=False)
     asked = options.coefficients
+    swept = asked is None and bool(options.compare)  # a bare --compare: the sweep's range
     if asked is None:
         asked = (steer_strength.sweep(kind, norm) if options.compare
                  else steer_strength.default_coefficients(kind))
@@ -131,9 +137,10 @@ def analyse_steer(model: ModelHandle, prompts: Sequence[str], options: SteerOpti
         raise LazarusError(f"a coefficient of {max(abs(c) for c in ordered):g} makes a vector "
                            f"of size {largest:.3g}, beyond what float32 activations hold (use "
                            "a smaller coefficient)")
-    if not clamp and norm > 0:
+    if not clamp and norm > 0 and not (swept and kind != "neurons"):  # within the limit
         length = scale * float(np.linalg.norm(vector))
-        warning = steer_strength.too_strong(kind, ordered, [c * length / norm for c in ordered])
+        warning = steer_strength.too_strong(kind, ordered, [c * length / norm for c in ordered],
+                                            swept)
         if warning:
             model.warn(warning)
     runs, baseline, unsteered = [], None, None
@@ -168,11 +175,21 @@ def analyse_steer(model: ModelHandle, prompts: Sequence[str], options: SteerOpti
                        scale=scale, vector=vector.astype(np.float32), tokens=tuple(tokens),
                        max_tokens=max_tokens, temperature=options.temperature, seed=seed,
                        runs=tuple(runs), activation_norm=norm, norm_tokens=norm_tokens,
-                       clamp=clamp)
+                       clamp=clamp, routed_only=routed_only)
+
+
+def _routed_mean(rows: np.ndarray) -> np.ndarray:
+    """Per column, the mean over the rows where it exists (MoE expert units are NaN for tokens
+    not routed to their expert); NaN where no row has it."""
+    rows = rows.astype(np.float64)
+    present = ~np.isnan(rows)
+    counts = present.sum(axis=0)
+    totals = np.where(present, rows, 0.0).sum(axis=0)
+    return np.where(counts > 0, totals / np.maximum(counts, 1), np.nan)
 
 
 def _unit(vector: np.ndarray, name: str) -> np.ndarray:
     norm = float(np.linalg.norm(vector))
     if not norm:
-        raise LazarusError(f"{name} is all zeros: there is no direction to add")
+        raise LazarusError(f"{name} is all zeros, so there is nothing to add")
     return vector / norm

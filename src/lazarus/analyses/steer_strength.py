@@ -54,10 +54,15 @@ def activation_norm(rows: Sequence[np.ndarray], token_ids: Sequence[Sequence[int
                     prefix: Sequence[int]) -> tuple[float, int]:
     """(mean L2 norm of the site's per-token vectors, tokens averaged over): every token of
     each prompt but a leading tokenizer `prefix` (BOS: its norm is an outlier, 2-3x the others
-    past layer 0 of the demo model), or every token when nothing else is left."""
+    past layer 0 of the demo model), or every token when nothing else is left. At an MoE layer's
+    mlp_post, a token's vector is the units of the experts it was routed to (the others are NaN:
+    they do not exist for it)."""
     kept = [row[prefix_length(ids, prefix):] for row, ids in zip(rows, token_ids, strict=True)]
     values = np.concatenate(kept) if sum(len(k) for k in kept) else np.concatenate(list(rows))
-    norms = np.linalg.norm(values.astype(np.float64), axis=1)
+    values = values.astype(np.float64)
+    # MoE expert units are NaN for the experts a token was not routed to: never computed, and
+    # never edited (`moe.edited_output`), so each token's norm is over the units it has
+    norms = np.sqrt(np.sum(np.where(np.isnan(values), 0.0, values) ** 2, axis=1))
     return float(np.mean(norms)), int(norms.size)
 
 
@@ -68,15 +73,19 @@ def card_coefficients(kind: str) -> tuple[float, ...]:
 
 
 def too_strong(kind: str, coefficients: Sequence[float],
-               fractions: Sequence[float]) -> str | None:
+               fractions: Sequence[float], swept: bool = False) -> str | None:
     """The one-line warning when an added vector's length over the mean activation norm
-    exceeds the `mode`'s limit, else None."""
+    exceeds the `mode`'s limit, else None. The fraction is compared as printed (2 decimals):
+    "above 0.3x" is never said of a 0.30x that float rounding put a hair past 0.3. `swept`: the
+    coefficients are a bare --compare's own (with --neurons, x values that are large already)."""
     limit = NEURON_WARN_FRACTION if kind == "neurons" else WARN_FRACTION
-    over = [(abs(f), c) for c, f in zip(coefficients, fractions, strict=True) if abs(f) > limit]
+    over = [(abs(f), c) for c, f in zip(coefficients, fractions, strict=True)
+            if float(f"{abs(f):.2f}") > limit]
     if not over:
         return None
     fraction, coefficient = max(over)
     return (f"coefficient {coefficient:g} adds a vector {fraction:.2f}x the mean activation "
             f"norm; above {limit:g}x{' with --neurons' if kind == 'neurons' else ''} "
-            "continuations often stop being text (README: How strong to steer; a bare "
-            "--compare sweeps a safer range)")
+            "continuations often stop being text (README: How strong to steer; "
+            + ("give smaller --neurons values)" if swept
+               else "a bare --compare sweeps a safer range)"))

@@ -138,7 +138,9 @@ how strong: "of norm" is the added vector's length over that mean norm (measured
   (README: How strong to steer): default coefficient 0.2 for a direction, 1 with --neurons
   or --absolute; a bare --compare sweeps ±0.1,±0.2,±0.3 (a direction), ±0.5,±1,±1.5
   (--neurons), ±0.1..±0.3 x the norm as lengths (--absolute); a warning past 0.3x (4x for
-  --neurons: one sparse neuron is large beside its site's norm; none with --clamp)
+  --neurons: one sparse neuron is large beside its site's norm; none with --clamp, nor for
+  a direction's bare --compare)
+MoE mlp_post (expert units): added to, and the norm over, each token's routed experts' units
 coefficient 0 is always run: it is the unmodified model, and changes are against it
 measured per prompt and coefficient: the continuation, and for each --tokens word the change
   in its log-probability right after the prompt (its tokens teacher-forced, summed; nats)

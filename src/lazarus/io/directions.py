@@ -119,8 +119,9 @@ def save_direction(path: str, direction: Direction) -> None:
     write_atomically(path, write)
 
 
-def load_direction(path: str) -> Direction:
-    """Read and validate a direction file; every problem is a one-line `LazarusError`."""
+def load_direction(path: str, zeros: str = "it ranks no neuron") -> Direction:
+    """Read and validate a direction file; every problem is a one-line `LazarusError`. `zeros`:
+    what an all-zero direction leaves the reader without, said when refusing one."""
     file = Path(path)
     if not path:
         raise LazarusError("the direction file's path is empty (give the .npz file saved by "
@@ -146,8 +147,8 @@ def load_direction(path: str) -> Direction:
 
     vector = _real_vector(path, arrays, "direction")
     if not np.any(vector):
-        raise LazarusError(f"{path}: 'direction' is all zeros, so it ranks no neuron "
-                           "(re-run the probe that made it)")
+        raise LazarusError(f"{path}: 'direction' is all zeros, so {zeros} (re-run the probe "
+                           "that made it)")
     importance = None
     if "importance" in arrays:
         importance = _real_vector(path, arrays, "importance")

@@ -132,7 +132,10 @@ def _greedy(outcome: Outcome) -> str:
 def render_steer(result: SteerResult) -> str:
     norm = (f"{result.activation_norm:.3g} (mean L2 norm of {result.site} at layer "
             f"{result.layer} over {plural(result.norm_tokens, 'prompt token')}, a BOS-like "
-            "prefix left out)")
+            "prefix left out"
+            + ("; MoE: each token's units of the experts it was routed to, the only ones it "
+               "has and the only ones the vector is added to" if result.routed_only else "")
+            + ")")
     scale = (f"× {norm} × the unit direction" if result.scale_kind == "relative"
              else "× the values given, in place of the neurons' own (clamped)"
              if result.clamp

@@ -43,6 +43,9 @@ class SteerResult:
     activation_norm: float = 0.0  # mean per-token L2 norm of the site, BOS-like prefix left out
     norm_tokens: int = 0  # the tokens that mean is over
     clamp: bool = False  # neurons set to coefficient x value, not added to
+    # MoE expert units: the norm is over the units of the experts each token was routed to
+    # (the others do not exist for it, and the vector is added there only)
+    routed_only: bool = False
 
     def added_fraction(self, run: SteerRun) -> float | None:
         """The added vector's length over `activation_norm` (None when clamping: nothing is
@@ -70,7 +73,7 @@ class SteerResult:
             "tokens": list(self.tokens), "max_tokens": self.max_tokens,
             "temperature": self.temperature, "seed": self.seed,
             "activation_norm": self.activation_norm, "norm_tokens": self.norm_tokens,
-            "clamp": self.clamp,
+            "clamp": self.clamp, "norm_routed_units_only": self.routed_only,
             "prompts": [{"prompt": prompt, "runs": [{
                 "coefficient": run.coefficient,
                 "added_norm": self.added_norm(run),
