@@ -1,8 +1,9 @@
 """The keep-alive server from the shell (subprocesses): a command prints, writes and exits the
 same with the server as in process, for every command it serves (a corpus and a work folder
-named relative to the command's folder); a server killed
-mid-request costs the command one line and it runs in process; a server folder open to others
-is not used; a client that goes away (Ctrl-C) has its computation stopped."""
+named relative to the command's folder); a server killed mid-request costs the command one line
+and it runs in process; the socket a killed server leaves is removed (by that command, else by
+the next command or `serve --status`, which say so once); a server folder open to others is not
+used; a client that goes away (Ctrl-C) has its computation stopped."""
 
 from __future__ import annotations
 
@@ -261,11 +262,26 @@ def test_a_server_killed_mid_request_costs_one_line_and_the_command_runs_in_proc
         server.wait()
     assert client.returncode == expected.returncode
     assert stdout == expected.stdout
-    assert stderr == ("lazarus: keep-alive server: the server went away mid-request; running "
-                      "in process\n" + expected.stderr)
+    # The socket the killed server left, certainly stale (nothing listens, no lock held):
+    # removed at once, said on that one line; the next commands run as without a server.
+    assert stderr == ("lazarus: keep-alive server: the server went away mid-request (removed "
+                      "its stale socket); running in process\n" + expected.stderr)
     assert files_of(work) == files_of(alone)
-    # The socket the killed server left: the next command says so once and removes it.
+    assert not (folder / "server.sock").exists()
+    again = [cli(args, env, work) for _ in range(2)]
+    assert [done.stderr for done in again] == [expected.stderr] * 2
+    assert [done.stdout for done in again] == [expected.stdout] * 2
+    # A socket left all the same (a server killed while idle): the next command says so once
+    # and removes it.
     sock = folder / "server.sock"
+    server = subprocess.Popen([sys.executable, "-m", "lazarus", "serve"], env=env,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        assert "serving at" in server.stderr.readline()
+    finally:
+        server.kill()
+        server.wait()
+    assert sock.exists()
     again = [cli(args, env, work) for _ in range(2)]
     assert again[0].stderr == (f"lazarus: keep-alive server: no server answers at {sock} "
                                "(Connection refused; removed it); running in process\n"
@@ -328,3 +344,21 @@ def test_ctrl_c_in_the_client_stops_its_computation(env, tmp_path, tiny_model_di
     assert server.returncode == 130
     assert not (Path(env["LAZARUS_SERVE_DIR"]) / "server.sock").exists()
     time.sleep(0)
+
+
+def test_status_after_a_server_killed_says_none_runs_and_removes_its_socket(env, tmp_path):
+    folder = Path(env["LAZARUS_SERVE_DIR"])
+    server = subprocess.Popen([sys.executable, "-m", "lazarus", "serve"], env=env,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        assert "serving at" in server.stderr.readline()
+    finally:
+        server.kill()  # kill -9: its socket stays
+        server.wait()
+    assert (folder / "server.sock").exists()
+    status = [cli(["serve", "--status"], env, tmp_path) for _ in range(2)]
+    none = f"no keep-alive server is running (folder {folder})\n"
+    assert [(done.returncode, done.stdout) for done in status] == [(3, none)] * 2
+    assert [done.stderr for done in status] == [
+        f"lazarus: removed the stale socket {folder / 'server.sock'} (its server is gone)\n", ""]
+    assert not (folder / "server.sock").exists()

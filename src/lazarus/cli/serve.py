@@ -10,8 +10,8 @@ import time
 from lazarus.cli.options import parse_size
 from lazarus.cli.output import EXIT_NOTHING_FOUND, note, out
 from lazarus.errors import LazarusError
-from lazarus.serve.client import ServerUnavailable, request, server_present
-from lazarus.serve.protocol import NotPrivate, serve_dir
+from lazarus.serve.client import NoServer, ServerUnavailable, request, server_present
+from lazarus.serve.protocol import NotPrivate, serve_dir, socket_path
 from lazarus.serve.server import Server
 from lazarus.text import plural
 
@@ -52,13 +52,17 @@ def _default_cap() -> int | None:
 
 
 def _ask(op: str) -> int:
-    if not server_present():
-        out(f"no keep-alive server is running (folder {serve_dir()})")
-        return 0 if op == "stop" else EXIT_NOTHING_FOUND
     try:
-        reply = request(op)
+        reply = request(op) if server_present() else None
+    except NoServer as err:  # e.g. the socket of a server killed: removed, said once
+        if err.removed:
+            note(f"removed the stale socket {socket_path()} (its server is gone)")
+        reply = None
     except ServerUnavailable as err:
         raise LazarusError(f"keep-alive server: {err}") from None
+    if reply is None:
+        out(f"no keep-alive server is running (folder {serve_dir()})")
+        return 0 if op == "stop" else EXIT_NOTHING_FOUND
     if reply.get("type") == "stopping":
         out(f"stopped the keep-alive server (pid {reply.get('pid')})")
         return 0

@@ -19,10 +19,20 @@ from lazarus.serve import capture, codec, protocol
 from lazarus.serve.protocol import environment
 
 START_WAIT = 20.0  # seconds a server started in the background has to open its socket
+GONE_WAIT = 1.0  # seconds a server gone mid-request has to finish dying (see _removed_once_dead)
 
 
 class ServerUnavailable(Exception):
     """The server cannot be used: why, in one line."""
+
+
+class NoServer(ServerUnavailable):
+    """No server runs: no socket, or a stale one (`removed` now, see
+    `protocol.remove_if_stale`)."""
+
+    def __init__(self, message: str, removed: bool = False) -> None:
+        super().__init__(message)
+        self.removed = removed
 
 
 def server_present() -> bool:
@@ -41,7 +51,7 @@ def connect(start: bool, keep_alive: float | None = None) -> socket.socket:
             raise ServerUnavailable(f"not using it: {problem}")
     if not os.path.lexists(path):
         if not start:
-            raise ServerUnavailable(f"no server at {path}")
+            raise NoServer(f"no server at {path}")
         return _start(keep_alive)
     problem = protocol.privacy_problem(path, directory=False)
     if problem is not None:
@@ -53,9 +63,12 @@ def connect(start: bool, keep_alive: float | None = None) -> socket.socket:
         conn.close()
         if start:
             return _start(keep_alive)
-        stale = protocol.remove_if_stale()
-        raise ServerUnavailable(f"no server answers at {path} ({err.strerror}"
-                                + ("; removed it" if stale else "") + ")") from None
+        if isinstance(err, FileNotFoundError):  # gone since: it stopped
+            raise NoServer(f"no server at {path}") from None
+        if protocol.remove_if_stale():
+            raise NoServer(f"no server answers at {path} ({err.strerror}; removed it)",
+                           removed=True) from None
+        raise ServerUnavailable(f"no server answers at {path} ({err.strerror})") from None
     uid = protocol.peer_uid(conn)
     if uid != os.getuid():
         conn.close()
@@ -164,9 +177,23 @@ def compute(spec: dict[str, Any], command: str, inputs: list[Any], *,
                         raise ServerUnavailable("a warning is an error here; the run in "
                                                 "process raises it where it happens") from None
         except (OSError, EOFError, protocol.ProtocolError):
-            raise ServerUnavailable("the server went away mid-request") from None
+            stale = _removed_once_dead()
+            raise ServerUnavailable("the server went away mid-request"
+                                    + (" (removed its stale socket)" if stale else "")) from None
         except (codec.CodecError, TypeError, ValueError) as err:
             raise ServerUnavailable(f"the server sent a bad reply ({err})") from None
+
+
+def _removed_once_dead() -> bool:
+    """Whether the socket of a server gone mid-request was stale (`protocol.remove_if_stale`),
+    and so removed now. A killed process may close this connection before its lock and
+    listener: it is given a moment (`GONE_WAIT`); a server still running keeps its socket."""
+    deadline = time.monotonic() + GONE_WAIT
+    while not protocol.remove_if_stale():
+        if not os.path.lexists(protocol.socket_path()) or time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def _error(reply: dict[str, Any]) -> Exception:

@@ -56,15 +56,23 @@ def socket_path() -> Path:
 
 
 def remove_if_stale() -> bool:
-    """Remove a socket no server holds (one killed left it), so that it is reported once;
-    whether it was. A server holds the lock file from before it binds until it is gone."""
+    """Remove the socket if it is stale (a server killed left it), so that it is reported once;
+    whether it was. The one rule, for every caller: stale when no server holds the lock file
+    (a server holds it from before it binds until it is gone, so one starting is left alone)
+    and connecting to the socket is refused (no one listens)."""
+    path = socket_path()
     try:
         with open(serve_dir() / "server.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            socket_path().unlink(missing_ok=True)
-            return True
-    except OSError:  # held (BlockingIOError): a server is starting or running
-        return False
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                try:
+                    probe.connect(str(path))
+                except ConnectionRefusedError:
+                    path.unlink(missing_ok=True)
+                    return True
+            return False  # someone listens
+    except OSError:  # the lock held (BlockingIOError): a server is starting or running; or
+        return False  # no socket there (FileNotFoundError), or no folder
 
 
 def make_private_dir(folder: Path) -> None:

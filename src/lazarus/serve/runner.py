@@ -109,6 +109,8 @@ class Request:
             entry.identity = model_identity(entry.handle.info)
         handle = entry.handle
         handle.notify, handle.warn = self.saying("note"), self.saying("warn")
+        # The model is shared by requests with and without --no-cache: each its own.
+        handle.settings = dataclasses.replace(handle.settings, use_cache=bool(spec["use_cache"]))
         # Named as this command gave it (a relative folder, say), as in process.
         handle.info = dataclasses.replace(handle.info, model_id=spec["model_id"])
         entry.name = spec["model_id"]

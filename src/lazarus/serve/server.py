@@ -151,8 +151,10 @@ class Server:
             return
         if isinstance(message.get("keep_alive"), int | float) and message["keep_alive"] > 0:
             self.idle_timeout = float(message["keep_alive"])
+        # What the weights depend on: not use_cache (the activation cache's, set per request),
+        # so that --no-cache runs and ordinary ones share one warm model.
         key = tuple(spec.get(name) for name in ("source", "device", "dtype", "trust_remote_code",
-                                                 "device_map", "use_cache"))
+                                                 "device_map"))
         self.log(f"{command} on {spec.get('model_id')}")
         cancelled = threading.Event()
         watcher = threading.Thread(target=_watch, args=(conn, cancelled), daemon=True)
