@@ -104,7 +104,8 @@ def test_smallest_p_counts_the_resamples_without_any_spread():
                               permutations=400)
     assert 0.25 - 3 * 0.0217 < found.smallest_p < 0.25 + 3 * 0.0217  # Binomial(400, 1/4) / 401
     assert all(f.p_corrected >= found.smallest_p for f in found.shown)
-    assert "no p can fall below 0.05" in found.describe()
+    assert "with these label counts no p can fall below 0.05" in found.describe()
+    assert "give more prompts" in render_discovery(found, 0)
     assert found.detectable == math.inf
     assert "could not find an effect of any size" in found.describe()
     many = discover.discover(np.random.default_rng(0).normal(size=(20, 5)), ["a", "b"] * 10,
@@ -199,3 +200,15 @@ def test_a_survivor_s_corrected_p_is_never_shown_rounded_up_to_alpha():
     assert p_shown(0.0123, "0.012", 0.05) == "0.012"  # well below: as rounded
     assert p_shown(0.05, "0.050", 0.05) == "0.050"  # not below: as rounded
     assert p_shown(0.049996, "0.050", 0.05) == "0.049996"  # decimals until it reads below
+
+
+def test_too_few_resamples_are_named_as_the_floor_of_p():
+    """With 19 resamples p cannot go below 1/20 = 0.05 whatever the labels: the message names
+    the resamples and their option, not the label counts."""
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=(40, 30))
+    values[:20, 7] += 2.0
+    found = discover.discover(values, ["on"] * 20 + ["off"] * 20, permutations=19)
+    assert found.smallest_p == pytest.approx(0.05)
+    assert "with 19 resamples no p can fall below 0.05" in found.describe()
+    assert "give more --permutations" in render_discovery(found, 0)

@@ -225,8 +225,9 @@ def render_discovery(discovery: Discovery, layer: int) -> str:
                      "missing or "
                      "non-finite values)")
     if discovery.smallest_p >= discovery.alpha:
-        lines.append(f"(with these label counts no p can fall below {discovery.alpha:g}: the "
-                     f"smallest possible is {discovery.smallest_p:.2g}; give more prompts)")
+        cause, fix = discovery.floor_cause()
+        lines.append(f"({cause} no p can fall below {discovery.alpha:g}: the smallest possible "
+                     f"is {discovery.smallest_p:.2g}; {fix})")
     if not discovery.findings:
         best = discovery.candidates[0] if discovery.candidates else None
         lines.append(f"No neuron survives: none of the {discovery.tested} tested has corrected "

@@ -93,11 +93,19 @@ class Discovery:
         return (f"an effect of {self.symbol} = {self.detectable:.2g} or more would have been "
                 f"found with {POWER:.0%} power{how}")
 
+    def floor_cause(self) -> tuple[str, str]:
+        """Why no p can fall below alpha, and what to change: the resamples alone (p is at least
+        1/(1 + resamples)), or the label counts (resamples without any spread count against
+        every neuron)."""
+        if 1 / (1 + self.permutations) >= self.alpha:
+            return f"with {plural(self.permutations, 'resample')}", "give more --permutations"
+        return "with these label counts", "give more prompts"
+
     def describe(self) -> str:
         """The selection, in one sentence: what was tested, how, and what survived."""
         head = f"--auto-discover: {self.test_text()}: "
         if self.smallest_p >= self.alpha:
-            head += (f"with these label counts no p can fall below {self.alpha:g} (the "
+            head += (f"{self.floor_cause()[0]} no p can fall below {self.alpha:g} (the "
                      f"smallest possible is {self.smallest_p:.2g}), so ")
         if self.findings:
             return (head + f"{self.survivors} of {self.tested} "
