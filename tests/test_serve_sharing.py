@@ -10,6 +10,7 @@ from pathlib import Path
 from test_serve import serve_dir, start, stop  # noqa: F401 (serve_dir: a fixture)
 
 from lazarus.analyses.options import NeuronsOptions
+from lazarus.cli.serve import render_status
 from lazarus.serve.client import compute, request
 
 PROMPTS = ["ab", "hello"]
@@ -56,3 +57,15 @@ def test_runs_with_and_without_the_cache_share_one_model(serve_dir, llama_dir): 
         assert len(server.pool.entries()) == 1
     finally:
         stop(server, thread)
+
+
+def test_status_of_a_model_that_read_no_weights_says_so():
+    """A model whose every answer came from the activation cache has read no weights: its
+    status says that, not "0.0 MiB"."""
+    model = {"model": "m", "settings": ["cpu", "float32"], "requests": 1, "last_used": 0.0,
+             "busy": False}
+    status = {"pid": 1, "started": 0.0, "idle_timeout": 60, "max_bytes": None,
+              "models": [{**model, "bytes": 0}, {**model, "bytes": 3 << 20}]}
+    lines = render_status(status).split("\n")
+    assert lines[2].startswith("  m (cpu, float32): no weights read yet, 1 request,")
+    assert lines[3].startswith("  m (cpu, float32): 3.0 MiB, 1 request,")

@@ -82,7 +82,9 @@ def render_status(status: dict) -> str:
              + ("" if not status["models"] else ":")]
     for model in status["models"]:
         device, dtype = model["settings"][0], model["settings"][1]
-        lines.append(f"  {model['model']} ({device}, {dtype}): {_mb(model['bytes'])}, "
+        # a model whose every answer came from the activation cache has read no weights
+        weights = _mb(model["bytes"]) if model["bytes"] else "no weights read yet"
+        lines.append(f"  {model['model']} ({device}, {dtype}): {weights}, "
                      f"{plural(model['requests'], 'request')}, last used "
                      f"{now - model['last_used']:.0f} s ago"
                      + (", computing" if model["busy"] else ""))
