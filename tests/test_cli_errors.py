@@ -316,3 +316,14 @@ def test_steer_refuses_an_all_zero_mean_difference(capsys, tmp_path, llama_dir):
                           "a", "-l", "0", "--positive", "hello|ab", "--negative", "ab|hello")
     assert message == ("lazarus: error: mean(--positive) - mean(--negative) is all zeros, so "
                        "there is nothing to add")
+
+
+def test_output_where_no_file_can_be_made_is_caught_before_the_model(capsys, tmp_path):
+    """sysfs refuses new files even to root, whom os.access lets through: the output is tried
+    before the model loads (here the model does not exist, so a later check would say that)."""
+    if not Path("/sys/kernel").is_dir():
+        pytest.skip("no sysfs here")
+    message = run_failing(capsys, tmp_path, *neurons(MISSING_MODEL, "-l", "0", "-p", "a",
+                                                     "-n", "1", "-o", "/sys/kernel/o.json"))
+    assert message.startswith("lazarus: error: cannot write /sys/kernel/o.json")
+    assert not Path("/sys/kernel/o.json").exists()

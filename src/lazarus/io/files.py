@@ -112,6 +112,17 @@ def check_writable(path: str) -> None:
         raise LazarusError(f"cannot write {path}: folder {folder} is not writable (choose another)")
     if target.exists() and not os.access(target, os.W_OK):
         raise LazarusError(f"cannot write {path}: the file is read-only (choose another path)")
+    # The file is written beside itself and renamed (`replace_atomically`): try that now, under
+    # the same name (a kill in between leaves what the next write cleans). os.access says yes
+    # to root where the file system still refuses (sysfs, for one).
+    try:
+        handle, probe = tempfile.mkstemp(prefix=f"{_temp_prefix(target)}{os.getpid()}.",
+                                         suffix=".tmp", dir=folder)
+    except OSError as err:
+        raise LazarusError(f"cannot write {path}: no file can be made in {folder} "
+                           f"({err.strerror or err}; choose another folder)") from None
+    os.close(handle)
+    os.unlink(probe)
 
 
 def same_file(first: str, second: str) -> bool:
