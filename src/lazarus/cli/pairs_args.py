@@ -16,7 +16,8 @@ from lazarus.io.pairs import read_pairs
 def add_pair_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clean", metavar="PROMPTS",
                         help="prompts whose run gives the answer, pipe-separated or @file.txt "
-                             "(or 'prompt:answer' items)")
+                             "(or 'prompt:answer' items; a ':' in a prompt is written '\\:', "
+                             "or give --answer)")
     parser.add_argument("--corrupt", metavar="PROMPTS",
                         help="as many prompts, each as long in tokens as its clean one, whose "
                              "run does not (or 'prompt:wrong' items)")
@@ -49,13 +50,11 @@ def pair_fields(args: argparse.Namespace) -> dict[str, object]:
                 "wrongs": pairs.wrongs, "metric": args.metric}
     if args.clean is None or args.corrupt is None:
         raise LazarusError("give the pairs: --clean and --corrupt prompts (or --pairs FILE.tsv)")
-    clean, answers = inputs.split_answers(inputs.parse_prompts(args.clean, "clean"))
-    corrupt, wrongs = inputs.split_answers(inputs.parse_prompts(args.corrupt, "corrupt"))
-    for option, value, from_items in (("--answer", args.answer, answers),
-                                      ("--wrong", args.wrong, wrongs)):
-        if value is not None and from_items is not None:
-            raise LazarusError(f"{option} is given twice: by the option and after the prompts' "
-                               "':' (give one)")
+    # With --answer (--wrong) the prompts are whole, a ':' in them theirs ("Q: 2+2=")
+    clean, answers = inputs.split_answers(inputs.parse_prompts(args.clean, "clean"),
+                                          split=args.answer is None)
+    corrupt, wrongs = inputs.split_answers(inputs.parse_prompts(args.corrupt, "corrupt"),
+                                           split=args.wrong is None)
     if args.answer is not None:
         answers = inputs.parse_list(args.answer, "answer", "answer")
     if args.wrong is not None:

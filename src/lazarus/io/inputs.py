@@ -94,20 +94,38 @@ def parse_prompts(value: str, option: str = "prompts") -> list[str]:
     return parse_list(value, option, "prompt")
 
 
-def split_answers(items: Sequence[str]) -> tuple[list[str], list[str] | None]:
-    """`prompt:answer` items (split at the last ':'), or bare prompts when no item has one."""
-    with_answer = [":" in item for item in items]
+def split_answers(items: Sequence[str],
+                  split: bool = True) -> tuple[list[str], list[str] | None]:
+    """`prompt:answer` items (split at the last ':' not written '\\:'), or bare prompts when
+    no item has one; `split=False` (the answers given by an option): every item a whole prompt.
+    A ':' written '\\:' is a ':' of the prompt ("Q\\: 2+2=:4")."""
+    parts = [_split_item(item) if split else (_unescaped(item), None) for item in items]
+    with_answer = [answer is not None for _, answer in parts]
     if not any(with_answer):
-        return list(items), None
+        return [prompt for prompt, _ in parts], None
     if not all(with_answer):
         first = with_answer.index(False) + 1
         raise LazarusError(f"prompt {first} has no ':answer' while others do (give every "
-                           "prompt an answer, as '45*45=:2025', or none)")
-    prompts, answers = zip(*(item.rsplit(":", 1) for item in items), strict=True)
-    for prompt, answer in zip(prompts, answers, strict=True):
+                           "prompt an answer, as '45*45=:2025', or none; a ':' inside a prompt "
+                           "is written '\\:')")
+    for prompt, answer in parts:
         if not prompt:
             raise LazarusError(f"'{prompt}:{answer}' has no prompt before the ':'")
-    return list(prompts), list(answers)
+    return [prompt for prompt, _ in parts], [answer or "" for _, answer in parts]
+
+
+def _split_item(item: str) -> tuple[str, str | None]:
+    """(prompt, answer) at the last ':' not written '\\:'; (item, None) without one."""
+    at = len(item) - 1
+    while at >= 0 and not (item[at] == ":" and (at == 0 or item[at - 1] != "\\")):
+        at -= 1
+    if at < 0:
+        return _unescaped(item), None
+    return _unescaped(item[:at]), _unescaped(item[at + 1:])
+
+
+def _unescaped(text: str) -> str:
+    return text.replace("\\:", ":")
 
 
 def parse_labels(value: str, prompt_count: int, option: str = "labels") -> list[str]:
