@@ -91,8 +91,9 @@ def render_accuracy_table(report: ProbeReport, merged: int = 0) -> str:
            else f"({counts} prompts)."),
         "Shuffled: held out, the same cross-validation with the labels shuffled, at that layer "
         "alone, mean ± std over the shuffles.",
-        "Held-out d: separation (Cohen's d) of the held-out prompts' projections, each "
-        "projected by its own fold's fit, pooled over the folds.",
+        "Held-out d: separation (Cohen's d) of the held-out prompts' margins, each its "
+        "projection on its own fold's direction minus that fold's threshold, pooled over the "
+        "folds.",
     ]
     if report.shuffled_best:
         chance = sorted(report.shuffled_best)
