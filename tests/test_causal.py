@@ -16,7 +16,9 @@ import pytest
 import torch
 
 import lazarus
+from lazarus.analyses.ablate import _control_sets, _no_reference_value
 from lazarus.cli.main import main
+from lazarus.errors import LazarusError
 from lazarus.io.directions import Direction, save_direction
 
 PAIRS = ["hello:xy", "ab:c", "the fox:ed", "q = 1:2"]
@@ -363,3 +365,37 @@ def test_a_tiny_real_kl_keeps_its_p_and_z_and_is_printed_as_a_number(capsys, tmp
                                                      values=mean)])
     kls = [controls.kl_divergence(b, a) for b, a in zip(base, ablated, strict=True)]
     assert condition["effect"] == pytest.approx(statistics.mean(kls), rel=1e-2)
+
+
+def test_with_few_units_the_control_is_every_set_once_and_p_is_exact(model):
+    """With as many heads as this model has, fewer distinct control sets exist than asked for:
+    each is used once (not drawn again and again), so p cannot go below 1 / (1 + sets)."""
+    heads = model.info.config["num_attention_heads"]
+    result = model.ablate(PROMPTS, 1, answers=ANSWERS, neurons=[0], site="attn_head",
+                          controls=heads + 30, seed=2)
+    control = result.conditions[0].control
+    assert control.every_set
+    assert sorted(control.neurons) == [((h,),) for h in range(1, heads)]  # each other head once
+    assert control.draws == heads - 1
+    above = sum(e >= result.conditions[0].effect for e in control.effects)
+    assert control.p == (1 + above) / heads
+    assert control.p >= 1 / heads
+    fewer = model.ablate(PROMPTS, 1, answers=ANSWERS, neurons=[0], site="attn_head",
+                         controls=heads - 2, seed=2).conditions[0].control  # fewer than exist
+    assert not fewer.every_set
+    assert fewer.draws == heads - 2
+
+
+def test_units_without_a_reference_value_are_never_control_draws():
+    """MoE expert units are NaN where their expert is not routed: a unit NaN at every
+    --reference token has no mean to set, so it is found, and left out of the control pool."""
+    nan = np.nan
+    reference = [np.array([[1.0, nan, 2.0, nan], [3.0, nan, nan, nan]]),
+                 np.array([[5.0, nan, 1.0, nan]])]
+    assert _no_reference_value(reference, 1).tolist() == [1, 3]
+    assert _no_reference_value(reference, 2).tolist() == [0, 1]  # a unit of 2 raw columns
+    sets, every = _control_sets(np.random.default_rng(0), [np.array([0, 2, 4, 5])], [0], 10)
+    assert every
+    assert sets == [((2,),), ((4,),), ((5,),)]
+    with pytest.raises(LazarusError, match="too few other units"):
+        _control_sets(np.random.default_rng(0), [np.array([0, 2])], [0, 2], 5)

@@ -24,6 +24,8 @@ says how, and when an effect is zero to float rounding; `results.ablation` holds
 
 from __future__ import annotations
 
+import itertools
+import math
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -42,7 +44,7 @@ from lazarus.engine.capture import capture, tokenize
 from lazarus.engine.handle import ModelHandle
 from lazarus.engine.interventions import Edit, unit_columns
 from lazarus.engine.loading import LoadedModel
-from lazarus.engine.sites import check_neurons_early, locate
+from lazarus.engine.sites import check_neurons_early, locate, unit_noun
 from lazarus.engine.trace import CaptureRequest
 from lazarus.errors import LazarusError
 from lazarus.io.distinct import merge
@@ -124,6 +126,19 @@ def analyse_ablation(model: ModelHandle, prompts: Sequence[str], options: Ablate
         values = capture(loaded, reference, request)
     per_unit = {layer: locate(loaded.model, loaded.blocks_loaded, layer, site).group
                 for layer in layers}
+    # MoE expert units have no mean where no reference token is routed to their expert: never
+    # chosen (refused), never drawn as a control (which would then change nothing)
+    undefined = {layer: _no_reference_value(values[layer], per_unit[layer])
+                 if method == "mean" else np.zeros(0, np.int64) for layer in layers}
+    for layer in layers:
+        missing = sorted(set(neurons or ()) & set(undefined[layer].tolist()))
+        if missing:
+            raise LazarusError(
+                f"{unit_noun(site)}{'s' if len(missing) > 1 else ''} "
+                f"{', '.join(map(str, missing))} at layer {layer} "
+                f"{agree(len(missing), 'has', 'have')} no value at any --reference token (MoE "
+                "units of an expert none of them is routed to), so there is no mean to set "
+                "(give --reference prompts routed to that expert, or --method zero)")
     rng = np.random.default_rng(seed)
     resampled = None
     if method == "resample":
@@ -137,7 +152,11 @@ def analyse_ablation(model: ModelHandle, prompts: Sequence[str], options: Ablate
     pairs = answer_ids is not None
     eps = float(np.finfo(np.float64 if loaded.dtype == "float64" else np.float32).eps)
     groups = [(layer,) for layer in layers] if options.sweep else [tuple(layers)]
-    total = 2 + len(groups) * (2 + (controls if neurons is not None else 0))  # forwards
+    control_sets = {group: _control_sets(rng, [np.setdiff1d(np.arange(widths[layer]),
+                                                            undefined[layer])
+                                               for layer in group], neurons, controls)
+                    for group in groups} if neurons else {}
+    total = 2 + 2 * len(groups) + sum(len(sets) for sets, _ in control_sets.values())
     done = 0
 
     def step() -> None:
@@ -172,16 +191,14 @@ def analyse_ablation(model: ModelHandle, prompts: Sequence[str], options: Ablate
         control = None
         if neurons is not None and controls:
             draws, effects, per_prompt = [], [], []
-            for _ in range(controls):
-                draw = tuple(tuple(int(n) for n in rng.choice(
-                    np.setdiff1d(np.arange(widths[layer]), neurons), size=len(neurons),
-                    replace=False)) for layer in group)
+            sets, every_set = control_sets[group]
+            for draw in sets:
                 control_scores, _ = run(edits(list(zip(group, draw, strict=True))), False)
                 draws.append(draw)
                 per_prompt.append(changes_of(base_scores, control_scores, pairs))
                 effects.append(float(np.mean(per_prompt[-1])))
             control = control_summary(effect, effects, seed, draws, compare=not rounding,
-                                      prompt_effects=per_prompt)
+                                      prompt_effects=per_prompt, every_set=every_set)
         conditions.append(Condition(layers=group, effect=effect, control=control,
                                     zero_to_rounding=rounding,
                                     outcomes=_outcomes(loaded, scores, made, answer_ids,
@@ -197,6 +214,30 @@ def analyse_ablation(model: ModelHandle, prompts: Sequence[str], options: Ablate
         effect_name=("mean drop in the answer's log-probability (nats)" if pairs
                      else "mean KL(baseline || ablated) of the next token (nats)"),
         baseline=baseline, conditions=tuple(conditions))
+
+
+def _control_sets(rng: np.random.Generator, units: Sequence[np.ndarray], neurons: Sequence[int],
+                  controls: int) -> tuple[list[tuple[tuple[int, ...], ...]], bool]:
+    """The control draws, per draw per layer: `controls` random sets of as many of `units`
+    (per layer, those that can be ablated) as were chosen, among those not chosen; or, where
+    no more distinct sets exist, every one once (and True)."""
+    pools = [np.setdiff1d(layer_units, neurons) for layer_units in units]
+    if controls and min(len(pool) for pool in pools) < len(neurons):
+        raise LazarusError(f"too few other units with a --reference value to draw random "
+                           f"controls of {len(neurons)} from (ablate fewer, or give --controls "
+                           "0)")
+    if math.prod(math.comb(len(pool), len(neurons)) for pool in pools) <= controls:
+        every = itertools.product(*(itertools.combinations(pool.tolist(), len(neurons))
+                                    for pool in pools))
+        return [tuple(tuple(int(n) for n in units) for units in draw) for draw in every], True
+    return [tuple(tuple(int(n) for n in rng.choice(pool, size=len(neurons), replace=False))
+                  for pool in pools) for _ in range(controls)], False
+
+
+def _no_reference_value(reference: list[np.ndarray], group: int) -> np.ndarray:
+    """The units (of `group` raw columns each) with no value at any reference token: int64."""
+    present = ~np.isnan(np.concatenate(reference)).all(axis=0)  # per raw column
+    return np.flatnonzero(~present.reshape(-1, group).all(axis=1))
 
 
 def _draw_references(rng: np.random.Generator, prompts: Sequence[str],

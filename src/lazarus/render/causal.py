@@ -98,11 +98,15 @@ def _condition(result: AblationResult, condition: Condition) -> list[str]:
         spread = "" if control.std is None else f" ± {_nats(control.std)}"
         above = sum(e >= condition.effect for e in control.effects)
         where = "layers" if len(condition.layers) > 1 else "layer"
-        lines.append(f"  Control: {plural(control.draws, 'draw')} of "
-                     f"{plural(len(result.neurons or ()), 'random ' + unit_noun(result.site))} "
-                     f"at the same {where} "
-                     f"and site (seed {control.seed}): {_nats(control.mean)}{spread} "
-                     "(mean ± std)")
+        count = len(result.neurons or ())
+        drawn = (f"every one of the {plural(control.draws, 'possible set')} of "
+                 f"{plural(count, unit_noun(result.site))} (no more exist than were asked for, "
+                 "so each is used once and p is exact) " if control.every_set else
+                 f"{plural(control.draws, 'draw')} of "
+                 f"{plural(count, 'random ' + unit_noun(result.site))} ")
+        lines.append(f"  Control: {drawn}at the same {where} and site"
+                     + ("" if control.every_set else f" (seed {control.seed})")
+                     + f": {_nats(control.mean)}{spread} (mean ± std)")
         if control.p is None:
             lines.append(f"  {NO_P_AT_ROUNDING[0].upper()}{NO_P_AT_ROUNDING[1:]}")
         else:

@@ -6,14 +6,16 @@ log-probability (nats; positive = ablation hurts), or for bare prompts the mean
 KL(baseline || ablated) of the next-token distribution (nats).
 Control (neurons only): `controls` draws of as many random neurons at each of the same layers
 and site, uniformly without replacement among the neurons not chosen, from
-numpy.random.default_rng(seed), ablated the same way; p = (1 + #{draws with effect >= the
-chosen neurons' effect}) / (1 + draws) is the test, z = (effect - mean) / std (ddof=1) of the
-draws is descriptive only (`Z_NOTE`). z is kept because it says how far beyond the draws an
-effect lies, which p cannot once no draw reaches it (p stays 1 / (1 + draws) for an effect just
-past the largest draw and for one 30 std past it); it is not a test, because random neurons'
-effects are skewed (most near 0, a few large): with the chosen effect drawn from the same
-skewed law as 100 draws (gamma, shape 0.5), z > 1.645 comes 7.7% of the time, p <= 0.05 5.1%
-(4,000 replicates; tests/test_probe_balance.py).
+numpy.random.default_rng(seed), ablated the same way (where no more distinct sets exist than
+`controls`, as with a few heads, experts or router units, every set once instead: `every_set`,
+so that repeated draws do not pass for independent ones and p is the exact test); p = (1 +
+#{draws with effect >= the chosen neurons' effect}) / (1 + draws) is the test, z = (effect -
+mean) / std (ddof=1) of the draws is descriptive only (`Z_NOTE`). z is kept because it says how
+far beyond the draws an effect lies, which p cannot once no draw reaches it (p stays 1 / (1 +
+draws) for an effect just past the largest draw and for one 30 std past it); it is not a test,
+because random neurons' effects are skewed (most near 0, a few large): with the chosen effect
+drawn from the same skewed law as 100 draws (gamma, shape 0.5), z > 1.645 comes 7.7% of the
+time, p <= 0.05 5.1% (4,000 replicates; tests/test_probe_balance.py).
 Zero to float rounding (`zero_to_rounding`): when no prompt changed by more than rounding can
 explain, there is no effect to compare with random neurons, so there is no p or z. The
 log-probabilities are no finer than float32 (float64 for a float64 model: eps below), and
@@ -58,6 +60,8 @@ class Control:
     z: float | None  # None when std is None or 0, or the effect is zero to float rounding
     # per draw, per prompt: the change `effects` averages (the picture's per-prompt controls)
     prompt_effects: tuple[tuple[float, ...], ...] = ()
+    # the draws are every possible set once (no more exist than were asked for): p is exact
+    every_set: bool = False
 
 
 def changes_of(base: list[Any], ablated: list[Any], pairs: bool) -> list[float]:
@@ -94,7 +98,8 @@ def empirical_p(effect: float, draws: Sequence[float]) -> float:
 
 def control_summary(effect: float, effects: Sequence[float], seed: int,
                     neurons: Sequence[Sequence[Sequence[int]]], compare: bool = True,
-                    prompt_effects: Sequence[Sequence[float]] = ()) -> Control:
+                    prompt_effects: Sequence[Sequence[float]] = (),
+                    every_set: bool = False) -> Control:
     """The draws' statistics; p and z only when `compare` (not when the effect is zero to
     float rounding); `prompt_effects` kept as given (per draw, per prompt)."""
     values = np.asarray(effects, dtype=np.float64)
@@ -105,7 +110,8 @@ def control_summary(effect: float, effects: Sequence[float], seed: int,
                    mean=float(values.mean()) if len(values) else float("nan"), std=std,
                    p=empirical_p(effect, values.tolist()) if compare else None,
                    z=None if not std or not compare else float((effect - values.mean()) / std),
-                   prompt_effects=tuple(tuple(float(v) for v in draw) for draw in prompt_effects))
+                   prompt_effects=tuple(tuple(float(v) for v in draw) for draw in prompt_effects),
+                   every_set=every_set)
 
 
 def kl_divergence(log_p: np.ndarray, log_q: np.ndarray) -> float:
