@@ -104,6 +104,9 @@ def neurons_figure(result: Any, size: tuple[float, float] | None = None,
     position = "" if result.position == "last" else f", position {result.position}"
     marks = label_order(labels) if labelled else {}
     prefix = result.prefix_rows()
+    # the rows the label means (and their counts) are over: not the prefix (BOS), unless that
+    # is every row
+    counted = ~prefix if not prefix.all() else np.ones_like(prefix)
     names = row_names(result)
     first = _prefix_text(result)
     for i, layer in enumerate(layers):
@@ -125,17 +128,15 @@ def neurons_figure(result: Any, size: tuple[float, float] | None = None,
         bar.ax.tick_params(labelsize=7)
         if labelled:
             _label_panel(figure.add_subplot(grid[row * 2 + 1, column]), layer.matrix,
-                         ~prefix, result.choice, marks)
+                         counted, result.choice, marks)
     if labelled:
         from matplotlib.patches import Patch
 
         noun = "token" if result.choice.per_token else "prompt"
-        # the rows the means are over: the prefix rows (BOS) are not counted
-        counted = labels if prefix.all() else [x for x, p in zip(labels, prefix, strict=True)
-                                               if not p]
+        kept = [label for label, keep in zip(labels, counted, strict=True) if keep]
         handles = [Patch(facecolor=palette.category(i), hatch=palette.category_hatch(i),
                          edgecolor="white", linewidth=0,
-                         label=f"{tick_text(label)} ({plural(counted.count(label), noun)})")
+                         label=f"{tick_text(label)} ({plural(kept.count(label), noun)})")
                    for label, i in marks.items()]
         figure.legend(handles=handles, loc="outside lower center", fontsize=8,
                       ncols=min(len(handles), 6), title="label (row strip and means)",
