@@ -53,7 +53,9 @@ class _Reducer:
     FLUSH_VALUES, and are summarised together: one summary per few batches instead of one per
     batch, since on a small model the per-call cost of the summary rivals the forward's. A
     batch's scored tokens are each row's range [first, end) of token positions: they are
-    copied out with one index per batch, and their ids made, only when summarised."""
+    found, copied out with one index per batch, and their ids made, only when summarised, so
+    that the hook itself does almost nothing (right after a forward every Python step is slow,
+    its caches cold)."""
 
     def __init__(self, shard: list[Window], prefix: int, keep: int, routed: bool) -> None:
         self.keep = keep
@@ -62,43 +64,47 @@ class _Reducer:
         # per window of the shard: doc, window index, first scored position, end (with prefix)
         self.where = np.array([(w.doc, w.index, prefix + w.scored_from, prefix + len(w.tokens))
                                for w in shard], np.int64).reshape(len(shard), 4)
+        self.scored = [len(w.tokens) - w.scored_from for w in shard]  # per window
         self.summary: Summary | None = None
-        # the batch that is running, then each committed batch's: torch [rows * tokens, K]
-        # values and the int64 indices of their scored rows
-        self.pending: tuple[Any, np.ndarray, np.ndarray] | None = None
-        self.parts: list[tuple[Any, np.ndarray]] = []
-        self.rows: list[np.ndarray] = []  # the shard's window indices per batch
+        # the batch that is running, then each committed one: its windows (ascending) and
+        # its torch [rows, tokens, K] values
+        self.pending: tuple[list[int], Any] | None = None
+        self.parts: list[tuple[list[int], Any]] = []
         self.held = 0
 
     def hold(self, batch: list[int], kept: Any) -> None:
-        """Note the scored tokens of `kept` ([rows, tokens, K] for the windows `batch`, in
-        order); they count once the batch is committed, and are copied out when summarised."""
-        rows = np.asarray(batch, np.int64)
-        positions = np.arange(kept.shape[1])
-        first, end = self.where[rows, 2:3], self.where[rows, 3:4]
-        scored = np.flatnonzero((positions >= first) & (positions < end))  # row-major
-        self.pending = kept.reshape(-1, kept.shape[-1]), scored, rows  # [rows * tokens, K]
+        """Note `kept` ([rows, tokens, K] for the windows `batch`, in order); its scored
+        tokens count once the batch is committed."""
+        self.pending = batch, kept
 
     def commit(self) -> None:
         assert self.pending is not None
-        flat, scored, rows = self.pending
+        batch, kept = self.pending
         self.pending = None
-        self.parts.append((flat, scored))
-        self.rows.append(rows)
-        self.held += len(scored) * flat.shape[-1]
+        self.parts.append((batch, kept))
+        self.held += sum(self.scored[i] for i in batch) * kept.shape[-1]
         if self.held >= FLUSH_VALUES:
             self.flush()
+
+    def _scored(self, batch: list[int], tokens: int) -> np.ndarray:
+        """int64 indices of the scored tokens among a batch's [rows * tokens] (row-major)."""
+        rows = np.asarray(batch, np.int64)
+        positions = np.arange(tokens)
+        first, end = self.where[rows, 2:3], self.where[rows, 3:4]
+        return np.flatnonzero((positions >= first) & (positions < end))
 
     def values(self) -> Any:
         """torch [tokens, K]: the held batches' scored tokens, in order, in one copy."""
         import torch
 
-        if self.parts[0][0].device.type != "cpu":
+        parts = [(kept.reshape(-1, kept.shape[-1]), self._scored(batch, kept.shape[1]))
+                 for batch, kept in self.parts]  # [rows * tokens, K], their scored rows
+        if parts[0][0].device.type != "cpu":
             return torch.cat([flat.index_select(0, torch.from_numpy(scored).to(flat.device))
-                              for flat, scored in self.parts])
+                              for flat, scored in parts])
         # numpy's take, straight into the result: no wake-up of torch's thread pool, and no
         # per-batch copies to concatenate
-        arrays = [(flat.numpy(), scored) for flat, scored in self.parts]
+        arrays = [(flat.numpy(), scored) for flat, scored in parts]
         out = np.empty((sum(len(scored) for _, scored in arrays), arrays[0][0].shape[1]),
                        arrays[0][0].dtype)
         at = 0
@@ -109,7 +115,7 @@ class _Reducer:
 
     def ids(self) -> np.ndarray:
         """int64 [tokens, 3] (doc, window, token) of the held values, in their order."""
-        where = self.where[np.concatenate(self.rows)]
+        where = self.where[np.concatenate([batch for batch, _ in self.parts])]
         counts = where[:, 3] - where[:, 2]
         ids = np.repeat(where[:, :3], counts, axis=0)
         starts = np.cumsum(counts) - counts  # each window's first row among the held ones
@@ -120,7 +126,7 @@ class _Reducer:
         if self.parts:
             part = summarize(self.values(), self.ids(), self.keep, self.routed)
             self.summary = part if self.summary is None else self.summary.merge(part, self.keep)
-            self.parts, self.rows, self.held = [], [], 0
+            self.parts, self.held = [], 0
         assert self.summary is not None
         return self.summary
 

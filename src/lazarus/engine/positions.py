@@ -58,10 +58,10 @@ def gather(hidden: Any, lengths: Any, position: Position, skip_missing: bool = F
     routed to), and `mean` is over the tokens that have one; elsewhere a NaN is the model's."""
     import torch
 
-    rows = torch.arange(hidden.shape[0], device=hidden.device)
-    lengths = lengths.to(hidden.device)
     if position == "all":
         return hidden.float()
+    rows = torch.arange(hidden.shape[0], device=hidden.device)
+    lengths = lengths.to(hidden.device)
     if position == "mean":  # over real tokens with a value (MoE units: the routed ones)
         values = hidden.float()
         real = torch.arange(hidden.shape[1], device=hidden.device)[None, :] < lengths[:, None]
