@@ -150,3 +150,18 @@ def test_messages_say_layers_json_kinds_and_folders_plainly(llama_dir, tmp_path,
     folder.mkdir()
     assert fails(capsys, examples(llama_dir, folder)).endswith(
         f"--corpus {folder} is a folder (give a .txt, .jsonl or .parquet file)")
+
+
+def test_a_txt_document_is_a_line_ended_by_a_newline_only(tmp_path):
+    """A lone carriage return (scraped text holds them) ends no line: document ids are the
+    lines that `wc -l`, `sed -n` and `lazarus.io.files.read_lines` count, with CRLF endings
+    stripped; in JSON Lines a carriage return is whitespace between tokens."""
+    from lazarus.io.corpus import read_documents
+
+    lines = ["aaaa\rbbbb", "cccc\r", "", "dddd"]
+    path = tmp_path / "c.txt"
+    path.write_bytes("\n".join(lines).encode())
+    assert list(read_documents(str(path))) == [(0, "aaaa\rbbbb"), (1, "cccc"), (3, "dddd")]
+    jsonl = tmp_path / "c.jsonl"
+    jsonl.write_bytes(b'{"text": "a b",\r "id": 1}\n{"text": "c"}\n')
+    assert list(read_documents(str(jsonl))) == [(0, "a b"), (1, "c")]

@@ -149,7 +149,8 @@ def _line_documents(path: str, field: str, nulls: list[int]) -> Iterator[tuple[i
     """The documents of a .txt or .jsonl file, a line at a time."""
     json_lines = path.lower().endswith(".jsonl")
     try:
-        with open(path, encoding="utf-8-sig") as handle:
+        # lines end at "\n" only (a lone "\r" is text), as `wc -l` and `files.read_lines` count
+        with open(path, encoding="utf-8-sig", newline="\n") as handle:
             for number, raw in enumerate(handle):
                 line = raw.rstrip("\r\n")
                 if not line.strip():
