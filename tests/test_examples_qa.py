@@ -3,6 +3,7 @@ sites, API input checks, warnings, and the wording of corpus and layer messages.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -165,3 +166,21 @@ def test_a_txt_document_is_a_line_ended_by_a_newline_only(tmp_path):
     jsonl = tmp_path / "c.jsonl"
     jsonl.write_bytes(b'{"text": "a b",\r "id": 1}\n{"text": "c"}\n')
     assert list(read_documents(str(jsonl))) == [(0, "a b"), (1, "c")]
+
+
+def test_a_projection_that_overflows_float32_is_one_line_naming_it(llama_dir, tmp_path,
+                                                                    capsys):
+    """A direction of finite but huge weights: its dot products overflow to +-inf (and their
+    sums to NaN); said as an overflow of the projection, not as MoE units without a value, and
+    with no numpy warning before the line."""
+    direction = save(tmp_path / "huge.npz", 64, site="resid_post")
+    np.savez(direction, direction=np.full(64, 3e38, np.float32), site="resid_post")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        message = fails(capsys, examples(llama_dir, CORPUS, "--from-direction", direction,
+                                         "--projection", "--work-dir", str(tmp_path / "work"),
+                                         "-o", str(tmp_path / "out.json")))
+    assert [str(w.message) for w in caught if w.category is RuntimeWarning] == []
+    assert "overflow" in message
+    assert "--projection" in message
+    assert not (tmp_path / "out.json").exists()

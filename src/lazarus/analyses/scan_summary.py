@@ -39,14 +39,18 @@ def summarize(values: Any, ids: np.ndarray, keep: int, routed: bool = False) -> 
     # Everything in numpy on the host: its sums do not depend on the thread count (torch's
     # do), and on a CPU a few numpy passes cost less than as many torch calls.
     narrow = values.float().cpu().numpy()  # float32 [tokens, K]
-    mean = narrow.mean(axis=0, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):  # +inf and -inf: a NaN mean, said below
+        mean = narrow.mean(axis=0, dtype=np.float64)
+    # an infinity anywhere in a column makes its mean infinite, or NaN beside one of the other
+    # sign (so that a shard holding one is one damaged on disk)
+    if np.isinf(mean).any() or (np.isnan(mean).any() and np.isinf(narrow).any()):
+        raise LazarusError("this site's values overflow float32 to infinity at some tokens "
+                           "(with --dtype float16 or bfloat16, give --dtype float32; with "
+                           "--projection, a direction of smaller weights)")
     if np.isnan(mean).any():  # a NaN anywhere in a column makes its mean NaN
         raise LazarusError("this site has no value at some tokens (MoE expert units); "
                            "examples needs a value at every token (use resid_post, mlp_out, "
                            "attn_out or a dense layer's mlp_post)")
-    if np.isinf(mean).any():  # so that a shard holding an infinity is one damaged on disk
-        raise LazarusError("this site's values overflow to infinity at some tokens (give "
-                           "--dtype float32)")
     m2 = np.zeros(width)
     positive = np.zeros(width, np.int64)
     sketch = np.zeros(width * BUCKETS, np.int64)
