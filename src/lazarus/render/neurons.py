@@ -114,8 +114,12 @@ def _label_notes(summaries: list[LabelSummary], noun: str, choice: Choice) -> li
     marked = sum(1 for e in summaries[0].effects if e.neuron in choice.survivors
                  ) if summaries else 0
     if not marked:
-        return notes + ["(no mark: no neuron shown survives --auto-discover's correction; the "
-                        "largest of many effects is large by chance alone)"]
+        clear = any(e.r_ci is not None and (e.r_ci[0] > 0 or e.r_ci[1] < 0)
+                    for summary in summaries for e in summary.effects)
+        return notes + ["(no mark: no neuron shown survives --auto-discover's correction; "
+                        + ("an interval here excludes 0 but assumes one spread per label, which "
+                           "the correction does not" if clear else
+                           "the largest of many effects is large by chance alone") + ")"]
     return notes + [f"(← marks a survivor of --auto-discover's correction whose interval "
                     f"excludes 0; {marked} of the {neurons} shown survive)"]
 
@@ -205,6 +209,12 @@ def massive_note(massive: tuple[Massive, ...], shown: tuple[int, ...]) -> str | 
             f"spread whatever the prompts{told}")
 
 
+SPREAD_CAVEAT = ("its simultaneous 95% interval excludes 0, but that interval assumes one "
+                 "spread per label; the test allows each label its own, and with few prompts "
+                 "per label it is the stricter of the two, so this is no finding, nor chance "
+                 "alone")
+
+
 def _p(value: float) -> str:
     return f"{value:.3f}" if value >= 0.001 else f"{value:.1e}"
 
@@ -235,10 +245,11 @@ def render_discovery(discovery: Discovery, layer: int) -> str:
                      "resamples without a difference do.")
         lines.append(f"Not finding is not absence: {discovery.detectable_text()}.")
         if best is not None:
+            why = ("a maximum over every neuron, expected to be large by chance alone"
+                   if best.low <= 0 <= best.high else SPREAD_CAVEAT)
             lines.append(f"(the largest F of the {discovery.tested}, neuron {best.neuron}: "
-                         f"{symbol}={best.effect:{form}}, corrected p={_p(best.p_corrected)}; a "
-                         "maximum over every neuron, expected to be large by chance alone; the "
-                         "neurons shown above are for inspection only)")
+                         f"{symbol}={best.effect:{form}}, corrected p={_p(best.p_corrected)}; "
+                         f"{why}; the neurons shown above are for inspection only)")
         return "\n".join(lines)
     lines.append(f"{discovery.survivors} of {plural(discovery.tested, 'neuron')} "
                  f"{agree(discovery.survivors, 'survives', 'survive')} at corrected p < "
