@@ -19,7 +19,7 @@ Choices, made once here and said in the output:
   keeping each label's spread and shape, and whole prompts (rows) are drawn with replacement
   within each label, as many as it has, so the neurons keep their dependence. Measured: 0-2.5%
   survivors at alpha 0.05 under equal means, with spreads 1 : 1 or 3 : 1, normal or skewed,
-  over 60 or more columns. Over few columns (4 heads) with skewed values whose smaller label has
+  over 50 or more columns. Over few columns (4 heads) with skewed values whose smaller label has
   the larger spread, it is not: 12% at 10 + 40 lognormal, 9% exponential (3 : 1; normal 3%),
   since a resample of a label rarely holds its long tail. It is conservative with few prompts
   per label: power is lower there than a shuffle test's.
