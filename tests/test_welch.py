@@ -173,3 +173,15 @@ def test_silent_neurons_keep_the_family_wise_error_at_alpha():
         result = welch.bootstrap_test(values, codes, welch.within_label_draws(codes, 200, seed))
         hits += bool(np.any(result.p_corrected < 0.05))
     assert hits <= 19  # Binomial(200, 0.05): P(more than 19) < 0.001
+
+
+def test_a_neuron_tied_within_every_label_keeps_its_test():
+    """Constant within each label, different between them: every resample of it is tied too,
+    and its null F is about 0 there (not an artefact), so it is found as before."""
+    rng = np.random.default_rng(1)
+    codes = np.repeat([0, 1], 5)
+    values = rng.normal(size=(10, 20))
+    values[:, 3] = np.repeat([1.0, 2.0], 5)
+    result = welch.bootstrap_test(values, codes, welch.within_label_draws(codes, 300, seed=0))
+    assert result.p[3] == 1 / 301
+    assert result.p_corrected[3] < 0.05

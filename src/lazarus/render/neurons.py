@@ -245,8 +245,8 @@ def render_discovery(discovery: Discovery, layer: int) -> str:
                      "resamples without a difference do.")
         lines.append(f"Not finding is not absence: {discovery.detectable_text()}.")
         if best is not None:
-            why = ("a maximum over every neuron, expected to be large by chance alone"
-                   if best.low <= 0 <= best.high else SPREAD_CAVEAT)
+            why = (SPREAD_CAVEAT if best.low > 0 or best.high < 0 else
+                   "a maximum over every neuron, expected to be large by chance alone")
             lines.append(f"(the largest F of the {discovery.tested}, neuron {best.neuron}: "
                          f"{symbol}={best.effect:{form}}, corrected p={_p(best.p_corrected)}; "
                          f"{why}; the neurons shown above are for inspection only)")

@@ -35,6 +35,8 @@ Choices, made once here and said in the output:
   its corrected p), and is left out of the maximum the other columns are compared with. Counted
   in the maximum, one such unit (a ReLU neuron, a router weight) put about 35% of the maxima at
   1e11 and hid every effect of its layer (10 + 10 prompts: corrected p 0.002 became 0.34).
+  A column tied within every label in the data itself is tied in every resample too, with an
+  F of about 0 there, which is no artefact: it keeps its test.
 """
 
 from __future__ import annotations
@@ -124,7 +126,7 @@ def bootstrap_test(values: np.ndarray, codes: np.ndarray, draws: np.ndarray) -> 
     if np.any(np.bincount(codes, minlength=groups) < 2):
         raise ValueError("every label needs at least two rows")
     scale = values.var(axis=0)
-    observed = welch_f(values - values.mean(axis=0), codes, scale=scale)[0]
+    observed, tied = (a[0] for a in _welch(values - values.mean(axis=0), codes, None, scale))
     one_hot = codes[:, None] == np.arange(groups)[None, :]
     label_means = np.stack([values[codes == g].mean(axis=0) for g in range(groups)])  # [g, m]
     centred = values - label_means[codes]  # the null: every label's mean is 0
@@ -137,8 +139,10 @@ def bootstrap_test(values: np.ndarray, codes: np.ndarray, draws: np.ndarray) -> 
     max_null = np.empty(draws.shape[0])
     for start in range(0, draws.shape[0], BATCH):
         null, spreadless = _welch(centred, codes, draws[start:start + BATCH], scale)  # [b, m]
-        # a column without spread in this resample (tied values: a unit silent on all prompts
-        # but one) has no F: it counts against that column alone, not in the maximum
+        # a column with spread in some label but none in this resample (a unit silent on all
+        # prompts but one) has no F: it counts against that column alone, not in the maximum
+        # (a column tied within every label to begin with keeps its F, about 0 in every one)
+        spreadless &= ~tied
         beaten += ((null >= threshold) | spreadless).sum(axis=0)
         shared = np.where(spreadless, -np.inf, null).max(axis=1)
         shared[flat[start:start + BATCH]] = np.inf
