@@ -364,6 +364,10 @@ def test_the_text_heatmap_of_a_hand_made_result():
         "    0 | +0.00   | +0.50 ▒ | -0.25",  # shades: quarters of -0.25 .. 1.00
         "    5 | +1.00 █ | +0.00   | +0.75 ▓",
     ]
+    # the cells shown are the largest of 6: their intervals are not one cell's chosen in advance
+    assert ("(intervals: each its own cell's 95%; these cells were picked as the largest of 6 "
+            "per site, so their intervals cover less and their values lean away from 0)"
+            in text.splitlines())
     assert text.splitlines()[-3:] == [
         "  mlp_out    layer 5   position 0 'a': +1.00  [+0.90, +1.10]",
         "  mlp_out    layer 5   position 2 '\\n': +0.75  [+0.65, +0.85]",
