@@ -20,6 +20,7 @@ from lazarus.analyses.ablate import _control_sets, _no_reference_value
 from lazarus.cli.main import main
 from lazarus.errors import LazarusError
 from lazarus.io.directions import Direction, save_direction
+from lazarus.render.causal import render_ablation
 
 PAIRS = ["hello:xy", "ab:c", "the fox:ed", "q = 1:2"]
 PROMPTS = [pair.rsplit(":", 1)[0] for pair in PAIRS]
@@ -96,6 +97,19 @@ def test_component_sweep_and_methods_give_a_condition_per_layer(model):
     resampled = model.ablate(PROMPTS, 1, neurons=[1, 2], site="mlp_post", method="resample",
                              controls=2, seed=1)
     assert all(j != i for i, j in enumerate(resampled.resampled_from))
+
+
+def test_a_sweep_says_its_p_values_are_one_per_layer_uncorrected(model):
+    """With --sweep each layer gets its own p against its own random neurons: the smallest of
+    them is the best of several tests, which the text must say (and a single condition not)."""
+    swept = model.ablate(PROMPTS, "0,1,2", answers=ANSWERS, neurons=[3, 40], site="mlp_post",
+                         sweep=True, controls=4, seed=0)
+    text = render_ablation(swept)
+    assert ("(3 layers tested one at a time: each p is its own layer's, uncorrected; the "
+            "smallest of the 3 is the best of 3 tests, not one (Bonferroni: p x 3))") in text
+    once = model.ablate(PROMPTS, "0,1,2", answers=ANSWERS, neurons=[3, 40], site="mlp_post",
+                        controls=4, seed=0)
+    assert "tested one at a time" not in render_ablation(once)
 
 
 def run_cli(capsys, *argv):

@@ -67,6 +67,8 @@ def test_several_layers_equal_one_at_a_time_with_a_cross_layer_view(capsys, llam
     assert several["layers"] == [0, 2, 3]
     assert out.index("AT LAYER 0") < out.index("AT LAYER 2") < out.index("AT LAYER 3") \
         < out.index("NEURONS ACROSS LAYERS")
+    # the marks are uncorrected, and each layer examines the neurons again: the note says so
+    assert out.count("uncorrected, 2 neurons examined at each of 3 layers") == 3
     for layer in (0, 2, 3):
         single, _ = neurons_json(capsys, tmp_path, llama_dir, "-l", str(layer), *labels)
         part = several["by_layer"][str(layer)]

@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from lazarus.errors import LazarusError
-from lazarus.render.neurons import render_discovery
+from lazarus.render.neurons import render_discovery, render_label_correlation
 from lazarus.stats import discover
-from lazarus.stats.neurons import MASSIVE_FACTOR, massive_dimensions
+from lazarus.stats.neurons import (
+    EFFECT,
+    MASSIVE_FACTOR,
+    Choice,
+    label_correlation,
+    massive_dimensions,
+)
 from lazarus.text import p_shown
 
 
@@ -212,3 +219,33 @@ def test_too_few_resamples_are_named_as_the_floor_of_p():
     assert found.smallest_p == pytest.approx(0.05)
     assert "with 19 resamples no p can fall below 0.05" in found.describe()
     assert "give more --permutations" in render_discovery(found, 0)
+
+
+def test_a_candidate_whose_interval_excludes_0_is_not_called_chance():
+    """5 + 5 prompts, 192 neurons, one 6 sd apart with one spread: the bootstrap test (which
+    allows unequal spreads, and is the stricter with so few prompts) finds no survivor, yet the
+    candidate's interval, simultaneous over all 192, excludes 0. The text must not call that
+    effect large "by chance alone": it says the interval excludes 0 and what that assumes."""
+    values = np.random.default_rng(0).normal(size=(10, 192))
+    values[:5, 0] += 6.0
+    found = discover.discover(values, ["a"] * 5 + ["b"] * 5, permutations=300)
+    best = found.candidates[0]
+    assert found.survivors == 0
+    assert (best.neuron, best.low > 0) == (0, True)
+    text = render_discovery(found, 0)
+    assert "by chance alone" not in text
+    assert "simultaneous 95% interval excludes 0" in text
+    assert "one spread per label" in text
+    # and LABEL CORRELATION, which shows the same candidates unmarked, says so too
+    shown = [f.neuron for f in found.candidates]
+    matrix = SimpleNamespace(values=values[:, shown].astype(np.float32), neurons=shown,
+                             labels=["a"] * 5 + ["b"] * 5)
+    choice = Choice(by=EFFECT, among=found.tested)
+    notes = render_label_correlation(label_correlation(matrix, choice), 2, choice=choice)
+    assert "an interval here excludes 0 but assumes one spread per label" in notes
+    assert "by chance alone" not in notes
+    # noise alone: the largest statistic keeps its warning
+    noise = discover.discover(np.random.default_rng(1).normal(size=(10, 192)),
+                              ["a"] * 5 + ["b"] * 5, permutations=300)
+    assert noise.candidates[0].low <= 0 <= noise.candidates[0].high
+    assert "expected to be large by chance alone" in render_discovery(noise, 0)

@@ -132,6 +132,8 @@ def test_the_section_says_how_the_neurons_were_chosen_and_what_a_mark_means():
     summaries = label_correlation(matrix(values, ["a"] * 4 + ["b"] * 4))
     given = render_label_correlation(summaries, 2)
     assert "uncorrected, 6 neurons examined" in given
+    assert "uncorrected, 6 neurons examined at each of 4 layers" in render_label_correlation(
+        summaries, 2, layers=4)
     assert "selected" not in given
     spread = render_label_correlation(summaries, 2, choice=Choice(by=SPREAD, among=64))
     assert "selected: chosen by their spread on these prompts" in spread

@@ -173,6 +173,21 @@ def test_bootstrap_interval_covers_the_ratio_of_population_means():
     assert 0.88 <= covered / trials <= 0.99
 
 
+def test_bootstrap_interval_covers_at_the_fewest_pairs_not_called_rough():
+    """Seeded simulation at 6 pairs (just past `FEW_PAIRS`, where the intervals are no longer
+    said to be rough), noisy patched scores: a plain percentile bootstrap covers about 85%
+    there (a resample of 6 pairs shows too little of their spread); the interval must cover
+    0.5, the ratio of population means, at least 90% of the time."""
+    rng = np.random.default_rng(11)
+    trials, covered = 300, 0
+    for trial in range(trials):
+        clean, corrupt = rng.normal(6, 1, 6), rng.normal(-5, 1, 6)
+        patched = (corrupt + 0.5 * (clean - corrupt) + rng.normal(0, 3, 6))[:, None]
+        low, high = ratio_interval(patched, clean, corrupt, seed=trial)
+        covered += bool(low[0] <= 0.5 <= high[0])
+    assert covered / trials >= 0.90
+
+
 # --- the command ------------------------------------------------------------------------------
 
 
@@ -349,6 +364,10 @@ def test_the_text_heatmap_of_a_hand_made_result():
         "    0 | +0.00   | +0.50 ▒ | -0.25",  # shades: quarters of -0.25 .. 1.00
         "    5 | +1.00 █ | +0.00   | +0.75 ▓",
     ]
+    # the cells shown are the largest of 6: their intervals are not one cell's chosen in advance
+    assert ("(intervals: each its own cell's 95%; these cells were picked as the largest of 6 "
+            "per site, so their intervals cover less and their values lean away from 0)"
+            in text.splitlines())
     assert text.splitlines()[-3:] == [
         "  mlp_out    layer 5   position 0 'a': +1.00  [+0.90, +1.10]",
         "  mlp_out    layer 5   position 2 '\\n': +0.75  [+0.65, +0.85]",

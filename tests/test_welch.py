@@ -134,3 +134,54 @@ def test_constant_columns_and_lone_labels_are_refused():
     with pytest.raises(ValueError, match="two rows"):
         welch.bootstrap_test(np.arange(10.0).reshape(5, 2), lone,
                              welch.within_label_draws(lone, 10, seed=0))
+
+
+def test_a_neuron_silent_on_all_prompts_but_one_does_not_hide_the_others():
+    """A neuron that is 0 on every prompt but one (a ReLU unit, a router weight) has no spread
+    in any label in each resample that misses that prompt (about 35% of them at 10 + 10), and
+    there its F is the floor's artefact, about 1e11. Such resamples say nothing about the
+    other neurons: a clear effect elsewhere must survive as it does without the silent neuron,
+    and the silent neuron's own resamples without spread count against it alone."""
+    rng = np.random.default_rng(0)
+    codes = np.repeat([0, 1], 10)
+    values = rng.normal(size=(20, 50))
+    values[:10, 0] += 3.0
+    draws = welch.within_label_draws(codes, 500, seed=0)
+    alone = welch.bootstrap_test(values, codes, draws)
+    values[:, 1] = 0.0
+    values[15, 1] = 1.0
+    both = welch.bootstrap_test(values, codes, draws)
+    assert alone.p_corrected[0] < 0.05
+    assert both.p_corrected[0] == pytest.approx(alone.p_corrected[0], abs=0.01)
+    assert np.isfinite(both.max_null).all() and both.max_null.max() < 1e6
+    missed = np.sum(draws[:, 15] == 0)  # resamples without the one prompt where it fires
+    assert both.p[1] >= (1 + missed) / 501 and both.p_corrected[1] >= both.p[1]
+
+
+def test_silent_neurons_keep_the_family_wise_error_at_alpha():
+    """Random labels, 10 + 10 prompts, 40 normal neurons and 10 silent on all prompts but one or
+    two: at most alpha of 200 runs may find a survivor (plus sampling error)."""
+    runs, hits = 200, 0
+    codes = np.repeat([0, 1], 10)
+    for seed in range(runs):
+        rng = np.random.default_rng(seed)
+        values = np.zeros((20, 50))
+        values[:, :40] = rng.normal(size=(20, 40))
+        for j in range(40, 50):
+            fires = rng.choice(20, size=1 + j % 2, replace=False)
+            values[fires, j] = rng.exponential(size=fires.size)
+        result = welch.bootstrap_test(values, codes, welch.within_label_draws(codes, 200, seed))
+        hits += bool(np.any(result.p_corrected < 0.05))
+    assert hits <= 19  # Binomial(200, 0.05): P(more than 19) < 0.001
+
+
+def test_a_neuron_tied_within_every_label_keeps_its_test():
+    """Constant within each label, different between them: every resample of it is tied too,
+    and its null F is about 0 there (not an artefact), so it is found as before."""
+    rng = np.random.default_rng(1)
+    codes = np.repeat([0, 1], 5)
+    values = rng.normal(size=(10, 20))
+    values[:, 3] = np.repeat([1.0, 2.0], 5)
+    result = welch.bootstrap_test(values, codes, welch.within_label_draws(codes, 300, seed=0))
+    assert result.p[3] == 1 / 301
+    assert result.p_corrected[3] < 0.05

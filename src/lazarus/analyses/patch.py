@@ -15,7 +15,8 @@ of n positions is token (length - n + c) of each pair, n being the shortest pair
 longer pairs' first tokens are not patched). Labels are pair 1's clean tokens.
 
 Scores are normalised per cell over pairs (`stats.bootstrap.normalised`: 1 = the clean run, 0 =
-the corrupted), with a seeded percentile bootstrap interval over pairs when there are several.
+the corrupted), with a seeded expanded percentile bootstrap interval over pairs when there
+are several.
 """
 
 from __future__ import annotations

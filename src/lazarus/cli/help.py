@@ -213,8 +213,8 @@ the metric (--metric), at the first token where the answer and the wrong text di
   corrupted): 1 = the clean run, 0 = the corrupted run, in both directions
 pairs: a clean and a corrupted prompt must tokenize to the same length; pairs of different
   lengths share the grid counted from their ends (the shortest pair's length). With several
-  pairs each cell gets a 95% percentile bootstrap interval over pairs (1000 resamples, --seed;
-  rough below 5 pairs)
+  pairs each cell gets a 95% expanded percentile bootstrap interval over pairs (1000
+  resamples, --seed; widened for few pairs; rough below 5 pairs)
 output: a text heatmap per site; -o FILE.json (every number, per-pair scores included) or
   FILE.csv (one row per site x layer x column); --plot FILE.png or .svg (one heatmap per site)
 """

@@ -47,6 +47,11 @@ def render_ablation(result: AblationResult) -> str:
                        f"{result.seed})"}[result.method]
     lines = [*banner(f"ABLATION: {what}"), f"Method: {result.method} ({how}), at every token.",
              f"Effect: {result.effect_name}.", ""]
+    tested = sum(1 for c in result.conditions if c.control is not None and c.control.p is not None)
+    if result.sweep and tested > 1:
+        lines += [f"({tested} layers tested one at a time: each p is its own layer's, "
+                  f"uncorrected; the smallest of the {tested} is the best of {tested} tests, not "
+                  f"one (Bonferroni: p x {tested}))", ""]
     for condition in result.conditions:
         lines += _condition(result, condition)
     return "\n".join(line.rstrip() for line in lines).rstrip("\n")

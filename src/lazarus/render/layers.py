@@ -41,7 +41,7 @@ def render_result(result: NeuronsResult, ranking: str | None = None,
             selection=result.selection, at_layer=several or every, grids=not every,
             sample_noun="token" if every else "prompt", max_rows=max_rows, color=color,
             notes=tuple(n for n in [massive_note(layer.massive, result.neurons)] if n),
-            discovery=layer.discovery, choice=result.choice))
+            discovery=layer.discovery, choice=result.choice, layers=len(result.layers)))
     if several:
         parts.append(render_across_layers(result))
     return "\n\n".join(parts)

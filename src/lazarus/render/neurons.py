@@ -81,9 +81,10 @@ def render_stats(
     return "\n".join(heading + [f"({note})" for note in notes] + lines)
 
 
-def _label_notes(summaries: list[LabelSummary], noun: str, choice: Choice) -> list[str]:
+def _label_notes(summaries: list[LabelSummary], noun: str, choice: Choice,
+                 layers: int = 1) -> list[str]:
     """What the intervals and the marks of LABEL CORRELATION claim, for the way the neurons
-    were chosen (`stats.neurons.Choice`)."""
+    were chosen (`stats.neurons.Choice`), at each of `layers` layers shown."""
     groups = len(summaries)
     neurons = len(summaries[0].effects) if summaries else 0
     r_is = "r = point-biserial correlation of the neuron with the label"
@@ -98,13 +99,14 @@ def _label_notes(summaries: list[LabelSummary], noun: str, choice: Choice) -> li
 
     if choice.by != EFFECT:
         examined = plural(neurons, "neuron") + ("" if groups == 2 else f" x {groups} labels")
+        again = f" at each of {layers} layers" if layers > 1 else ""
         notes = [f"({r_is}; {interval()})"]
         if choice.by == SPREAD:
             notes.append(f"(selected: chosen by their spread on these {noun}s, so the intervals "
                          "may cover less than 95%; the choice is blind to the labels, so a "
                          "mark's test of r = 0 stays valid)")
         return notes + [f"(← marks an r whose interval excludes 0: uncorrected, {examined} "
-                        "examined, so about 1 in 20 with no effect is marked by chance)"]
+                        f"examined{again}, so about 1 in 20 with no effect is marked by chance)"]
     how = "Bonferroni" if groups == 2 else f"{choice.among} neurons x {groups} labels; Bonferroni"
     family = f" simultaneous over {plural(choice.family(groups), 'interval')} ({how})"
     notes = [f"({r_is}; {interval(family)})",
@@ -114,22 +116,26 @@ def _label_notes(summaries: list[LabelSummary], noun: str, choice: Choice) -> li
     marked = sum(1 for e in summaries[0].effects if e.neuron in choice.survivors
                  ) if summaries else 0
     if not marked:
-        return notes + ["(no mark: no neuron shown survives --auto-discover's correction; the "
-                        "largest of many effects is large by chance alone)"]
+        clear = any(e.r_ci is not None and (e.r_ci[0] > 0 or e.r_ci[1] < 0)
+                    for summary in summaries for e in summary.effects)
+        return notes + ["(no mark: no neuron shown survives --auto-discover's correction; "
+                        + ("an interval here excludes 0 but assumes one spread per label, which "
+                           "the correction does not" if clear else
+                           "the largest of many effects is large by chance alone") + ")"]
     return notes + [f"(← marks a survivor of --auto-discover's correction whose interval "
                     f"excludes 0; {marked} of the {neurons} shown survive)"]
 
 
 def render_label_correlation(summaries: list[LabelSummary], decimals: int,
                              title: str = "LABEL CORRELATION", noun: str = "prompt",
-                             choice: Choice | None = None) -> str:
+                             choice: Choice | None = None, layers: int = 1) -> str:
     """Per label: each neuron's mean on its prompts, r, r's interval, and an arrow where the
     evidence allows one (see `stats.neurons.Choice`), with what those claim above them."""
     choice = choice or Choice()
     effects = [e for s in summaries for e in s.effects]
     names = iter(_neuron_ids([e.neuron for e in effects]))
     means = iter(_aligned([signed(e.mean, decimals) for e in effects]))
-    lines = banner(title) + _label_notes(summaries, noun, choice)
+    lines = banner(title) + _label_notes(summaries, noun, choice, layers)
     for summary in summaries:
         label = escape(summary.label)
         lines += ["", f"{label} ({plural(summary.count, noun)}):"]
@@ -164,6 +170,7 @@ def render_neurons_report(
     notes: tuple[str, ...] = (),
     discovery: Discovery | None = None,
     choice: Choice | None = None,
+    layers: int = 1,
 ) -> str:
     """The spec's sections in order, a blank line apart, without a trailing newline.
 
@@ -172,7 +179,8 @@ def render_neurons_report(
     (per-token views show strips instead). With more prompts than `max_rows`, the map and the
     heatmap show the first `max_rows` and one row with the mean of the rest. `notes` go under
     the statistics' heading; with `discovery`, its section closes the report. `choice`: how the
-    neurons were chosen, which decides what LABEL CORRELATION's intervals and marks claim.
+    neurons were chosen, which decides what LABEL CORRELATION's intervals and marks claim;
+    `layers`: how many layers are shown (each examines the neurons again).
     """
     decimals = map_decimals(matrix.values)
     at = f" AT LAYER {matrix.layer}" if at_layer else ""
@@ -186,7 +194,8 @@ def render_neurons_report(
     if label_summaries is not None:
         sections.append(render_label_correlation(label_summaries, decimals + 1,
                                                  title=f"LABEL CORRELATION{at}",
-                                                 noun=sample_noun, choice=choice))
+                                                 noun=sample_noun, choice=choice,
+                                                 layers=layers))
     if discovery is not None:
         sections.append(render_discovery(discovery, matrix.layer))
     return "\n\n".join(sections)
@@ -203,6 +212,12 @@ def massive_note(massive: tuple[Massive, ...], shown: tuple[int, ...]) -> str | 
     return (f"massive-activation dimensions at this layer (mean |value| at least "
             f"{MASSIVE_FACTOR:g}x the median neuron's): {named}{more}; they top any ranking by "
             f"spread whatever the prompts{told}")
+
+
+SPREAD_CAVEAT = ("its simultaneous 95% interval excludes 0, but that interval assumes one "
+                 "spread per label; the test allows each label its own, and with few prompts "
+                 "per label it is the stricter of the two, so this is no finding, nor chance "
+                 "alone")
 
 
 def _p(value: float) -> str:
@@ -235,10 +250,11 @@ def render_discovery(discovery: Discovery, layer: int) -> str:
                      "resamples without a difference do.")
         lines.append(f"Not finding is not absence: {discovery.detectable_text()}.")
         if best is not None:
+            why = (SPREAD_CAVEAT if best.low > 0 or best.high < 0 else
+                   "a maximum over every neuron, expected to be large by chance alone")
             lines.append(f"(the largest F of the {discovery.tested}, neuron {best.neuron}: "
-                         f"{symbol}={best.effect:{form}}, corrected p={_p(best.p_corrected)}; a "
-                         "maximum over every neuron, expected to be large by chance alone; the "
-                         "neurons shown above are for inspection only)")
+                         f"{symbol}={best.effect:{form}}, corrected p={_p(best.p_corrected)}; "
+                         f"{why}; the neurons shown above are for inspection only)")
         return "\n".join(lines)
     lines.append(f"{discovery.survivors} of {plural(discovery.tested, 'neuron')} "
                  f"{agree(discovery.survivors, 'survives', 'survive')} at corrected p < "

@@ -85,6 +85,12 @@ def _heatmap(result: PatchResult, grid: SiteGrid) -> list[str]:
 def _strongest(result: PatchResult) -> list[str]:
     """Per site, the cells furthest from 0 (the corrupted run), with their intervals."""
     lines = [f"Strongest cells (furthest from 0, the corrupted run; {SCALE}):"]
+    if any(grid.low is not None for grid in result.grids):
+        sizes = sorted({grid.values.size for grid in result.grids})
+        cells = str(sizes[0]) if len(sizes) == 1 else f"{sizes[0]} to {sizes[-1]}"
+        lines.append(f"(intervals: each its own cell's 95%; these cells were picked as the "
+                     f"largest of {cells} per site, so their intervals cover less and their "
+                     "values lean away from 0)")
     for grid in result.grids:
         columns = result.columns(grid)
         order = np.argsort(-np.abs(np.nan_to_num(grid.values)), axis=None, kind="stable")
