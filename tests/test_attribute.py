@@ -300,6 +300,8 @@ def test_cli_and_api_give_the_same_json_and_a_plot(capsys, llama_dir, tmp_path):
     (["--corrupt", "the cot sat"], "pair 1: the clean prompt 'the cat' is"),
     (["-l", "9"], "layer 9 is out of range"),
     (["--answer", "x|y|z"], "got 3 answers for 1 pair"),
+    (["--clean", "a" * 250, "--corrupt", "a" * 249 + "b", "--answer", "bcdefgh", "--wrong",
+      "bcdefgi"], "the prompt (251 tokens) with the 6 tokens that the answer 'bcdefgh'"),
 ])
 def test_bad_input_is_one_line_and_no_file(capsys, llama_dir, tmp_path, argv, message):
     output = tmp_path / "out.json"
