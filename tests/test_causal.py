@@ -354,6 +354,9 @@ def test_a_tiny_real_kl_keeps_its_p_and_z_and_is_printed_as_a_number(capsys, tmp
     assert condition["control"]["note"] is None
     assert f"Effect: {condition['effect']:.2e} nats\n" in out
     assert f"p = {condition['control']['p']:.3g} (" in out
+    header = next(line for line in out.splitlines() if "|    KL    |" in line)
+    assert [cell.strip() for cell in header.split("|")] == [
+        "Prompt", "KL", "greedy base", "greedy ablated"]  # whole: no header cut with '…'
     # the same ablation in float64
     loaded = lazarus.load("lazarus:demo", use_cache=False, device="cpu").whole_weights()
     loaded.model.to(torch.float64)
