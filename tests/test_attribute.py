@@ -286,6 +286,11 @@ def test_cli_and_api_give_the_same_json_and_a_plot(capsys, llama_dir, tmp_path):
     data = picture.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", data[16:24]) == (1100, 420)  # 11 x 4.2 inches at 100 dpi
+    if importlib.util.find_spec("matplotlib") is not None:
+        from lazarus.results.attribute_plot import attribution_figure
+
+        profile = attribution_figure(result).axes[0]
+        assert list(profile.get_xticks()) == [0, 2]  # the layers run, not 0.25, 0.5, ...
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -300,6 +305,8 @@ def test_cli_and_api_give_the_same_json_and_a_plot(capsys, llama_dir, tmp_path):
     (["--corrupt", "the cot sat"], "pair 1: the clean prompt 'the cat' is"),
     (["-l", "9"], "layer 9 is out of range"),
     (["--answer", "x|y|z"], "got 3 answers for 1 pair"),
+    (["--clean", "a" * 250, "--corrupt", "a" * 249 + "b", "--answer", "bcdefgh", "--wrong",
+      "bcdefgi"], "the prompt (251 tokens) with the 6 tokens that the answer 'bcdefgh'"),
 ])
 def test_bad_input_is_one_line_and_no_file(capsys, llama_dir, tmp_path, argv, message):
     output = tmp_path / "out.json"

@@ -368,6 +368,9 @@ def test_a_tiny_real_kl_keeps_its_p_and_z_and_is_printed_as_a_number(capsys, tmp
     assert condition["control"]["note"] is None
     assert f"Effect: {condition['effect']:.2e} nats\n" in out
     assert f"p = {condition['control']['p']:.3g} (" in out
+    header = next(line for line in out.splitlines() if "|    KL    |" in line)
+    assert [cell.strip() for cell in header.split("|")] == [
+        "Prompt", "KL", "greedy base", "greedy ablated"]  # whole: no header cut with '…'
     # the same ablation in float64
     loaded = lazarus.load("lazarus:demo", use_cache=False, device="cpu").whole_weights()
     loaded.model.to(torch.float64)
@@ -413,3 +416,16 @@ def test_units_without_a_reference_value_are_never_control_draws():
     assert sets == [((2,),), ((4,),), ((5,),)]
     with pytest.raises(LazarusError, match="too few other units"):
         _control_sets(np.random.default_rng(0), [np.array([0, 2])], [0, 2], 5)
+
+
+def test_a_steer_word_the_tokenizer_does_not_know_is_warned_about():
+    """The demo's tokenizer has one token per character it knows and <unk> for the rest:
+    Δlog p('日本') would be that of '<unk><unk>', which says nothing about the word."""
+    from lazarus import LazarusWarning
+
+    demo = lazarus.load("lazarus:demo")
+    with pytest.warns(LazarusWarning, match="--tokens: 2 of the 2 tokens of '日本' are this "
+                                            "tokenizer's unknown token <unk>, so its Δlog p is "
+                                            "that of <unk>"):
+        result = demo.steer(["2+3="], 0, neurons={1: 1.0}, tokens=["日本", "5"], max_tokens=1)
+    assert result.tokens == ("日本", "5")

@@ -154,3 +154,15 @@ def test_tokens_get_neither_interval_nor_mark():
     text = render_label_correlation(summaries, 2, noun="token", choice=choice)
     assert "not independent samples, so no interval and no mark" in text
     assert "←" not in text
+
+
+def test_one_label_says_why_r_is_missing():
+    # r compares a label with the rest: with one label there is no rest, whatever the spread
+    values = np.random.default_rng(5).normal(size=(4, 3))
+    summaries = label_correlation(matrix(values, ["a"] * 4))
+    assert [effect.r for effect in summaries[0].effects] == [None] * 3
+    text = render_label_correlation(summaries, 2)
+    assert "one label: r compares a label with the rest" in text
+    assert "no spread within the labels" not in text
+    assert "1 labels" not in text
+    assert "←" not in text

@@ -253,6 +253,11 @@ def test_the_picture_has_the_asked_for_size(tmp_path):
      "pair 1: the answer '68' and the wrong text '68' do not differ"),
     (["--clean", "23+45=", "--corrupt", "23+45=", "--answer", "68", "--wrong", "69"],
      "the clean and corrupted prompts give the same logit_diff"),
+    (["--clean", "1+1=" * 63 + "12", "--corrupt", "1+1=" * 63 + "13", "--answer", "1234567",
+      "--wrong", "1234568"],  # 255 tokens with <s>, then the answers' shared 123456
+     "pair 1: the prompt (255 tokens) with the 6 tokens that the answer '1234567' and the wrong "
+     "text '1234568' share at their start (appended to it, to judge where they differ) is 261 "
+     "tokens but this model takes at most 256 (shorten the prompts to 250 tokens or less"),
 ])
 def test_bad_input_is_one_line_and_no_file(capsys, tmp_path, argv, words):
     pairs = tmp_path / "pairs.tsv"

@@ -193,6 +193,21 @@ def test_probe_picture_shows_accuracy_baseline_band_and_best_layer():
     assert len(chance) == 1
 
 
+def test_one_layer_s_baseline_band_has_a_width():
+    """`probe -l 0 --plot`: with one layer, a band between two x equal to it had no area, and
+    the legend named a band the picture did not show."""
+    rng = np.random.default_rng(0)
+    sign = np.r_[np.ones(8), -np.ones(8)][:, None]
+    one = probe.probe_layers({2: rng.normal(size=(16, 12)) + 0.8 * sign}, 8)
+    axes = probe_figure(one).axes[0]
+    (band,) = axes.collections[:1]
+    corners = np.concatenate([path.vertices for path in band.get_paths()])
+    assert corners[:, 0].max() - corners[:, 0].min() > 0.2  # layers are 1 apart
+    layer = one.layers[0]
+    assert corners[:, 1].min() == pytest.approx(layer.baseline - layer.baseline_std)
+    assert corners[:, 1].max() == pytest.approx(layer.baseline + layer.baseline_std)
+
+
 def test_t_critical_matches_the_textbook_table():
     table = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 9: 2.262, 10: 2.228,
              20: 2.086, 30: 2.042, 60: 2.000, 120: 1.980, 20_000: 1.960}

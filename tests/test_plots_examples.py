@@ -124,3 +124,15 @@ def test_errors_are_one_line_and_leave_no_picture(capsys, tmp_path, llama_dir, c
     assert out == ""
     assert len(err.strip().splitlines()) == 1 and fix in err, err
     assert not any(name.startswith("hist") for name in os.listdir(tmp_path))
+
+
+def test_the_title_of_one_narrow_panel_stays_inside_the_picture(scanned):
+    """One neuron is one panel 4 inches wide: the title (corpus path, what the bars are) is
+    wrapped to it, not cut off at both edges."""
+    one = type(scanned)(**{**scanned.__dict__, "neurons": scanned.neurons[:1],
+                           "corpus": "/a/long/folder/of/corpora/" + "c" * 40 + ".txt"})
+    figure = examples_figure(one)
+    figure.canvas.draw()
+    box = figure._suptitle.get_window_extent()  # the suptitle's Text, as drawn
+    assert box.x0 >= 0
+    assert box.x1 <= figure.bbox.width

@@ -20,7 +20,7 @@ from typing import ClassVar
 import numpy as np
 
 from lazarus.engine.arguments import Options
-from lazarus.engine.capture import tokenize
+from lazarus.engine.capture import context_length, tokenize
 from lazarus.engine.loading import LoadedModel
 from lazarus.engine.measures import next_token, quoted
 from lazarus.engine.patching import METRICS, Metric, score_jobs
@@ -111,6 +111,8 @@ def prepare(loaded: LoadedModel, options: PairOptions) -> Pairs:
         answer = _text_ids(tokenizer, answers[index], "answer", index)
         wrong = None if wrongs is None else _text_ids(tokenizer, wrongs[index], "wrong", index)
         shared = _shared_start(answer, wrong, answers[index], wrongs, index)
+        _check_room(loaded, max(len(clean[index]), len(corrupt[index])), shared, index,
+                    answers[index], None if wrongs is None else wrongs[index])
         clean_ids.append((*clean[index], *answer[:shared]))
         corrupt_ids.append((*corrupt[index], *answer[:shared]))
         judged.append(answer[shared])
@@ -150,6 +152,24 @@ def _text_ids(tokenizer: object, text: str, name: str, index: int) -> list[int]:
         raise LazarusError(f"the {name} of pair {index + 1} ({text!r}) tokenizes to nothing "
                            "(give it some text)")
     return ids
+
+
+def _check_room(loaded: LoadedModel, size: int, shared: int, index: int, answer: str,
+                wrong: str | None) -> None:
+    """Refuse a pair whose prompt with the answers' shared start is past the model's context:
+    positions past it are out of a learned position table's range (GPT-2's forward fails)."""
+    limit = context_length(loaded.info.config)
+    if limit is None or size + shared <= limit:
+        return
+    room = limit - shared
+    fix = (f"shorten the prompts to {plural(room, 'token')} or less, or give an answer and a "
+           "wrong text that differ sooner" if room > 0
+           else "give an answer and a wrong text that differ sooner")
+    raise LazarusError(f"pair {index + 1}: the prompt ({plural(size, 'token')}) with the "
+                       f"{plural(shared, 'token')} that the answer {quoted(answer)} and the wrong "
+                       f"text {quoted(str(wrong))} share at their start (appended to it, to judge "
+                       f"where they differ) is {plural(size + shared, 'token')} but this model "
+                       f"takes at most {limit} ({fix})")
 
 
 def _shared_start(answer: list[int], wrong: list[int] | None, text: str,

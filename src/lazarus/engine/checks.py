@@ -40,6 +40,11 @@ def _kind(value: object) -> str:
     return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
 
 
+def _held(item: object) -> str:
+    """'a float 0.9', or 'None' (not 'None None'): an item of a list, for a message."""
+    return "None" if item is None else f"{_kind(item)} {shown(item)}"
+
+
 def _refused(name: str, value: object, takes: str, why: str | None = None) -> LazarusError:
     return LazarusError(f"{name}={shown(value)} is {why or _kind(value)}; {name} takes {takes}")
 
@@ -121,7 +126,7 @@ def texts(name: str, value: Any) -> list[str]:
     items = _items(name, value, "a list of strings")
     for item in items:
         if not isinstance(item, str):
-            raise LazarusError(f"{name} holds {_kind(item)} {shown(item)}; {name} takes "
+            raise LazarusError(f"{name} holds {_held(item)}; {name} takes "
                                "strings only")
     return items
 
@@ -159,7 +164,7 @@ def layers(name: str, value: Any) -> str | int | list[int]:
     items = _items(name, value, LAYERS)
     for item in items:
         if not _is_whole(item):
-            raise LazarusError(f"{name} holds {_kind(item)} {shown(item)}; a layer is a whole "
+            raise LazarusError(f"{name} holds {_held(item)}; a layer is a whole "
                                "number (e.g. 0, or -1 for the last)")
     return [int(item) for item in items]
 

@@ -66,7 +66,7 @@ def _condition(result: AblationResult, condition: Condition) -> list[str]:
                      f"log p abl. |   change | {fit_cell('greedy base', TEXT)} | greedy ablated")
     else:
         lines.append(f"  {fit_cell('Prompt', PROMPT)} |    KL    | "
-                     f"{fit_cell('continuation base', TEXT)} | continuation ablated")
+                     f"{fit_cell('greedy base', TEXT)} | greedy ablated")
     for index, prompt in enumerate(result.prompts):
         base, after = result.baseline[index], condition.outcomes[index]
         if pairs:

@@ -88,6 +88,9 @@ def _label_notes(summaries: list[LabelSummary], noun: str, choice: Choice,
     groups = len(summaries)
     neurons = len(summaries[0].effects) if summaries else 0
     r_is = "r = point-biserial correlation of the neuron with the label"
+    if groups == 1:
+        return [f"({r_is}; with one label: r compares a label with the rest, and there is no "
+                "rest, so r is n/a and nothing is marked; give at least two labels)"]
     if choice.per_token:
         return [f"({r_is})", f"(per {noun}: the {noun}s of one prompt are not independent "
                 "samples, so no interval and no mark; --position last or mean gives one value "

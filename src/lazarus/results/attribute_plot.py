@@ -29,6 +29,8 @@ def attribution_figure(result: Any, size: tuple[float, float] | None = None,
     for site, rows in result.estimates.items():
         largest = [float(np.max(np.abs(row))) if len(row) else 0.0 for row in rows]
         profile.plot(result.layers, largest, "o-", markersize=4, label=site)
+    if len(result.layers) <= 40:  # whole layers, not matplotlib's 0.5 steps
+        profile.set_xticks(result.layers)
     profile.set_xlabel("layer")
     profile.set_ylabel("largest |estimate| of a unit")
     profile.set_title(f"{result.method} estimate, normalised ({result.metric})", fontsize=10)

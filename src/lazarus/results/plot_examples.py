@@ -9,6 +9,7 @@ matplotlib is imported only when drawing."""
 from __future__ import annotations
 
 import math
+import textwrap
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from lazarus.text import plural
 MAX_PANELS = 16  # neurons drawn (the first ones, in the result's order; the title says so)
 ACROSS = 4  # panels per row
 MEDIAN = "p50"
+TITLE_CHARS_PER_INCH = 12  # of the 9 pt title: wrapped to the figure, never cut at its edges
 
 
 def plot_examples(result: Any, path: str, size: tuple[float, float] | None = None,
@@ -46,7 +48,9 @@ def examples_figure(result: Any, size: tuple[float, float] | None = None,
                   "others with -n)")
     title += ("\nbars: tokens per bin (each value counted at its sketch bucket's value); "
               "dashed: quantiles; solid: mean")
-    figure.suptitle(title, fontsize=9)
+    width = max(20, int(size[0] * TITLE_CHARS_PER_INCH))
+    figure.suptitle("\n".join(textwrap.fill(line, width) for line in title.split("\n")),
+                    fontsize=9)
     return figure
 
 

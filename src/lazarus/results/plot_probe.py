@@ -35,10 +35,13 @@ def probe_figure(report: ProbeReport, size: tuple[float, float] | None = None,
     baseline = np.array([s.baseline for s in report.layers])
     spread = np.array([s.baseline_std for s in report.layers])
     if np.isfinite(baseline).any():
-        axes.fill_between(layers, np.clip(baseline - spread, 0.0, 1.0),
+        # one layer: a band between two equal x has no area, so it spans the layer's ±0.3
+        along = layers if len(layers) > 1 else np.r_[layers - 0.3, layers + 0.3]
+        baseline, spread = np.resize(baseline, len(along)), np.resize(spread, len(along))
+        axes.fill_between(along, np.clip(baseline - spread, 0.0, 1.0),
                           np.clip(baseline + spread, 0.0, 1.0), color=BASELINE, alpha=0.7,
                           linewidth=0, label="shuffled labels (mean ± std, within 0-100%)")
-        axes.plot(layers, baseline, color="0.5", linewidth=1, linestyle="--")
+        axes.plot(along, baseline, color="0.5", linewidth=1, linestyle="--")
     axes.axhline(report.chance, color="0.3", linewidth=0.8, linestyle=":",
                  label=f"chance ({report.chance:.0%})")
     accuracy = np.array([s.accuracy for s in report.layers])
