@@ -55,5 +55,6 @@ def _check_panel(axes: Any, check: Any) -> None:
     axes.set_xlabel("estimated effect")
     axes.set_ylabel("real patch effect")
     axes.set_title(f"self-check: {len(estimate)} of {check.total} units, Spearman "
-                   f"{check.spearman:.2f} ({check.verdict})", fontsize=10)
+                   f"{check.spearman:.2f} over all, {check.spearman_top:.2f} within the top "
+                   f"{check.top_count} ({check.verdict})", fontsize=9)
     axes.legend(fontsize=8)
