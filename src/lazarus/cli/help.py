@@ -278,7 +278,9 @@ views:
   causal   with --causal: the next-token loss change (nats) of zeroing the unit over the
            corpus' first --causal-windows windows, against --controls distinct random units
            of the site (seeded, drawn once for every card; every other unit when the site has
-           fewer): their mean, std, p (one-sided: loss rising) and the unit's percentile;
+           fewer): their mean, std, p (one-sided: loss rising) and the unit's percentile
+           (each unit's p is its own, uncorrected across the units of the card: with N
+           units the output says so and gives the Bonferroni threshold 0.05 / N);
            and greedy continuations of --prompt (default: the first window's first tokens)
            with coefficient x the unit's largest |value| there added to it (a direction:
            coefficient x the mean activation norm), per --coefficients (default -1,1,2 for
