@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 
+from lazarus.cli.main import main
 from lazarus.render.neurons import render_discovery, render_label_correlation
 from lazarus.results.activations import ActivationMatrix
 from lazarus.results.neurons import discovery_json, neurons_json
@@ -100,3 +101,32 @@ def test_discovery_shows_infinite_d_with_a_note_and_writes_valid_json():
                          {"discovery": document})
     assert json.loads(json.dumps(whole, allow_nan=False)) == whole
     assert whole["label_correlation"]["a"]["neurons"]["10"]["r_ci95"] == [1.0, 1.0]
+
+
+def test_the_cli_shows_infinite_d_on_a_tiny_model(llama_dir, tmp_path, capsys):
+    """At the first token after BOS, every prompt of a label starts with the same token, so
+    every neuron there is constant within each label (causal attention): perfectly separated.
+    At BOS itself nothing differs at all, and the command says no neuron varies."""
+    prompts = "a x y|a z w|a q|a b c|b x y|b z|b q r|b w"
+    labels = "A|A|A|A|B|B|B|B"
+    output, picture = tmp_path / "n.json", tmp_path / "n.png"
+    base = ["introspect", "neurons", "-m", str(llama_dir), "-l", "1", "--prompts", prompts,
+            "--labels", labels, "--auto-discover", "--top-k", "3", "--permutations", "200"]
+    assert main([*base, "--position", "1", "-o", str(output), "--plot", str(picture)]) == 0
+    out = capsys.readouterr().out
+    assert "d = ±inf: the labels perfectly separated" in out
+    assert "95% CI [+inf, +inf]" in out
+    assert "nan" not in out.lower()
+    document = json.loads(output.read_text(), parse_constant=lambda name: pytest.fail(name))
+    findings = document["discovery"]["findings"]
+    assert len(findings) == 3
+    assert all(f["perfect_separation"] and f["effect"] is None for f in findings)
+    assert {f["effect_text"] for f in findings} <= {"+inf", "-inf"}
+    for neuron in document["neurons"]:
+        effect = document["label_correlation"]["A"]["neurons"][str(neuron)]
+        assert abs(effect["r"]) == 1.0
+        assert effect["r_ci95"] == [effect["r"], effect["r"]]
+        assert effect["verdict"] == ("high" if effect["r"] > 0 else "low")  # 2/C(8,4) < 0.05
+    assert picture.stat().st_size > 0
+    assert main([*base, "--position", "0"]) == 2
+    assert "no neuron of this layer varies" in capsys.readouterr().err
