@@ -18,7 +18,7 @@ from lazarus.results.neurons import discovery_json, neurons_json
 from lazarus.stats.discover import discover
 from lazarus.stats.effects import cohens_d, eta_squared
 from lazarus.stats.intervals import d_interval, eta_squared_interval, r_interval
-from lazarus.stats.neurons import label_correlation, neuron_stats, separation_chance
+from lazarus.stats.neurons import Choice, label_correlation, neuron_stats, separation_chance
 
 
 def _values(per_label: int, seed: int = 0) -> np.ndarray:
@@ -130,3 +130,12 @@ def test_the_cli_shows_infinite_d_on_a_tiny_model(llama_dir, tmp_path, capsys):
     assert picture.stat().st_size > 0
     assert main([*base, "--position", "0"]) == 2
     assert "no neuron of this layer varies" in capsys.readouterr().err
+
+
+def test_per_token_samples_get_no_separation_note():
+    """Per token there is no interval and no mark, so nothing to say about them at r = +-1."""
+    summaries = label_correlation(_matrix(6), Choice(per_token=True))
+    assert summaries[0].effects[0].r == 1.0
+    text = render_label_correlation(summaries, 2, choice=Choice(per_token=True))
+    assert "perfectly separated" not in text
+    assert "[+1.00" not in text

@@ -137,7 +137,7 @@ def render_label_correlation(summaries: list[LabelSummary], decimals: int,
     names = iter(_neuron_ids([e.neuron for e in effects]))
     means = iter(_aligned([signed(e.mean, decimals) for e in effects]))
     lines = banner(title) + _label_notes(summaries, noun, choice, layers)
-    if any(e.r is not None and abs(e.r) == 1 for e in effects):
+    if not choice.per_token and any(e.r is not None and abs(e.r) == 1 for e in effects):
         lines.append("(r = ±1: the labels perfectly separated, no spread within either; its "
                      "interval is the point r, the normal-theory limit, so it is marked only "
                      f"where labels dealt at random split the {noun}s so cleanly at most "
