@@ -238,7 +238,7 @@ def test_self_check_trusts_the_estimate_on_the_demo_task(capsys, tmp_path):
     assert check["verdict"] == "good"
     assert (check["checked"], check["of"]) == (40, 4 * 512)
     assert "Self-check: 40 of 2048 units patched for real" in out
-    assert "Verdict: good (rank correlation >= 0.9): trust the ranking." in out
+    assert "Verdict: good (both rank correlations >= 0.9): trust the ranking." in out
     sections = [out.index(s) for s in ("ATTRIBUTION:", "Metric:", "Estimate:", "Top 20 units",
                                        "Self-check:", "Largest misses:")]
     assert sections == sorted(sections)
@@ -265,8 +265,9 @@ def test_the_command_says_poor_when_the_linear_estimate_fails(capsys, llama_dir,
     check = json.loads(output.read_text())["self_check"]
     print("constructed poor case: Spearman", check["spearman"])
     assert check["spearman"] < 0.5
-    assert ("Verdict: poor (rank correlation < 0.5): the linear estimate fails here; try "
-            "--method ig.") in out
+    assert check["verdict"] == "poor"
+    assert ("Verdict: poor (the lower rank correlation is < 0.5): the linear estimate fails "
+            "here; try --method ig.") in " ".join(out.split())
 
 
 def test_cli_and_api_give_the_same_json_and_a_plot(capsys, llama_dir, tmp_path):

@@ -13,8 +13,10 @@ With `method="ig"`, integrated gradients instead.
 
 The self-check patches, for real, the `self_check` units of largest |estimate| and as many
 drawn at random (seeded) among the others, one job per unit and pair (`patching.score_jobs`),
-and correlates estimate and real effect (`stats.rank`): Spearman's rank correlation, which the
-verdict is read from (`results.attribute.verdict`), and Pearson's r.
+and correlates estimate and real effect (`stats.rank`): Spearman's rank correlation over all the
+checked units (a stratified sample, which flatters an estimate that only tells the top from the
+rest) and within the top units alone, the verdict being the worse of the two
+(`results.attribute.combined_verdict`), and Pearson's r.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from lazarus.engine.pair_terms import POSITION_SITES
 from lazarus.engine.patching import BATCH, score_jobs
 from lazarus.engine.sites import decoder_blocks, locate
 from lazarus.errors import LazarusError
-from lazarus.results.attribute import AttributionResult, SelfCheck, Unit
+from lazarus.results.attribute import TOP_MIN, AttributionResult, SelfCheck, Unit
 from lazarus.stats.bootstrap import normalised
 from lazarus.stats.rank import pearson, spearman
 from lazarus.text import plural
@@ -117,9 +119,11 @@ def _self_check(loaded: LoadedModel, pairs: Pairs, units: list[Unit], order: np.
     chosen = [units[i] for i in top + [int(rest[j]) for j in np.sort(drawn)]]
     real = real_effects(loaded, pairs, chosen, progress)
     estimate = np.array([u.estimate for u in chosen])
+    k = len(top)
+    within = spearman(estimate[:k], real[:k]) if k >= TOP_MIN else float("nan")
     return SelfCheck(units=tuple(chosen), real=tuple(float(v) for v in real),
-                     top_count=len(top), total=len(units), spearman=spearman(estimate, real),
-                     pearson=pearson(estimate, real), seed=seed)
+                     top_count=k, total=len(units), spearman=spearman(estimate, real),
+                     pearson=pearson(estimate, real), seed=seed, spearman_top=within)
 
 
 def real_effects(loaded: LoadedModel, pairs: Pairs, chosen: Sequence[Unit],

@@ -246,9 +246,12 @@ units (--site, comma-separated; default mlp_post):
              the pairs must be of one token length)
 self-check (--check K, default 20; 0: none): the K units of largest |estimate| and K drawn at
   random among the rest (numpy default_rng(--seed)) are patched for real, one run per unit and
-  pair; Spearman rank correlation of estimate and real effect gives the verdict: good if
-  >= 0.9 (trust the ranking), fair if >= 0.5, else poor (try --method ig). Only the 2K units
-  are tested.
+  pair. Spearman rank correlation of estimate and real effect, twice: over all 2K units (a
+  stratified sample: an estimate that only tells the top from the rest, with no order within
+  the top, still scores ~0.75 there) and within the top K alone (their order; undefined for
+  K < 3). The verdict is the worse of the two: good if both >= 0.9 (trust the ranking), fair
+  if both >= 0.5, else poor (try --method ig); undetermined if either is undefined. Only the
+  2K units are tested.
 """
 
 ATTRIBUTE_EXAMPLES = f"""\
@@ -275,7 +278,9 @@ views:
   causal   with --causal: the next-token loss change (nats) of zeroing the unit over the
            corpus' first --causal-windows windows, against --controls distinct random units
            of the site (seeded, drawn once for every card; every other unit when the site has
-           fewer): their mean, std, p (one-sided: loss rising) and the unit's percentile;
+           fewer): their mean, std, p (one-sided: loss rising) and the unit's percentile
+           (each unit's p is its own, uncorrected across the units of the card: with N
+           units the output says so and gives the Bonferroni threshold 0.05 / N);
            and greedy continuations of --prompt (default: the first window's first tokens)
            with coefficient x the unit's largest |value| there added to it (a direction:
            coefficient x the mean activation norm), per --coefficients (default -1,1,2 for

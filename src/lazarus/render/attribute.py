@@ -6,7 +6,7 @@ from __future__ import annotations
 import textwrap
 
 from lazarus.engine.pair_terms import METRIC_HELP, POSITION_SITES
-from lazarus.results.attribute import GOOD, POOR, VERDICTS, AttributionResult, Unit
+from lazarus.results.attribute import TOP_MIN, VERDICT_RULE, VERDICTS, AttributionResult, Unit
 from lazarus.text import banner, fit_cell, plural
 
 MISSES = 5  # checked units of largest |estimate - real| shown
@@ -68,10 +68,18 @@ def _check_lines(result: AttributionResult) -> list[str]:
                  f"top {check.top_count} by |estimate| and {random} drawn at random, seed "
                  f"{check.seed}); the other units are not tested.", WIDTH,
                  subsequent_indent="  "),
-             f"  Spearman rank correlation of estimate and real effect: "
+             "  Spearman rank correlation of estimate and real effect:",
+             f"    over all {len(check.units)} checked units (top and random): "
              f"{_correlation(check.spearman)}; Pearson: {_correlation(check.pearson)}.",
-             f"  Verdict: {VERDICTS[check.verdict]}.",
-             f"  (thresholds: good if >= {GOOD}, fair if >= {POOR}, else poor)",
+             f"    within the top {check.top_count} alone (their order): "
+             f"{_correlation(check.spearman_top, check.top_count)}.",
+             *textwrap.wrap("  The first is over a stratified sample: an estimate that only "
+                            "tells the top from the rest, with no order within the top, still "
+                            "scores about 0.75 there; hence the second.", WIDTH,
+                            subsequent_indent="  "),
+             *textwrap.wrap(f"  Verdict: {VERDICTS[check.verdict]}.", WIDTH,
+                            subsequent_indent="    "),
+             *textwrap.wrap(f"  (rule: {VERDICT_RULE})", WIDTH, subsequent_indent="   "),
              "  Largest misses:"]
     misses = check.misses(MISSES)
     width = _width(result, [unit for unit, _ in misses])
@@ -97,8 +105,12 @@ def _width(result: AttributionResult, units: list[Unit]) -> int:
     return max([6, *(len(_name(result, unit)) for unit in units)])
 
 
-def _correlation(value: float) -> str:
-    return "undefined" if value != value else f"{value:.3f}"
+def _correlation(value: float, units: int | None = None) -> str:
+    if value == value:
+        return f"{value:.3f}"
+    if units is not None and units < TOP_MIN:
+        return f"undefined (fewer than {TOP_MIN} units)"
+    return "undefined"
 
 
 def _mean(scores: tuple[float, ...]) -> str:

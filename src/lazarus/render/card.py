@@ -8,6 +8,25 @@ from lazarus.results.card import Ablation, CardResult, Context, CorpusView, Unit
 from lazarus.text import banner, escape, plural, routed_share
 
 BAR_WIDTH = 24
+ALPHA = 0.05  # the family-wise level of the Bonferroni threshold given for reference
+
+
+def p_note(tested: int) -> str | None:
+    """What the units' p are (`tested`: the units on the page with one): each its own test,
+    uncorrected across them, with the Bonferroni threshold for reference; None for one unit."""
+    if tested < 2:
+        return None
+    return (f"each unit's p (its ablation against the random units) is its own test, "
+            f"uncorrected across the {tested} units on this page (the smallest of {tested}, "
+            f"which sorting puts first, is small by chance more often than one unit's p); "
+            f"Bonferroni threshold for reference: {ALPHA:g} / {tested} = "
+            f"{ALPHA / tested:.3g}")
+
+
+def tested_units(result: CardResult) -> int:
+    """The units with an ablation p."""
+    return sum(1 for u in result.units if u.causal is not None and u.causal.ablation is not None
+               and u.causal.ablation.p is not None)
 
 
 def render_card(result: CardResult) -> str:
@@ -17,12 +36,16 @@ def render_card(result: CardResult) -> str:
         where += (f"; corpus {result.corpus}: {plural(result.corpus_windows or 0, 'window')}, "
                   f"{plural(result.corpus_tokens or 0, 'token')}")
     lines.append(where)
+    note = p_note(tested_units(result))
+    if note is not None:
+        lines.append(f"note: {note}")
     for unit in result.units:
-        lines += ["", *render_unit(unit)]
+        lines += ["", *render_unit(unit, note is not None)]
     return "\n".join(lines)
 
 
-def render_unit(unit: UnitCard) -> list[str]:
+def render_unit(unit: UnitCard, several: bool = False) -> list[str]:
+    """A unit's lines; `several`: its p is one of several on the page (said beside it)."""
     title = {"neuron": f"neuron {unit.neuron}", "head": f"head {unit.neuron}",
              "expert_unit": f"column {unit.neuron}: expert {unit.expert}, unit "
                             f"{unit.expert_unit}",
@@ -34,7 +57,7 @@ def render_unit(unit: UnitCard) -> list[str]:
         lines += _corpus(unit.corpus)
     if unit.causal is not None:
         if unit.causal.ablation is not None:
-            lines += _ablation(unit.causal.ablation)
+            lines += _ablation(unit.causal.ablation, several)
         steering = unit.causal.steering
         if steering is not None:
             lines.append(f"  steering {escape(repr(steering.prompt))} with "
@@ -79,7 +102,7 @@ def _context(x: Context) -> str:
     return f"      {x.value:>9.3f}  {text}   (doc {x.document}, token {x.position})"
 
 
-def _ablation(a: Ablation) -> list[str]:
+def _ablation(a: Ablation, several: bool = False) -> list[str]:
     line = (f"  ablation (zero, {plural(a.windows, 'window')}, {plural(a.tokens, 'token')}): "
             f"loss {a.effect:+.4f} nats")
     if a.controls and a.controls_mean is not None:
@@ -87,5 +110,6 @@ def _ablation(a: Ablation) -> list[str]:
         if a.controls_std is not None:
             line += f", std {a.controls_std:.4f}"
         if a.percentile is not None:
-            line += f"; percentile {a.percentile:.0f}, p {a.p:.3g} (one-sided: loss rising)"
+            line += (f"; percentile {a.percentile:.0f}, p {a.p:.3g} (one-sided: loss rising"
+                     + ("; uncorrected, see the note at the top)" if several else ")"))
     return [line] + ([f"    {escape(a.note)}"] if a.note else [])

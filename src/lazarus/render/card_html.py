@@ -14,6 +14,7 @@ import html
 from typing import Any
 
 from lazarus.render import html_parts as h
+from lazarus.render.card import p_note
 from lazarus.render.card_assets import DASHBOARD_STYLE, SCRIPT
 from lazarus.results.card import CardResult
 from lazarus.text import routed_share
@@ -57,6 +58,7 @@ def render_card_html(result: CardResult) -> str:
     """The dashboard's page (see the module's notes)."""
     document = result.to_json()
     units = document["units"]
+    note = p_note(sum(1 for unit in units if _controls(unit, "p") is not None))
     title = f"lazarus card: {document['model']}, layer {document['layer']}, {document['site']}"
     where = f"model {document['model']}"
     corpus = document["corpus"]
@@ -71,13 +73,18 @@ def render_card_html(result: CardResult) -> str:
              '<p class="keys">keys: j / k or → / ← next and previous unit (in the index\'s '
              "order), Enter opens the highlighted unit, Esc or i back to the index, / search"
              "</p></header>",
-             _index(units)]
-    parts += [_unit_page(i, unit) for i, unit in enumerate(units)]
+             _index(units, note)]
+    parts += [_unit_page(i, unit, note) for i, unit in enumerate(units)]
     parts.append(f"<script>{SCRIPT}</script></body></html>")
     return "\n".join(parts) + "\n"
 
 
-def _index(units: list[dict]) -> str:
+def _p_note(note: str | None) -> str:
+    return "" if note is None else f'<p class="note p-note">{h.text(note)}</p>'
+
+
+def _index(units: list[dict], note: str | None = None) -> str:
+    """The sortable table of the units, with `note` (`render.card.p_note`) under it."""
     head = "".join(
         f'<th scope="col" data-type="{"num" if numeric else "text"}" aria-sort="none" '
         f'tabindex="0"{" class=num" if numeric else ""}>{html.escape(name)}</th>'
@@ -104,10 +111,10 @@ def _index(units: list[dict]) -> str:
             'placeholder="unit, kind or token"></label> <span id="shown">'
             f"{len(units)} of {len(units)} units</span></p>"
             f'<table id="units"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
-            "</table></section>")
+            f"</table>{_p_note(note)}</section>")
 
 
-def _unit_page(i: int, unit: dict) -> str:
+def _unit_page(i: int, unit: dict, note: str | None = None) -> str:
     titles = {"neuron": f"neuron {unit['neuron']}", "head": f"head {unit['neuron']}",
               "expert_unit": f"column {unit['neuron']}: expert {unit['expert']}, unit "
                              f"{unit['expert_unit']}", "direction": "a saved direction"}
@@ -122,7 +129,7 @@ def _unit_page(i: int, unit: dict) -> str:
     if unit["corpus"] is not None:
         parts.append(_corpus(unit["corpus"]))
     if unit["causal"] is not None:
-        parts.append(_causal(unit["causal"]))
+        parts.append(_causal(unit["causal"], note))
     parts.append("</section>")
     return "".join(parts)
 
@@ -167,7 +174,7 @@ def _corpus(c: dict) -> str:
     return "".join(parts)
 
 
-def _causal(causal: dict) -> str:
+def _causal(causal: dict, note: str | None = None) -> str:
     parts = ['<div class="view causal"><h3>causal</h3>']
     a = causal["ablation"]
     if a is not None:
@@ -182,6 +189,7 @@ def _causal(causal: dict) -> str:
                   f'<tr>{h.number(a["effect"])}'
                   f"{h.number(k['count'])}{h.number(k['mean'])}{h.number(k['std'])}"
                   f"{h.number(k['percentile'])}{h.number(k['p'])}</tr></table>",
+                  _p_note(note if k["p"] is not None else None),
                   _against_controls(a["effect"], k["mean"], k["std"])]
         if a["note"]:
             parts.append(f'<p class="note">{h.text(a["note"])}</p>')

@@ -15,6 +15,7 @@ from lazarus.stats.intervals import INTERVAL_ASSUMPTION
 from lazarus.stats.neurons import (
     EFFECT,
     MASSIVE_FACTOR,
+    SEPARATION_ALPHA,
     SPREAD,
     Choice,
     LabelSummary,
@@ -97,8 +98,8 @@ def _label_notes(summaries: list[LabelSummary], noun: str, choice: Choice,
                 "per prompt)"]
 
     def interval(simultaneous: str = "") -> str:
-        return (f"[low, high] = its 95% interval{simultaneous}, {INTERVAL_ASSUMPTION}; n/a: no "
-                "spread within the labels")
+        return (f"[low, high] = its 95% interval{simultaneous}, {INTERVAL_ASSUMPTION}; n/a: "
+                f"too few {noun}s for one")
 
     if choice.by != EFFECT:
         examined = plural(neurons, "neuron") + ("" if groups == 2 else f" x {groups} labels")
@@ -139,6 +140,11 @@ def render_label_correlation(summaries: list[LabelSummary], decimals: int,
     names = iter(_neuron_ids([e.neuron for e in effects]))
     means = iter(_aligned([signed(e.mean, decimals) for e in effects]))
     lines = banner(title) + _label_notes(summaries, noun, choice, layers)
+    if not choice.per_token and any(e.r is not None and abs(e.r) == 1 for e in effects):
+        lines.append("(r = ±1: the labels perfectly separated, no spread within either; its "
+                     "interval is the point r, the normal-theory limit, so it is marked only "
+                     f"where labels dealt at random split the {noun}s so cleanly at most "
+                     f"2/C(n, k) < {SEPARATION_ALPHA:g} of the time, n {noun}s, k with the label)")
     for summary in summaries:
         label = escape(summary.label)
         lines += ["", f"{label} ({plural(summary.count, noun)}):"]
@@ -238,6 +244,10 @@ def render_discovery(discovery: Discovery, layer: int) -> str:
     if discovery.effect == "Cohen's d":
         lines.append(f"(d > 0: higher on {escape(discovery.labels[0])} than on "
                      f"{escape(discovery.labels[1])})")
+    if any(f.separated for f in discovery.shown):
+        lines.append(f"({symbol} = {'±inf' if symbol == 'd' else '1'}: the labels perfectly "
+                     "separated, no spread within any (pooled sd 0), and its interval that "
+                     "point, as every other value is rejected; the evidence is the p)")
     if discovery.untested:
         lines.append(f"({plural(len(discovery.untested), 'neuron')} not tested: constant, or "
                      "missing or "

@@ -18,16 +18,23 @@ from lazarus.results.attribute_plot import plot_attribution
 from lazarus.results.tables import dataframe
 from lazarus.text import json_plain
 
-# The self-check's verdict, by the rank correlation of estimate and real effect.
+# The self-check's verdict, by two rank correlations of estimate and real effect: over all the
+# checked units (the top ones and the random ones: a stratified sample, on which an estimate that
+# only separates the top from the rest already scores ~0.75) and within the top units alone (is
+# their order right?). The verdict is the worse of the two, so neither figure decides alone.
 GOOD, POOR = 0.9, 0.5
+TOP_MIN = 3  # fewer top units have no order to check (2 points always rank-correlate +-1)
 VERDICTS = {
-    "good": f"good (rank correlation >= {GOOD}): trust the ranking",
-    "fair": f"fair ({POOR} <= rank correlation < {GOOD}): the order is rough; check the units "
-            "you care about with real patches",
-    "poor": f"poor (rank correlation < {POOR}): the linear estimate fails here; try --method ig",
+    "good": f"good (both rank correlations >= {GOOD}): trust the ranking",
+    "fair": f"fair (the lower rank correlation is >= {POOR} but < {GOOD}): the order is "
+            "rough; check the units you care about with real patches",
+    "poor": f"poor (the lower rank correlation is < {POOR}): the linear estimate fails here; "
+            "try --method ig",
     "undetermined": "undetermined: too few units, or their real effects are all equal, to "
-                    "correlate (give a larger --check)",
+                    f"correlate (give a larger --check, at least {TOP_MIN})",
 }
+VERDICT_RULE = (f"the worse of the two: good if both >= {GOOD}, fair if both >= {POOR}, else "
+                "poor; undetermined if either is undefined")
 
 
 def verdict(rho: float) -> str:
@@ -35,6 +42,12 @@ def verdict(rho: float) -> str:
     if not np.isfinite(rho):
         return "undetermined"
     return "good" if rho >= GOOD else "fair" if rho >= POOR else "poor"
+
+
+def combined_verdict(stratified: float, within_top: float) -> str:
+    """The worse of the two figures' verdicts (`VERDICT_RULE`); undetermined if either is."""
+    order = ("undetermined", "poor", "fair", "good")
+    return min(verdict(stratified), verdict(within_top), key=order.index)
 
 
 @dataclass(frozen=True)
@@ -56,13 +69,14 @@ class SelfCheck:
     real: tuple[float, ...]  # each one's real normalised effect
     top_count: int  # how many of `units` are the top ones
     total: int  # units estimated in all
-    spearman: float
-    pearson: float
+    spearman: float  # over all the checked units (top and random: a stratified sample)
+    pearson: float  # over all the checked units
     seed: int
+    spearman_top: float = float("nan")  # within the top `top_count` units alone
 
     @property
     def verdict(self) -> str:
-        return verdict(self.spearman)
+        return combined_verdict(self.spearman, self.spearman_top)
 
     def misses(self, count: int = 5) -> list[tuple[Unit, float]]:
         """The `count` checked units whose estimate was furthest from the real effect."""
@@ -163,7 +177,10 @@ class AttributionResult:
             "self_check": None if check is None else {
                 "checked": len(check.units), "of": check.total, "top": check.top_count,
                 "seed": check.seed, "spearman": check.spearman, "pearson": check.pearson,
-                "verdict": check.verdict,
+                "spearman_over": "every checked unit: the top ones and the random ones",
+                "spearman_top": check.spearman_top,
+                "spearman_top_over": f"the top {check.top_count} units alone",
+                "verdict": check.verdict, "verdict_rule": VERDICT_RULE,
                 "units": [{**self._unit(u), "real": r, "random": i >= check.top_count}
                           for i, (u, r) in enumerate(zip(check.units, check.real,
                                                          strict=True))],

@@ -56,6 +56,10 @@ def _check_panel(axes: Any, check: Any) -> None:
                      label=f"{int((~top).sum())} random")
     axes.set_xlabel("estimated effect")
     axes.set_ylabel("real patch effect")
+    def shown(rho: float) -> str:
+        return f"{rho:.2f}" if np.isfinite(rho) else "undefined"
+
     axes.set_title(f"self-check: {len(estimate)} of {check.total} units, Spearman "
-                   f"{check.spearman:.2f} ({check.verdict})", fontsize=10)
+                   f"{shown(check.spearman)} over all, {shown(check.spearman_top)} within the "
+                   f"top {check.top_count} ({check.verdict})", fontsize=9)
     axes.legend(fontsize=8)

@@ -253,9 +253,12 @@ def label_method_json(choice: Choice, groups: int) -> dict:
 def discovery_json(discovery: Discovery) -> dict:
     """--auto-discover's test, correction, counts and each shown neuron's figures."""
     def finding(f) -> dict:  # type: ignore[no-untyped-def]
+        # d = +-inf (perfect separation) is null, as every non-finite number: its sign and
+        # its why are said beside it
         return {"neuron": f.neuron, "effect": json_number(f.effect),
                 "ci95": [json_number(f.low), json_number(f.high)], "p": f.p,
-                "p_corrected": f.p_corrected}
+                "p_corrected": f.p_corrected, "perfect_separation": f.separated,
+                "effect_text": f"{f.effect:+g}" if f.separated and f.effect != 1.0 else None}
     return {
         "effect": discovery.effect,
         "labels": list(discovery.labels),

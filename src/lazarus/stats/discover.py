@@ -50,6 +50,7 @@ class Finding:
     high: float
     p: float
     p_corrected: float
+    separated: bool = False  # no spread within any label: d = +-inf, eta2 = 1 (`effects.TIED`)
 
 
 @dataclass(frozen=True)
@@ -184,10 +185,11 @@ def discover(values: np.ndarray, labels: Sequence[str], neurons: Sequence[int] |
     surviving = order[test.p_corrected[order] < alpha]
     picked = surviving[:top_k] if surviving.size else order[:top_k]
     effects = stats.effect_size(values[:, columns[picked]], codes)
+    split = stats.separated(values[:, columns[picked]], codes)
     low, high = effect_interval(values[:, columns[picked]], codes, family=int(columns.size))
     shown = tuple(Finding(neuron=int(ids[columns[j]]), effect=float(effects[i]),
                           low=float(low[i]), high=float(high[i]), p=float(test.p[j]),
-                          p_corrected=float(test.p_corrected[j]))
+                          p_corrected=float(test.p_corrected[j]), separated=bool(split[i]))
                   for i, j in enumerate(picked))
     return Discovery(
         effect=stats.effect_name(len(names)), labels=names, permutations=permutations,

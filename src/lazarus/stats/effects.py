@@ -9,6 +9,10 @@ Choices, made once here and said in the output:
   by its size.
 - **Test and correction.** Welch's F against a bootstrap, max-statistic corrected: see
   `stats.welch`.
+- **Perfect separation.** A neuron without spread within any label (its within-label sum of
+  squares at most `TIED` of the total; Welch's test floors variances at the same share) whose
+  label means differ has an infinite d (sign: of the difference) and an eta-squared of 1, not
+  NaN; one constant over every prompt has no effect to size: NaN, "undefined".
 - **Intervals.** Exact normal-theory intervals (noncentral t and F), in `stats.intervals`,
   which says why not the bootstrap.
 """
@@ -18,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
+TIED = 1e-12  # within-label sum of squares, as a share of the total, that counts as no spread
 
 
 def label_codes(labels: Sequence[str]) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -50,18 +56,28 @@ def _ratio(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
         return np.where(bottom > 0, top / np.where(bottom > 0, bottom, 1.0), np.nan)
 
 
+def separated(values: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """bool per column of `values` [..., n, m]: the labels perfectly separated, with no spread
+    within any label (within sum of squares <= `TIED` x total) but some between them."""
+    total, between = _sums_of_squares(values, codes)
+    return (total > 0) & (total - between <= TIED * total)
+
+
 def eta_squared(values: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """Between-label sum of squares / total sum of squares, per column of `values` [..., n, m].
+    """Between-label sum of squares / total sum of squares, per column of `values` [..., n, m];
+    exactly 1 where the labels are perfectly separated (`separated`).
 
     NaN for a constant column (no variance to share out).
     """
     total, between = _sums_of_squares(values, codes)
-    return _ratio(between, total)
+    return np.where(separated(values, codes), 1.0, _ratio(between, total))
 
 
 def cohens_d(values: np.ndarray, codes: np.ndarray) -> np.ndarray:
     """(mean of group 0 - mean of group 1) / pooled sd, per column of `values` [..., n, m];
-    NaN when the pooled sd is 0. Needs two groups, together of at least three values.
+    +-inf (the difference's sign) where the labels are perfectly separated (`separated`: no
+    spread within either), NaN for a constant column. Needs two groups, together of at least
+    three values.
 
     The pooled variance is the within-label sum of squares / (n - 2).
     """
@@ -70,7 +86,8 @@ def cohens_d(values: np.ndarray, codes: np.ndarray) -> np.ndarray:
     pooled = np.sqrt(np.maximum(total - between, 0.0) / (codes.size - 2))
     first, second = codes == 0, codes == 1
     gap = values[..., first, :].mean(axis=-2) - values[..., second, :].mean(axis=-2)
-    return _ratio(gap, pooled)
+    split = separated(values, codes)
+    return np.where(split, np.where(gap > 0, np.inf, -np.inf), _ratio(gap, pooled))
 
 
 def effect_size(values: np.ndarray, codes: np.ndarray) -> np.ndarray:

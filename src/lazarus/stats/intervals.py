@@ -201,7 +201,7 @@ def d_interval(d: np.ndarray, n0: int, n1: int, level: float = LEVEL, family: in
                ) -> tuple[np.ndarray, np.ndarray]:
     """Interval of the population Cohen's d from sample d's with n0 and n1 values per label,
     by inverting the noncentral t; `family` > 1: simultaneous over that many (Bonferroni).
-    NaN below MIN_DF degrees of freedom, and where d is not finite."""
+    NaN below MIN_DF degrees of freedom, and where d is NaN; [+-inf, +-inf] where d is."""
     d = np.atleast_1d(np.asarray(d, np.float64))
     df = n0 + n1 - 2
     if df < MIN_DF or n0 < 1 or n1 < 1:
@@ -218,7 +218,10 @@ def d_interval(d: np.ndarray, n0: int, n1: int, level: float = LEVEL, family: in
     half = normal_quantile(1.0 - tail) * np.sqrt(1.0 + t * t / (2.0 * df))
     low = _root(cdf, np.full(t.shape, 1.0 - tail), t - 1.5 * half, t - 0.5 * half) / scale
     high = _root(cdf, np.full(t.shape, tail), t + 0.5 * half, t + 1.5 * half) / scale
-    return np.where(finite, low, np.nan), np.where(finite, high, np.nan)
+    # d = +-inf (no spread within either label): an infinite t, which every finite
+    # noncentrality rejects, so the interval is that infinity alone
+    return np.where(finite, low, np.where(np.isinf(d), d, np.nan)), \
+        np.where(finite, high, np.where(np.isinf(d), d, np.nan))
 
 
 def r_interval(r: np.ndarray, inside: int, outside: int, level: float = LEVEL, family: int = 1
@@ -226,17 +229,21 @@ def r_interval(r: np.ndarray, inside: int, outside: int, level: float = LEVEL, f
     """Interval of the population point-biserial r of a label (`inside` values with it,
     `outside` without), from d's interval: r = t / sqrt(t^2 + n - 2) is the pooled two-sample
     t, and rho = d sqrt(pq) / sqrt(1 + d^2 pq) with p, q the label's share and the rest's.
-    NaN where `d_interval` is, and at |r| = 1 (no spread within the groups)."""
+    NaN where `d_interval` is; at |r| = 1 (no spread within the groups: d infinite) the point
+    r, the limit of the interval as d grows."""
     r = np.atleast_1d(np.asarray(r, np.float64))
     n = inside + outside
     usable = np.isfinite(r) & (np.abs(r) < 1.0)
     rr = np.where(usable, r, 0.0)
     scale = math.sqrt(inside * outside / n) if inside and outside else 1.0
     d = rr * math.sqrt(max(n - 2, 1)) / np.sqrt(1.0 - rr * rr) / scale
-    low, high = d_interval(np.where(usable, d, np.nan), inside, outside, level, family)
+    d = np.where(usable, d, np.where(np.abs(r) == 1.0, np.copysign(np.inf, r), np.nan))
+    low, high = d_interval(d, inside, outside, level, family)
     pq = inside * outside / (n * n)
-    return low * math.sqrt(pq) / np.sqrt(1.0 + low * low * pq), \
-        high * math.sqrt(pq) / np.sqrt(1.0 + high * high * pq)
+    with np.errstate(invalid="ignore"):
+        rho = [np.where(np.isinf(b), np.sign(b), b * math.sqrt(pq) / np.sqrt(1.0 + b * b * pq))
+               for b in (low, high)]
+    return rho[0], rho[1]
 
 
 def eta_squared_interval(eta2: np.ndarray, sizes: list[int], level: float = LEVEL,
@@ -244,7 +251,8 @@ def eta_squared_interval(eta2: np.ndarray, sizes: list[int], level: float = LEVE
     """Interval of the population eta-squared (label shares as in `sizes`) from sample
     eta-squared's, by inverting the noncentral F of the one-way ANOVA: nc = n eta2 / (1 - eta2).
     A bound is 0 where even nc = 0 makes the observed F that extreme. NaN below MIN_DF degrees
-    of freedom within the labels, and where eta2 is not in [0, 1)."""
+    of freedom within the labels, and where eta2 is not in [0, 1]; [1, 1] at eta2 = 1 (no
+    spread within the labels: an infinite F, which every finite noncentrality rejects)."""
     eta2 = np.atleast_1d(np.asarray(eta2, np.float64))
     n, groups = sum(sizes), len(sizes)
     df1, df2 = groups - 1, n - groups
@@ -269,7 +277,7 @@ def eta_squared_interval(eta2: np.ndarray, sizes: list[int], level: float = LEVE
             typical = np.maximum(seen * df1 - df1, 0.0)  # nc where the observed F is typical
             nc[need] = _root(cdf, np.full(seen.shape, target), np.zeros_like(seen),
                              typical + 10.0 + 2.0 * seen * df1)
-        bounds.append(np.where(usable, nc / (nc + n), np.nan))
+        bounds.append(np.where(usable, nc / (nc + n), np.where(eta2 == 1.0, 1.0, np.nan)))
     return bounds[0], bounds[1]
 
 

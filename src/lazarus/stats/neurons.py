@@ -6,12 +6,14 @@ dataclasses, which `dataclasses.asdict` turns into JSON-friendly dicts.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
+from lazarus.stats.effects import TIED
 from lazarus.stats.intervals import r_interval
 
 
@@ -84,7 +86,8 @@ class LabelEffect:
     `r` is the point-biserial correlation of the activation with "prompt has this label":
     None when undefined (every prompt has the label, or the neuron never changes). `r_ci` is
     r's 95% interval (`stats.intervals.r_interval`; simultaneous when the neurons were chosen
-    by their effect): None without r, with per-token samples, below 3 values or at |r| = 1.
+    by their effect): None without r, with per-token samples or below 3 values; at |r| = 1
+    (the labels perfectly separated, no spread within either) the point r itself.
     `verdict` ("high"/"low", else None) is the mark, given only on evidence (`_verdict`).
     """
 
@@ -135,22 +138,41 @@ def point_biserial(values: np.ndarray, member: np.ndarray) -> float | None:
     if share in (0.0, 1.0) or values.max() == values.min():
         return None
     gap = values[member].mean() - values[~member].mean()
+    within = sum(float(((part - part.mean()) ** 2).sum()) for part in (values[member],
+                                                                      values[~member]))
+    if gap != 0 and within <= TIED * float(((values - values.mean()) ** 2).sum()):
+        return 1.0 if gap > 0 else -1.0  # perfectly separated (`stats.effects.separated`)
     r = gap * np.sqrt(share * (1.0 - share)) / values.std(ddof=0)
     if not np.isfinite(r):  # NaN or inf activations
         return None
     return float(np.clip(r, -1.0, 1.0))
 
 
+SEPARATION_ALPHA = 0.05
+
+
+def separation_chance(inside: int, outside: int) -> float:
+    """At most how often labels dealt at random (`inside` of `inside + outside` values) split
+    them as perfectly as r = +-1 does: 2 / C(n, inside) (the label on the top values or on the
+    bottom ones), a test that needs no normal assumption."""
+    return min(1.0, 2.0 / math.comb(inside + outside, inside))
+
+
 def _verdict(r: float | None, interval: tuple[float, float] | None, neuron: int,
-             choice: Choice) -> str | None:
+             choice: Choice, counts: tuple[int, int] = (0, 0)) -> str | None:
     """The mark, given only on evidence: r's interval excludes 0 (an uncorrected test for a
     neuron not chosen by its effect) and, for a neuron chosen by its effect, it also survives
     the discovery's correction (its interval is then the simultaneous one, so that a mark never
-    sits beside an interval that reaches 0). Per-token samples: never (tokens of a prompt are
-    not independent)."""
+    sits beside an interval that reaches 0). At r = +-1 (labels perfectly separated: the
+    normal-theory interval is the point r, however few the values) the chance of so clean a
+    split, `separation_chance` of `counts` (values with the label, without), must also be
+    below `SEPARATION_ALPHA`. Per-token samples: never (tokens of a prompt are not
+    independent)."""
     if r is None or interval is None or choice.per_token:
         return None
     if not (interval[0] > 0 or interval[1] < 0):
+        return None
+    if abs(r) == 1.0 and separation_chance(*counts) >= SEPARATION_ALPHA:
         return None
     if choice.by == EFFECT and neuron not in choice.survivors:
         return None
@@ -182,7 +204,8 @@ def label_correlation(matrix: Columns, choice: Choice | None = None) -> list[Lab
                 mean=float(mine.mean()) if mine.size else float("nan"),
                 rest_mean=float(rest.mean()) if rest.size else None,
                 r=rs[j],
-                verdict=_verdict(rs[j], intervals[j], neuron, choice),
+                verdict=_verdict(rs[j], intervals[j], neuron, choice,
+                                 (int(inside[j]), int(outside[j]))),
                 count=int(inside[j]),
                 r_ci=intervals[j],
             ))
