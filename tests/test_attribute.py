@@ -123,7 +123,7 @@ def test_gradient_products_equal_a_hand_route(tiny_model_dirs, architecture):
     of the two (a running sum over pairs, to which padding adds nothing)."""
     model_dir = tiny_model_dirs[architecture]
     loaded = lazarus.load(str(model_dir)).whole_weights()
-    pairs = prepare(loaded, PairOptions(**PADDED))
+    pairs = prepare(loaded, PairOptions(**PADDED), pytest.fail)
     key = (1, "mlp_post")
     hand = _hand_products(model_dir, architecture, 1)
     for index, expected in enumerate(hand):
@@ -145,7 +145,7 @@ def test_estimate_equals_a_finite_difference(llama_dir):
     not tiny: 1e-2 of (clean - corrupted), whose curvature error (step^2) is ~1e-4."""
     loaded = lazarus.load(str(llama_dir)).whole_weights()
     pairs = prepare(loaded, PairOptions(**{**PADDED, "clean": PADDED["clean"][:1],
-                                           "corrupt": PADDED["corrupt"][:1]}))
+                                           "corrupt": PADDED["corrupt"][:1]}), pytest.fail)
     key = (0, "mlp_post")
     products = attribution(loaded, pairs.clean_ids, pairs.corrupt_ids, [key], {key: 1},
                            pairs.metric)[key]
@@ -192,7 +192,7 @@ def test_integrated_gradients_converge_to_the_real_effect(llama_dir):
     whole site (clean values at every unit and position, by a hook written here) as the steps
     grow (midpoint rule: the error falls about as 1/steps^2)."""
     loaded = lazarus.load(str(llama_dir)).whole_weights()
-    pairs = prepare(loaded, PairOptions(**PADDED))
+    pairs = prepare(loaded, PairOptions(**PADDED), pytest.fail)
     key = (0, "mlp_post")
     down = loaded.model.get_submodule(DOWN["llama"].format(0))
     real = []
@@ -394,3 +394,11 @@ def test_units_are_named_the_same_in_text_and_json(capsys, tiny_model_dirs, tmp_
         assert list(frame["label"]) == [f"N{unit}" for unit in frame["unit"]]
     assert [u["label"] for u in dense["top"]] == [f"N{u['unit']}" for u in dense["top"]]
     assert "expert" not in dense["top"][0]
+
+
+def test_an_answer_the_tokenizer_does_not_know_is_a_python_warning():
+    """Through the API, the rule steer, ablate and patch share is a LazarusWarning."""
+    with pytest.warns(lazarus.LazarusWarning, match="answer: 2 of the 2 tokens of '日本' are "
+                                                    "this tokenizer's unknown token <unk>"):
+        lazarus.load("lazarus:demo").attribute(["23+45="], ["23+46="], ["日本"], ["69"],
+                                               layers=[3], self_check=1)

@@ -195,7 +195,10 @@ def test_cli_json_and_refusals(llama_dir, corpus, tmp_path, capsys):
             (["-n", "1", "--top-k", "0"], "--top-k must be at least 1"),
             (["-n", "1", "--prompt", "the cat"], "--prompt steers the unit in the causal view"),
             (["-n", "1", "--corpus", corpus, "--coefficients", "1"],
-             "--coefficients steers the unit in the causal view (add --causal")):
+             "--coefficients steers the unit in the causal view (add --causal"),
+            (["-n", "1", "--causal", "--corpus", corpus, "--coefficients", "0"],
+             "nothing would be steered: 0 is the unsteered run, always shown (give a "
+             "coefficient other than 0, e.g. --coefficients 0.1,0.2)")):
         target = tmp_path / "never.json"
         args = [*base, *bad] if "-o" in bad else [*base, *bad, "-o", str(target)]
         assert main(args) == 2

@@ -199,6 +199,10 @@ BAD = {
                     "not a number"),
     "compare": (["steer", "-p", "ab", "-l", "0", "-n", "1:2", "--compare", "1,x"],
                 "not a number"),
+    "compare only zeros": (["steer", "-p", "ab", "-l", "0", "-n", "1:2", "--compare", "0,0"],
+                           "every coefficient given is 0, so nothing would be steered"),
+    "coefficient zero": (["steer", "-p", "ab", "-l", "0", "-n", "1:2", "--coefficient", "0"],
+                         "(give a coefficient other than 0, e.g. --compare 0.1,0.2)"),
     "steer layer out of range": (["steer", "-p", "ab", "-l", "-9", "-n", "1:2"],
                                  "out of range"),
     "seed too large": (["steer", "-p", "ab", "-l", "0", "-n", "1:2", "--temperature", "1",
@@ -429,3 +433,32 @@ def test_a_steer_word_the_tokenizer_does_not_know_is_warned_about():
                                             "that of <unk>"):
         result = demo.steer(["2+3="], 0, neurons={1: 1.0}, tokens=["日本", "5"], max_tokens=1)
     assert result.tokens == ("日本", "5")
+
+
+def test_an_ablate_answer_the_tokenizer_does_not_know_is_warned_about_once(capsys):
+    """The same rule as steer's --tokens: an answer scored as <unk><unk> says nothing about it.
+    Given for two prompts, it is warned about once; on the command line, on stderr."""
+    from lazarus import LazarusWarning
+
+    demo = lazarus.load("lazarus:demo")
+    with pytest.warns(LazarusWarning) as caught:
+        demo.ablate(["2+3=", "2+4="], 2, answers=["日本", "日本"], neurons=[1], controls=2)
+    said = [str(w.message) for w in caught if w.category is LazarusWarning]
+    assert said == ["answer: 2 of the 2 tokens of '日本' are this tokenizer's unknown token "
+                    "<unk>, so its log-probability is that of <unk>, not of the text"]
+    code, out, err = run_cli(capsys, "introspect", "ablate", "-m", "lazarus:demo", "-l", "2",
+                             "-n", "1", "--controls", "2", "-p", "2+3=:5日")
+    assert code == 0, err
+    assert ("answer: 1 of the 2 tokens of '5日' is this tokenizer's unknown token <unk>, so its "
+            "log-probability is partly that of <unk>") in err
+    assert "unknown token" not in out
+
+
+def test_steering_by_only_zeros_is_refused_before_the_weights_load():
+    """Coefficient 0 is the unsteered run, always shown: with no other, nothing is steered, and
+    a table of zero changes would read as 'steering does nothing'."""
+    demo = lazarus.load("lazarus:demo")
+    for coefficients in ([0.0, -0.0], []):
+        with pytest.raises(LazarusError, match="nothing would be steered"):
+            demo.steer(["2+3="], 0, neurons={1: 1.0}, coefficients=coefficients)
+    assert demo.loads == 0

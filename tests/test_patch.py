@@ -408,3 +408,18 @@ def test_the_csv_holds_exact_zeros_and_ones_over_many_pairs(capsys, tmp_path):
     rows = [line.split(",") for line in table.read_text().splitlines()[1:]]
     assert [row[6:] for row in rows[:5]] == [["0.0", "0.0", "0.0"]] * 5
     assert rows[-1][6:] == ["1.0", "1.0", "1.0"]
+
+
+def test_an_answer_or_wrong_text_the_tokenizer_does_not_know_is_warned_about(capsys, tmp_path):
+    """The metric read for '日本' is that of the unknown token: said on stderr, once per text."""
+    argv = ["introspect", "patch", "-m", "lazarus:demo", "--clean", "23+45=|23+45=",
+            "--corrupt", "23+46=|23+46=", "--answer", "日本", "--wrong", "69", "-l", "3"]
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert err.count("unknown token") == 1
+    assert ("answer: 2 of the 2 tokens of '日本' are this tokenizer's unknown token <unk>, so "
+            "the metric read for it is that of <unk>, not of the text") in err
+    assert "unknown token" not in out
+    assert main([*argv[:-6], "--answer", "68", "--wrong", "6本", "-l", "3"]) == 0
+    assert "wrong text: 1 of the 2 tokens of '6本' is this tokenizer's unknown token" in (
+        capsys.readouterr().err)

@@ -104,9 +104,11 @@ def display_width(text: str) -> int:
     return sum(char_width(ch) for ch in text)
 
 
-def pad(text: str, width: int) -> str:
-    """Left-align `text` in `width` terminal cells."""
-    return text + " " * max(0, width - display_width(text))
+def pad(text: str, width: int, right: bool = False) -> str:
+    """Left-align (or `right`-align) `text` in `width` terminal cells: every table's padding,
+    so a wide character or a combining mark does not shift the columns after it."""
+    space = " " * max(0, width - display_width(text))
+    return space + text if right else text + space
 
 
 def fit_cell(text: str, width: int) -> str:

@@ -97,6 +97,10 @@ def analyse_ablation(model: ModelHandle, prompts: Sequence[str], options: Ablate
     prompt_ids = tokenize(loaded, prompts)
     answer_ids = None if answers is None else [
         measures.answer_ids(loaded, p, a)[1] for p, a in zip(prompts, answers, strict=True)]
+    if answers is not None and answer_ids is not None:  # each distinct answer once
+        for answer, ids in dict(zip(answers, answer_ids, strict=True)).items():
+            measures.warn_unknown(model.warn, loaded.tokenizer, "answer", answer, ids,
+                                  "its log-probability")
     if answer_ids is None:
         measures.check_room(loaded, prompt_ids, max_tokens)
     else:  # the answers are scored after their prompts; --max-tokens plays no part

@@ -51,7 +51,7 @@ def analyse_attribution(model: ModelHandle, options: AttributeOptions,
     check the estimate against real patches."""
     layers = model.layers(options.layers)
     loaded = model.whole_weights()
-    pairs = prepare(loaded, options)
+    pairs = prepare(loaded, options, model.warn)
     if not pairs.same_length and set(options.sites) & set(POSITION_SITES):
         raise LazarusError("the pairs are of different token lengths, so a token position is "
                            "not the same unit in each (give pairs of one length for the "

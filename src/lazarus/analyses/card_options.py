@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from lazarus.analyses.options import MAX_CONTROLS
+from lazarus.analyses.options import MAX_CONTROLS, check_steered
 from lazarus.analyses.selection import read_direction
 from lazarus.engine.arguments import Options
 from lazarus.engine.checks import Layers
@@ -75,6 +75,7 @@ class CardOptions(Options):
                 raise LazarusError(f"{' and '.join(given)} steer{'s' if len(given) == 1 else ''}"
                                    " the unit in the causal view (add --causal and --corpus, or "
                                    "leave it out)")
+        check_steered(self.coefficients, "--coefficients")
         direction = read_direction(self.direction, "its projection is 0 on every token")
         self._set("direction", direction)
         if direction is not None:

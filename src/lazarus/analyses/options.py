@@ -154,6 +154,15 @@ class AblateOptions(Options):
                                                "it ranks no neuron to ablate"))
 
 
+def check_steered(coefficients: Sequence[float] | None, option: str) -> None:
+    """Refuse coefficients that are all 0: 0 is the unsteered run, always shown, so nothing
+    would be steered, and a table of zero changes would read as 'steering does nothing'."""
+    if coefficients is not None and not any(coefficients):
+        raise LazarusError("every coefficient given is 0, so nothing would be steered: 0 is "
+                           "the unsteered run, always shown (give a coefficient other than 0, "
+                           f"e.g. {option} 0.1,0.2)")
+
+
 @dataclass(frozen=True)
 class SteerOptions(Options):
     """`steer`: add a direction while the model generates, and measure the change."""
@@ -179,6 +188,7 @@ class SteerOptions(Options):
         if self.compare and self.coefficients is not None:
             raise LazarusError("compare sweeps the default range: give it or coefficients, not "
                                "both")
+        check_steered(self.coefficients, "--compare")
         pair = self.positive if self.positive is not None else self.negative
         given = _given(("--direction", self.direction), ("--positive", pair),
                             ("--neurons", self.neurons))

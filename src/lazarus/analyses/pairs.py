@@ -13,7 +13,7 @@ wrong text (metrics `logprob` and `kl`), the answer's first token is the one jud
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -22,7 +22,7 @@ import numpy as np
 from lazarus.engine.arguments import Options
 from lazarus.engine.capture import context_length, tokenize
 from lazarus.engine.loading import LoadedModel
-from lazarus.engine.measures import next_token, quoted
+from lazarus.engine.measures import next_token, quoted, warn_unknown
 from lazarus.engine.patching import METRICS, Metric, score_jobs
 from lazarus.errors import LazarusError
 from lazarus.text import plural
@@ -99,13 +99,15 @@ def check_sites(sites: Sequence[str], known: Sequence[str], refusal: str) -> Non
         raise LazarusError("a site is listed twice (list each once)")
 
 
-def prepare(loaded: LoadedModel, options: PairOptions) -> Pairs:
-    """Tokenize and check the pairs, and score the clean and corrupted runs."""
+def prepare(loaded: LoadedModel, options: PairOptions, warn: Callable[[str], None]) -> Pairs:
+    """Tokenize and check the pairs, and score the clean and corrupted runs; `warn` is told of
+    an answer or wrong text with tokens the tokenizer does not know."""
     count = len(options.clean)
     answers = _per_pair(options.answers, count)
     wrongs = None if options.wrongs is None else _per_pair(options.wrongs, count)
     tokenizer = loaded.tokenizer
     clean_ids, corrupt_ids, judged, competing = [], [], [], []
+    warned: set[tuple[str, str]] = set()
     clean, corrupt = tokenize(loaded, options.clean), tokenize(loaded, options.corrupt)
     for index in range(count):
         answer = _text_ids(tokenizer, answers[index], "answer", index)
@@ -117,6 +119,13 @@ def prepare(loaded: LoadedModel, options: PairOptions) -> Pairs:
         corrupt_ids.append((*corrupt[index], *answer[:shared]))
         judged.append(answer[shared])
         competing.append(None if wrong is None else wrong[shared])
+        scored = [("answer", answers[index], answer)]
+        if wrongs is not None and wrong is not None:
+            scored.append(("wrong text", wrongs[index], wrong))
+        for name, text, ids in scored:
+            if (name, text) not in warned:  # one answer for every pair is warned about once
+                warned.add((name, text))
+                warn_unknown(warn, tokenizer, name, text, ids, "the metric read for it")
         if len(clean_ids[-1]) != len(corrupt_ids[-1]):
             raise LazarusError(
                 f"pair {index + 1}: the clean prompt {quoted(options.clean[index])} is "

@@ -47,7 +47,7 @@ def analyse_patch(model: ModelHandle, options: PatchOptions,
     """Patch every site, layer and column of `options` (see the module docstring)."""
     layers = model.layers(options.layers)
     loaded = model.whole_weights()
-    pairs = prepare(loaded, options)
+    pairs = prepare(loaded, options, model.warn)
     denoise = options.direction == "denoise"
     sources, targets = ((pairs.clean_ids, pairs.corrupt_ids) if denoise
                         else (pairs.corrupt_ids, pairs.clean_ids))

@@ -86,7 +86,8 @@ def analyse_steer(model: ModelHandle, prompts: Sequence[str], options: SteerOpti
         ids = list(loaded.tokenizer(word, add_special_tokens=False)["input_ids"])
         if not ids:
             raise LazarusError(f"--tokens: {word!r} tokenizes to nothing (give some text)")
-        _warn_unknown(model, loaded.tokenizer, word, ids)
+        measures.warn_unknown(model.warn, loaded.tokenizer, "--tokens", word, ids,
+                              "its Δlog p")
         token_ids.append(ids)
     widths: dict[int, int] = {}
     capture(loaded, prompts[:1], CaptureRequest((layer,), site, "last"), widths=widths)
@@ -177,18 +178,6 @@ def analyse_steer(model: ModelHandle, prompts: Sequence[str], options: SteerOpti
                        max_tokens=max_tokens, temperature=options.temperature, seed=seed,
                        runs=tuple(runs), activation_norm=norm, norm_tokens=norm_tokens,
                        clamp=clamp, routed_only=routed_only)
-
-
-def _warn_unknown(model: ModelHandle, tokenizer: object, word: str, ids: list[int]) -> None:
-    """A word the tokenizer does not know is scored as its unknown token: say so, since its
-    Δlog p is then that of <unk>, the same for every word it does not know."""
-    unknown = getattr(tokenizer, "unk_token_id", None)
-    count = sum(1 for i in ids if unknown is not None and i == unknown)
-    if count:
-        unk = getattr(tokenizer, "unk_token", None)
-        model.warn(f"--tokens: {count} of the {plural(len(ids), 'token')} of {word!r} are this "
-                   f"tokenizer's unknown token {unk}, so its Δlog p is "
-                   f"{'' if count == len(ids) else 'partly '}that of {unk}, not of the word")
 
 
 def _routed_mean(rows: np.ndarray) -> np.ndarray:

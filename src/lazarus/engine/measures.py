@@ -16,7 +16,7 @@ Nothing here prints.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -201,6 +201,21 @@ def answer_ids(loaded: LoadedModel, prompt: str, answer: str) -> tuple[list[int]
         raise LazarusError(f"the answer {answer!r} of prompt {prompt!r} tokenizes to nothing "
                            "(give it some text after the ':')")
     return prompt_ids, ids
+
+
+def warn_unknown(warn: Callable[[str], None], tokenizer: Any, name: str, text: str,
+                 ids: Sequence[int], measured: str) -> None:
+    """The one rule for text that is scored (steer's --tokens, answers, wrong texts): a text the
+    tokenizer does not know is scored as its unknown token, so what is `measured` for it is that
+    of <unk>, the same for every text it does not know; say so through `warn`."""
+    unknown = getattr(tokenizer, "unk_token_id", None)
+    count = 0 if unknown is None else sum(1 for i in ids if i == unknown)
+    if count:
+        unk = getattr(tokenizer, "unk_token", None)
+        warn(f"{name}: {count} of the {plural(len(ids), 'token')} of {text!r} "
+             f"{'is' if count == 1 else 'are'} this tokenizer's unknown token {unk}, so "
+             f"{measured} is {'' if count == len(ids) else 'partly '}that of {unk}, not of "
+             "the text")
 
 
 def answer_log_probs(loaded: LoadedModel, prompts: Sequence[Sequence[int]],

@@ -7,7 +7,7 @@ from lazarus.engine.sites import unit_noun
 from lazarus.results.ablation import AblationResult, Condition, Outcome
 from lazarus.results.steer import SteerResult
 from lazarus.stats.controls import NO_P_AT_ROUNDING, ROUNDING_ULPS, Z_NOTE
-from lazarus.text import banner, fit_cell, plural
+from lazarus.text import banner, display_width, fit_cell, pad, plural
 
 PROMPT = 20
 TEXT = 16
@@ -159,14 +159,16 @@ def render_steer(result: SteerResult) -> str:
         lines.append(f"Activation norm: {norm}.")
     lines += [f"Continuations: {plural(result.max_tokens, 'token')}, {decoding}.", ""]
     fraction = not result.clamp
-    header = "".join(f" | Δlog p({fit_cell(t, 6).rstrip()})" for t in result.tokens)
+    cells = [_header_cell(t) for t in result.tokens]
+    header = "".join(cells)
+    widths = [display_width(cell) - len(" | ") for cell in cells]  # the values under them
     for index, prompt in enumerate(result.prompts):
         lines.append(f"Prompt: {prompt}")
         lines.append(f"  {'coef':>6} |{' of norm |' if fraction else ''} "
                      f"{fit_cell('continuation', 24)}{header}")
         for run in result.runs:
-            changes = "".join(f" | {run.changes[index][k]:+{len(_header_cell(t)) - 3}.2f}"
-                              for k, t in enumerate(result.tokens))
+            changes = "".join(f" | {pad(f'{change:+.2f}', width, right=True)}"
+                              for change, width in zip(run.changes[index], widths, strict=True))
             share = f" {_fraction(result.added_fraction(run))} |" if fraction else ""
             lines.append(f"  {run.coefficient:>6g} |{share} "
                          f"{fit_cell(run.continuations[index], 24)}{changes}")

@@ -10,7 +10,7 @@ from lazarus.engine.pair_terms import SCALE
 from lazarus.engine.sites import unit_label
 from lazarus.render.grid import GLYPHS, heat_levels
 from lazarus.results.patch import PatchResult, SiteGrid
-from lazarus.text import banner, display_width, escape, fit_cell, plural
+from lazarus.text import banner, display_width, escape, fit_cell, pad, plural
 
 CELL = 7  # "+0.93 ▓"
 LABEL = 10  # widest token label shown in a column header
@@ -64,7 +64,7 @@ def _heatmap(result: PatchResult, grid: SiteGrid) -> list[str]:
     labels = _labels(result, grid)
     widths = [max(CELL, display_width(label)) for label in labels]
     levels = heat_levels(grid.values)
-    header = "Layer | " + " | ".join(label.rjust(width - display_width(label) + len(label))
+    header = "Layer | " + " | ".join(pad(label, width, right=True)
                                      for label, width in zip(labels, widths, strict=True))
     rows = []
     for k, layer in enumerate(result.layers):
