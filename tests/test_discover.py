@@ -249,3 +249,16 @@ def test_a_candidate_whose_interval_excludes_0_is_not_called_chance():
                               ["a"] * 5 + ["b"] * 5, permutations=300)
     assert noise.candidates[0].low <= 0 <= noise.candidates[0].high
     assert "expected to be large by chance alone" in render_discovery(noise, 0)
+
+
+@pytest.mark.parametrize("units", [4, 16])
+def test_a_survivor_among_few_units_carries_the_measured_caveat(units):
+    # Over few units the bootstrap was measured above alpha with skewed values (welch.py): a
+    # survivor among fewer than FEW_UNITS says so; among FEW_UNITS or more it does not.
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=(20, units))
+    values[:10, 0] += 4.0
+    found = discover.discover(values, ["a"] * 10 + ["b"] * 10, permutations=200, seed=0)
+    assert found.survivors >= 1
+    text = render_discovery(found, 0)
+    assert (f"over only {units} units" in text) == (units < 16)

@@ -22,6 +22,7 @@ from lazarus.stats.neurons import (
     Massive,
     NeuronStats,
 )
+from lazarus.stats.welch import FEW_UNITS, FEW_UNITS_NOTE
 from lazarus.text import agree, banner, escape, p_shown, plural
 
 # --- statistics and labels ----------------------------------------------------------------------
@@ -286,6 +287,8 @@ def render_discovery(discovery: Discovery, layer: int) -> str:
                  "The corrected p and the intervals allow for testing every neuron; the "
                  "effects do not: chosen as the largest, they tend to overstate the true "
                  "effect)")
+    if discovery.tested < FEW_UNITS:
+        lines.append(f"({FEW_UNITS_NOTE.format(tested=discovery.tested)})")
     return "\n".join(lines)
 
 
