@@ -1,7 +1,8 @@
-"""mlp_post in families whose down projection has a name of its own: GPT-J and CodeGen call it
-`mlp.fc_out` (after act(fc_in)). Their neurons are read, and ablated, as a hook on that
-projection's input sees them and as zeroing its input columns does, in a padded batch against
-each prompt run alone."""
+"""mlp_post in families whose down projection has a name of its own: GPT-J's and CodeGen's
+`mlp.fc_out` (after act(fc_in)), LFM2's `feed_forward.w2`, RecurrentGemma's
+`mlp_block.down_proj`, ModernBERT-decoder's `mlp.Wo` (each after act(gate)·up). Their neurons
+are read, and ablated, as a hook on that projection's input sees them and as zeroing its input
+columns does, in a padded batch against each prompt run alone."""
 
 from __future__ import annotations
 
@@ -20,7 +21,12 @@ from lazarus.engine.model_info import read_model_info
 from lazarus.engine.trace import CaptureRequest
 
 PROMPTS = ["hello world", "ab", "the quick brown fox"]  # of different lengths: padded
-FAMILIES = ("gptj", "codegen")
+# family: (its blocks, the down projection inside a block)
+DOWN = {"gptj": ("transformer.h", "mlp.fc_out"), "codegen": ("transformer.h", "mlp.fc_out"),
+        "lfm2": ("model.layers", "feed_forward.w2"),
+        "recurrent_gemma": ("model.layers", "mlp_block.down_proj"),
+        "modernbert-decoder": ("model.layers", "mlp.Wo")}
+FAMILIES = tuple(DOWN)
 LAYER = 1
 
 
@@ -35,7 +41,7 @@ def loaded(tmp_path_factory):
         model = AutoModelForCausalLM.from_config(tiny_config(family), dtype=torch.float32)
         with torch.no_grad():  # wider than HF's init, so that the MLP is not nearly linear
             for name, parameter in model.named_parameters():
-                if "ln_" not in name:
+                if "ln_" not in name and "norm" not in name:
                     parameter.normal_(0.0, 0.1)
         model.save_pretrained(folder)
         build_tokenizer(add_bos=False).save_pretrained(folder)
@@ -43,8 +49,9 @@ def loaded(tmp_path_factory):
     return models
 
 
-def _down(model, layer):
-    return model.transformer.h[layer].mlp.fc_out
+def _down(model, family, layer):
+    blocks, down = DOWN[family]
+    return model.get_submodule(blocks)[layer].get_submodule(down)
 
 
 def _ids(loaded):
@@ -55,7 +62,7 @@ def _ids(loaded):
 def test_mlp_post_is_the_input_of_fc_out(loaded, family):
     model = loaded[family]
     seen = []
-    handle = _down(model.model, LAYER).register_forward_pre_hook(
+    handle = _down(model.model, family, LAYER).register_forward_pre_hook(
         lambda _m, args: seen.append(args[0][0, -1].clone()))
     try:
         with torch.no_grad():
@@ -72,10 +79,10 @@ def test_mlp_post_is_the_input_of_fc_out(loaded, family):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_zeroing_mlp_post_neurons_equals_zeroing_fc_out_inputs(loaded, family):
     model = loaded[family]
-    neurons = [3, 17, 40]
+    neurons = [3, 17, 30]
     clone = copy.deepcopy(model.model)
     with torch.no_grad():
-        _down(clone, LAYER).weight[:, neurons] = 0
+        _down(clone, family, LAYER).weight[:, neurons] = 0
     edited = measures.next_token(model, _ids(model),
                                  [interventions.zero(LAYER, "mlp_post", tuple(neurons))])
     plain = measures.next_token(model, _ids(model))
