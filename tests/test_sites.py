@@ -289,6 +289,13 @@ def test_mean_keeps_the_models_own_nan_but_skips_missing_units():
      (48, "the largest intermediate_size, 48 at layer 1")),
     ({"hidden_size": 8, "intermediate_size": 16, "use_double_wide_mlp": True},
      (32, "intermediate_size = 16, x 2 for use_double_wide_mlp")),
+    # LFM2: 2/3 of it x the multiplier, rounded up to a multiple of 256 (here past it)
+    ({"hidden_size": 32, "intermediate_size": 64, "block_auto_adjust_ff_dim": True,
+      "block_ffn_dim_multiplier": 1.0, "block_multiple_of": 256},
+     (256, "intermediate_size = 64 adjusted: 2/3 x 1.0, rounded up to a multiple of 256")),
+    ({"hidden_size": 32, "intermediate_size": 6656, "block_auto_adjust_ff_dim": True,
+      "block_ffn_dim_multiplier": 1.0, "block_multiple_of": 256},
+     (4608, "intermediate_size = 6656 adjusted: 2/3 x 1.0, rounded up to a multiple of 256")),
     ({"hidden_size": 32}, None),  # Bloom: no width key
     ({"hidden_size": 32, "intermediate_size": 64, "moe_num_experts": 8}, None),  # an unknown key
 ])
@@ -299,7 +306,7 @@ def test_mlp_post_bound_from_the_config(config, expected):
 
 
 WIDTH_FAMILIES = ["llama", "gpt2", "falcon", "moshi", "gpt_oss", "qwen2_moe", "deepseek_v2",
-                  "glm4_moe", "jamba"]
+                  "glm4_moe", "jamba", "lfm2"]
 
 
 @pytest.mark.parametrize("family", WIDTH_FAMILIES)
@@ -327,5 +334,5 @@ def test_mlp_post_bound_holds_every_layer_of_the_family(family, tmp_path, monkey
             widths=widths)
     bound, _ = mlp_post_bound(info.config)
     assert max(widths.values()) <= bound, widths
-    if family in ("llama", "gpt2", "falcon"):
+    if family in ("llama", "gpt2", "falcon", "lfm2"):
         assert set(widths.values()) == {bound}

@@ -7,7 +7,9 @@ LM head (no early stop). Two runners:
   distribution is returned from a given position to the end of each sequence.
 - `generate`: greedy (or sampled, seeded) continuation with the KV cache on. Prompts are
   left-padded with an attention mask and explicit position ids (each row's tokens count from
-  0), so the edits see every prompt token and then every new token as it is made.
+  0), so the edits see every prompt token and then every new token as it is made. A model that
+  hands back no cache to continue from (RWKV's state, RecurrentGemma's inside its layers) is
+  fed the whole sequence at every step, one prompt at a time (RWKV reads no attention mask).
 On these: an answer's log-probability under teacher forcing (the sum over its tokens of
 log p(token | everything before it)), whether greedy decoding reproduces the answer's tokens,
 and KL(baseline || edited) of the next-token distribution after a prompt, in nats.
@@ -138,7 +140,9 @@ def generate(loaded: LoadedModel, prompts: Sequence[Sequence[int]], max_new: int
     if max_new < 1:
         return [[] for _ in prompts]
     lengths = [len(p) for p in prompts]
-    groups = _batches(lengths) if temperature == 0 else [[i] for i in range(len(prompts))]
+    cached = _gives_cache(loaded, prompts[0][:1])
+    alone = temperature or not cached
+    groups = [[i] for i in range(len(prompts))] if alone else _batches(lengths)
     made: list[list[int]] = [[] for _ in prompts]
     with torch.inference_mode(), Trace(loaded, None, edits=edits) as trace:
         for batch in groups:
@@ -146,16 +150,33 @@ def generate(loaded: LoadedModel, prompts: Sequence[Sequence[int]], max_new: int
             if temperature:
                 generator = torch.Generator().manual_seed(0 if seed is None else seed)
             tokens = _generate_batch(loaded, trace, [prompts[i] for i in batch], batch,
-                                     max_new, temperature, generator)
+                                     max_new, temperature, generator, cached)
             for row, index in enumerate(batch):
                 made[index] = tokens[row]
     stop = loaded.tokenizer.eos_token_id
     return [row[:row.index(stop) + 1] if stop in row else row for row in made]
 
 
+def _cache_of(output: Any) -> Any:
+    """The cache a forward handed back, or None (RWKV's output has none of that name, and
+    RecurrentGemma's none at all)."""
+    return getattr(output, "cache", None) or getattr(output, "past_key_values", None)
+
+
+def _gives_cache(loaded: LoadedModel, token: Sequence[int]) -> bool:
+    """Whether the model hands back a cache to continue from: one forward of one token."""
+    import torch
+
+    with torch.inference_mode(), upstream(loaded.info.model_type, "the forward pass failed"):
+        output = loaded.model(input_ids=torch.tensor([list(token)]).to(_input_device(loaded)),
+                              use_cache=True)
+    return _cache_of(output) is not None
+
+
 def _generate_batch(loaded: LoadedModel, trace: Trace, prompts: list[Sequence[int]],
                     indices: list[int], max_new: int, temperature: float,
-                    generator: Any) -> list[list[int]]:
+                    generator: Any, cached: bool = True) -> list[list[int]]:
+    """New tokens per prompt; with `cached` False, every step runs the whole sequence."""
     import torch
 
     device = _input_device(loaded)
@@ -172,8 +193,8 @@ def _generate_batch(loaded: LoadedModel, trace: Trace, prompts: list[Sequence[in
         extra = {} if cache is None else {cache_name: cache}
         with upstream(loaded.info.model_type, "the forward pass failed"):
             output = loaded.model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                                  position_ids=positions.to(device), use_cache=True, **extra)
-        cache = getattr(output, "cache", None) or output.past_key_values
+                                  position_ids=positions.to(device), use_cache=cached, **extra)
+        cache = _cache_of(output) if cached else None
         logits = output.logits[:, -1].float().cpu()  # [batch, vocab]
         if temperature:
             probabilities = torch.softmax(logits / temperature, dim=-1)
@@ -181,8 +202,9 @@ def _generate_batch(loaded: LoadedModel, trace: Trace, prompts: list[Sequence[in
         else:
             chosen = logits.argmax(-1)
         made.append(chosen)
-        ids = chosen[:, None]
-        positions = positions[:, -1:] + 1
+        step = positions[:, -1:] + 1
+        ids = chosen[:, None] if cached else torch.cat([ids, chosen[:, None]], dim=-1)
+        positions = step if cached else torch.cat([positions, step], dim=-1)
         mask = torch.cat([mask, torch.ones((len(prompts), 1), dtype=torch.long)], dim=-1)
     return torch.stack(made, dim=1).tolist()
 

@@ -53,9 +53,11 @@ _BLOCK_PATHS = (
     "layers",  # base models without an LM head (LlamaModel, ...): lazarus's partial loads
     "h",  # GPT2Model and kin, likewise
 )
-# Inside a block, per family, most common first.
+# Inside a block, per family, most common first; then GPT-J's and CodeGen's, LFM2's,
+# RecurrentGemma's and ModernBERT-decoder's.
 _MLP_DOWN = ("mlp.down_proj", "mlp.c_proj", "mlp.dense_4h_to_h", "mlp.fc2", "fc2",
-             "feed_forward.down_proj", "mlp.w2", "ffn.down_proj")
+             "feed_forward.down_proj", "mlp.w2", "ffn.down_proj", "mlp.fc_out",
+             "feed_forward.w2", "mlp_block.down_proj", "mlp.Wo")
 _ATTENTION = ("self_attn", "attn", "attention", "self_attention")
 _MLP = ("mlp", "feed_forward", "block_sparse_moe", "ffn")
 _POST_NORMS = {"attn_out": "post_attention_layernorm", "mlp_out": "post_feedforward_layernorm"}

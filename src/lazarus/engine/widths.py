@@ -50,6 +50,10 @@ def mlp_post_bound(config: dict[str, Any], layer: int | None = None) -> tuple[in
     width key a different size), and per layer on Gemma 3n's per-layer widths."""
     text = text_config(config)
     dense = mlp_width(config, layer)
+    adjusted = None if dense is None else _lfm2_width(text, dense[0])
+    if dense is not None and adjusted is not None:
+        dense = adjusted, (f"{dense[1]} adjusted: 2/3 x {text['block_ffn_dim_multiplier']}, "
+                           f"rounded up to a multiple of {text['block_multiple_of']}")
     found = [] if dense is None else [dense]
     shape = moe_shape(config)
     if shape is not None:
@@ -64,3 +68,14 @@ def mlp_post_bound(config: dict[str, Any], layer: int | None = None) -> tuple[in
     if text.get("use_double_wide_mlp"):  # Gemma 4: some layers' MLPs are twice as wide
         return 2 * width, f"{why}, x 2 for use_double_wide_mlp"
     return width, why
+
+
+def _lfm2_width(text: dict[str, Any], width: int) -> int | None:
+    """LFM2's MLP width (block_auto_adjust_ff_dim): 2/3 of intermediate_size x the multiplier,
+    rounded up to a multiple of block_multiple_of (past intermediate_size when that is small);
+    None for other configs."""
+    multiplier, multiple = text.get("block_ffn_dim_multiplier"), text.get("block_multiple_of")
+    if not text.get("block_auto_adjust_ff_dim") or not isinstance(multiplier, (int, float)) \
+            or not isinstance(multiple, int) or multiple < 1:
+        return None
+    return multiple * -(-int(multiplier * int(2 * width / 3)) // multiple)
