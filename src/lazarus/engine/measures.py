@@ -18,6 +18,7 @@ Nothing here prints.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -163,14 +164,21 @@ def _cache_of(output: Any) -> Any:
     return getattr(output, "cache", None) or getattr(output, "past_key_values", None)
 
 
+_GIVES_CACHE: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
 def _gives_cache(loaded: LoadedModel, token: Sequence[int]) -> bool:
-    """Whether the model hands back a cache to continue from: one forward of one token."""
+    """Whether the model hands back a cache to continue from: one forward of one token, once
+    per model (its forward's parameters cannot tell: RecurrentGemma takes a `cache` and
+    returns none)."""
     import torch
 
-    with torch.inference_mode(), upstream(loaded.info.model_type, "the forward pass failed"):
-        output = loaded.model(input_ids=torch.tensor([list(token)]).to(_input_device(loaded)),
-                              use_cache=True)
-    return _cache_of(output) is not None
+    if loaded.model not in _GIVES_CACHE:
+        with torch.inference_mode(), upstream(loaded.info.model_type, "the forward pass failed"):
+            output = loaded.model(input_ids=torch.tensor([list(token)]).to(_input_device(loaded)),
+                                  use_cache=True)
+        _GIVES_CACHE[loaded.model] = _cache_of(output) is not None
+    return _GIVES_CACHE[loaded.model]
 
 
 def _generate_batch(loaded: LoadedModel, trace: Trace, prompts: list[Sequence[int]],
