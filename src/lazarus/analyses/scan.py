@@ -64,7 +64,7 @@ class _Reducer:
         # per window of the shard: doc, window index, first scored position, end (with prefix)
         self.where = np.array([(w.doc, w.index, prefix + w.scored_from, prefix + len(w.tokens))
                                for w in shard], np.int64).reshape(len(shard), 4)
-        self.scored = [len(w.tokens) - w.scored_from for w in shard]  # per window
+        self.scored_count = [len(w.tokens) - w.scored_from for w in shard]  # per window
         self.summary: Summary | None = None
         # the batch that is running, then each committed one: its windows (ascending) and
         # its torch [rows, tokens, K] values
@@ -82,7 +82,7 @@ class _Reducer:
         batch, kept = self.pending
         self.pending = None
         self.parts.append((batch, kept))
-        self.held += sum(self.scored[i] for i in batch) * kept.shape[-1]
+        self.held += sum(self.scored_count[i] for i in batch) * kept.shape[-1]
         if self.held >= FLUSH_VALUES:
             self.flush()
 
