@@ -11,14 +11,16 @@ BAR_WIDTH = 24
 ALPHA = 0.05  # the family-wise level of the Bonferroni threshold given for reference
 
 
-def p_note(tested: int) -> str | None:
+def p_note(tested: int, sortable: bool = False) -> str | None:
     """What the units' p are (`tested`: the units on the page with one): each its own test,
-    uncorrected across them, with the Bonferroni threshold for reference; None for one unit."""
+    uncorrected across them, with the Bonferroni threshold for reference; None for one unit.
+    `sortable`: the page sorts its units by p (the HTML index; the text keeps their order)."""
     if tested < 2:
         return None
+    sorting = ", which sorting puts first," if sortable else ""
     return (f"each unit's p (its ablation against the random units) is its own test, "
-            f"uncorrected across the {tested} units on this page (the smallest of {tested}, "
-            f"which sorting puts first, is small by chance more often than one unit's p); "
+            f"uncorrected across the {tested} units on this page (the smallest of {tested}"
+            f"{sorting} is small by chance more often than one unit's p); "
             f"Bonferroni threshold for reference: {ALPHA:g} / {tested} = "
             f"{ALPHA / tested:.3g}")
 

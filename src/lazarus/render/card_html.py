@@ -58,7 +58,7 @@ def render_card_html(result: CardResult) -> str:
     """The dashboard's page (see the module's notes)."""
     document = result.to_json()
     units = document["units"]
-    note = p_note(sum(1 for unit in units if _controls(unit, "p") is not None))
+    note = p_note(sum(1 for unit in units if _controls(unit, "p") is not None), sortable=True)
     title = f"lazarus card: {document['model']}, layer {document['layer']}, {document['site']}"
     where = f"model {document['model']}"
     corpus = document["corpus"]
