@@ -5,6 +5,7 @@ ablating and steering it did."""
 from __future__ import annotations
 
 from lazarus.results.card import Ablation, CardResult, Context, CorpusView, UnitCard, WeightView
+from lazarus.stats.sketch import beyond_note
 from lazarus.text import banner, escape, plural, routed_share
 
 BAR_WIDTH = 24
@@ -85,6 +86,9 @@ def _corpus(c: CorpusView) -> list[str]:
              f" ({c.ACTIVE_RULE})  min {c.min:.3f}  max {c.max:.3f}  (n={c.count})",
              "    quantiles " + "  ".join(f"p{round(100 * q)} {v:.3f}" for q, v in c.quantiles),
              "    histogram (approximate: each value counted at its sketch bucket's value)"]
+    beyond = beyond_note(c.min, c.max)
+    if beyond:
+        lines.insert(2, f"    ({beyond})")
     if c.expert is not None and c.scored_tokens is not None:
         lines.insert(1, f"    {routed_share(c.count, c.scored_tokens, c.expert)}")
     largest = max(c.histogram_counts, default=0) or 1
