@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import io
 import json
 import shutil
 import struct
@@ -292,6 +293,22 @@ def test_cli_and_api_give_the_same_json_and_a_plot(capsys, llama_dir, tmp_path):
 
         profile = attribution_figure(result).axes[0]
         assert list(profile.get_xticks()) == [0, 2]  # the layers run, not 0.25, 0.5, ...
+
+
+def test_the_self_check_title_stays_inside_the_picture(llama_dir):
+    """The check panel's title (both Spearman figures and the verdict) ran past the right edge
+    of its 5.5-inch panel, cutting the verdict: it is wrapped to the panel."""
+    pytest.importorskip("matplotlib")
+    from lazarus.results.attribute_plot import attribution_figure
+
+    result = lazarus.load(str(llama_dir)).attribute(**PADDED, layers=[0], self_check=2)
+    figure = attribution_figure(result)
+    figure.savefig(io.BytesIO(), format="png")  # laid out as when saved (a draw alone is not)
+    title = figure.axes[1].title
+    box = title.get_window_extent()
+    assert box.x0 >= 0
+    assert box.x1 <= figure.bbox.width
+    assert f"({result.check.verdict})" in title.get_text()
 
 
 @pytest.mark.parametrize("argv, message", [

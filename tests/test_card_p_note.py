@@ -28,6 +28,7 @@ def test_text_says_the_p_are_uncorrected_with_the_bonferroni_threshold():
     assert "uncorrected across the 4 units on this page" in head
     assert "Bonferroni threshold for reference: 0.05 / 4 = 0.0125" in head
     assert text.count("(one-sided: loss rising; uncorrected, see the note at the top)") == 4
+    assert "sorting" not in text  # the text keeps the units' order: only the HTML index sorts
 
 
 def test_one_unit_needs_no_note():
@@ -44,6 +45,7 @@ def test_html_says_it_under_the_sortable_index_and_beside_each_p():
     assert len(notes) == 1
     assert "uncorrected across the 3 units on this page" in notes[0].text()
     assert "Bonferroni threshold for reference: 0.05 / 3 = 0.0167" in notes[0].text()
+    assert "the smallest of 3, which sorting puts first, is small" in notes[0].text()
     units = page.find("section", "unit")
     assert len(units) == 3
     assert all(len(unit.find("p", "p-note")) == 1 for unit in units)

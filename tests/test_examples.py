@@ -335,3 +335,28 @@ def test_a_site_without_a_value_at_every_token_is_refused():
     values[3, 1] = np.nan
     with pytest.raises(LazarusError, match="no value at some tokens"):
         summarize(torch.from_numpy(values), np.zeros((5, 3), np.int64), KEEP)
+
+
+def test_values_beyond_the_sketch_s_range_are_said_where_quantiles_are_shown():
+    """The sketch stops at 2^14: a value of 2e6 is counted at about 16320, so its quantile read
+    from the sketch is not its value; the text says so, and says nothing within the range."""
+    from lazarus.render.examples import render_neuron
+    from lazarus.results.examples import NeuronExamples
+    from lazarus.stats.sketch import beyond_note
+
+    values = np.array([[1.0], [2e6], [3e6]], dtype=np.float32)
+    ids = np.array([[0, 0, i] for i in range(3)], dtype=np.int64)
+    summary = summarize(torch.from_numpy(values), ids, KEEP)
+    assert summary.quantiles()[0, QUANTILES.index(0.5)] < 2e4  # far from 2e6, hence the note
+    assert beyond_note(-1.0, 16000.0) is None
+    note = beyond_note(-1.0, 2e6)
+    assert "beyond +-16384" in note
+
+    def neuron(top: float) -> NeuronExamples:
+        return NeuronExamples(neuron=0, count=3, mean=0.0, std=1.0, fraction_positive=1.0,
+                              min=1.0, max=top, quantiles={"p50": 2.0},
+                              histogram_edges=(1.0, top), histogram_counts=(3,), top=(),
+                              bottom=())
+
+    assert note in "\n".join(render_neuron(neuron(2e6)))
+    assert "beyond" not in "\n".join(render_neuron(neuron(3.0)))

@@ -253,7 +253,7 @@ def test_label_correlation_section():
         "=" * 80,
         "(r = point-biserial correlation of the neuron with the label; [low, high] = its 95% "
         "interval, exact for values normal within each label with one spread; n/a: too few "
-        "prompts for one)",
+        "prompts, or no spread within any label, for one)",
         "(← marks an r whose interval excludes 0: uncorrected, 2 neurons examined, so about 1 in "
         "20 with no effect is marked by chance)",
         "",

@@ -5,20 +5,23 @@ ablating and steering it did."""
 from __future__ import annotations
 
 from lazarus.results.card import Ablation, CardResult, Context, CorpusView, UnitCard, WeightView
+from lazarus.stats.sketch import beyond_note
 from lazarus.text import banner, escape, plural, routed_share
 
 BAR_WIDTH = 24
 ALPHA = 0.05  # the family-wise level of the Bonferroni threshold given for reference
 
 
-def p_note(tested: int) -> str | None:
+def p_note(tested: int, sortable: bool = False) -> str | None:
     """What the units' p are (`tested`: the units on the page with one): each its own test,
-    uncorrected across them, with the Bonferroni threshold for reference; None for one unit."""
+    uncorrected across them, with the Bonferroni threshold for reference; None for one unit.
+    `sortable`: the page sorts its units by p (the HTML index; the text keeps their order)."""
     if tested < 2:
         return None
+    sorting = ", which sorting puts first," if sortable else ""
     return (f"each unit's p (its ablation against the random units) is its own test, "
-            f"uncorrected across the {tested} units on this page (the smallest of {tested}, "
-            f"which sorting puts first, is small by chance more often than one unit's p); "
+            f"uncorrected across the {tested} units on this page (the smallest of {tested}"
+            f"{sorting} is small by chance more often than one unit's p); "
             f"Bonferroni threshold for reference: {ALPHA:g} / {tested} = "
             f"{ALPHA / tested:.3g}")
 
@@ -83,6 +86,9 @@ def _corpus(c: CorpusView) -> list[str]:
              f" ({c.ACTIVE_RULE})  min {c.min:.3f}  max {c.max:.3f}  (n={c.count})",
              "    quantiles " + "  ".join(f"p{round(100 * q)} {v:.3f}" for q, v in c.quantiles),
              "    histogram (approximate: each value counted at its sketch bucket's value)"]
+    beyond = beyond_note(c.min, c.max)
+    if beyond:
+        lines.insert(2, f"    ({beyond})")
     if c.expert is not None and c.scored_tokens is not None:
         lines.insert(1, f"    {routed_share(c.count, c.scored_tokens, c.expert)}")
     largest = max(c.histogram_counts, default=0) or 1

@@ -16,6 +16,7 @@ from typing import Any
 from lazarus.render import html_parts as h
 from lazarus.render.card import p_note
 from lazarus.render.card_assets import DASHBOARD_STYLE, SCRIPT
+from lazarus.render.examples import beyond_html
 from lazarus.results.card import CardResult
 from lazarus.text import routed_share
 
@@ -58,7 +59,7 @@ def render_card_html(result: CardResult) -> str:
     """The dashboard's page (see the module's notes)."""
     document = result.to_json()
     units = document["units"]
-    note = p_note(sum(1 for unit in units if _controls(unit, "p") is not None))
+    note = p_note(sum(1 for unit in units if _controls(unit, "p") is not None), sortable=True)
     title = f"lazarus card: {document['model']}, layer {document['layer']}, {document['site']}"
     where = f"model {document['model']}"
     corpus = document["corpus"]
@@ -162,6 +163,7 @@ def _corpus(c: dict) -> str:
              f'{h.text(routed_share(c["routed_tokens"], c["scored_tokens"], c["expert"]))}</p>',
              h.quantiles_table([(f"p{round(100 * q['q'])}", q["value"])
                                 for q in c["quantiles"]]),
+             beyond_html(c["min"], c["max"]),
              h.histogram_svg(c["histogram"]["edges"], c["histogram"]["counts"], limit)]
     missing = "no value" if c.get("expert") is None else "not routed"
     for kind in ("top", "bottom"):

@@ -10,6 +10,7 @@ from lazarus.render import html_parts as h
 from lazarus.results import palette
 from lazarus.results.card import Shown
 from lazarus.results.examples import Example, ExamplesResult, NeuronExamples
+from lazarus.stats.sketch import beyond_note
 from lazarus.text import banner, escape, plural, routed_share
 
 BAR_WIDTH = 30
@@ -37,6 +38,8 @@ def render_neuron(n: NeuronExamples, color: bool = False) -> list[str]:
              f"  mean {n.mean:.3f}  std {n.std:.3f}  positive {100 * n.fraction_positive:.1f}%  "
              f"min {n.min:.3f}  max {n.max:.3f}  (n={n.count})",
              "  quantiles " + "  ".join(f"{key} {value:.3f}" for key, value in q.items())]
+    beyond = beyond_note(n.min, n.max)
+    lines += [f"  ({beyond})"] if beyond else []
     lines += ["  histogram (approximate: each value counted at its sketch bucket's value)",
               *_histogram(n.histogram_edges, n.histogram_counts)]
     limit = max(abs(n.min), abs(n.max)) if color else None
@@ -80,6 +83,7 @@ def render_html(result: ExamplesResult, contexts: Sequence[Shown]) -> str:
                   f"{100 * n.fraction_positive:.1f}%, min {n.min:.4g}, max {n.max:.4g} "
                   f"(n={n.count})</p>",
                   h.quantiles_table(list(n.quantiles.items())),
+                  beyond_html(n.min, n.max),
                   "<p class=\"note\">histogram (approximate: each value counted at its sketch "
                   "bucket's value)</p>",
                   h.histogram_svg(n.histogram_edges, n.histogram_counts, limit)]
@@ -94,3 +98,9 @@ def render_html(result: ExamplesResult, contexts: Sequence[Shown]) -> str:
         parts.append("</section>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+
+def beyond_html(low: float, high: float) -> str:
+    """`stats.sketch.beyond_note` as a note paragraph ("" when every value is in range)."""
+    note = beyond_note(low, high)
+    return "" if note is None else f'<p class="note">{h.text(note)}</p>'

@@ -100,7 +100,7 @@ def _label_notes(summaries: list[LabelSummary], noun: str, choice: Choice,
 
     def interval(simultaneous: str = "") -> str:
         return (f"[low, high] = its 95% interval{simultaneous}, {INTERVAL_ASSUMPTION}; n/a: "
-                f"too few {noun}s for one")
+                f"too few {noun}s, or no spread within any label, for one")
 
     if choice.by != EFFECT:
         examined = plural(neurons, "neuron") + ("" if groups == 2 else f" x {groups} labels")

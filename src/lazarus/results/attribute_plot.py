@@ -59,7 +59,8 @@ def _check_panel(axes: Any, check: Any) -> None:
     def shown(rho: float) -> str:
         return f"{rho:.2f}" if np.isfinite(rho) else "undefined"
 
-    axes.set_title(f"self-check: {len(estimate)} of {check.total} units, Spearman "
-                   f"{shown(check.spearman)} over all, {shown(check.spearman_top)} within the "
-                   f"top {check.top_count} ({check.verdict})", fontsize=9)
+    # two lines: on one, the verdict ran past the 5.5-inch panel's right edge
+    axes.set_title(f"self-check: {len(estimate)} of {check.total} units ({check.verdict})\n"
+                   f"Spearman {shown(check.spearman)} over all, {shown(check.spearman_top)} "
+                   f"within the top {check.top_count}", fontsize=9)
     axes.legend(fontsize=8)

@@ -39,6 +39,18 @@ ALPHA = 2.0 ** -MANTISSA_BITS / (2 + 2.0 ** -MANTISSA_BITS)  # relative error of
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 
 
+def beyond_note(low: float | None, high: float | None) -> str | None:
+    """What the quantiles and histogram of values from `low` to `high` miss when some are beyond
+    MAX_ABS (they share the outermost bucket, read as about its value); None when none are (or
+    there are no values)."""
+    if low is None or high is None or not max(abs(low), abs(high)) >= MAX_ABS:
+        return None
+    edge = float(bucket_values()[-1])
+    return (f"some values are beyond +-{MAX_ABS:g} (2^14), where the sketch does not resolve "
+            f"them: they are counted at about +-{edge:.0f}, so quantiles and histogram bins "
+            "among them are not their values (min, max, mean, std and the examples are exact)")
+
+
 def bucket_values() -> np.ndarray:
     """The value each sketch bucket stands for, ascending: float64 [BUCKETS]."""
     first = np.arange(LOW, LOW + SIDE, dtype=np.uint32)  # each bucket's top bits
