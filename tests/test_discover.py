@@ -262,3 +262,40 @@ def test_a_survivor_among_few_units_carries_the_measured_caveat(units):
     assert found.survivors >= 1
     text = render_discovery(found, 0)
     assert (f"over only {units} units" in text) == (units < 16)
+
+
+def test_nothing_found_because_silent_units_set_the_bar_says_so():
+    # Units at one value on most prompts (ReLU-like) fill the null's maxima with huge F's when
+    # a resample misses their few other values: a planted neuron found alone is lost among
+    # them, and the report says why instead of only 'no neuron survives'.
+    rng = np.random.default_rng(0)
+    labels = ["a"] * 10 + ["b"] * 10
+    values = rng.normal(size=(20, 50))
+    values[:10, 0] += 3.0
+    assert discover.discover(values, labels, permutations=500).survivors == 1
+    assert discover.discover(values, labels, permutations=500).sparse == 0
+    for j in range(1, 11):
+        values[:, j] = 0.0
+        fires = [rng.integers(0, 10), rng.integers(10, 20)] + [rng.integers(0, 20)] * (j % 2)
+        values[fires, j] = rng.exponential(size=len(fires)) * 10.0 ** -rng.integers(0, 3)
+    found = discover.discover(values, labels, permutations=500)
+    assert found.survivors == 0
+    assert found.sparse == 10
+    assert found.sparse_share >= 0.5
+    assert "take one value on at least half the prompts" in render_discovery(found, 0)
+
+
+def test_noise_without_silent_units_gets_no_silent_unit_note():
+    rng = np.random.default_rng(5)
+    found = discover.discover(rng.normal(size=(16, 40)), ["x", "y"] * 8, permutations=300)
+    assert found.survivors == 0
+    assert found.sparse == 0
+    assert found.sparse_note() is None
+    assert "at least half the prompts" not in render_discovery(found, 0)
+
+
+def test_silent_on_most_is_one_exact_value_on_at_least_half_the_rows():
+    # 0 on rows 0, 1, 4 (3 of 5); 5 on rows 1, 2, 3 (3 of 5, not the smallest value); 3 on 2
+    values = np.array([[0.0, 1.0, 1.0], [0.0, 5.0, 2.0], [2.0, 5.0, 3.0], [3.0, 5.0, 3.0],
+                       [0.0, 9.0, 4.0]])
+    assert discover._silent_on_most(values).tolist() == [True, True, False]

@@ -263,6 +263,8 @@ def render_discovery(discovery: Discovery, layer: int) -> str:
                      f"p < {discovery.alpha:g}, so none separates the label means beyond what "
                      "resamples without a difference do.")
         lines.append(f"Not finding is not absence: {discovery.detectable_text()}.")
+        if discovery.sparse_note() is not None:
+            lines.append(f"({discovery.sparse_note()})")
         if best is not None:
             why = (SPREAD_CAVEAT if best.low > 0 or best.high < 0 else
                    "a maximum over every neuron, expected to be large by chance alone")

@@ -276,6 +276,8 @@ def discovery_json(discovery: Discovery) -> dict:
         "smallest_detectable": {"effect": json_number(discovery.detectable),
                                 "measure": discovery.effect, "power": POWER,
                                 "method": WELCH_METHOD},
+        "silent_on_most": {"neurons": discovery.sparse, "share_of_null_maxima":
+                           discovery.sparse_share, "note": discovery.sparse_note()},
         "findings": [finding(f) for f in discovery.findings],
         "candidates": [finding(f) for f in discovery.candidates],
     }

@@ -31,6 +31,7 @@ from lazarus.text import agree, plural
 PERMUTATIONS = 1000  # bootstrap resamples of the test; smallest possible p: 1/1001
 ALPHA = 0.05
 SEED = 0
+SPARSE_SHARE = 0.5  # share of the null's maxima from silent-on-most units that is said
 TEST = ("Welch's F (label means compared, each label with its own spread) against a bootstrap "
         "of prompts within each label, every label centred at its mean")
 CORRECTION = "family-wise, by the max-statistic over all neurons tested (Westfall-Young)"
@@ -67,6 +68,10 @@ class Discovery:
     candidates: tuple[Finding, ...]  # when none survives: the largest F, not findings
     smallest_p: float  # the smallest p any neuron could reach in this run
     detectable: float  # the smallest effect found with POWER (d or eta2); inf: none could be
+    # neurons with one value on at least half the prompts (silent on most: ReLU-like), and the
+    # share of resamples whose largest F was one of theirs (`sparse_note`)
+    sparse: int = 0
+    sparse_share: float = 0.0
 
     @property
     def shown(self) -> tuple[Finding, ...]:
@@ -93,6 +98,19 @@ class Discovery:
         how = f" ({WELCH_METHOD})" if method else ""
         return (f"an effect of {self.symbol} = {self.detectable:.2g} or more would have been "
                 f"found with {POWER:.0%} power{how}")
+
+    def sparse_note(self) -> str | None:
+        """Why nothing survived when the null's maxima came mostly from units that are silent
+        on most prompts: a resample that misses their few values leaves a label nearly tied and
+        their F huge, which raises the bar for every neuron (a loss of power, said, not fixed)."""
+        if self.findings or self.sparse_share < SPARSE_SHARE:
+            return None
+        return (f"in {self.sparse_share:.0%} of the resamples the largest F came from one of the "
+                f"{plural(self.sparse, 'neuron')} that take one value on at least half the "
+                "prompts (silent on most, as ReLU units and router weights are): a resample "
+                "that misses their few other values gives them a huge F, which raises the bar "
+                "for every neuron; read a site without such units (e.g. resid_post), or give "
+                "more prompts")
 
     def floor_cause(self) -> tuple[str, str]:
         """Why no p can fall below alpha, and what to change: the resamples alone (p is at least
@@ -181,6 +199,7 @@ def discover(values: np.ndarray, labels: Sequence[str], neurons: Sequence[int] |
                            "separate the labels")
     test = bootstrap_test(values[:, columns], codes,
                           within_label_draws(codes, permutations, seed))
+    sparse = _silent_on_most(values[:, columns])
     order = np.lexsort((ids[columns], -test.statistic))  # largest F first, then lower id
     surviving = order[test.p_corrected[order] < alpha]
     picked = surviving[:top_k] if surviving.size else order[:top_k]
@@ -198,4 +217,20 @@ def discover(values: np.ndarray, labels: Sequence[str], neurons: Sequence[int] |
         survivors=int(surviving.size), findings=shown if surviving.size else (),
         candidates=() if surviving.size else shown, smallest_p=test.smallest_p,
         detectable=detectable_welch(critical_value(test.max_null, alpha),
-                                    np.bincount(codes).tolist()))
+                                    np.bincount(codes).tolist()),
+        sparse=int(sparse.sum()), sparse_share=_sparse_share(sparse, test.max_column))
+
+
+def _silent_on_most(values: np.ndarray) -> np.ndarray:
+    """bool per column of `values` [n, m]: one value (exactly) on at least half the rows;
+    blind to the labels."""
+    ordered = np.sort(values, axis=0)
+    half = (values.shape[0] + 1) // 2
+    # a value held by `half` rows fills some `half` consecutive sorted rows
+    return (ordered[half - 1:] == ordered[:values.shape[0] - half + 1]).any(axis=0)
+
+
+def _sparse_share(sparse: np.ndarray, max_column: np.ndarray) -> float:
+    """The share of the resamples with a largest F whose largest came from a `sparse` column."""
+    counted = max_column[max_column >= 0]
+    return float(sparse[counted].mean()) if counted.size else 0.0

@@ -114,6 +114,7 @@ class MaxTest:
     max_null: np.ndarray  # [resamples]
     resamples: int
     degenerate: int
+    max_column: np.ndarray  # [resamples]: the column with each resample's largest F (-1: none)
 
     @property
     def smallest_p(self) -> float:
@@ -142,6 +143,7 @@ def bootstrap_test(values: np.ndarray, codes: np.ndarray, draws: np.ndarray) -> 
     beaten = np.zeros(values.shape[1], dtype=np.int64)
     own = np.zeros(values.shape[1], dtype=np.int64)  # spreadless resamples the max misses
     max_null = np.empty(draws.shape[0])
+    max_column = np.full(draws.shape[0], -1)
     for start in range(0, draws.shape[0], BATCH):
         null, spreadless = _welch(centred, codes, draws[start:start + BATCH], scale)  # [b, m]
         # a column with spread in some label but none in this resample (a unit silent on all
@@ -149,12 +151,16 @@ def bootstrap_test(values: np.ndarray, codes: np.ndarray, draws: np.ndarray) -> 
         # (a column tied within every label to begin with keeps its F, about 0 in every one)
         spreadless &= ~tied
         beaten += ((null >= threshold) | spreadless).sum(axis=0)
-        shared = np.where(spreadless, -np.inf, null).max(axis=1)
+        counted = np.where(spreadless, -np.inf, null)
+        shared = counted.max(axis=1)
+        largest = counted.argmax(axis=1)
         shared[flat[start:start + BATCH]] = np.inf
+        largest[flat[start:start + BATCH]] = -1
         max_null[start:start + null.shape[0]] = shared
+        max_column[start:start + null.shape[0]] = largest
         own += (spreadless & (shared[:, None] < threshold)).sum(axis=0)
     count = draws.shape[0]
     p = (1 + beaten) / (1 + count)
     p_corrected = (1 + (max_null[None, :] >= threshold[:, None]).sum(axis=1) + own) / (1 + count)
     return MaxTest(statistic=observed, p=p, p_corrected=p_corrected, max_null=max_null,
-                   resamples=count, degenerate=int(flat.sum()))
+                   resamples=count, degenerate=int(flat.sum()), max_column=max_column)
