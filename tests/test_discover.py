@@ -299,3 +299,23 @@ def test_silent_on_most_is_one_exact_value_on_at_least_half_the_rows():
     values = np.array([[0.0, 1.0, 1.0], [0.0, 5.0, 2.0], [2.0, 5.0, 3.0], [3.0, 5.0, 3.0],
                        [0.0, 9.0, 4.0]])
     assert discover._silent_on_most(values).tolist() == [True, True, False]
+
+
+def test_a_resample_where_every_unit_lacks_spread_has_no_largest_f_to_attribute():
+    # 3 + 3 prompts, a unit silent on most and one tied in pairs: a resample that misses the
+    # silent unit's one value and the other's odd ones leaves both without spread, so it has no
+    # largest F; it was put on column 0, and the share said depended on the columns' order
+    from lazarus.stats.welch import bootstrap_test
+
+    labels = ["a"] * 3 + ["b"] * 3
+    paired = [1.0, 1.0, 2.0, 3.0, 3.0, 4.0]
+    silent = [0.0, 0.0, 0.0, 0.0, 0.0, 5.0]
+    first = discover.discover(np.array([silent, paired]).T, labels, permutations=1000)
+    last = discover.discover(np.array([paired, silent]).T, labels, permutations=1000)
+    assert first.sparse == last.sparse == 1
+    assert first.sparse_share == last.sparse_share
+    codes = np.array([0, 0, 0, 1, 1, 1])
+    test = bootstrap_test(np.array([silent, paired]).T, codes,
+                          discover.within_label_draws(codes, 1000, 0))
+    assert np.isneginf(test.max_null).any()
+    assert (test.max_column[np.isneginf(test.max_null)] == -1).all()

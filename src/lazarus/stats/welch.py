@@ -153,7 +153,7 @@ def bootstrap_test(values: np.ndarray, codes: np.ndarray, draws: np.ndarray) -> 
         beaten += ((null >= threshold) | spreadless).sum(axis=0)
         counted = np.where(spreadless, -np.inf, null)
         shared = counted.max(axis=1)
-        largest = counted.argmax(axis=1)
+        largest = np.where(np.isneginf(shared), -1, counted.argmax(axis=1))  # -1: no F at all
         shared[flat[start:start + BATCH]] = np.inf
         largest[flat[start:start + BATCH]] = -1
         max_null[start:start + null.shape[0]] = shared
