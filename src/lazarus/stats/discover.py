@@ -109,8 +109,8 @@ class Discovery:
                 f"{plural(self.sparse, 'neuron')} that take one value on at least half the "
                 "prompts (silent on most, as ReLU units and router weights are): a resample "
                 "that misses their few other values gives them a huge F, which raises the bar "
-                "for every neuron; read a site without such units (e.g. resid_post), or give "
-                "more prompts")
+                "for every neuron (more prompts did not help on a ReLU model); read a site "
+                "without such units, e.g. resid_post")
 
     def floor_cause(self) -> tuple[str, str]:
         """Why no p can fall below alpha, and what to change: the resamples alone (p is at least
