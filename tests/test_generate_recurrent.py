@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from tiny_configs import tiny_config
-from tiny_models import build_tokenizer
+from tiny_models import build_config
 
 from lazarus.engine import interventions, measures
 from lazarus.engine.loading import load_model
@@ -23,21 +23,10 @@ NEW_TOKENS = 5
 
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory):
-    from transformers import AutoModelForCausalLM
-
-    models = {}
-    for family in FAMILIES:
-        folder = tmp_path_factory.mktemp(family)
-        torch.manual_seed(0)
-        model = AutoModelForCausalLM.from_config(tiny_config(family), dtype=torch.float32)
-        with torch.no_grad():  # wider than HF's init, so that the tokens depend on the prompt
-            for name, parameter in model.named_parameters():
-                if "norm" not in name and "ln" not in name:
-                    parameter.normal_(0.0, 0.3)
-        model.save_pretrained(folder)
-        build_tokenizer(add_bos=True).save_pretrained(folder)
-        models[family] = load_model(read_model_info(str(folder)), "cpu", "float32")
-    return models
+    # weights wider than HF's init, so that the tokens depend on the prompt
+    return {family: load_model(read_model_info(str(build_config(
+        tiny_config(family), tmp_path_factory.mktemp(family), add_bos=True, scale=0.3))),
+        "cpu", "float32") for family in FAMILIES}
 
 
 def _greedy_alone(model, ids, hook=None):

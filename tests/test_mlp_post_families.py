@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from tiny_configs import tiny_config
-from tiny_models import build_tokenizer
+from tiny_models import build_config
 
 from lazarus.engine import interventions, measures
 from lazarus.engine.capture import capture
@@ -32,21 +32,10 @@ LAYER = 1
 
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory):
-    from transformers import AutoModelForCausalLM
-
-    models = {}
-    for family in FAMILIES:
-        folder = tmp_path_factory.mktemp(family)
-        torch.manual_seed(0)
-        model = AutoModelForCausalLM.from_config(tiny_config(family), dtype=torch.float32)
-        with torch.no_grad():  # wider than HF's init, so that the MLP is not nearly linear
-            for name, parameter in model.named_parameters():
-                if "ln_" not in name and "norm" not in name:
-                    parameter.normal_(0.0, 0.1)
-        model.save_pretrained(folder)
-        build_tokenizer(add_bos=False).save_pretrained(folder)
-        models[family] = load_model(read_model_info(str(folder)), "cpu", "float32")
-    return models
+    # weights wider than HF's init, so that the MLP is not nearly linear
+    return {family: load_model(read_model_info(str(build_config(
+        tiny_config(family), tmp_path_factory.mktemp(family), add_bos=False, scale=0.1))),
+        "cpu", "float32") for family in FAMILIES}
 
 
 def _down(model, family, layer):

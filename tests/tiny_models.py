@@ -92,14 +92,29 @@ def build(architecture: str, folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def _spread_weights(model: torch.nn.Module, seed: int) -> None:
+def build_config(config: object, folder: Path, add_bos: bool, scale: float = 0.1,
+                 seed: int = 0) -> Path:
+    """`build` for any config (e.g. `tiny_configs.tiny_config(family)`), its weights of sd
+    `scale`; return the folder."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    _spread_weights(model, seed, scale)
+    model.save_pretrained(folder)
+    build_tokenizer(add_bos=add_bos).save_pretrained(folder)
+    return folder
+
+
+def _spread_weights(model: torch.nn.Module, seed: int, scale: float = 0.1) -> None:
     """HF's default init (std 0.02) makes tiny models nearly linear; wider weights exercise
     attention and the MLP non-linearity, so a capture bug cannot hide behind small values."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
-            if "norm" not in name and ".ln_" not in name:  # norms keep their own init
-                noise = torch.randn(parameter.shape, generator=generator) * 0.1
+            # norms keep their own init (GPT-2's ln_1, RWKV's ln1 and pre_ln, every *norm*)
+            if "norm" not in name and "ln" not in name:
+                noise = torch.randn(parameter.shape, generator=generator) * scale
                 parameter.copy_(noise.to(parameter.dtype))
 
 
